@@ -1,0 +1,31 @@
+"""streamer: real-time Bybit V5 market data, a trio core plus plugins."""
+
+from __future__ import annotations
+
+from streamer.api import BaseTransform, Context, Emit, FatalError, Sink, Source, Transform
+from streamer.events import Event, Kline, Price, Ticker, Trade
+from streamer.hookspecs import hookimpl
+from streamer.inbox import Inbox
+
+__version__ = "0.1.0"
+
+#: Returned by ``streamer_transform_event`` to drop an event.
+DROP: object = object()
+
+__all__ = [
+    "DROP",
+    "BaseTransform",
+    "Context",
+    "Emit",
+    "Event",
+    "FatalError",
+    "Inbox",
+    "Kline",
+    "Price",
+    "Sink",
+    "Source",
+    "Ticker",
+    "Trade",
+    "Transform",
+    "hookimpl",
+]

@@ -1,0 +1,1 @@
+"""The console sink: one JSON line per envelope on stdout, or a compact table."""

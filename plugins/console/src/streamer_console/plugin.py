@@ -1,0 +1,13 @@
+"""Registers the ``console`` sink."""
+
+from __future__ import annotations
+
+from streamer import hookimpl
+from streamer.hookspecs import RegisterType
+
+from streamer_console.sink import ConsoleConfig, ConsoleSink
+
+
+@hookimpl
+def streamer_register_sinks(register: RegisterType) -> None:
+    register("console", ConsoleConfig, ConsoleSink)

@@ -1,0 +1,4 @@
+"""Shared fixtures. Each fixture module lives beside the thing it fakes or starts; import
+its fixtures here so every test directory can use them."""
+
+from __future__ import annotations
