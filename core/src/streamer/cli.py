@@ -1,0 +1,160 @@
+"""The ``streamer`` command: ``run``, ``check``, ``plugins`` and plugin sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+import streamer
+from streamer.api import FatalError
+from streamer.config import ConfigError, PipelineConfig, load_config_file
+from streamer.logs import setup_logging
+from streamer.plugins import PluginManager, load_plugin_manager
+from streamer.runtime import Pipeline, _leaves
+
+log = logging.getLogger("streamer.cli")
+DEFAULT_CONFIG = "streamer.toml"
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                        help=f"pipeline file (default: ./{DEFAULT_CONFIG})")
+
+
+def _load(args: argparse.Namespace, pm: PluginManager) -> PipelineConfig | None:
+    try:
+        return load_config_file(args.config, pm)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        n = len(exc.errors)
+        print(f"{n} error{'s' if n != 1 else ''} in {args.config}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
+    config = _load(args, pm)
+    if config is None:
+        return 2
+    for node in config.nodes():
+        inputs = f" <- {', '.join(node.inputs)}" if node.inputs else ""
+        print(f"{node.kind:<9} {node.name} ({node.type}){inputs}")
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
+    infos = pm.plugins()
+    if not infos and not pm.failures:
+        print("no plugins installed (entry-point group 'streamer.plugins')")
+    for info in infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
+        print(f"{info.name:<12} {dist}")
+        for t in info.types:
+            print(f"    {t}")
+    for name in pm.blocked:
+        print(f"{name:<12} blocked by STREAMER_DISABLE_PLUGINS")
+    for failure in pm.failures:
+        print(f"{failure.name:<12} {failure.distribution or ''} FAILED TO LOAD: {failure.error}")
+    return 1 if pm.failures else 0
+
+
+async def _run_pipeline(pipeline: Pipeline) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    if count == 1:
+                        log.info("%s: stopping sources, flushing sinks",
+                                 signal.Signals(signum).name)
+                        pipeline.shutdown()
+                    else:
+                        log.warning("second signal: stopping now")
+                        nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_signals)
+        await pipeline.run()
+        nursery.cancel_scope.cancel()
+
+
+def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
+    config = _load(args, pm)
+    if config is None:
+        return 2
+    s = config.settings
+    setup_logging(args.log_level or s.log_level, s.log_format, s.log_file)
+    for failure in pm.failures:
+        log.error("plugin %r failed to load: %s", failure.name, failure.error)
+    try:
+        pipeline = Pipeline(config, pm)
+    except Exception as exc:  # a factory refusing its config
+        log.error("cannot build the pipeline: %s: %s", type(exc).__name__, exc)
+        return 1
+    try:
+        trio.run(_run_pipeline, pipeline)
+    except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001
+        leaves = _leaves(exc)
+        fatal = [e for e in leaves if isinstance(e, FatalError)]
+        if fatal:
+            log.error("stopped: %s", fatal[0])
+            return 1
+        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            return 0
+        log.exception("stopped by an unexpected error")
+        return 1
+    return 0
+
+
+def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="streamer", description="Real-time Bybit V5 market data, fanned out to sinks."
+    )
+    parser.add_argument("--version", action="version", version=f"streamer {streamer.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("run", help="run the pipeline of a streamer.toml")
+    _add_config_arg(p)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="override [streamer] log_level")
+    p = sub.add_parser("check", help="validate a streamer.toml without connecting anywhere")
+    _add_config_arg(p)
+    sub.add_parser("plugins", help="list installed plugins and the types they add")
+    extra: dict[str, object] = {}
+    for name, spec in sorted(pm.commands().items()):
+        if name in {"run", "check", "plugins"}:
+            continue
+        p = sub.add_parser(name, help=f"{spec.help} [plugin {spec.plugin}]")
+        spec.configure(p)
+        extra[name] = spec
+    return parser, extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    pm = load_plugin_manager()
+    parser, extra = build_parser(pm)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "run":
+        return cmd_run(args, pm)
+    if args.command == "check":
+        return cmd_check(args, pm)
+    if args.command == "plugins":
+        return cmd_plugins(args, pm)
+    spec = extra[args.command]
+    return int(spec.main(args))  # type: ignore[attr-defined]
+
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Logging set-up: stderr or a file (never stdout, which belongs to the console sink), text or
+JSON lines, and a rate limit so a message repeated in a loop cannot flood the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+#: Repeats of one message template per logger allowed per window before suppression.
+BURST = 5
+WINDOW_SECONDS = 10.0
+
+
+class RateLimitFilter(logging.Filter):
+    """Let ``BURST`` records of one (logger, template) through per window, then suppress; the
+    next record after the window carries a note with how many were suppressed."""
+
+    def __init__(self, burst: int = BURST, window: float = WINDOW_SECONDS) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._state: dict[tuple[str, Any], list[float]] = {}  # key -> [window_start, n, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        state = self._state.get(key)
+        if state is None or now - state[0] >= self.window:
+            suppressed = int(state[2]) if state else 0
+            self._state[key] = [now, 1, 0]
+            if len(self._state) > 10_000:  # bounded memory whatever the templates
+                self._state.clear()
+            if suppressed:
+                record.msg = f"{record.msg} (suppressed {suppressed} similar messages)"
+            return True
+        state[1] += 1
+        if state[1] <= self.burst:
+            return True
+        state[2] += 1
+        return False
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", file: str | None = None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
+    )
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    handler.addFilter(RateLimitFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,289 @@
+"""Run a pipeline: start sinks, transforms and sources in one trio nursery, route batches,
+supervise, and shut down gracefully.
+
+Routing is inline: ``await emit(batch)`` runs each downstream transform's ``process`` and
+queues the batch into each downstream sink's :class:`~streamer.inbox.Inbox`, on the emitting
+task. A batch therefore travels from the socket read to every sink queue without a task
+switch; the only wake-up is the sink's own (../shared/DESIGN.md, sections 1 and 9).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+import streamer
+from streamer.api import Context, Emit, FatalError
+from streamer.backoff import Backoff
+from streamer.config import NodeConfig, PipelineConfig
+from streamer.events import Event
+from streamer.inbox import Inbox
+from streamer.metrics import Metrics
+from streamer.plugins import PluginManager
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+log = logging.getLogger("streamer.runtime")
+
+#: How often sink drops are checked and reported (seconds).
+DROP_REPORT_INTERVAL = 5.0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        out: list[BaseException] = []
+        for inner in exc.exceptions:
+            out.extend(_leaves(inner))
+        return out
+    return [exc]
+
+
+@attrs.define(eq=False)
+class Node:
+    config: NodeConfig
+    obj: Any
+    context: Context
+    inbox: Inbox | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Pipeline:
+    """A built pipeline. ``await nursery.start(pipeline.run)``; ``pipeline.shutdown()``."""
+
+    def __init__(self, config: PipelineConfig, pm: PluginManager) -> None:
+        self.config = config
+        self.nodes: dict[str, Node] = {}
+        for nc in config.nodes():
+            context = Context(
+                name=nc.name,
+                type=nc.type,
+                logger=logging.getLogger(f"streamer.{nc.kind}.{nc.name}"),
+                metrics=Metrics(),
+                inputs=nc.inputs,
+            )
+            obj = nc.spec.factory(nc.options, context)
+            inbox = Inbox(nc.name, nc.queue_size, nc.overflow) if nc.kind == "sink" else None
+            self.nodes[nc.name] = Node(nc, obj, context, inbox)
+        self._event_hooks = pm.event_transformers()
+        self._emits: dict[str, Emit] = {}
+        for node in self.nodes.values():
+            if node.config.kind != "sink":
+                self._emit_for(node.name)
+        self._sources_scope: trio.CancelScope | None = None
+        self._shutdown_requested = False
+        self._reported_drops: dict[str, int] = {}
+        self.fatal: FatalError | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    def node(self, name: str) -> Any:
+        """The source, transform or sink object built for the node named ``name``."""
+        return self.nodes[name].obj
+
+    def metrics(self) -> dict[str, dict[str, int]]:
+        out = {name: n.context.metrics.snapshot() for name, n in self.nodes.items()}
+        for name, n in self.nodes.items():
+            if n.inbox is not None and n.inbox.dropped_batches:
+                out[name]["dropped_batches"] = n.inbox.dropped_batches
+                out[name]["dropped_events"] = n.inbox.dropped_events
+        return out
+
+    def shutdown(self) -> None:
+        """Stop the sources; ``run`` then drains the inboxes, lets sinks flush and returns."""
+        self._shutdown_requested = True
+        if self._sources_scope is not None:
+            self._sources_scope.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        sinks = [n for n in self.nodes.values() if n.config.kind == "sink"]
+        transforms = [n for n in self.nodes.values() if n.config.kind == "transform"]
+        sources = [n for n in self.nodes.values() if n.config.kind == "source"]
+        try:
+            async with trio.open_nursery() as sink_nursery:
+                await self._start_all(sink_nursery, sinks)
+                async with trio.open_nursery() as producer_nursery:
+                    producer_nursery.start_soon(self._report_loop)
+                    await self._start_all(producer_nursery, transforms)
+                    with trio.CancelScope() as sources_scope:
+                        self._sources_scope = sources_scope
+                        if self._shutdown_requested:
+                            sources_scope.cancel()
+                        async with trio.open_nursery() as source_nursery:
+                            await self._start_all(source_nursery, sources)
+                            log.info("pipeline running: %d source(s), %d transform(s), "
+                                     "%d sink(s)", len(sources), len(transforms), len(sinks))
+                            task_status.started()
+                    if not sources_scope.cancelled_caught:
+                        log.info("every source has ended")
+                    producer_nursery.cancel_scope.cancel()
+                for node in sinks:
+                    assert node.inbox is not None
+                    node.inbox.close()
+                timeout = self.config.settings.shutdown_timeout
+                sink_nursery.cancel_scope.deadline = trio.current_time() + timeout
+            if sink_nursery.cancel_scope.cancelled_caught:
+                log.warning("sinks did not finish flushing within %.1fs; cancelled", timeout)
+        finally:
+            self._log_summary()
+
+    # -- starting and supervising -----------------------------------------------------------
+
+    async def _start_all(self, nursery: trio.Nursery, nodes: Sequence[Node]) -> None:
+        """Start ``nodes`` concurrently; return once each has reported ready (or failed and
+        gone into its restart loop)."""
+        async with trio.open_nursery() as starters:
+            for node in nodes:
+                starters.start_soon(nursery.start, self._supervise, node)
+
+    async def _supervise(
+        self, node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        kind = node.config.kind
+        arg: Any = node.inbox if kind == "sink" else self._emits[node.name]
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        started = False
+        while True:
+            failure: BaseException | None = None
+            try:
+                async with trio.open_nursery() as inner:
+                    await inner.start(node.obj.run, arg)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    backoff.reset()
+            except (Exception, BaseExceptionGroup) as exc:
+                leaves = _leaves(exc)
+                if all(isinstance(e, trio.Cancelled) for e in leaves):
+                    raise
+                for leaf in leaves:
+                    if isinstance(leaf, FatalError):
+                        self.fatal = leaf
+                        raise leaf from None
+                    if isinstance(leaf, (KeyboardInterrupt, SystemExit)):
+                        raise
+                failure = next(e for e in leaves if not isinstance(e, trio.Cancelled))
+            if failure is None:
+                # run() returned: a source that ran out, or a sink told to stop.
+                if kind == "sink" and node.inbox is not None and not node.inbox.closed:
+                    node.context.logger.warning("sink %r stopped; its input is discarded",
+                                                node.name)
+                    node.inbox.close()
+                if not started:
+                    task_status.started()
+                return
+            delay = backoff.next()
+            node.context.metrics.inc("restarts")
+            node.context.logger.error(
+                "%s %r failed: %s: %s; restarting in %.1fs", kind, node.name,
+                type(failure).__name__, failure, delay, exc_info=failure,
+            )
+            if not started:
+                started = True
+                task_status.started()
+            await trio.sleep(delay)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _emit_for(self, producer: str) -> Emit:
+        if producer in self._emits:
+            return self._emits[producer]
+        transforms: list[tuple[Node, Emit]] = []
+        inboxes: list[Inbox] = []
+        for node in self.nodes.values():
+            if producer in node.config.inputs:
+                if node.config.kind == "transform":
+                    transforms.append((node, self._emit_for(node.name)))
+                elif node.inbox is not None:
+                    inboxes.append(node.inbox)
+        is_source = self.nodes[producer].config.kind == "source"
+        hooks = self._event_hooks if is_source else []
+        apply_hooks = self._hook_applier(producer, hooks) if hooks else None
+
+        async def emit(batch: list[Event]) -> None:
+            if apply_hooks is not None:
+                batch = apply_hooks(batch)
+                if not batch:
+                    return
+            for tnode, temit in transforms:
+                try:
+                    out = tnode.obj.process(batch)
+                except Exception as exc:  # noqa: BLE001 - one bad transform must not stop a source
+                    tnode.context.metrics.inc("errors")
+                    tnode.context.logger.error("transform %r failed on a batch: %s: %s",
+                                               tnode.name, type(exc).__name__, exc,
+                                               exc_info=exc)
+                    continue
+                if out:
+                    await temit(out)
+            for inbox in inboxes:
+                await inbox.put(batch)
+
+        self._emits[producer] = emit
+        return emit
+
+    @staticmethod
+    def _hook_applier(
+        source: str, hooks: list[Callable[..., Any]]
+    ) -> Callable[[list[Event]], list[Event]]:
+        drop = streamer.DROP
+
+        def apply(batch: list[Event]) -> list[Event]:
+            out: list[Event] = []
+            for event in batch:
+                current: Any = event
+                for hook in hooks:
+                    result = hook(event=current, source=source)
+                    if result is drop:
+                        current = None
+                        break
+                    if result is not None:
+                        current = result
+                if current is not None:
+                    out.append(current)
+            return out
+
+        return apply
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _report_drops(self) -> None:
+        for node in self.nodes.values():
+            inbox = node.inbox
+            if inbox is None:
+                continue
+            before = self._reported_drops.get(node.name, 0)
+            if inbox.dropped_batches > before:
+                node.context.logger.warning(
+                    "sink %r is too slow: dropped %d oldest batch(es) (%d events in all so far)",
+                    node.name, inbox.dropped_batches - before, inbox.dropped_events,
+                )
+                self._reported_drops[node.name] = inbox.dropped_batches
+
+    async def _report_loop(self) -> None:
+        interval = self.config.settings.stats_interval
+        next_stats = trio.current_time() + interval if interval else float("inf")
+        while True:
+            await trio.sleep(DROP_REPORT_INTERVAL)
+            self._report_drops()
+            if trio.current_time() >= next_stats:
+                next_stats += interval
+                for name, counts in self.metrics().items():
+                    if counts:
+                        log.info("stats %s: %s", name,
+                                 ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+    def _log_summary(self) -> None:
+        self._report_drops()
+        for name, counts in self.metrics().items():
+            if counts:
+                log.info("final %s: %s", name,
+                         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
