@@ -1,0 +1,1 @@
+"""Kline transforms: ``klines.from_trades`` (aggregate trades) and ``klines.passthrough``."""

@@ -1,0 +1,459 @@
+"""The kline state machine: trades in, OHLCV klines out. No I/O, no clock of its own.
+
+Per (channel, symbol, interval) an :class:`IntervalState` holds the open candles (usually
+one; two for a moment in waiter mode, while the previous candle waits out its latency) and a
+*cursor*: every candle that starts before the cursor is closed and emitted, for good. A trade
+older than the cursor is *late*: it is counted and dropped, never folded into the wrong
+candle and never re-opening a closed one (the older streamer emitted a bogus extra kline).
+
+When a candle closes, by the caller's clock (:meth:`KlineAggregator.close_due`) or by a trade:
+
+- waiter mode (``waiter_ms > 0``): at ``end + waiter_ms``. A trade stamped at or after
+  ``end + waiter_ms`` closes it too (the exchange's own clock says the wait is over), which
+  bounds the state even if nobody calls ``close_due``.
+- without waiter (``waiter_ms == 0``): on the first trade of a later interval or at ``end``
+  by the clock, whichever comes first. Trades of the closed candle that arrive after that are
+  late.
+
+Intervals without trades become flat klines (o=h=l=c=previous close, volume 0,
+trade_count 0) when ``fill_gaps`` is set, once the symbol has a previous close.
+
+The hot path (:meth:`KlineAggregator.add_trades`) converts price and size to float once per
+trade, then per interval compares the timestamp with the open candle's bounds and updates a
+few slots: no dict, tuple or object is allocated per trade unless a candle opens or closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import attrs
+from streamer.events import Kline, Trade
+from streamer.metrics import Metrics
+
+from streamer_aggregate.intervals import alignment_offset
+
+Updates = Literal["closed", "every_trade", "throttled"]
+FirstCandle = Literal["backfill", "partial", "skip"]
+
+_LATE_LOG_EVERY_S = 10.0
+
+
+class Bucket:
+    """One candle being built."""
+
+    __slots__ = (
+        "backfilled",
+        "close",
+        "closed",
+        "dirty",
+        "end",
+        "high",
+        "low",
+        "open",
+        "partial",
+        "pending",
+        "skip",
+        "start",
+        "state",
+        "trade_count",
+        "turnover",
+        "volume",
+    )
+
+    def __init__(self, state: IntervalState, start: int, price: float, size: float) -> None:
+        self.state = state
+        self.start = start
+        self.end = start + state.ms
+        self.open = self.high = self.low = self.close = price
+        self.volume = size
+        self.turnover = price * size
+        self.trade_count = 1
+        self.closed = False
+        self.dirty = False
+        self.partial = False
+        self.skip = False
+        self.backfilled = False
+        #: Trades (ts, price, size) seen while a REST backfill of this candle is in flight;
+        #: ``None`` when no backfill is pending.
+        self.pending: list[tuple[int, float, float]] | None = None
+
+
+class IntervalState:
+    """Candles of one (channel, symbol, interval)."""
+
+    __slots__ = ("buckets", "channel", "cur", "cursor", "last_close", "ms", "offset", "started",
+                 "symbol")
+
+    def __init__(self, channel: str, symbol: str, ms: int) -> None:
+        self.channel = channel
+        self.symbol = symbol
+        self.ms = ms
+        self.offset = alignment_offset(ms)
+        #: Open candles, oldest first.
+        self.buckets: list[Bucket] = []
+        #: The newest open candle when trades may be folded into it directly (not pending).
+        self.cur: Bucket | None = None
+        #: Every candle starting before this is closed; ``None`` until the first close.
+        self.cursor: int | None = None
+        self.last_close: float | None = None
+        self.started = False
+
+
+@attrs.frozen
+class BackfillRequest:
+    """Ask for the REST candle of (channel, symbol, interval) that opened at ``start``."""
+
+    channel: str
+    symbol: str
+    interval: int
+    start: int
+
+
+@attrs.frozen
+class RestCandle:
+    """A candle as Bybit's REST API reported it at ``snapshot_ms`` (its response's ``time``)."""
+
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    turnover: float
+    snapshot_ms: int
+
+
+class KlineAggregator:
+    """Builds klines for every (channel, symbol) it sees, for the given intervals."""
+
+    def __init__(
+        self,
+        intervals: Sequence[int],
+        *,
+        waiter_ms: int = 100,
+        updates: Updates = "closed",
+        fill_gaps: bool = True,
+        turnover: bool = False,
+        first_candle: FirstCandle = "partial",
+        metrics: Metrics | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not intervals:
+            raise ValueError("at least one interval is needed")
+        if len(set(intervals)) != len(intervals):
+            raise ValueError(f"duplicate intervals in {list(intervals)}")
+        if waiter_ms < 0:
+            raise ValueError("waiter_ms must be >= 0")
+        self.intervals = tuple(sorted(intervals))
+        self.waiter_ms = waiter_ms
+        self.updates = updates
+        self.fill_gaps = fill_gaps
+        self.turnover = turnover
+        self.first_candle = first_candle
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.log = logger if logger is not None else logging.getLogger("streamer.aggregate")
+        self._track_updates = updates != "closed"
+        self._by_channel: dict[str, dict[str, list[IntervalState]]] = {}
+        #: Timestamp of the first trade seen per channel: candles that opened before it may
+        #: hold trades we never saw.
+        self._first_ts: dict[str, int] = {}
+        self._all: list[IntervalState] = []
+        self._dirty: list[Bucket] = []
+        self._backfill_requests: list[BackfillRequest] = []
+        self._late_unlogged = 0
+        self._late_logged_at = -_LATE_LOG_EVERY_S
+
+    # -- trades -------------------------------------------------------------------------
+
+    def add_trades(self, trades: Iterable[object]) -> list[Kline]:
+        """Fold a batch of events in (non-Trade events are ignored).
+
+        Returns the klines this closes (non-waiter mode, or a trade past a waiter window) and,
+        with ``updates = "every_trade"``, the open klines the batch changed.
+        """
+        out: list[Kline] = []
+        by_channel = self._by_channel
+        track = self._track_updates
+        with_turnover = self.turnover
+        dirty = self._dirty
+        for t in trades:
+            if t.__class__ is not Trade:
+                continue
+            symbols = by_channel.get(t.channel)
+            if symbols is None:
+                symbols = self._new_channel(t)
+            states = symbols.get(t.symbol)
+            if states is None:
+                states = self._new_symbol(t.channel, t.symbol)
+            ts: int = t.ts
+            p = float(t.price)
+            v = float(t.size)
+            for st in states:
+                b = st.cur
+                if b is not None and b.start <= ts < b.end:
+                    if p > b.high:
+                        b.high = p
+                    elif p < b.low:
+                        b.low = p
+                    b.close = p
+                    b.volume += v
+                    b.trade_count += 1
+                    if with_turnover:
+                        b.turnover += p * v
+                    if track and not b.dirty:
+                        b.dirty = True
+                        dirty.append(b)
+                else:
+                    self._add_slow(st, ts, p, v, out)
+        if self.updates == "every_trade" and dirty:
+            out.extend(self.flush_updates())
+        return out
+
+    def _new_channel(self, t: Trade) -> dict[str, list[IntervalState]]:
+        symbols: dict[str, list[IntervalState]] = {}
+        self._by_channel[t.channel] = symbols
+        self._first_ts[t.channel] = t.ts
+        return symbols
+
+    def _new_symbol(self, channel: str, symbol: str) -> list[IntervalState]:
+        states = [IntervalState(channel, symbol, ms) for ms in self.intervals]
+        self._by_channel[channel][symbol] = states
+        self._all.extend(states)
+        return states
+
+    def _add_slow(self, st: IntervalState, ts: int, p: float, v: float, out: list[Kline]) -> None:
+        """A trade outside the newest open candle: older candle, new candle, or late."""
+        if st.cursor is not None and ts < st.cursor:
+            self._late(st, ts)
+            return
+        start = ts - (ts - st.offset) % st.ms
+        for b in st.buckets:
+            if b.start == start:
+                self._fold(b, ts, p, v)
+                return
+        # Close what this trade proves is over before opening its candle, so that klines
+        # come out in time order.
+        self._advance(st, ts - self.waiter_ms if self.waiter_ms else start, out)
+        b = Bucket(st, start, p, v)
+        if not self.turnover:
+            b.turnover = 0.0
+        if not st.started:
+            st.started = True
+            if start < self._first_ts[st.channel]:
+                self._first_candle_incomplete(st, b, ts, p, v)
+        buckets = st.buckets
+        if not buckets or start > buckets[-1].start:
+            buckets.append(b)
+        else:
+            i = 0
+            while buckets[i].start < start:
+                i += 1
+            buckets.insert(i, b)
+        self._reset_cur(st)
+        if self._track_updates:
+            b.dirty = True
+            self._dirty.append(b)
+
+    def _fold(self, b: Bucket, ts: int, p: float, v: float) -> None:
+        if p > b.high:
+            b.high = p
+        elif p < b.low:
+            b.low = p
+        b.close = p
+        b.volume += v
+        b.trade_count += 1
+        if self.turnover:
+            b.turnover += p * v
+        if b.pending is not None:
+            b.pending.append((ts, p, v))
+        if self._track_updates and not b.dirty:
+            b.dirty = True
+            self._dirty.append(b)
+
+    def _first_candle_incomplete(
+        self, st: IntervalState, b: Bucket, ts: int, p: float, v: float
+    ) -> None:
+        """The first candle of this key opened before we were listening."""
+        mode = self.first_candle
+        if mode == "partial":
+            b.partial = True
+        elif mode == "skip":
+            b.skip = True
+            self.metrics.inc("skipped_first_klines")
+        else:
+            b.pending = [(ts, p, v)]
+            self._backfill_requests.append(
+                BackfillRequest(st.channel, st.symbol, st.ms, start=b.start)
+            )
+
+    @staticmethod
+    def _reset_cur(st: IntervalState) -> None:
+        last = st.buckets[-1] if st.buckets else None
+        st.cur = last if last is not None and last.pending is None else None
+
+    def _late(self, st: IntervalState, ts: int) -> None:
+        self.metrics.inc("late_trades")
+        self._late_unlogged += 1
+        now = time.monotonic()
+        if now - self._late_logged_at >= _LATE_LOG_EVERY_S:
+            self.log.debug(
+                "%d late trade(s) dropped, e.g. %s %s at %d for a closed %d ms kline "
+                "(closed up to %s)",
+                self._late_unlogged, st.channel, st.symbol, ts, st.ms, st.cursor,
+            )
+            self._late_unlogged = 0
+            self._late_logged_at = now
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close_due(self, now_ms: int) -> list[Kline]:
+        """Close every candle whose end (+ waiter latency) is at or before ``now_ms``, and emit
+        flat klines for empty intervals up to then. Klines of one key come out in time order.
+        """
+        out: list[Kline] = []
+        limit = now_ms - self.waiter_ms
+        for st in self._all:
+            cursor = st.cursor
+            if cursor is not None and cursor + st.ms > limit:
+                continue
+            self._advance(st, limit, out)
+        return out
+
+    def _advance(self, st: IntervalState, limit: int, out: list[Kline]) -> None:
+        """Close the intervals of ``st`` that end at or before ``limit``."""
+        ms = st.ms
+        buckets = st.buckets
+        while True:
+            if st.cursor is not None:
+                s = st.cursor
+            elif buckets:
+                s = buckets[0].start
+            else:
+                return
+            if s + ms > limit:
+                return
+            if buckets and buckets[0].start == s:
+                b = buckets.pop(0)
+                self._emit_closed(b, out)
+                st.last_close = b.close
+                st.cursor = s + ms
+                self._reset_cur(st)
+            elif self.fill_gaps and st.last_close is not None:
+                c = st.last_close
+                out.append(
+                    Kline(st.channel, st.symbol, ms, s, c, c, c, c, 0.0, 0, True,
+                          0.0 if self.turnover else None)
+                )
+                st.cursor = s + ms
+            else:
+                # Nothing to emit for the empty stretch: jump over it.
+                latest = limit - (limit - st.offset) % ms
+                st.cursor = min(buckets[0].start, latest) if buckets else latest
+
+    def _emit_closed(self, b: Bucket, out: list[Kline]) -> None:
+        b.closed = True
+        if b.pending is not None:
+            # The REST answer did not come in time: what we have is all we know.
+            b.pending = None
+            b.partial = True
+            self.metrics.inc("backfill_too_late")
+        if b.skip:
+            return
+        st = b.state
+        out.append(
+            Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low, b.close,
+                  b.volume, b.trade_count, True, b.turnover if self.turnover else None,
+                  b.partial)
+        )
+
+    # -- open-kline updates ----------------------------------------------------------------
+
+    def flush_updates(self) -> list[Kline]:
+        """Open klines changed since the last flush (``closed=False``), oldest change first."""
+        out: list[Kline] = []
+        turnover = self.turnover
+        for b in self._dirty:
+            b.dirty = False
+            if b.closed or b.skip or b.pending is not None:
+                continue
+            st = b.state
+            out.append(
+                Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low, b.close,
+                      b.volume, b.trade_count, False, b.turnover if turnover else None,
+                      b.partial)
+            )
+        self._dirty = []
+        return out
+
+    # -- backfill -----------------------------------------------------------------------------
+
+    def take_backfill_requests(self) -> list[BackfillRequest]:
+        """REST candles the aggregator wants (first candles that opened before we listened)."""
+        requests = self._backfill_requests
+        if requests:
+            self._backfill_requests = []
+        return requests
+
+    def apply_backfill(self, request: BackfillRequest, candle: RestCandle | None) -> list[Kline]:
+        """Merge Bybit's REST candle into the first candle, or mark it partial (``None``).
+
+        Exact after the merge: open (Bybit's first trade of the interval), high, low, close.
+        Estimates: volume and turnover are Bybit's totals at ``snapshot_ms`` plus our trades
+        stamped after it, so a trade stamped in the snapshot's millisecond, or one Bybit's
+        kline had not yet counted, can be missed; trade_count counts only the trades we saw
+        (a lower bound: Bybit's REST candle has no count).
+        Returns open klines to emit now (``updates = "every_trade"``), else ``[]``.
+        """
+        states = self._by_channel.get(request.channel, {}).get(request.symbol)
+        bucket = None
+        if states is not None:
+            for st in states:
+                if st.ms == request.interval:
+                    for b in st.buckets:
+                        if b.start == request.start and b.pending is not None:
+                            bucket = b
+        if bucket is None:
+            self.metrics.inc("backfill_discarded")
+            return []
+        pending = bucket.pending or []
+        bucket.pending = None
+        if candle is None:
+            bucket.partial = True
+        else:
+            snap = candle.snapshot_ms
+            after = [(p, v) for ts, p, v in pending if ts > snap]
+            bucket.open = candle.open
+            bucket.high = max(bucket.high, candle.high)
+            bucket.low = min(bucket.low, candle.low)
+            if not after:
+                bucket.close = candle.close
+            bucket.volume = candle.volume + sum(v for _, v in after)
+            if self.turnover:
+                bucket.turnover = candle.turnover + sum(p * v for p, v in after)
+            bucket.backfilled = True
+            self.metrics.inc("backfilled_klines")
+        self._reset_cur(bucket.state)
+        if self._track_updates:
+            if not bucket.dirty:
+                bucket.dirty = True
+                self._dirty.append(bucket)
+            if self.updates == "every_trade":
+                return self.flush_updates()
+        return []
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def open_klines(self) -> list[Kline]:
+        """Every open candle as a ``closed=False`` kline (for tests and shutdown reports)."""
+        out = []
+        for st in self._all:
+            for b in st.buckets:
+                out.append(
+                    Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low,
+                          b.close, b.volume, b.trade_count, False,
+                          b.turnover if self.turnover else None, b.partial)
+                )
+        return out

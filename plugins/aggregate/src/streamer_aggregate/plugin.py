@@ -1,0 +1,15 @@
+"""Registers the ``klines.from_trades`` and ``klines.passthrough`` transforms."""
+
+from __future__ import annotations
+
+from streamer import hookimpl
+from streamer.hookspecs import RegisterType
+
+from streamer_aggregate.passthrough import KlinePassthrough, PassthroughConfig
+from streamer_aggregate.transform import KlineConfig, KlineTransform
+
+
+@hookimpl
+def streamer_register_transforms(register: RegisterType) -> None:
+    register("klines.from_trades", KlineConfig, KlineTransform)
+    register("klines.passthrough", PassthroughConfig, KlinePassthrough)
