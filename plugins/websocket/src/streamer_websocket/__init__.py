@@ -1,0 +1,2 @@
+"""A WebSocket server sink (auth, subscriptions, snapshot, slow-client safety) and
+``streamer tail``."""

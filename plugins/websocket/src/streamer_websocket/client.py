@@ -1,0 +1,174 @@
+"""One connected client: its subscription, its bounded queue and its sender task.
+
+The pipeline side only ever calls :meth:`Client.offer`, which appends to a deque and wakes the
+sender: it never awaits, so a client that stops reading cannot slow the pipeline or the other
+clients (../shared/DESIGN.md, section 5). The sender drains the whole queue at once, merges
+envelopes of one channel and data type into one message, and sends with a timeout.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import trio
+import trio.lowlevel
+from streamer.metrics import Metrics
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from streamer_websocket.envelope import Envelope, coalesced_text
+from streamer_websocket.subscription import Subscription
+
+_json = msgspec.json.Encoder()
+
+#: Cache of per-symbol filtered envelopes for one fan-out, shared by clients with equal filters.
+FilterCache = dict[tuple[int, "frozenset[str]"], "Envelope | None"]
+
+
+def filter_envelope(env: Envelope, symbols: frozenset[str]) -> Envelope | None:
+    field = "s" if env.data_type == "trades" else "symbol"
+    data = [item for item in env.data if item.get(field) in symbols]
+    if not data:
+        return None
+    if len(data) == len(env.data):
+        return env
+    return Envelope(env.channel, env.data_type, data)
+
+
+def coalesce(envelopes: Sequence[Envelope]) -> list[str]:
+    """One text per (channel, data_type), in order of first appearance, data in queue order."""
+    groups: dict[tuple[str, str], list[Envelope]] = {}
+    for env in envelopes:
+        group = groups.get(env.key)
+        if group is None:
+            groups[env.key] = [env]
+        else:
+            group.append(env)
+    return [coalesced_text(group) for group in groups.values()]
+
+
+class Client:
+    """State of one authenticated connection."""
+
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        *,
+        client_id: int,
+        queue_size: int,
+        max_dropped: int,
+        send_timeout: float,
+        metrics: Metrics,
+        cancel_scope: trio.CancelScope,
+    ) -> None:
+        self.ws = ws
+        self.client_id = client_id
+        self.subscription: Subscription | None = None
+        self.queue: deque[Envelope] = deque()
+        self.control: deque[str] = deque()
+        self.queue_size = queue_size
+        self.max_dropped = max_dropped
+        self.send_timeout = send_timeout
+        self.metrics = metrics
+        self.cancel_scope = cancel_scope
+        #: Envelopes dropped since the last completed drain; reset by the sender.
+        self.dropped_since_send = 0
+        self.dropped_total = 0
+        #: Why the server disconnected this client forcefully, if it did.
+        self.kicked: str | None = None
+        #: Set at shutdown: the sender sends what is queued, then returns.
+        self.closing = False
+        self._wakeup = trio.lowlevel.ParkingLot()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id} {self.ws.remote}>"
+
+    # -- called from the pipeline side: never awaits -------------------------------------
+
+    def offer(self, envelopes: list[Envelope], cache: FilterCache) -> None:
+        """Queue what this client's subscription selects from one fan-out."""
+        sub = self.subscription
+        if sub is None:
+            self.enqueue(envelopes)
+            return
+        selected: list[Envelope] = []
+        for env in envelopes:
+            if env.key not in sub:
+                continue
+            symbols = sub[env.key]
+            if symbols is None:
+                selected.append(env)
+                continue
+            cache_key = (id(env), symbols)
+            if cache_key in cache:
+                filtered = cache[cache_key]
+            else:
+                filtered = cache[cache_key] = filter_envelope(env, symbols)
+            if filtered is not None:
+                selected.append(filtered)
+        if selected:
+            self.enqueue(selected)
+
+    def enqueue(self, envelopes: list[Envelope]) -> None:
+        queue = self.queue
+        queue.extend(envelopes)
+        overflow = len(queue) - self.queue_size
+        if overflow > 0:
+            for _ in range(overflow):
+                queue.popleft()
+            self.dropped_since_send += overflow
+            self.dropped_total += overflow
+            self.metrics.inc("dropped_envelopes", overflow)
+            if self.dropped_since_send > self.max_dropped:
+                self.metrics.inc("slow_client_disconnects")
+                self.kick(f"too slow: dropped {self.dropped_since_send} envelopes")
+                return
+        if self._wakeup:
+            self._wakeup.unpark_all()
+
+    def reply(self, message: dict[str, Any]) -> None:
+        """Queue a control reply (ack, pong, error); sent before queued data."""
+        self.control.append(_json.encode(message).decode())
+        if self._wakeup:
+            self._wakeup.unpark_all()
+
+    def kick(self, reason: str) -> None:
+        """Disconnect forcefully; the connection handler closes the socket."""
+        if self.kicked is None:
+            self.kicked = reason
+        self.cancel_scope.cancel()
+
+    def close_gracefully(self) -> None:
+        self.closing = True
+        self._wakeup.unpark_all()
+
+    # -- the client's own sender task ----------------------------------------------------
+
+    async def send_loop(self) -> None:
+        """Send until closing and drained; returns then. Kicks the client on a stuck send."""
+        ws = self.ws
+        while True:
+            while not self.queue and not self.control:
+                if self.closing:
+                    return
+                await self._wakeup.park()
+            texts = list(self.control)
+            self.control.clear()
+            if self.queue:
+                texts.extend(coalesce(self.queue))
+                self.queue.clear()
+            for text in texts:
+                with trio.move_on_after(self.send_timeout) as scope:
+                    try:
+                        await ws.send_message(text)
+                    except ConnectionClosed:
+                        self.cancel_scope.cancel()
+                        return
+                if scope.cancelled_caught:
+                    self.metrics.inc("slow_client_disconnects")
+                    self.kick(f"a send took longer than {self.send_timeout}s")
+                    return
+            self.metrics.inc("sent_messages", len(texts))
+            self.dropped_since_send = 0

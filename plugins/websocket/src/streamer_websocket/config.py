@@ -1,0 +1,54 @@
+"""Options of the ``websocket`` sink (the ``[[sinks]]`` table minus name/type/inputs)."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.define
+class WebSocketConfig:
+    #: Interface to listen on. Any host other than loopback requires authentication.
+    host: str = "127.0.0.1"
+    #: TCP port; 0 picks a free one (the sink exposes the bound port as ``sink.port``).
+    port: int = 9500
+    #: The URL path clients connect to; any other path is closed with code 4404.
+    path: str = "/"
+    #: User name clients must present; enables authentication together with the key.
+    auth_user: str | None = None
+    #: Environment variable holding the key (read at start, never from the toml).
+    auth_key_env: str = "STREAMER_WSS_AUTH_KEY"
+    #: Connected clients at most; more are closed with code 1013 (try again later).
+    max_clients: int = 100
+    #: Envelopes queued per client before its oldest are dropped.
+    client_queue_size: int = 1000
+    #: Envelopes dropped since a client's last completed send before it is disconnected.
+    max_dropped: int = 5000
+    #: Seconds between WebSocket pings; a client that does not answer within one more
+    #: interval is disconnected. 0 disables pings.
+    ping_interval: float = 20.0
+    #: Seconds a client has to send its first-message authentication.
+    auth_timeout: float = 10.0
+    #: Seconds one send to a client may take before the client is disconnected.
+    send_timeout: float = 10.0
+    #: Seconds granted at shutdown to flush queued data and close clients with 1001.
+    shutdown_timeout: float = 5.0
+    #: Largest message a client may send (bytes); larger ones close it with 1009.
+    max_client_message: int = 65536
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {self.path!r}")
+        if self.auth_user is not None and not self.auth_user:
+            raise ValueError("auth_user must not be empty (leave it out to disable auth)")
+        if not self.auth_key_env:
+            raise ValueError("auth_key_env must name an environment variable")
+        for name in ("max_clients", "client_queue_size", "max_dropped", "max_client_message"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ping_interval < 0:
+            raise ValueError(f"ping_interval must be >= 0 (0 disables), got {self.ping_interval}")
+        for name in ("auth_timeout", "send_timeout", "shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -1,0 +1,365 @@
+"""The ``websocket`` sink: a trio-websocket server fanning batches out to clients.
+
+One task (``run``) drains the inbox, renders each batch into envelopes once, updates the
+snapshot and offers the envelopes to every client; it never awaits a client. Each client has
+a connection handler task with three children: a reader (subscriptions, pings), a sender
+(its own queue) and a pinger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from typing import Any
+
+import msgspec
+import trio
+import trio.lowlevel
+from streamer import Context, FatalError, Inbox
+from streamer.wire import render
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+)
+
+from streamer_websocket.auth import Credentials, authorization_header, resolve_credentials
+from streamer_websocket.client import Client, FilterCache
+from streamer_websocket.config import WebSocketConfig
+from streamer_websocket.envelope import Envelope
+from streamer_websocket.snapshot import SnapshotStore
+from streamer_websocket.subscription import (
+    SubscriptionError,
+    parse_args,
+    subscribe,
+    unsubscribe,
+)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+
+AUTHENTICATED = '{"status":"authenticated"}'
+AUTH_FAILED = '{"error":"Authentication failed"}'
+AUTH_TIMEOUT = '{"error":"Authentication timeout"}'
+
+
+class _RateLimitedLog:
+    """At most one log line per kind per interval, with the count of what was suppressed."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        now = trio.current_time()
+        if now < self._next.get(kind, -1.0):
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._next[kind] = now + self.interval
+        suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            message += f" ({suppressed} similar suppressed)"
+        self.logger.warning(message, *args)
+
+
+def _normalise_path(path: str) -> str:
+    path = path.split("?", 1)[0]
+    return path.rstrip("/") or "/"
+
+
+class WebSocketSink:
+    def __init__(self, config: WebSocketConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self.metrics = context.metrics
+        #: The bound TCP port once started (useful with ``port = 0``).
+        self.port: int | None = None
+        #: Authenticated clients receiving data.
+        self.clients: set[Client] = set()
+        self.snapshot = SnapshotStore()
+        self._log = _RateLimitedLog(context.logger)
+        self._credentials: Credentials | None = None
+        self._connections = 0
+        self._closing = False
+        self._clients_changed = trio.lowlevel.ParkingLot()
+        self._ids = itertools.count(1)
+        self._path = _normalise_path(config.path)
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}{self.config.path}"
+
+    async def wait_for_clients(self, count: int) -> None:
+        """Wait until exactly ``count`` clients are authenticated and receiving."""
+        while len(self.clients) != count:
+            await self._clients_changed.park()
+
+    # -- pipeline side ---------------------------------------------------------------------
+
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = self.config
+        self._credentials = resolve_credentials(config, os.environ, self.context.name)
+        self.clients = set()
+        self._connections = 0
+        self._closing = False
+        try:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        except OSError as exc:
+            raise FatalError(
+                f"websocket sink {self.context.name!r}: cannot listen on "
+                f"{config.host}:{config.port}: {exc}"
+            ) from exc
+        async with trio.open_nursery() as handlers:
+            server = WebSocketServer(
+                self._handle,
+                listeners,
+                handler_nursery=handlers,
+                max_message_size=config.max_client_message,
+                connect_timeout=config.auth_timeout,
+                disconnect_timeout=config.send_timeout,
+            )
+            async with trio.open_nursery() as listening:
+                await listening.start(server.run)
+                self.port = listeners[0].socket.getsockname()[1]
+                self.context.logger.info(
+                    "websocket sink listening on %s (auth %s)",
+                    self.url,
+                    "on" if self._credentials else "off",
+                )
+                task_status.started()
+                await self._fan_out(inbox)
+                listening.cancel_scope.cancel()  # stop accepting; clients stay
+            await self._close_clients()
+            handlers.cancel_scope.cancel()
+
+    async def _fan_out(self, inbox: Inbox) -> None:
+        while events := await inbox.get():
+            envelopes = [Envelope.from_wire(env) for env in render(events)]
+            self.snapshot.update(envelopes)
+            if self.clients:
+                cache: FilterCache = {}
+                for client in self.clients:
+                    client.offer(envelopes, cache)
+
+    async def _close_clients(self) -> None:
+        """Flush queues and close every client with 1001, within shutdown_timeout."""
+        self._closing = True
+        for client in self.clients:
+            client.close_gracefully()
+        with trio.move_on_after(self.config.shutdown_timeout):
+            while self.clients:
+                await self._clients_changed.park()
+        if self.clients:
+            self.context.logger.warning(
+                "%d websocket clients did not close within %ss; dropping them",
+                len(self.clients),
+                self.config.shutdown_timeout,
+            )
+
+    # -- connection side -------------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        try:
+            await self._handle_request(request)
+        except ConnectionClosed:
+            pass  # the client went away mid-handshake or mid-auth
+        except Exception:
+            # One client's trouble must never take the server down with it.
+            self.metrics.inc("client_errors")
+            self.context.logger.exception("websocket client handler failed")
+
+    async def _handle_request(self, request: WebSocketRequest) -> None:
+        config = self.config
+        creds = self._credentials
+        authenticated = creds is None
+        if _normalise_path(request.path) != self._path:
+            ws = await request.accept()
+            self.metrics.inc("wrong_path")
+            await self._close(ws, CLOSE_NOT_FOUND, "unknown path")
+            return
+        if creds is not None:
+            header = authorization_header(request.headers)
+            if header is not None:
+                if not creds.check_basic(header):
+                    self.metrics.inc("auth_failures")
+                    self._log.warning("auth", "websocket client %s: basic auth failed",
+                                      request.remote)
+                    await request.reject(
+                        401,
+                        extra_headers=[(b"WWW-Authenticate", b'Basic realm="streamer"')],
+                        body=b"Authentication failed\n",
+                    )
+                    return
+                authenticated = True
+        ws = await request.accept()
+        if self._connections >= config.max_clients or self._closing:
+            self.metrics.inc("rejected_max_clients")
+            self._log.warning("max_clients", "websocket: max_clients (%d) reached; closing %s",
+                              config.max_clients, ws.remote)
+            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many clients")
+            return
+        self._connections += 1
+        try:
+            if not authenticated and not await self._first_message_auth(ws):
+                return
+            await self._serve(ws)
+        finally:
+            self._connections -= 1
+
+    async def _close(self, ws: WebSocketConnection, code: int, reason: str) -> None:
+        with trio.move_on_after(self.config.send_timeout):
+            await ws.aclose(code, reason)
+
+    async def _send_bounded(self, ws: WebSocketConnection, text: str) -> None:
+        with trio.move_on_after(self.config.send_timeout):
+            await ws.send_message(text)
+
+    async def _first_message_auth(self, ws: WebSocketConnection) -> bool:
+        """The older streamer's protocol: ``{"user", "key"}`` first, within auth_timeout."""
+        assert self._credentials is not None
+        with trio.move_on_after(self.config.auth_timeout):
+            raw = await ws.get_message()
+            try:
+                message = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                message = None
+            if isinstance(message, dict) and self._credentials.check(
+                message.get("user"), message.get("key")
+            ):
+                await self._send_bounded(ws, AUTHENTICATED)
+                return True
+            self.metrics.inc("auth_failures")
+            self._log.warning("auth", "websocket client %s: authentication failed", ws.remote)
+            await self._send_bounded(ws, AUTH_FAILED)
+            await self._close(ws, CLOSE_UNAUTHORIZED, "authentication failed")
+            return False
+        self.metrics.inc("auth_timeouts")
+        await self._send_bounded(ws, AUTH_TIMEOUT)
+        await self._close(ws, CLOSE_UNAUTHORIZED, "authentication timeout")
+        return False
+
+    async def _serve(self, ws: WebSocketConnection) -> None:
+        config = self.config
+        async with trio.open_nursery() as nursery:
+            client = Client(
+                ws,
+                client_id=next(self._ids),
+                queue_size=config.client_queue_size,
+                max_dropped=config.max_dropped,
+                send_timeout=config.send_timeout,
+                metrics=self.metrics,
+                cancel_scope=nursery.cancel_scope,
+            )
+            # Registering and queueing the snapshot happen with no checkpoint between, so
+            # the client misses no batch and gets the snapshot before any live data.
+            self.clients.add(client)
+            self._clients_changed.unpark_all()
+            self.metrics.inc("clients_connected")
+            try:
+                client.enqueue(self.snapshot.envelopes(None))
+                if self._closing:
+                    client.close_gracefully()
+                nursery.start_soon(self._read_loop, client)
+                if config.ping_interval > 0:
+                    nursery.start_soon(self._ping_loop, client)
+                await client.send_loop()
+                if client.closing:
+                    await self._close(ws, CLOSE_GOING_AWAY, "server shutting down")
+                nursery.cancel_scope.cancel()
+            finally:
+                self.clients.discard(client)
+                self._clients_changed.unpark_all()
+                self.metrics.inc("clients_disconnected")
+        if client.kicked is not None:
+            self._log.warning("kick", "websocket client %s disconnected: %s", ws.remote,
+                              client.kicked)
+            await trio.aclose_forcefully(ws)
+
+    async def _read_loop(self, client: Client) -> None:
+        while True:
+            try:
+                raw = await client.ws.get_message()
+            except ConnectionClosed:
+                if not client.closing:
+                    client.cancel_scope.cancel()
+                return
+            self._on_message(client, raw)
+
+    async def _ping_loop(self, client: Client) -> None:
+        interval = self.config.ping_interval
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(interval) as scope:
+                try:
+                    await client.ws.ping()
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                self.metrics.inc("ping_timeouts")
+                client.kick(f"no pong within {interval}s")
+                return
+
+    def _bad_message(self, client: Client, error: str, reply: dict[str, Any]) -> None:
+        self.metrics.inc("bad_client_messages")
+        self._log.warning("bad_message", "websocket client %s: %s", client.ws.remote, error)
+        client.reply(reply)
+
+    def _on_message(self, client: Client, raw: str | bytes) -> None:
+        try:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            self._bad_message(client, "invalid JSON", {"error": "invalid JSON"})
+            return
+        if not isinstance(message, dict):
+            self._bad_message(client, "not an object", {"error": "expected a JSON object"})
+            return
+        if message.get("type") == "ping":
+            client.reply({"type": "pong"})
+            return
+        op = message.get("op")
+        if op in ("subscribe", "unsubscribe"):
+            self._on_subscription(client, op, message.get("args"))
+        elif op == "ping":
+            client.reply({"op": "pong"})
+        elif "user" in message or "key" in message:
+            # Older clients may (re)send credentials once connected: answer, never close.
+            creds = self._credentials
+            if creds is None or creds.check(message.get("user"), message.get("key")):
+                client.reply({"status": "authenticated"})
+            else:
+                self.metrics.inc("auth_failures")
+                client.reply({"error": "Authentication failed"})
+        else:
+            self._bad_message(
+                client,
+                f"unknown request {str(message)[:80]}",
+                {"error": 'unknown request: expected "op" subscribe/unsubscribe/ping '
+                          'or "type": "ping"'},
+            )
+
+    def _on_subscription(self, client: Client, op: str, raw_args: Any) -> None:
+        try:
+            args = parse_args(raw_args)
+            if op == "subscribe":
+                new = subscribe(client.subscription, args)
+            else:
+                new = unsubscribe(client.subscription, args)
+        except SubscriptionError as exc:
+            self._bad_message(client, f"bad {op}: {exc}",
+                              {"op": op, "success": False, "error": str(exc)})
+            return
+        client.subscription = new
+        client.reply({"op": op, "success": True, "args": args})
+        if op == "subscribe":
+            client.enqueue(self.snapshot.envelopes(subscribe(None, args)))

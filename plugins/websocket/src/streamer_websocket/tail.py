@@ -1,0 +1,191 @@
+"""``streamer tail``: connect to a websocket sink and print what arrives.
+
+A tool for humans checking a running service: data goes to stdout (one pretty line per item,
+or one JSON envelope per line with ``--json``), status and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, TextIO
+
+import msgspec
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from streamer_websocket.subscription import CHANNELS, DATA_TYPES
+
+DEFAULT_URL = "ws://127.0.0.1:9500/"
+DEFAULT_KEY_ENV = "STREAMER_WSS_AUTH_KEY"
+HELP = "connect to a websocket sink and print what it sends"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"sink URL (default {DEFAULT_URL})")
+    parser.add_argument("--channel", choices=CHANNELS, help="only this channel")
+    parser.add_argument("--type", dest="data_type", choices=DATA_TYPES,
+                        help="only this data type")
+    parser.add_argument("--symbol", dest="symbols", action="extend", nargs="+",
+                        metavar="SYMBOL", help="only these symbols (repeatable)")
+    parser.add_argument("--user", help="authenticate as USER; the key is read from "
+                        "the environment variable named by --key-env")
+    parser.add_argument("--key-env", default=DEFAULT_KEY_ENV,
+                        help=f"environment variable holding the key (default {DEFAULT_KEY_ENV})")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     help="print each envelope as one JSON line")
+    fmt.add_argument("--pretty", dest="format", action="store_const", const="pretty",
+                     help="print one aligned line per item (default)")
+    parser.set_defaults(format="pretty")
+    parser.add_argument("--count", type=int, default=None,
+                        help="exit after printing this many data messages")
+    parser.add_argument("--connect-timeout", type=float, default=10.0,
+                        help="seconds to wait for the connection (default 10)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return trio.run(tail, args)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _num(value: Any) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def pretty_lines(envelope: dict[str, Any]) -> list[str]:
+    """One short line per item of a wire envelope."""
+    prefix = f"{envelope.get('channel', '?'):<6} {envelope.get('data_type', '?'):<7}"
+    lines = []
+    for item in envelope.get("data", []):
+        data_type = envelope.get("data_type")
+        try:
+            if data_type == "klines":
+                state = "closed" if item.get("closed") else "open  "
+                body = (
+                    f"{item['symbol']:<14} {item['interval'] // 1000:>6}s {item['timestamp']} "
+                    f"{state} O {_num(item['open'])} H {_num(item['high'])} "
+                    f"L {_num(item['low'])} C {_num(item['close'])} V {_num(item['volume'])} "
+                    f"n {item.get('trade_count')}"
+                )
+            elif data_type == "trades":
+                body = f"{item['s']:<14} {item['T']} {item['S']:<4} {item['v']} @ {item['p']}"
+            elif data_type == "price":
+                body = f"{item['symbol']:<14} {item['timestamp']} {_num(item['price'])}"
+            else:
+                body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')}"
+                if "markPrice" in item:
+                    body += f" mark {item['markPrice']}"
+        except (KeyError, TypeError):
+            body = msgspec.json.encode(item).decode()
+        lines.append(f"{prefix} {body}")
+    return lines
+
+
+def subscription_request(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not (args.channel or args.data_type or args.symbols):
+        return None
+    arg: dict[str, Any] = {}
+    if args.channel:
+        arg["channel"] = args.channel
+    if args.data_type:
+        arg["data_type"] = args.data_type
+    if args.symbols:
+        arg["symbols"] = args.symbols
+    return {"op": "subscribe", "args": [arg]}
+
+
+class _Failed(Exception):
+    """Stop tail with exit status 1 and this message."""
+
+
+async def tail(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        return await _tail(args, out, err)
+    except _Failed as exc:
+        print(f"streamer tail: {exc}", file=err)
+        return 1
+
+
+async def _tail(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    key = None
+    if args.user:
+        key = os.environ.get(args.key_env, "")
+        if not key:
+            raise _Failed(f"--user given but the environment variable {args.key_env} is empty")
+    try:
+        async with open_websocket_url(
+            args.url, connect_timeout=args.connect_timeout, disconnect_timeout=2.0
+        ) as ws:
+            return await _receive(ws, args, key, out, err)
+    except ConnectionRejected as exc:
+        if exc.status_code == 401:
+            raise _Failed(f"{args.url} rejected the connection: authentication "
+                          "required or wrong credentials (HTTP 401)") from None
+        raise _Failed(f"{args.url} rejected the connection (HTTP {exc.status_code})") from None
+    except ConnectionTimeout:
+        raise _Failed(f"cannot connect to {args.url}: timed out") from None
+    except (OSError, HandshakeError, ValueError) as exc:
+        cause = exc.__cause__ or exc
+        raise _Failed(f"cannot connect to {args.url}: {cause}") from None
+
+
+async def _receive(
+    ws: WebSocketConnection, args: argparse.Namespace, key: str | None, out: TextIO, err: TextIO
+) -> int:
+    encode = msgspec.json.encode
+    if args.user:
+        await ws.send_message(encode({"user": args.user, "key": key}).decode())
+    request = subscription_request(args)
+    if request is not None:
+        await ws.send_message(encode(request).decode())
+    printed = 0
+    while args.count is None or printed < args.count:
+        try:
+            raw = await ws.get_message()
+        except ConnectionClosed as exc:
+            reason = exc.reason
+            detail = f"{reason.code} {reason.name}" if reason else "unknown"
+            if reason and reason.reason:
+                detail += f": {reason.reason}"
+            raise _Failed(f"the server closed the connection ({detail})") from None
+        try:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            print(f"streamer tail: not JSON: {raw[:200]!r}", file=err)
+            continue
+        if not isinstance(message, dict):
+            continue
+        if "data" in message and "data_type" in message:
+            if args.format == "json":
+                out.write(raw if isinstance(raw, str) else raw.decode())
+                out.write("\n")
+            else:
+                out.write("".join(line + "\n" for line in pretty_lines(message)))
+            out.flush()
+            printed += 1
+        elif "error" in message:
+            if str(message["error"]).startswith("Authentication"):
+                raise _Failed(f"authentication failed: {message['error']}"
+                              + ("" if args.user else " (use --user and set the key in "
+                                 f"{args.key_env})"))
+            print(f"streamer tail: server error: {message['error']}", file=err)
+        elif message.get("status") == "authenticated":
+            print("streamer tail: authenticated", file=err)
+        elif "op" in message and "success" in message:
+            print(f"streamer tail: {message['op']} ok: {message.get('args')}", file=err)
+    return 0
