@@ -1,0 +1,23 @@
+"""A faithful in-process fake of Bybit's V5 public WebSocket + REST market API (trio).
+
+    from fakebybit import FakeBybit
+    fake = FakeBybit(linear_symbols=[...], spot_symbols=[...], seed=1)
+    port = await nursery.start(fake.serve)
+
+See ``fakebybit.server`` for the behaviour and the choices the fake makes.
+"""
+
+from .market import INTERVALS, period_end, period_start
+from .server import Connection, FakeBybit, ws_frame
+from .tls import make_self_signed, make_ssl_contexts
+
+__all__ = [
+    "INTERVALS",
+    "Connection",
+    "FakeBybit",
+    "make_self_signed",
+    "make_ssl_contexts",
+    "period_end",
+    "period_start",
+    "ws_frame",
+]

@@ -1,0 +1,79 @@
+"""``python -m fakebybit``: serve a random market for benchmarks.
+
+Prints one JSON line ``{"port","ws_linear","ws_spot","rest"[,"cafile"]}`` once bound, then
+streams each category's random market (all its symbols, round-robin) while some connection
+of that category is subscribed.  ``--rate 0`` = flat out.  ``--stamp``: the message-level
+``ts`` of every message is the wall-clock time (ms, ``time.time_ns() // 10**6``) when the
+fake built it, just before writing it; benches use it to measure latency (no extra keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import trio
+
+from .server import FakeBybit
+from .tls import make_ssl_contexts
+
+_BASES = ["BTC", "ETH", "SOL", "XRP", "1000PEPE", "DOGE", "BNB", "ADA"]
+
+
+def symbols(n: int) -> list[str]:
+    out = [b + "USDT" for b in _BASES[:n]]
+    i = 0
+    while len(out) < n:
+        out.append(f"C{i:04d}USDT")
+        i += 1
+    return out
+
+
+async def amain(args) -> None:
+    ctx = cafile = None
+    if args.tls:
+        ctx, _client, cafile = make_ssl_contexts()
+    syms = symbols(args.symbols)
+    fake = FakeBybit(linear_symbols=syms, spot_symbols=syms, seed=args.seed, ssl_context=ctx,
+                     host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
+                     non_trading_instruments=False)
+    fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
+    with trio.move_on_after(args.duration if args.duration else float("inf")):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            info = {"port": fake.port, "ws_linear": fake.ws_url("linear"),
+                    "ws_spot": fake.ws_url("spot"), "rest": fake.rest_url}
+            if cafile:
+                info["cafile"] = cafile
+            print(json.dumps(info), flush=True)
+            for cat in ("linear", "spot"):
+                nursery.start_soon(lambda c=cat: fake.run_market(
+                    c, None, rate=args.rate, trades_per_message=args.trades_per_message,
+                    tickers=not args.no_tickers, wait_for_subscribers=True))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m fakebybit", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--rate", type=float, default=50000.0, help="messages/s per category; 0 = flat out")
+    p.add_argument("--trades-per-message", type=int, default=1)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--duration", type=float, default=None, help="exit after S seconds")
+    p.add_argument("--stamp", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-tickers", action="store_true")
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="<= 0 disables")
+    args = p.parse_args(argv)
+    try:
+        trio.run(amain, args)
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
