@@ -178,7 +178,7 @@ _converter = make_converter()
 
 def _format_exception(exc: BaseException, _type: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = sorted(f.name for f in attrs.fields(exc.cl)) if attrs.has(exc.cl) else []
+        allowed = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         keys = ", ".join(sorted(exc.extra_fields))
         return f"unknown key(s) {keys}; expected one of: {', '.join(allowed) or '(none)'}"
     if isinstance(exc, KeyError):

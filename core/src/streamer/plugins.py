@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import logging
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,8 +22,6 @@ from streamer.events import Event
 
 ENTRY_POINT_GROUP = "streamer.plugins"
 DISABLE_ENV = "STREAMER_DISABLE_PLUGINS"
-
-log = logging.getLogger("streamer.plugins")
 
 
 class PluginError(Exception):
@@ -97,10 +94,9 @@ class PluginManager:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is reported, not fatal
+            except Exception as exc:
+                # Recorded, not logged here: `streamer run` logs it, `streamer plugins` shows it.
                 self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
-                log.error("plugin %r (%s) failed to load: %s: %s",
-                          ep.name, dist, type(exc).__name__, exc)
                 continue
             self.register(plugin, ep.name, distribution=dist, version=version)
 

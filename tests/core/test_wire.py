@@ -1,0 +1,96 @@
+"""The wire format consumers of the older Bybit streamer depend on."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+import trio
+
+from streamer import Inbox, Kline, Price, Ticker, Trade
+from streamer.wire import render, render_bytes
+
+
+def test_kline_fields_and_grouping() -> None:
+    k = Kline("linear", "BTCUSDT", 60_000, 1_700_000_040_000, 1.0, 2.0, 0.5, 1.5, 10.0, 3)
+    t = Trade("spot", "ETHUSDT", 1_700_000_000_123, "Sell", "2000.10", "0.5", "2240000000041",
+              seq=7)
+    k2 = Kline("linear", "ETHUSDT", 300_000, 1_700_000_000_000, 1, 1, 1, 1, 0, 0, closed=False)
+    envelopes = render([k, t, k2])
+    assert envelopes == [
+        {"channel": "linear", "data_type": "klines", "data": [
+            {"symbol": "BTCUSDT", "interval": 60000, "timestamp": 1700000040000, "open": 1.0,
+             "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0, "trade_count": 3,
+             "closed": True},
+            {"symbol": "ETHUSDT", "interval": 300000, "timestamp": 1700000000000, "open": 1,
+             "high": 1, "low": 1, "close": 1, "volume": 0, "trade_count": 0, "closed": False},
+        ]},
+        {"channel": "spot", "data_type": "trades", "data": [
+            {"T": 1700000000123, "s": "ETHUSDT", "S": "Sell", "v": "0.5", "p": "2000.10",
+             "i": "2240000000041", "seq": 7},
+        ]},
+    ]
+    assert [json.loads(b) for b in render_bytes([k, t, k2])] == envelopes
+
+
+def test_trade_keeps_bybit_names_and_optional_fields() -> None:
+    t = Trade("linear", "BTCUSDT", 1, "Buy", "16578.50", "0.001", "20f43950-d8dd",
+              tick_direction="PlusTick", block_trade=False, rpi=False, seq=1783284617)
+    assert t.to_wire() == {"T": 1, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": "16578.50",
+                           "L": "PlusTick", "i": "20f43950-d8dd", "BT": False, "RPI": False,
+                           "seq": 1783284617}
+
+
+def test_ticker_and_price() -> None:
+    ticker = Ticker("linear", "BTCUSDT", 5, {"symbol": "BTCUSDT", "lastPrice": 1.5,
+                                              "bid1Price": ""})
+    price = Price("spot", "BTCUSDT", 1.5, 6)
+    (env_t, env_p) = render([ticker, price])
+    assert env_t == {"channel": "linear", "data_type": "ticker",
+                     "data": [{"symbol": "BTCUSDT", "lastPrice": 1.5, "bid1Price": "", "ts": 5}]}
+    assert env_p == {"channel": "spot", "data_type": "price",
+                     "data": [{"symbol": "BTCUSDT", "price": 1.5, "timestamp": 6}]}
+
+
+def test_events_are_immutable() -> None:
+    t = Trade("linear", "BTCUSDT", 1, "Buy", "1", "1", "a")
+    with pytest.raises(AttributeError):
+        t.price = "2"  # type: ignore[misc]
+    assert msgspec.structs.replace(t, price="2").price == "2"
+
+
+async def test_inbox_drains_everything_and_closes() -> None:
+    inbox = Inbox("x", maxsize=10)
+    a = Trade("linear", "A", 1, "Buy", "1", "1", "1")
+    b = Trade("linear", "A", 2, "Buy", "1", "1", "2")
+    await inbox.put([a])
+    await inbox.put([b, a])
+    assert await inbox.get() == [a, b, a]
+    inbox.close()
+    assert await inbox.get() == []
+    await inbox.put([a])  # after close: discarded, never blocks
+    assert len(inbox) == 0
+
+
+async def test_inbox_drop_oldest_counts() -> None:
+    inbox = Inbox("x", maxsize=2, overflow="drop_oldest")
+    batches = [[Trade("linear", "A", i, "Buy", "1", "1", str(i))] for i in range(5)]
+    for batch in batches:
+        await inbox.put(batch)
+    assert (inbox.dropped_batches, inbox.dropped_events) == (3, 3)
+    assert [e.ts for e in await inbox.get()] == [3, 4]
+
+
+async def test_inbox_block_waits_for_room() -> None:
+    inbox = Inbox("x", maxsize=1, overflow="block")
+    t = Trade("linear", "A", 1, "Buy", "1", "1", "1")
+    await inbox.put([t])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(inbox.put, [t])
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inbox) == 1  # the second put is waiting
+        assert await inbox.get() == [t]
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inbox) == 1
+    assert inbox.dropped_batches == 0
