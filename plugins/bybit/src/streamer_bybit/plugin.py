@@ -1,0 +1,22 @@
+"""Registers the ``bybit.linear`` and ``bybit.spot`` sources."""
+
+from __future__ import annotations
+
+from streamer import Context, hookimpl
+from streamer.hookspecs import RegisterType
+
+from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
+
+
+def make_linear(config: BybitLinearConfig, context: Context) -> BybitSource:
+    return BybitSource(config, context, "linear")
+
+
+def make_spot(config: BybitSpotConfig, context: Context) -> BybitSource:
+    return BybitSource(config, context, "spot")
+
+
+@hookimpl
+def streamer_register_sources(register: RegisterType) -> None:
+    register("bybit.linear", BybitLinearConfig, make_linear)
+    register("bybit.spot", BybitSpotConfig, make_spot)

@@ -1,0 +1,349 @@
+"""The ``bybit.linear`` and ``bybit.spot`` sources: configuration, symbols, topic pool.
+
+``BybitSource.run`` resolves the symbols (instruments-info), spreads the topics over a pool
+of :class:`~streamer_bybit.connection.BybitConnection` and reports ``started`` once every
+connection is subscribed. It never returns by itself: unreachable REST or WebSocket endpoints
+are logged and retried with backoff; a configuration that cannot stream anything (no known
+symbol) is a :class:`streamer.FatalError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+from streamer.api import Context, Emit, FatalError
+from streamer.backoff import Backoff
+
+from streamer_bybit.connection import (
+    REST_ERRORS,
+    BybitConnection,
+    ConnectionSettings,
+    ConnectPacer,
+    _describe,
+)
+from streamer_bybit.rest import BybitRest
+from streamer_bybit.tickers import PriceTracker
+
+StreamName = Literal["trades", "klines", "tickers", "price"]
+KlineInterval = Literal[
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
+]
+
+#: Configured kline interval -> Bybit's topic code.
+KLINE_CODES: Final[dict[str, str]] = {
+    "1m": "1",
+    "3m": "3",
+    "5m": "5",
+    "15m": "15",
+    "30m": "30",
+    "1h": "60",
+    "2h": "120",
+    "4h": "240",
+    "6h": "360",
+    "12h": "720",
+    "1D": "D",
+    "1W": "W",
+    "1M": "M",
+}
+
+MAINNET_WS: Final = "wss://stream.bybit.com/v5/public/{category}"
+TESTNET_WS: Final = "wss://stream-testnet.bybit.com/v5/public/{category}"
+MAINNET_REST: Final = "https://api.bybit.com"
+TESTNET_REST: Final = "https://api-testnet.bybit.com"
+
+MAX_ARGS_CHARS: Final = 21_000  # Bybit's limit on the args of one connection
+SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size >10" beyond 10
+SYMBOL_CHECK_TIMEOUT: Final = 10.0
+
+
+@attrs.define
+class _BybitConfigBase:
+    #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
+    symbols: list[str] = attrs.Factory(list)
+    #: Stream every instrument with status Trading (from /v5/market/instruments-info).
+    load_all_symbols: bool = False
+    #: With load_all_symbols: keep only the first N instruments.
+    symbols_limit: int | None = None
+    #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price".
+    streams: list[StreamName] = attrs.Factory(lambda: ["trades"])
+    #: Intervals of the "klines" stream.
+    kline_intervals: list[KlineInterval] = attrs.Factory(lambda: ["1m"])
+    #: WebSocket URL (default: Bybit mainnet, or testnet with testnet = true).
+    url: str | None = None
+    #: REST base URL (default: https://api.bybit.com, or the testnet one).
+    rest_url: str | None = None
+    #: Use Bybit's testnet endpoints (unless url / rest_url are given).
+    testnet: bool = False
+    #: A CA bundle (PEM) to trust for wss:// and https:// instead of the system store.
+    ca_file: str | None = None
+    #: Topics per WebSocket connection.
+    topics_per_connection: int = 100
+    #: Seconds between {"op":"ping"} messages.
+    ping_interval: float = 20.0
+    #: A connection with no data and no pong for this long is dead and reconnected.
+    stale_timeout: float = 30.0
+    #: Seconds to wait for a subscribe ack.
+    ack_timeout: float = 10.0
+    #: Upper bound of the reconnect backoff, seconds.
+    reconnect_max_delay: float = 30.0
+    #: Connections opened per second at most (after a burst of 5).
+    connect_rate: float = 1.5
+    #: After a reconnect, fetch missed trades from REST recent-trade.
+    recover_gaps: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        self.symbols = [s.strip().upper() for s in self.symbols if s.strip()]
+        if self.load_all_symbols and self.symbols:
+            raise ValueError("set either symbols or load_all_symbols = true, not both")
+        if not self.load_all_symbols and not self.symbols:
+            raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
+        if self.symbols_limit is not None and self.symbols_limit < 1:
+            raise ValueError("symbols_limit must be at least 1")
+        if not self.streams:
+            raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
+        if "klines" in self.streams and not self.kline_intervals:
+            raise ValueError('streams has "klines" but kline_intervals is empty')
+        if self.topics_per_connection < 1:
+            raise ValueError("topics_per_connection must be at least 1")
+        if self.ping_interval <= 0:
+            raise ValueError("ping_interval must be positive")
+        if self.stale_timeout <= self.ping_interval:
+            raise ValueError(
+                f"stale_timeout ({self.stale_timeout:g}) must be longer than ping_interval "
+                f"({self.ping_interval:g})"
+            )
+        if self.ack_timeout <= 0 or self.reconnect_max_delay < 0.5 or self.connect_rate <= 0:
+            raise ValueError(
+                "ack_timeout and connect_rate must be positive, reconnect_max_delay >= 0.5"
+            )
+        for key in ("url", "rest_url"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            scheme = urlsplit(value).scheme
+            allowed = ("ws", "wss") if key == "url" else ("http", "https")
+            if scheme not in allowed or not urlsplit(value).hostname:
+                raise ValueError(f"{key} must be a {' or '.join(allowed)} URL, got {value!r}")
+
+
+@attrs.define
+class BybitLinearConfig(_BybitConfigBase):
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["markPrice", "lastPrice", "indexPrice", "bid1Price", "ask1Price"] = (
+        "markPrice"
+    )
+
+
+@attrs.define
+class BybitSpotConfig(_BybitConfigBase):
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["lastPrice", "usdIndexPrice"] = "lastPrice"
+
+
+BybitConfig = BybitLinearConfig | BybitSpotConfig
+
+
+def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
+    """Bybit topics for ``symbols``, grouped per symbol."""
+    streams = set(config.streams)
+    tickers = "tickers" in streams or ("price" in streams and "trades" not in streams)
+    codes = [KLINE_CODES[i] for i in dict.fromkeys(config.kline_intervals)]
+    topics: list[str] = []
+    for symbol in symbols:
+        if "trades" in streams:
+            topics.append(f"publicTrade.{symbol}")
+        if "klines" in streams:
+            topics.extend(f"kline.{code}.{symbol}" for code in codes)
+        if tickers:
+            topics.append(f"tickers.{symbol}")
+    return topics
+
+
+def pool_topics(topics: list[str], per_connection: int) -> list[list[str]]:
+    """Split topics over connections: at most ``per_connection`` each, args under 21,000
+    characters (counted as JSON: quotes and comma included, for margin)."""
+    pools: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for topic in topics:
+        cost = len(topic) + 3
+        if current and (len(current) >= per_connection or chars + cost >= MAX_ARGS_CHARS):
+            pools.append(current)
+            current, chars = [], 0
+        current.append(topic)
+        chars += cost
+    if current:
+        pools.append(current)
+    return pools
+
+
+class BybitSource:
+    """A ``bybit.linear`` or ``bybit.spot`` source."""
+
+    def __init__(self, config: BybitConfig, context: Context, category: str) -> None:
+        self.config = config
+        self.context = context
+        self.category = category
+        self.logger = context.logger
+        self.metrics = context.metrics
+        if config.url:
+            self.url = config.url
+        else:
+            self.url = (TESTNET_WS if config.testnet else MAINNET_WS).format(category=category)
+        self.rest_url = config.rest_url or (TESTNET_REST if config.testnet else MAINNET_REST)
+        self.ssl_context: ssl.SSLContext | None = None
+        if config.ca_file:
+            self.ssl_context = ssl.create_default_context(cafile=config.ca_file)
+        self.rest = BybitRest(
+            self.rest_url, timeout=SYMBOL_CHECK_TIMEOUT, ssl_context=self.ssl_context
+        )
+        self.symbols: list[str] = []
+        self.unknown_symbols: list[str] = []
+        self.connections: list[BybitConnection] = []
+
+    # ----------------------------------------------------------------- symbols
+    async def _instruments(self) -> list[dict[str, Any]]:
+        return await self.rest.instruments(self.category)
+
+    async def resolve_symbols(self) -> list[str]:
+        """The symbols to stream; logs and retries while REST is needed but unreachable."""
+        config = self.config
+        host = urlsplit(self.rest_url).netloc
+        if config.load_all_symbols:
+            backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
+            while True:
+                try:
+                    instruments = await self._instruments()
+                    break
+                except REST_ERRORS as exc:
+                    delay = backoff.next()
+                    self.metrics.inc("rest_failures")
+                    self.logger.warning(
+                        "%s: cannot load the %s instruments from %s: %s; next retry in %.1f s",
+                        self.context.name,
+                        self.category,
+                        host,
+                        _describe(exc),
+                        delay,
+                    )
+                    await trio.sleep(delay)
+            symbols = [
+                str(i["symbol"])
+                for i in instruments
+                if i.get("status", "Trading") == "Trading" and i.get("symbol")
+            ]
+            if config.symbols_limit is not None:
+                symbols = symbols[: config.symbols_limit]
+            if not symbols:
+                raise FatalError(f"{host} lists no trading {self.category} instruments")
+            self.logger.info(
+                "%s: streaming all %d trading %s instruments",
+                self.context.name,
+                len(symbols),
+                self.category,
+            )
+            return symbols
+        wanted = list(dict.fromkeys(config.symbols))
+        try:
+            instruments = await self._instruments()
+        except REST_ERRORS as exc:
+            self.metrics.inc("rest_failures")
+            self.logger.warning(
+                "%s: cannot check the symbols against %s (%s); streaming %s unchecked",
+                self.context.name,
+                host,
+                _describe(exc),
+                ", ".join(wanted),
+            )
+            return wanted[: config.symbols_limit] if config.symbols_limit else wanted
+        known = {
+            str(i.get("symbol")) for i in instruments if i.get("status", "Trading") == "Trading"
+        }
+        self.unknown_symbols = [s for s in wanted if s not in known]
+        symbols = [s for s in wanted if s in known]
+        if self.unknown_symbols:
+            self.metrics.inc("unknown_symbols", len(self.unknown_symbols))
+            self.logger.warning(
+                "%s: unknown or not trading %s symbols left out: %s",
+                self.context.name,
+                self.category,
+                ", ".join(self.unknown_symbols),
+            )
+        if not symbols:
+            raise FatalError(
+                f"none of the configured symbols is a trading {self.category} instrument "
+                f"on {host}: {', '.join(wanted)}"
+            )
+        if config.symbols_limit is not None:
+            symbols = symbols[: config.symbols_limit]
+        return symbols
+
+    # ----------------------------------------------------------------- running
+    async def run(
+        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = self.config
+        self.symbols = await self.resolve_symbols()
+        topics = build_topics(config, self.symbols)
+        pools = pool_topics(topics, config.topics_per_connection)
+        streams = set(config.streams)
+        ticker_price = "price" in streams and ("tickers" in streams or "trades" not in streams)
+        settings = ConnectionSettings(
+            url=self.url,
+            channel=self.category,
+            ping_interval=config.ping_interval,
+            stale_timeout=config.stale_timeout,
+            ack_timeout=config.ack_timeout,
+            reconnect_max_delay=config.reconnect_max_delay,
+            subscribe_chunk=SUBSCRIBE_CHUNK.get(self.category, 10),
+            recover_gaps=config.recover_gaps and "trades" in streams,
+            ssl_context=self.ssl_context,
+        )
+        pacer = ConnectPacer(config.connect_rate)
+        prices = PriceTracker(self.category)
+        self.connections = [
+            BybitConnection(
+                index,
+                pool,
+                settings,
+                emit,
+                logger=self.logger,
+                metrics=self.metrics,
+                pacer=pacer,
+                rest=self.rest,
+                emit_tickers="tickers" in streams,
+                ticker_price_field=config.price_field if ticker_price else None,
+                price_from_trades="price" in streams and not ticker_price,
+                prices=prices,
+                name=self.context.name,
+            )
+            for index, pool in enumerate(pools)
+        ]
+        async with trio.open_nursery() as nursery:
+            remaining = len(self.connections)
+            all_subscribed = trio.Event()
+
+            async def start(connection: BybitConnection) -> None:
+                nonlocal remaining
+                await nursery.start(connection.run)
+                remaining -= 1
+                if remaining == 0:
+                    all_subscribed.set()
+
+            for connection in self.connections:
+                nursery.start_soon(start, connection)
+            await all_subscribed.wait()
+            refused = sum(len(c.refused) for c in self.connections)
+            self.logger.info(
+                "%s: subscribed %d topics (%d refused) for %d symbols over %d connections",
+                self.context.name,
+                len(topics) - refused,
+                refused,
+                len(self.symbols),
+                len(self.connections),
+            )
+            task_status.started()

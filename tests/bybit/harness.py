@@ -1,0 +1,53 @@
+"""Helpers of the Bybit source tests: a collecting ``emit`` and a source factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from streamer.api import Context
+from streamer.events import Event
+from streamer.metrics import Metrics
+
+from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
+
+
+class Collector:
+    """An ``emit`` that keeps every batch and lets a test wait for a condition."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def __call__(self, batch: list[Event]) -> None:
+        assert batch, "emit must never be called with an empty batch"
+        self.batches.append(batch)
+        self._lot.unpark_all()
+
+    @property
+    def events(self) -> list[Event]:
+        return [e for b in self.batches for e in b]
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> list[Event]:
+        while not predicate(self.events):
+            await self._lot.park()
+        return self.events
+
+
+def make_source(
+    fake: Any, category: str = "linear", name: str = "bybit", **options: Any
+) -> BybitSource:
+    config_class = BybitLinearConfig if category == "linear" else BybitSpotConfig
+    options.setdefault("url", fake.ws_url(category))
+    options.setdefault("rest_url", fake.rest_url)
+    config = config_class(**options)
+    context = Context(
+        name=name, type=f"bybit.{category}", logger=logging.getLogger(f"test.{name}"),
+        metrics=Metrics(),
+    )
+    return BybitSource(config, context, category)
