@@ -98,3 +98,30 @@ def test_check_accepts_a_valid_file_and_needs_the_plugin(tmp_path, plugin_env) -
                          timeout=60)
     assert out.returncode == 2
     assert "unknown source type 'demo.ticks'" in out.stderr
+
+
+def test_plugin_template_installs_and_its_own_test_passes(tmp_path) -> None:
+    """plugins/_template is a working plugin: pip-install it and run the test it ships."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(site), str(root / "plugins/_template")],
+        check=True, timeout=300,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env["PYTHONPATH"] = str(site)
+    out = subprocess.run([*STREAMER, "plugins"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert "myplugin     streamer-myplugin 0.1.0" in out.stdout
+    assert "sink:myplugin.jsonl" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(root / "plugins/_template/tests")],
+        env=env, cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed" in out.stdout

@@ -1,0 +1,1 @@
+"""A streamer plugin made from plugins/_template."""
