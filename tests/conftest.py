@@ -2,3 +2,4 @@
 its fixtures here so every test directory can use them."""
 
 from __future__ import annotations
+from redis_server import redis_client, redis_server  # noqa: F401

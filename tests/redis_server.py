@@ -1,0 +1,212 @@
+"""A real ``redis-server`` for the tests: started on a free loopback port, no persistence.
+
+``redis_server`` (session scope) starts one server for the whole session; ``redis_client``
+(function scope) hands out a client on it after ``FLUSHALL``, so every test starts empty.
+Tests that need their own server (``--requirepass``, TLS, a unix socket) use
+:class:`RedisServer` directly as a context manager.
+
+The binary is taken from ``$STREAMER_TEST_REDIS_SERVER`` or ``redis-server`` on PATH. If it is
+missing the fixture FAILS (it does not skip): CI installs it, and a silently skipped Redis
+suite would hide regressions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import redis
+
+_START_TIMEOUT = 10.0
+
+
+def redis_server_binary() -> str:
+    """Path of the ``redis-server`` binary, or a clear failure."""
+    configured = os.environ.get("STREAMER_TEST_REDIS_SERVER")
+    binary = configured or shutil.which("redis-server")
+    if not binary or not os.path.exists(binary):
+        pytest.fail(
+            "redis-server not found (looked at $STREAMER_TEST_REDIS_SERVER and PATH). The Redis "
+            "tests run against a real server: install it (e.g. `apt-get install redis-server`)."
+        )
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One ``redis-server`` process on 127.0.0.1 (or a unix socket / TLS port)."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        password: str | None = None,
+        tls: bool = False,
+        unix_socket: bool = False,
+    ) -> None:
+        self.binary = redis_server_binary()
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.password = password
+        self.workdir = tempfile.mkdtemp(prefix="streamer-redis-")
+        self.unix_socket = os.path.join(self.workdir, "redis.sock") if unix_socket else None
+        self.tls_cert: str | None = None
+        self.tls_key: str | None = None
+        if tls:
+            self.tls_cert, self.tls_key = _self_signed_cert(self.workdir)
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "rediss" if self.tls_cert else "redis"
+        return f"{scheme}://{self.host}:{self.port}/0"
+
+    def _args(self) -> list[str]:
+        args = [
+            self.binary,
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", self.workdir,
+            "--loglevel", "warning",
+        ]
+        if self.tls_cert:
+            args += [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls_cert,
+                "--tls-key-file", str(self.tls_key),
+                "--tls-ca-cert-file", self.tls_cert,
+                "--tls-auth-clients", "no",
+            ]
+        else:
+            args += ["--port", str(self.port)]
+        if self.unix_socket:
+            args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        return args + self.extra_args
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A new client for reading back (bytes responses)."""
+        options: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "password": self.password,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+        }
+        if self.tls_cert:
+            options.update(ssl=True, ssl_ca_certs=self.tls_cert)
+        options.update(kwargs)
+        return redis.Redis(**options)
+
+    def start(self) -> RedisServer:
+        log = open(os.path.join(self.workdir, "redis.log"), "ab")
+        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + _START_TIMEOUT
+        probe = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    pytest.fail(f"redis-server exited at start:\n{self._log_tail()}")
+                try:
+                    if probe.ping():
+                        return self
+                except redis.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"redis-server did not answer PING in time:\n{self._log_tail()}")
+                time.sleep(0.02)
+        finally:
+            probe.close()
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.workdir, "redis.log"), "rb") as f:
+                return f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a goodbye, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start again on the same port (empty: there is no persistence)."""
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _self_signed_cert(directory: str) -> tuple[str, str]:
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "3", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (``.host .port .url .client() .kill() .restart()``)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on the session server, after FLUSHALL (restarts the server if a test killed it)."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis_server.client()
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.close()
