@@ -48,12 +48,14 @@ class Bucket:
     __slots__ = (
         "backfilled",
         "close",
+        "close_ts",
         "closed",
         "dirty",
         "end",
         "high",
         "low",
         "open",
+        "open_ts",
         "partial",
         "pending",
         "skip",
@@ -64,9 +66,14 @@ class Bucket:
         "volume",
     )
 
-    def __init__(self, state: IntervalState, start: int, price: float, size: float) -> None:
+    def __init__(
+        self, state: IntervalState, start: int, ts: int, price: float, size: float
+    ) -> None:
         self.state = state
         self.start = start
+        # Open and close follow trade time, not arrival order, so a trade that arrives a
+        # little out of order (within the waiter window) still lands in the right place.
+        self.open_ts = self.close_ts = ts
         self.end = start + state.ms
         self.open = self.high = self.low = self.close = price
         self.volume = size
@@ -198,7 +205,12 @@ class KlineAggregator:
                         b.high = p
                     elif p < b.low:
                         b.low = p
-                    b.close = p
+                    if ts >= b.close_ts:
+                        b.close = p
+                        b.close_ts = ts
+                    elif ts < b.open_ts:
+                        b.open = p
+                        b.open_ts = ts
                     b.volume += v
                     b.trade_count += 1
                     if with_turnover:
@@ -237,7 +249,7 @@ class KlineAggregator:
         # Close what this trade proves is over before opening its candle, so that klines
         # come out in time order.
         self._advance(st, ts - self.waiter_ms if self.waiter_ms else start, out)
-        b = Bucket(st, start, p, v)
+        b = Bucket(st, start, ts, p, v)
         if not self.turnover:
             b.turnover = 0.0
         if not st.started:
@@ -262,7 +274,12 @@ class KlineAggregator:
             b.high = p
         elif p < b.low:
             b.low = p
-        b.close = p
+        if ts >= b.close_ts:
+            b.close = p
+            b.close_ts = ts
+        elif ts < b.open_ts:
+            b.open = p
+            b.open_ts = ts
         b.volume += v
         b.trade_count += 1
         if self.turnover:

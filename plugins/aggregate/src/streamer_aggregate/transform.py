@@ -168,7 +168,7 @@ class KlineTransform:
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._backfill_loop, emit)
+            nursery.start_soon(self.backfill_worker, emit)
             task_status.started()
             await self._timer(emit)
 
@@ -200,7 +200,7 @@ class KlineTransform:
             if out:
                 await emit(out)
 
-    async def _backfill_loop(self, emit: Emit) -> None:
+    async def backfill_worker(self, emit: Emit) -> None:
         limiter = trio.CapacityLimiter(BACKFILL_CONCURRENCY)
         async with trio.open_nursery() as nursery:
             async for request in self._backfill_receive:

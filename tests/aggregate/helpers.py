@@ -1,0 +1,67 @@
+"""Trade builders and the reference kline computation the aggregator is checked against."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from streamer.events import Kline, Trade
+from streamer_aggregate.intervals import candle_start
+
+
+def trade(ts: int, price: float | str, size: float | str = "1", symbol: str = "BTCUSDT",
+          channel: str = "linear") -> Trade:
+    return Trade(channel, symbol, ts, "Buy", str(price), str(size), f"id-{ts}")
+
+
+def reference_klines(
+    trades: Iterable[Trade], intervals: Iterable[int], until_ms: int, fill_gaps: bool = True
+) -> list[tuple]:
+    """Closed klines computed the plain way: group by (channel, symbol, interval, open time);
+    open = earliest trade (first arrival on ties), close = latest (last arrival on ties);
+    flat klines between a key's first candle and ``until_ms`` when ``fill_gaps``.
+    Returns comparable tuples (see :func:`kline_key`)."""
+    groups: dict[tuple, list[Trade]] = defaultdict(list)
+    for t in trades:
+        for ms in intervals:
+            groups[(t.channel, t.symbol, ms, candle_start(t.ts, ms))].append(t)
+    out: dict[tuple, tuple] = {}
+    for (ch, sym, ms, start), ts in groups.items():
+        if start + ms > until_ms:
+            continue
+        first = min(range(len(ts)), key=lambda i: (ts[i].ts, i))
+        last = max(range(len(ts)), key=lambda i: (ts[i].ts, i))
+        prices = [float(t.price) for t in ts]
+        out[(ch, sym, ms, start)] = (
+            ch, sym, ms, start, prices[first], max(prices), min(prices), prices[last],
+            sum(float(t.size) for t in ts), len(ts),
+        )
+    if fill_gaps:
+        keys = defaultdict(list)
+        for (ch, sym, ms, start) in out:
+            keys[(ch, sym, ms)].append(start)
+        for (ch, sym, ms), starts in keys.items():
+            s = min(starts)
+            prev_close = None
+            while s + ms <= until_ms:
+                got = out.get((ch, sym, ms, s))
+                if got is None and prev_close is not None:
+                    out[(ch, sym, ms, s)] = (ch, sym, ms, s, prev_close, prev_close, prev_close,
+                                             prev_close, 0.0, 0)
+                elif got is not None:
+                    prev_close = got[7]
+                s += ms
+    return sorted(out.values())
+
+
+def kline_key(k: Kline) -> tuple:
+    return (k.channel, k.symbol, k.interval, k.timestamp, k.open, k.high, k.low, k.close,
+            k.volume, k.trade_count)
+
+
+def assert_same(got: list[tuple], want: list[tuple]) -> None:
+    """Equal, with volumes compared to 1e-9 relative (float sums in another order)."""
+    assert [g[:8] for g in got] == [w[:8] for w in want]
+    for g, w in zip(got, want):
+        assert abs(g[8] - w[8]) <= 1e-9 * max(1.0, abs(w[8])), (g, w)
+        assert g[9] == w[9], (g, w)
