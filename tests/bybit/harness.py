@@ -51,3 +51,8 @@ def make_source(
         metrics=Metrics(),
     )
     return BybitSource(config, context, category)
+
+
+async def run_source(nursery: trio.Nursery, source: BybitSource, collector: Collector) -> None:
+    """Start ``source`` in ``nursery`` and wait until every connection is subscribed."""
+    await nursery.start(source.run, collector)

@@ -197,6 +197,7 @@ class BybitConnection:
         self._holding = False
         self._held: list[Event] = []
         self._binary_seen = 0
+        self._ws: WebSocket | None = None  # the current session's socket
 
     # -------------------------------------------------------------------- bookkeeping
     def _record_trades(self, symbol: str, trades: list[Trade]) -> None:
@@ -272,6 +273,7 @@ class BybitConnection:
         self._binary_seen = 0
         self._last_activity = trio.current_time()
         self.subscribed = trio.Event()
+        self._ws = ws
         self.book.reset()  # a fresh snapshot follows the subscribe
         # After a reconnect, live trades wait until the missed ones are recovered.
         recover_marks: dict[str, int] = {}
@@ -284,6 +286,7 @@ class BybitConnection:
             nursery.start_soon(self._subscriber, ws, task_status, recover_marks)
             await self._reader(ws)
         self._scope = None
+        self._ws = None
 
     async def _reader(self, ws: WebSocket) -> None:
         decode = self.decoder.decode

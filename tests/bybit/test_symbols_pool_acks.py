@@ -1,0 +1,248 @@
+"""Behaviours 2 (symbols), 3 (connection pool, spot chunks, pacing) and 4 (acks)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+import trio
+from bybit.harness import Collector, make_source, run_source
+from fakebybit import FakeBybit
+from streamer.api import FatalError
+from streamer.events import Trade
+
+from streamer_bybit.connection import ConnectPacer
+from streamer_bybit.source import pool_topics
+
+
+def dead_port() -> int:
+    """A local port where nothing listens (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unknown_symbols_reported_by_name_and_left_out(fake_bybit, collector, caplog):
+    caplog.set_level(logging.WARNING)
+    source = make_source(fake_bybit, symbols=["btcusdt", "NOPEUSDT", "NEWCOINUSDT"])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            assert fake_bybit.connections[0].topics == {"publicTrade.BTCUSDT"}
+            nursery.cancel_scope.cancel()
+    assert source.symbols == ["BTCUSDT"]
+    assert source.unknown_symbols == ["NOPEUSDT", "NEWCOINUSDT"]  # NEWCOIN is PreLaunch
+    assert "NOPEUSDT, NEWCOINUSDT" in caplog.text
+
+
+async def test_only_unknown_symbols_is_fatal(fake_bybit, collector):
+    source = make_source(fake_bybit, symbols=["NOPEUSDT"])
+    with trio.fail_after(10), pytest.raises(FatalError, match="NOPEUSDT"):
+        await source.run(collector)
+
+
+async def test_load_all_symbols_follows_linear_cursor_pages(collector):
+    fake = FakeBybit(linear_symbols=[f"S{i:04d}USDT" for i in range(1500)])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, load_all_symbols=True)
+            symbols = await source.resolve_symbols()
+            nursery.cancel_scope.cancel()
+    assert len(symbols) == 1500 and "NEWCOINUSDT" not in symbols  # status Trading only
+    pages = [q for path, q in fake.rest_requests if path == "/v5/market/instruments-info"]
+    assert len(pages) == 2 and pages[0]["limit"] == "1000" and pages[1]["cursor"]
+
+
+async def test_load_all_symbols_limit_and_spot(fake_bybit, collector):
+    source = make_source(fake_bybit, "spot", load_all_symbols=True, symbols_limit=3)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            nursery.cancel_scope.cancel()
+    assert source.symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    assert "cursor" not in str(fake_bybit.rest_requests)
+
+
+async def test_rest_down_explicit_list_streams_unchecked(fake_bybit, collector, caplog):
+    caplog.set_level(logging.WARNING)
+    port = dead_port()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], rest_url=f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            nursery.cancel_scope.cancel()
+    assert f"cannot check the symbols against 127.0.0.1:{port}" in caplog.text
+    assert "streaming BTCUSDT unchecked" in caplog.text
+
+
+async def test_rest_down_load_all_logs_and_retries(fake_bybit, collector, caplog, autojump_clock):
+    caplog.set_level(logging.WARNING)
+    fake_bybit.reachable = False
+    source = make_source(fake_bybit, load_all_symbols=True, symbols_limit=1)
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source.run, collector)
+            await trio.sleep(60)
+            failures = source.metrics["rest_failures"]
+            assert 3 <= failures < 60  # retried, with growing delays
+            assert "cannot load the linear instruments from 127.0.0.1" in caplog.text
+            assert "next retry in" in caplog.text
+            fake_bybit.reachable = True
+            await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+            nursery.cancel_scope.cancel()
+
+
+async def test_websocket_unreachable_is_logged_and_retried(fake_bybit, collector, caplog,
+                                                           autojump_clock):
+    caplog.set_level(logging.WARNING)
+    port = dead_port()
+    url = f"ws://127.0.0.1:{port}/v5/public/linear"
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], url=url, reconnect_max_delay=8)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source.run, collector)
+            await trio.sleep(120)
+            attempts = source.metrics["connect_failures"]
+            # capped backoff: at least 120 s / 8 s attempts, far fewer than without backoff
+            assert 15 <= attempts <= 400
+            assert f"cannot connect to {url}" in caplog.text and "next retry in" in caplog.text
+            second = FakeBybit(linear_symbols=["BTCUSDT"], port=port)
+            await nursery.start(second.serve)
+            await second.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+            nursery.cancel_scope.cancel()
+
+
+def test_pool_respects_topic_count_and_args_length():
+    topics = [f"publicTrade.{'X' * 200}{i}" for i in range(300)]
+    pools = pool_topics(topics, 100)
+    assert [t for p in pools for t in p] == topics
+    for pool in pools:
+        assert len(pool) <= 100
+        assert sum(len(t) + 3 for t in pool) < 21_000
+    assert len(pools) > 3  # the 21,000-character limit split them, not the count
+    assert [len(p) for p in pool_topics(topics[:250], 100)] == [100, 100, 50] or any(
+        len(p) < 100 for p in pool_topics(topics[:250], 100)
+    )
+
+
+async def test_topics_spread_over_connections(fake_bybit, collector):
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    source = make_source(
+        fake_bybit, symbols=symbols, streams=["trades", "tickers"], topics_per_connection=3
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            conns = [c for c in fake_bybit.connections if c.category == "linear"]
+            assert len(conns) == 3
+            assert all(len(c.topics) <= 3 for c in conns)
+            assert set().union(*(c.topics for c in conns)) == {
+                f"{k}.{s}" for k in ("publicTrade", "tickers") for s in symbols
+            }
+            for s in symbols:
+                fake_bybit.trade("linear", s)
+            await collector.wait_for(lambda ev: len([e for e in ev if isinstance(e, Trade)]) == 4)
+            nursery.cancel_scope.cancel()
+
+
+async def test_spot_subscribes_at_most_10_args_per_request(fake_bybit, collector):
+    source = make_source(
+        fake_bybit, "spot", symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"],
+        streams=["trades", "klines", "tickers"], kline_intervals=["1m", "5m", "1h"],
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            (conn,) = source.connections
+            assert len(fake_bybit.connections[0].topics) == 20
+            assert conn._req == 2 and conn.refused == {}  # 10 + 10, never refused
+            fake_bybit.drop_connections()
+            await conn.subscribed.wait()  # the old session's event is already set
+            while conn.sessions < 2:
+                await trio.sleep(0.01)
+            await fake_bybit.wait_subscribed("spot", fake_bybit.connections[0].topics)
+            assert conn._req == 4 and conn.refused == {}  # resubscribed in chunks too
+            nursery.cancel_scope.cancel()
+
+
+async def test_connections_open_at_a_paced_rate(fake_bybit, collector, autojump_clock):
+    source = make_source(
+        fake_bybit, symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT",
+                             "BNBUSDT", "ADAUSDT", "1000PEPEUSDT"],
+        topics_per_connection=1, connect_rate=2.0,
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            await run_source(nursery, source, collector)
+            elapsed = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+    assert len(source.connections) == 8
+    assert elapsed >= 1.5  # 5 at once, then one every 0.5 s
+
+
+async def test_pacer_burst_then_rate(autojump_clock):
+    pacer = ConnectPacer(rate=1.0, burst=5)
+    start = trio.current_time()
+    times = []
+    for _ in range(8):
+        await pacer.wait()
+        times.append(round(trio.current_time() - start, 6))
+    assert times == [0, 0, 0, 0, 0, 1, 2, 3]
+
+
+async def test_refused_topic_isolated_by_bisecting_linear(fake_bybit, collector, caplog):
+    caplog.set_level(logging.WARNING)
+    fake_bybit.refused_topics = {"publicTrade.ETHUSDT"}
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
+    source = make_source(fake_bybit, symbols=symbols)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "SOLUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            assert fake_bybit.connections[0].topics == {
+                f"publicTrade.{s}" for s in symbols if s != "ETHUSDT"
+            }
+            nursery.cancel_scope.cancel()
+    (conn,) = source.connections
+    assert conn.refused == {
+        "publicTrade.ETHUSDT": "error:handler not found,topic:publicTrade.ETHUSDT"
+    }
+    assert "error:handler not found,topic:publicTrade.ETHUSDT" in caplog.text
+    assert source.metrics["refused_topics"] == 1
+
+
+async def test_refused_topic_isolated_spot(fake_bybit, collector, caplog):
+    caplog.set_level(logging.WARNING)
+    fake_bybit.refused_topics = {"tickers.BTCUSDT"}
+    source = make_source(
+        fake_bybit, "spot", symbols=["BTCUSDT", "ETHUSDT"], streams=["trades", "tickers"]
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            assert fake_bybit.connections[0].topics == {
+                "publicTrade.BTCUSDT", "publicTrade.ETHUSDT", "tickers.ETHUSDT"
+            }
+            nursery.cancel_scope.cancel()
+    assert list(source.connections[0].refused) == ["tickers.BTCUSDT"]
+    assert "Invalid symbol :[tickers.BTCUSDT]" in caplog.text
+
+
+async def test_already_subscribed_is_harmless(fake_bybit, collector):
+    source = make_source(fake_bybit, symbols=["BTCUSDT"])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            (conn,) = source.connections
+            assert conn._ws is not None
+            # one topic already subscribed in the batch: Bybit refuses the whole request
+            await conn._subscribe_batch(conn._ws, ["publicTrade.BTCUSDT", "tickers.BTCUSDT"])
+            assert fake_bybit.connections[0].topics == {"publicTrade.BTCUSDT", "tickers.BTCUSDT"}
+            nursery.cancel_scope.cancel()
+    assert conn.refused == {}
