@@ -94,3 +94,12 @@ async def test_inbox_block_waits_for_room() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert len(inbox) == 1
     assert inbox.dropped_batches == 0
+
+
+def test_hook_reference_doc_matches_the_specs() -> None:
+    from pathlib import Path
+
+    from streamer.hookdoc import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "plugin_hooks.md"
+    assert doc.read_text() == render(), "regenerate: python -m streamer.hookdoc > docs/plugin_hooks.md"
