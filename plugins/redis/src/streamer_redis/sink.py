@@ -1,0 +1,132 @@
+"""The ``redis`` sink: PUBLISH every batch in the wire format, optionally XADD to streams.
+
+By default every envelope goes to the one pub/sub channel ``{main_key}``, as the older Bybit
+streamer did, so its subscribers keep working. ``channel_template`` splits by ``{channel}``,
+``{data_type}`` and ``{symbol}`` (one envelope per symbol then). With ``stream = true`` each
+envelope is also appended (field ``data``) to a Redis Stream per channel and data type, trimmed
+to about ``stream_maxlen`` entries, so a consumer that was away can catch up with a consumer
+group. Each envelope is encoded once and the same bytes go to PUBLISH and XADD.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import attrs
+import redis.client
+import trio
+
+from streamer import Context, Event, Inbox
+from streamer.wire import encode, render
+from streamer_redis.connection import RedisConnectionConfig
+from streamer_redis.writer import BufferedWriter
+
+_CHANNEL_FIELDS = {"main_key", "channel", "data_type", "symbol"}
+_STREAM_FIELDS = {"main_key", "channel", "data_type"}
+
+
+def _check_template(name: str, template: str, allowed: set[str]) -> None:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{name} {template!r}: {exc}") from None
+    unknown = fields - allowed
+    if unknown:
+        raise ValueError(
+            f"{name} {template!r}: unknown placeholder(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join('{' + f + '}' for f in sorted(allowed))}"
+        )
+    if not template:
+        raise ValueError(f"{name} must not be empty")
+
+
+@attrs.define
+class RedisSinkConfig(RedisConnectionConfig):
+    #: Pub/sub channel of each envelope; placeholders {main_key} {channel} {data_type}
+    #: {symbol} ({symbol} publishes one envelope per symbol).
+    channel_template: str = "{main_key}"
+    #: Also XADD each envelope to a Redis Stream.
+    stream: bool = False
+    #: Stream key; placeholders {main_key} {channel} {data_type}.
+    stream_template: str = "{main_key}:stream:{channel}:{data_type}"
+    #: Approximate stream length (XADD MAXLEN ~).
+    stream_maxlen: int = 100_000
+    #: Write once this many events are buffered ...
+    flush_size: int = 1000
+    #: ... or the oldest waited this long (s). 0: write as soon as events arrive (events
+    #: arriving while a write is in flight go together in the next pipeline).
+    flush_interval: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        _check_template("channel_template", self.channel_template, _CHANNEL_FIELDS)
+        _check_template("stream_template", self.stream_template, _STREAM_FIELDS)
+        if self.stream_maxlen < 1:
+            raise ValueError(f"stream_maxlen must be >= 1, got {self.stream_maxlen}")
+        if self.flush_size < 1:
+            raise ValueError(f"flush_size must be >= 1, got {self.flush_size}")
+        if self.flush_interval < 0:
+            raise ValueError(f"flush_interval must be >= 0, got {self.flush_interval}")
+
+
+class RedisSink:
+    def __init__(self, config: RedisSinkConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self._per_symbol = "{symbol}" in config.channel_template
+        self._channel_names: dict[tuple[str, str, str], str] = {}
+        self._stream_names: dict[tuple[str, str], str] = {}
+        self.writer = BufferedWriter(
+            config, context, build=self.build,
+            flush_size=config.flush_size, flush_interval=config.flush_interval,
+        )
+
+    def _channel_name(self, channel: str, data_type: str, symbol: str) -> str:
+        key = (channel, data_type, symbol)
+        name = self._channel_names.get(key)
+        if name is None:
+            name = self._channel_names[key] = self.config.channel_template.format(
+                main_key=self.config.main_key, channel=channel, data_type=data_type,
+                symbol=symbol,
+            )
+        return name
+
+    def _stream_name(self, channel: str, data_type: str) -> str:
+        key = (channel, data_type)
+        name = self._stream_names.get(key)
+        if name is None:
+            name = self._stream_names[key] = self.config.stream_template.format(
+                main_key=self.config.main_key, channel=channel, data_type=data_type,
+            )
+        return name
+
+    def _envelopes(self, events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
+        """(symbol or "", envelope) in wire format; one per symbol when the template says so."""
+        if not self._per_symbol:
+            return [("", env) for env in render(events)]
+        by_symbol: dict[str, list[Event]] = {}
+        for event in events:
+            group = by_symbol.get(event.symbol)
+            if group is None:
+                group = by_symbol[event.symbol] = []
+            group.append(event)
+        return [(symbol, env) for symbol, group in by_symbol.items() for env in render(group)]
+
+    def build(self, pipe: redis.client.Pipeline, events: list[Event]) -> None:
+        config = self.config
+        for symbol, env in self._envelopes(events):
+            payload = encode(env)
+            channel, data_type = env["channel"], env["data_type"]
+            pipe.publish(self._channel_name(channel, data_type, symbol), payload)
+            if config.stream:
+                pipe.xadd(
+                    self._stream_name(channel, data_type), {"data": payload},
+                    maxlen=config.stream_maxlen, approximate=True,
+                )
+
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self.writer.serve(inbox, task_status=task_status)
+

@@ -1,0 +1,212 @@
+"""The ``storage`` sink: keeps the current state of the market in Redis keys.
+
+Writes go through streamer-redis's :class:`~streamer_redis.BufferedWriter` (one pipeline per
+flush in a worker thread, bounded buffer, reconnect with backoff). A flush happens at
+``flush_size`` events or when the oldest waited ``flush_interval``, and at shutdown. Within a
+flush the latest ticker and price per symbol win, so the Redis work grows with the number of
+symbols, not with the message rate. Key layout: :mod:`streamer_storage.keys`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+import msgspec
+import redis
+import redis.client
+import trio
+
+from streamer import Context, Event, Inbox, Kline, Price, Ticker
+from streamer_redis import BufferedWriter, RedisConnectionConfig
+from streamer_storage.intervals import STANDARD_INTERVALS, interval_label, parse_interval
+from streamer_storage.keys import StorageKeys
+
+_encoder = msgspec.json.Encoder()
+#: Keys per DEL when cleaning history keys found by SCAN.
+_DELETE_BATCH = 500
+
+
+def format_price(value: Any) -> str | None:
+    """A price as stored: the shortest decimal that reads back as the same float, without an
+    exponent (``65000.1``, ``0.00001234``, ``3.0``); None for a missing or non-numeric value.
+    """
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return format(Decimal(repr(number)), "f")
+
+
+@attrs.define
+class StorageConfig(RedisConnectionConfig):
+    #: Channels stored and cleaned; events of other channels are ignored (and counted).
+    channels: list[Literal["linear", "spot"]] = attrs.field(factory=lambda: ["linear", "spot"])
+    #: Kline intervals stored and cleaned, as labels ("1m", "1h", "1D", ...); closed klines of
+    #: other intervals are ignored (and counted).
+    intervals: list[str] = attrs.field(factory=lambda: list(STANDARD_INTERVALS))
+    #: Keep the last N closed klines per symbol and interval in a list (0: no history).
+    history: int = 0
+    #: Where the price hash comes from: a field of the ticker events ("ticker") or the
+    #: pipeline's price events ("price").
+    price_from: Literal["ticker", "price"] = "ticker"
+    #: Ticker field used as the price with price_from = "ticker".
+    linear_price_field: str = "markPrice"
+    spot_price_field: str = "lastPrice"
+    #: Delete this sink's documented keys at start (never anything else).
+    clean_on_start: bool = True
+    flush_size: int = 100
+    flush_interval: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if not self.channels:
+            raise ValueError("channels must list at least one of 'linear', 'spot'")
+        if not self.intervals:
+            raise ValueError("intervals must list at least one interval, e.g. ['1m']")
+        for label in self.intervals:
+            parse_interval(label)
+        if self.history < 0:
+            raise ValueError(f"history must be >= 0, got {self.history}")
+        if self.flush_size < 1:
+            raise ValueError(f"flush_size must be >= 1, got {self.flush_size}")
+        if self.flush_interval < 0:
+            raise ValueError(f"flush_interval must be >= 0, got {self.flush_interval}")
+
+    def interval_labels(self) -> dict[int, str]:
+        """ms -> canonical label of the configured intervals ("60m" is stored as "1h")."""
+        return {parse_interval(label): interval_label(parse_interval(label))
+                for label in self.intervals}
+
+
+class StorageSink:
+    def __init__(self, config: StorageConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self.keys = StorageKeys(config.main_key)
+        self._channels = frozenset(config.channels)
+        self._labels = config.interval_labels()
+        self._price_fields = {"linear": config.linear_price_field,
+                              "spot": config.spot_price_field}
+        #: (channel, interval ms) -> symbol -> its last closed kline: last-closed holds all.
+        self._last_closed: dict[tuple[str, int], dict[str, Kline]] = {}
+        self._warned_ignored: set[str] = set()
+        #: Keys deleted by the startup clean (for the log and the tests).
+        self.cleaned_keys = 0
+        self.writer = BufferedWriter(
+            config, context, build=self.build,
+            flush_size=config.flush_size, flush_interval=config.flush_interval,
+            setup=self.clean if config.clean_on_start else None,
+        )
+
+    # -- startup clean (worker thread) ---------------------------------------------------------
+
+    def documented_keys(self) -> list[str]:
+        """The exact keys cleaned at start, history keys aside (those are found by SCAN)."""
+        keys = []
+        for channel in self.config.channels:
+            keys += [self.keys.tickers(channel), self.keys.price(channel)]
+            keys += [self.keys.last_closed(channel, label) for label in self._labels.values()]
+        return keys
+
+    def clean(self, client: redis.Redis) -> None:
+        """DEL this sink's keys for the configured channels and intervals. History keys are
+        found with SCAN MATCH ``{main_key}:history:{channel}:{interval}:*`` (main_key escaped),
+        which cannot match another application's keys; never a bare ``{main_key}*``."""
+        deleted = int(client.delete(*self.documented_keys()))
+        for channel in self.config.channels:
+            for label in self._labels.values():
+                pattern = self.keys.history_pattern(channel, label)
+                batch: list[bytes] = []
+                for key in client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= _DELETE_BATCH:
+                        deleted += int(client.delete(*batch))
+                        batch.clear()
+                if batch:
+                    deleted += int(client.delete(*batch))
+        self.cleaned_keys = deleted
+        self.context.logger.info("startup clean: deleted %d key(s) under %s:", deleted,
+                                 self.config.main_key)
+
+    # -- one flush (trio thread, no I/O) -----------------------------------------------------
+
+    def _ignore(self, what: str) -> None:
+        self.context.metrics.inc("ignored_events")
+        if what not in self._warned_ignored:
+            self._warned_ignored.add(what)
+            self.context.logger.warning("storage sink ignores %s (not in its configuration)",
+                                        what)
+
+    def build(self, pipe: redis.client.Pipeline, events: list[Event]) -> None:
+        config = self.config
+        keys = self.keys
+        channels = self._channels
+        labels = self._labels
+        price_from_ticker = config.price_from == "ticker"
+        tickers: dict[str, dict[str, Ticker]] = {}
+        prices: dict[str, dict[str, Any]] = {}
+        touched: set[tuple[str, int]] = set()
+        history: dict[str, list[Kline]] = {}
+        for event in events:
+            channel = event.channel
+            if channel not in channels:
+                self._ignore(f"channel {channel!r}")
+                continue
+            kind = type(event)
+            if kind is Ticker:
+                tickers.setdefault(channel, {})[event.symbol] = event  # type: ignore[assignment]
+                if price_from_ticker:
+                    value = event.fields.get(self._price_fields[channel])  # type: ignore[union-attr]
+                    if value is not None and value != "":
+                        prices.setdefault(channel, {})[event.symbol] = value
+            elif kind is Price:
+                if not price_from_ticker:
+                    prices.setdefault(channel, {})[event.symbol] = event.price  # type: ignore[union-attr]
+            elif kind is Kline:
+                kline: Kline = event  # type: ignore[assignment]
+                if not kline.closed:
+                    continue
+                label = labels.get(kline.interval)
+                if label is None:
+                    self._ignore(f"klines of interval {interval_label(kline.interval)}")
+                    continue
+                latest = self._last_closed.setdefault((channel, kline.interval), {})
+                previous = latest.get(kline.symbol)
+                if previous is None or kline.timestamp >= previous.timestamp:
+                    latest[kline.symbol] = kline
+                touched.add((channel, kline.interval))
+                if config.history:
+                    history.setdefault(keys.history(channel, label, kline.symbol), []).append(kline)
+
+        for channel, by_symbol in tickers.items():
+            pipe.hset(keys.tickers(channel), mapping={
+                symbol: _encoder.encode(t.to_wire()) for symbol, t in by_symbol.items()
+            })
+        for channel, raw_prices in prices.items():
+            mapping = {}
+            for symbol, raw in raw_prices.items():
+                text = format_price(raw)
+                if text is None:
+                    self.context.metrics.inc("bad_prices")
+                else:
+                    mapping[symbol] = text
+            if mapping:
+                pipe.hset(keys.price(channel), mapping=mapping)
+        for channel, interval in touched:
+            klines = self._last_closed[(channel, interval)]
+            payload = _encoder.encode([klines[s].to_wire() for s in sorted(klines)])
+            pipe.set(keys.last_closed(channel, labels[interval]), payload, px=interval)
+        for key, klines_of_key in history.items():
+            pipe.rpush(key, *[_encoder.encode(k.to_wire()) for k in klines_of_key])
+            pipe.ltrim(key, -config.history, -1)
+
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self.writer.serve(inbox, task_status=task_status)
