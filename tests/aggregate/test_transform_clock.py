@@ -1,0 +1,144 @@
+"""KlineTransform under trio's MockClock (autojump): when klines are emitted."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from aggregate.helpers import trade
+from streamer import clock
+from streamer.api import Context
+from streamer.config import structure_options
+from streamer.events import Kline
+from streamer.metrics import Metrics
+from streamer_aggregate.intervals import next_boundary
+from streamer_aggregate.transform import KlineConfig, KlineTransform
+
+M = 60_000
+
+
+def make(**options) -> KlineTransform:
+    options.setdefault("first_candle", "partial")
+    config = structure_options(KlineConfig, options)
+    ctx = Context(name="k", type="klines.from_trades", logger=logging.getLogger("t.agg"),
+                  metrics=Metrics())
+    return KlineTransform(config, ctx)
+
+
+class Recorder:
+    """An ``emit`` that notes the wall time of each batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, list[Kline]]] = []
+        self.event = trio.Event()
+
+    async def __call__(self, batch):
+        self.batches.append((clock.now_ms(), list(batch)))
+        self.event.set()
+        self.event = trio.Event()
+
+    def klines(self):
+        return [(t, k) for t, batch in self.batches for k in batch]
+
+
+async def sleep_to(ms: int) -> None:
+    await trio.sleep_until(clock.trio_time_at(ms / 1000))
+
+
+async def test_waiter_closes_at_boundary_plus_latency_and_counts_late_trades(autojump_clock):
+    tr = make(waiter_latency_ms=120)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M)
+            await sleep_to(b - 500)
+            assert tr.process([trade(b - 500, 10), trade(b - 400, 11)]) == []
+            await sleep_to(b + 60)
+            # trades of both candles arrive inside the waiter window: each goes where it belongs
+            assert tr.process([trade(b + 30, 20), trade(b - 5, 12)]) == []
+            await rec.event.wait()
+            (when, k), = rec.klines()
+            assert b + 120 <= when <= b + 121  # boundary + waiter latency, by the local clock
+            assert (k.timestamp, k.open, k.close, k.trade_count, k.closed) == (
+                b - M, 10.0, 12.0, 3, True)
+            assert tr.process([trade(b - 1, 99)]) == []  # too late now: counted, dropped
+            assert tr.context.metrics["late_trades"] == 1
+            await sleep_to(b + M + 500)
+            closes = [(when, k.timestamp, k.close) for when, k in rec.klines()]
+            assert closes[1:] == [(closes[1][0], b, 20.0)]
+            assert b + M + 120 <= closes[1][0] <= b + M + 121
+            nursery.cancel_scope.cancel()
+
+
+async def test_flat_klines_from_the_timer(autojump_clock):
+    tr = make()
+    rec = Recorder()
+    with trio.fail_after(3600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M)
+            await sleep_to(b + 1000)
+            tr.process([trade(b + 1000, 5)])
+            await sleep_to(b + 4 * M + 500)
+            got = [(k.timestamp, k.close, k.trade_count) for _, k in rec.klines()]
+            assert got == [(b, 5.0, 1), (b + M, 5.0, 0), (b + 2 * M, 5.0, 0),
+                           (b + 3 * M, 5.0, 0)]
+            assert all(b + i * M + M + 100 <= t <= b + i * M + M + 101
+                       for i, (t, _) in enumerate(rec.klines()))
+            nursery.cancel_scope.cancel()
+
+
+async def test_without_waiter_closes_at_boundary_or_on_the_next_trade(autojump_clock):
+    tr = make(waiter=False)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M)
+            await sleep_to(b - 1000)
+            tr.process([trade(b - 1000, 1)])
+            await rec.event.wait()
+            (when, k), = rec.klines()
+            assert b <= when <= b + 1 and k.timestamp == b - M
+            # exchange clock ahead of ours: the next interval's first trade closes the candle
+            await sleep_to(b + 1000)
+            tr.process([trade(b + 1000, 2)])
+            out = tr.process([trade(b + M + 5, 3)])  # before our clock reaches b + M
+            assert [(k.timestamp, k.close) for k in out] == [(b, 2.0)]
+            nursery.cancel_scope.cancel()
+
+
+async def test_throttled_updates_every_interval(autojump_clock):
+    tr = make(updates="throttled", update_interval_ms=250)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M)
+            await sleep_to(b + 10)
+            t0 = trio.current_time()
+            for i in range(10):  # a trade every 100 ms for one second
+                assert tr.process([trade(b + 10 + i * 100, 1 + i)]) == []
+                await trio.sleep(0.1)
+            updates = [(when, k) for when, k in rec.klines() if not k.closed]
+            assert 3 <= len(updates) <= 5
+            times = [when for when, _ in updates]
+            assert all(later - earlier >= 249 for earlier, later in zip(times, times[1:]))
+            assert all(k.timestamp == b for _, k in updates)
+            assert [k.trade_count for _, k in updates] == sorted(k.trade_count for _, k in updates)
+            assert t0 > start
+            await sleep_to(b + M + 200)
+            closed = [k for _, k in rec.klines() if k.closed]
+            assert [(k.timestamp, k.trade_count, k.close) for k in closed] == [(b, 10, 10.0)]
+            nursery.cancel_scope.cancel()
+
+
+async def test_every_trade_updates_come_back_from_process(autojump_clock):
+    tr = make(updates="every_trade", intervals=["1m", "5m"])
+    b = next_boundary(clock.now_ms(), 5 * M)
+    out = tr.process([trade(b + 1, 1), trade(b + 2, 3)])
+    assert [(k.interval, k.closed, k.trade_count) for k in out] == [
+        (M, False, 2), (5 * M, False, 2)]
