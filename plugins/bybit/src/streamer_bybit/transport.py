@@ -17,7 +17,7 @@ from typing import Final
 
 import trio
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -140,8 +140,12 @@ class WebSocket:
                 else:
                     self.binary_frames += 1
         elif opcode is Opcode.CLOSE:
-            code = self._protocol.close_code
-            reason = self._protocol.close_reason or ""
+            try:
+                close = Close.parse(frame.data)
+                code: int | None = close.code
+                reason = close.reason
+            except Exception:  # a malformed close frame still ends the connection
+                code, reason = None, ""
             self._closed = WebSocketClosed(
                 f"server closed the connection (code {code}{', ' + reason if reason else ''})",
                 code,
