@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from fakebybit.market import period_start
-
 from streamer.config import ConfigError, structure_options
 from streamer_aggregate.intervals import (
     DAY_MS,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 
 import trio
-
-from aggregate.helpers import trade
 from streamer import clock
 from streamer.api import Context
 from streamer.config import structure_options
@@ -14,6 +12,8 @@ from streamer.events import Kline
 from streamer.metrics import Metrics
 from streamer_aggregate.intervals import next_boundary
 from streamer_aggregate.transform import KlineConfig, KlineTransform
+
+from aggregate.helpers import trade
 
 M = 60_000
 
