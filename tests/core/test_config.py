@@ -71,7 +71,8 @@ def test_valid_pipeline_defaults_and_wiring(pm) -> None:
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('flush_interval = "fast"', "s.toml: sinks[0].flush_interval: expected a number, got 'fast'"),
+        ('flush_interval = "fast"',
+         "s.toml: sinks[0].flush_interval: expected a number, got 'fast'"),
         ("flush_size = 1.5", "s.toml: sinks[0].flush_size: expected an integer, got 1.5"),
         ("flush_size = true", "s.toml: sinks[0].flush_size: expected an integer, got True"),
         ("flush_size = 0", "s.toml: sinks[0]: flush_size: expected at least 1, got 0"),

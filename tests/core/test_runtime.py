@@ -62,7 +62,9 @@ async def test_pipeline_ends_when_sources_end_and_sinks_drain(plugin_manager) ->
     assert pipeline.node("slow").flushed
 
 
-async def test_raising_sink_is_restarted_and_others_unaffected(plugin_manager, autojump_clock) -> None:
+async def test_raising_sink_is_restarted_and_others_unaffected(
+    plugin_manager, autojump_clock
+) -> None:
     toml = PIPE.format(sinks=sink("bad", fail_times=3) + sink("good"))
     with trio.fail_after(120):
         async with running_pipeline(toml, plugin_manager) as pipeline:
@@ -81,7 +83,9 @@ async def test_raising_sink_is_restarted_and_others_unaffected(plugin_manager, a
     assert len(pipeline.node("good").events) == 20
 
 
-async def test_slow_sink_with_drop_oldest_never_blocks_source(plugin_manager, autojump_clock) -> None:
+async def test_slow_sink_with_drop_oldest_never_blocks_source(
+    plugin_manager, autojump_clock
+) -> None:
     toml = PIPE.format(sinks=sink("slow", delay=1.0, queue_size=3, overflow="drop_oldest")
                        + sink("fast"))
     with trio.fail_after(60):

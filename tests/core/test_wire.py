@@ -102,4 +102,5 @@ def test_hook_reference_doc_matches_the_specs() -> None:
     from streamer.hookdoc import render
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "plugin_hooks.md"
-    assert doc.read_text() == render(), "regenerate: python -m streamer.hookdoc > docs/plugin_hooks.md"
+    hint = "regenerate: python -m streamer.hookdoc > docs/plugin_hooks.md"
+    assert doc.read_text() == render(), hint

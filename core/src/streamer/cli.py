@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         return 1
     try:
         trio.run(_run_pipeline, pipeline)
-    except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001
+    except (Exception, BaseExceptionGroup) as exc:
         leaves = _leaves(exc)
         fatal = [e for e in leaves if isinstance(e, FatalError)]
         if fatal:

@@ -156,9 +156,11 @@ def make_converter() -> cattrs.Converter:
         for i, item in enumerate(v):
             try:
                 out.append(item if elem is Any else conv.structure(item, elem))
-            except Exception as exc:  # noqa: BLE001 - collected and re-raised as a group
-                exc.__notes__ = [*getattr(exc, "__notes__", []),
-                                 IterableValidationNote(f"Structuring @ index {i}", i, elem)]
+            except Exception as exc:
+                exc.__notes__ = [  # type: ignore[attr-defined]
+                    *getattr(exc, "__notes__", []),
+                    IterableValidationNote(f"Structuring @ index {i}", i, elem),
+                ]
                 errors.append(exc)
         if errors:
             raise IterableValidationError(f"While structuring {t!r}", errors, t)
@@ -197,7 +199,7 @@ def _structure(data: Any, cls: type, path: str, filename: str, errors: list[str]
         for line in transform_error(exc, path=path, format_exception=_format_exception):
             message, _, where = line.rpartition(" @ ")
             errors.append(f"{filename}: {where}: {message}")
-    except Exception as exc:  # noqa: BLE001 - e.g. ValueError from __attrs_post_init__
+    except Exception as exc:
         errors.append(f"{filename}: {path}: {_format_exception(exc, cls)}")
     return None
 
@@ -357,7 +359,8 @@ def _build_node(
     # Even an invalid node takes part in the graph checks, so every error shows at once.
     valid_inputs = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
-                      tuple(inputs) if valid_inputs and kind != "source" else (), options, spec,
+                      tuple(inputs or ()) if valid_inputs and kind != "source" else (),
+                      options, spec,
                       queue_size if len(errors) == start else 1000,
                       overflow if overflow in ("block", "drop_oldest") else "block")
 

@@ -11,7 +11,7 @@ per socket read or per Bybit message. A batch may mix kinds and channels;
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -139,7 +139,7 @@ class Price(msgspec.Struct, frozen=True, gc=False):
         return {"symbol": self.symbol, "price": self.price, "timestamp": self.ts}
 
 
-Event = Union[Trade, Kline, Ticker, Price]
+Event = Trade | Kline | Ticker | Price
 Batch = list  # a list of Event; kept a plain list on purpose (no wrapper per hop)
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -123,5 +123,5 @@ HOOK_NAMES: tuple[str, ...] = (
     "streamer_transform_event",
 )
 
-__all__ = ["hookimpl", "hookspec", "RegisterType", "RegisterCommand", "HOOK_NAMES"]
+__all__ = ["HOOK_NAMES", "RegisterCommand", "RegisterType", "hookimpl", "hookspec"]
 

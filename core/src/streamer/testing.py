@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
 import pytest
@@ -54,7 +53,9 @@ class ScriptedSource:
     def finish(self) -> None:
         self._send.close()
 
-    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         async for batch in self._receive:
             await emit(batch)
@@ -84,7 +85,9 @@ class CollectingSink:
         self.flushed = False
         self._changed = trio.Event()
 
-    async def run(self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         self.runs += 1
         task_status.started()
         while events := await inbox.get():

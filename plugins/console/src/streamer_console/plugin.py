@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamer import hookimpl
 from streamer.hookspecs import RegisterType
-
 from streamer_console.sink import ConsoleConfig, ConsoleSink
 
 

@@ -70,7 +70,9 @@ class ConsoleSink:
             return b"".join(encode(env) + b"\n" for env in render(events))
         return "".join(line + "\n" for line in pretty_lines(events)).encode()
 
-    async def run(self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         out = self._out()
 
         def write(data: bytes) -> None:

@@ -1,0 +1,47 @@
+"""The console sink: pure wire-format JSON lines on stdout, or a compact human table."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from streamer import Kline, Price, Ticker, Trade
+from streamer.testing import running_pipeline
+
+EVENTS = [
+    Kline("linear", "BTCUSDT", 60_000, 1_764_143_940_000, 1.0, 2.0, 0.5, 1.5, 10.0, 3),
+    Trade("spot", "ETHUSDT", 1_764_143_940_001, "Sell", "2000.10", "0.5", "224"),
+    Price("linear", "BTCUSDT", 91234.5, 1_764_143_940_002),
+    Ticker("linear", "BTCUSDT", 1_764_143_940_003, {"symbol": "BTCUSDT", "lastPrice": 91234.5,
+                                                    "markPrice": 91230.0}),
+]
+
+
+async def run_console(plugin_manager, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    toml = f'[[sources]]\nname = "src"\ntype = "testing.scripted"\n' \
+           f'[[sinks]]\ntype = "console"\nformat = "{fmt}"\n'
+    with trio.fail_after(10):
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            pipeline.node("src").push(EVENTS)
+            pipeline.node("src").finish()
+
+
+async def test_json_lines_are_wire_envelopes(plugin_manager, capfd) -> None:
+    await run_console(plugin_manager, "json")
+    out, _ = capfd.readouterr()
+    envelopes = [json.loads(line) for line in out.splitlines()]
+    assert [(e["channel"], e["data_type"]) for e in envelopes] == [
+        ("linear", "klines"), ("spot", "trades"), ("linear", "price"), ("linear", "ticker")]
+    assert envelopes[0]["data"][0]["trade_count"] == 3
+
+
+async def test_pretty_table(plugin_manager, capfd) -> None:
+    await run_console(plugin_manager, "pretty")
+    out, _ = capfd.readouterr()
+    assert out.splitlines() == [
+        "linear klines  BTCUSDT             60s 1764143940000 closed O 1 H 2 L 0.5 C 1.5 V 10 n 3",
+        "spot   trades  ETHUSDT        1764143940001 Sell 0.5 @ 2000.10",
+        "linear price   BTCUSDT        1764143940002 91234.5",
+        "linear ticker  BTCUSDT        last 91234.5 mark 91230.0",
+    ]
