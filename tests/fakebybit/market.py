@@ -148,7 +148,17 @@ class Instrument:
         self.price = int(price * 10**pd)  # last price, in ticks
         self.prev_price = self.price
         self.seq = rng.randrange(1_000_000_000, 9_000_000_000)
-        self.exec_num = rng.randrange(2_000_000_000, 2_200_000_000)  # spot numeric trade ids
+        # spot: numeric trade ids; linear: the last 12 (decimal, so hex too) UUID digits
+        self.exec_num = rng.randrange(100_000_000_000, 200_000_000_000)
+        # a linear trade id is a fixed random UUID prefix + a counter (valid, unique, cheap)
+        h = "%020x" % rng.getrandbits(80)
+        self.uuid_prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+        self.sizes = [(q, fmt(q, self.qd)) for q in
+                      (self.random_size(i / 500) for i in range(500))]
+        self._pcache: dict[int, str] = {}
+        self.live_lo, self.live_hi = 0, -1  # ts range where every live candle stays live
+        self.tracked: list = []
+        self.tracked_ts = self.tracked_n = -1
         self.history: list[dict] = []  # a deque when FakeBybit(history_limit=...)
         # candles: interval -> {start: Candle}; "1" always tracked, others once asked for
         self.candles: dict[str, dict[int, Candle]] = {"1": {}}
@@ -157,6 +167,34 @@ class Instrument:
         self.ticker: dict[str, str] = {}
         self.cs = rng.randrange(10_000_000_000, 90_000_000_000)
         self._init_ticker(rng)
+
+    def step(self) -> int:
+        """Random-walk step in ticks (~0.005% of the price)."""
+        return max(1, self.price // 20000)
+
+    def random_size(self, r: float) -> int:
+        """A size in quantity units from r in [0, 1): 1..2000 steps (0.001 BTC..2 BTC)."""
+        return (1 + int(r * 2000)) * (10 ** self.qd // 1000 if self.qd >= 3 else 1)
+
+    def next_uuid(self) -> str:
+        self.exec_num += 1
+        return self.uuid_prefix + str(self.exec_num)
+
+    def price_str(self, p: int) -> str:
+        s = self._pcache.get(p)
+        if s is None:
+            if len(self._pcache) > 100_000:
+                self._pcache.clear()
+            s = self._pcache[p] = fmt(p, self.pd)
+        return s
+
+    def tick_direction(self, p: int) -> str:
+        last = self.price
+        if p > last:
+            return "PlusTick"
+        if p < last:
+            return "MinusTick"
+        return "ZeroPlusTick" if self.prev_price <= last else "ZeroMinusTick"
 
     # ---- tickers -------------------------------------------------------------------
     def _init_ticker(self, rng: random.Random) -> None:
@@ -206,6 +244,7 @@ class Instrument:
             self.candles[interval] = got
             if got:
                 self.live[interval] = max(got)
+            self.live_hi = -1  # re-check candles on the next trade
         return got
 
     def aggregate(self, interval: str) -> dict[int, Candle]:

@@ -61,7 +61,7 @@ except ImportError:  # core not installed: use the source tree next to tests/
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "core", "src"))
     from streamer.clock import now_ms
 
-from .market import INTERVALS, Candle, Instrument, fmt, period_start, to_int
+from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .tls import TLSServerStream
 
 WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
@@ -287,6 +287,7 @@ class FakeBybit:
         self._paused: set[tuple[str, str]] = set()
         self._subs: dict[tuple[str, str], list[Connection]] = collections.defaultdict(list)
         self._sub_changed = trio.lowlevel.ParkingLot()
+        self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
 
@@ -467,10 +468,15 @@ class FakeBybit:
         if conn in self.connections:
             self.connections.remove(conn)
         for t in conn.topics:
-            lst = self._subs.get((conn.category, t))
-            if lst and conn in lst:
-                lst.remove(conn)
+            self._drop_sub(conn, t)
         self._sub_changed.unpark_all()
+
+    def _drop_sub(self, conn: Connection, topic: str) -> None:
+        lst = self._subs.get((conn.category, topic))
+        if lst and conn in lst:
+            lst.remove(conn)
+            if topic.startswith("kline."):
+                self._kline_subs[(conn.category, topic.rsplit(".", 1)[1])] -= 1
 
     # ------------------------------------------------------------------ client messages
     def _ack(self, conn: Connection, op: str, success: bool, ret_msg: str, req_id) -> bytes:
@@ -560,6 +566,7 @@ class FakeBybit:
             elif kind == "kline":
                 interval, _, sym = rest.partition(".")
                 self.markets[cat][sym].track(interval)
+                self._kline_subs[(cat, sym)] += 1
         self._sub_changed.unpark_all()
 
     def _unsubscribe(self, conn: Connection, args: list[str], req_id) -> None:
@@ -567,9 +574,7 @@ class FakeBybit:
         for t in args:
             if t in conn.topics:
                 conn.topics.discard(t)
-                lst = self._subs.get((cat, t))
-                if lst and conn in lst:
-                    lst.remove(conn)
+                self._drop_sub(conn, t)
         conn._enqueue(self._ack(conn, "unsubscribe", True,
                                 "" if cat == "linear" else "unsubscribe", req_id))
         self._sub_changed.unpark_all()
@@ -620,36 +625,24 @@ class FakeBybit:
         seq = inst.seq
         omit = self.omit_optional_trade_fields
         trades = []
-        c1 = inst.candles
-        tracked = list(c1.items())
+        tracked = [(candles, period_start(ts, iv)) for iv, candles in inst.candles.items()]
         for _ in range(count):
             if fixed_price is None:
-                step = max(1, inst.price // 20000)
-                p = inst.price + rng.randint(-2, 2) * step
+                p = inst.price + rng.randint(-2, 2) * inst.step()
                 if p < 1:
                     p = 1
             else:
                 p = fixed_price
-            q = fixed_size if fixed_size is not None else rng.randint(1, 2000) * (
-                10**qd // 1000 if qd >= 3 else 1)
+            q = fixed_size if fixed_size is not None else inst.random_size(rng.random())
             s = side or ("Buy" if rng.random() < 0.5 else "Sell")
             if linear:
-                r = rng.getrandbits(128)
-                h = "%032x" % r
-                tid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+                tid = inst.next_uuid()
             else:
                 inst.exec_num += 1
                 tid = str(inst.exec_num)
             t = {"T": ts, "s": symbol, "S": s, "v": fmt(q, qd), "p": fmt(p, pd)}
             if linear:
-                last = inst.price
-                if p > last:
-                    tick = "PlusTick"
-                elif p < last:
-                    tick = "MinusTick"
-                else:
-                    tick = "ZeroPlusTick" if inst.prev_price <= last else "ZeroMinusTick"
-                t["L"] = tick
+                t["L"] = inst.tick_direction(p)
             t["i"] = tid
             if not omit:
                 t["BT"] = False
@@ -660,8 +653,7 @@ class FakeBybit:
             inst.price = p
             trades.append(t)
             inst.history.append(t)
-            for interval, candles in tracked:
-                start = period_start(ts, interval)
+            for candles, start in tracked:
                 c = candles.get(start)
                 if c is None:
                     candles[start] = Candle(start, p, q, ts)
@@ -671,23 +663,103 @@ class FakeBybit:
         self._publish(category, "publicTrade." + symbol,
                       {"topic": "publicTrade." + symbol, "type": "snapshot", "ts": msg_ts,
                        "data": trades})
-        # klines: confirm the previous candle on the first trade after the boundary
-        for interval, candles in tracked:
+        self._publish_klines(inst, ts, msg_ts)
+        return trades
+
+    def _publish_klines(self, inst: Instrument, ts: int, msg_ts: int) -> None:
+        """After trades at ``ts``: confirm the previous candle on the first trade after the
+        boundary, then push the live candle, for every subscribed kline topic."""
+        category, symbol, subs = inst.category, inst.symbol, self._subs
+        if inst.live_lo <= ts <= inst.live_hi and not self._kline_subs.get((category, symbol)):
+            return  # same candles as before and nobody to tell (the common fast case)
+        lo, hi = -1, 1 << 62
+        for interval, candles in inst.candles.items():
             start = period_start(ts, interval)
             prev = inst.live.get(interval)
             topic = f"kline.{interval}.{symbol}"
             if prev is None or start > prev:
                 inst.live[interval] = start
-                if prev is not None and prev in candles and self._subs.get((category, topic)):
+                if prev is not None and prev in candles and subs.get((category, topic)):
                     self._publish(category, topic, {
                         "topic": topic, "type": "snapshot", "ts": msg_ts,
                         "data": [inst.candle_dict(candles[prev], interval, True, msg_ts)]})
-            if self._subs.get((category, topic)):
-                live = inst.live[interval]
+            live = inst.live[interval]
+            lo, hi = max(lo, live), min(hi, period_end(live, interval))
+            if subs.get((category, topic)):
                 self._publish(category, topic, {
                     "topic": topic, "type": "snapshot", "ts": msg_ts,
                     "data": [inst.candle_dict(candles[live], interval, False, msg_ts)]})
-        return trades
+        inst.live_lo, inst.live_hi = lo, hi
+
+    def _fast_message(self, inst: Instrument, k: int, ts: int, msg_ts: int) -> None:
+        """run_market's path: like ``trade(count=k)`` with random values, JSON built by hand
+        and history kept as tuples (``history()`` turns them into dicts)."""
+        rnd = self._rng.random
+        linear = inst.category == "linear"
+        omit = self.omit_optional_trade_fields
+        inst.seq += 1
+        seq = inst.seq
+        step = inst.step()
+        sizes = inst.sizes
+        nsizes = len(sizes)
+        pstr = inst.price_str
+        hist_append = inst.history.append
+        if inst.tracked_ts == ts and inst.tracked_n == len(inst.candles):
+            tracked = inst.tracked
+        else:
+            tracked = [(candles, period_start(ts, iv)) for iv, candles in inst.candles.items()]
+            inst.tracked, inst.tracked_ts, inst.tracked_n = tracked, ts, len(inst.candles)
+        sym = inst.symbol
+        parts = []
+        for _ in range(k):
+            r = rnd()
+            p = inst.price + (int(r * 5) - 2) * step
+            if p < 1:
+                p = 1
+            q, qs = sizes[int(rnd() * nsizes)]
+            side = "Buy" if r * 1000 % 1 < 0.5 else "Sell"
+            ps = pstr(p)
+            if linear:
+                tick = inst.tick_direction(p)
+                inst.exec_num += 1
+                tid = inst.uuid_prefix + str(inst.exec_num)
+                if omit:
+                    parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","L":"%s","i":"%s"}'
+                                 % (ts, sym, side, qs, ps, tick, tid))
+                else:
+                    parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","L":"%s","i":"%s",'
+                                 '"BT":false,"RPI":false,"seq":%d}'
+                                 % (ts, sym, side, qs, ps, tick, tid, seq))
+            else:
+                tick = None
+                inst.exec_num += 1
+                tid = str(inst.exec_num)
+                if omit:
+                    parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","i":"%s"}'
+                                 % (ts, sym, side, qs, ps, tid))
+                else:
+                    parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","i":"%s",'
+                                 '"BT":false,"RPI":false,"seq":%d}'
+                                 % (ts, sym, side, qs, ps, tid, seq))
+            if p != inst.price:
+                inst.prev_price = inst.price
+                inst.price = p
+            hist_append((ts, sym, side, qs, ps, tick, tid, None if omit else seq))
+            for candles, start in tracked:
+                c = candles.get(start)
+                if c is None:
+                    candles[start] = Candle(start, p, q, ts)
+                else:
+                    c.add(p, q, ts)
+        topic = "publicTrade." + sym
+        category = inst.category
+        subs = self._subs.get((category, topic))
+        if subs and (category, topic) not in self._paused:
+            frame = ws_frame(('{"topic":"%s","type":"snapshot","ts":%d,"data":[%s]}'
+                              % (topic, msg_ts, ",".join(parts))).encode())
+            for c in subs:
+                c._enqueue(frame)
+        self._publish_klines(inst, ts, msg_ts)
 
     def _ticker_frame(self, inst: Instrument, snapshot: bool, fields: dict | None) -> bytes:
         inst.cs += 1
@@ -723,7 +795,7 @@ class FakeBybit:
         return dict(self._inst(category, symbol).ticker)
 
     def history(self, category: str, symbol: str) -> list[dict]:
-        return list(self._inst(category, symbol).history)
+        return [_trade_dict(t) for t in self._inst(category, symbol).history]
 
     def klines(self, category: str, symbol: str, interval: str) -> list[dict]:
         """The fake's candles (oldest first) as WS-style dicts; ``confirm`` is True for all
@@ -893,7 +965,7 @@ class FakeBybit:
         hist = inst.history
         out = []
         for i in range(len(hist) - 1, max(-1, len(hist) - 1 - limit), -1):
-            t = hist[i]
+            t = _trade_dict(hist[i])
             row = {"execId": t["i"], "symbol": t["s"], "price": t["p"], "size": t["v"],
                    "side": t["S"], "time": str(t["T"]), "isBlockTrade": t.get("BT", False),
                    "isRPITrade": t.get("RPI", False)}
@@ -945,12 +1017,15 @@ class FakeBybit:
                 due = 512
             if count is not None:
                 due = min(due, count - sent)
+            ts = now_ms()
+            msg_ts = self._msg_ts()
+            fast = self._fast_message
             for _ in range(due):
                 inst = insts[k]
                 k += 1
                 if k == n_syms:
                     k = 0
-                self.trade(category, inst.symbol, count=trades_per_message)
+                fast(inst, trades_per_message, ts, msg_ts)
                 if tickers and now - last_ticker[inst.symbol] >= 0.1:
                     last_ticker[inst.symbol] = now
                     self._random_ticker(inst)
@@ -970,6 +1045,22 @@ class FakeBybit:
                      bid1Size=fmt(self._rng.randint(1, 5000), inst.qd),
                      ask1Size=fmt(self._rng.randint(1, 5000), inst.qd))
         self.set_ticker(inst.category, inst.symbol, **f)
+
+
+def _trade_dict(t) -> dict:
+    """History entries are dicts (``trade()``) or tuples (``run_market``'s fast path)."""
+    if isinstance(t, dict):
+        return t
+    ts, sym, side, qs, ps, tick, tid, seq = t
+    d = {"T": ts, "s": sym, "S": side, "v": qs, "p": ps}
+    if tick is not None:
+        d["L"] = tick
+    d["i"] = tid
+    if seq is not None:
+        d["BT"] = False
+        d["RPI"] = False
+        d["seq"] = seq
+    return d
 
 
 class _RestError(Exception):
