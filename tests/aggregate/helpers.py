@@ -62,6 +62,6 @@ def kline_key(k: Kline) -> tuple:
 def assert_same(got: list[tuple], want: list[tuple]) -> None:
     """Equal, with volumes compared to 1e-9 relative (float sums in another order)."""
     assert [g[:8] for g in got] == [w[:8] for w in want]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert abs(g[8] - w[8]) <= 1e-9 * max(1.0, abs(w[8])), (g, w)
         assert g[9] == w[9], (g, w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import trio
@@ -126,9 +127,10 @@ async def test_throttled_updates_every_interval(autojump_clock):
             updates = [(when, k) for when, k in rec.klines() if not k.closed]
             assert 3 <= len(updates) <= 5
             times = [when for when, _ in updates]
-            assert all(later - earlier >= 249 for earlier, later in zip(times, times[1:]))
+            assert all(later - earlier >= 249 for earlier, later in itertools.pairwise(times))
             assert all(k.timestamp == b for _, k in updates)
-            assert [k.trade_count for _, k in updates] == sorted(k.trade_count for _, k in updates)
+            counts = [k.trade_count for _, k in updates]
+            assert counts == sorted(counts)
             assert t0 > start
             await sleep_to(b + M + 200)
             closed = [k for _, k in rec.klines() if k.closed]
