@@ -10,7 +10,6 @@ import trio
 from streamer.api import Context
 from streamer.events import Event
 from streamer.metrics import Metrics
-
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 
 
@@ -47,7 +46,9 @@ def make_source(
     options.setdefault("rest_url", fake.rest_url)
     config = config_class(**options)
     context = Context(
-        name=name, type=f"bybit.{category}", logger=logging.getLogger(f"test.{name}"),
+        name=name,
+        type=f"bybit.{category}",
+        logger=logging.getLogger(f"test.{name}"),
         metrics=Metrics(),
     )
     return BybitSource(config, context, category)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import trio
-from bybit.harness import Collector, make_source, run_source
+from bybit.harness import make_source, run_source
 from fakebybit import FakeBybit
 from streamer.backoff import Backoff
 from streamer.events import Ticker, Trade
@@ -60,8 +60,9 @@ async def test_reconnect_resubscribes_and_logs_cause(fake_bybit, collector, capl
             await run_source(nursery, source, collector)
             fake_bybit.drop_connections()
             await wait_sessions(source, 2)
-            await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT",
-                                                        "publicTrade.ETHUSDT"])
+            await fake_bybit.wait_subscribed(
+                "linear", ["publicTrade.BTCUSDT", "publicTrade.ETHUSDT"]
+            )
             fake_bybit.trade("linear", "ETHUSDT")
             await collector.wait_for(lambda ev: len(ev) == 1)
             nursery.cancel_scope.cancel()
@@ -120,7 +121,7 @@ async def test_ticker_state_reset_on_resubscribe(fake_bybit, collector):
             await wait_sessions(source, 2)
             await collector.wait_for(lambda ev: len(ev) == 2)
             nursery.cancel_scope.cancel()
-    first, second = collector.of(Ticker)
+    _first, second = collector.of(Ticker)
     assert second.fields["lastPrice"] == 123.5 and second.fields["fundingRate"] == ""
     assert set(second.fields) == set(fake_bybit.ticker("linear", "BTCUSDT"))
 
@@ -162,9 +163,7 @@ async def test_gap_recovered_in_order_without_duplicates(fake_bybit, collector, 
             await wait_sessions(source, 2)
             await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
             fake_bybit.trade("linear", "BTCUSDT", count=2, ts=3_000)
-            await collector.wait_for(
-                lambda ev: len([e for e in ev if e.symbol == "BTCUSDT"]) == 14
-            )
+            await collector.wait_for(lambda ev: len([e for e in ev if e.symbol == "BTCUSDT"]) == 14)
             nursery.cancel_scope.cancel()
     btc = [e.trade_id for e in collector.of(Trade) if e.symbol == "BTCUSDT"]
     assert btc == [t["i"] for t in fake_bybit.history("linear", "BTCUSDT")]

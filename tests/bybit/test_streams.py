@@ -57,9 +57,7 @@ async def test_klines_from_bybit_kline_topic(fake_bybit, collector: Collector):
             fake_bybit.trade("linear", "BTCUSDT", price="100", size="2", ts=base)
             fake_bybit.trade("linear", "BTCUSDT", price="110", size="1", ts=base + 1000)
             fake_bybit.trade("linear", "BTCUSDT", price="90", size="1", ts=base + 30_000)
-            await collector.wait_for(
-                lambda ev: any(isinstance(e, Kline) and e.closed for e in ev)
-            )
+            await collector.wait_for(lambda ev: any(isinstance(e, Kline) and e.closed for e in ev))
             nursery.cancel_scope.cancel()
     klines = collector.of(Kline)
     assert {k.interval for k in klines} == {60_000, 86_400_000}

@@ -7,11 +7,10 @@ import socket
 
 import pytest
 import trio
-from bybit.harness import Collector, make_source, run_source
+from bybit.harness import make_source, run_source
 from fakebybit import FakeBybit
 from streamer.api import FatalError
 from streamer.events import Trade
-
 from streamer_bybit.connection import ConnectPacer
 from streamer_bybit.source import pool_topics
 
@@ -96,8 +95,9 @@ async def test_rest_down_load_all_logs_and_retries(fake_bybit, collector, caplog
             nursery.cancel_scope.cancel()
 
 
-async def test_websocket_unreachable_is_logged_and_retried(fake_bybit, collector, caplog,
-                                                           autojump_clock):
+async def test_websocket_unreachable_is_logged_and_retried(
+    fake_bybit, collector, caplog, autojump_clock
+):
     caplog.set_level(logging.WARNING)
     port = dead_port()
     url = f"ws://127.0.0.1:{port}/v5/public/linear"
@@ -151,8 +151,11 @@ async def test_topics_spread_over_connections(fake_bybit, collector):
 
 async def test_spot_subscribes_at_most_10_args_per_request(fake_bybit, collector):
     source = make_source(
-        fake_bybit, "spot", symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"],
-        streams=["trades", "klines", "tickers"], kline_intervals=["1m", "5m", "1h"],
+        fake_bybit,
+        "spot",
+        symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"],
+        streams=["trades", "klines", "tickers"],
+        kline_intervals=["1m", "5m", "1h"],
     )
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -171,9 +174,19 @@ async def test_spot_subscribes_at_most_10_args_per_request(fake_bybit, collector
 
 async def test_connections_open_at_a_paced_rate(fake_bybit, collector, autojump_clock):
     source = make_source(
-        fake_bybit, symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT",
-                             "BNBUSDT", "ADAUSDT", "1000PEPEUSDT"],
-        topics_per_connection=1, connect_rate=2.0,
+        fake_bybit,
+        symbols=[
+            "BTCUSDT",
+            "ETHUSDT",
+            "SOLUSDT",
+            "XRPUSDT",
+            "DOGEUSDT",
+            "BNBUSDT",
+            "ADAUSDT",
+            "1000PEPEUSDT",
+        ],
+        topics_per_connection=1,
+        connect_rate=2.0,
     )
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -227,7 +240,9 @@ async def test_refused_topic_isolated_spot(fake_bybit, collector, caplog):
         async with trio.open_nursery() as nursery:
             await run_source(nursery, source, collector)
             assert fake_bybit.connections[0].topics == {
-                "publicTrade.BTCUSDT", "publicTrade.ETHUSDT", "tickers.ETHUSDT"
+                "publicTrade.BTCUSDT",
+                "publicTrade.ETHUSDT",
+                "tickers.ETHUSDT",
             }
             nursery.cancel_scope.cancel()
     assert list(source.connections[0].refused) == ["tickers.BTCUSDT"]

@@ -120,18 +120,18 @@ class WebSocket:
         opcode = frame.opcode
         if opcode is Opcode.TEXT:
             if frame.fin:
-                out.append(frame.data)
+                out.append(bytes(frame.data))  # already bytes: no copy
             else:
                 self._fragment_text = True
-                self._fragments = [frame.data]
+                self._fragments = [bytes(frame.data)]
         elif opcode is Opcode.BINARY:
             if frame.fin:
                 self.binary_frames += 1
             else:
                 self._fragment_text = False
-                self._fragments = [frame.data]
+                self._fragments = [bytes(frame.data)]
         elif opcode is Opcode.CONT:
-            self._fragments.append(frame.data)
+            self._fragments.append(bytes(frame.data))
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = []
@@ -159,8 +159,8 @@ class WebSocket:
         :class:`WebSocketClosed` once the connection is over.
         """
         if self._pending:
-            out, self._pending = self._pending, []
-            return out
+            pending, self._pending = self._pending, []
+            return pending
         if self._closed is not None:
             raise self._closed
         try:
@@ -180,8 +180,7 @@ class WebSocket:
         if not data and self._closed is None:
             self._closed = WebSocketClosed("connection closed without a close frame")
         if protocol.state is State.CLOSED and self._closed is None:
-            exc = protocol.close_exc
-            self._closed = WebSocketClosed(f"protocol error: {exc}")
+            self._closed = WebSocketClosed(f"protocol error: {protocol.close_exc}")
         if self._closed is not None and not out:
             await trio.aclose_forcefully(self._stream)
             raise self._closed
