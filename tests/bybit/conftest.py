@@ -1,10 +1,9 @@
-"""Fixtures of the Bybit source tests: the fake Bybit and a collecting ``emit``."""
+"""Fixtures of the Bybit source tests (``fake_bybit`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 from bybit.harness import Collector
-from fakebybit.fixtures import fake_bybit  # noqa: F401
 
 
 @pytest.fixture
