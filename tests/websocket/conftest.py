@@ -16,9 +16,9 @@ from websocket.helpers import StartSink, make_sink
 def start_sink(nursery: trio.Nursery) -> StartSink:
     """``sink, inbox = await start_sink(**config)``: a running sink on a free port."""
 
-    async def start(**options: Any) -> tuple[WebSocketSink, Inbox]:
+    async def start(inbox_size: int = 10_000, **options: Any) -> tuple[WebSocketSink, Inbox]:
         sink = make_sink(**options)
-        inbox = Inbox("ws", maxsize=10_000, overflow="block")
+        inbox = Inbox("ws", maxsize=inbox_size, overflow="block")
         await nursery.start(sink.run, inbox)
         return sink, inbox
 

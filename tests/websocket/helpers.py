@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +16,7 @@ from streamer.metrics import Metrics
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink
 from trio_websocket import (
+    ConnectionClosed,
     ConnectionRejected,
     WebSocketConnection,
     connect_websocket_url,
@@ -102,3 +106,36 @@ async def expect_rejected(
     except ConnectionRejected as exc:
         return exc
     raise AssertionError("the handshake was accepted")
+
+
+async def stalled_client(sink: WebSocketSink, path: str = "/") -> trio.socket.SocketType:
+    """A raw WebSocket client that completes the handshake and then never reads.
+
+    Its receive buffer is pinned small, so the server's sends to it block soon.
+    """
+    port = sink.port
+    assert port is not None
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await sock.send(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = await sock.recv(1)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def close_code(exc: ConnectionClosed) -> int:
+    assert exc.reason is not None
+    return exc.reason.code

@@ -112,6 +112,8 @@ class Client:
             self.enqueue(selected)
 
     def enqueue(self, envelopes: list[Envelope]) -> None:
+        if self.kicked is not None:
+            return  # being disconnected: its handler removes it at the next checkpoint
         queue = self.queue
         queue.extend(envelopes)
         overflow = len(queue) - self.queue_size
@@ -122,8 +124,8 @@ class Client:
             self.dropped_total += overflow
             self.metrics.inc("dropped_envelopes", overflow)
             if self.dropped_since_send > self.max_dropped:
-                self.metrics.inc("slow_client_disconnects")
-                self.kick(f"too slow: dropped {self.dropped_since_send} envelopes")
+                self.kick(f"too slow: dropped {self.dropped_since_send} envelopes",
+                          "slow_client_disconnects")
                 return
         if self._wakeup:
             self._wakeup.unpark_all()
@@ -134,10 +136,13 @@ class Client:
         if self._wakeup:
             self._wakeup.unpark_all()
 
-    def kick(self, reason: str) -> None:
+    def kick(self, reason: str, metric: str | None = None) -> None:
         """Disconnect forcefully; the connection handler closes the socket."""
-        if self.kicked is None:
-            self.kicked = reason
+        if self.kicked is not None:
+            return
+        self.kicked = reason
+        if metric:
+            self.metrics.inc(metric)
         self.cancel_scope.cancel()
 
     def close_gracefully(self) -> None:
@@ -167,8 +172,8 @@ class Client:
                         self.cancel_scope.cancel()
                         return
                 if scope.cancelled_caught:
-                    self.metrics.inc("slow_client_disconnects")
-                    self.kick(f"a send took longer than {self.send_timeout}s")
+                    self.kick(f"a send took longer than {self.send_timeout}s",
+                              "slow_client_disconnects")
                     return
             self.metrics.inc("sent_messages", len(texts))
             self.dropped_since_send = 0

@@ -306,8 +306,7 @@ class WebSocketSink:
                 except ConnectionClosed:
                     return
             if scope.cancelled_caught:
-                self.metrics.inc("ping_timeouts")
-                client.kick(f"no pong within {interval}s")
+                client.kick(f"no pong within {interval}s", "ping_timeouts")
                 return
 
     def _bad_message(self, client: Client, error: str, reply: dict[str, Any]) -> None:
