@@ -1,0 +1,162 @@
+"""Fault 1: the fake drops every connection mid-stream, 20 times in a row, while trades go on.
+
+Real pipeline: bybit.linear -> klines.from_trades (waiter mode, 1m) -> testing.collect, plus
+the raw trades into a second collector. Each drop is a TCP reset with trades still queued in
+the fake; more trades are made while the source is away (recorded in the fake's history and
+served by REST recent-trade). Each time the source must reconnect, resubscribe and fill the
+gap from REST, so that the trades at the sink equal the fake's history exactly (ids, order)
+and every closed 1m kline equals the one computed from that history: nothing lost, nothing
+doubled. Runs on a MockClock (autojump): ~6 virtual minutes, a few real seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from faults.helpers import (
+    MINUTE_MS,
+    bybit_klines_toml,
+    closed_klines,
+    expected_klines,
+    kline_tuple,
+    trade_ids,
+)
+from streamer import clock
+from streamer.testing import running_pipeline
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+TOPICS = [f"publicTrade.{s}" for s in SYMBOLS]
+DROPS = 20
+
+
+def trade_all(fake, count: int = 1) -> None:
+    for symbol in SYMBOLS:
+        fake.trade("linear", symbol, count=count)
+
+
+async def sleep_until_ms(epoch_ms: int) -> None:
+    await trio.sleep_until(clock.trio_time_at(epoch_ms / 1000))
+
+
+async def test_twenty_drops_lose_nothing_and_double_nothing(
+    fake_bybit, plugin_manager, autojump_clock
+):
+    fake = fake_bybit
+    # A session that lives max(stale_timeout, 10 s) resets the reconnect backoff; with the
+    # default stale_timeout (30 s) 20 quick drops would push the delay to 30 s, and an outage
+    # that long crosses minute boundaries (see test_outage_across_a_boundary below).
+    toml = bybit_klines_toml(fake, SYMBOLS, "ping_interval = 5\nstale_timeout = 10")
+    with trio.fail_after(1800):  # virtual seconds; the run needs ~400
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            trades_sink = pipeline.node("trades")
+            klines_sink = pipeline.node("klines")
+            await fake.wait_subscribed("linear", TOPICS)
+
+            def in_sync(events) -> bool:
+                return all(trade_ids(events, s) == [t["i"] for t in fake.history("linear", s)]
+                           for s in SYMBOLS)
+
+            # Start on a minute boundary so the first candle is complete, not partial.
+            m0 = clock.now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
+            await sleep_until_ms(m0)
+            for symbol in SYMBOLS:
+                fake.trade("linear", symbol, ts=m0, count=2)
+            for drop in range(1, DROPS + 1):
+                for _ in range(3):
+                    trade_all(fake, count=2)
+                    await trio.sleep(1)
+                # Trades missed just before a boundary would be recovered after the waiter
+                # closed their candle (late, by design): keep drops off the last 3 s.
+                now = clock.now_ms()
+                if MINUTE_MS - now % MINUTE_MS < 3_000:
+                    await sleep_until_ms(now - now % MINUTE_MS + MINUTE_MS + 500)
+                trade_all(fake)  # queued in the fake, lost with the reset
+                assert fake.drop_connections() == 1
+                trade_all(fake, count=2)  # while the source is away: history only
+                await fake.wait_subscribed("linear", TOPICS)
+                trade_all(fake)  # live, possibly held until REST recovery is done
+                await trades_sink.wait_for(in_sync)
+                assert pipeline.metrics()["bybit"]["reconnects"] == drop
+                # Let the session live past 10 s so the backoff starts again from 0.5 s.
+                for _ in range(5):
+                    await trio.sleep(2.1)
+                    trade_all(fake)
+            await trades_sink.wait_for(in_sync)
+            # Close the last candle: past the next boundary plus the waiter latency.
+            now = clock.now_ms()
+            current = now - now % MINUTE_MS
+            await sleep_until_ms(current + MINUTE_MS + 1_000)
+            want = {s: expected_klines(fake.history("linear", s)) for s in SYMBOLS}
+            for s in SYMBOLS:
+                n = sum(1 for start in want[s] if start <= current)
+                await klines_sink.wait_for(lambda ev, s=s, n=n: len(closed_klines(ev, s)) >= n)
+            metrics = pipeline.metrics()
+
+    source = metrics["bybit"]
+    assert source["reconnects"] == DROPS
+    assert source.get("trade_gaps", 0) == 0
+    assert source["recovered_trades"] >= DROPS * len(SYMBOLS) * 3
+    assert metrics["agg"].get("late_trades", 0) == 0
+    for s in SYMBOLS:
+        history = fake.history("linear", s)
+        assert trade_ids(trades_sink.events, s) == [t["i"] for t in history]
+        got = closed_klines(klines_sink.events, s)
+        starts = [k.timestamp for k in got]
+        assert len(starts) == len(set(starts)), f"{s}: a kline closed twice"
+        assert len(starts) >= 4, f"{s}: expected several minute boundaries, got {starts}"
+        assert starts[0] == m0
+        assert not any(k.partial for k in got)
+        for k in got:
+            assert kline_tuple(k) == want[s][k.timestamp], (s, k.timestamp)
+        # every candle before the last boundary is there (nothing lost)
+        assert sorted(starts) == sorted(start for start in want[s] if start <= current)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "klines.from_trades cannot see source outages: in waiter mode a candle closes at "
+        "boundary + waiter_latency_ms by the clock, so trades of that candle recovered from "
+        "REST after a reconnect that came later are counted late_trades and dropped "
+        "(aggregator.py, IntervalState cursor); the closed kline lacks them. Documented in "
+        "docs/plugins/aggregate.md as 'Not done yet: backfill after a source reconnect'."
+    ),
+)
+async def test_outage_across_a_boundary_keeps_klines_exact(
+    fake_bybit, plugin_manager, autojump_clock
+):
+    fake = fake_bybit
+    toml = bybit_klines_toml(fake, SYMBOLS, "ping_interval = 5\nstale_timeout = 10")
+    with trio.fail_after(900):
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            trades_sink = pipeline.node("trades")
+            klines_sink = pipeline.node("klines")
+            await fake.wait_subscribed("linear", TOPICS)
+            m0 = clock.now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
+            await sleep_until_ms(m0)
+            for symbol in SYMBOLS:
+                fake.trade("linear", symbol, ts=m0)
+            await sleep_until_ms(m0 + MINUTE_MS - 5_000)
+            trade_all(fake)
+            # Away for 10 s across the boundary: connection reset, then refused.
+            fake.reachable = False
+            fake.drop_connections()
+            trade_all(fake, count=3)  # stamped in minute 0, seen only through REST
+            await sleep_until_ms(m0 + MINUTE_MS + 5_000)
+            trade_all(fake, count=2)  # minute 1
+            fake.reachable = True
+            await fake.wait_subscribed("linear", TOPICS)
+            await trades_sink.wait_for(lambda ev: all(
+                trade_ids(ev, s) == [t["i"] for t in fake.history("linear", s)]
+                for s in SYMBOLS))
+            trade_all(fake)
+            await sleep_until_ms(m0 + 2 * MINUTE_MS + 1_000)
+            await klines_sink.wait_for(
+                lambda ev: all(len(closed_klines(ev, s)) >= 2 for s in SYMBOLS))
+            late = pipeline.metrics()["agg"].get("late_trades", 0)
+    for s in SYMBOLS:
+        want = expected_klines(fake.history("linear", s))
+        got = {k.timestamp: kline_tuple(k) for k in closed_klines(klines_sink.events, s)}
+        assert got == {start: want[start] for start in (m0, m0 + MINUTE_MS)}
+    assert late == 0
