@@ -140,7 +140,7 @@ def test_password_is_refused_in_the_url():
 def test_bad_templates_are_refused():
     with pytest.raises(ValueError, match=r"unknown placeholder\(s\) chanel"):
         RedisSinkConfig(channel_template="{main_key}:{chanel}")
-    with pytest.raises(ValueError, match="stream_template.*symbol"):
+    with pytest.raises(ValueError, match=r"stream_template.*symbol"):
         RedisSinkConfig(stream_template="{main_key}:{symbol}")
 
 

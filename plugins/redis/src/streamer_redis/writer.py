@@ -96,6 +96,8 @@ class BufferedWriter:
         self.setup_done = setup is None
         #: The first ``serve`` checks Redis (and the credentials) before reporting ready.
         self._probed = False
+        #: trio time of the latest write attempt (shows when a flush window closed).
+        self.last_write_started: float | None = None
 
     # -- the sink's side -------------------------------------------------------------------
 
@@ -256,6 +258,7 @@ class BufferedWriter:
         chunk = list(islice(self._buffer, self.max_chunk))
         first = self._head
         started_at = trio.current_time()
+        self.last_write_started = started_at
         pipe = self.client.pipeline(transaction=False)
         self._build(pipe, chunk)
         try:

@@ -189,7 +189,7 @@ class StorageSink:
                 symbol: _encoder.encode(t.to_wire()) for symbol, t in by_symbol.items()
             })
         for channel, raw_prices in prices.items():
-            mapping = {}
+            mapping: dict[Any, Any] = {}
             for symbol, raw in raw_prices.items():
                 text = format_price(raw)
                 if text is None:

@@ -1,0 +1,294 @@
+"""The ``storage`` sink against a real redis-server: every key, its type and TTL, history,
+startup cleaning, flush triggers and faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+from sink_helpers import T0, kline, make_context, price, running, ticker, trade, wait_until
+
+from redis_server import RedisServer
+from streamer_storage.intervals import interval_label, parse_interval
+from streamer_storage.sink import StorageConfig, StorageSink, format_price
+
+MINUTE = 60_000
+HOUR = 3_600_000
+
+
+def storage_for(server: RedisServer, **options: Any) -> StorageSink:
+    options.setdefault("port", server.port)
+    return StorageSink(StorageConfig(**options), make_context("storage"))
+
+
+def decode(raw: bytes) -> Any:
+    return msgspec.json.decode(raw)
+
+
+async def test_every_key_with_its_type_ttl_and_content(redis_server, redis_client):
+    sink = storage_for(redis_server)
+    batch = [
+        ticker("BTCUSDT", markPrice=65000.1, lastPrice=65001.0, volume24h=12.5),
+        ticker("ETHUSDT", markPrice=3000.25, lastPrice=3000.5),
+        ticker("BTCUSDT", ts=T0 + 1, markPrice=65000.2, lastPrice=65002.0),  # wins
+        ticker("BTCUSDT", "spot", lastPrice=0.00001234),
+        kline("BTCUSDT", T0),
+        kline("ETHUSDT", T0, close=7.25),
+        kline("BTCUSDT", T0 + MINUTE, closed=False),  # open: never stored
+        kline("BTCUSDT", T0 - HOUR + MINUTE, interval=HOUR, close=9.0),
+        trade(1),  # trades are not stored
+    ]
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put(batch)
+
+    tickers = redis_client.hgetall("bybit-streamer:tickers:linear")
+    assert redis_client.type("bybit-streamer:tickers:linear") == b"hash"
+    assert redis_client.ttl("bybit-streamer:tickers:linear") == -1
+    assert decode(tickers[b"BTCUSDT"]) == batch[2].to_wire()
+    assert decode(tickers[b"ETHUSDT"]) == batch[1].to_wire()
+    assert decode(redis_client.hget("bybit-streamer:tickers:spot", "BTCUSDT")) == batch[3].to_wire()
+
+    assert redis_client.type("bybit-streamer:price:linear") == b"hash"
+    assert redis_client.ttl("bybit-streamer:price:linear") == -1
+    assert redis_client.hgetall("bybit-streamer:price:linear") == {
+        b"BTCUSDT": b"65000.2", b"ETHUSDT": b"3000.25"  # linear: markPrice
+    }
+    assert redis_client.hgetall("bybit-streamer:price:spot") == {
+        b"BTCUSDT": b"0.00001234"  # spot: lastPrice, no exponent
+    }
+
+    key_1m = "bybit-streamer:last-closed:linear:1m"
+    assert redis_client.type(key_1m) == b"string"
+    assert 55_000 < redis_client.pttl(key_1m) <= MINUTE
+    assert decode(redis_client.get(key_1m)) == [batch[4].to_wire(), batch[5].to_wire()]
+    key_1h = "bybit-streamer:last-closed:linear:1h"
+    assert HOUR - 5_000 < redis_client.pttl(key_1h) <= HOUR
+    assert decode(redis_client.get(key_1h)) == [batch[7].to_wire()]
+
+    assert sorted(redis_client.keys("*")) == sorted([
+        b"bybit-streamer:tickers:linear", b"bybit-streamer:tickers:spot",
+        b"bybit-streamer:price:linear", b"bybit-streamer:price:spot",
+        key_1m.encode(), key_1h.encode(),
+    ])  # no history keys with history = 0
+    assert sink.context.metrics["written_events"] == len(batch)
+
+
+async def test_last_closed_holds_the_latest_kline_of_every_symbol(redis_server, redis_client):
+    sink = storage_for(redis_server, flush_size=1)
+    key = "bybit-streamer:last-closed:spot:1m"
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([kline("BTCUSDT", T0, channel="spot"),
+                             kline("ETHUSDT", T0, channel="spot")])
+            await wait_until(lambda: sink.context.metrics["flushes"] == 1)
+            await inbox.put([kline("BTCUSDT", T0 + MINUTE, close=3.0, channel="spot")])
+            await wait_until(lambda: sink.context.metrics["flushes"] == 2)
+            # A late, older kline does not replace a newer one.
+            await inbox.put([kline("BTCUSDT", T0, close=99.0, channel="spot")])
+    stored = decode(redis_client.get(key))
+    assert [(k["symbol"], k["timestamp"], k["close"]) for k in stored] == [
+        ("BTCUSDT", T0 + MINUTE, 3.0), ("ETHUSDT", T0, 1.5)
+    ]
+
+
+async def test_history_is_trimmed_to_the_last_n(redis_server, redis_client):
+    sink = storage_for(redis_server, history=3, flush_size=2)
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            for i in range(7):
+                await inbox.put([kline("BTCUSDT", T0 + i * MINUTE, close=float(i))])
+            await inbox.put([kline("ETHUSDT", T0, interval=HOUR)])
+    key = "bybit-streamer:history:linear:1m:BTCUSDT"
+    assert redis_client.type(key) == b"list"
+    assert redis_client.ttl(key) == -1
+    assert [decode(x)["close"] for x in redis_client.lrange(key, 0, -1)] == [4.0, 5.0, 6.0]
+    assert redis_client.llen("bybit-streamer:history:linear:1h:ETHUSDT") == 1
+
+
+async def test_price_from_price_events(redis_server, redis_client):
+    sink = storage_for(redis_server, price_from="price")
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([ticker("BTCUSDT", markPrice=1.0), price("BTCUSDT", 65000.0),
+                             price("BTCUSDT", 65000.5), price("SOLUSDT", 150.0, "spot")])
+    assert redis_client.hgetall("bybit-streamer:price:linear") == {b"BTCUSDT": b"65000.5"}
+    assert redis_client.hgetall("bybit-streamer:price:spot") == {b"SOLUSDT": b"150.0"}
+
+
+async def test_other_channels_and_intervals_are_ignored_and_counted(redis_server, redis_client):
+    sink = storage_for(redis_server, channels=["linear"], intervals=["1m", "60m"])
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([ticker("BTCUSDT", "spot", lastPrice=1.0),
+                             kline("BTCUSDT", T0, interval=5 * MINUTE),
+                             kline("BTCUSDT", T0, interval=HOUR)])
+    assert sink.context.metrics["ignored_events"] == 2
+    assert redis_client.keys("*") == [b"bybit-streamer:last-closed:linear:1h"]  # 60m -> 1h
+
+
+OURS = {
+    "bybit-streamer:tickers:linear": "hash",
+    "bybit-streamer:tickers:spot": "hash",
+    "bybit-streamer:price:linear": "hash",
+    "bybit-streamer:price:spot": "hash",
+    "bybit-streamer:last-closed:linear:1m": "string",
+    "bybit-streamer:last-closed:spot:1h": "string",
+    "bybit-streamer:history:linear:1m:BTCUSDT": "list",
+    "bybit-streamer:history:spot:1h:ETHUSDT": "list",
+}
+FOREIGN = {
+    "bybit-streamer-other:x": "string",
+    "bybit-streamerX": "string",
+    "bybit-streamer": "string",
+    "bybit-streamer:config": "string",
+    "bybit-streamer:tickers:linear:extra": "string",
+    "bybit-streamer:last-closed:linear:7m": "string",  # interval not configured
+    "bybit-streamer:history:linear:7m:BTCUSDT": "list",
+    "bybit-streamer:history-archive:linear:1m:BTCUSDT": "list",
+    "other-app:bybit-streamer:history:linear:1m:BTCUSDT": "list",
+}
+
+
+def populate(client: Any, keys: dict[str, str]) -> None:
+    for key, kind in keys.items():
+        if kind == "hash":
+            client.hset(key, "BTCUSDT", "1")
+        elif kind == "list":
+            client.rpush(key, "1")
+        else:
+            client.set(key, "1")
+
+
+async def test_startup_clean_deletes_only_documented_keys(redis_server, redis_client):
+    populate(redis_client, OURS | FOREIGN)
+    for i in range(1200):  # enough history keys to need several SCAN rounds and DEL batches
+        redis_client.rpush(f"bybit-streamer:history:linear:1m:S{i}", "1")
+    sink = storage_for(redis_server, intervals=["1m", "1h"])
+    with trio.fail_after(10):
+        async with running(sink):
+            remaining = {k.decode() for k in redis_client.keys("*")}
+    assert remaining == set(FOREIGN)
+    assert sink.cleaned_keys == len(OURS) + 1200
+
+
+async def test_startup_clean_escapes_glob_characters_in_main_key(redis_server, redis_client):
+    populate(redis_client, {"bs[1]:history:linear:1m:BTCUSDT": "list",
+                            "bs1:history:linear:1m:BTCUSDT": "list",
+                            "bs?:history:linear:1m:BTCUSDT": "list"})
+    sink = storage_for(redis_server, main_key="bs[1]", intervals=["1m"])
+    with trio.fail_after(10):
+        async with running(sink):
+            pass
+    assert sorted(redis_client.keys("*")) == [b"bs1:history:linear:1m:BTCUSDT",
+                                              b"bs?:history:linear:1m:BTCUSDT"]
+
+
+async def test_clean_on_start_false_keeps_everything(redis_server, redis_client):
+    populate(redis_client, OURS)
+    sink = storage_for(redis_server, clean_on_start=False, intervals=["1m", "1h"])
+    with trio.fail_after(10):
+        async with running(sink):
+            pass
+    assert len(redis_client.keys("*")) == len(OURS)
+
+
+async def test_flush_by_size(redis_server, redis_client, mock_clock):
+    sink = storage_for(redis_server, flush_size=10, flush_interval=3600.0)
+    with trio.fail_after(7200):
+        async with running(sink) as inbox:
+            start = trio.current_time()
+            await inbox.put([ticker(f"S{i}", markPrice=float(i)) for i in range(9)])
+            await trio.sleep(60)
+            assert sink.context.metrics["flushes"] == 0
+            assert redis_client.exists("bybit-streamer:price:linear") == 0
+            await inbox.put([ticker("S9", markPrice=9.0)])
+            await wait_until(lambda: sink.context.metrics["flushes"] == 1)
+            assert trio.current_time() - start < 120  # well before the interval
+            assert redis_client.hlen("bybit-streamer:price:linear") == 10
+
+
+async def test_flush_by_interval(redis_server, redis_client, mock_clock):
+    sink = storage_for(redis_server, flush_size=100, flush_interval=1.0)
+    with trio.fail_after(600):
+        async with running(sink) as inbox:
+            start = trio.current_time()
+            await inbox.put([ticker("BTCUSDT", markPrice=1.0)])
+            await trio.sleep(0.5)
+            await inbox.put([ticker("BTCUSDT", markPrice=2.0)])  # coalesced with the first
+            await trio.sleep(0.4)
+            assert redis_client.exists("bybit-streamer:price:linear") == 0
+            await wait_until(lambda: sink.context.metrics["flushes"] == 1, step=0.25)
+            assert sink.writer.last_write_started == pytest.approx(start + 1.0)
+            assert redis_client.hgetall("bybit-streamer:price:linear") == {b"BTCUSDT": b"2.0"}
+            # The window restarts with the next event.
+            await trio.sleep(10)
+            await inbox.put([ticker("BTCUSDT", markPrice=3.0)])
+            second = trio.current_time()
+            await wait_until(lambda: sink.context.metrics["flushes"] == 2, step=0.25)
+            assert sink.writer.last_write_started == pytest.approx(second + 1.0)
+
+
+async def test_shutdown_flushes_what_is_buffered(redis_server, redis_client):
+    sink = storage_for(redis_server, flush_size=100_000, flush_interval=3600.0, history=10)
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([kline("BTCUSDT", T0), ticker("BTCUSDT", markPrice=5.5)])
+            await trio.sleep(0)
+            assert sink.context.metrics["flushes"] == 0
+        # running() closed the inbox: get() returned [] and the sink flushed and returned.
+    assert redis_client.hget("bybit-streamer:price:linear", "BTCUSDT") == b"5.5"
+    assert redis_client.llen("bybit-streamer:history:linear:1m:BTCUSDT") == 1
+
+
+async def test_redis_restart_mid_stream_storage_catches_up(redis_server, redis_client,
+                                                           mock_clock):
+    sink = storage_for(redis_server, flush_size=1, reconnect_initial=0.05, reconnect_max=0.5)
+    metrics = sink.context.metrics
+    with trio.fail_after(120):
+        async with running(sink) as inbox:
+            await inbox.put([ticker("BTCUSDT", markPrice=1.0)])
+            await wait_until(lambda: metrics["written_events"] == 1)
+            redis_server.kill()
+            await inbox.put([ticker("ETHUSDT", markPrice=2.0), kline("ETHUSDT", T0)])
+            await wait_until(lambda: metrics["write_failures"] >= 2)
+            redis_server.restart()
+            await wait_until(lambda: metrics["written_events"] == 3)
+    client = redis_server.client()
+    assert client.hgetall("bybit-streamer:price:linear") == {b"ETHUSDT": b"2.0"}
+    assert decode(client.get("bybit-streamer:last-closed:linear:1m"))[0]["symbol"] == "ETHUSDT"
+
+
+def test_interval_labels():
+    assert [interval_label(ms) for ms in (60_000, 180_000, 3_600_000, 7_200_000, 86_400_000,
+                                          604_800_000, 90_000, 1_500)] == [
+        "1m", "3m", "1h", "2h", "1D", "1W", "90s", "1500ms"]
+    assert parse_interval("60m") == parse_interval("1h") == 3_600_000
+    assert parse_interval("1d") == 86_400_000
+    for bad in ("1M", "0m", "m", "1x", "1.5h"):
+        with pytest.raises(ValueError, match="is not a positive number"):
+            parse_interval(bad)
+    with pytest.raises(ValueError, match="months have no fixed length"):
+        StorageConfig(intervals=["1M"])
+
+
+def test_price_format():
+    assert format_price(65000.1) == "65000.1"
+    assert format_price("65000.10") == "65000.1"
+    assert format_price(0.1 + 0.2) == "0.30000000000000004"  # exact round trip, no loss
+    assert format_price(3) == "3.0"
+    assert format_price(1.234e-05) == "0.00001234"
+    assert format_price(1e21) == "1000000000000000000000"
+    for bad in (None, "", "abc", True, float("nan")):
+        assert format_price(bad) is None
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="history must be >= 0"):
+        StorageConfig(history=-1)
+    with pytest.raises(ValueError, match="channels must list"):
+        StorageConfig(channels=[])
+    with pytest.raises(ValueError, match="max_buffer must be >= 1"):
+        StorageConfig(max_buffer=0)
