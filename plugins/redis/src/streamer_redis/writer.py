@@ -25,6 +25,7 @@ from typing import Any
 import redis
 import redis.client
 import trio
+import trio.lowlevel
 
 from streamer.api import Context, FatalError
 from streamer.backoff import Backoff
@@ -98,6 +99,9 @@ class BufferedWriter:
         self._probed = False
         #: trio time of the latest write attempt (shows when a flush window closed).
         self.last_write_started: float | None = None
+        #: Events written since this writer was created.
+        self.written_events = 0
+        self._progress = trio.lowlevel.ParkingLot()
 
     # -- the sink's side -------------------------------------------------------------------
 
@@ -293,8 +297,15 @@ class BufferedWriter:
         if self._buffer and len(chunk) < self.max_chunk:
             # What is left arrived during the write; its flush window starts now.
             self._pending_since = started_at
+        self.written_events += len(chunk)
         self.context.metrics.inc("written_events", len(chunk))
         self.context.metrics.inc("flushes")
+        self._progress.unpark_all()
+
+    async def wait_written(self, count: int) -> None:
+        """Until :attr:`written_events` reaches ``count`` (benchmarks, tests)."""
+        while self.written_events < count:
+            await self._progress.park()
 
     def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Worker thread: the pending setup (once), then the whole pipeline."""
