@@ -292,3 +292,39 @@ def test_config_errors():
         StorageConfig(channels=[])
     with pytest.raises(ValueError, match="max_buffer must be >= 1"):
         StorageConfig(max_buffer=0)
+
+
+async def test_an_unencodable_event_is_dropped_and_counted_not_fatal(redis_server, redis_client):
+    sink = storage_for(redis_server, flush_size=1, flush_interval=0.0)
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([ticker("BADUSDT", markPrice=1.0, weird=object())])
+            await wait_until(lambda: sink.context.metrics["unwritable_events"] == 1)
+            await inbox.put([ticker("BTCUSDT", markPrice=2.0)])
+    assert sink.context.metrics["unwritable_events"] == 1
+    assert redis_client.hgetall("bybit-streamer:price:linear") == {b"BTCUSDT": b"2.0"}
+
+
+def test_config_through_the_core_loader(plugin_manager):
+    from streamer.config import ConfigError, load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+name = "storage"
+type = "storage"
+inputs = ["src"]
+password = "hunter2"
+intervals = ["1m", "1M"]
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    text = str(info.value)
+    assert "sinks[0].password: secrets are not read from the file" in text
+    assert "interval '1M' is not a positive number" in text
+    config = load_config_text(toml.replace('password = "hunter2"\n', "").replace(', "1M"', ""),
+                              plugin_manager, filename="s.toml", environ={})
+    assert config is not None

@@ -73,8 +73,8 @@ class RedisConnectionConfig:
             raise ValueError(f"max_buffer must be >= 1, got {self.max_buffer}")
         if not 0 < self.reconnect_initial <= self.reconnect_max:
             raise ValueError("need 0 < reconnect_initial <= reconnect_max")
-        if self.shutdown_timeout < 0:
-            raise ValueError("shutdown_timeout must be >= 0")
+        if self.shutdown_timeout <= 0:
+            raise ValueError("shutdown_timeout must be > 0")
 
     def describe(self) -> str:
         """Where we connect, for log lines (never includes the password)."""

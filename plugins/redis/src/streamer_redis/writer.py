@@ -264,7 +264,18 @@ class BufferedWriter:
         started_at = trio.current_time()
         self.last_write_started = started_at
         pipe = self.client.pipeline(transaction=False)
-        self._build(pipe, chunk)
+        try:
+            self._build(pipe, chunk)
+        except Exception as exc:
+            # An event that cannot be encoded (or a bug): the buffer must not stay stuck
+            # behind it, so this chunk is dropped, counted and logged.
+            self._consume(first, len(chunk))
+            self.context.metrics.inc("unwritable_events", len(chunk))
+            self.context.logger.error(
+                "cannot build Redis commands for %d events (%s: %s); dropped them",
+                len(chunk), type(exc).__name__, exc, exc_info=exc,
+            )
+            return
         try:
             replies = await trio.to_thread.run_sync(self._execute, pipe)
             errors = [r for r in replies if isinstance(r, Exception)]
@@ -289,11 +300,7 @@ class BufferedWriter:
             self._backoff.reset()
             self._report_drops()
         self.setup_done = True
-        # Drops may have removed some of the chunk from the front meanwhile.
-        written = max(0, min(first + len(chunk) - self._head, len(self._buffer)))
-        for _ in range(written):
-            self._buffer.popleft()
-        self._head += written
+        self._consume(first, len(chunk))
         if self._buffer and len(chunk) < self.max_chunk:
             # What is left arrived during the write; its flush window starts now.
             self._pending_since = started_at
@@ -306,6 +313,14 @@ class BufferedWriter:
         """Until :attr:`written_events` reaches ``count`` (benchmarks, tests)."""
         while self.written_events < count:
             await self._progress.park()
+
+    def _consume(self, first: int, count: int) -> None:
+        """Remove the events ``first .. first+count`` (absolute indexes) from the buffer;
+        drops may have removed some of them from the front during the write."""
+        done = max(0, min(first + count - self._head, len(self._buffer)))
+        for _ in range(done):
+            self._buffer.popleft()
+        self._head += done
 
     def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Worker thread: the pending setup (once), then the whole pipeline."""
