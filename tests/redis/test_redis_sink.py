@@ -9,9 +9,9 @@ import msgspec
 import pytest
 import redis
 import trio
+from redis_server import RedisServer
 from sink_helpers import make_context, running, trade, wait_until
 
-from redis_server import RedisServer
 from streamer import FatalError
 from streamer.wire import render
 from streamer_redis.connection import RedisConnectionConfig

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from redis_server import RedisServer
 from sink_helpers import T0, kline, make_context, price, running, ticker, trade, wait_until
 
-from redis_server import RedisServer
 from streamer_storage.intervals import interval_label, parse_interval
 from streamer_storage.sink import StorageConfig, StorageSink, format_price
 
