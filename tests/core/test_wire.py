@@ -104,3 +104,19 @@ def test_hook_reference_doc_matches_the_specs() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "plugin_hooks.md"
     hint = "regenerate: python -m streamer.hookdoc > docs/plugin_hooks.md"
     assert doc.read_text() == render(), hint
+
+
+def test_rate_limited_log_counts_what_it_suppressed(caplog) -> None:
+    import logging
+
+    from streamer.logs import RateLimitedLog
+
+    log = RateLimitedLog(logging.getLogger("t.rate"), interval=3600)
+    with caplog.at_level(logging.WARNING, logger="t.rate"):
+        for i in range(100):
+            log.warning("malformed", "bad message %d", i)
+        log.warning("other", "another kind")
+        log._next["malformed"] = 0.0  # the window has passed
+        log.warning("malformed", "bad message %d", 100)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad message 0", "another kind", "bad message 100 (99 similar messages suppressed)"]

@@ -11,7 +11,6 @@ import trio
 from redis_server import RedisServer
 from sink_helpers import T0, kline, make_context, price, running, ticker, trade, wait_until
 
-from streamer_storage.intervals import interval_label, parse_interval
 from streamer_storage.sink import StorageConfig, StorageSink, format_price
 
 MINUTE = 60_000
@@ -119,14 +118,14 @@ async def test_price_from_price_events(redis_server, redis_client):
 
 
 async def test_other_channels_and_intervals_are_ignored_and_counted(redis_server, redis_client):
-    sink = storage_for(redis_server, channels=["linear"], intervals=["1m", "60m"])
+    sink = storage_for(redis_server, channels=["linear"], intervals=["1m", "1h"])
     with trio.fail_after(10):
         async with running(sink) as inbox:
             await inbox.put([ticker("BTCUSDT", "spot", lastPrice=1.0),
                              kline("BTCUSDT", T0, interval=5 * MINUTE),
                              kline("BTCUSDT", T0, interval=HOUR)])
     assert sink.context.metrics["ignored_events"] == 2
-    assert redis_client.keys("*") == [b"bybit-streamer:last-closed:linear:1h"]  # 60m -> 1h
+    assert redis_client.keys("*") == [b"bybit-streamer:last-closed:linear:1h"]
 
 
 OURS = {
@@ -261,17 +260,13 @@ async def test_redis_restart_mid_stream_storage_catches_up(redis_server, redis_c
     assert decode(client.get("bybit-streamer:last-closed:linear:1m"))[0]["symbol"] == "ETHUSDT"
 
 
-def test_interval_labels():
-    assert [interval_label(ms) for ms in (60_000, 180_000, 3_600_000, 7_200_000, 86_400_000,
-                                          604_800_000, 90_000, 1_500)] == [
-        "1m", "3m", "1h", "2h", "1D", "1W", "90s", "1500ms"]
-    assert parse_interval("60m") == parse_interval("1h") == 3_600_000
-    assert parse_interval("1d") == 86_400_000
-    for bad in ("1M", "0m", "m", "1x", "1.5h"):
-        with pytest.raises(ValueError, match="is not a positive number"):
-            parse_interval(bad)
-    with pytest.raises(ValueError, match="months have no fixed length"):
-        StorageConfig(intervals=["1M"])
+def test_intervals_are_the_core_labels():
+    assert StorageConfig(intervals=["1m", "1h", "1D", "1M"]).interval_labels() == {
+        60_000: "1m", 3_600_000: "1h", 86_400_000: "1D", 2_592_000_000: "1M"}
+    assert "1M" not in StorageConfig().intervals  # months only when asked for
+    for bad in ("60m", "0m", "1x", "1.5h"):
+        with pytest.raises(ValueError, match=r"unknown kline interval .* valid intervals: 1m"):
+            StorageConfig(intervals=[bad])
 
 
 def test_price_format():
@@ -318,13 +313,13 @@ name = "storage"
 type = "storage"
 inputs = ["src"]
 password = "hunter2"
-intervals = ["1m", "1M"]
+intervals = ["1m", "60m"]
 """
     with pytest.raises(ConfigError) as info:
         load_config_text(toml, plugin_manager, filename="s.toml", environ={})
     text = str(info.value)
     assert "sinks[0].password: secrets are not read from the file" in text
-    assert "interval '1M' is not a positive number" in text
-    config = load_config_text(toml.replace('password = "hunter2"\n', "").replace(', "1M"', ""),
+    assert "s.toml: sinks[0]: unknown kline interval '60m'; valid intervals: 1m" in text
+    config = load_config_text(toml.replace('password = "hunter2"\n', "").replace(', "60m"', ""),
                               plugin_manager, filename="s.toml", environ={})
     assert config is not None

@@ -72,3 +72,42 @@ def setup_logging(level: str = "INFO", fmt: str = "text", file: str | None = Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RateLimitedLog:
+    """At most one log line per key per ``interval`` seconds, noting how many were suppressed.
+
+    For call sites on a hot path (malformed exchange messages, late trades, slow clients): a
+    broken upstream can produce thousands of lines a second, and checking a dict here is far
+    cheaper than building a ``LogRecord`` that a handler filter would then discard.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = WINDOW_SECONDS) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next.get(key, 0.0):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._next[key] = now + self.interval
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        self.logger.log(level, msg, *args)
+
+    def debug(self, key: str, msg: str, *args: Any) -> None:
+        self.log(logging.DEBUG, key, msg, *args)
+
+    def info(self, key: str, msg: str, *args: Any) -> None:
+        self.log(logging.INFO, key, msg, *args)
+
+    def warning(self, key: str, msg: str, *args: Any) -> None:
+        self.log(logging.WARNING, key, msg, *args)
+
+    def error(self, key: str, msg: str, *args: Any) -> None:
+        self.log(logging.ERROR, key, msg, *args)

@@ -26,14 +26,14 @@ few slots: no dict, tuple or object is allocated per trade unless a candle opens
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
-from streamer.events import Kline, Trade
-from streamer.metrics import Metrics
 
+from streamer.events import Kline, Trade
+from streamer.logs import RateLimitedLog
+from streamer.metrics import Metrics
 from streamer_aggregate.intervals import alignment_offset
 
 Updates = Literal["closed", "every_trade", "throttled"]
@@ -170,8 +170,7 @@ class KlineAggregator:
         self._all: list[IntervalState] = []
         self._dirty: list[Bucket] = []
         self._backfill_requests: list[BackfillRequest] = []
-        self._late_unlogged = 0
-        self._late_logged_at = -_LATE_LOG_EVERY_S
+        self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
 
     # -- trades -------------------------------------------------------------------------
 
@@ -313,16 +312,10 @@ class KlineAggregator:
 
     def _late(self, st: IntervalState, ts: int) -> None:
         self.metrics.inc("late_trades")
-        self._late_unlogged += 1
-        now = time.monotonic()
-        if now - self._late_logged_at >= _LATE_LOG_EVERY_S:
-            self.log.debug(
-                "%d late trade(s) dropped, e.g. %s %s at %d for a closed %d ms kline "
-                "(closed up to %s)",
-                self._late_unlogged, st.channel, st.symbol, ts, st.ms, st.cursor,
-            )
-            self._late_unlogged = 0
-            self._late_logged_at = now
+        self._late_log.debug(
+            "late", "late trade dropped: %s %s at %d for a closed %d ms kline (closed up to %s)",
+            st.channel, st.symbol, ts, st.ms, st.cursor,
+        )
 
     # -- closing ------------------------------------------------------------------------
 

@@ -13,48 +13,37 @@ way, and tests/aggregate/test_intervals.py checks both agree.
 
 from __future__ import annotations
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
-DAY_MS = 24 * HOUR_MS
-WEEK_MS = 7 * DAY_MS
+from streamer.intervals import DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS, bybit_code
+from streamer.intervals import INTERVALS as _ALL_INTERVALS
+from streamer.intervals import parse_interval as _parse_interval
+
 #: Offset of weekly boundaries from the epoch: 1970-01-05 (a Monday) minus 1970-01-01.
 WEEK_OFFSET_MS = 4 * DAY_MS
 
-#: Accepted spellings -> (length in ms, Bybit's REST/WebSocket interval code).
+#: What the aggregator builds: every interval of the core's table but the month, whose length
+#: varies (Bybit's own "M" candles go through klines.passthrough).
 INTERVALS: dict[str, tuple[int, str]] = {
-    "1m": (MINUTE_MS, "1"),
-    "3m": (3 * MINUTE_MS, "3"),
-    "5m": (5 * MINUTE_MS, "5"),
-    "15m": (15 * MINUTE_MS, "15"),
-    "30m": (30 * MINUTE_MS, "30"),
-    "1h": (HOUR_MS, "60"),
-    "2h": (2 * HOUR_MS, "120"),
-    "4h": (4 * HOUR_MS, "240"),
-    "6h": (6 * HOUR_MS, "360"),
-    "12h": (12 * HOUR_MS, "720"),
-    "1D": (DAY_MS, "D"),
-    "1W": (WEEK_MS, "W"),
+    label: spec for label, spec in _ALL_INTERVALS.items() if label != "1M"
 }
 
-_BYBIT_CODE_BY_MS = {ms: code for ms, code in INTERVALS.values()}
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "INTERVALS",
+    "MINUTE_MS",
+    "WEEK_MS",
+    "WEEK_OFFSET_MS",
+    "alignment_offset",
+    "bybit_code",
+    "candle_start",
+    "next_boundary",
+    "parse_interval",
+]
 
 
 def parse_interval(text: str) -> int:
     """The length in ms of an interval written as in the config ("1m", "4h", "1D", "1W")."""
-    found = INTERVALS.get(text.strip()) if isinstance(text, str) else None
-    if found is None:
-        raise ValueError(
-            f"unknown kline interval {text!r}; valid intervals: {', '.join(INTERVALS)}"
-        )
-    return found[0]
-
-
-def bybit_code(interval_ms: int) -> str:
-    """Bybit's interval code ("1", "60", "D", "W") for an interval length in ms."""
-    try:
-        return _BYBIT_CODE_BY_MS[interval_ms]
-    except KeyError:
-        raise ValueError(f"no Bybit interval is {interval_ms} ms long") from None
+    return _parse_interval(text, allow_month=False)
 
 
 def alignment_offset(interval_ms: int) -> int:

@@ -13,9 +13,9 @@ from typing import Literal
 
 import attrs
 import trio
+
 from streamer.api import Context, Emit
 from streamer.events import Event, Kline
-
 from streamer_aggregate.intervals import parse_interval
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamer import hookimpl
 from streamer.hookspecs import RegisterType
-
 from streamer_aggregate.passthrough import KlinePassthrough, PassthroughConfig
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import attrs
 import trio
+
 from streamer import clock, http
 from streamer.api import Context, Emit
 from streamer.events import Event
-
 from streamer_aggregate.aggregator import (
     BackfillRequest,
     FirstCandle,

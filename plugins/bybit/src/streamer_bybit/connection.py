@@ -22,15 +22,15 @@ from typing import Any
 import attrs
 import msgspec
 import trio
+
 from streamer.api import Emit
 from streamer.backoff import Backoff
 from streamer.clock import now_ms
 from streamer.events import Event, Trade
 from streamer.http import HttpError
+from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
-
 from streamer_bybit.decode import Message, MessageDecoder
-from streamer_bybit.ratelog import RateLimitedLog
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
 from streamer_bybit.tickers import PriceTracker, TickerBook
 from streamer_bybit.transport import HandshakeError, WebSocket, WebSocketClosed

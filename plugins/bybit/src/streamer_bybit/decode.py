@@ -12,29 +12,16 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
-from streamer.events import Event, Kline, Trade
-from streamer.metrics import Metrics
 
-from streamer_bybit.ratelog import RateLimitedLog
+from streamer.events import Event, Kline, Trade
+from streamer.intervals import INTERVALS
+from streamer.logs import RateLimitedLog
+from streamer.metrics import Metrics
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
-#: Bybit's kline interval codes and their length in ms. "M" is variable in reality; events
-#: carry a nominal 30 days so that the interval stays a stable key for consumers.
-KLINE_INTERVAL_MS: Final[dict[str, int]] = {
-    "1": 60_000,
-    "3": 180_000,
-    "5": 300_000,
-    "15": 900_000,
-    "30": 1_800_000,
-    "60": 3_600_000,
-    "120": 7_200_000,
-    "240": 14_400_000,
-    "360": 21_600_000,
-    "720": 43_200_000,
-    "D": 86_400_000,
-    "W": 604_800_000,
-    "M": 2_592_000_000,
-}
+#: Bybit's kline interval codes and their length in ms (the core's table; "M" is a nominal
+#: 30 days so that the interval stays a stable key for consumers).
+KLINE_INTERVAL_MS: Final[dict[str, int]] = {code: ms for ms, code in INTERVALS.values()}
 
 
 class TradeItem(msgspec.Struct, gc=False):

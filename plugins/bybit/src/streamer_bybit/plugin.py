@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamer import Context, hookimpl
 from streamer.hookspecs import RegisterType
-
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 
 

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+
 from streamer.api import Context, Emit, FatalError
 from streamer.backoff import Backoff
-
+from streamer.intervals import INTERVALS
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -33,22 +34,6 @@ KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
 
-#: Configured kline interval -> Bybit's topic code.
-KLINE_CODES: Final[dict[str, str]] = {
-    "1m": "1",
-    "3m": "3",
-    "5m": "5",
-    "15m": "15",
-    "30m": "30",
-    "1h": "60",
-    "2h": "120",
-    "4h": "240",
-    "6h": "360",
-    "12h": "720",
-    "1D": "D",
-    "1W": "W",
-    "1M": "M",
-}
 
 MAINNET_WS: Final = "wss://stream.bybit.com/v5/public/{category}"
 TESTNET_WS: Final = "wss://stream-testnet.bybit.com/v5/public/{category}"
@@ -151,7 +136,7 @@ def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
     """Bybit topics for ``symbols``, grouped per symbol."""
     streams = set(config.streams)
     tickers = "tickers" in streams or ("price" in streams and "trades" not in streams)
-    codes = [KLINE_CODES[i] for i in dict.fromkeys(config.kline_intervals)]
+    codes = [INTERVALS[i][1] for i in dict.fromkeys(config.kline_intervals)]
     topics: list[str] = []
     for symbol in symbols:
         if "trades" in streams:

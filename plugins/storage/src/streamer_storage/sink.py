@@ -19,8 +19,8 @@ import redis.client
 import trio
 
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
+from streamer.intervals import INTERVALS, parse_interval
 from streamer_redis import BufferedWriter, RedisConnectionConfig
-from streamer_storage.intervals import STANDARD_INTERVALS, interval_label, parse_interval
 from streamer_storage.keys import StorageKeys
 
 _encoder = msgspec.json.Encoder()
@@ -49,7 +49,9 @@ class StorageConfig(RedisConnectionConfig):
     channels: list[Literal["linear", "spot"]] = attrs.field(factory=lambda: ["linear", "spot"])
     #: Kline intervals stored and cleaned, as labels ("1m", "1h", "1D", ...); closed klines of
     #: other intervals are ignored (and counted).
-    intervals: list[str] = attrs.field(factory=lambda: list(STANDARD_INTERVALS))
+    intervals: list[str] = attrs.field(
+        factory=lambda: [label for label in INTERVALS if label != "1M"]
+    )
     #: Keep the last N closed klines per symbol and interval in a list (0: no history).
     history: int = 0
     #: Where the price hash comes from: a field of the ticker events ("ticker") or the
@@ -79,9 +81,8 @@ class StorageConfig(RedisConnectionConfig):
             raise ValueError(f"flush_interval must be >= 0, got {self.flush_interval}")
 
     def interval_labels(self) -> dict[int, str]:
-        """ms -> canonical label of the configured intervals ("60m" is stored as "1h")."""
-        return {parse_interval(label): interval_label(parse_interval(label))
-                for label in self.intervals}
+        """ms -> label of the configured intervals, as keys carry it."""
+        return {parse_interval(label): label for label in self.intervals}
 
 
 class StorageSink:
@@ -174,7 +175,7 @@ class StorageSink:
                     continue
                 label = labels.get(kline.interval)
                 if label is None:
-                    self._ignore(f"klines of interval {interval_label(kline.interval)}")
+                    self._ignore(f"klines of interval {kline.interval} ms")
                     continue
                 latest = self._last_closed.setdefault((channel, kline.interval), {})
                 previous = latest.get(kline.symbol)
