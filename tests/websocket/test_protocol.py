@@ -275,3 +275,16 @@ def test_an_envelope_is_encoded_once_and_shared() -> None:
     env = Envelope.from_wire(render([kline()])[0])
     assert env.text() is env.text()
     assert coalesce([env])[0] is env.text()
+
+
+def test_coalescing_splits_past_max_message_size() -> None:
+    envelopes = [
+        Envelope.from_wire(render([trade("BTCUSDT", b * 10 + i) for i in range(10)])[0])
+        for b in range(10)
+    ]
+    limit = len(envelopes[-1].data_text()) * 3
+    texts = coalesce(envelopes, max_chars=limit)
+    assert 3 <= len(texts) <= 5
+    assert all(len(text) < limit + 100 for text in texts)
+    ids = [t["i"] for text in texts for t in msgspec.json.decode(text)["data"]]
+    assert ids == [f"t{i}" for i in range(100)]

@@ -37,16 +37,27 @@ def filter_envelope(env: Envelope, symbols: frozenset[str]) -> Envelope | None:
     return Envelope(env.channel, env.data_type, data)
 
 
-def coalesce(envelopes: Sequence[Envelope]) -> list[str]:
-    """One text per (channel, data_type), in order of first appearance, data in queue order."""
-    groups: dict[tuple[str, str], list[Envelope]] = {}
+def coalesce(envelopes: Sequence[Envelope], max_chars: int = 256 * 1024) -> list[str]:
+    """One text per (channel, data_type), in order of first appearance, data in queue order.
+
+    A group whose data grows past ``max_chars`` continues in another message: common
+    clients refuse messages over 1 MiB (trio-websocket's and websockets' default limit).
+    """
+    groups: dict[tuple[str, str], list[list[Envelope]]] = {}
+    sizes: dict[tuple[str, str], int] = {}
     for env in envelopes:
-        group = groups.get(env.key)
-        if group is None:
-            groups[env.key] = [env]
+        size = len(env.data_text())
+        chunks = groups.get(env.key)
+        if chunks is None:
+            groups[env.key] = [[env]]
+            sizes[env.key] = size
+        elif sizes[env.key] + size > max_chars:
+            chunks.append([env])
+            sizes[env.key] = size
         else:
-            group.append(env)
-    return [coalesced_text(group) for group in groups.values()]
+            chunks[-1].append(env)
+            sizes[env.key] += size
+    return [coalesced_text(chunk) for chunks in groups.values() for chunk in chunks]
 
 
 class Client:
@@ -60,6 +71,7 @@ class Client:
         queue_size: int,
         max_dropped: int,
         send_timeout: float,
+        max_message_chars: int,
         metrics: Metrics,
         cancel_scope: trio.CancelScope,
     ) -> None:
@@ -71,6 +83,7 @@ class Client:
         self.queue_size = queue_size
         self.max_dropped = max_dropped
         self.send_timeout = send_timeout
+        self.max_message_chars = max_message_chars
         self.metrics = metrics
         self.cancel_scope = cancel_scope
         #: Envelopes dropped since the last completed drain; reset by the sender.
@@ -162,7 +175,7 @@ class Client:
             texts = list(self.control)
             self.control.clear()
             if self.queue:
-                texts.extend(coalesce(self.queue))
+                texts.extend(coalesce(self.queue, self.max_message_chars))
                 self.queue.clear()
             for text in texts:
                 with trio.move_on_after(self.send_timeout) as scope:

@@ -32,6 +32,9 @@ class WebSocketConfig:
     send_timeout: float = 10.0
     #: Seconds granted at shutdown to flush queued data and close clients with 1001.
     shutdown_timeout: float = 5.0
+    #: Coalescing stops growing a message past this many bytes (a single batch larger than
+    #: this is still sent whole); many clients refuse messages over 1 MiB.
+    max_message_size: int = 262_144
     #: Largest message a client may send (bytes); larger ones close it with 1009.
     max_client_message: int = 65536
 
@@ -44,7 +47,8 @@ class WebSocketConfig:
             raise ValueError("auth_user must not be empty (leave it out to disable auth)")
         if not self.auth_key_env:
             raise ValueError("auth_key_env must name an environment variable")
-        for name in ("max_clients", "client_queue_size", "max_dropped", "max_client_message"):
+        for name in ("max_clients", "client_queue_size", "max_dropped", "max_message_size",
+                     "max_client_message"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ping_interval < 0:

@@ -258,6 +258,7 @@ class WebSocketSink:
                 queue_size=config.client_queue_size,
                 max_dropped=config.max_dropped,
                 send_timeout=config.send_timeout,
+                max_message_chars=config.max_message_size,
                 metrics=self.metrics,
                 cancel_scope=nursery.cancel_scope,
             )
