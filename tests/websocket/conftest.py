@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 import trio
+
 from streamer import Inbox
 from streamer_websocket.sink import WebSocketSink
-
 from websocket.helpers import StartSink, make_sink
 
 

@@ -11,10 +11,6 @@ from typing import Any
 
 import msgspec
 import trio
-from streamer import Context, Inbox, Kline, Price, Ticker, Trade
-from streamer.metrics import Metrics
-from streamer_websocket.config import WebSocketConfig
-from streamer_websocket.sink import WebSocketSink
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -22,6 +18,11 @@ from trio_websocket import (
     connect_websocket_url,
     open_websocket_url,
 )
+
+from streamer import Context, Inbox, Kline, Price, Ticker, Trade
+from streamer.metrics import Metrics
+from streamer_websocket.config import WebSocketConfig
+from streamer_websocket.sink import WebSocketSink
 
 StartSink = Callable[..., Awaitable[tuple[WebSocketSink, Inbox]]]
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
+
 from streamer import FatalError, Inbox
 from streamer_websocket import auth as auth_module
 from streamer_websocket.config import WebSocketConfig
-from trio_websocket import ConnectionClosed
-
 from websocket.helpers import (
     StartSink,
     close_code,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import io
 
 import trio
+
 from streamer import clock
 from streamer.testing import running_pipeline
 from streamer_websocket import tail
 from streamer_websocket.sink import WebSocketSink
-
 from websocket.test_tail import parse
 
 PIPE = """

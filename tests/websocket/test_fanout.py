@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
-from streamer import Inbox
 from trio_websocket import ConnectionClosed
 
+from streamer import Inbox
 from websocket.helpers import (
     StartSink,
     close_code,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pluggy
+
 from streamer import hookspecs
 from streamer_websocket import plugin, tail
 from streamer_websocket.config import WebSocketConfig

@@ -7,11 +7,11 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
+
 from streamer.wire import encode, render
 from streamer_websocket.client import coalesce
 from streamer_websocket.envelope import Envelope
-from trio_websocket import ConnectionClosed
-
 from websocket.helpers import (
     StartSink,
     close_code,

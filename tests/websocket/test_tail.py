@@ -8,8 +8,8 @@ import io
 import msgspec
 import pytest
 import trio
-from streamer_websocket import tail
 
+from streamer_websocket import tail
 from websocket.helpers import StartSink, kline, trade
 
 KEY_ENV = "STREAMER_TEST_TAIL_KEY"

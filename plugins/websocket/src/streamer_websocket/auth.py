@@ -10,7 +10,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 
 from streamer import FatalError
-
 from streamer_websocket.config import WebSocketConfig
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import trio
 import trio.lowlevel
-from streamer.metrics import Metrics
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from streamer.metrics import Metrics
 from streamer_websocket.envelope import Envelope, coalesced_text
 from streamer_websocket.subscription import Subscription
 

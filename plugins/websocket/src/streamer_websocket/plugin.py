@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamer import hookimpl
 from streamer.hookspecs import RegisterCommand, RegisterType
-
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink

@@ -9,15 +9,12 @@ a connection handler task with three children: a reader (subscriptions, pings), 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from typing import Any
 
 import msgspec
 import trio
 import trio.lowlevel
-from streamer import Context, FatalError, Inbox
-from streamer.wire import render
 from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
@@ -25,6 +22,9 @@ from trio_websocket import (
     WebSocketServer,
 )
 
+from streamer import Context, FatalError, Inbox
+from streamer.logs import RateLimitedLog
+from streamer.wire import render
 from streamer_websocket.auth import Credentials, authorization_header, resolve_credentials
 from streamer_websocket.client import Client, FilterCache
 from streamer_websocket.config import WebSocketConfig
@@ -47,27 +47,6 @@ AUTH_FAILED = '{"error":"Authentication failed"}'
 AUTH_TIMEOUT = '{"error":"Authentication timeout"}'
 
 
-class _RateLimitedLog:
-    """At most one log line per kind per interval, with the count of what was suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
-        self.logger = logger
-        self.interval = interval
-        self._next: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, kind: str, message: str, *args: Any) -> None:
-        now = trio.current_time()
-        if now < self._next.get(kind, -1.0):
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._next[kind] = now + self.interval
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            message += f" ({suppressed} similar suppressed)"
-        self.logger.warning(message, *args)
-
-
 def _normalise_path(path: str) -> str:
     path = path.split("?", 1)[0]
     return path.rstrip("/") or "/"
@@ -83,7 +62,7 @@ class WebSocketSink:
         #: Authenticated clients receiving data.
         self.clients: set[Client] = set()
         self.snapshot = SnapshotStore()
-        self._log = _RateLimitedLog(context.logger)
+        self._log = RateLimitedLog(context.logger)
         self._credentials: Credentials | None = None
         self._connections = 0
         self._closing = False
