@@ -40,7 +40,9 @@ port = 0
 # A client whose one send blocks this long is dropped: the stalled client's socket buffers
 # fill within ~2 s at this rate; a reading client's sends take milliseconds.
 send_timeout = 2.5
+# Had the sink ever waited on a client, its inbox would overflow and drop (and count) batches.
 queue_size = 1000
+overflow = "drop_oldest"
 """
 
 
