@@ -22,7 +22,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import cpu_seconds, emit_line, symbol_names  # noqa: E402
+from bench_e2e_common import cpu_seconds, emit_line, symbol_names
 
 
 async def consume(args: argparse.Namespace) -> dict[str, object]:

@@ -2,11 +2,12 @@
 
     bybit.linear [+ bybit.spot] -> klines.from_trades -> bench.count
 
-``bench.count`` is a sink registered in-process with ``PluginManager.register``; its inputs
-are the sources *and* the kline transform, so it sees every trade (that is how messages are
-counted: one trade per message) and every kline. Routing is inline (core/runtime.py): the
-klines of a socket read are queued before its trades, on the same task, so both reach the
-sink in the same delivery.
+``bench.count`` (sink) and ``bench.tap`` (transform) are registered in-process with
+``PluginManager.register``. The tap counts the sources' trades inline (one trade per message,
+so trades = messages) and emits nothing; the sink takes the klines. With ``--latency`` the
+sink also takes the sources' batches: routing is inline (core/runtime.py), so the kline
+updates of a socket read are queued before its trades, on the same task, and both reach the
+sink in the same delivery; latency = arrival - trade T.
 
 Prints JSON lines: ``{"event":"ready", ...}`` once subscribed, ``{"event":"progress", ...}``
 every ``--progress`` seconds if asked, and ``{"event":"result", ...}`` for the measured
@@ -17,26 +18,29 @@ window (``--warmup`` seconds after the first trade, then ``--count`` trades or
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
 import time
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
-from streamer.api import Context
+
+from streamer.api import BaseTransform, Context
 from streamer.config import load_config_text
-from streamer.events import Kline, Ticker, Trade
+from streamer.events import Event, Kline, Ticker, Trade
 from streamer.hookspecs import RegisterType, hookimpl
 from streamer.inbox import Inbox
 from streamer.plugins import load_plugin_manager
 from streamer.runtime import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import cpu_seconds, emit_line, rss_kib, symbol_names  # noqa: E402
+from bench_e2e_common import cpu_seconds, emit_line, rss_kib, symbol_names
 
 
 @attrs.define
@@ -50,8 +54,8 @@ class CountConfig:
 class CountingSink:
     """Counts trades, tickers, kline updates and closed klines; optionally times them.
 
-    Wakes the runner through ``target`` (a trade count) instead of being polled, so the
-    bench adds no wake-up of its own per message.
+    Its inputs are the kline transform only (the pipeline of issue 8), or with ``--latency``
+    also the sources, to time each trade against the kline update of the same delivery.
     """
 
     def __init__(self, config: CountConfig, context: Context) -> None:
@@ -61,12 +65,11 @@ class CountingSink:
         self.kline_updates = 0
         self.klines_closed = 0
         self.deliveries = 0
-        self.first_trade = trio.Event()
-        self.target: int | None = None
-        self.reached = trio.Event()
         self.recording = False
         #: ms from the trade's T (the fake's wall clock) to the delivery holding its kline.
         self.latency = array("d")
+        #: (arrival wall ms, latency ms) of samples over 5 ms, to see when the tail happens
+        self.outliers: list[tuple[float, float]] = []
         #: deliveries with trades but no kline update (should stay 0 with every_trade)
         self.trades_without_kline = 0
         #: (interval_ms, end_ms, ms after boundary + waiter) per closed kline
@@ -88,7 +91,10 @@ class CountingSink:
                 if kind is Trade:
                     trades += 1
                     if timed and self.recording:
-                        self.latency.append(now_ms - e.ts)  # type: ignore[union-attr]
+                        lat = now_ms - e.ts  # type: ignore[union-attr]
+                        self.latency.append(lat)
+                        if lat > 5.0 and len(self.outliers) < 10_000:
+                            self.outliers.append((now_ms, lat))
                 elif kind is Kline:
                     if e.closed:  # type: ignore[union-attr]
                         self.klines_closed += 1
@@ -101,14 +107,42 @@ class CountingSink:
                 elif kind is Ticker:
                     self.tickers += 1
             if trades:
-                if not self.trades:
-                    self.first_trade.set()
                 self.trades += trades
                 if timed and self.recording and not updates:
                     self.trades_without_kline += 1
-                if self.target is not None and self.trades >= self.target:
-                    self.reached.set()
             self.kline_updates += updates
+
+
+@attrs.define
+class TapConfig:
+    pass
+
+
+class TapTransform(BaseTransform):
+    """Counts the trades and tickers of the sources' batches inline (no task, no wake-up)
+    and emits nothing: how messages are counted without the sink seeing every trade."""
+
+    def __init__(self, config: TapConfig, context: Context) -> None:
+        self.trades = 0
+        self.tickers = 0
+        self.first_trade = trio.Event()
+        self.target: int | None = None
+        self.reached = trio.Event()
+
+    def process(self, batch: Sequence[Event]) -> list[Event]:
+        n = 0
+        for e in batch:
+            if e.__class__ is Trade:
+                n += 1
+            elif e.__class__ is Ticker:
+                self.tickers += 1
+        if n:
+            if not self.trades:
+                self.first_trade.set()
+            self.trades += n
+            if self.target is not None and self.trades >= self.target:
+                self.reached.set()
+        return []
 
 
 class BenchPlugin:
@@ -116,6 +150,11 @@ class BenchPlugin:
     @hookimpl
     def streamer_register_sinks(register: RegisterType) -> None:
         register("bench.count", CountConfig, CountingSink)
+
+    @staticmethod
+    @hookimpl
+    def streamer_register_transforms(register: RegisterType) -> None:
+        register("bench.tap", TapConfig, TapTransform)
 
 
 def toml_list(items: list[str]) -> str:
@@ -140,8 +179,11 @@ def build_toml(args: argparse.Namespace) -> str:
                  f"inputs = {toml_list(names)}\nintervals = {toml_list(intervals)}\n"
                  f'updates = "{args.updates}"\nfirst_candle = "{args.first_candle}"\n'
                  f'rest_url = "{args.rest}"\nwaiter_latency_ms = {args.waiter_ms}\n')
+    parts.append(f'[[transforms]]\nname = "tap"\ntype = "bench.tap"\n'
+                 f"inputs = {toml_list(names)}\n")
+    sink_inputs = [*names, "klines"] if args.latency else ["klines"]
     parts.append(f'[[sinks]]\nname = "count"\ntype = "bench.count"\n'
-                 f"inputs = {toml_list([*names, 'klines'])}\nqueue_size = 100000\n"
+                 f"inputs = {toml_list(sink_inputs)}\nqueue_size = 100000\n"
                  f"latency = {'true' if args.latency else 'false'}\n"
                  f"waiter_ms = {args.waiter_ms}\n")
     return "\n".join(parts)
@@ -153,7 +195,7 @@ def percentiles(values: list[float] | array[float], ps: tuple[float, ...]) -> di
     data = sorted(values)
     out = {}
     for p in ps:
-        k = min(len(data) - 1, max(0, int(round(p / 100 * (len(data) - 1)))))
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
         out[f"p{p:g}"] = data[k]
     out["max"] = data[-1]
     out["min"] = data[0]
@@ -165,8 +207,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     pm = load_plugin_manager(environ={})
     pm.register(BenchPlugin(), "bench")
     if args.tls_wrapper == "drainall":
-        import streamer_bybit.transport as transport
         from bench_e2e_tls import open_drain_all_byte_stream
+
+        import streamer_bybit.transport as transport
 
         transport.open_byte_stream = open_drain_all_byte_stream  # the source's TLS seam
     config = load_config_text(build_toml(args), pm, filename="bench.toml", environ={})
@@ -178,21 +221,24 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             await nursery.start(pipeline.run)
             subscribe_s = time.perf_counter() - t_start
             sink: CountingSink = pipeline.node("count")
+            tap: TapTransform = pipeline.node("tap")
             sources = [n for n in ("linear", "spot") if n in pipeline.nodes]
             conns = {n: len(pipeline.node(n).connections) for n in sources}
             emit_line({"event": "ready", "subscribe_s": subscribe_s, "connections": conns,
                        "rss_kib": rss_kib_self()})
+            progress_scope = trio.CancelScope()
             if args.progress:
-                nursery.start_soon(progress, sink, args.progress)
-            await sink.first_trade.wait()
+                nursery.start_soon(progress, sink, tap, args.progress, progress_scope)
+            await tap.first_trade.wait()
             await trio.sleep(args.warmup)
-            c0, t0, n0 = cpu_seconds(), time.perf_counter(), sink.trades
-            k0, tk0 = sink.kline_updates, sink.tickers
+            c0, t0, n0 = cpu_seconds(), time.perf_counter(), tap.trades
+            k0, tk0, d0 = sink.kline_updates, tap.tickers, sink.deliveries
             t_wall0 = time.time()
             sink.recording = True
+            gc_pauses = GcPauses()
             if args.count:
-                sink.target = n0 + args.count
-                await sink.reached.wait()
+                tap.target = n0 + args.count
+                await tap.reached.wait()
             else:
                 await trio.sleep(args.duration)
             if args.close_boundaries:
@@ -202,16 +248,16 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 left = wait_until / 1000 + 1.0 - time.time()
                 if left > 0:
                     await trio.sleep(left)
-            c1, t1, n1 = cpu_seconds(), time.perf_counter(), sink.trades
+            c1, t1, n1 = cpu_seconds(), time.perf_counter(), tap.trades
             sink.recording = False
             result = {
                 "messages": n1 - n0,
                 "cpu_s": c1 - c0,
                 "wall_s": t1 - t0,
                 "kline_updates": sink.kline_updates - k0,
-                "tickers": sink.tickers - tk0,
+                "tickers": tap.tickers - tk0,
                 "klines_closed": sink.klines_closed,
-                "deliveries": sink.deliveries,
+                "sink_deliveries": sink.deliveries - d0,
                 "subscribe_s": subscribe_s,
                 "connections": conns,
                 "rss_kib": rss_kib_self(),
@@ -220,6 +266,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["latency_ms"] = percentiles(sink.latency, (50, 99, 99.9))
                 result["latency_samples"] = len(sink.latency)
                 result["trades_without_kline"] = sink.trades_without_kline
+                result["outliers_over_5ms"] = outlier_bursts(sink.outliers)
                 deltas = [d for _, _, d in sink.close_deltas]
                 result["close_delta_ms"] = percentiles(deltas, (50, 99))
                 result["close_samples"] = len(deltas)
@@ -227,9 +274,53 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["close_by_interval"] = {
                     str(iv): sum(1 for i, _, _ in sink.close_deltas if i == iv)
                     for iv in sorted({i for i, _, _ in sink.close_deltas})}
+            result["gc"] = gc_pauses.summary()
             result["metrics"] = pipeline.metrics()
+            progress_scope.cancel()
             pipeline.shutdown()
     return result
+
+
+class GcPauses:
+    """Times the collector's pauses (a cause of tail latency), via ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._t = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], (time.perf_counter() - self._t) * 1000))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            ms = [p for g, p in self.pauses if g == gen]
+            if ms:
+                out[f"gen{gen}"] = {"count": len(ms), "max_ms": max(ms), "total_ms": sum(ms)}
+        return out
+
+
+def outlier_bursts(outliers: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Group samples over 5 ms into bursts (gaps < 50 ms): when, how long, how bad."""
+    bursts: list[dict[str, Any]] = []
+    for at, lat in outliers:
+        if bursts and at - bursts[-1]["last"] < 50:
+            b = bursts[-1]
+            b["last"] = at
+            b["samples"] += 1
+            b["max_ms"] = max(b["max_ms"], lat)
+        else:
+            bursts.append({"first": at, "last": at, "samples": 1, "max_ms": lat})
+    for b in bursts:
+        b["ms_after_minute"] = b["first"] % 60_000
+        b["span_ms"] = b["last"] - b["first"]
+        b["at"] = time.strftime("%H:%M:%S", time.localtime(b["first"] / 1000))
+        del b["first"], b["last"]
+    return bursts
 
 
 def rss_kib_self() -> int:
@@ -238,14 +329,16 @@ def rss_kib_self() -> int:
     return rss_kib(os.getpid())
 
 
-async def progress(sink: CountingSink, every: float) -> None:
+async def progress(sink: CountingSink, tap: TapTransform, every: float,
+                   scope: trio.CancelScope) -> None:
     t0 = time.perf_counter()
-    while True:
-        await trio.sleep(every)
-        emit_line({"event": "progress", "t": time.perf_counter() - t0, "rss_kib": rss_kib_self(),
-                   "trades": sink.trades, "tickers": sink.tickers,
-                   "kline_updates": sink.kline_updates, "klines_closed": sink.klines_closed,
-                   "cpu_s": cpu_seconds()})
+    with scope:
+        while True:
+            await trio.sleep(every)
+            emit_line({"event": "progress", "t": time.perf_counter() - t0,
+                       "rss_kib": rss_kib_self(), "trades": tap.trades,
+                       "tickers": tap.tickers, "kline_updates": sink.kline_updates,
+                       "klines_closed": sink.klines_closed, "cpu_s": cpu_seconds()})
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import (  # noqa: E402
+from bench_e2e_common import (
     BENCH,
     PYTHON,
     ROOT,
@@ -89,6 +89,12 @@ class Bench:
             argv += ["--ca-file", info["cafile"]]
         return self._run(argv, f"baseline-{decoder}", timeout)
 
+    def trio_baseline(self, info: dict[str, Any], *extra: str,
+                      timeout: float = 300.0) -> dict[str, Any]:
+        argv = [PYTHON, str(BENCH / "bench_e2e_trio_baseline.py"), "--url", info["ws_linear"],
+                "--timeout", str(timeout), *extra]
+        return self._run(argv, "baseline-trio", timeout)
+
     def _run(self, argv: list[str], name: str, timeout: float) -> dict[str, Any]:
         child = self.children.start(argv, name=name)
         try:
@@ -122,6 +128,7 @@ class Bench:
                 runs["streamer"].append(self.streamer(info, "--count", str(n)))
                 runs["orjson"].append(self.baseline(info, "orjson", "--count", str(n)))
                 runs["json"].append(self.baseline(info, "json", "--count", str(n)))
+                runs["trio"].append(self.trio_baseline(info, "--count", str(n)))
         finally:
             self.children.stop(fake)
         summary = self._summarise(runs)
@@ -131,10 +138,10 @@ class Bench:
         summary["ratio_cpu_vs_json"] = ratio_json
         summary["messages"] = n
         self.results["throughput"] = {"summary": summary, "runs": runs}
-        for k in ("streamer", "orjson", "json"):
+        for k in ("streamer", "orjson", "json", "trio"):
             s = summary[k]
             label = {"streamer": "streamer", "orjson": "bare asyncio+orjson",
-                     "json": "bare asyncio+json"}[k]
+                     "json": "bare asyncio+json", "trio": "diag: bare trio sans-I/O+orjson"}[k]
             self.row(f"flat out: {label}",
                      f"{s['msg_per_s']:,.0f} msg/s, {s['cpu_per_100k']:.3f} CPU-s/100k")
         self.row("flat out: CPU/msg streamer / orjson baseline", f"{ratio_orjson:.2f}x",
@@ -143,7 +150,7 @@ class Bench:
                  "(older streamer 1.17-1.24x)")
 
     def rates(self) -> None:
-        duration = 6.0 if self.quick else 20.0
+        duration = 6.0 if self.quick else 15.0
         out: dict[str, Any] = {}
         for rate in (1000, 5000, 20000):
             fake, info = start_fake(self.children, symbols=50, rate=rate)
@@ -154,6 +161,8 @@ class Bench:
                         self.streamer(info, "--duration", str(duration), "--warmup", "2"))
                     runs["json"].append(
                         self.baseline(info, "json", "--duration", str(duration), "--warmup", "2"))
+                    runs["trio"].append(
+                        self.trio_baseline(info, "--duration", str(duration), "--warmup", "2"))
             finally:
                 self.children.stop(fake)
             summary = self._summarise(runs)
@@ -166,13 +175,15 @@ class Bench:
                      f"({summary['streamer']['msg_per_s']:,.0f} msg/s)")
             self.row(f"{rate:,} msg/s: bare asyncio+json CPU-s/100k",
                      f"{summary['json']['cpu_per_100k']:.3f}")
+            self.row(f"{rate:,} msg/s: diag: bare trio sans-I/O+orjson",
+                     f"{summary['trio']['cpu_per_100k']:.3f}")
             self.row(f"{rate:,} msg/s: streamer / json baseline", f"{ratio:.2f}x",
                      f"<= {target:.2f}x (cryptofeed)", "met" if ratio <= target else "MISSED")
         self.results["rates"] = out
 
     def latency(self, with_close: bool, with_latency: bool) -> None:
         duration = 10.0 if self.quick else 60.0
-        boundaries = (1 if self.quick else 3) if with_close else 0
+        boundaries = (1 if self.quick else 2) if with_close else 0
         fake, info = start_fake(self.children, symbols=50, rate=2000, stamp=True)
         try:
             timeout = duration + 60 * boundaries + 120
@@ -281,12 +292,12 @@ class Bench:
                           "-o", str(raw), "--"]
                 r = self.streamer(info, "--count", str(n), prefix=prefix)
                 top = _py_spy_top(raw)
-                r["profile_file"] = str(raw.relative_to(ROOT))
+                r["profile_file"] = str(raw)
             else:
                 prof = out_dir / "pipeline_profile.prof"
                 r = self.streamer(info, "--count", str(n), "--cprofile", str(prof))
                 top = _cprofile_top(prof)
-                r["profile_file"] = str(prof.relative_to(ROOT))
+                r["profile_file"] = str(prof)
         finally:
             self.children.stop(fake)
         r["top"] = top
@@ -312,7 +323,8 @@ class Bench:
     @staticmethod
     def _ratio(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> float:
         """Median of the per-repeat ratios (each pair ran back to back on the same fake)."""
-        return median([x["cpu_per_100k"] / y["cpu_per_100k"] for x, y in zip(runs[a], runs[b])])
+        pairs = zip(runs[a], runs[b], strict=True)
+        return median([x["cpu_per_100k"] / y["cpu_per_100k"] for x, y in pairs])
 
     def run(self) -> None:
         only = self.args.only.split(",") if self.args.only else list(SECTIONS)
@@ -344,8 +356,8 @@ class Bench:
             self.children.stop_all()
             self.results["machine"]["loadavg_end"] = os.getloadavg()
             self.results["seconds"] = time.time() - started
-            self.results["table"] = [dict(zip(("metric", "value", "target", "verdict"), r))
-                                     for r in self.rows]
+            keys = ("metric", "value", "target", "verdict")
+            self.results["table"] = [dict(zip(keys, r, strict=True)) for r in self.rows]
             if self.args.json:
                 path = Path(self.args.json)
                 path.parent.mkdir(parents=True, exist_ok=True)
