@@ -12,12 +12,13 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from fakebybit import FakeBybit, make_ssl_contexts, period_end, period_start
-from fakebybit.fixtures import fake_bybit  # noqa: F401  (the fixture under test)
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
+
+from fakebybit import FakeBybit, make_ssl_contexts, period_end, period_start
+from fakebybit.fixtures import fake_bybit  # noqa: F401  (the fixture under test)
 
 LINEAR = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "1000PEPEUSDT"]
 SPOT = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
@@ -455,7 +456,7 @@ async def test_rest_instruments_pagination(fake):
             if not cursor:
                 break
         assert pages == 4  # 5 trading + 2 non-trading
-        assert symbols == LINEAR + ["NEWCOINUSDT", "OLDCOINUSDT"]
+        assert symbols == [*LINEAR, "NEWCOINUSDT", "OLDCOINUSDT"]
         _, body = await http_get(fake, "/v5/market/instruments-info?category=linear")
         lst = body["result"]["list"]
         assert {i["status"] for i in lst} == {"Trading", "PreLaunch", "Closed"}
@@ -465,7 +466,7 @@ async def test_rest_instruments_pagination(fake):
         _, body = await http_get(fake, "/v5/market/instruments-info?category=linear&status=Trading")
         assert [i["symbol"] for i in body["result"]["list"]] == LINEAR
         _, body = await http_get(fake, "/v5/market/instruments-info?category=spot&limit=1")
-        assert [i["symbol"] for i in body["result"]["list"]] == SPOT + ["OLDCOINUSDT"]
+        assert [i["symbol"] for i in body["result"]["list"]] == [*SPOT, "OLDCOINUSDT"]
         assert not body["result"].get("nextPageCursor")
 
 

@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--symbols", type=int, default=50)
-    p.add_argument("--rate", type=float, default=50000.0, help="messages/s per category; 0 = flat out")
+    p.add_argument("--rate", type=float, default=50000.0,
+                   help="messages/s per category; 0 = flat out")
     p.add_argument("--trades-per-message", type=int, default=1)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--duration", type=float, default=None, help="exit after S seconds")

@@ -307,7 +307,9 @@ class Instrument:
                 "deliveryTime": "0",
                 "deliveryFeeRate": "",
                 "priceScale": str(self.pd),
-                "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+                "leverageFilter": {
+                    "minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"
+                },
                 "priceFilter": {"minPrice": tick, "maxPrice": "1999999.80", "tickSize": tick},
                 "lotSizeFilter": {
                     "maxOrderQty": "1190.000",

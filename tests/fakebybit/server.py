@@ -41,6 +41,7 @@ import random
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
@@ -63,6 +64,9 @@ except ImportError:  # core not installed: use the source tree next to tests/
 
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .tls import TLSServerStream
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
 MAX_ARGS_CHARS = 21_000
@@ -238,6 +242,17 @@ class Connection:
         self._closing = True
         if self._scope is not None:
             self._scope.deadline = min(self._scope.deadline, trio.current_time() + 5.0)
+
+
+_DISCONNECTS = (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, OSError,
+                ssl.SSLError)
+
+
+def _only(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """True if ``exc``, or every leaf of an exception group, is one of ``types``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(inner, types) for inner in exc.exceptions)
+    return isinstance(exc, types)
 
 
 class FakeBybit:
@@ -450,9 +465,11 @@ class FakeBybit:
                                 self._on_client_message(conn, ev.data)
                         conn._pump_protocol()
                     nursery.start_soon(conn._reader)
-        except* (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, OSError,
-                 ssl.SSLError):
-            pass
+        except BaseException as exc:
+            # A client going away is normal for the fake; anything else is a bug to surface.
+            # (Not `except*`: the fake must import on Python 3.10 too.)
+            if not _only(exc, _DISCONNECTS):
+                raise
         finally:
             conn.closed = True
             self._forget(conn)

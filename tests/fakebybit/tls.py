@@ -66,7 +66,7 @@ class TLSServerStream:
                     await self.transport.send_all(pending)
                 data = await self.transport.receive_some(65536)
                 if not data:
-                    raise trio.BrokenResourceError("EOF during TLS handshake")
+                    raise trio.BrokenResourceError("EOF during TLS handshake") from None
                 self._in.write(data)
         pending = self._out.read()
         if pending:
