@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from streamer_aggregate.aggregator import BackfillRequest, KlineAggregator, RestCandle
 
 from aggregate.helpers import trade
+from streamer_aggregate.aggregator import BackfillRequest, KlineAggregator, RestCandle
 
 M = 60_000
 B = 1_700_000_100_000  # a 5-minute boundary

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 import trio
+
+from aggregate.helpers import trade
 from streamer import clock
 from streamer.api import Context
 from streamer.config import structure_options
 from streamer.metrics import Metrics
 from streamer_aggregate.intervals import candle_start
 from streamer_aggregate.transform import KlineConfig, KlineTransform
-
-from aggregate.helpers import trade
 
 M = 60_000
 

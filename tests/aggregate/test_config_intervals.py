@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from fakebybit.market import period_start
 from streamer.config import ConfigError, structure_options
 from streamer_aggregate.intervals import (

@@ -5,6 +5,7 @@ modes match the fake's own kline topic and its candles."""
 from __future__ import annotations
 
 import trio
+
 from streamer import clock
 from streamer.events import Kline
 from streamer.testing import running_pipeline

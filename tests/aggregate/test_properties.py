@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamer_aggregate.aggregator import KlineAggregator
-from streamer_aggregate.intervals import MINUTE_MS, candle_start
 
 from aggregate.helpers import assert_same, kline_key, reference_klines, trade
+from streamer_aggregate.aggregator import KlineAggregator
+from streamer_aggregate.intervals import MINUTE_MS, candle_start
 
 INTERVALS = [MINUTE_MS, 3 * MINUTE_MS, 5 * MINUTE_MS]
 

@@ -6,6 +6,8 @@ import itertools
 import logging
 
 import trio
+
+from aggregate.helpers import trade
 from streamer import clock
 from streamer.api import Context
 from streamer.config import structure_options
@@ -13,8 +15,6 @@ from streamer.events import Kline
 from streamer.metrics import Metrics
 from streamer_aggregate.intervals import next_boundary
 from streamer_aggregate.transform import KlineConfig, KlineTransform
-
-from aggregate.helpers import trade
 
 M = 60_000
 
@@ -144,3 +144,56 @@ async def test_every_trade_updates_come_back_from_process(autojump_clock):
     out = tr.process([trade(b + 1, 1), trade(b + 2, 3)])
     assert [(k.interval, k.closed, k.trade_count) for k in out] == [
         (M, False, 2), (5 * M, False, 2)]
+
+
+async def test_stream_gap_holds_candles_until_the_source_recovers(autojump_clock):
+    """A source reports a lost connection: candles it overlaps wait for the recovered trades
+    (which would otherwise be late), and close as soon as the gap closes."""
+    from streamer.api import StreamGap
+
+    tr = make(waiter_latency_ms=100)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M) + M
+            await sleep_to(b - M - 2_000)
+            tr.process([trade(b - M - 2_000, 9)])  # the first candle (partial by config)
+            await sleep_to(b - 2_000)
+            tr.process([trade(b - 2_000, 10)])
+            assert tr.on_gap(StreamGap("linear", ("BTCUSDT",), b - 2_000)) == []
+            await sleep_to(b + 5_000)
+            assert [k.timestamp for _, k in rec.klines()] == [b - 2 * M]  # held past b + waiter
+            # The source recovered trades of the old candle, then closes the gap.
+            assert tr.process([trade(b - 1_000, 12), trade(b + 1_000, 13)]) == []
+            out = tr.on_gap(StreamGap("linear", ("BTCUSDT",), b - 2_000, closed=True))
+            assert [(k.timestamp, k.close, k.trade_count, k.partial) for k in out] == [
+                (b - M, 12.0, 2, False)]
+            assert tr.context.metrics["late_trades"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_stream_gap_not_recovered_in_time_closes_partial(autojump_clock):
+    from streamer.api import StreamGap
+
+    tr = make(waiter_latency_ms=100, gap_hold_s=30)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M) + M
+            await sleep_to(b - M - 2_000)
+            tr.process([trade(b - M - 2_000, 9)])  # the first candle (partial by config)
+            await sleep_to(b - 2_000)
+            tr.process([trade(b - 2_000, 10)])
+            tr.on_gap(StreamGap("linear", ("BTCUSDT",), b - 2_000))
+            await sleep_to(b + 40_000)
+            (_, first), (when, k) = rec.klines()
+            assert first.timestamp == b - 2 * M
+            # The hold gave up 30 s after the gap opened (not at the next boundary).
+            assert b - 2_000 + 30_000 <= when <= b - 2_000 + 30_001
+            assert (k.timestamp, k.partial, k.closed) == (b - M, True, True)
+            assert tr.context.metrics["gap_hold_expired"] == 1
+            # A late "closed" from the source changes nothing.
+            assert tr.on_gap(StreamGap("linear", ("BTCUSDT",), b - 2_000, closed=True)) == []
+            nursery.cancel_scope.cancel()

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from streamer.api import Context
+
+from streamer.api import Context, StreamGap
 from streamer.events import Event
 from streamer.metrics import Metrics
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
@@ -18,11 +19,19 @@ class Collector:
 
     def __init__(self) -> None:
         self.batches: list[list[Event]] = []
+        self.gaps: list[StreamGap] = []
+        #: How many events had been emitted when each gap was reported.
+        self.gap_positions: list[int] = []
         self._lot = trio.lowlevel.ParkingLot()
 
     async def __call__(self, batch: list[Event]) -> None:
         assert batch, "emit must never be called with an empty batch"
         self.batches.append(batch)
+        self._lot.unpark_all()
+
+    async def gap(self, gap: StreamGap) -> None:
+        self.gaps.append(gap)
+        self.gap_positions.append(len(self.events))
         self._lot.unpark_all()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 from bybit.harness import make_source
+
 from streamer.config import ConfigError, load_config_text
 from streamer.events import Trade
 from streamer.plugins import load_plugin_manager

@@ -6,7 +6,9 @@ import logging
 
 import trio
 from bybit.harness import make_source, run_source
+
 from fakebybit import FakeBybit
+from streamer.api import StreamGap
 from streamer.backoff import Backoff
 from streamer.events import Ticker, Trade
 
@@ -169,6 +171,13 @@ async def test_gap_recovered_in_order_without_duplicates(fake_bybit, collector, 
     assert btc == [t["i"] for t in fake_bybit.history("linear", "BTCUSDT")]
     assert source.metrics["recovered_trades"] == 7
     assert source.metrics["trade_gaps"] == 0
+    # Downstream transforms heard of the gap when the connection dropped, and of its end
+    # only once the recovered trades had been emitted.
+    symbols = ("BTCUSDT", "ETHUSDT")
+    assert collector.gaps == [StreamGap("linear", symbols, 1_000),
+                              StreamGap("linear", symbols, 1_000, closed=True, complete=True)]
+    assert collector.gap_positions[0] == 7
+    assert collector.gap_positions[1] >= 14
     assert "recovered 7 missed trades from REST" in caplog.text
 
 
@@ -195,6 +204,9 @@ async def test_unrecoverable_gap_logged_with_its_span(collector, caplog):
     assert ids == history[:1] + history[-60:]
     assert source.metrics["trade_gaps"] == 1
     assert "trade gap for BTCUSDT: trades between 10000 and 20040 (10.0 s)" in caplog.text
+    assert collector.gaps == [StreamGap("spot", ("BTCUSDT",), 10_000),
+                              StreamGap("spot", ("BTCUSDT",), 10_000, closed=True,
+                                        complete=False)]
 
 
 async def test_malformed_and_unexpected_counted_stream_goes_on(fake_bybit, collector, caplog):

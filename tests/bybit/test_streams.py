@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import trio
 from bybit.harness import Collector, make_source, run_source
+
 from streamer.events import Kline, Price, Ticker, Trade
 
 

@@ -8,6 +8,7 @@ import socket
 import pytest
 import trio
 from bybit.harness import make_source, run_source
+
 from fakebybit import FakeBybit
 from streamer.api import FatalError
 from streamer.events import Trade

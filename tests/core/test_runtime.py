@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import streamer
-from streamer import BaseTransform, Event, FatalError, Kline, Trade, hookimpl
+from streamer import BaseTransform, Event, FatalError, Kline, StreamGap, Trade, hookimpl
 from streamer.testing import running_pipeline
 
 
@@ -165,6 +165,39 @@ async def test_transforms_run_inline_and_a_failing_batch_is_isolated(
     kinds = [type(e).__name__ for e in pipeline.node("all").events]
     assert sorted(kinds) == ["Kline", "Kline", "Trade", "Trade", "Trade"]
     assert pipeline.metrics()["k"]["errors"] == 1
+
+
+class GapAware(Doubler):
+    """Also answers stream gaps: a flat kline per gap symbol when the gap closes."""
+
+    def on_gap(self, gap: StreamGap) -> list[Event]:
+        if not gap.closed:
+            return []
+        return [Kline(gap.channel, s, 60_000, gap.since_ms, 0, 0, 0, 0, 0, 0, partial=True)
+                for s in gap.symbols]
+
+
+class GapPlugin:
+    @staticmethod
+    @hookimpl
+    def streamer_register_transforms(register) -> None:  # type: ignore[no-untyped-def]
+        register("test.gap", NoOptions, GapAware)
+
+
+async def test_stream_gaps_reach_transforms_not_sinks(plugin_manager, register_plugin) -> None:
+    register_plugin(GapPlugin())
+    toml = PIPE.format(sinks='[[transforms]]\nname = "k"\ntype = "test.gap"\n' + sink("out"))
+    with trio.fail_after(10):
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            src = pipeline.node("src")
+            src.push_gap(StreamGap("linear", ("BTCUSDT", "ETHUSDT"), 5))
+            src.push([trade(1)])
+            src.push_gap(StreamGap("linear", ("BTCUSDT", "ETHUSDT"), 5, closed=True))
+            events = await pipeline.node("out").wait_for(4)
+    assert [(type(e).__name__, e.symbol) for e in events] == [
+        ("Trade", "BTCUSDT"), ("Kline", "BTCUSDT"),  # the trade and its kline
+        ("Kline", "BTCUSDT"), ("Kline", "ETHUSDT"),  # what the closed gap produced
+    ]
 
 
 class EventHook:

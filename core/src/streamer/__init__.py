@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from streamer.api import BaseTransform, Context, Emit, FatalError, Sink, Source, Transform
+from streamer.api import (
+    BaseTransform,
+    Context,
+    Emit,
+    FatalError,
+    Sink,
+    Source,
+    StreamGap,
+    Transform,
+)
 from streamer.events import Event, Kline, Price, Ticker, Trade
 from streamer.hookspecs import hookimpl
 from streamer.inbox import Inbox
@@ -24,6 +33,7 @@ __all__ = [
     "Price",
     "Sink",
     "Source",
+    "StreamGap",
     "Ticker",
     "Trade",
     "Transform",

@@ -9,7 +9,7 @@ own ``run`` opens and owns.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -19,10 +19,35 @@ from streamer.events import Event
 from streamer.inbox import Inbox
 from streamer.metrics import Metrics
 
-#: ``await emit(batch)`` hands a batch downstream. It runs the inline transforms and queues the
-#: result for each sink; it only waits when a sink configured with ``overflow = "block"`` is
-#: full. Never call it with an empty list, and do not reuse the list afterwards.
-Emit = Callable[[list[Event]], Awaitable[None]]
+
+@attrs.frozen
+class StreamGap:
+    """Part of a source's stream may be missing, for ``symbols`` of ``channel``.
+
+    A source sends it twice through :meth:`Emit.gap`: when a connection is lost
+    (``closed=False``; every event up to ``since_ms`` was delivered), and when what was missed
+    has been recovered or given up (``closed=True``; ``complete`` tells which). Transforms that
+    define ``on_gap`` receive it, so an aggregator can wait for recovered trades instead of
+    closing candles without them. Sinks never see it: it is not part of the wire format.
+    """
+
+    channel: str
+    symbols: tuple[str, ...]
+    since_ms: int
+    closed: bool = False
+    complete: bool = True
+
+
+class Emit(Protocol):
+    """How a source (or a transform's ``run``) hands data downstream."""
+
+    async def __call__(self, batch: list[Event]) -> None:
+        """Run the inline transforms on ``batch`` and queue the result for each sink; waits
+        only when a sink configured with ``overflow = "block"`` is full. Never call it with an
+        empty list, and do not reuse the list afterwards."""
+
+    async def gap(self, gap: StreamGap) -> None:
+        """Tell the downstream transforms that part of the stream is missing (or recovered)."""
 
 
 class FatalError(Exception):
@@ -72,6 +97,9 @@ class Transform(Protocol):
     def process(self, batch: Sequence[Event]) -> list[Event]:
         """Return the events this batch produces (may be empty). Must not block or await."""
         ...
+
+    # Optional: ``def on_gap(self, gap: StreamGap) -> list[Event]``, called inline when an
+    # input source reports a gap (see :class:`StreamGap`); returns events to emit now.
 
     async def run(
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -62,6 +62,9 @@ def streamer_register_sources(register: RegisterType) -> None:
 
     ``run`` calls ``task_status.started()`` once connected and then ``await emit(batch)`` for
     every batch (a non-empty ``list`` of events, one per socket read or exchange message).
+    A source that can lose part of its stream (a dropped connection) reports it with
+    ``await emit.gap(StreamGap(...))`` when it happens and again when it has recovered, so
+    transforms can wait for the recovered data (:class:`streamer.api.StreamGap`).
     """
 
 
@@ -73,6 +76,8 @@ def streamer_register_transforms(register: RegisterType) -> None:
     :func:`streamer_register_sources`. The factory returns a :class:`streamer.api.Transform`:
     ``process(batch) -> list[Event]`` is called inline for every batch of its inputs and must
     not block; ``async run(emit, *, task_status)`` hosts timers and emits what they produce.
+    An optional ``on_gap(gap) -> list[Event]`` hears of stream gaps reported by its input
+    sources (called inline, like ``process``).
     """
 
 

@@ -18,7 +18,7 @@ import attrs
 import trio
 
 import streamer
-from streamer.api import Context, Emit, FatalError
+from streamer.api import Context, Emit, FatalError, StreamGap
 from streamer.backoff import Backoff
 from streamer.config import NodeConfig, PipelineConfig
 from streamer.events import Event
@@ -54,6 +54,58 @@ class Node:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+class Route:
+    """The ``emit`` of one producer: its downstream transforms (run inline) and sink inboxes."""
+
+    __slots__ = ("_apply_hooks", "_inboxes", "_transforms")
+
+    def __init__(
+        self,
+        transforms: list[tuple[Node, Emit]],
+        inboxes: list[Inbox],
+        apply_hooks: Callable[[list[Event]], list[Event]] | None,
+    ) -> None:
+        self._transforms = transforms
+        self._inboxes = inboxes
+        self._apply_hooks = apply_hooks
+
+    async def __call__(self, batch: list[Event]) -> None:
+        if self._apply_hooks is not None:
+            batch = self._apply_hooks(batch)
+            if not batch:
+                return
+        # Sinks first: a sink fed by both sees a trade before the kline it produced.
+        for inbox in self._inboxes:
+            await inbox.put(batch)
+        for tnode, temit in self._transforms:
+            try:
+                out = tnode.obj.process(batch)
+            except Exception as exc:  # one bad transform must not stop a source
+                _transform_failed(tnode, "a batch", exc)
+                continue
+            if out:
+                await temit(out)
+
+    async def gap(self, gap: StreamGap) -> None:
+        for tnode, temit in self._transforms:
+            on_gap = getattr(tnode.obj, "on_gap", None)
+            if on_gap is None:
+                continue
+            try:
+                out = on_gap(gap)
+            except Exception as exc:  # nor a bad gap handler
+                _transform_failed(tnode, "a stream gap", exc)
+                continue
+            if out:
+                await temit(out)
+
+
+def _transform_failed(node: Node, what: str, exc: Exception) -> None:
+    node.context.metrics.inc("errors")
+    node.context.logger.error("transform %r failed on %s: %s: %s", node.name, what,
+                              type(exc).__name__, exc, exc_info=exc)
 
 
 class Pipeline:
@@ -207,28 +259,9 @@ class Pipeline:
         is_source = self.nodes[producer].config.kind == "source"
         hooks = self._event_hooks if is_source else []
         apply_hooks = self._hook_applier(producer, hooks) if hooks else None
-
-        async def emit(batch: list[Event]) -> None:
-            if apply_hooks is not None:
-                batch = apply_hooks(batch)
-                if not batch:
-                    return
-            for tnode, temit in transforms:
-                try:
-                    out = tnode.obj.process(batch)
-                except Exception as exc:
-                    tnode.context.metrics.inc("errors")
-                    tnode.context.logger.error("transform %r failed on a batch: %s: %s",
-                                               tnode.name, type(exc).__name__, exc,
-                                               exc_info=exc)
-                    continue
-                if out:
-                    await temit(out)
-            for inbox in inboxes:
-                await inbox.put(batch)
-
-        self._emits[producer] = emit
-        return emit
+        route = Route(transforms, inboxes, apply_hooks)
+        self._emits[producer] = route
+        return route
 
     @staticmethod
     def _hook_applier(

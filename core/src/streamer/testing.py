@@ -22,7 +22,7 @@ import attrs
 import pytest
 import trio
 
-from streamer.api import Context, Emit
+from streamer.api import Context, Emit, StreamGap
 from streamer.config import load_config_text
 from streamer.events import Event
 from streamer.hookspecs import RegisterType, hookimpl
@@ -38,17 +38,21 @@ class ScriptedSourceConfig:
 
 
 class ScriptedSource:
-    """A source whose batches come from the test: ``push(batch)``, then ``finish()``."""
+    """A source whose batches come from the test: ``push(batch)`` (and ``push_gap(gap)``,
+    sent through ``emit.gap``), then ``finish()``."""
 
     def __init__(self, config: ScriptedSourceConfig | None = None,
                  context: Context | None = None) -> None:
         self.config = config or ScriptedSourceConfig()
         self.context = context
-        self._send, self._receive = trio.open_memory_channel[list[Event]](math.inf)
+        self._send, self._receive = trio.open_memory_channel[list[Event] | StreamGap](math.inf)
         self.emitted = 0
 
     def push(self, batch: Iterable[Event]) -> None:
         self._send.send_nowait(list(batch))
+
+    def push_gap(self, gap: StreamGap) -> None:
+        self._send.send_nowait(gap)
 
     def finish(self) -> None:
         self._send.close()
@@ -57,9 +61,12 @@ class ScriptedSource:
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
-        async for batch in self._receive:
-            await emit(batch)
-            self.emitted += len(batch)
+        async for item in self._receive:
+            if isinstance(item, StreamGap):
+                await emit.gap(item)
+                continue
+            await emit(item)
+            self.emitted += len(item)
         if not self.config.end_when_done:
             await trio.sleep_forever()
 

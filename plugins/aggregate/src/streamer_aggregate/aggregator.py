@@ -92,8 +92,8 @@ class Bucket:
 class IntervalState:
     """Candles of one (channel, symbol, interval)."""
 
-    __slots__ = ("buckets", "channel", "cur", "cursor", "last_close", "ms", "offset", "started",
-                 "symbol")
+    __slots__ = ("buckets", "channel", "cur", "cursor", "held", "last_close", "ms", "offset",
+                 "started", "symbol")
 
     def __init__(self, channel: str, symbol: str, ms: int) -> None:
         self.channel = channel
@@ -108,6 +108,8 @@ class IntervalState:
         self.cursor: int | None = None
         self.last_close: float | None = None
         self.started = False
+        #: While the source recovers a gap: candles ending after this stay open.
+        self.held: int | None = None
 
 
 @attrs.frozen
@@ -171,6 +173,8 @@ class KlineAggregator:
         self._dirty: list[Bucket] = []
         self._backfill_requests: list[BackfillRequest] = []
         self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
+        #: (channel, symbol) -> (since_ms, deadline_ms) of a stream gap being recovered.
+        self._holds: dict[tuple[str, str], tuple[int, int]] = {}
 
     # -- trades -------------------------------------------------------------------------
 
@@ -231,6 +235,10 @@ class KlineAggregator:
 
     def _new_symbol(self, channel: str, symbol: str) -> list[IntervalState]:
         states = [IntervalState(channel, symbol, ms) for ms in self.intervals]
+        hold = self._holds.get((channel, symbol))
+        if hold is not None:
+            for st in states:
+                st.held = hold[0]
         self._by_channel[channel][symbol] = states
         self._all.extend(states)
         return states
@@ -324,6 +332,8 @@ class KlineAggregator:
         flat klines for empty intervals up to then. Klines of one key come out in time order.
         """
         out: list[Kline] = []
+        if self._holds:
+            self._expire_holds(now_ms)
         limit = now_ms - self.waiter_ms
         for st in self._all:
             cursor = st.cursor
@@ -334,6 +344,8 @@ class KlineAggregator:
 
     def _advance(self, st: IntervalState, limit: int, out: list[Kline]) -> None:
         """Close the intervals of ``st`` that end at or before ``limit``."""
+        if st.held is not None and limit > st.held:
+            limit = st.held
         ms = st.ms
         buckets = st.buckets
         while True:
@@ -378,6 +390,54 @@ class KlineAggregator:
                   b.volume, b.trade_count, True, b.turnover if self.turnover else None,
                   b.partial)
         )
+
+    # -- stream gaps ----------------------------------------------------------------------
+
+    def hold(self, channel: str, symbols: Iterable[str], since_ms: int, deadline_ms: int) -> None:
+        """The source lost its stream of ``symbols`` after ``since_ms``: keep their candles
+        that end after ``since_ms`` open until :meth:`release` (trades it recovers from REST
+        then still count instead of being late), or until ``deadline_ms``."""
+        holds = self._holds
+        by_symbol = self._by_channel.get(channel, {})
+        for symbol in symbols:
+            key = (channel, symbol)
+            previous = holds.get(key)
+            if previous is not None:
+                since_ms, deadline_ms = min(since_ms, previous[0]), max(deadline_ms, previous[1])
+            holds[key] = (since_ms, deadline_ms)
+            for st in by_symbol.get(symbol, ()):
+                st.held = since_ms
+        self.metrics.inc("gap_holds")
+
+    def release(self, channel: str, symbols: Iterable[str], complete: bool) -> None:
+        """The gap is over. If not ``complete`` (trades may be missing for good), the candles
+        it overlapped are flagged ``partial``. Call :meth:`close_due` next."""
+        by_symbol = self._by_channel.get(channel, {})
+        for symbol in symbols:
+            hold = self._holds.pop((channel, symbol), None)
+            if hold is None:
+                continue
+            for st in by_symbol.get(symbol, ()):
+                st.held = None
+                if not complete:
+                    for b in st.buckets:
+                        if b.end > hold[0] and not b.partial:
+                            b.partial = True
+                            self.metrics.inc("gap_partial_klines")
+
+    def next_hold_deadline(self) -> int | None:
+        """When the earliest hold gives up waiting (ms), or ``None`` without holds."""
+        return min((d for _, d in self._holds.values()), default=None)
+
+    def _expire_holds(self, now_ms: int) -> None:
+        expired = [key for key, (_, deadline) in self._holds.items() if deadline <= now_ms]
+        for channel, symbol in expired:
+            since = self._holds[(channel, symbol)][0]
+            self.metrics.inc("gap_hold_expired")
+            self.log.warning(
+                "%s %s: the source did not recover its gap since %d in time; closing the "
+                "candles it overlapped flagged partial", channel, symbol, since)
+            self.release(channel, (symbol,), complete=False)
 
     # -- open-kline updates ----------------------------------------------------------------
 

@@ -20,8 +20,9 @@ import attrs
 import trio
 
 from streamer import clock, http
-from streamer.api import Context, Emit
+from streamer.api import Context, Emit, StreamGap
 from streamer.events import Event
+from streamer.intervals import interval_label
 from streamer_aggregate.aggregator import (
     BackfillRequest,
     FirstCandle,
@@ -29,7 +30,7 @@ from streamer_aggregate.aggregator import (
     RestCandle,
     Updates,
 )
-from streamer_aggregate.intervals import INTERVALS, bybit_code, next_boundary, parse_interval
+from streamer_aggregate.intervals import bybit_code, next_boundary, parse_interval
 
 MAINNET_REST_URL = "https://api.bybit.com"
 TESTNET_REST_URL = "https://api-testnet.bybit.com"
@@ -67,6 +68,9 @@ class KlineConfig:
     rest_url: str | None = None
     testnet: bool = False
     backfill_timeout_s: float = 5.0
+    #: When a source reports a stream gap (a lost connection), the candles it overlaps wait
+    #: this long for the recovered trades before closing anyway, flagged partial.
+    gap_hold_s: float = 60.0
 
     #: Interval lengths in ms, parsed from ``intervals``.
     interval_ms: list[int] = attrs.field(init=False, factory=list)
@@ -90,6 +94,8 @@ class KlineConfig:
             raise ValueError(f"rest_url must start with http:// or https://, got {self.rest_url!r}")
         if not 0 < self.backfill_timeout_s <= 60:
             raise ValueError("backfill_timeout_s must be in (0, 60]")
+        if not 0 <= self.gap_hold_s <= 3600:
+            raise ValueError(f"gap_hold_s must be in [0, 3600], got {self.gap_hold_s}")
 
     @property
     def effective_rest_url(self) -> str:
@@ -162,6 +168,18 @@ class KlineTransform:
                 out.extend(agg.apply_backfill(request, None))
         return out
 
+    def on_gap(self, gap: StreamGap) -> list[Event]:
+        """A source lost (``closed=False``) or recovered its stream: hold, or release and
+        close what is now due."""
+        agg = self.aggregator
+        if not gap.closed:
+            if self.config.gap_hold_s > 0:
+                deadline = clock.now_ms() + int(self.config.gap_hold_s * 1000)
+                agg.hold(gap.channel, gap.symbols, gap.since_ms, deadline)
+            return []
+        agg.release(gap.channel, gap.symbols, gap.complete)
+        return list(agg.close_due(clock.now_ms()))
+
     # -- background --------------------------------------------------------------------------
 
     async def run(
@@ -173,9 +191,12 @@ class KlineTransform:
             await self._timer(emit)
 
     def next_close_ms(self, now_ms: int) -> int:
-        """Wall time (ms) of the next moment a candle of some interval is due to close."""
+        """Wall time (ms) of the next moment a candle of some interval is due to close, or a
+        gap hold gives up."""
         w = self.waiter_ms
-        return min(next_boundary(now_ms - w, ms) + w for ms in self.config.interval_ms)
+        due = min(next_boundary(now_ms - w, ms) + w for ms in self.config.interval_ms)
+        deadline = self.aggregator.next_hold_deadline()
+        return due if deadline is None else max(now_ms, min(due, deadline))
 
     async def _timer(self, emit: Emit) -> None:
         agg = self.aggregator
@@ -239,14 +260,8 @@ class KlineTransform:
             self.context.logger.warning(
                 "backfill of the first %s %s %s kline from %s failed (%s: %s); "
                 "emitting it flagged partial",
-                request.channel, request.symbol, _interval_name(request.interval), url,
+                request.channel, request.symbol, interval_label(request.interval), url,
                 type(exc).__name__, exc,
             )
             return None
 
-
-def _interval_name(ms: int) -> str:
-    for name, (length, _) in INTERVALS.items():
-        if length == ms:
-            return name
-    return f"{ms}ms"

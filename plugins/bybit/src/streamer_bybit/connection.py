@@ -23,7 +23,7 @@ import attrs
 import msgspec
 import trio
 
-from streamer.api import Emit
+from streamer.api import Emit, StreamGap
 from streamer.backoff import Backoff
 from streamer.clock import now_ms
 from streamer.events import Event, Trade
@@ -198,6 +198,14 @@ class BybitConnection:
         self._held: list[Event] = []
         self._binary_seen = 0
         self._ws: WebSocket | None = None  # the current session's socket
+        #: Symbols whose trades this connection carries (what a stream gap concerns).
+        self.trade_symbols = tuple(
+            t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
+        )
+        #: Newest trade time delivered before the connection was lost, while a gap is open.
+        self._gap_since: int | None = None
+        #: A trade gap could not be filled during the current recovery.
+        self._gap_lost = False
 
     # -------------------------------------------------------------------- bookkeeping
     def _record_trades(self, symbol: str, trades: list[Trade]) -> None:
@@ -249,6 +257,7 @@ class BybitConnection:
                             await self.emit(held)
             if self.sessions > 0:
                 task_status = trio.TASK_STATUS_IGNORED
+                await self._open_gap()
             cause = self._cause
             self._cause = None
             # A session that lived long was healthy: start the backoff over. A server that
@@ -374,6 +383,7 @@ class BybitConnection:
             self.logger.info("%s: resubscribed %d topics", self.name, len(self.active_topics))
         if self._holding:
             await self._recover(recover_marks)
+        await self._close_gap()
 
     async def _request(self, ws: WebSocket, args: list[str]) -> Message:
         self._req += 1
@@ -429,6 +439,26 @@ class BybitConnection:
         )
 
     # -------------------------------------------------------------------- gap recovery
+    async def _open_gap(self) -> None:
+        """Tell downstream transforms that trades after the last one delivered may be
+        missing until the next session has recovered them (klines wait for them)."""
+        if self._gap_since is not None or not self.trade_symbols or not self.settings.recover_gaps:
+            return
+        self._gap_since = min((w.newest_ts for w in self.windows.values() if w.count),
+                              default=now_ms())
+        self._gap_lost = False
+        await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols,
+                                      self._gap_since))
+
+    async def _close_gap(self) -> None:
+        if self._gap_since is None:
+            return
+        since, self._gap_since = self._gap_since, None
+        # Without REST, whatever traded during the outage is gone.
+        lost = self._gap_lost or (self.rest is None and any(w.count for w in self.windows.values()))
+        await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols, since,
+                                      closed=True, complete=not lost))
+
     async def _recover(self, marks: dict[str, int]) -> None:
         """Emit the trades missed while disconnected (from REST), then the held live ones."""
         recovered: dict[str, list[Trade]] = {}
@@ -489,6 +519,7 @@ class BybitConnection:
         return now_ms()
 
     def _gap(self, symbol: str, from_ts: int, to_ts: int, why: str) -> None:
+        self._gap_lost = True
         self.metrics.inc("trade_gaps")
         self.logger.warning(
             "%s: trade gap for %s: trades between %d and %d (%.1f s) may be missing (%s)",
