@@ -212,6 +212,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         import streamer_bybit.transport as transport
 
         transport.open_byte_stream = open_drain_all_byte_stream  # the source's TLS seam
+    if args.proto_window == "lastms":
+        import bench_e2e_window
+
+        bench_e2e_window.install()
     config = load_config_text(build_toml(args), pm, filename="bench.toml", environ={})
     pipeline = Pipeline(config, pm)
     result: dict[str, Any] = {}
@@ -271,6 +275,12 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["close_delta_ms"] = percentiles(deltas, (50, 99))
                 result["close_samples"] = len(deltas)
                 result["close_boundaries"] = len({end for _, end, _ in sink.close_deltas})
+                per_boundary: dict[int, list[float]] = {}
+                for _, end, d in sink.close_deltas:
+                    per_boundary.setdefault(end, []).append(d)
+                result["close_per_boundary"] = [
+                    {"end": end, "klines": len(ds), "min_ms": min(ds), "max_ms": max(ds)}
+                    for end, ds in sorted(per_boundary.items())]
                 result["close_by_interval"] = {
                     str(iv): sum(1 for i, _, _ in sink.close_deltas if i == iv)
                     for iv in sorted({i for i, _, _ in sink.close_deltas})}
@@ -362,6 +372,8 @@ def main() -> None:
                    help="extend the run until N one-minute boundaries have closed")
     p.add_argument("--progress", type=float, default=0.0)
     p.add_argument("--tls-wrapper", choices=["trio", "drainall"], default="trio")
+    p.add_argument("--proto-window", choices=["source", "lastms"], default="source",
+                   help="lastms: swap in the prototype trade window of bench_e2e_window.py")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()

@@ -50,7 +50,7 @@ from bench_e2e_common import (
     start_fake,
 )
 
-SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile")
+SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile", "proto")
 INTERVALS = "1m,5m,1h,4h,1D"
 
 #: Targets from issue 8 and ../shared/DESIGN.md 8-9.
@@ -306,6 +306,41 @@ class Bench:
                  f"{r['msg_per_s']:,.0f} msg/s, {r['cpu_per_100k']:.3f} CPU-s/100k")
         for entry in top["self"][:12]:
             self.row(f"  self {entry['pct']:5.1f}%  {entry['name'][:40]}", entry["where"][:28])
+
+    def proto(self) -> None:
+        """The trade-window prototype (bench_e2e_window.py) against the source as it is."""
+        n = 200_000 if self.quick else 500_000
+        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        fake, info = start_fake(self.children, symbols=50, rate=0)
+        try:
+            for _ in range(self.args.repeat):
+                runs["source"].append(self.streamer(info, "--count", str(n)))
+                runs["lastms"].append(self.streamer(info, "--count", str(n),
+                                                    "--proto-window", "lastms"))
+        finally:
+            self.children.stop(fake)
+        seconds = 30 if self.quick else 60
+        fake, info = start_fake(self.children, symbols=600, rate=self.args.scale_rate,
+                                tickers=True, duration=4 * seconds + 300)
+        try:
+            for variant in ("source", "lastms"):
+                r = self.streamer(info, "--ws-spot", info["ws_spot"], "--symbols", "600",
+                                  "--streams", "trades,tickers", "--duration", str(seconds),
+                                  "--warmup", "0", "--proto-window", variant,
+                                  timeout=seconds + 180)
+                runs[f"scale_{variant}"].append(r)
+        finally:
+            self.children.stop(fake)
+        summary = self._summarise({k: v for k, v in runs.items() if not k.startswith("scale")})
+        summary["cpu_ratio"] = self._ratio(runs, "lastms", "source")
+        for variant in ("source", "lastms"):
+            summary[f"scale_rss_mb_{variant}"] = runs[f"scale_{variant}"][0]["rss_kib"] / 1024
+        self.results["proto"] = {"summary": summary, "runs": runs}
+        self.row("proto window: flat-out CPU-s/100k source / lastms",
+                 f"{summary['source']['cpu_per_100k']:.3f} / "
+                 f"{summary['lastms']['cpu_per_100k']:.3f} ({summary['cpu_ratio']:.2f}x)")
+        self.row(f"proto window: scale RSS after {seconds} s source / lastms",
+                 f"{summary['scale_rss_mb_source']:.0f} / {summary['scale_rss_mb_lastms']:.0f} MB")
 
     # -- helpers -------------------------------------------------------------------------------
 
