@@ -56,9 +56,17 @@ FIGURES: list[tuple[str, str, str]] = [
     ("tls: drain-all wss/ws msg/s", "tls.summary.wss_drainall_rate_vs_ws", "{:.2f}x"),
     ("tls: drain-all wss/ws CPU/msg", "tls.summary.wss_drainall_cpu_vs_ws", "{:.2f}x"),
     ("tls: asyncio+orjson wss/ws msg/s", "tls.summary.wss_orjson_rate_vs_ws", "{:.2f}x"),
-    ("proto window: CPU lastms / source", "proto.summary.cpu_ratio", "{:.2f}x"),
+    ("proto: source as is / orjson", "proto.summary.source_vs_orjson", "{:.2f}x"),
+    ("proto: window prototype / orjson", "proto.summary.lastms_vs_orjson", "{:.2f}x"),
+    ("proto: frame fast path / orjson", "proto.summary.frames_vs_orjson", "{:.2f}x"),
+    ("proto: both prototypes / orjson", "proto.summary.both_vs_orjson", "{:.2f}x"),
     ("proto window: scale RSS MB source", "proto.summary.scale_rss_mb_source", "{:.0f}"),
     ("proto window: scale RSS MB lastms", "proto.summary.scale_rss_mb_lastms", "{:.0f}"),
+    ("proto window: longest GC pause ms source", "proto.summary.scale_gc2_max_ms_source",
+     "{:.0f}"),
+    ("proto window: longest GC pause ms lastms", "proto.summary.scale_gc2_max_ms_lastms",
+     "{:.0f}"),
+    ("scale: longest GC pause ms", "scale.gc.gen2.max_ms", "{:.0f}"),
 ]
 
 

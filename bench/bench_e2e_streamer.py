@@ -212,6 +212,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         import streamer_bybit.transport as transport
 
         transport.open_byte_stream = open_drain_all_byte_stream  # the source's TLS seam
+    if args.proto_frames == "fast":
+        import bench_e2e_frames
+
+        bench_e2e_frames.install()
     if args.proto_window == "lastms":
         import bench_e2e_window
 
@@ -374,6 +378,8 @@ def main() -> None:
     p.add_argument("--tls-wrapper", choices=["trio", "drainall"], default="trio")
     p.add_argument("--proto-window", choices=["source", "lastms"], default="source",
                    help="lastms: swap in the prototype trade window of bench_e2e_window.py")
+    p.add_argument("--proto-frames", choices=["source", "fast"], default="source",
+                   help="fast: swap in the text-frame fast path of bench_e2e_frames.py")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()

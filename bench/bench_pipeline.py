@@ -18,6 +18,9 @@ Sections (``--only throughput,rates,latency,close,scale,tls,profile``; default a
 - tls: flat out over wss:// (one TLS record per message) vs ws://, with trio.SSLStream (what
   the source uses) and with the drain-all prototype in bench/bench_e2e_tls.py.
 - profile: py-spy (or cProfile) of the flat-out streamer run; top functions.
+- proto: prototypes kept in bench/ for changes proposed to the Bybit source: the trade window
+  of bench_e2e_window.py and the text-frame fast path of bench_e2e_frames.py, flat out
+  (CPU vs the source as is and vs asyncio+orjson) and at scale (RSS, longest GC pause).
 
 Every process (fake, streamer, baselines) is a child of this one, on 127.0.0.1, bounded in
 time and message count, and ended on exit. CPU figures are each client's own getrusage over
@@ -317,6 +320,11 @@ class Bench:
                 runs["source"].append(self.streamer(info, "--count", str(n)))
                 runs["lastms"].append(self.streamer(info, "--count", str(n),
                                                     "--proto-window", "lastms"))
+                runs["frames"].append(self.streamer(info, "--count", str(n),
+                                                    "--proto-frames", "fast"))
+                runs["both"].append(self.streamer(info, "--count", str(n), "--proto-frames",
+                                                  "fast", "--proto-window", "lastms"))
+                runs["orjson"].append(self.baseline(info, "orjson", "--count", str(n)))
         finally:
             self.children.stop(fake)
         seconds = 30 if self.quick else 60
@@ -333,14 +341,25 @@ class Bench:
             self.children.stop(fake)
         summary = self._summarise({k: v for k, v in runs.items() if not k.startswith("scale")})
         summary["cpu_ratio"] = self._ratio(runs, "lastms", "source")
+        for variant in ("source", "lastms", "frames", "both"):
+            summary[f"{variant}_vs_orjson"] = self._ratio(runs, variant, "orjson")
         for variant in ("source", "lastms"):
-            summary[f"scale_rss_mb_{variant}"] = runs[f"scale_{variant}"][0]["rss_kib"] / 1024
+            scale_run = runs[f"scale_{variant}"][0]
+            summary[f"scale_rss_mb_{variant}"] = scale_run["rss_kib"] / 1024
+            gen2 = scale_run.get("gc", {}).get("gen2", {})
+            summary[f"scale_gc2_max_ms_{variant}"] = gen2.get("max_ms", 0.0)
         self.results["proto"] = {"summary": summary, "runs": runs}
-        self.row("proto window: flat-out CPU-s/100k source / lastms",
-                 f"{summary['source']['cpu_per_100k']:.3f} / "
-                 f"{summary['lastms']['cpu_per_100k']:.3f} ({summary['cpu_ratio']:.2f}x)")
+        for variant, label in (("source", "source as is"), ("lastms", "window prototype"),
+                               ("frames", "frame fast path prototype"),
+                               ("both", "both prototypes")):
+            self.row(f"proto: flat out, {label}",
+                     f"{summary[variant]['cpu_per_100k']:.3f} CPU-s/100k, "
+                     f"{summary[f'{variant}_vs_orjson']:.2f}x orjson", "<= 1.0x")
         self.row(f"proto window: scale RSS after {seconds} s source / lastms",
                  f"{summary['scale_rss_mb_source']:.0f} / {summary['scale_rss_mb_lastms']:.0f} MB")
+        self.row("proto window: scale longest GC pause source / lastms",
+                 f"{summary['scale_gc2_max_ms_source']:.0f} / "
+                 f"{summary['scale_gc2_max_ms_lastms']:.0f} ms")
 
     # -- helpers -------------------------------------------------------------------------------
 
