@@ -19,6 +19,8 @@ it relies on ``protocol.reader.buffer`` and ``protocol.current_size`` (websocket
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 from websockets.protocol import State
 
@@ -58,12 +60,13 @@ def _split_fast(buf: bytes) -> tuple[list[bytes], int, bool]:
     return out, pos, False
 
 
-async def receive(self):  # type: ignore[no-untyped-def]
+async def receive(self: Any) -> list[bytes]:
     from streamer_bybit.transport import READ_SIZE, WebSocketClosed
 
     if self._pending:
-        out, self._pending = self._pending, []
-        return out
+        pending: list[bytes] = self._pending
+        self._pending = []
+        return pending
     if self._closed is not None:
         raise self._closed
     try:
@@ -108,4 +111,4 @@ async def receive(self):  # type: ignore[no-untyped-def]
 def install() -> None:
     import streamer_bybit.transport as transport
 
-    transport.WebSocket.receive = receive  # type: ignore[method-assign]
+    transport.WebSocket.receive = receive

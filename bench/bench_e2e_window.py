@@ -48,4 +48,4 @@ class LastMsWindow:
 def install() -> None:
     import streamer_bybit.connection as connection
 
-    connection.TradeWindow = LastMsWindow  # type: ignore[misc, assignment]
+    connection.TradeWindow = LastMsWindow
