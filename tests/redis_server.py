@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import redis
 
+from fakebybit.tls import make_self_signed
+
 _START_TIMEOUT = 10.0
 
 
@@ -67,7 +69,7 @@ class RedisServer:
         self.tls_cert: str | None = None
         self.tls_key: str | None = None
         if tls:
-            self.tls_cert, self.tls_key = _self_signed_cert(self.workdir)
+            self.tls_cert, self.tls_key = make_self_signed(self.workdir)
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -171,22 +173,6 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _self_signed_cert(directory: str) -> tuple[str, str]:
-    cert = os.path.join(directory, "cert.pem")
-    key = os.path.join(directory, "key.pem")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec",
-            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", cert, "-days", "3", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.fixture(scope="session")
