@@ -204,6 +204,8 @@ class KlineAggregator:
             for st in states:
                 b = st.cur
                 if b is not None and b.start <= ts < b.end:
+                    # _fold, inlined: this branch runs per trade and interval, and a method
+                    # call here costs more than the work itself.
                     if p > b.high:
                         b.high = p
                     elif p < b.low:
