@@ -55,8 +55,10 @@ class RedisSinkConfig(RedisConnectionConfig):
     #: Write once this many events are buffered ...
     flush_size: int = 1000
     #: ... or the oldest waited this long (s). 0: write as soon as events arrive (events
-    #: arriving while a write is in flight go together in the next pipeline).
-    flush_interval: float = 0.0
+    #: arriving while a write is in flight go together in the next pipeline). The 10 ms
+    #: default bounds the worker-thread hops to ~100/s at light load (at 2,000 msg/s, 0 made
+    #: ~700 hops/s of ~3 events each) for at most 10 ms of extra latency.
+    flush_interval: float = 0.01
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
