@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -95,32 +94,45 @@ class ConnectPacer:
 
 
 class TradeWindow:
-    """The last ``limit``-odd trades emitted for one symbol, as the lists they came in.
+    """What gap recovery must know of the trades emitted for one symbol: the newest trade
+    time and the ids of the trades stamped exactly then.
 
-    Bookkeeping is one ``deque.append`` per message; the id set is only built when a
-    reconnect needs it, so the hot path pays almost nothing for gap recovery.
+    After a reconnect, REST recent-trade rows newer than ``newest_ts`` are new; rows at
+    ``newest_ts`` are new unless their id is here. Older trades cannot collide, so nothing
+    else is kept: memory per symbol is the trades of one millisecond, not a history.
+    Assumes the trades of one message come oldest first (as Bybit sends them).
     """
 
-    __slots__ = ("batches", "count", "limit", "newest_ts")
+    __slots__ = ("_ids", "newest_ts")
 
-    def __init__(self, limit: int) -> None:
-        self.batches: deque[list[Trade]] = deque()
-        self.count = 0
-        self.limit = limit
-        self.newest_ts = 0
+    def __init__(self) -> None:
+        self.newest_ts = -1
+        self._ids: set[str] = set()
 
     def add(self, trades: list[Trade]) -> None:
-        self.batches.append(trades)
-        self.count += len(trades)
-        ts = trades[-1].ts
+        """Note ``trades`` (non-empty, one message or one REST recovery, oldest first)."""
+        last = trades[-1]
+        ts = last.ts
         if ts > self.newest_ts:
             self.newest_ts = ts
-        batches = self.batches
-        while self.count - len(batches[0]) >= self.limit:
-            self.count -= len(batches.popleft())
+            ids = self._ids = {last.trade_id}
+        elif ts == self.newest_ts:
+            ids = self._ids
+            ids.add(last.trade_id)
+        else:
+            return  # recovered trades older than live ones already noted
+        i = len(trades) - 2
+        while i >= 0 and trades[i].ts == ts:  # only the newest millisecond's trades
+            ids.add(trades[i].trade_id)
+            i -= 1
 
-    def ids(self) -> set[str]:
-        return {t.trade_id for batch in self.batches for t in batch}
+    def ids(self) -> frozenset[str]:
+        """The ids of the trades stamped ``newest_ts`` (a snapshot)."""
+        return frozenset(self._ids)
+
+
+#: What recovery needs of a symbol's window at the reconnect: (newest_ts, ids stamped then).
+RecoveryMark = tuple[int, frozenset[str]]
 
 
 def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
@@ -175,7 +187,6 @@ class BybitConnection:
             settings.channel, prices, emit_tickers=emit_tickers, price_field=ticker_price_field
         )
         self.windows: dict[str, TradeWindow] = {}
-        self._window_limit = RECENT_TRADES_MAX.get(settings.channel, 60)
         self.decoder = MessageDecoder(
             settings.channel,
             metrics,
@@ -196,6 +207,9 @@ class BybitConnection:
         self._scope: trio.CancelScope | None = None
         self._holding = False
         self._held: list[Event] = []
+        #: Ids of held live trades by symbol, indexed up to ``_held_indexed`` (recovery only).
+        self._held_ids: dict[str, set[str]] = {}
+        self._held_indexed = 0
         self._binary_seen = 0
         self._ws: WebSocket | None = None  # the current session's socket
         #: Symbols whose trades this connection carries (what a stream gap concerns).
@@ -211,7 +225,7 @@ class BybitConnection:
     def _record_trades(self, symbol: str, trades: list[Trade]) -> None:
         window = self.windows.get(symbol)
         if window is None:
-            window = self.windows[symbol] = TradeWindow(self._window_limit)
+            window = self.windows[symbol] = TradeWindow()
         window.add(trades)
 
     def _fail(self, cause: BaseException) -> None:
@@ -285,9 +299,10 @@ class BybitConnection:
         self._ws = ws
         self.book.reset()  # a fresh snapshot follows the subscribe
         # After a reconnect, live trades wait until the missed ones are recovered.
-        recover_marks: dict[str, int] = {}
+        recover_marks: dict[str, RecoveryMark] = {}
         if self.sessions > 0 and self.settings.recover_gaps and self.rest is not None:
-            recover_marks = {s: w.newest_ts for s, w in self.windows.items() if w.count}
+            # A snapshot: live trades read from now on move the windows on.
+            recover_marks = {s: (w.newest_ts, w.ids()) for s, w in self.windows.items()}
             self._holding = bool(recover_marks)
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
@@ -364,7 +379,10 @@ class BybitConnection:
 
     # -------------------------------------------------------------------- subscribing
     async def _subscriber(
-        self, ws: WebSocket, task_status: trio.TaskStatus[None], recover_marks: dict[str, int]
+        self,
+        ws: WebSocket,
+        task_status: trio.TaskStatus[None],
+        recover_marks: dict[str, RecoveryMark],
     ) -> None:
         topics = self.active_topics
         chunk = self.settings.subscribe_chunk
@@ -444,8 +462,7 @@ class BybitConnection:
         missing until the next session has recovered them (klines wait for them)."""
         if self._gap_since is not None or not self.trade_symbols or not self.settings.recover_gaps:
             return
-        self._gap_since = min((w.newest_ts for w in self.windows.values() if w.count),
-                              default=now_ms())
+        self._gap_since = min((w.newest_ts for w in self.windows.values()), default=now_ms())
         self._gap_lost = False
         await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols,
                                       self._gap_since))
@@ -455,22 +472,24 @@ class BybitConnection:
             return
         since, self._gap_since = self._gap_since, None
         # Without REST, whatever traded during the outage is gone.
-        lost = self._gap_lost or (self.rest is None and any(w.count for w in self.windows.values()))
+        lost = self._gap_lost or (self.rest is None and bool(self.windows))
         await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols, since,
                                       closed=True, complete=not lost))
 
-    async def _recover(self, marks: dict[str, int]) -> None:
+    async def _recover(self, marks: dict[str, RecoveryMark]) -> None:
         """Emit the trades missed while disconnected (from REST), then the held live ones."""
         recovered: dict[str, list[Trade]] = {}
         limiter = trio.CapacityLimiter(8)  # Bybit: 600 requests per 5 s per IP
+        self._held_ids = {}
+        self._held_indexed = 0
 
-        async def one(symbol: str, last_ts: int) -> None:
+        async def one(symbol: str, mark: RecoveryMark) -> None:
             async with limiter:
-                recovered[symbol] = await self._recover_symbol(symbol, last_ts)
+                recovered[symbol] = await self._recover_symbol(symbol, mark)
 
         async with trio.open_nursery() as nursery:
-            for symbol, last_ts in marks.items():
-                nursery.start_soon(one, symbol, last_ts)
+            for symbol, mark in marks.items():
+                nursery.start_soon(one, symbol, mark)
         batch: list[Event] = []
         for symbol in marks:  # deterministic order: the order symbols were first seen
             batch.extend(recovered.get(symbol, ()))
@@ -488,13 +507,12 @@ class BybitConnection:
             batch = []
         self._holding = False
 
-    async def _recover_symbol(self, symbol: str, last_ts: int) -> list[Trade]:
+    async def _recover_symbol(self, symbol: str, mark: RecoveryMark) -> list[Trade]:
         assert self.rest is not None
         channel = self.settings.channel
-        window = self.windows[symbol]
+        last_ts, seen_at_last = mark
         try:
             rows = await self.rest.recent_trades(channel, symbol)
-            known = window.ids()  # includes live trades read (and held) since the reconnect
             rows.reverse()  # Bybit: newest first
             trades = [trade_from_rest(channel, row) for row in rows]
         except REST_ERRORS as exc:
@@ -504,13 +522,42 @@ class BybitConnection:
             self.metrics.inc("malformed")
             self._gap(symbol, last_ts, self._first_held_ts(symbol), f"bad REST answer: {exc!r}")
             return []
-        new = [t for t in trades if t.trade_id not in known and t.ts >= last_ts]
-        reached_back = any(t.trade_id in known or t.ts < last_ts for t in trades)
+        # Rows can repeat two kinds of emitted trades: those stamped last_ts before the drop
+        # and the live ones read (and held) since the reconnect.
+        held = self._held_trade_ids(symbol)
+        new = [
+            t
+            for t in trades
+            if (t.ts > last_ts or (t.ts == last_ts and t.trade_id not in seen_at_last))
+            and t.trade_id not in held
+        ]
+        # No gap if the rows reach back to a trade emitted before the drop (or older).
+        reached_back = any(
+            t.ts < last_ts or (t.ts == last_ts and t.trade_id in seen_at_last) for t in trades
+        )
         if trades and not reached_back and len(rows) >= RECENT_TRADES_MAX.get(channel, 60):
             self._gap(symbol, last_ts, trades[0].ts, "more trades than recent-trade returns")
         if new:
             self._record_trades(symbol, new)
         return new
+
+    def _held_trade_ids(self, symbol: str) -> set[str]:
+        """Ids of the live trades of ``symbol`` held since the reconnect.
+
+        Indexed incrementally: the held list only grows while recovering, and one scan per
+        symbol of a long held list would cost O(symbols x held).
+        """
+        held = self._held
+        index = self._held_ids
+        for i in range(self._held_indexed, len(held)):
+            e = held[i]
+            if isinstance(e, Trade):
+                ids = index.get(e.symbol)
+                if ids is None:
+                    ids = index[e.symbol] = set()
+                ids.add(e.trade_id)
+        self._held_indexed = len(held)
+        return index.get(symbol, set())
 
     def _first_held_ts(self, symbol: str) -> int:
         for e in self._held:
