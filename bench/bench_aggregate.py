@@ -17,6 +17,7 @@ import sys
 import time
 
 import trio
+
 from streamer.api import Context
 from streamer.config import structure_options
 from streamer.events import Trade

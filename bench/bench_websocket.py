@@ -21,11 +21,12 @@ import sys
 import time
 
 import trio
+from trio_websocket import open_websocket_url
+
 from streamer import Context, Inbox, Trade
 from streamer.metrics import Metrics
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink
-from trio_websocket import open_websocket_url
 
 
 async def client_process(url: str, clients: int, expected: int) -> None:

@@ -295,6 +295,31 @@ async def test_garbage_from_the_peer_is_a_broken_connection(contexts) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_data_before_garbage_in_one_read_is_delivered_first(contexts) -> None:
+    """A good record and garbage in the same TCP segment: the good bytes come out, then the
+    stream is broken (nothing decrypted is lost to the error)."""
+    server_ctx, client_ctx = contexts
+
+    async def record_then_garbage(server: ServerTLS) -> None:
+        server.obj.write(b"fine")
+        record = server.outgoing.read()
+        await server.tcp.send_all(record + b"\x17\x03\x03\x00\x20" + b"\xab" * 32)
+        await server.receive()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_tls, server_ctx, record_then_garbage)
+            stream = await open_tls_over_tcp_stream("127.0.0.1", port, client_ctx)
+            data = b""
+            with pytest.raises(trio.BrokenResourceError) as info:
+                while True:
+                    data += await stream.receive_some()
+            assert data == b"fine"
+            assert isinstance(info.value.__cause__, ssl.SSLError)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
 async def test_eof_during_the_handshake(contexts) -> None:
     _server_ctx, client_ctx = contexts
 

@@ -64,7 +64,7 @@ class TLSStream(trio.abc.Stream):
         if self._closed:
             raise trio.ClosedResourceError("the TLS stream is closed")
         if self._broken is not None:
-            raise trio.BrokenResourceError("the TLS stream is broken") from self._broken
+            raise trio.BrokenResourceError(str(self._broken)) from self._broken.__cause__
 
     async def _send_outgoing(self) -> None:
         """Write whatever OpenSSL queued (handshake, alerts, post-handshake replies)."""
@@ -80,7 +80,8 @@ class TLSStream(trio.abc.Stream):
 
     async def _read_transport(self) -> bytes:
         try:
-            return await self.transport_stream.receive_some(READ_SIZE)
+            # bytes(b) is b itself for bytes (what sockets return): no copy, just the type.
+            return bytes(await self.transport_stream.receive_some(READ_SIZE))
         except (trio.BrokenResourceError, OSError) as exc:
             raise self._fail("receive failed", exc) from exc
 
@@ -151,7 +152,11 @@ class TLSStream(trio.abc.Stream):
                 except ssl.SSLZeroReturnError:
                     self._peer_closed = True
                 except ssl.SSLError as exc:  # garbage, a bad MAC, a fatal alert from the peer
-                    raise self._fail("protocol error from the peer", exc) from exc
+                    error = self._fail("protocol error from the peer", exc)
+                    if not chunks:
+                        raise error from exc
+                    # Deliver what was decrypted before the bad record; the next call raises.
+                    return b"".join(chunks)
             # TLS 1.3 session tickets are consumed by read(); a key update queues a reply.
             await self._send_outgoing()
             if chunks:

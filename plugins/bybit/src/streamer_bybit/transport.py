@@ -312,7 +312,7 @@ class WebSocket:
         tail = b""
         while True:
             try:
-                data = await self._stream.receive_some(READ_SIZE)
+                data = bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise HandshakeError(
                     f"connection lost during the WebSocket handshake: {exc!r}"
@@ -364,7 +364,7 @@ class WebSocket:
         if self._closed is not None:
             raise self._closed
         try:
-            data = await self._stream.receive_some(READ_SIZE)
+            data = bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closed = WebSocketClosed(f"connection lost: {exc!r}")
             raise self._closed from exc
