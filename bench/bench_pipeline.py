@@ -269,14 +269,15 @@ class Bench:
             summary[f"{key}_cpu_vs_ws"] = (summary[key]["cpu_per_100k"]
                                            / summary[base]["cpu_per_100k"])
         self.results["tls"] = {"summary": summary, "runs": runs}
-        for key, label in (("ws", "ws:// streamer"), ("wss_trio", "wss:// trio.SSLStream"),
+        for key, label in (("ws", "ws:// streamer"), ("wss_trio", "wss:// source (TLSStream)"),
                            ("wss_drainall", "wss:// drain-all prototype"),
                            ("ws_orjson", "ws:// bare asyncio+orjson"),
                            ("wss_orjson", "wss:// bare asyncio+orjson")):
             s = summary[key]
             self.row(f"tls: {label}",
                      f"{s['msg_per_s']:,.0f} msg/s, {s['cpu_per_100k']:.3f} CPU-s/100k")
-        for key, label in (("wss_trio", "trio.SSLStream"), ("wss_drainall", "drain-all")):
+        for key, label in (("wss_trio", "source TLSStream"),
+                           ("wss_drainall", "drain-all prototype")):
             rate = summary[f"{key}_rate_vs_ws"]
             cpu = summary[f"{key}_cpu_vs_ws"]
             self.row(f"tls: {label} wss/ws msg/s; CPU/msg", f"{rate:.2f}x; {cpu:.2f}x",
