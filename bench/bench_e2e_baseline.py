@@ -16,7 +16,10 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 from websockets.asyncio.client import connect
@@ -25,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import cpu_seconds, emit_line, symbol_names
 
 
-async def consume(args: argparse.Namespace) -> dict[str, object]:
-    """Fixed-count window: no clock read per message."""
+@asynccontextmanager
+async def warmed_up(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, int]]:
+    """Connect, subscribe, read until ``warmup`` s after the first trade; yield
+    ``(ws, loads, messages counted so far)`` for the measured window."""
     loads = orjson.loads if args.decoder == "orjson" else json.loads
     ssl_ctx = None
     if args.url.startswith("wss://"):
@@ -38,7 +43,6 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
                        compression=None) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": topics, "req_id": "b1"}))
         count = 0
-        # warm-up: until `warmup` seconds after the first trade
         warm_until = None
         async for raw in ws:
             msg = loads(raw)
@@ -48,6 +52,12 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
                     warm_until = time.perf_counter() + args.warmup
                 elif time.perf_counter() >= warm_until:
                     break
+        yield ws, loads, count
+
+
+async def consume(args: argparse.Namespace) -> dict[str, object]:
+    """Fixed-count window: no clock read per message."""
+    async with warmed_up(args) as (ws, loads, count):
         c0, t0, n0 = cpu_seconds(), time.perf_counter(), count
         stop_at = n0 + args.count
         async for raw in ws:
@@ -62,26 +72,7 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
 
 async def consume_for(args: argparse.Namespace) -> dict[str, object]:
     """Fixed-duration window with one clock check per message (cheap next to a recv)."""
-    loads = orjson.loads if args.decoder == "orjson" else json.loads
-    topics = [f"publicTrade.{s}" for s in symbol_names(args.symbols)]
-    ssl_ctx = None
-    if args.url.startswith("wss://"):
-        import ssl
-
-        ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
-    async with connect(args.url, ssl=ssl_ctx, max_size=None, ping_interval=None,
-                       compression=None) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "args": topics, "req_id": "b1"}))
-        count = 0
-        warm_until = None
-        async for raw in ws:
-            msg = loads(raw)
-            if "topic" in msg:
-                count += 1
-                if warm_until is None:
-                    warm_until = time.perf_counter() + args.warmup
-                elif time.perf_counter() >= warm_until:
-                    break
+    async with warmed_up(args) as (ws, loads, count):
         c0, t0, n0 = cpu_seconds(), time.perf_counter(), count
         end = t0 + args.duration
         clock = time.perf_counter
