@@ -206,20 +206,6 @@ def percentiles(values: list[float] | array[float], ps: tuple[float, ...]) -> di
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     pm = load_plugin_manager(environ={})
     pm.register(BenchPlugin(), "bench")
-    if args.tls_wrapper == "drainall":
-        from bench_e2e_tls import open_drain_all_byte_stream
-
-        import streamer_bybit.transport as transport
-
-        transport.open_byte_stream = open_drain_all_byte_stream  # the source's TLS seam
-    if args.proto_frames == "fast":
-        import bench_e2e_frames
-
-        bench_e2e_frames.install()
-    if args.proto_window == "lastms":
-        import bench_e2e_window
-
-        bench_e2e_window.install()
     config = load_config_text(build_toml(args), pm, filename="bench.toml", environ={})
     pipeline = Pipeline(config, pm)
     result: dict[str, Any] = {}
@@ -375,11 +361,6 @@ def main() -> None:
     p.add_argument("--close-boundaries", type=int, default=0,
                    help="extend the run until N one-minute boundaries have closed")
     p.add_argument("--progress", type=float, default=0.0)
-    p.add_argument("--tls-wrapper", choices=["trio", "drainall"], default="trio")
-    p.add_argument("--proto-window", choices=["source", "lastms"], default="source",
-                   help="lastms: swap in the prototype trade window of bench_e2e_window.py")
-    p.add_argument("--proto-frames", choices=["source", "fast"], default="source",
-                   help="fast: swap in the text-frame fast path of bench_e2e_frames.py")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()

@@ -15,12 +15,9 @@ Sections (``--only throughput,rates,latency,close,scale,tls,profile``; default a
   waiter); runs in the latency run, extended over 1 (quick) or 3 (full) minute boundaries.
 - scale: 600 linear + 600 spot symbols, trades + tickers: RSS over 1 (quick) / 5 (full)
   minutes, growth per minute, connections, time until all subscribed.
-- tls: flat out over wss:// (one TLS record per message) vs ws://, with trio.SSLStream (what
-  the source uses) and with the drain-all prototype in bench/bench_e2e_tls.py.
+- tls: flat out over wss:// (one TLS record per message) vs ws://: the source (its drain-all
+  TLSStream) and the bare asyncio + orjson client.
 - profile: py-spy (or cProfile) of the flat-out streamer run; top functions.
-- proto: prototypes kept in bench/ for changes proposed to the Bybit source: the trade window
-  of bench_e2e_window.py and the text-frame fast path of bench_e2e_frames.py, flat out
-  (CPU vs the source as is and vs asyncio+orjson) and at scale (RSS, longest GC pause).
 
 Every process (fake, streamer, baselines) is a child of this one, on 127.0.0.1, bounded in
 time and message count, and ended on exit. CPU figures are each client's own getrusage over
@@ -53,7 +50,7 @@ from bench_e2e_common import (
     start_fake,
 )
 
-SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile", "proto")
+SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile")
 INTERVALS = "1m,5m,1h,4h,1D"
 
 #: Targets from issue 8 and ../shared/DESIGN.md 8-9.
@@ -253,35 +250,29 @@ class Bench:
         try:
             for _ in range(self.args.repeat):
                 runs["ws"].append(self.streamer(pinfo, "--count", str(n)))
-                runs["wss_trio"].append(self.streamer(sinfo, "--count", str(n)))
-                runs["wss_drainall"].append(
-                    self.streamer(sinfo, "--count", str(n), "--tls-wrapper", "drainall"))
+                runs["wss"].append(self.streamer(sinfo, "--count", str(n)))
                 runs["ws_orjson"].append(self.baseline(pinfo, "orjson", "--count", str(n)))
                 runs["wss_orjson"].append(self.baseline(sinfo, "orjson", "--count", str(n)))
         finally:
             self.children.stop(plain)
             self.children.stop(secure)
         summary = self._summarise(runs)
-        for key in ("wss_trio", "wss_drainall", "wss_orjson"):
+        for key in ("wss", "wss_orjson"):
             base = "ws_orjson" if key == "wss_orjson" else "ws"
             summary[f"{key}_rate_vs_ws"] = (summary[key]["msg_per_s"]
                                             / summary[base]["msg_per_s"])
             summary[f"{key}_cpu_vs_ws"] = (summary[key]["cpu_per_100k"]
                                            / summary[base]["cpu_per_100k"])
         self.results["tls"] = {"summary": summary, "runs": runs}
-        for key, label in (("ws", "ws:// streamer"), ("wss_trio", "wss:// source (TLSStream)"),
-                           ("wss_drainall", "wss:// drain-all prototype"),
+        for key, label in (("ws", "ws:// streamer"), ("wss", "wss:// streamer"),
                            ("ws_orjson", "ws:// bare asyncio+orjson"),
                            ("wss_orjson", "wss:// bare asyncio+orjson")):
             s = summary[key]
             self.row(f"tls: {label}",
                      f"{s['msg_per_s']:,.0f} msg/s, {s['cpu_per_100k']:.3f} CPU-s/100k")
-        for key, label in (("wss_trio", "source TLSStream"),
-                           ("wss_drainall", "drain-all prototype")):
-            rate = summary[f"{key}_rate_vs_ws"]
-            cpu = summary[f"{key}_cpu_vs_ws"]
-            self.row(f"tls: {label} wss/ws msg/s; CPU/msg", f"{rate:.2f}x; {cpu:.2f}x",
-                     ">= 0.7x msg/s", "met" if rate >= 0.7 else "MISSED")
+        rate, cpu = summary["wss_rate_vs_ws"], summary["wss_cpu_vs_ws"]
+        self.row("tls: streamer wss/ws msg/s; CPU/msg", f"{rate:.2f}x; {cpu:.2f}x",
+                 ">= 0.7x msg/s", "met" if rate >= 0.7 else "MISSED")
 
     def profile(self) -> None:
         n = 200_000 if self.quick else 500_000
@@ -310,57 +301,6 @@ class Bench:
                  f"{r['msg_per_s']:,.0f} msg/s, {r['cpu_per_100k']:.3f} CPU-s/100k")
         for entry in top["self"][:12]:
             self.row(f"  self {entry['pct']:5.1f}%  {entry['name'][:40]}", entry["where"][:28])
-
-    def proto(self) -> None:
-        """The trade-window prototype (bench_e2e_window.py) against the source as it is."""
-        n = 200_000 if self.quick else 500_000
-        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        fake, info = start_fake(self.children, symbols=50, rate=0)
-        try:
-            for _ in range(self.args.repeat):
-                runs["source"].append(self.streamer(info, "--count", str(n)))
-                runs["lastms"].append(self.streamer(info, "--count", str(n),
-                                                    "--proto-window", "lastms"))
-                runs["frames"].append(self.streamer(info, "--count", str(n),
-                                                    "--proto-frames", "fast"))
-                runs["both"].append(self.streamer(info, "--count", str(n), "--proto-frames",
-                                                  "fast", "--proto-window", "lastms"))
-                runs["orjson"].append(self.baseline(info, "orjson", "--count", str(n)))
-        finally:
-            self.children.stop(fake)
-        seconds = 30 if self.quick else 60
-        fake, info = start_fake(self.children, symbols=600, rate=self.args.scale_rate,
-                                tickers=True, duration=4 * seconds + 300)
-        try:
-            for variant in ("source", "lastms"):
-                r = self.streamer(info, "--ws-spot", info["ws_spot"], "--symbols", "600",
-                                  "--streams", "trades,tickers", "--duration", str(seconds),
-                                  "--warmup", "0", "--proto-window", variant,
-                                  timeout=seconds + 180)
-                runs[f"scale_{variant}"].append(r)
-        finally:
-            self.children.stop(fake)
-        summary = self._summarise({k: v for k, v in runs.items() if not k.startswith("scale")})
-        summary["cpu_ratio"] = self._ratio(runs, "lastms", "source")
-        for variant in ("source", "lastms", "frames", "both"):
-            summary[f"{variant}_vs_orjson"] = self._ratio(runs, variant, "orjson")
-        for variant in ("source", "lastms"):
-            scale_run = runs[f"scale_{variant}"][0]
-            summary[f"scale_rss_mb_{variant}"] = scale_run["rss_kib"] / 1024
-            gen2 = scale_run.get("gc", {}).get("gen2", {})
-            summary[f"scale_gc2_max_ms_{variant}"] = gen2.get("max_ms", 0.0)
-        self.results["proto"] = {"summary": summary, "runs": runs}
-        for variant, label in (("source", "source as is"), ("lastms", "window prototype"),
-                               ("frames", "frame fast path prototype"),
-                               ("both", "both prototypes")):
-            self.row(f"proto: flat out, {label}",
-                     f"{summary[variant]['cpu_per_100k']:.3f} CPU-s/100k, "
-                     f"{summary[f'{variant}_vs_orjson']:.2f}x orjson", "<= 1.0x")
-        self.row(f"proto window: scale RSS after {seconds} s source / lastms",
-                 f"{summary['scale_rss_mb_source']:.0f} / {summary['scale_rss_mb_lastms']:.0f} MB")
-        self.row("proto window: scale longest GC pause source / lastms",
-                 f"{summary['scale_gc2_max_ms_source']:.0f} / "
-                 f"{summary['scale_gc2_max_ms_lastms']:.0f} ms")
 
     # -- helpers -------------------------------------------------------------------------------
 
