@@ -436,7 +436,7 @@ def machine_info() -> dict[str, Any]:
         pass
     versions = {}
     for dist in ("trio", "websockets", "msgspec", "orjson", "attrs", "cattrs", "pluggy",
-                 "streamer", "streamer-bybit", "streamer-aggregate", "py-spy"):
+                 "streamer-core", "streamer-bybit", "streamer-aggregate", "py-spy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

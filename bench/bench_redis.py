@@ -35,7 +35,7 @@ from redis_server import RedisServer
 from streamer import Context, Event, Inbox, Ticker, Trade
 from streamer.metrics import Metrics
 from streamer_redis.sink import RedisSink, RedisSinkConfig
-from streamer_storage.sink import StorageConfig, StorageSink
+from streamer_redis.storage import StorageConfig, StorageSink
 
 SYMBOLS = [f"SYM{i:02d}USDT" for i in range(50)]
 BATCHES = (1, 10, 100, 1000)

@@ -11,7 +11,7 @@ import trio
 from redis_server import RedisServer
 from sink_helpers import T0, kline, make_context, price, running, ticker, trade, wait_until
 
-from streamer_storage.sink import StorageConfig, StorageSink, format_price
+from streamer_redis.storage import StorageConfig, StorageSink, format_price
 
 MINUTE = 60_000
 HOUR = 3_600_000

@@ -1,5 +1,6 @@
-"""The ``redis`` sink (pub/sub and Redis Streams) and the buffered Redis writer it shares with
-the ``storage`` sink (streamer-storage)."""
+"""Two Redis sinks in one distribution: ``redis`` (pub/sub and Redis Streams) and ``storage``
+(the older Bybit streamer's snapshot keys), sharing one connection config and one buffered
+writer."""
 
 from streamer_redis.connection import RedisConnectionConfig, make_client
 from streamer_redis.writer import BufferedWriter

@@ -4,7 +4,7 @@ Writes go through streamer-redis's :class:`~streamer_redis.BufferedWriter` (one 
 flush in a worker thread, bounded buffer, reconnect with backoff). A flush happens at
 ``flush_size`` events or when the oldest waited ``flush_interval``, and at shutdown. Within a
 flush the latest ticker and price per symbol win, so the Redis work grows with the number of
-symbols, not with the message rate. Key layout: :mod:`streamer_storage.keys`.
+symbols, not with the message rate. Key layout: :mod:`streamer_redis.storage_keys`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import trio
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
 from streamer_redis import BufferedWriter, RedisConnectionConfig
-from streamer_storage.keys import StorageKeys
+from streamer_redis.storage_keys import StorageKeys
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.
