@@ -18,7 +18,8 @@ def third_party_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "--target", str(target),
-         str(DISTS / "streamer-demo"), str(DISTS / "streamer-broken")],
+         str(DISTS / "streamer-demo"), str(DISTS / "streamer-broken"),
+         str(DISTS / "streamer-misspelt")],
         check=True, timeout=300,
     )
     return target

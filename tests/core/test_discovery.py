@@ -18,11 +18,17 @@ def test_streamer_plugins_lists_entry_point_plugins(plugin_env) -> None:
     # The broken plugin is reported with its name and error; the others still loaded.
     assert "broken" in out.stdout
     assert "FAILED TO LOAD: ImportError: streamer_broken needs a library" in out.stdout
+    # A misspelt hook name is caught when the plugin loads, with the names it could mean.
+    misspelt = [line for line in out.stdout.splitlines() if line.startswith("misspelt")]
+    assert len(misspelt) == 1, out.stdout
+    assert "FAILED TO LOAD" in misspelt[0]
+    assert "streamer_register_sink" in misspelt[0]
+    assert "streamer_register_sinks" in misspelt[0]
     assert out.returncode == 1
 
 
 def test_disable_plugins_env_blocks_by_name(plugin_env) -> None:
-    env = plugin_env(STREAMER_DISABLE_PLUGINS="broken, demo")
+    env = plugin_env(STREAMER_DISABLE_PLUGINS="broken, demo,misspelt")
     out = subprocess.run([*STREAMER, "plugins"], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0

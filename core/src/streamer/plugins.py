@@ -3,6 +3,11 @@
 Everything outside this module asks :class:`PluginManager` for what plugins registered; no
 other module touches ``pm.hook``. Built-in plugins are found exactly like third-party ones:
 through the ``streamer.plugins`` entry-point group of installed distributions.
+
+Hooks are called through pluggy (``pm.hook.<name>(...)``, per plugin where the result must be
+attributed to it), and every plugin is checked against the hook specifications when it is
+registered: a misspelt hook name or an argument that no spec has is a :class:`PluginError` at
+start, not a ``TypeError`` on every batch.
 """
 
 from __future__ import annotations
@@ -98,7 +103,10 @@ class PluginManager:
                 # Recorded, not logged here: `streamer run` logs it, `streamer plugins` shows it.
                 self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 continue
-            self.register(plugin, ep.name, distribution=dist, version=version)
+            try:
+                self.register(plugin, ep.name, distribution=dist, version=version)
+            except PluginError as exc:
+                self.failures.append(PluginFailure(ep.name, dist, str(exc)))
 
     def register(
         self,
@@ -109,12 +117,31 @@ class PluginManager:
         version: str | None = None,
     ) -> str:
         """Register a plugin object in-process (tests, embedding). Returns its name."""
-        registered = self._pm.register(plugin, name)
+        try:
+            registered = self._pm.register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r}: {exc}") from None
         if registered is None:
             raise PluginError(f"plugin {name!r} is already registered")
+        try:
+            self._check_hook_names(registered)
+        except PluginError:
+            self._pm.unregister(name=registered)
+            raise
         self._dists[registered] = (distribution, version)
         self._types = None
         return registered
+
+    def _check_hook_names(self, name: str) -> None:
+        """pluggy's ``check_pending`` for one plugin, with the hook's correct names in the
+        message: a ``streamer_*`` function marked ``@hookimpl`` that matches no spec."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            known = ", ".join(hookspecs.HOOK_NAMES)
+            raise PluginError(
+                f"plugin {name!r}: {exc}; the streamer hooks are: {known}"
+            ) from None
 
     def unregister(self, name: str) -> None:
         self._pm.unregister(name=name)
@@ -127,20 +154,20 @@ class PluginManager:
         if self._types is not None:
             return self._types
         types: dict[str, dict[str, TypeSpec]] = {"source": {}, "transform": {}, "sink": {}}
-        hooks = {
-            "source": self._pm.hook.streamer_register_sources,
-            "transform": self._pm.hook.streamer_register_transforms,
-            "sink": self._pm.hook.streamer_register_sinks,
+        hook_names = {
+            "source": "streamer_register_sources",
+            "transform": "streamer_register_transforms",
+            "sink": "streamer_register_sinks",
         }
-        for kind, hook in hooks.items():
-            for impl in hook.get_hookimpls():
+        for kind, hook_name in hook_names.items():
+            for plugin_name in self._implementers(hook_name):
 
                 def register(
                     type_name: str,
                     config_class: type,
                     factory: Factory,
                     _kind: str = kind,
-                    _plugin: str = impl.plugin_name,
+                    _plugin: str = plugin_name,
                 ) -> None:
                     if not attrs.has(config_class):
                         raise PluginError(
@@ -157,7 +184,7 @@ class PluginManager:
                         _kind, type_name, config_class, factory, _plugin
                     )
 
-                impl.function(register=register)
+                self._hook_of(plugin_name, hook_name)(register=register)
         self._types = types
         return types
 
@@ -175,14 +202,14 @@ class PluginManager:
 
     def commands(self) -> dict[str, CommandSpec]:
         commands: dict[str, CommandSpec] = {}
-        for impl in self._pm.hook.streamer_register_commands.get_hookimpls():
+        for plugin_name in self._implementers("streamer_register_commands"):
 
             def register(
                 name: str,
                 help: str,
                 configure: Callable[[argparse.ArgumentParser], None],
                 main: Callable[[argparse.Namespace], int],
-                _plugin: str = impl.plugin_name,
+                _plugin: str = plugin_name,
             ) -> None:
                 if name in commands:
                     raise PluginError(
@@ -191,14 +218,18 @@ class PluginManager:
                     )
                 commands[name] = CommandSpec(name, help, configure, main, _plugin)
 
-            impl.function(register=register)
+            self._hook_of(plugin_name, "streamer_register_commands")(register=register)
         return commands
 
     def event_transformers(self) -> list[Callable[[Event, str], Any]]:
         """Implementations of ``streamer_transform_event`` in call order (empty: free)."""
         impls = self._pm.hook.streamer_transform_event.get_hookimpls()
+        # A deliberate exception to calling through pm.hook: this hook runs once per event and
+        # plugin on the ingest task, and pluggy's call machinery would multiply its cost. The
+        # implementations were validated against the spec at registration; one that takes
+        # fewer arguments (pluggy allows it) is called with just those.
         # pluggy calls the last registered first; keep that order for chaining.
-        return [impl.function for impl in reversed(impls)]
+        return [_positional(impl.function, impl.argnames) for impl in reversed(impls)]
 
     def plugins(self) -> list[PluginInfo]:
         """Every registered plugin with its distribution, version and the types it adds."""
@@ -214,8 +245,34 @@ class PluginManager:
             infos.append(PluginInfo(name, dist, version, tuple(types)))
         return infos
 
+    def _implementers(self, hook_name: str) -> list[str]:
+        """Names of the plugins implementing ``hook_name``, in pluggy's call order."""
+        hook = getattr(self._pm.hook, hook_name)
+        return [impl.plugin_name for impl in reversed(hook.get_hookimpls())]
+
+    def _hook_of(self, plugin_name: str, hook_name: str) -> Callable[..., Any]:
+        """``pm.hook.<hook_name>`` restricted to one plugin, so what it registers is its own."""
+        others = [p for n, p in self._pm.list_name_plugin() if n != plugin_name]
+        return self._pm.subset_hook_caller(hook_name, remove_plugins=others)
+
     def plugin_names(self) -> Iterable[str]:
         return [name for name, _ in self._pm.list_name_plugin()]
+
+
+def _positional(
+    function: Callable[..., Any], argnames: tuple[str, ...]
+) -> Callable[[Event, str], Any]:
+    """``function`` callable as ``f(event, source)`` whatever subset of the spec it declares."""
+    if argnames == ("event", "source"):
+        return function
+    if argnames == ("event",):
+        return lambda event, source: function(event)
+
+    def call(event: Event, source: str) -> Any:
+        given = {"event": event, "source": source}
+        return function(**{name: given[name] for name in argnames})
+
+    return call
 
 
 def load_plugin_manager(environ: dict[str, str] | None = None) -> PluginManager:
