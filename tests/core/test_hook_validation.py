@@ -32,7 +32,7 @@ def test_misspelt_hook_name_is_refused_with_the_known_names() -> None:
     assert "streamer_register_sink" in message
     assert "streamer_register_sinks" in message
     # The refused plugin is not left half-registered.
-    assert "typo" not in list(pm.plugin_names())
+    assert "typo" not in [info.name for info in pm.plugins()]
 
 
 def test_argument_no_spec_has_is_refused() -> None:

@@ -69,7 +69,7 @@ async def test_bybit_to_redis_and_storage(fake_bybit, plugin_manager, redis_serv
                        and redis_client.hexists("bybit-streamer:price:linear", "BTCUSDT")):
                 await trio.sleep(0.05)
         metrics = pipeline.metrics()
-    assert metrics["storage"].get("dropped_events", 0) == 0
+    assert metrics["storage"].get("buffer_dropped_events", 0) == 0
 
     assert redis_client.hget("bybit-streamer:price:linear", "BTCUSDT") == b"65000.1"
     snapshot = msgspec.json.decode(redis_client.hget("bybit-streamer:tickers:linear", "BTCUSDT"))

@@ -189,7 +189,7 @@ async def test_redis_killed_mid_stream_buffers_drops_oldest_and_catches_up(
                 await inbox.put([trade(i, f"B{i}") for i in range(start, start + 10)])
             await wait_until(lambda: metrics["write_failures"] >= 2)
             await wait_until(lambda: len(sink.writer) == 250)
-            assert metrics["dropped_events"] == 250
+            assert metrics["buffer_dropped_events"] == 250
 
             redis_server.restart()  # empty: no persistence
             await wait_until(lambda: metrics["written_events"] == 350)

@@ -25,14 +25,14 @@ from cattrs.errors import (
 from cattrs.v import transform_error
 
 from streamer.inbox import Overflow
-from streamer.plugins import PluginManager, TypeSpec
+from streamer.plugins import NodeKind, PluginManager, TypeSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-KINDS = {"sources": "source", "transforms": "transform", "sinks": "sink"}
+KINDS: dict[str, NodeKind] = {"sources": "source", "transforms": "transform", "sinks": "sink"}
 COMMON_KEYS = {"name", "type", "inputs"}
 SINK_KEYS = {"queue_size", "overflow"}
 ENV_PREFIX = "STREAMER_"
@@ -71,7 +71,7 @@ class StreamerSettings:
 class NodeConfig:
     """One ``[[sources]]``, ``[[transforms]]`` or ``[[sinks]]`` table, structured."""
 
-    kind: str
+    kind: NodeKind
     index: int
     name: str
     type: str
@@ -308,7 +308,7 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str) -> P
 
 
 def _build_node(
-    kind: str, index: int, table: Any, pm: PluginManager, filename: str, errors: list[str]
+    kind: NodeKind, index: int, table: Any, pm: PluginManager, filename: str, errors: list[str]
 ) -> NodeConfig | None:
     path = f"{kind}s[{index}]"
     if not isinstance(table, dict):

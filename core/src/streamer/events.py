@@ -140,11 +140,3 @@ class Price(msgspec.Struct, frozen=True, gc=False):
 
 
 Event = Trade | Kline | Ticker | Price
-Batch = list  # a list of Event; kept a plain list on purpose (no wrapper per hop)
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    "trades": Trade,
-    "klines": Kline,
-    "ticker": Ticker,
-    "price": Price,
-}

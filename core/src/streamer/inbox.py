@@ -98,18 +98,6 @@ class Inbox:
             self._not_full.unpark_all()
         return events
 
-    def get_nowait(self) -> list[Event]:
-        """Every queued event, oldest first; ``[]`` if none."""
-        if not self._queue:
-            return []
-        events: list[Event] = []
-        for batch in self._queue:
-            events.extend(batch)
-        self._queue.clear()
-        if self._not_full:
-            self._not_full.unpark_all()
-        return events
-
     def close(self) -> None:
         """No more batches will come: wake the sink so it drains and returns."""
         self._closed = True

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import attrs
 import pluggy
@@ -28,6 +28,9 @@ from streamer.events import Event
 ENTRY_POINT_GROUP = "streamer.plugins"
 DISABLE_ENV = "STREAMER_DISABLE_PLUGINS"
 
+#: What a pipeline node is: every type a plugin registers is one of these.
+NodeKind = Literal["source", "transform", "sink"]
+
 
 class PluginError(Exception):
     """Two plugins claim the same type, or a plugin registered something malformed."""
@@ -37,7 +40,7 @@ class PluginError(Exception):
 class TypeSpec:
     """A source, transform or sink type as a plugin registered it."""
 
-    kind: str  # "source" | "transform" | "sink"
+    kind: NodeKind
     type_name: str
     config_class: type
     factory: Factory
@@ -154,7 +157,7 @@ class PluginManager:
         if self._types is not None:
             return self._types
         types: dict[str, dict[str, TypeSpec]] = {"source": {}, "transform": {}, "sink": {}}
-        hook_names = {
+        hook_names: dict[NodeKind, str] = {
             "source": "streamer_register_sources",
             "transform": "streamer_register_transforms",
             "sink": "streamer_register_sinks",
@@ -166,7 +169,7 @@ class PluginManager:
                     type_name: str,
                     config_class: type,
                     factory: Factory,
-                    _kind: str = kind,
+                    _kind: NodeKind = kind,
                     _plugin: str = plugin_name,
                 ) -> None:
                     if not attrs.has(config_class):
@@ -197,7 +200,7 @@ class PluginManager:
     def sinks(self) -> dict[str, TypeSpec]:
         return self._collect()["sink"]
 
-    def types_of(self, kind: str) -> dict[str, TypeSpec]:
+    def types_of(self, kind: NodeKind) -> dict[str, TypeSpec]:
         return self._collect()[kind]
 
     def commands(self) -> dict[str, CommandSpec]:
@@ -255,8 +258,6 @@ class PluginManager:
         others = [p for n, p in self._pm.list_name_plugin() if n != plugin_name]
         return self._pm.subset_hook_caller(hook_name, remove_plugins=others)
 
-    def plugin_names(self) -> Iterable[str]:
-        return [name for name, _ in self._pm.list_name_plugin()]
 
 
 def _positional(

@@ -145,8 +145,8 @@ class Pipeline:
         out = {name: n.context.metrics.snapshot() for name, n in self.nodes.items()}
         for name, n in self.nodes.items():
             if n.inbox is not None and n.inbox.dropped_batches:
-                out[name]["dropped_batches"] = n.inbox.dropped_batches
-                out[name]["dropped_events"] = n.inbox.dropped_events
+                out[name]["inbox_dropped_batches"] = n.inbox.dropped_batches
+                out[name]["inbox_dropped_events"] = n.inbox.dropped_events
         return out
 
     def shutdown(self) -> None:

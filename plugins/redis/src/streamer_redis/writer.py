@@ -127,7 +127,7 @@ class BufferedWriter:
             for _ in range(excess):
                 buffer.popleft()
             self._head += excess
-            self.context.metrics.inc("dropped_events", excess)
+            self.context.metrics.inc("buffer_dropped_events", excess)
             self._drops_unreported += excess
             now = trio.current_time()
             if now - self._last_drop_log >= DROP_LOG_INTERVAL:
@@ -152,7 +152,7 @@ class BufferedWriter:
             self.context.logger.warning(
                 "Redis write buffer full (max_buffer=%d): dropped the %d oldest events "
                 "(%d in total)", self.config.max_buffer, self._drops_unreported,
-                self.context.metrics["dropped_events"],
+                self.context.metrics["buffer_dropped_events"],
             )
             self._drops_unreported = 0
             self._last_drop_log = trio.current_time()
