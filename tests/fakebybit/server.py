@@ -287,6 +287,8 @@ class FakeBybit:
         self._rest_trade_lag: float | tuple[float, float] = 0.0
         self._track_pushes = False
         self.rest_delay = rest_delay
+        self.rest_in_flight = 0  # REST requests being answered now (and the most at once)
+        self.rest_in_flight_max = 0
         self.ssl_context = ssl_context
         self.host = host
         self._want_port = port
@@ -471,9 +473,14 @@ class FakeBybit:
                     buf += data
                 buf = buf[length:]
                 keep = headers.get("connection", "").lower() != "close"
-                if self.rest_delay > 0:
-                    await trio.sleep(self.rest_delay)
-                status, body = self._rest(method, target)
+                self.rest_in_flight += 1
+                self.rest_in_flight_max = max(self.rest_in_flight_max, self.rest_in_flight)
+                try:
+                    if self.rest_delay > 0:
+                        await trio.sleep(self.rest_delay)
+                    status, body = self._rest(method, target)
+                finally:
+                    self.rest_in_flight -= 1
                 reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                           503: "Service Unavailable"}.get(status, "Error")
                 resp = (
