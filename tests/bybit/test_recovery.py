@@ -242,3 +242,29 @@ async def test_recovery_requests_run_with_bounded_concurrency(collector, autojum
         assert [e.trade_id for e in collector.of(Trade) if e.symbol == s] == [
             t["i"] for t in fake.history("linear", s)
         ]
+
+
+async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
+    collector, caplog, autojump_clock
+):
+    caplog.set_level(logging.WARNING)
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=10)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            async with trio.open_nursery() as source_nursery:
+                source = make_source(fake, symbols=["BTCUSDT"])
+                await run_source(source_nursery, source, collector)
+                fake.trade("linear", "BTCUSDT")
+                await collector.wait_for(lambda ev: len(ev) == 1)
+                fake.rest_delay = 8.0
+                fake.drop_connections()
+                await wait_sessions(source, 2)
+                fake.trade("linear", "BTCUSDT", count=2)
+                while source.connections[0].recovery.held_count < 2:
+                    await trio.sleep(0.01)
+                source_nursery.cancel_scope.cancel()  # the pipeline stops
+            nursery.cancel_scope.cancel()
+    assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
+    assert source.metrics["trade_gaps"] == 1
+    assert "(stopped during recovery)" in caplog.text

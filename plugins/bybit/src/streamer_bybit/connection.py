@@ -215,12 +215,17 @@ class BybitConnection:
                 await trio.sleep(delay)
                 continue
             started_at = trio.current_time()
+            ended = False  # the session ended by itself (not cancelled from outside)
             try:
                 await self._session(ws, task_status)
+                ended = True
             finally:
                 with trio.CancelScope(shield=True):
                     await ws.aclose()
                     if self.recovery is not None:
+                        if not ended:  # stopping: no session will recover the held trades
+                            with trio.move_on_after(5):
+                                await self.recovery.stop()
                         self.recovery.end_session()
             if self.sessions > 0:
                 task_status = trio.TASK_STATUS_IGNORED

@@ -282,7 +282,9 @@ class GapRecovery:
     async def pass_live(self, events: list[Event]) -> None:
         """Emit live ``events`` read while recovering (see :attr:`intercepting`)."""
         now = self._split(events)
-        if not self.running:
+        if not self.running:  # the only emitter: no lock needed
+            if self._overflow:
+                now = self._release_held() + now
             if now:
                 await self.emit(now)
             return
@@ -431,6 +433,20 @@ class GapRecovery:
             self.metrics.inc("recovered_trades", len(new))
             if batch:
                 await self.emit(batch)
+
+    async def stop(self) -> None:
+        """The source is stopping in the middle of a recovery: no session follows, so emit
+        the held trades and report what could not be recovered."""
+        batch: list[Event] = []
+        for symbol, p in self._pending.items():
+            end = p.first_live.ts if p.first_live is not None else now_ms()
+            self._gap(symbol, p.mark[0], end, None, "stopped during recovery")
+            batch.extend(p.held)
+            p.held = []
+        self._pending.clear()
+        self.held_count = 0
+        if batch:
+            await self.emit(batch)
 
     def end_session(self) -> None:
         """The session ended (cancelled or lost), maybe in the middle of a recovery.
