@@ -112,7 +112,7 @@ async def test_ids_sharing_the_newest_t_and_held_live_trades_are_not_re_emitted(
             # Live while recovery waits: held, and also among the REST rows.
             fake.trade("linear", "BTCUSDT", count=2, ts=7_000)
             connection = source.connections[0]
-            while len(connection._held) < 2:
+            while connection.recovery.held_count < 2:
                 await trio.sleep(0.01)
             proxy.gate.set()
             history = [t["i"] for t in fake.history("linear", "BTCUSDT")]

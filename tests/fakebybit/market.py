@@ -8,6 +8,7 @@ kline, the REST kline and ``FakeBybit.klines`` always agree to the last digit).
 from __future__ import annotations
 
 import calendar
+import collections
 import datetime as _dt
 import random
 from decimal import Decimal
@@ -160,6 +161,9 @@ class Instrument:
         self.tracked: list = []
         self.tracked_ts = self.tracked_n = -1
         self.history: list[dict] = []  # a deque when FakeBybit(history_limit=...)
+        self.appended = 0  # trades ever appended to history (it may be a bounded deque)
+        #: (trio time, ``appended`` then) after each push, while a REST lag is in use
+        self.pushes: collections.deque[tuple[float, int]] = collections.deque()
         # candles: interval -> {start: Candle}; "1" always tracked, others once asked for
         self.candles: dict[str, dict[int, Candle]] = {"1": {}}
         self.live: dict[str, int] = {}  # interval -> start of the newest candle

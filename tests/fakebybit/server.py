@@ -29,6 +29,12 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   are dropped without a close frame.  Client JSON that is not an object or has an
   unknown op gets ``{"success":false,"ret_msg":"error:unsupported op",...}``.
 * Prices entered by hand are rounded to the symbol's tick, sizes to its quantity step.
+* REST recent-trade lags the WebSocket by ``rest_trade_lag`` seconds of trio time (default 0,
+  in step): a trade is listed only that long after it was pushed (or made, while its topic is
+  paused). A ``(low, high)`` pair draws the lag of each request from a seeded uniform
+  distribution, so successive answers may even go back in time, as a load-balanced endpoint
+  can. Trades made before a lag was first set count as pushed long ago.
+* ``rest_delay`` seconds (trio time) pass before any REST answer is written.
 """
 
 from __future__ import annotations
@@ -273,8 +279,16 @@ class FakeBybit:
         stamp: bool = False,
         rest_rate_limit: tuple[int, float] | None = None,
         non_trading_instruments: bool = True,
+        rest_trade_lag: float | tuple[float, float] = 0.0,
+        rest_delay: float = 0.0,
     ) -> None:
         self._rng = random.Random(seed)
+        self._lag_rng = random.Random(seed * 7919 + 1)
+        self._rest_trade_lag: float | tuple[float, float] = 0.0
+        self._track_pushes = False
+        self.rest_delay = rest_delay
+        self.rest_in_flight = 0  # REST requests being answered now (and the most at once)
+        self.rest_in_flight_max = 0
         self.ssl_context = ssl_context
         self.host = host
         self._want_port = port
@@ -305,14 +319,68 @@ class FakeBybit:
         self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
+        self.rest_trade_lag = rest_trade_lag
 
     # ------------------------------------------------------------------ setup / urls
     def add_symbol(self, category: str, symbol: str, status: str = "Trading") -> Instrument:
         inst = Instrument(category, symbol, self._rng, status)
         if self.history_limit is not None:
             inst.history = collections.deque(maxlen=self.history_limit)
+        if getattr(self, "_track_pushes", False):
+            inst.pushes.append((-math.inf, 0))
         self.markets[category][symbol] = inst
         return inst
+
+    @property
+    def rest_trade_lag(self) -> float | tuple[float, float]:
+        """Seconds REST recent-trade lags the WebSocket: a number, or ``(low, high)``."""
+        return self._rest_trade_lag
+
+    @rest_trade_lag.setter
+    def rest_trade_lag(self, value: float | tuple[float, float]) -> None:
+        lo, hi = value if isinstance(value, tuple) else (value, value)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"rest_trade_lag must be >= 0 (low <= high), got {value!r}")
+        self._rest_trade_lag = value
+        if hi > 0 and not self._track_pushes:
+            self._track_pushes = True
+            for market in self.markets.values():
+                for inst in market.values():
+                    inst.pushes.append((-math.inf, inst.appended))
+
+    def _lag(self) -> float:
+        lag = self._rest_trade_lag
+        if isinstance(lag, tuple):
+            return lag[0] + self._lag_rng.random() * (lag[1] - lag[0])
+        return lag
+
+    def _note_push(self, inst: Instrument, n: int) -> None:
+        """``n`` trades were appended to ``inst``'s history (and pushed) now."""
+        inst.appended += n
+        if self._track_pushes:
+            pushes = inst.pushes
+            now = trio.current_time()
+            pushes.append((now, inst.appended))
+            # Keep one push at or before the oldest cutoff a request can ask for.
+            lag = self._rest_trade_lag
+            oldest = now - (lag[1] if isinstance(lag, tuple) else lag)
+            while len(pushes) > 2 and pushes[1][0] <= oldest:
+                pushes.popleft()
+
+    def _visible(self, inst: Instrument) -> int:
+        """How many of ``inst``'s trades (counted from the first) REST lists now."""
+        if not self._track_pushes:
+            return inst.appended
+        lag = self._lag()
+        if lag <= 0:
+            return inst.appended
+        cutoff = trio.current_time() - lag
+        visible = 0
+        for at, count in inst.pushes:
+            if at > cutoff:
+                break
+            visible = count
+        return visible
 
     def _inst(self, category: str, symbol: str) -> Instrument:
         try:
@@ -405,7 +473,14 @@ class FakeBybit:
                     buf += data
                 buf = buf[length:]
                 keep = headers.get("connection", "").lower() != "close"
-                status, body = self._rest(method, target)
+                self.rest_in_flight += 1
+                self.rest_in_flight_max = max(self.rest_in_flight_max, self.rest_in_flight)
+                try:
+                    if self.rest_delay > 0:
+                        await trio.sleep(self.rest_delay)
+                    status, body = self._rest(method, target)
+                finally:
+                    self.rest_in_flight -= 1
                 reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                           503: "Service Unavailable"}.get(status, "Error")
                 resp = (
@@ -676,6 +751,7 @@ class FakeBybit:
                     candles[start] = Candle(start, p, q, ts)
                 else:
                     c.add(p, q, ts)
+        self._note_push(inst, count)
         msg_ts = self._msg_ts()
         self._publish(category, "publicTrade." + symbol,
                       {"topic": "publicTrade." + symbol, "type": "snapshot", "ts": msg_ts,
@@ -768,6 +844,7 @@ class FakeBybit:
                     candles[start] = Candle(start, p, q, ts)
                 else:
                     c.add(p, q, ts)
+        self._note_push(inst, k)
         topic = "publicTrade." + sym
         category = inst.category
         subs = self._subs.get((category, topic))
@@ -980,8 +1057,10 @@ class FakeBybit:
         default, hi = (500, 1000) if cat == "linear" else (60, 60)
         limit = self._int(q, "limit", default, 1, hi)
         hist = inst.history
+        # history[i] is trade number appended - len(hist) + i; the lag hides the newest ones
+        newest = min(len(hist), self._visible(inst) - (inst.appended - len(hist))) - 1
         out = []
-        for i in range(len(hist) - 1, max(-1, len(hist) - 1 - limit), -1):
+        for i in range(newest, max(-1, newest - limit), -1):
             t = _trade_dict(hist[i])
             row = {"execId": t["i"], "symbol": t["s"], "price": t["p"], "size": t["v"],
                    "side": t["S"], "time": str(t["T"]), "isBlockTrade": t.get("BT", False),

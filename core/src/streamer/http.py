@@ -3,6 +3,10 @@
 The core must stay trio-only, and the plugins only ever need ``GET`` of small JSON documents,
 so a few dozen lines over ``trio.open_tcp_stream`` beat adding an HTTP client dependency.
 Handles ``Content-Length``, ``chunked`` and read-until-close bodies, http and https.
+
+Bounds: headers 1 MiB, body ``MAX_BODY`` (64 MiB) however it is framed -- a ``chunked``
+body is checked against the cap when each chunk size is read, before the chunk is, and a
+chunk-size line longer than 1 KiB is refused -- and ``timeout`` seconds for the whole request.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from urllib.parse import urlencode, urlsplit
 import msgspec
 import trio
 
-_MAX_BODY = 64 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024
+_MAX_HEADERS = 1024 * 1024
+_MAX_CHUNK_LINE = 1024  # "<hex size>[;extensions]" of one chunk
 _decoder = msgspec.json.Decoder()
 _ssl_context: ssl.SSLContext | None = None
 
@@ -44,7 +50,7 @@ async def _read_response(stream: trio.abc.Stream) -> tuple[int, str, dict[str, s
         if not chunk:
             raise ConnectionError("connection closed before the response headers")
         buf += chunk
-        if len(buf) > 1024 * 1024:
+        if len(buf) > _MAX_HEADERS:
             raise ConnectionError("response headers too large")
     head, _, rest = bytes(buf).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -68,24 +74,34 @@ async def _read_response(stream: trio.abc.Stream) -> tuple[int, str, dict[str, s
 
     if "chunked" in headers.get("transfer-encoding", "").lower():
         out = bytearray()
-        pos = 0
         while True:
-            while b"\r\n" not in body[pos:]:
+            end = body.find(b"\r\n")
+            while end < 0:
+                if len(body) > _MAX_CHUNK_LINE:
+                    raise ConnectionError("chunk size line too long")
                 await fill(len(body) + 1)
-            end = body.index(b"\r\n", pos)
-            size = int(bytes(body[pos:end]).split(b";")[0], 16)
+                end = body.find(b"\r\n")
+            if end > _MAX_CHUNK_LINE:
+                raise ConnectionError("chunk size line too long")
+            try:
+                size = int(bytes(body[:end]).split(b";")[0], 16)
+            except ValueError:
+                raise ConnectionError(f"bad chunk size {bytes(body[:40])!r}") from None
+            if size < 0 or len(out) + size > MAX_BODY:
+                raise ConnectionError(
+                    f"response body too large: a chunk of {size} bytes after {len(out)} "
+                    f"(limit {MAX_BODY})"
+                )
             start = end + 2
             await fill(start + size + 2)
             if size == 0:
                 break
             out += body[start : start + size]
-            if len(out) > _MAX_BODY:
-                raise ConnectionError("response body too large")
-            pos = start + size + 2
+            del body[: start + size + 2]  # the raw buffer holds one chunk at most
         return status, reason, headers, bytes(out)
     if "content-length" in headers:
         length = int(headers["content-length"])
-        if length > _MAX_BODY:
+        if length > MAX_BODY:
             raise ConnectionError("response body too large")
         await fill(length)
         return status, reason, headers, bytes(body[:length])
@@ -94,7 +110,7 @@ async def _read_response(stream: trio.abc.Stream) -> tuple[int, str, dict[str, s
         if not chunk:
             break
         body += chunk
-        if len(body) > _MAX_BODY:
+        if len(body) > MAX_BODY:
             raise ConnectionError("response body too large")
     return status, reason, headers, bytes(body)
 

@@ -4,7 +4,8 @@ A connection owns a fixed list of topics. Each session (one socket) runs three t
 nursery: the reader (the only task that receives; one ``emit`` per socket read), the
 heartbeat (ping every ``ping_interval``; the connection is stale when nothing at all arrived
 for ``stale_timeout``) and the subscriber (sends subscribe requests in chunks, checks every
-ack, then recovers trades missed while the previous session was down). The first task to hit
+ack, then lets :class:`~streamer_bybit.recovery.GapRecovery` recover the trades missed while
+the previous session was down). The first task to hit
 a problem records the cause and cancels the session; the connection then backs off and
 starts a new session. Causes are recorded rather than raised so that one clean log line per
 reconnect comes out, instead of an ExceptionGroup.
@@ -22,21 +23,32 @@ import attrs
 import msgspec
 import trio
 
-from streamer.api import Emit, StreamGap
+from streamer.api import Emit
 from streamer.backoff import Backoff
-from streamer.clock import now_ms
-from streamer.events import Event, Trade
-from streamer.http import HttpError
+from streamer.events import Event
 from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
 from streamer_bybit.decode import Message, MessageDecoder
-from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
+from streamer_bybit.recovery import (
+    REST_ERRORS,
+    GapRecovery,
+    RecoverySettings,
+    TradeWindow,
+    describe,
+)
+from streamer_bybit.rest import BybitRest
 from streamer_bybit.tickers import PriceTracker, TickerBook
 from streamer_bybit.transport import HandshakeError, WebSocket, WebSocketClosed
 
 #: Errors that mean "the network or the server is not there right now": log and retry.
-NETWORK_ERRORS = (OSError, trio.TooSlowError, HandshakeError, WebSocketClosed, ssl.SSLError)
-REST_ERRORS = (OSError, trio.TooSlowError, HttpError, BybitRestError, ssl.SSLError)
+NETWORK_ERRORS = (
+    OSError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    HandshakeError,
+    WebSocketClosed,
+    ssl.SSLError,
+)
 
 _NAMED_TOPIC = re.compile(r"topic:(\S+)|\[([^\]]+)\]")
 _encode = msgspec.json.Encoder().encode
@@ -70,6 +82,7 @@ class ConnectionSettings:
     subscribe_chunk: int = 10
     recover_gaps: bool = True
     ssl_context: ssl.SSLContext | None = None
+    recovery: RecoverySettings = attrs.Factory(RecoverySettings)
 
 
 class ConnectPacer:
@@ -91,65 +104,6 @@ class ConnectPacer:
         self._tat = tat + self.interval
         if allowed_at > now:
             await trio.sleep_until(allowed_at)
-
-
-class TradeWindow:
-    """What gap recovery must know of the trades emitted for one symbol: the newest trade
-    time and the ids of the trades stamped exactly then.
-
-    After a reconnect, REST recent-trade rows newer than ``newest_ts`` are new; rows at
-    ``newest_ts`` are new unless their id is here. Older trades cannot collide, so nothing
-    else is kept: memory per symbol is the trades of one millisecond, not a history.
-    Assumes the trades of one message come oldest first (as Bybit sends them).
-    """
-
-    __slots__ = ("_ids", "newest_ts")
-
-    def __init__(self) -> None:
-        self.newest_ts = -1
-        self._ids: set[str] = set()
-
-    def add(self, trades: list[Trade]) -> None:
-        """Note ``trades`` (non-empty, one message or one REST recovery, oldest first)."""
-        last = trades[-1]
-        ts = last.ts
-        if ts > self.newest_ts:
-            self.newest_ts = ts
-            ids = self._ids = {last.trade_id}
-        elif ts == self.newest_ts:
-            ids = self._ids
-            ids.add(last.trade_id)
-        else:
-            return  # recovered trades older than live ones already noted
-        i = len(trades) - 2
-        while i >= 0 and trades[i].ts == ts:  # only the newest millisecond's trades
-            ids.add(trades[i].trade_id)
-            i -= 1
-
-    def ids(self) -> frozenset[str]:
-        """The ids of the trades stamped ``newest_ts`` (a snapshot)."""
-        return frozenset(self._ids)
-
-
-#: What recovery needs of a symbol's window at the reconnect: (newest_ts, ids stamped then).
-RecoveryMark = tuple[int, frozenset[str]]
-
-
-def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
-    seq = row.get("seq")
-    return Trade(
-        channel,
-        str(row["symbol"]),
-        int(row["time"]),
-        str(row["side"]),
-        str(row["price"]),
-        str(row["size"]),
-        str(row["execId"]),
-        None,
-        row.get("isBlockTrade"),
-        row.get("isRPITrade"),
-        int(seq) if seq not in (None, "") else None,
-    )
 
 
 class BybitConnection:
@@ -186,7 +140,22 @@ class BybitConnection:
         self.book = TickerBook(
             settings.channel, prices, emit_tickers=emit_tickers, price_field=ticker_price_field
         )
-        self.windows: dict[str, TradeWindow] = {}
+        #: Symbols whose trades this connection carries (what a stream gap concerns).
+        self.trade_symbols = tuple(
+            t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
+        )
+        self.recovery: GapRecovery | None = None
+        if settings.recover_gaps:
+            self.recovery = GapRecovery(
+                settings.channel,
+                self.trade_symbols,
+                rest,
+                settings.recovery,
+                emit,
+                metrics=metrics,
+                logger=logger,
+                name=self.name,
+            )
         self.decoder = MessageDecoder(
             settings.channel,
             metrics,
@@ -194,7 +163,7 @@ class BybitConnection:
             self.book,
             prices,
             price_from_trades=price_from_trades,
-            on_trades=self._record_trades if settings.recover_gaps else None,
+            on_trades=self.recovery.on_trades if self.recovery is not None else None,
         )
         self.backoff = Backoff(initial=0.5, maximum=max(0.5, settings.reconnect_max_delay))
         self.sessions = 0  # sessions that reached "subscribed"
@@ -205,28 +174,14 @@ class BybitConnection:
         self._last_activity = 0.0
         self._cause: BaseException | None = None
         self._scope: trio.CancelScope | None = None
-        self._holding = False
-        self._held: list[Event] = []
-        #: Ids of held live trades by symbol, indexed up to ``_held_indexed`` (recovery only).
-        self._held_ids: dict[str, set[str]] = {}
-        self._held_indexed = 0
         self._binary_seen = 0
         self._ws: WebSocket | None = None  # the current session's socket
-        #: Symbols whose trades this connection carries (what a stream gap concerns).
-        self.trade_symbols = tuple(
-            t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
-        )
-        #: Newest trade time delivered before the connection was lost, while a gap is open.
-        self._gap_since: int | None = None
-        #: A trade gap could not be filled during the current recovery.
-        self._gap_lost = False
 
     # -------------------------------------------------------------------- bookkeeping
-    def _record_trades(self, symbol: str, trades: list[Trade]) -> None:
-        window = self.windows.get(symbol)
-        if window is None:
-            window = self.windows[symbol] = TradeWindow()
-        window.add(trades)
+    @property
+    def windows(self) -> dict[str, TradeWindow]:
+        """Per symbol, what recovery knows of the trades emitted (empty without recovery)."""
+        return self.recovery.windows if self.recovery is not None else {}
 
     def _fail(self, cause: BaseException) -> None:
         if self._cause is None:
@@ -260,18 +215,22 @@ class BybitConnection:
                 await trio.sleep(delay)
                 continue
             started_at = trio.current_time()
+            ended = False  # the session ended by itself (not cancelled from outside)
             try:
                 await self._session(ws, task_status)
+                ended = True
             finally:
                 with trio.CancelScope(shield=True):
                     await ws.aclose()
-                    if self._held:  # events read before the session ended still count
-                        held, self._held, self._holding = self._held, [], False
-                        with trio.move_on_after(5):
-                            await self.emit(held)
+                    if self.recovery is not None:
+                        if not ended:  # stopping: no session will recover the held trades
+                            with trio.move_on_after(5):
+                                await self.recovery.stop()
+                        self.recovery.end_session()
             if self.sessions > 0:
                 task_status = trio.TASK_STATUS_IGNORED
-                await self._open_gap()
+                if self.recovery is not None:
+                    await self.recovery.open_gap()
             cause = self._cause
             self._cause = None
             # A session that lived long was healthy: start the backoff over. A server that
@@ -298,16 +257,13 @@ class BybitConnection:
         self.subscribed = trio.Event()
         self._ws = ws
         self.book.reset()  # a fresh snapshot follows the subscribe
-        # After a reconnect, live trades wait until the missed ones are recovered.
-        recover_marks: dict[str, RecoveryMark] = {}
-        if self.sessions > 0 and self.settings.recover_gaps and self.rest is not None:
-            # A snapshot: live trades read from now on move the windows on.
-            recover_marks = {s: (w.newest_ts, w.ids()) for s, w in self.windows.items()}
-            self._holding = bool(recover_marks)
+        # After a reconnect, live trades of the symbols to recover wait for the missed ones.
+        if self.sessions > 0 and self.recovery is not None:
+            self.recovery.begin()
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             nursery.start_soon(self._heartbeat, ws)
-            nursery.start_soon(self._subscriber, ws, task_status, recover_marks)
+            nursery.start_soon(self._subscriber, ws, task_status)
             await self._reader(ws)
         self._scope = None
         self._ws = None
@@ -315,6 +271,7 @@ class BybitConnection:
     async def _reader(self, ws: WebSocket) -> None:
         decode = self.decoder.decode
         emit = self.emit
+        recovery = self.recovery
         while True:
             try:
                 payloads = await ws.receive()
@@ -332,8 +289,8 @@ class BybitConnection:
                 if reply is not None:
                     self._on_reply(reply)
             if events:
-                if self._holding:
-                    self._held.extend(events)
+                if recovery is not None and recovery.intercepting:
+                    await recovery.pass_live(events)
                 else:
                     await emit(events)
 
@@ -382,7 +339,6 @@ class BybitConnection:
         self,
         ws: WebSocket,
         task_status: trio.TaskStatus[None],
-        recover_marks: dict[str, RecoveryMark],
     ) -> None:
         topics = self.active_topics
         chunk = self.settings.subscribe_chunk
@@ -399,9 +355,8 @@ class BybitConnection:
             task_status.started()
         else:
             self.logger.info("%s: resubscribed %d topics", self.name, len(self.active_topics))
-        if self._holding:
-            await self._recover(recover_marks)
-        await self._close_gap()
+        if self.recovery is not None:
+            await self.recovery.run()
 
     async def _request(self, ws: WebSocket, args: list[str]) -> Message:
         self._req += 1
@@ -456,136 +411,12 @@ class BybitConnection:
             ret_msg,
         )
 
-    # -------------------------------------------------------------------- gap recovery
-    async def _open_gap(self) -> None:
-        """Tell downstream transforms that trades after the last one delivered may be
-        missing until the next session has recovered them (klines wait for them)."""
-        if self._gap_since is not None or not self.trade_symbols or not self.settings.recover_gaps:
-            return
-        self._gap_since = min((w.newest_ts for w in self.windows.values()), default=now_ms())
-        self._gap_lost = False
-        await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols,
-                                      self._gap_since))
-
-    async def _close_gap(self) -> None:
-        if self._gap_since is None:
-            return
-        since, self._gap_since = self._gap_since, None
-        # Without REST, whatever traded during the outage is gone.
-        lost = self._gap_lost or (self.rest is None and bool(self.windows))
-        await self.emit.gap(StreamGap(self.settings.channel, self.trade_symbols, since,
-                                      closed=True, complete=not lost))
-
-    async def _recover(self, marks: dict[str, RecoveryMark]) -> None:
-        """Emit the trades missed while disconnected (from REST), then the held live ones."""
-        recovered: dict[str, list[Trade]] = {}
-        limiter = trio.CapacityLimiter(8)  # Bybit: 600 requests per 5 s per IP
-        self._held_ids = {}
-        self._held_indexed = 0
-
-        async def one(symbol: str, mark: RecoveryMark) -> None:
-            async with limiter:
-                recovered[symbol] = await self._recover_symbol(symbol, mark)
-
-        async with trio.open_nursery() as nursery:
-            for symbol, mark in marks.items():
-                nursery.start_soon(one, symbol, mark)
-        batch: list[Event] = []
-        for symbol in marks:  # deterministic order: the order symbols were first seen
-            batch.extend(recovered.get(symbol, ()))
-        total = len(batch)
-        if total:
-            self.metrics.inc("recovered_trades", total)
-            self.logger.info("%s: recovered %d missed trades from REST", self.name, total)
-        # Release: nothing may overtake, so keep holding until the held list is empty.
-        while True:
-            batch.extend(self._held)
-            self._held = []
-            if not batch:
-                break
-            await self.emit(batch)
-            batch = []
-        self._holding = False
-
-    async def _recover_symbol(self, symbol: str, mark: RecoveryMark) -> list[Trade]:
-        assert self.rest is not None
-        channel = self.settings.channel
-        last_ts, seen_at_last = mark
-        try:
-            rows = await self.rest.recent_trades(channel, symbol)
-            rows.reverse()  # Bybit: newest first
-            trades = [trade_from_rest(channel, row) for row in rows]
-        except REST_ERRORS as exc:
-            self._gap(symbol, last_ts, self._first_held_ts(symbol), f"REST failed: {exc}")
-            return []
-        except (KeyError, ValueError, TypeError) as exc:
-            self.metrics.inc("malformed")
-            self._gap(symbol, last_ts, self._first_held_ts(symbol), f"bad REST answer: {exc!r}")
-            return []
-        # Rows can repeat two kinds of emitted trades: those stamped last_ts before the drop
-        # and the live ones read (and held) since the reconnect.
-        held = self._held_trade_ids(symbol)
-        new = [
-            t
-            for t in trades
-            if (t.ts > last_ts or (t.ts == last_ts and t.trade_id not in seen_at_last))
-            and t.trade_id not in held
-        ]
-        # No gap if the rows reach back to a trade emitted before the drop (or older).
-        reached_back = any(
-            t.ts < last_ts or (t.ts == last_ts and t.trade_id in seen_at_last) for t in trades
-        )
-        if trades and not reached_back and len(rows) >= RECENT_TRADES_MAX.get(channel, 60):
-            self._gap(symbol, last_ts, trades[0].ts, "more trades than recent-trade returns")
-        if new:
-            self._record_trades(symbol, new)
-        return new
-
-    def _held_trade_ids(self, symbol: str) -> set[str]:
-        """Ids of the live trades of ``symbol`` held since the reconnect.
-
-        Indexed incrementally: the held list only grows while recovering, and one scan per
-        symbol of a long held list would cost O(symbols x held).
-        """
-        held = self._held
-        index = self._held_ids
-        for i in range(self._held_indexed, len(held)):
-            e = held[i]
-            if isinstance(e, Trade):
-                ids = index.get(e.symbol)
-                if ids is None:
-                    ids = index[e.symbol] = set()
-                ids.add(e.trade_id)
-        self._held_indexed = len(held)
-        return index.get(symbol, set())
-
-    def _first_held_ts(self, symbol: str) -> int:
-        for e in self._held:
-            if isinstance(e, Trade) and e.symbol == symbol:
-                return e.ts
-        return now_ms()
-
-    def _gap(self, symbol: str, from_ts: int, to_ts: int, why: str) -> None:
-        self._gap_lost = True
-        self.metrics.inc("trade_gaps")
-        self.logger.warning(
-            "%s: trade gap for %s: trades between %d and %d (%.1f s) may be missing (%s)",
-            self.name,
-            symbol,
-            from_ts,
-            to_ts,
-            max(0, to_ts - from_ts) / 1000,
-            why,
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+_describe = describe
 
 
 __all__ = [
+    "NETWORK_ERRORS",
+    "REST_ERRORS",
     "AckTimeout",
     "BybitConnection",
     "ConnectPacer",

@@ -26,6 +26,7 @@ from streamer_bybit.connection import (
     ConnectPacer,
     _describe,
 )
+from streamer_bybit.recovery import RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.tickers import PriceTracker
 
@@ -79,6 +80,13 @@ class _BybitConfigBase:
     connect_rate: float = 1.5
     #: After a reconnect, fetch missed trades from REST recent-trade.
     recover_gaps: bool = True
+    #: Seconds after a resubscribe by which gap recovery is done or reports a trade gap.
+    recovery_deadline: float = 30.0
+    #: Live trades held per connection while recovering; past it they are emitted at once.
+    recovery_max_held: int = 20_000
+    #: Longest lag of REST recent-trade behind the WebSocket assumed for a symbol that has
+    #: no live trade after the resubscribe (nothing to check the REST rows against).
+    rest_lag_max: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         self.symbols = [s.strip().upper() for s in self.symbols if s.strip()]
@@ -105,6 +113,15 @@ class _BybitConfigBase:
             raise ValueError(
                 "ack_timeout and connect_rate must be positive, reconnect_max_delay >= 0.5"
             )
+        if not 0 < self.recovery_deadline < float("inf"):
+            raise ValueError("recovery_deadline must be a positive number of seconds")
+        if not 0 <= self.rest_lag_max < self.recovery_deadline:
+            raise ValueError(
+                f"rest_lag_max ({self.rest_lag_max:g}) must be >= 0 and shorter than "
+                f"recovery_deadline ({self.recovery_deadline:g})"
+            )
+        if self.recovery_max_held < 1:
+            raise ValueError("recovery_max_held must be at least 1")
         for key in ("url", "rest_url"):
             value = getattr(self, key)
             if value is None:
@@ -287,6 +304,12 @@ class BybitSource:
             subscribe_chunk=SUBSCRIBE_CHUNK.get(self.category, 10),
             recover_gaps=config.recover_gaps and "trades" in streams,
             ssl_context=self.ssl_context,
+            recovery=RecoverySettings(
+                deadline=config.recovery_deadline,
+                max_held=config.recovery_max_held,
+                rest_lag_max=config.rest_lag_max,
+                request_timeout=SYMBOL_CHECK_TIMEOUT,
+            ),
         )
         pacer = ConnectPacer(config.connect_rate)
         prices = PriceTracker(self.category)

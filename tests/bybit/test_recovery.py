@@ -1,0 +1,270 @@
+"""Gap recovery against a REST recent-trade list that lags the WebSocket (as Bybit's may).
+
+Every test runs on a MockClock: the fake's lag, its REST delay, the source's retries and its
+recovery deadline are all trio time. The trades the source delivered are compared by id with
+the fake's history: each trade exactly once and in order, or else a reported trade gap whose
+range is exactly the trades that are missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import trio
+from bybit.harness import Collector, make_source, run_source
+
+from fakebybit import FakeBybit
+from streamer.events import Ticker, Trade
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+_GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+)")
+
+
+def ids(collector: Collector, symbol: str) -> list[str]:
+    return [e.trade_id for e in collector.of(Trade) if e.symbol == symbol]
+
+
+def history(fake: FakeBybit, symbol: str) -> list[str]:
+    return [t["i"] for t in fake.history("linear", symbol)]
+
+
+async def trade_forever(fake: FakeBybit, symbols: list[str], period: float = 0.2) -> None:
+    while True:
+        for symbol in symbols:
+            fake.trade("linear", symbol, count=2)
+        await trio.sleep(period)
+
+
+async def wait_sessions(source, n: int) -> None:
+    while any(c.sessions < n for c in source.connections):
+        await trio.sleep(0.01)
+
+
+async def wait_gaps(collector: Collector, n: int) -> None:
+    await collector.wait_for(lambda _ev: len(collector.gaps) >= n)
+
+
+@pytest.mark.parametrize("lag", [0.0, 2.0, 10.0, (0.0, 8.0)], ids=["0s", "2s", "10s", "0-8s"])
+async def test_every_trade_once_in_order_whatever_the_rest_lag(lag, collector, autojump_clock):
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=3, rest_trade_lag=lag)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=SYMBOLS)
+            await run_source(nursery, source, collector)
+            with trio.CancelScope() as market:
+                nursery.start_soon(trade_forever, fake, SYMBOLS)
+                await trio.sleep(3)
+                for drop in range(1, 4):
+                    fake.drop_connections()  # trades still queued in the fake go with it
+                    await wait_gaps(collector, 2 * drop)  # lost, then recovered
+                    await trio.sleep(2)
+                market.cancel()
+            await collector.wait_for(
+                lambda ev: all(len(ids(collector, s)) >= len(history(fake, s)) for s in SYMBOLS)
+            )
+            await trio.sleep(1)  # nothing more (a duplicate) may follow
+            nursery.cancel_scope.cancel()
+    for s in SYMBOLS:
+        assert ids(collector, s) == history(fake, s)
+    assert source.metrics["reconnects"] == 3
+    assert source.metrics["trade_gaps"] == 0
+    assert source.metrics["recovered_trades"] > 0
+    assert [g.complete for g in collector.gaps if g.closed] == [True] * 3
+    if lag == 10.0:  # REST answered before it reached the held live trades, and was asked again
+        assert source.metrics["rest_failures"] == 0
+        assert len([r for r in fake.rest_requests if r[0] == "/v5/market/recent-trade"]) > 6 * 3
+
+
+async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
+    collector, caplog, autojump_clock
+):
+    caplog.set_level(logging.WARNING)
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=4, rest_trade_lag=60.0)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=SYMBOLS, recovery_deadline=20, rest_lag_max=2)
+            await run_source(nursery, source, collector)
+            with trio.CancelScope() as market:
+                nursery.start_soon(trade_forever, fake, SYMBOLS)
+                await trio.sleep(3)
+                fake.drop_connections()
+                reconnected_at = None
+                await wait_sessions(source, 2)
+                reconnected_at = trio.current_time()
+                await wait_gaps(collector, 2)
+                gave_up_after = trio.current_time() - reconnected_at
+                await trio.sleep(2)
+                market.cancel()
+            await fake.flush()
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert gave_up_after <= 20.5
+    assert source.metrics["trade_gaps"] == 2
+    assert collector.gaps[-1].closed and not collector.gaps[-1].complete
+    ranges = {m[1]: (int(m[2]), int(m[3])) for m in _GAP_LINE.finditer(caplog.text)}
+    assert set(ranges) == set(SYMBOLS)
+    for s in SYMBOLS:
+        got, want = ids(collector, s), history(fake, s)
+        # what arrived is the history with one hole: a prefix, then a suffix, once each
+        i = next(k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b)
+        j = len(want) - (len(got) - i)
+        assert got == want[:i] + want[j:] and j > i
+        rows = fake.history("linear", s)
+        assert ranges[s] == (rows[i - 1]["T"], rows[j]["T"])  # last before, first after
+    assert "REST recent-trade did not reach the first live trade (it lags)" in caplog.text
+
+
+async def test_live_data_flows_while_rest_is_slow(collector, autojump_clock):
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=5)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=SYMBOLS, streams=["trades", "tickers"])
+            await run_source(nursery, source, collector)
+            fake.trade("linear", "BTCUSDT", count=3)  # only BTC has trades to recover
+            await collector.wait_for(lambda ev: len(collector.of(Trade)) == 3)
+            fake.rest_delay = 8.0  # under the source's 10 s REST timeout
+            fake.pause_topic("linear", "publicTrade.BTCUSDT")
+            fake.trade("linear", "BTCUSDT", count=2)  # missed: in REST only
+            await fake.flush()
+            fake.drop_connections()
+            fake.resume_topic("linear", "publicTrade.BTCUSDT")
+            await wait_sessions(source, 2)
+            resubscribed_at = trio.current_time()
+            await trio.sleep(0.5)
+            fake.trade("linear", "BTCUSDT")  # held until BTC is recovered
+            fake.trade("linear", "ETHUSDT", count=2)  # nothing to recover: flows
+            fake.set_ticker("linear", "BTCUSDT", lastPrice="123.5")  # flows
+            await collector.wait_for(lambda ev: len(ids(collector, "ETHUSDT")) == 2)
+            await collector.wait_for(
+                lambda ev: any(isinstance(e, Ticker) and e.fields.get("lastPrice") == 123.5
+                               for e in ev)
+            )
+            assert trio.current_time() - resubscribed_at < 5
+            assert len(ids(collector, "BTCUSDT")) == 3  # BTC's live trade is held
+            await wait_gaps(collector, 2)
+            assert trio.current_time() - resubscribed_at >= 7.5  # the REST answer took 8 s
+            nursery.cancel_scope.cancel()
+    assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
+    assert ids(collector, "ETHUSDT") == history(fake, "ETHUSDT")
+    assert source.metrics["recovered_trades"] == 2
+    assert collector.gaps[-1].complete
+
+
+async def test_held_trades_are_bounded_and_released_early(collector, caplog, autojump_clock):
+    caplog.set_level(logging.WARNING)
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=6)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=SYMBOLS, recovery_max_held=5)
+            await run_source(nursery, source, collector)
+            fake.trade("linear", "BTCUSDT", count=2)
+            await collector.wait_for(lambda ev: len(ev) == 2)
+            fake.rest_delay = 5.0
+            fake.pause_topic("linear", "publicTrade.BTCUSDT")
+            fake.trade("linear", "BTCUSDT", count=3)  # missed
+            await fake.flush()
+            fake.drop_connections()
+            fake.resume_topic("linear", "publicTrade.BTCUSDT")
+            await wait_sessions(source, 2)
+            for _ in range(4):  # 8 live trades: past the bound of 5
+                fake.trade("linear", "BTCUSDT", count=2)
+                await trio.sleep(0.1)
+            await collector.wait_for(lambda ev: len(ev) == 2 + 8)  # released before REST
+            assert not [g for g in collector.gaps if g.closed]
+            await wait_gaps(collector, 2)
+            nursery.cancel_scope.cancel()
+    want = history(fake, "BTCUSDT")
+    # the live trades went first, the recovered ones after them, each exactly once
+    assert ids(collector, "BTCUSDT") == want[:2] + want[5:] + want[2:5]
+    assert source.metrics["recovery_hold_overflows"] == 1
+    assert source.metrics["recovered_trades"] == 3
+    assert source.metrics["trade_gaps"] == 0
+    assert collector.gaps[-1].complete  # klines still get every trade before the gap closes
+    assert "recovery held more than 5 live trades" in caplog.text
+
+
+async def test_rest_that_never_answers_ends_at_the_deadline_with_its_cause(
+    collector, caplog, autojump_clock
+):
+    caplog.set_level(logging.WARNING)
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=7)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=["BTCUSDT"], recovery_deadline=15)
+            await run_source(nursery, source, collector)
+            fake.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            fake.rest_delay = 1000.0
+            fake.drop_connections()
+            await wait_sessions(source, 2)
+            resubscribed_at = trio.current_time()
+            fake.trade("linear", "BTCUSDT")
+            await wait_gaps(collector, 2)
+            took = trio.current_time() - resubscribed_at
+            nursery.cancel_scope.cancel()
+    assert 10 <= took <= 15.01
+    assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")  # the held one came out
+    assert source.metrics["trade_gaps"] == 1
+    assert not collector.gaps[-1].complete
+    assert "(REST failed: no answer in time)" in caplog.text
+    assert "REST failed: )" not in caplog.text
+
+
+async def test_recovery_requests_run_with_bounded_concurrency(collector, autojump_clock):
+    symbols = [f"S{i:02d}USDT" for i in range(20)]
+    fake = FakeBybit(linear_symbols=symbols, seed=8)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            source = make_source(fake, symbols=symbols)
+            await run_source(nursery, source, collector)
+            for s in symbols:
+                fake.trade("linear", s)
+            await collector.wait_for(lambda ev: len(ev) == 20)
+            fake.rest_delay = 2.0
+            fake.rest_in_flight_max = 0
+            fake.drop_connections()
+            await wait_sessions(source, 2)
+            for s in symbols:
+                fake.trade("linear", s)
+            await wait_gaps(collector, 2)
+            nursery.cancel_scope.cancel()
+    assert fake.rest_in_flight_max == 8
+    assert collector.gaps[-1].complete
+    for s in symbols:
+        assert [e.trade_id for e in collector.of(Trade) if e.symbol == s] == [
+            t["i"] for t in fake.history("linear", s)
+        ]
+
+
+async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
+    collector, caplog, autojump_clock
+):
+    caplog.set_level(logging.WARNING)
+    fake = FakeBybit(linear_symbols=SYMBOLS, seed=10)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            async with trio.open_nursery() as source_nursery:
+                source = make_source(fake, symbols=["BTCUSDT"])
+                await run_source(source_nursery, source, collector)
+                fake.trade("linear", "BTCUSDT")
+                await collector.wait_for(lambda ev: len(ev) == 1)
+                fake.rest_delay = 8.0
+                fake.drop_connections()
+                await wait_sessions(source, 2)
+                fake.trade("linear", "BTCUSDT", count=2)
+                while source.connections[0].recovery.held_count < 2:
+                    await trio.sleep(0.01)
+                source_nursery.cancel_scope.cancel()  # the pipeline stops
+            nursery.cancel_scope.cancel()
+    assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
+    assert source.metrics["trade_gaps"] == 1
+    assert "(stopped during recovery)" in caplog.text
