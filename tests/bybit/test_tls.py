@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 
 import pytest
 import trio
+import trio.testing
 from bybit.harness import Collector, make_source
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fakebybit import FakeBybit, make_ssl_contexts
 from streamer_bybit.tls import TLSStream, open_tls_over_tcp_stream
@@ -394,3 +399,246 @@ async def test_the_source_reconnects_after_tls_garbage(tmp_path, collector: Coll
             await collector.wait_for(lambda ev: len(ev) >= 5)
             nursery.cancel_scope.cancel()
     assert fake.total_connections_opened == 2
+
+
+# ---------------------------------------------------------------- properties vs trio.SSLStream
+class ScriptedWire(trio.abc.Stream):
+    """The client's transport, in memory, with a server-side ``SSLObject`` behind it.
+
+    During the handshake what the client sends reaches the server at once and the server's
+    answer comes back whole. Everything the server produces after its handshake (the TLS 1.3
+    session tickets, then the scripted records, then close_notify if asked) is collected in
+    ``post``; :meth:`deliver` hands its first ``length`` bytes to the client in the pieces
+    ``cuts`` makes (each piece split further by a smaller ``max_bytes``), then EOF.
+    """
+
+    def __init__(self, server_ctx: ssl.SSLContext) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.server = server_ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.server_done = False
+        self.pieces: list[bytes] = []
+        self.post = b""
+        self.ended = False
+        self.reads = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.incoming.write(bytes(data))
+        if not self.server_done:
+            try:
+                self.server.do_handshake()
+                self.server_done = True
+            except ssl.SSLWantReadError:
+                pass
+            out = self.outgoing.read()
+            if self.server_done:
+                self.post += out
+            elif out:
+                self.pieces.append(out)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        self.reads += 1
+        if not self.pieces:
+            assert self.ended, "the client waits for bytes the script never sends"
+            return b""
+        piece = self.pieces.pop(0)
+        if max_bytes is not None and len(piece) > max_bytes:
+            piece, rest = piece[:max_bytes], piece[max_bytes:]
+            self.pieces.insert(0, rest)
+        return piece
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def write_record(self, data: bytes) -> int:
+        """One TLS record (``data`` <= 16 KiB); returns where it ends in ``post``."""
+        self.server.write(data)
+        self.post += self.outgoing.read()
+        return len(self.post)
+
+    def close_notify(self) -> None:
+        try:
+            self.server.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # close_notify written; the client's is not awaited
+        self.post += self.outgoing.read()
+
+    def deliver(self, length: int, cuts: list[int]) -> None:
+        self.pieces.extend(split(self.post[:length], cuts))
+        self.ended = True
+
+
+def split(wire: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(wire) + 1) for c in cuts})
+    edges = [0, *points, len(wire)]
+    return [wire[a:b] for a, b in pairwise(edges) if b > a]
+
+
+@dataclass
+class TLSOutcome:
+    data: bytes
+    end: str  # "eof" (clean close_notify) or "broken"
+    max_piece: int  # the longest single receive_some result
+
+
+@dataclass
+class Layout:
+    tickets_end: int  # where the session tickets end in ``post``
+    record_ends: list[int]  # where each scripted record ends
+    total: int  # len(post), close_notify included if sent
+    length: int  # how much of it was delivered before EOF
+
+
+async def read_scripted(
+    make_client: Callable[[ScriptedWire], trio.abc.Stream],
+    server_ctx: ssl.SSLContext,
+    records: list[bytes],
+    close_notify: bool,
+    cut_at: int | None,
+    cuts: list[int],
+    max_bytes: int | None,
+) -> tuple[TLSOutcome, Layout]:
+    """One connection: handshake, script, then receive until EOF or broken."""
+    wire = ScriptedWire(server_ctx)
+    client = make_client(wire)
+    await client.do_handshake()  # type: ignore[attr-defined]
+    tickets_end = len(wire.post)
+    record_ends = [wire.write_record(r) for r in records]
+    if close_notify:
+        wire.close_notify()
+    total = len(wire.post)
+    length = total if cut_at is None else cut_at % (total + 1)
+    wire.deliver(length, cuts)
+    got: list[bytes] = []
+    end = "eof"
+    try:
+        while chunk := await client.receive_some(max_bytes):
+            got.append(chunk)
+    except trio.BrokenResourceError:
+        end = "broken"
+    await trio.aclose_forcefully(client)
+    outcome = TLSOutcome(b"".join(got), end, max((len(c) for c in got), default=0))
+    return outcome, Layout(tickets_end, record_ends, total, length)
+
+
+def expected_outcome(records: list[bytes], close_notify: bool, layout: Layout
+                     ) -> tuple[bytes, str]:
+    """What a faithful TLS stream yields: every record that arrived whole (after the whole
+    tickets), and a clean end only if close_notify arrived whole."""
+    if layout.length < layout.tickets_end:
+        return b"", "broken"
+    arrived = zip(records, layout.record_ends, strict=True)
+    data = b"".join(r for r, end in arrived if end <= layout.length)
+    clean = close_notify and layout.length == layout.total
+    return data, "eof" if clean else "broken"
+
+
+def compare_with_sslstream(contexts, records: list[bytes], close_notify: bool,
+                           cut_at: int | None, cuts: list[int], max_bytes: int | None) -> None:
+    server_ctx, client_ctx = contexts
+
+    def ours(wire: ScriptedWire) -> trio.abc.Stream:
+        return TLSStream(wire, client_ctx, server_hostname="localhost")
+
+    def trios(wire: ScriptedWire) -> trio.abc.Stream:
+        return trio.SSLStream(wire, client_ctx, server_hostname="localhost")
+
+    async def both() -> None:
+        script = (records, close_notify, cut_at, cuts, max_bytes)
+        got, layout = await read_scripted(ours, server_ctx, *script)
+        ref, ref_layout = await read_scripted(trios, server_ctx, *script)
+        # The same record layout on both connections (only the keys differ), so the cut
+        # positions fall at the same places in it.
+        assert layout == ref_layout
+        want = expected_outcome(records, close_notify, layout)
+        assert (ref.data, ref.end) == want  # (the reference itself is right)
+        assert (got.data, got.end) == want
+        if max_bytes is not None:
+            assert got.max_piece <= max_bytes
+            assert ref.max_piece <= max_bytes
+
+    trio.run(both)
+
+
+def record_payload(index: int, size: int) -> bytes:
+    stamp = f"{index}:".encode()
+    return (stamp * (size // len(stamp) + 1))[:size]
+
+
+record_sizes = st.lists(
+    st.one_of(st.integers(1, 300), st.integers(1, 16384), st.sampled_from([1, 16383, 16384])),
+    max_size=10,
+)
+read_limits = st.one_of(
+    st.none(), st.integers(1, 70_000), st.sampled_from([1, 2, 100, 16384, 65536])
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=record_sizes,
+    close_notify=st.booleans(),
+    cut_at=st.one_of(st.none(), st.integers(0, 10**6)),
+    cuts=st.lists(st.integers(0, 10**6), max_size=30),
+    max_bytes=read_limits,
+)
+def test_random_records_and_reads_match_sslstream(
+    contexts, sizes: list[int], close_notify: bool, cut_at: int | None, cuts: list[int],
+    max_bytes: int | None,
+) -> None:
+    records = [record_payload(i, n) for i, n in enumerate(sizes)]
+    compare_with_sslstream(contexts, records, close_notify, cut_at, cuts, max_bytes)
+
+
+@pytest.mark.parametrize("close_notify", [True, False])
+def test_eof_at_every_position_matches_sslstream(contexts, close_notify: bool) -> None:
+    """Three small records (and close_notify): EOF after every byte from a few bytes before
+    the tickets' end to the end, each position read whole and in 7-byte reads."""
+    server_ctx, client_ctx = contexts
+    records = [b"first", b"second record", b"3"]
+
+    async def layout() -> Layout:
+        _, found = await read_scripted(
+            lambda w: TLSStream(w, client_ctx, server_hostname="localhost"),
+            server_ctx, records, close_notify, None, [], None)
+        return found
+
+    full = trio.run(layout)
+    for position in range(full.tickets_end - 3, full.total + 1):
+        for max_bytes in (None, 7):
+            compare_with_sslstream(contexts, records, close_notify, position, [position - 1],
+                                   max_bytes)
+
+
+async def test_receive_some_rejects_a_max_bytes_below_one(contexts) -> None:
+    server_ctx, client_ctx = contexts
+    wire = ScriptedWire(server_ctx)
+    stream = TLSStream(wire, client_ctx, server_hostname="localhost")
+    await stream.do_handshake()
+    with pytest.raises(ValueError, match="max_bytes must be >= 1"):
+        await stream.receive_some(0)
+
+
+async def test_bytes_beyond_max_bytes_come_with_the_next_call_without_a_socket_read(
+    contexts,
+) -> None:
+    server_ctx, client_ctx = contexts
+    wire = ScriptedWire(server_ctx)
+    stream = TLSStream(wire, client_ctx, server_hostname="localhost")
+    await stream.do_handshake()
+    for i in range(4):
+        wire.write_record(b"%d" % i * 10)
+    wire.deliver(len(wire.post), [])  # tickets and all four records in one piece
+    reads = wire.reads
+    assert await stream.receive_some(15) == b"0" * 10 + b"1" * 5
+    assert wire.reads == reads + 1
+    assert await stream.receive_some(20) == b"1" * 5 + b"2" * 10 + b"3" * 5
+    assert await stream.receive_some() == b"3" * 5
+    assert wire.reads == reads + 1  # the rest came out of OpenSSL, no socket read
+    with pytest.raises(trio.BrokenResourceError, match="without close_notify"):
+        await stream.receive_some()
