@@ -8,9 +8,9 @@ import io
 
 import pytest
 import trio
-from fakebybit import make_self_signed
-from trio_websocket import HandshakeError, open_websocket_url
+from trio_websocket import ConnectionTimeout, HandshakeError, open_websocket_url
 
+from fakebybit import make_self_signed
 from streamer import FatalError, Inbox
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig
@@ -65,11 +65,17 @@ async def test_wss_refuses_untrusted_and_plain_clients(
         status, out, err = await run_tail(parse("--url", sink.url, "--count", "1"))
         assert status == 1 and out == ""
         assert "certificate verify failed" in err, err
-        # Plain ws:// to the TLS port gets no WebSocket.
+        # Plain ws:// to the TLS port gets no WebSocket (the server drops it at its TLS
+        # layer; trio-websocket's client then waits, so the test bounds the attempt).
         plain = sink.url.replace("wss://", "ws://")
-        with pytest.raises((HandshakeError, OSError, trio.BrokenResourceError)):
-            async with open_websocket_url(plain, connect_timeout=5):
+        served = False
+        with trio.move_on_after(2):
+            try:
+                async with open_websocket_url(plain, connect_timeout=1):
+                    served = True
+            except (ConnectionTimeout, HandshakeError, OSError):
                 pass
+        assert not served
         # The server keeps serving trusted clients after both.
         status, out, err = await run_tail(parse("--url", sink.url, "--ca-file", certfile,
                                                 "--count", "1"))

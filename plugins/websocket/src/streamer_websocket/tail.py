@@ -144,6 +144,30 @@ def client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise _Failed(f"cannot use --ca-file {args.ca_file}: {exc}") from None
 
 
+async def _check_tls(args: argparse.Namespace, context: ssl.SSLContext) -> None:
+    """Complete one TLS handshake first: trio-websocket reports a certificate problem only
+    as a connect timeout, so tail checks the handshake itself and names the cause."""
+    parts = urlsplit(args.url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise _Failed(f"cannot connect to {args.url}: {exc}") from None
+    try:
+        with trio.fail_after(args.connect_timeout):
+            stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context,
+                                                         https_compatible=True)
+            try:
+                await stream.do_handshake()
+            finally:
+                await trio.aclose_forcefully(stream)
+    except trio.TooSlowError:
+        raise _Failed(f"cannot connect to {args.url}: timed out") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        cause = exc.__cause__ or exc
+        raise _Failed(f"cannot connect to {args.url}: TLS: {cause}") from None
+
+
 def warn_cleartext_key(args: argparse.Namespace, err: TextIO) -> None:
     """Warn when --user would send the key unencrypted to a host that is not this machine."""
     parts = urlsplit(args.url)
@@ -178,6 +202,8 @@ async def _tail(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _Failed("--ca-file needs a wss:// URL")
     ssl_context = client_ssl_context(args)
     warn_cleartext_key(args, err)
+    if ssl_context is not None:
+        await _check_tls(args, ssl_context)
     try:
         async with open_websocket_url(
             args.url, ssl_context=ssl_context, connect_timeout=args.connect_timeout,
