@@ -109,22 +109,31 @@ async def expect_rejected(
     raise AssertionError("the handshake was accepted")
 
 
-async def stalled_client(sink: WebSocketSink, path: str = "/") -> trio.socket.SocketType:
-    """A raw WebSocket client that completes the handshake and then never reads.
+async def raw_handshake(
+    sink: WebSocketSink,
+    path: str = "/",
+    *,
+    source: str = "127.0.0.1",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[trio.socket.SocketType, bytes]:
+    """A raw WebSocket client from ``source`` (any 127.x address): (socket, HTTP response).
 
-    Its receive buffer is pinned small, so the server's sends to it block soon.
+    Its receive buffer is pinned small, so the server's sends to it block soon once it stops
+    reading.
     """
     port = sink.port
     assert port is not None
     sock = trio.socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.bind((source, 0))
     await sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{name.decode()}: {value.decode()}\r\n" for name, value in headers or [])
     await sock.send(
         (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
         ).encode()
     )
     response = b""
@@ -133,8 +142,79 @@ async def stalled_client(sink: WebSocketSink, path: str = "/") -> trio.socket.So
         if not chunk:
             raise ConnectionError("closed during the handshake")
         response += chunk
+    return sock, response
+
+
+async def stalled_client(
+    sink: WebSocketSink, path: str = "/", *, source: str = "127.0.0.1"
+) -> trio.socket.SocketType:
+    """A raw WebSocket client that completes the handshake and then never reads."""
+    sock, response = await raw_handshake(sink, path, source=source)
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
+
+
+def client_frame(text: str) -> bytes:
+    """One masked text frame, as a client must send it."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+class FrameReader:
+    """Reads server frames from a raw client socket."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    async def _take(self, n: int) -> bytes | None:
+        while len(self.buffer) < n:
+            try:
+                chunk = await self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    async def next(self) -> tuple[int, bytes] | None:
+        """The next frame (opcode, payload), or None when the server closed the socket."""
+        head = await self._take(2)
+        if head is None:
+            return None
+        length = head[1] & 0x7F
+        if length >= 126:
+            ext = await self._take(2 if length == 126 else 8)
+            if ext is None:
+                return None
+            length = int.from_bytes(ext, "big")
+        payload = await self._take(length) if length else b""
+        if payload is None:
+            return None
+        return head[0] & 0x0F, payload
+
+
+async def read_close_code(sock: trio.socket.SocketType) -> int | None:
+    """Read frames until the server's close frame; its code (None: cut without one)."""
+    reader = FrameReader(sock)
+    while True:
+        frame = await reader.next()
+        if frame is None:
+            return None
+        opcode, payload = frame
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
 
 
 def close_code(exc: ConnectionClosed) -> int:

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from streamer_websocket import tail
-from websocket.helpers import StartSink, kline, trade
+from websocket.helpers import StartSink, kline, price, ticker, trade
 
 KEY_ENV = "STREAMER_TEST_TAIL_KEY"
 
@@ -136,3 +136,24 @@ def test_subscription_request_from_arguments() -> None:
     assert tail.subscription_request(parse("--channel", "spot", "--symbol", "A", "B",
                                            "--symbol", "C")) == {
         "op": "subscribe", "args": [{"channel": "spot", "symbols": ["A", "B", "C"]}]}
+
+
+async def test_tail_filters_apply_to_the_snapshot_sent_on_connect(start_sink: StartSink) -> None:
+    with trio.fail_after(10):
+        sink, inbox = await start_sink()
+        await inbox.put([ticker("BTCUSDT", 1.0), price("BTCUSDT", 5.0), kline("ETHUSDT", 7.0),
+                         ticker("ETHUSDT", 2.0), price("ETHUSDT", 6.0)])
+        while len(sink.snapshot) < 5:
+            await trio.sleep(0.001)
+        # The connect snapshot starts with tickers: none may be printed.
+        status, out, err = await run_tail(parse("--url", sink.url, "--type", "price",
+                                                "--count", "1"))
+        assert status == 0, err
+        lines = out.splitlines()
+        assert lines and all(line.split()[1] == "price" for line in lines), lines
+        status, out, err = await run_tail(parse("--url", sink.url, "--json", "--symbol",
+                                                "ethusdt", "--count", "2"))
+        assert status == 0, err
+        for line in out.splitlines():
+            env = msgspec.json.decode(line)
+            assert {item["symbol"] for item in env["data"]} == {"ETHUSDT"}, env

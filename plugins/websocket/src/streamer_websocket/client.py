@@ -2,8 +2,10 @@
 
 The pipeline side only ever calls :meth:`Client.offer`, which appends to a deque and wakes the
 sender: it never awaits, so a client that stops reading cannot slow the pipeline or the other
-clients (../shared/DESIGN.md, section 5). The sender drains the whole queue at once, merges
-envelopes of one channel and data type into one message, and sends with a timeout.
+clients. The sender takes a bounded prefix of its queue at a time (so the text in flight stays
+small whatever is queued), merges envelopes of one channel and data type into one message,
+and sends with a timeout. Control replies go first and have their own small bound: a client
+that lets them pile up is closed with 1008.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from streamer_websocket.envelope import Envelope, coalesced_text
 from streamer_websocket.subscription import Subscription
 
 _json = msgspec.json.Encoder()
+
+CLOSE_POLICY_VIOLATION = 1008
+#: The sender turns at most this many times ``max_message_chars`` of queued data into text
+#: at once; the rest stays queued as envelopes (shared references, no text of its own).
+DRAIN_MESSAGES = 4
 
 #: Cache of per-symbol filtered envelopes for one fan-out, shared by clients with equal filters.
 FilterCache = dict[tuple[int, "frozenset[str]"], "Envelope | None"]
@@ -70,6 +77,7 @@ class Client:
         client_id: int,
         queue_size: int,
         max_dropped: int,
+        max_replies: int = 64,
         send_timeout: float,
         max_message_chars: int,
         metrics: Metrics,
@@ -81,6 +89,7 @@ class Client:
         self.queue: deque[Envelope] = deque()
         self.control: deque[str] = deque()
         self.queue_size = queue_size
+        self.max_replies = max_replies
         self.max_dropped = max_dropped
         self.send_timeout = send_timeout
         self.max_message_chars = max_message_chars
@@ -91,6 +100,8 @@ class Client:
         self.dropped_total = 0
         #: Why the server disconnected this client forcefully, if it did.
         self.kicked: str | None = None
+        #: Close code to try (briefly) before cutting a kicked client, if any.
+        self.kick_code: int | None = None
         #: Set at shutdown: the sender sends what is queued, then returns.
         self.closing = False
         self._wakeup = trio.lowlevel.ParkingLot()
@@ -110,7 +121,7 @@ class Client:
         for env in envelopes:
             if env.key not in sub:
                 continue
-            symbols = sub[env.key]
+            symbols = sub.symbols(env.key)
             if symbols is None:
                 selected.append(env)
                 continue
@@ -143,17 +154,32 @@ class Client:
         if self._wakeup:
             self._wakeup.unpark_all()
 
-    def reply(self, message: dict[str, Any]) -> None:
-        """Queue a control reply (ack, pong, error); sent before queued data."""
+    def reply(self, message: dict[str, Any]) -> bool:
+        """Queue a control reply (ack, pong, error); sent before queued data.
+
+        Past ``max_replies`` queued the client is not reading its answers: it is closed with
+        1008 and False is returned, so the caller does no further work for it.
+        """
+        if self.kicked is not None:
+            return False
+        if len(self.control) >= self.max_replies:
+            self.kick(f"more than {self.max_replies} replies unread",
+                      "reply_overflow_disconnects", code=CLOSE_POLICY_VIOLATION)
+            return False
         self.control.append(_json.encode(message).decode())
         if self._wakeup:
             self._wakeup.unpark_all()
+        return True
 
-    def kick(self, reason: str, metric: str | None = None) -> None:
+    def kick(self, reason: str, metric: str | None = None, code: int | None = None) -> None:
         """Disconnect forcefully; the connection handler closes the socket."""
         if self.kicked is not None:
             return
         self.kicked = reason
+        self.kick_code = code
+        # Nothing queued is sent any more: free it now, not when the handler ends.
+        self.queue.clear()
+        self.control.clear()
         if metric:
             self.metrics.inc(metric)
         self.cancel_scope.cancel()
@@ -175,8 +201,7 @@ class Client:
             texts = list(self.control)
             self.control.clear()
             if self.queue:
-                texts.extend(coalesce(self.queue, self.max_message_chars))
-                self.queue.clear()
+                texts.extend(coalesce(self._take_prefix(), self.max_message_chars))
             for text in texts:
                 with trio.move_on_after(self.send_timeout) as scope:
                     try:
@@ -190,3 +215,16 @@ class Client:
                     return
             self.metrics.inc("sent_messages", len(texts))
             self.dropped_since_send = 0
+
+    def _take_prefix(self) -> list[Envelope]:
+        """Pop queued envelopes up to DRAIN_MESSAGES messages' worth of text (at least one)."""
+        queue = self.queue
+        budget = DRAIN_MESSAGES * self.max_message_chars
+        taken = [queue.popleft()]
+        size = len(taken[0].data_text())
+        while queue:
+            size += len(queue[0].data_text())
+            if size > budget:
+                break
+            taken.append(queue.popleft())
+        return taken

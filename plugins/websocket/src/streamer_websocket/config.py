@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 
@@ -17,8 +19,30 @@ class WebSocketConfig:
     auth_user: str | None = None
     #: Environment variable holding the key (read at start, never from the toml).
     auth_key_env: str = "STREAMER_WSS_AUTH_KEY"
-    #: Connected clients at most; more are closed with code 1013 (try again later).
+    #: Authenticated (served) clients at most; more are closed with code 1013.
     max_clients: int = 100
+    #: Connections not yet authenticated at most, in total; more are closed with 1013.
+    #: Kept apart from max_clients so sockets that never authenticate cannot lock users out.
+    max_unauthenticated: int = 16
+    #: Connections not yet authenticated at most from one source address.
+    max_unauthenticated_per_address: int = 4
+    #: Seconds a failed authentication waits before it is answered (slows guessing).
+    auth_failure_delay: float = 1.0
+    #: Failed authentications from one address within auth_failure_window before every
+    #: further attempt from it is refused (HTTP 429) until the window ends.
+    max_auth_failures: int = 10
+    #: Seconds over which max_auth_failures is counted.
+    auth_failure_window: float = 60.0
+    #: Control replies (acks, pongs, errors) queued per client; a client whose replies pile
+    #: up past this is closed with 1008.
+    max_queued_replies: int = 64
+    #: Total (channel, data_type, symbol) entries one client may subscribe to; a subscribe
+    #: that would go past it is refused with an error reply. "All symbols" counts as one.
+    max_subscriptions_per_client: int = 10_000
+    #: Certificate chain (PEM) for wss://; set together with tls_keyfile.
+    tls_certfile: str | None = None
+    #: Private key (PEM) for wss://.
+    tls_keyfile: str | None = None
     #: Envelopes queued per client before its oldest are dropped.
     client_queue_size: int = 1000
     #: Envelopes dropped since a client's last completed send before it is disconnected.
@@ -48,11 +72,23 @@ class WebSocketConfig:
         if not self.auth_key_env:
             raise ValueError("auth_key_env must name an environment variable")
         for name in ("max_clients", "client_queue_size", "max_dropped", "max_message_size",
-                     "max_client_message"):
+                     "max_client_message", "max_unauthenticated",
+                     "max_unauthenticated_per_address", "max_auth_failures",
+                     "max_queued_replies", "max_subscriptions_per_client"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("ping_interval", "auth_timeout", "send_timeout", "shutdown_timeout",
+                     "auth_failure_delay", "auth_failure_window"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile must be set together")
+        if self.tls_certfile == "" or self.tls_keyfile == "":
+            raise ValueError("tls_certfile and tls_keyfile must not be empty")
+        if self.auth_failure_delay < 0:
+            raise ValueError(f"auth_failure_delay must be >= 0, got {self.auth_failure_delay}")
         if self.ping_interval < 0:
             raise ValueError(f"ping_interval must be >= 0 (0 disables), got {self.ping_interval}")
-        for name in ("auth_timeout", "send_timeout", "shutdown_timeout"):
+        for name in ("auth_timeout", "send_timeout", "shutdown_timeout", "auth_failure_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import ssl
 from typing import Any
 
 import msgspec
@@ -25,16 +26,17 @@ from trio_websocket import (
 from streamer import Context, FatalError, Inbox
 from streamer.logs import RateLimitedLog
 from streamer.wire import render
+from streamer_websocket.admission import Admission
 from streamer_websocket.auth import Credentials, authorization_header, resolve_credentials
 from streamer_websocket.client import Client, FilterCache
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.snapshot import SnapshotStore
 from streamer_websocket.subscription import (
+    Subscription,
     SubscriptionError,
+    everything,
     parse_args,
-    subscribe,
-    unsubscribe,
 )
 
 CLOSE_GOING_AWAY = 1001
@@ -52,6 +54,26 @@ def _normalise_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+def _address(remote: object) -> str:
+    """The source address of a connection (without port), the key of per-address limits."""
+    return str(getattr(remote, "address", remote))
+
+
+def server_ssl_context(config: WebSocketConfig, sink_name: str) -> ssl.SSLContext | None:
+    """The TLS context for wss://, or None for plain ws://; FatalError on unusable files."""
+    if config.tls_certfile is None or config.tls_keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise FatalError(
+            f"websocket sink {sink_name!r}: cannot load tls_certfile {config.tls_certfile!r} "
+            f"/ tls_keyfile {config.tls_keyfile!r}: {exc}"
+        ) from exc
+    return context
+
+
 class WebSocketSink:
     def __init__(self, config: WebSocketConfig, context: Context) -> None:
         self.config = config
@@ -64,6 +86,9 @@ class WebSocketSink:
         self.snapshot = SnapshotStore()
         self._log = RateLimitedLog(context.logger)
         self._credentials: Credentials | None = None
+        self._admission = Admission(config)
+        self._tls = False
+        #: Authenticated connections (served, or being admitted); at most max_clients.
         self._connections = 0
         self._closing = False
         self._clients_changed = trio.lowlevel.ParkingLot()
@@ -75,7 +100,8 @@ class WebSocketSink:
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}{self.config.path}"
+        scheme = "wss" if self._tls else "ws"
+        return f"{scheme}://{host}:{self.port}{self.config.path}"
 
     async def wait_for_clients(self, count: int) -> None:
         """Wait until exactly ``count`` clients are authenticated and receiving."""
@@ -89,16 +115,25 @@ class WebSocketSink:
     ) -> None:
         config = self.config
         self._credentials = resolve_credentials(config, os.environ, self.context.name)
+        ssl_context = server_ssl_context(config, self.context.name)
+        self._tls = ssl_context is not None
         self.clients = set()
+        self._admission = Admission(config)
         self._connections = 0
         self._closing = False
         try:
-            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+            tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         except OSError as exc:
             raise FatalError(
                 f"websocket sink {self.context.name!r}: cannot listen on "
                 f"{config.host}:{config.port}: {exc}"
             ) from exc
+        listeners: list[trio.SSLListener[trio.SocketStream] | trio.SocketListener]
+        listeners = list(tcp_listeners)
+        if ssl_context is not None:
+            # The TLS handshake runs inside trio-websocket's connect_timeout (auth_timeout).
+            listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True)
+                         for listener in tcp_listeners]
         async with trio.open_nursery() as handlers:
             server = WebSocketServer(
                 self._handle,
@@ -110,7 +145,7 @@ class WebSocketSink:
             )
             async with trio.open_nursery() as listening:
                 await listening.start(server.run)
-                self.port = listeners[0].socket.getsockname()[1]
+                self.port = tcp_listeners[0].socket.getsockname()[1]
                 self.context.logger.info(
                     "websocket sink listening on %s (auth %s)",
                     self.url,
@@ -159,42 +194,86 @@ class WebSocketSink:
             self.context.logger.exception("websocket client handler failed")
 
     async def _handle_request(self, request: WebSocketRequest) -> None:
-        config = self.config
         creds = self._credentials
-        authenticated = creds is None
+        address = _address(request.remote)
         if _normalise_path(request.path) != self._path:
             ws = await request.accept()
             self.metrics.inc("wrong_path")
             await self._close(ws, CLOSE_NOT_FOUND, "unknown path")
             return
-        if creds is not None:
-            header = authorization_header(request.headers)
-            if header is not None:
-                if not creds.check_basic(header):
-                    self.metrics.inc("auth_failures")
-                    self._log.warning("auth", "websocket client %s: basic auth failed",
-                                      request.remote)
-                    await request.reject(
-                        401,
-                        extra_headers=[(b"WWW-Authenticate", b'Basic realm="streamer"')],
-                        body=b"Authentication failed\n",
-                    )
-                    return
-                authenticated = True
+        if creds is None:
+            await self._admit(await request.accept())
+            return
+        if self._admission.locked_out(address, trio.current_time()):
+            # Refused whatever it presents: a right key must not be learnable by trying.
+            self.metrics.inc("auth_lockouts")
+            self._log.warning("lockout", "websocket client %s: refused, %d failed "
+                              "authentications within %ss", address,
+                              self.config.max_auth_failures, self.config.auth_failure_window)
+            await request.reject(429, body=b"Too many failed authentications\n")
+            return
+        header = authorization_header(request.headers)
+        if header is not None:
+            if creds.check_basic(header):
+                await self._admit(await request.accept())
+                return
+            if self._admission.enter_unauthenticated(address):
+                try:
+                    await self._auth_failed(address, "basic auth")
+                finally:
+                    self._admission.leave_unauthenticated(address)
+            else:
+                self._count_failure(address, "basic auth")
+            await request.reject(
+                401,
+                extra_headers=[(b"WWW-Authenticate", b'Basic realm="streamer"')],
+                body=b"Authentication failed\n",
+            )
+            return
         ws = await request.accept()
-        if self._connections >= config.max_clients or self._closing:
+        if self._closing or not self._admission.enter_unauthenticated(address):
+            self.metrics.inc("rejected_unauthenticated")
+            self._log.warning(
+                "max_unauthenticated", "websocket: too many unauthenticated connections "
+                "(%d in total, %d per address at most); closing %s",
+                self.config.max_unauthenticated, self.config.max_unauthenticated_per_address,
+                address)
+            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many unauthenticated connections")
+            return
+        try:
+            authenticated = await self._first_message_auth(ws, address)
+        finally:
+            self._admission.leave_unauthenticated(address)
+        if authenticated:
+            await self._admit(ws)
+
+    async def _admit(self, ws: WebSocketConnection) -> None:
+        """Serve an authenticated connection if a place is free, else close it with 1013."""
+        if self._connections >= self.config.max_clients or self._closing:
             self.metrics.inc("rejected_max_clients")
             self._log.warning("max_clients", "websocket: max_clients (%d) reached; closing %s",
-                              config.max_clients, ws.remote)
+                              self.config.max_clients, ws.remote)
             await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many clients")
             return
         self._connections += 1
         try:
-            if not authenticated and not await self._first_message_auth(ws):
-                return
             await self._serve(ws)
         finally:
             self._connections -= 1
+
+    def _count_failure(self, address: str, how: str) -> None:
+        admission = self._admission
+        in_window = admission.record_failure(address, trio.current_time())
+        self.metrics.inc("auth_failures")
+        self._log.warning(
+            "auth", "websocket client %s: %s failed (%d from this address within %ss, "
+            "%d failed authentications in total)", address, how, in_window,
+            self.config.auth_failure_window, admission.failures_total)
+
+    async def _auth_failed(self, address: str, how: str) -> None:
+        """Count and log a failure, then wait auth_failure_delay before it is answered."""
+        self._count_failure(address, how)
+        await trio.sleep(self.config.auth_failure_delay)
 
     async def _close(self, ws: WebSocketConnection, code: int, reason: str) -> None:
         with trio.move_on_after(self.config.send_timeout):
@@ -204,9 +283,10 @@ class WebSocketSink:
         with trio.move_on_after(self.config.send_timeout):
             await ws.send_message(text)
 
-    async def _first_message_auth(self, ws: WebSocketConnection) -> bool:
+    async def _first_message_auth(self, ws: WebSocketConnection, address: str) -> bool:
         """The older streamer's protocol: ``{"user", "key"}`` first, within auth_timeout."""
         assert self._credentials is not None
+        failed = False
         with trio.move_on_after(self.config.auth_timeout):
             raw = await ws.get_message()
             try:
@@ -218,8 +298,10 @@ class WebSocketSink:
             ):
                 await self._send_bounded(ws, AUTHENTICATED)
                 return True
-            self.metrics.inc("auth_failures")
-            self._log.warning("auth", "websocket client %s: authentication failed", ws.remote)
+            failed = True
+        if failed:
+            # The delay is outside auth_timeout: a guess is never answered sooner.
+            await self._auth_failed(address, "authentication")
             await self._send_bounded(ws, AUTH_FAILED)
             await self._close(ws, CLOSE_UNAUTHORIZED, "authentication failed")
             return False
@@ -236,6 +318,7 @@ class WebSocketSink:
                 client_id=next(self._ids),
                 queue_size=config.client_queue_size,
                 max_dropped=config.max_dropped,
+                max_replies=config.max_queued_replies,
                 send_timeout=config.send_timeout,
                 max_message_chars=config.max_message_size,
                 metrics=self.metrics,
@@ -264,6 +347,11 @@ class WebSocketSink:
         if client.kicked is not None:
             self._log.warning("kick", "websocket client %s disconnected: %s", ws.remote,
                               client.kicked)
+            if client.kick_code is not None:
+                # Say why if the socket takes it at once; a client that reads nothing
+                # must not hold the handler for long.
+                with trio.move_on_after(min(1.0, self.config.send_timeout)):
+                    await ws.aclose(client.kick_code, client.kicked[:120])
             await trio.aclose_forcefully(ws)
 
     async def _read_loop(self, client: Client) -> None:
@@ -317,7 +405,7 @@ class WebSocketSink:
             if creds is None or creds.check(message.get("user"), message.get("key")):
                 client.reply({"status": "authenticated"})
             else:
-                self.metrics.inc("auth_failures")
+                self._count_failure(_address(client.ws.remote), "authentication (in session)")
                 client.reply({"error": "Authentication failed"})
         else:
             self._bad_message(
@@ -328,17 +416,20 @@ class WebSocketSink:
             )
 
     def _on_subscription(self, client: Client, op: str, raw_args: Any) -> None:
+        # In place and in O(request): the held set is never copied.
+        sub = client.subscription
         try:
             args = parse_args(raw_args)
             if op == "subscribe":
-                new = subscribe(client.subscription, args)
+                sub = Subscription() if sub is None else sub  # the first one narrows
+                sub.subscribe(args, limit=self.config.max_subscriptions_per_client)
             else:
-                new = unsubscribe(client.subscription, args)
+                sub = everything() if sub is None else sub
+                sub.unsubscribe(args)
         except SubscriptionError as exc:
             self._bad_message(client, f"bad {op}: {exc}",
                               {"op": op, "success": False, "error": str(exc)})
             return
-        client.subscription = new
-        client.reply({"op": op, "success": True, "args": args})
-        if op == "subscribe":
-            client.enqueue(self.snapshot.envelopes(subscribe(None, args)))
+        client.subscription = sub
+        if client.reply({"op": op, "success": True, "args": args}) and op == "subscribe":
+            client.enqueue(self.snapshot.envelopes(Subscription.of(args)))

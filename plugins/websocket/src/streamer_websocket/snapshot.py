@@ -2,38 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from streamer_websocket.envelope import Envelope
-from streamer_websocket.subscription import Subscription, matches
+from streamer_websocket.subscription import CHANNELS, Subscription
 
 # The order a snapshot is sent in: what a dashboard shows first.
 _SNAPSHOT_TYPES = ("ticker", "price", "klines")
+#: Items per snapshot envelope: a client's queue holds envelopes, and a bounded envelope keeps
+#: what one queued snapshot envelope pins per client bounded too.
+SNAPSHOT_CHUNK = 500
+
+_Item = dict[str, Any]
 
 
 class SnapshotStore:
-    """Latest wire item per (channel, data_type, symbol[, kline interval])."""
+    """Latest wire item per (channel, data_type) -> symbol -> kline interval (or None)."""
 
     def __init__(self) -> None:
-        self._latest: dict[tuple[str, str, str, int | None], dict[str, Any]] = {}
+        self._latest: dict[tuple[str, str], dict[str, dict[int | None, _Item]]] = {}
+        self._size = 0
 
     def update(self, envelopes: list[Envelope]) -> None:
         latest = self._latest
         for env in envelopes:
             if env.data_type == "trades":
                 continue  # a trade is history, not state
-            channel, data_type = env.key
+            by_symbol = latest.get(env.key)
+            if by_symbol is None:
+                by_symbol = latest[env.key] = {}
             for item in env.data:
-                latest[(channel, data_type, item["symbol"], item.get("interval"))] = item
+                symbol = item["symbol"]
+                per_interval = by_symbol.get(symbol)
+                if per_interval is None:
+                    per_interval = by_symbol[symbol] = {}
+                interval = item.get("interval")
+                if interval not in per_interval:
+                    self._size += 1
+                per_interval[interval] = item
 
     def __len__(self) -> int:
-        return len(self._latest)
+        return self._size
 
     def envelopes(self, sub: Subscription | None) -> list[Envelope]:
-        """What a client with subscription ``sub`` should see first, grouped into envelopes."""
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        """What a client with subscription ``sub`` should see first, grouped into envelopes.
+
+        Costs time in proportion to what is selected (or to the symbols ``sub`` names), not
+        to the whole store.
+        """
+        out: list[Envelope] = []
         for data_type in _SNAPSHOT_TYPES:
-            for (channel, dt, symbol, _), item in self._latest.items():
-                if dt == data_type and matches(sub, channel, dt, symbol):
-                    groups.setdefault((channel, dt), []).append(item)
-        return [Envelope(channel, dt, data) for (channel, dt), data in groups.items()]
+            for channel in CHANNELS:
+                key = (channel, data_type)
+                by_symbol = self._latest.get(key)
+                if not by_symbol or (sub is not None and key not in sub):
+                    continue
+                symbols = None if sub is None else sub.symbols(key)
+                selected: Iterable[dict[int | None, _Item]]
+                if symbols is None:
+                    selected = by_symbol.values()
+                else:
+                    selected = [by_symbol[s] for s in sorted(symbols) if s in by_symbol]
+                items = [item for per_interval in selected for item in per_interval.values()]
+                for start in range(0, len(items), SNAPSHOT_CHUNK):
+                    out.append(Envelope(channel, data_type, items[start:start + SNAPSHOT_CHUNK]))
+        return out

@@ -1,11 +1,12 @@
 """Client subscriptions: which channel / data type / symbols a client wants.
 
-A subscription maps ``(channel, data_type)`` to a frozenset of symbols, or to ``None`` for
-every symbol. A client that never subscribed has no subscription at all and gets everything.
+A subscription maps ``(channel, data_type)`` to a set of symbols, or to ``None`` for every
+symbol. A client that never subscribed has no subscription at all and gets everything.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, get_args
 
 from streamer.events import Channel, DataType
@@ -14,9 +15,11 @@ CHANNELS: tuple[str, ...] = get_args(Channel)
 DATA_TYPES: tuple[str, ...] = get_args(DataType)
 MAX_ARGS = 100
 MAX_SYMBOLS = 2000
+#: Exchange symbols are short ASCII names ("BTCUSDT", "BTC-26DEC25"); anything else is
+#: refused, which also keeps an acknowledgement no larger than its request.
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 Key = tuple[str, str]
-Subscription = dict[Key, "frozenset[str] | None"]
 
 
 class SubscriptionError(ValueError):
@@ -58,6 +61,10 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
                 raise SubscriptionError("symbols must be a non-empty list of strings")
             if len(symbols) > MAX_SYMBOLS:
                 raise SubscriptionError(f"at most {MAX_SYMBOLS} symbols per arg")
+            bad = next((s for s in symbols if not _SYMBOL.fullmatch(s)), None)
+            if bad is not None:
+                raise SubscriptionError(
+                    f"bad symbol {bad[:40]!r}: 1-40 characters of A-Z 0-9 . _ -")
             out["symbols"] = sorted({s.upper() for s in symbols})
         normalised.append(out)
     return normalised
@@ -69,53 +76,136 @@ def _keys(arg: dict[str, Any]) -> list[Key]:
     return [(c, d) for c in channels for d in data_types]
 
 
-def everything() -> Subscription:
-    return {(c, d): None for c in CHANNELS for d in DATA_TYPES}
+class Subscription:
+    """What one client asked for: per ``(channel, data_type)`` a set of symbols or ``None``.
 
+    Mutated in place, so a subscribe costs time proportional to its request, never to the set
+    already held. ``size`` counts (key, symbol) entries, an "all symbols" key counting one;
+    :meth:`subscribe` refuses to grow it past ``limit``. The frozen copy that the fan-out uses
+    to share filtered envelopes between clients is rebuilt lazily, at most once per change
+    and fan-out, never per request.
+    """
 
-def subscribe(current: Subscription | None, args: list[dict[str, Any]]) -> Subscription:
-    """The first subscribe narrows "everything" to what was asked; later ones add to it."""
-    result: Subscription = {} if current is None else dict(current)
-    for arg in args:
-        symbols = frozenset(arg["symbols"]) if "symbols" in arg else None
-        for key in _keys(arg):
-            if key in result:
-                old = result[key]
-                result[key] = None if old is None or symbols is None else old | symbols
-            else:
-                result[key] = symbols
-    return result
+    __slots__ = ("_frozen", "_symbols", "size")
 
+    def __init__(self) -> None:
+        self._symbols: dict[Key, set[str] | None] = {}
+        self._frozen: dict[Key, frozenset[str]] = {}
+        self.size = 0
 
-def unsubscribe(current: Subscription | None, args: list[dict[str, Any]]) -> Subscription:
-    """Remove what ``args`` name. An empty result means the client receives nothing."""
-    result = everything() if current is None else dict(current)
-    for arg in args:
-        for key in _keys(arg):
-            if key not in result:
-                continue
-            if "symbols" not in arg:
-                del result[key]
-                continue
-            old = result[key]
-            if old is None:
+    @classmethod
+    def of(cls, args: list[dict[str, Any]]) -> Subscription:
+        """The subscription ``args`` name on their own (no limit: used for snapshots)."""
+        sub = cls()
+        sub.subscribe(args, limit=None)
+        return sub
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._symbols
+
+    def __len__(self) -> int:
+        return len(self._symbols)
+
+    def keys(self) -> list[Key]:
+        return list(self._symbols)
+
+    def symbols(self, key: Key) -> frozenset[str] | None:
+        """The symbols of ``key`` (``None``: all); ``key`` must be subscribed."""
+        current = self._symbols[key]
+        if current is None:
+            return None
+        frozen = self._frozen.get(key)
+        if frozen is None:
+            frozen = self._frozen[key] = frozenset(current)
+        return frozen
+
+    def matches(self, channel: str, data_type: str, symbol: str) -> bool:
+        key = (channel, data_type)
+        if key not in self._symbols:
+            return False
+        symbols = self._symbols[key]
+        return symbols is None or symbol in symbols
+
+    def _growth(self, args: list[dict[str, Any]]) -> int:
+        """Entries ``args`` would add, an upper bound computed in O(request)."""
+        growth = 0
+        for arg in args:
+            for key in _keys(arg):
+                if key not in self._symbols:
+                    growth += len(arg["symbols"]) if "symbols" in arg else 1
+                    continue
+                held = self._symbols[key]
+                if held is not None:
+                    growth += sum(s not in held for s in arg.get("symbols", ()))
+        return growth
+
+    def subscribe(self, args: list[dict[str, Any]], limit: int | None) -> None:
+        """Add what ``args`` name; refuse (unchanged) if the set would grow past ``limit``."""
+        if limit is not None:
+            growth = self._growth(args)
+            if self.size + growth > limit:
                 raise SubscriptionError(
-                    f"cannot unsubscribe single symbols from all symbols of {key[0]} {key[1]}: "
-                    "unsubscribe that channel and data_type, then subscribe the symbols wanted"
+                    f"subscription limit reached: {self.size} entries held, this request "
+                    f"adds up to {growth}, at most {limit} per client"
                 )
-            remaining = old - set(arg["symbols"])
-            if remaining:
-                result[key] = remaining
-            else:
-                del result[key]
-    return result
+        table = self._symbols
+        for arg in args:
+            symbols = arg.get("symbols")
+            for key in _keys(arg):
+                self._frozen.pop(key, None)
+                if key not in table:
+                    table[key] = None if symbols is None else set(symbols)
+                    self.size += 1 if symbols is None else len(symbols)
+                    continue
+                held = table[key]
+                if held is None:
+                    continue
+                if symbols is None:
+                    self.size -= len(held) - 1
+                    table[key] = None
+                    continue
+                before = len(held)
+                held.update(symbols)
+                self.size += len(held) - before
+
+    def check_unsubscribe(self, args: list[dict[str, Any]]) -> None:
+        for arg in args:
+            if "symbols" not in arg:
+                continue
+            for key in _keys(arg):
+                if key in self._symbols and self._symbols[key] is None:
+                    raise SubscriptionError(
+                        f"cannot unsubscribe single symbols from all symbols of {key[0]} "
+                        f"{key[1]}: unsubscribe that channel and data_type, then subscribe "
+                        "the symbols wanted"
+                    )
+
+    def unsubscribe(self, args: list[dict[str, Any]]) -> None:
+        """Remove what ``args`` name (all or nothing). Empty means: receive nothing."""
+        self.check_unsubscribe(args)
+        table = self._symbols
+        for arg in args:
+            for key in _keys(arg):
+                if key not in table:
+                    continue
+                self._frozen.pop(key, None)
+                held = table[key]
+                if "symbols" not in arg:
+                    del table[key]
+                    self.size -= 1 if held is None else len(held)
+                    continue
+                assert held is not None
+                before = len(held)
+                held.difference_update(arg["symbols"])
+                self.size -= before - len(held)
+                if not held:
+                    del table[key]
+
+
+def everything() -> Subscription:
+    """The subscription of a client that never subscribed."""
+    return Subscription.of([{}])
 
 
 def matches(sub: Subscription | None, channel: str, data_type: str, symbol: str) -> bool:
-    if sub is None:
-        return True
-    key = (channel, data_type)
-    if key not in sub:
-        return False
-    symbols = sub[key]
-    return symbols is None or symbol in symbols
+    return sub is None or sub.matches(channel, data_type, symbol)

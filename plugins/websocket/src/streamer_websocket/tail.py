@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -22,6 +24,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from streamer_websocket.auth import is_loopback
 from streamer_websocket.subscription import CHANNELS, DATA_TYPES
 
 DEFAULT_URL = "ws://127.0.0.1:9500/"
@@ -50,6 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="exit after printing this many data messages")
     parser.add_argument("--connect-timeout", type=float, default=10.0,
                         help="seconds to wait for the connection (default 10)")
+    parser.add_argument("--ca-file", help="for wss://: trust the certificates in this PEM "
+                        "file (a self-signed server's certificate) instead of the system's")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -105,6 +110,72 @@ def subscription_request(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"op": "subscribe", "args": [arg]}
 
 
+def wanted(args: argparse.Namespace, envelope: dict[str, Any]) -> dict[str, Any] | None:
+    """``envelope`` cut down to what the filters select, or None if nothing is left.
+
+    tail applies its filters itself to everything it prints, so the snapshot a server sends
+    on connect (before it has read the subscription) is filtered like live data.
+    """
+    if args.channel and envelope.get("channel") != args.channel:
+        return None
+    if args.data_type and envelope.get("data_type") != args.data_type:
+        return None
+    if not args.symbols:
+        return envelope
+    symbols = {s.upper() for s in args.symbols}
+    field = "s" if envelope.get("data_type") == "trades" else "symbol"
+    data = envelope.get("data")
+    if not isinstance(data, list):
+        return None
+    kept = [item for item in data if isinstance(item, dict) and item.get(field) in symbols]
+    if not kept:
+        return None
+    if len(kept) == len(data):
+        return envelope
+    return {**envelope, "data": kept}
+
+
+def client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if urlsplit(args.url).scheme != "wss":
+        return None
+    try:
+        return ssl.create_default_context(cafile=args.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise _Failed(f"cannot use --ca-file {args.ca_file}: {exc}") from None
+
+
+async def _check_tls(args: argparse.Namespace, context: ssl.SSLContext) -> None:
+    """Complete one TLS handshake first: trio-websocket reports a certificate problem only
+    as a connect timeout, so tail checks the handshake itself and names the cause."""
+    parts = urlsplit(args.url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise _Failed(f"cannot connect to {args.url}: {exc}") from None
+    try:
+        with trio.fail_after(args.connect_timeout):
+            stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context,
+                                                         https_compatible=True)
+            try:
+                await stream.do_handshake()
+            finally:
+                await trio.aclose_forcefully(stream)
+    except trio.TooSlowError:
+        raise _Failed(f"cannot connect to {args.url}: timed out") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        cause = exc.__cause__ or exc
+        raise _Failed(f"cannot connect to {args.url}: TLS: {cause}") from None
+
+
+def warn_cleartext_key(args: argparse.Namespace, err: TextIO) -> None:
+    """Warn when --user would send the key unencrypted to a host that is not this machine."""
+    parts = urlsplit(args.url)
+    if args.user and parts.scheme == "ws" and not is_loopback(parts.hostname or ""):
+        print(f"streamer tail: warning: sending the key in clear text over ws:// to "
+              f"{parts.hostname}; use wss:// (the sink's tls_certfile/tls_keyfile)", file=err)
+
+
 class _Failed(Exception):
     """Stop tail with exit status 1 and this message."""
 
@@ -127,19 +198,29 @@ async def _tail(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         key = os.environ.get(args.key_env, "")
         if not key:
             raise _Failed(f"--user given but the environment variable {args.key_env} is empty")
+    if args.ca_file and urlsplit(args.url).scheme != "wss":
+        raise _Failed("--ca-file needs a wss:// URL")
+    ssl_context = client_ssl_context(args)
+    warn_cleartext_key(args, err)
+    if ssl_context is not None:
+        await _check_tls(args, ssl_context)
     try:
         async with open_websocket_url(
-            args.url, connect_timeout=args.connect_timeout, disconnect_timeout=2.0
+            args.url, ssl_context=ssl_context, connect_timeout=args.connect_timeout,
+            disconnect_timeout=2.0,
         ) as ws:
             return await _receive(ws, args, key, out, err)
     except ConnectionRejected as exc:
         if exc.status_code == 401:
             raise _Failed(f"{args.url} rejected the connection: authentication "
                           "required or wrong credentials (HTTP 401)") from None
+        if exc.status_code == 429:
+            raise _Failed(f"{args.url} rejected the connection: too many failed "
+                          "authentications from this address, try later (HTTP 429)") from None
         raise _Failed(f"{args.url} rejected the connection (HTTP {exc.status_code})") from None
     except ConnectionTimeout:
         raise _Failed(f"cannot connect to {args.url}: timed out") from None
-    except (OSError, HandshakeError, ValueError) as exc:
+    except (OSError, HandshakeError, ValueError, trio.BrokenResourceError) as exc:
         cause = exc.__cause__ or exc
         raise _Failed(f"cannot connect to {args.url}: {cause}") from None
 
@@ -171,10 +252,17 @@ async def _receive(
         if not isinstance(message, dict):
             continue
         if "data" in message and "data_type" in message:
+            selected = wanted(args, message)
+            if selected is None:
+                continue
             if args.format == "json":
-                out.write(raw if isinstance(raw, str) else raw.decode())
+                text = raw if isinstance(raw, str) else raw.decode()
+                if selected is not message:
+                    text = encode(selected).decode()
+                out.write(text)
                 out.write("\n")
             else:
+                message = selected
                 out.write("".join(line + "\n" for line in pretty_lines(message)))
             out.flush()
             printed += 1
