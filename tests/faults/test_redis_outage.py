@@ -282,9 +282,10 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
             storage_outage = storage_input.events[storage_before:]
             pub_outage = pub_input.events[pub_before:]
             assert len(storage_outage) > MAX_BUFFER and len(pub_outage) > MAX_BUFFER
-            assert pipeline.metrics()["storage"]["dropped_events"] == (
+            assert pipeline.metrics()["storage"]["buffer_dropped_events"] == (
                 len(storage_outage) - MAX_BUFFER)
-            assert pipeline.metrics()["pub"]["dropped_events"] == len(pub_outage) - MAX_BUFFER
+            assert (pipeline.metrics()["pub"]["buffer_dropped_events"]
+                    == len(pub_outage) - MAX_BUFFER)
 
             redis_server.restart()
             await wait_metric(pipeline, "storage", "written_events", storage_before + MAX_BUFFER)
@@ -305,8 +306,8 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
     # Exactly the newest MAX_BUFFER events of the outage were kept, the rest dropped, counted.
     kept_storage = storage_outage[-MAX_BUFFER:]
     kept_pub = pub_outage[-MAX_BUFFER:]
-    assert metrics["storage"]["dropped_events"] == len(storage_outage) - MAX_BUFFER
-    assert metrics["pub"]["dropped_events"] == len(pub_outage) - MAX_BUFFER
+    assert metrics["storage"]["buffer_dropped_events"] == len(storage_outage) - MAX_BUFFER
+    assert metrics["pub"]["buffer_dropped_events"] == len(pub_outage) - MAX_BUFFER
     assert metrics["storage"]["written_events"] == storage_before + MAX_BUFFER
     assert metrics["pub"]["written_events"] == pub_before + MAX_BUFFER
     # The pub/sub streams hold the kept trades and tickers, in order, once.
@@ -339,4 +340,4 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
     # The collectors (and so the source) never stalled; no inbox overflowed.
     assert all(trade_ids(pub_input.events, s) == [t["i"] for t in fake.history("linear", s)]
                for s in SYMBOLS)
-    assert not any(m.get("dropped_batches") for m in metrics.values())
+    assert not any(m.get("inbox_dropped_batches") for m in metrics.values())
