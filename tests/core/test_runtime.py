@@ -102,7 +102,7 @@ async def test_slow_sink_with_drop_oldest_never_blocks_source(
     slow = pipeline.node("slow").events
     assert len(slow) + slow_inbox.dropped_events == 100
     assert slow[-1].trade_id == "99"  # the newest batches survive, the oldest were dropped
-    assert pipeline.metrics()["slow"]["dropped_batches"] == slow_inbox.dropped_batches
+    assert pipeline.metrics()["slow"]["inbox_dropped_batches"] == slow_inbox.dropped_batches
 
 
 async def test_block_overflow_applies_backpressure(plugin_manager, autojump_clock) -> None:

@@ -127,5 +127,5 @@ async def test_redis_killed_and_restarted_buffered_writes_arrive(
     for sink in ("pub", "storage"):
         assert metrics[sink].get("dropped_events", 0) == 0, (sink, metrics[sink])
     # nobody's inbox overflowed: the outage never backed up into the pipeline
-    assert not any(m.get("dropped_batches") for m in metrics.values())
+    assert not any(m.get("inbox_dropped_batches") for m in metrics.values())
     assert all_trades_in(out.events)

@@ -96,7 +96,7 @@ async def test_stalled_client_dropped_twenty_others_get_everything(fake_bybit, p
         assert mine == per_symbol, f"client {i}: trades lost, doubled or reordered"
         assert arrived[i][0] - market_done < 5.0, f"client {i} fell behind"
     assert kicks_during_market == 1, "the stalled client was not dropped during the run"
-    assert metrics["ws"].get("dropped_batches", 0) == 0, metrics["ws"]
+    assert metrics["ws"].get("inbox_dropped_batches", 0) == 0, metrics["ws"]
 
 
 async def _client(url: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -14,6 +14,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 #: Repeats of one message template per logger allowed per window before suppression.
 BURST = 5
 WINDOW_SECONDS = 10.0
+#: ``logger.info(..., extra=NOT_RATE_LIMITED)``: summaries (stats, final counts, losses),
+#: one line per node by design, which the limiter must never swallow.
+NOT_RATE_LIMITED = {"rate_limit": False}
 
 
 class RateLimitFilter(logging.Filter):
@@ -27,6 +30,8 @@ class RateLimitFilter(logging.Filter):
         self._state: dict[tuple[str, Any], list[float]] = {}  # key -> [window_start, n, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "rate_limit", True) is False:
+            return True
         key = (record.name, record.msg)
         now = time.monotonic()
         state = self._state.get(key)
