@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import attrs
 import redis
-from streamer.logs import redact_url, url_secret
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from streamer.logs import redact_url, url_secret
 
 _SCHEMES = ("redis", "rediss", "unix")
 
