@@ -8,7 +8,15 @@ import attrs
 import pytest
 
 from streamer import hookimpl
-from streamer.config import ConfigError, load_config_file, load_config_text
+from streamer.config import (
+    ConfigError,
+    at_least,
+    between,
+    greater_than,
+    load_config_file,
+    load_config_text,
+)
+from streamer.logs import redact_url
 
 
 @attrs.define
@@ -87,7 +95,7 @@ def test_valid_pipeline_defaults_and_wiring(pm) -> None:
                                  "password_env"),
         ('overflow = "never"', "s.toml: sinks[0].overflow: expected one of 'block', "
                                "'drop_oldest', got 'never'"),
-        ("queue_size = 0", "s.toml: sinks[0].queue_size: expected a positive integer, got 0"),
+        ("queue_size = 0", "s.toml: sinks[0].queue_size: expected at least 1, got 0"),
         ('inputs = "src"', "s.toml: sinks[0].inputs: expected a list of node names, got 'src'"),
     ],
 )
@@ -144,7 +152,6 @@ def test_environment_overrides(pm) -> None:
         "STREAMER_SINKS__FAKE_SINK__FLUSH_INTERVAL": "0.25",
         "STREAMER_SINKS__FAKE_SINK__SYMBOLS": '["ETHUSDT"]',
         "STREAMER_SINKS__FAKE_SINK__URL": "redis://db:6379/0",
-        "STREAMER_SINKS__OTHER__URL": "ignored",
         "UNRELATED": "x",
     }
     cfg = load_config_text(SRC + '[[sinks]]\ntype = "fake.sink"\nflush_interval = 9\n', pm,
@@ -153,7 +160,137 @@ def test_environment_overrides(pm) -> None:
     assert cfg.sinks[0].options.flush_interval == 0.25
     assert cfg.sinks[0].options.symbols == ["ETHUSDT"]
     assert cfg.sinks[0].options.url == "redis://db:6379/0"
-    # A bad override is reported like a bad file value.
+    # A bad override is reported like a bad file value, but names the variable.
     errors = errors_of(SRC + '[[sinks]]\ntype = "fake.sink"\n', pm,
                        environ={"STREAMER_SINKS__FAKE_SINK__FLUSH_SIZE": "lots"})
-    assert "s.toml: sinks[0].flush_size: expected an integer, got 'lots'" in errors
+    assert errors == ["$STREAMER_SINKS__FAKE_SINK__FLUSH_SIZE (sets sinks[0].flush_size): "
+                      "expected an integer, got 'lots'"], errors
+
+
+# -- bad input: every problem at once, one clear line each -------------------------------------
+
+
+def test_override_naming_no_node_is_refused_with_the_node_names(pm) -> None:
+    errors = errors_of(SRC + '[[sinks]]\nname = "redis"\ntype = "fake.sink"\n'
+                       '[[sinks]]\nname = "my-sink"\ntype = "fake.sink"\n', pm,
+                       environ={"STREAMER_SINKS__REDSI__URL": "redis://db:6379/0",
+                                "STREAMER_SINKZ__REDIS__URL": "x",
+                                "STREAMER_STREAMER__SHUTDOWN_TIMEOUT": "0"})
+    assert errors == [
+        "$STREAMER_SINKS__REDSI__URL: no node of sinks is named 'REDSI'; sinks here: "
+        "redis (REDIS), my-sink (MY_SINK)",
+        "$STREAMER_SINKZ__REDIS__URL: no section 'sinkz'; expected STREAMER_STREAMER__<KEY> "
+        "or STREAMER_<SOURCES|TRANSFORMS|SINKS>__<NODE>__<KEY>",
+        "$STREAMER_STREAMER__SHUTDOWN_TIMEOUT (sets streamer.shutdown_timeout): expected more "
+        "than 0, got 0.0",
+    ], errors
+
+
+def test_every_range_error_at_once_with_its_path(pm) -> None:
+    @attrs.define
+    class Ranged:
+        port: int = attrs.field(default=1, validator=between(1, 65535))
+        size: int = attrs.field(default=1, validator=at_least(1))
+        timeout: float = attrs.field(default=1.0, validator=greater_than(0))
+
+    class RangedPlugin:
+        @staticmethod
+        @hookimpl
+        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+            register("ranged", Ranged, lambda config, context: object())
+
+    pm.register(RangedPlugin(), "ranged")
+    errors = errors_of('[streamer]\nshutdown_timeout = -1\nstats_interval = -2\n' + SRC
+                       + '[[sinks]]\ntype = "ranged"\nport = 70000\nsize = 0\ntimeout = 0\n'
+                       'queue_size = 0\nstall_timeout = 0\n', pm)
+    assert sorted(errors) == sorted([
+        "s.toml: streamer.shutdown_timeout: expected more than 0, got -1.0",
+        "s.toml: streamer.stats_interval: expected at least 0, got -2.0",
+        "s.toml: sinks[0].port: expected 1 to 65535, got 70000",
+        "s.toml: sinks[0].size: expected at least 1, got 0",
+        "s.toml: sinks[0].timeout: expected more than 0, got 0.0",
+        "s.toml: sinks[0].queue_size: expected at least 1, got 0",
+        "s.toml: sinks[0].stall_timeout: expected more than 0, got 0.0",
+    ]), errors
+
+
+def test_nan_and_infinity_are_refused_everywhere(pm) -> None:
+    errors = errors_of('[streamer]\nshutdown_timeout = nan\nstats_interval = inf\n' + SRC
+                       + '[[sinks]]\ntype = "fake.sink"\nflush_interval = -inf\n', pm)
+    assert sorted(errors) == [
+        "s.toml: sinks[0].flush_interval: expected a finite number, got -inf",
+        "s.toml: streamer.shutdown_timeout: expected a finite number, got nan",
+        "s.toml: streamer.stats_interval: expected a finite number, got inf",
+    ], errors
+
+
+def test_env_name_options_must_be_variable_names_and_are_never_echoed(pm) -> None:
+    errors = errors_of(SRC + '[[sinks]]\ntype = "fake.sink"\n'
+                       'password_env = "hunter2-pasted-secret!"\n', pm)
+    assert len(errors) == 1 and errors[0].startswith(
+        "s.toml: sinks[0].password_env: expected the name of an environment variable"), errors
+    assert "hunter2" not in errors[0]
+
+
+@pytest.mark.parametrize("url, what", [
+    ("redis://127.0.0.1:6379/0?password=hunter2", "query parameter 'password'"),
+    ("redis://user:hunter2@127.0.0.1:6379/0", "a password"),
+    ("wss://example.com/feed?token=hunter2", "query parameter 'token'"),
+])
+def test_credentials_in_a_url_are_refused_and_not_echoed(pm, url: str, what: str) -> None:
+    errors = errors_of(SRC + f'[[sinks]]\ntype = "fake.sink"\nurl = "{url}"\n', pm)
+    assert errors == [f"s.toml: sinks[0].url: {what} in a URL; secrets are not read from the "
+                      "file: leave it out and set the plugin's *_env option"], errors
+
+
+def test_redact_url() -> None:
+    assert (redact_url("redis://u:pw@h:6379/0?db=1&password=pw")
+            == "redis://u:***@h:6379/0?db=1&password=***")
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_log_file_in_a_missing_directory_or_a_directory(pm, tmp_path) -> None:
+    (error,) = errors_of(f'[streamer]\nlog_file = "{tmp_path}/nope/s.log"\n' + SRC
+                         + '[[sinks]]\ntype = "fake.sink"\n', pm)
+    assert error == f"s.toml: streamer: log_file: the directory '{tmp_path}/nope' does not exist"
+    (error,) = errors_of(f'[streamer]\nlog_file = "{tmp_path}"\n' + SRC
+                         + '[[sinks]]\ntype = "fake.sink"\n', pm)
+    assert error == f"s.toml: streamer: log_file: '{tmp_path}' is a directory; name a file in it"
+
+
+def test_a_config_class_validate_step_runs_with_the_environment(pm) -> None:
+    @attrs.define
+    class NeedsKey:
+        key_env: str = "MY_KEY"
+
+        def validate(self, environ) -> list[str]:  # type: ignore[no-untyped-def]
+            return [] if environ.get(self.key_env) else [f"${self.key_env} is unset"]
+
+    class NeedsKeyPlugin:
+        @staticmethod
+        @hookimpl
+        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+            register("needs.key", NeedsKey, lambda config, context: object())
+
+    pm.register(NeedsKeyPlugin(), "needs-key")
+    text = SRC + '[[sinks]]\ntype = "needs.key"\n'
+    assert errors_of(text, pm) == ["s.toml: sinks[0]: $MY_KEY is unset"]
+    load_config_text(text, pm, environ={"MY_KEY": "k"})
+
+
+def test_a_file_that_is_not_utf8_is_one_clear_error(pm, tmp_path) -> None:
+    path = tmp_path / "s.toml"
+    raw = SRC.encode() + b'[[sinks]]\ntype = "fake.sink"\n# caf\xe9\n'
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path, pm, environ={})
+    assert info.value.errors == [f"{path}: not UTF-8 text: byte 0xe9 at line 6 (offset "
+                                 f"{raw.index(0xE9)}); save the file as UTF-8"]
+
+
+@pytest.mark.parametrize("value", ["[" * 100_000 + "]" * 100_000,
+                                   "{a = " * 100 + "1" + "}" * 100,
+                                   "[" * 40 + "]" * 40])
+def test_deeply_nested_toml_is_one_clear_error(pm, value: str) -> None:
+    (error,) = errors_of(SRC + f'[[sinks]]\ntype = "fake.sink"\nsymbols = {value}\n', pm)
+    assert error.startswith("s.toml: ") and "nested" in error and "deep" in error, error

@@ -19,6 +19,10 @@ from streamer.runtime import Pipeline, _leaves
 
 log = logging.getLogger("streamer.cli")
 DEFAULT_CONFIG = "streamer.toml"
+#: ``streamer run`` exit statuses besides 0 (clean) and 2 (invalid configuration).
+EXIT_FATAL = 1
+#: The run ended without a fatal error, but events were lost (counted per sink).
+EXIT_LOST = 3
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -105,11 +109,12 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         fatal = [e for e in leaves if isinstance(e, FatalError)]
         if fatal:
             log.error("stopped: %s", fatal[0])
-            return 1
-        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
-            return 0
-        log.exception("stopped by an unexpected error")
-        return 1
+            return EXIT_FATAL
+        if not all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            log.exception("stopped by an unexpected error")
+            return EXIT_FATAL
+    if pipeline.lost_total():
+        return EXIT_LOST
     return 0
 
 

@@ -3,14 +3,22 @@
 Every error is collected, not just the first, and reported as
 ``<file>: <dotted.path>: <what was expected>, got <what was found>``, e.g.
 ``streamer.toml: sinks[1].flush_interval: expected a number, got 'fast'``.
+
+Range checks belong in attrs validators on the fields (``attrs.field(validator=at_least(1))``):
+they run after structuring, each on its own, so every range error shows at once with its
+dotted path. ``__attrs_post_init__`` is for checks across fields. A config class may also
+define ``validate(self, environ) -> list[str]`` for what depends on the environment (a key
+variable that must be set, a host that needs auth): ``streamer check`` and ``streamer run``
+both call it, and each message it returns is reported under the node's path.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -25,6 +33,7 @@ from cattrs.errors import (
 from cattrs.v import transform_error
 
 from streamer.inbox import Overflow
+from streamer.logs import url_secret
 from streamer.plugins import NodeKind, PluginManager, TypeSpec
 
 if sys.version_info >= (3, 11):
@@ -34,10 +43,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 KINDS: dict[str, NodeKind] = {"sources": "source", "transforms": "transform", "sinks": "sink"}
 COMMON_KEYS = {"name", "type", "inputs"}
-SINK_KEYS = {"queue_size", "overflow"}
 ENV_PREFIX = "STREAMER_"
 #: Keys that would put a secret in the file. Plugins take ``<secret>_env`` instead.
 SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|auth_key|api_key|token)$")
+#: What a ``*_env`` option must hold: the name of an environment variable.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Tables and arrays nested deeper than this are refused (no config needs more than a few).
+MAX_DEPTH = 32
+OnFatal = Literal["stop", "disable"]
 
 
 class ConfigError(Exception):
@@ -48,6 +61,41 @@ class ConfigError(Exception):
         super().__init__("\n".join(errors))
 
 
+# -- field validators (attrs), reported with the field's dotted path ------------------------
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def at_least(bound: float) -> Validator:
+    """``value >= bound`` (None passes: optional fields)."""
+
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and value < bound:
+            raise ValueError(f"expected at least {bound:g}, got {value!r}")
+
+    return check
+
+
+def greater_than(bound: float) -> Validator:
+    """``value > bound`` (None passes)."""
+
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and value <= bound:
+            raise ValueError(f"expected more than {bound:g}, got {value!r}")
+
+    return check
+
+
+def between(low: float, high: float) -> Validator:
+    """``low <= value <= high`` (None passes)."""
+
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"expected {low:g} to {high:g}, got {value!r}")
+
+    return check
+
+
 @attrs.define
 class StreamerSettings:
     """The ``[streamer]`` table."""
@@ -56,15 +104,40 @@ class StreamerSettings:
     log_format: Literal["text", "json"] = "text"
     log_file: str | None = None
     #: Seconds allowed for sinks to flush after SIGINT/SIGTERM before they are cancelled.
-    shutdown_timeout: float = 5.0
+    shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
     #: Seconds between metric summaries in the log; 0 turns them off.
-    stats_interval: float = 60.0
+    stats_interval: float = attrs.field(default=60.0, validator=at_least(0))
 
-    def __attrs_post_init__(self) -> None:
-        if self.shutdown_timeout <= 0:
-            raise ValueError(f"expected a positive number of seconds, got {self.shutdown_timeout}")
-        if self.stats_interval < 0:
-            raise ValueError(f"expected 0 or a positive number, got {self.stats_interval}")
+    def validate(self, environ: Mapping[str, str]) -> list[str]:
+        if self.log_file is None:
+            return []
+        target = Path(self.log_file)
+        parent = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            return [f"log_file: {self.log_file!r} is a directory; name a file in it"]
+        if not parent.is_dir():
+            return [f"log_file: the directory {str(parent)!r} does not exist"]
+        if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            return [f"log_file: {self.log_file!r} is not writable"]
+        return []
+
+
+@attrs.define
+class SinkSettings:
+    """The keys every ``[[sinks]]`` table takes besides name/type/inputs."""
+
+    #: Batches the inbox holds.
+    queue_size: int = attrs.field(default=1000, validator=at_least(1))
+    #: What a full inbox does; None: the sink type's default (``block`` unless its config
+    #: class sets ``default_overflow``).
+    overflow: Overflow | None = None
+    #: A FatalError of this sink: "stop" the whole run, or "disable" this sink alone.
+    on_fatal: OnFatal = "stop"
+    #: Seconds without taking from a non-empty inbox before the sink is reported as stalled.
+    stall_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
+
+
+SINK_KEYS = {f.name for f in attrs.fields(SinkSettings)}
 
 
 @attrs.define
@@ -80,6 +153,8 @@ class NodeConfig:
     spec: TypeSpec
     queue_size: int = 1000
     overflow: Overflow = "block"
+    on_fatal: OnFatal = "stop"
+    stall_timeout: float = 5.0
 
     @property
     def path(self) -> str:
@@ -132,6 +207,7 @@ def make_converter() -> cattrs.Converter:
 
     def s_float(v: Any, _: Any) -> float:
         _expect(isinstance(v, (int, float)) and not isinstance(v, bool), "a number", v)
+        _expect(math.isfinite(v), "a finite number", v)
         return float(v)
 
     def s_str(v: Any, _: Any) -> str:
@@ -193,15 +269,52 @@ def _format_exception(exc: BaseException, _type: Any) -> str:
 
 
 def _structure(data: Any, cls: type, path: str, filename: str, errors: list[str]) -> Any:
+    """Structure with field validators off, then run every field validator on its own, so
+    each range error is reported (with its path) rather than only the first."""
     try:
-        return _converter.structure(data, cls)
+        with attrs.validators.disabled():
+            result: Any = _converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         for line in transform_error(exc, path=path, format_exception=_format_exception):
             message, _, where = line.rpartition(" @ ")
             errors.append(f"{filename}: {where}: {message}")
+        return None
     except Exception as exc:
         errors.append(f"{filename}: {path}: {_format_exception(exc, cls)}")
-    return None
+        return None
+    before = len(errors)
+    _run_validators(result, path, filename, errors)
+    return result if len(errors) == before else None
+
+
+def _run_validators(obj: Any, path: str, filename: str, errors: list[str]) -> None:
+    if attrs.has(type(obj)):
+        for field in attrs.fields(type(obj)):
+            value = getattr(obj, field.name)
+            where = f"{path}.{field.name}"
+            if field.validator is not None:
+                try:
+                    field.validator(obj, field, value)
+                except (ValueError, TypeError) as exc:
+                    errors.append(f"{filename}: {where}: {exc}")
+            _run_validators(value, where, filename, errors)
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            _run_validators(item, f"{path}[{i}]", filename, errors)
+
+
+def _run_validate(obj: Any, path: str, filename: str, environ: Mapping[str, str],
+                  errors: list[str]) -> None:
+    """The config class's own ``validate(environ)`` step, if it has one."""
+    validate = getattr(obj, "validate", None)
+    if obj is None or not callable(validate):
+        return
+    try:
+        problems: Iterable[str] = validate(environ)
+    except Exception as exc:  # a broken validate names itself rather than crash the check
+        errors.append(f"{filename}: {path}: validate() failed: {type(exc).__name__}: {exc}")
+        return
+    errors.extend(f"{filename}: {path}: {problem}" for problem in problems)
 
 
 # -- environment overrides -----------------------------------------------------------------
@@ -214,8 +327,54 @@ def _env_key(name: str) -> str:
 def _parse_env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]
+               ) -> tuple[dict[str, str], list[str]]:
+    """Apply the overrides; return ``{dotted path: variable}`` of those applied and an error
+    for each ``STREAMER_*__*`` variable that names no section, key or node."""
+    applied: dict[str, str] = {}
+    errors: list[str] = []
+    for var, raw in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        parts = var[len(ENV_PREFIX):].split("__")
+        section = parts[0].lower()
+        if section == "streamer":
+            if len(parts) != 2 or not parts[1]:
+                errors.append(f"${var}: expected STREAMER_STREAMER__<KEY>")
+                continue
+            key = parts[1].lower()
+            table = data.setdefault("streamer", {})
+            if not isinstance(table, dict):
+                continue  # the file's own error about [streamer] is reported
+            table[key] = _parse_env_value(raw)
+            applied[f"streamer.{key}"] = var
+            continue
+        if section not in KINDS:
+            errors.append(f"${var}: no section {section!r}; expected STREAMER_STREAMER__<KEY> "
+                          "or STREAMER_<SOURCES|TRANSFORMS|SINKS>__<NODE>__<KEY>")
+            continue
+        tables = data.get(section, [])
+        tables = tables if isinstance(tables, list) else []
+        names = [str(t.get("name", t.get("type", ""))) if isinstance(t, dict) else ""
+                 for t in tables]
+        if len(parts) != 3 or not parts[2]:
+            errors.append(f"${var}: expected STREAMER_{parts[0]}__<NODE>__<KEY>")
+            continue
+        matched = [i for i, name in enumerate(names) if _env_key(name) == parts[1]]
+        if not matched:
+            known = ", ".join(f"{n} ({_env_key(n)})" for n in names if n) or "none"
+            errors.append(f"${var}: no node of {section} is named {parts[1]!r}; "
+                          f"{section} here: {known}")
+            continue
+        key = parts[2].lower()
+        for i in matched:
+            tables[i][key] = _parse_env_value(raw)
+            applied[f"{section}[{i}].{key}"] = var
+    return applied, errors
 
 
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
@@ -224,26 +383,58 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
     ``STREAMER_STREAMER__LOG_LEVEL=DEBUG`` sets ``[streamer] log_level``;
     ``STREAMER_SINKS__REDIS__URL=redis://db:6379`` sets ``url`` of the sink named ``redis``
     (node names upper-cased, other characters as ``_``). Values are read as TOML values when
-    they parse (``20``, ``true``, ``["BTCUSDT"]``), else as plain strings. Returns what was
-    applied, for the log.
+    they parse (``20``, ``true``, ``["BTCUSDT"]``), else as plain strings. Returns the
+    variables applied; raises :class:`ConfigError` for one that names no node.
     """
-    applied = []
-    for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or "__" not in var:
-            continue
-        parts = var[len(ENV_PREFIX):].split("__")
-        section = parts[0].lower()
-        if section == "streamer" and len(parts) == 2:
-            data.setdefault("streamer", {})[parts[1].lower()] = _parse_env_value(raw)
-            applied.append(var)
-        elif section in KINDS and len(parts) == 3:
-            for table in data.get(section, []):
-                if isinstance(table, dict) and _env_key(
-                    str(table.get("name", table.get("type", "")))
-                ) == parts[1]:
-                    table[parts[2].lower()] = _parse_env_value(raw)
-                    applied.append(var)
-    return applied
+    applied, errors = _apply_env(data, environ)
+    if errors:
+        raise ConfigError(errors)
+    return sorted(set(applied.values()))
+
+
+def _blame_overrides(errors: list[str], filename: str, overrides: dict[str, str]) -> list[str]:
+    """An error about a value an environment variable set names the variable, not the file."""
+    out = []
+    for error in errors:
+        for path, var in overrides.items():
+            prefix = f"{filename}: {path}"
+            if error.startswith(prefix) and error[len(prefix):len(prefix) + 1] in (":", ".", "["):
+                error = f"${var} (sets {path}){error[len(prefix):]}"
+                break
+        out.append(error)
+    return out
+
+
+# -- input hygiene ----------------------------------------------------------------------------
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The path of the first value nested deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limit:
+            return path or "(top)"
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1)
+                         for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
+
+
+def _secret_urls(value: Any, path: str) -> Iterable[tuple[str, str]]:
+    """``(path, what)`` for every string in ``value`` that is a URL carrying a credential."""
+    if isinstance(value, str):
+        what = url_secret(value)
+        if what:
+            yield path, what
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _secret_urls(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _secret_urls(v, f"{path}[{i}]")
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -254,9 +445,15 @@ def load_config_file(
 ) -> PipelineConfig:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{p}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} "
+                           f"(offset {exc.start}); save the file as UTF-8"]) from None
     return load_config_text(text, pm, filename=str(path), environ=environ)
 
 
@@ -272,17 +469,38 @@ def load_config_text(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{filename}: invalid TOML: {exc}"]) from None
-    apply_env_overrides(data, os.environ if environ is None else environ)
-    return build_config(data, pm, filename=filename)
+    except RecursionError:
+        raise ConfigError([f"{filename}: invalid TOML: arrays or tables nested too deeply "
+                           f"(at most {MAX_DEPTH} levels)"]) from None
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError([f"{filename}: {deep}: nested more than {MAX_DEPTH} levels deep"])
+    env = os.environ if environ is None else environ
+    overrides, env_errors = _apply_env(data, env)
+    deep = _too_deep(data)
+    if deep is not None:
+        var = next((v for p, v in overrides.items() if deep.startswith(p)), "an override")
+        raise ConfigError([f"${var}: nested more than {MAX_DEPTH} levels deep"])
+    try:
+        config = build_config(data, pm, filename=filename, environ=env)
+    except ConfigError as exc:
+        raise ConfigError(env_errors + _blame_overrides(exc.errors, filename, overrides)
+                          ) from None
+    if env_errors:
+        raise ConfigError(env_errors)
+    return config
 
 
-def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str) -> PipelineConfig:
+def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
+                 environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    env = os.environ if environ is None else environ
     errors: list[str] = []
     for key in data:
         if key != "streamer" and key not in KINDS:
             errors.append(f"{filename}: {key}: unknown section; expected one of: "
                           "streamer, sources, transforms, sinks")
     settings = _structure(data.get("streamer", {}), StreamerSettings, "streamer", filename, errors)
+    _run_validate(settings, "streamer", filename, env, errors)
     nodes: dict[str, list[NodeConfig]] = {}
     for section, kind in KINDS.items():
         nodes[section] = []
@@ -292,7 +510,7 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str) -> P
                           f"([[{section}]]), got {_describe(tables)}")
             continue
         for index, table in enumerate(tables):
-            node = _build_node(kind, index, table, pm, filename, errors)
+            node = _build_node(kind, index, table, pm, filename, env, errors)
             if node is not None:
                 nodes[section].append(node)
     if not data.get("sources"):
@@ -308,7 +526,8 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str) -> P
 
 
 def _build_node(
-    kind: NodeKind, index: int, table: Any, pm: PluginManager, filename: str, errors: list[str]
+    kind: NodeKind, index: int, table: Any, pm: PluginManager, filename: str,
+    environ: Mapping[str, str], errors: list[str],
 ) -> NodeConfig | None:
     path = f"{kind}s[{index}]"
     if not isinstance(table, dict):
@@ -326,7 +545,6 @@ def _build_node(
         errors.append(f"{filename}: {path}.type: unknown {kind} type {type_name!r}; installed: "
                       f"{', '.join(sorted(known)) or 'none'} (see `streamer plugins`)")
         return None
-    start = len(errors)
     name = table.get("name", type_name)
     if not isinstance(name, str) or not name:
         errors.append(f"{filename}: {path}.name: expected a non-empty string, got "
@@ -339,30 +557,40 @@ def _build_node(
                       f"{_describe(inputs)}")
     if inputs is not None and kind == "source":
         errors.append(f"{filename}: {path}.inputs: sources take no inputs")
-    queue_size, overflow = table.get("queue_size", 1000), table.get("overflow", "block")
+    sink = SinkSettings()
     if kind == "sink":
-        if not (isinstance(queue_size, int) and not isinstance(queue_size, bool)
-                and queue_size >= 1):
-            errors.append(f"{filename}: {path}.queue_size: expected a positive integer, got "
-                          f"{_describe(queue_size)}")
-        if overflow not in ("block", "drop_oldest"):
-            errors.append(f"{filename}: {path}.overflow: expected one of 'block', "
-                          f"'drop_oldest', got {_describe(overflow)}")
+        sink_table = {k: v for k, v in table.items() if k in SINK_KEYS}
+        sink = _structure(sink_table, SinkSettings, path, filename, errors) or SinkSettings()
     own = {k: v for k, v in table.items()
            if k not in COMMON_KEYS and not (kind == "sink" and k in SINK_KEYS)}
-    for key in own:
+    refused = set()
+    for key, value in own.items():
         if SECRET_KEY.search(key):
             errors.append(f"{filename}: {path}.{key}: secrets are not read from the file; "
                           f"put it in an environment variable and name it with {key}_env")
-    own = {k: v for k, v in own.items() if not SECRET_KEY.search(k)}
+            refused.add(key)
+        elif key.endswith("_env") and isinstance(value, str) and not ENV_NAME.fullmatch(value):
+            # Never echo the value: a secret pasted here by mistake would land in the log.
+            errors.append(f"{filename}: {path}.{key}: expected the name of an environment "
+                          "variable (letters, digits and _, not starting with a digit); the "
+                          "value is not shown since it may be a secret")
+            refused.add(key)
+        else:
+            for where, what in _secret_urls(value, f"{path}.{key}"):
+                errors.append(f"{filename}: {where}: {what} in a URL; secrets are not read "
+                              "from the file: leave it out and set the plugin's *_env option")
+                refused.add(key)
+    own = {k: v for k, v in own.items() if k not in refused}
     options = _structure(own, spec.config_class, path, filename, errors)
+    _run_validate(options, path, filename, environ, errors)
     # Even an invalid node takes part in the graph checks, so every error shows at once.
     valid_inputs = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
+    type_default: Overflow = getattr(spec.config_class, "default_overflow", "block")
+    overflow: Overflow = sink.overflow if sink.overflow is not None else type_default
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
                       tuple(inputs or ()) if valid_inputs and kind != "source" else (),
-                      options, spec,
-                      queue_size if len(errors) == start else 1000,
-                      overflow if overflow in ("block", "drop_oldest") else "block")
+                      options, spec, sink.queue_size, overflow, sink.on_fatal,
+                      sink.stall_timeout)
 
 
 def _check_graph(config: PipelineConfig, errors: list[str]) -> None:
@@ -421,8 +649,12 @@ __all__ = [
     "ConfigError",
     "NodeConfig",
     "PipelineConfig",
+    "SinkSettings",
     "StreamerSettings",
     "apply_env_overrides",
+    "at_least",
+    "between",
+    "greater_than",
     "load_config_file",
     "load_config_text",
     "make_converter",

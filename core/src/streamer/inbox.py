@@ -3,7 +3,12 @@
 Producers call :meth:`Inbox.put` from their own task; it never switches tasks unless the inbox
 is full *and* the sink asked for ``overflow = "block"``. With ``overflow = "drop_oldest"`` a
 full inbox discards its oldest batch and counts it, so a slow sink never stalls the source.
-The sink side drains everything queued in one :meth:`Inbox.get` (../shared/DESIGN.md, 1).
+The sink side drains everything queued in one :meth:`Inbox.get`.
+
+The inbox also keeps what the runtime needs to account for losses and stalls: how many times
+the sink took from it (:attr:`Inbox.takes`, a stalled sink stops taking), the events the sink
+took last and has not come back for (:attr:`Inbox.in_flight`), and the events discarded when
+a sink is disabled or cut off at shutdown (:meth:`Inbox.discard`, :attr:`Inbox.lost_events`).
 
 A trio memory channel cannot drop its oldest item, hence this small deque + ParkingLot.
 """
@@ -38,6 +43,14 @@ class Inbox:
         self._not_empty = trio.lowlevel.ParkingLot()
         self._not_full = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._discarding = False
+        #: Completed ``get`` calls that returned events; unchanged while the sink is stuck.
+        self.takes = 0
+        #: Events the last ``get`` returned; the sink is still handling them until it calls
+        #: ``get`` again.
+        self.in_flight = 0
+        #: Events discarded by :meth:`discard` (and put after it), never given to the sink.
+        self.lost_events = 0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -46,9 +59,15 @@ class Inbox:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def queued_events(self) -> int:
+        return sum(len(batch) for batch in self._queue)
+
     async def put(self, batch: list[Event]) -> None:
         """Queue ``batch``; waits only when full under ``overflow = "block"``."""
         if self._closed:
+            if self._discarding:
+                self.lost_events += len(batch)
             return
         queue = self._queue
         if len(queue) >= self.maxsize:
@@ -56,6 +75,8 @@ class Inbox:
                 while len(queue) >= self.maxsize and not self._closed:
                     await self._not_full.park()
                 if self._closed:
+                    if self._discarding:
+                        self.lost_events += len(batch)
                     return
             else:
                 self.put_nowait(batch)
@@ -67,6 +88,8 @@ class Inbox:
     def put_nowait(self, batch: list[Event]) -> None:
         """Queue ``batch`` now, discarding the oldest batch if full (whatever the policy)."""
         if self._closed:
+            if self._discarding:
+                self.lost_events += len(batch)
             return
         queue = self._queue
         while len(queue) >= self.maxsize:
@@ -82,6 +105,7 @@ class Inbox:
 
         Returns ``[]`` when the inbox is closed and drained: the sink should flush and return.
         """
+        self.in_flight = 0
         queue = self._queue
         while not queue:
             if self._closed:
@@ -94,6 +118,8 @@ class Inbox:
             for batch in queue:
                 events.extend(batch)
             queue.clear()
+        self.takes += 1
+        self.in_flight = len(events)
         if self._not_full:
             self._not_full.unpark_all()
         return events
@@ -103,3 +129,15 @@ class Inbox:
         self._closed = True
         self._not_empty.unpark_all()
         self._not_full.unpark_all()
+
+    def discard(self, *, in_flight: bool = True) -> int:
+        """Close, drop what is queued (and, with ``in_flight``, count the events the sink held)
+        as lost, and count every batch put from now on as lost too. Returns the events lost
+        by this call."""
+        lost = self.queued_events + (self.in_flight if in_flight else 0)
+        self._queue.clear()
+        self.in_flight = 0
+        self.lost_events += lost
+        self._discarding = True
+        self.close()
+        return lost

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 #: Repeats of one message template per logger allowed per window before suppression.
 BURST = 5
 WINDOW_SECONDS = 10.0
+#: ``logger.info(..., extra=NOT_RATE_LIMITED)``: summaries (stats, final counts, losses),
+#: one line per node by design, which the limiter must never swallow.
+NOT_RATE_LIMITED = {"rate_limit": False}
 
 
 class RateLimitFilter(logging.Filter):
@@ -25,6 +30,8 @@ class RateLimitFilter(logging.Filter):
         self._state: dict[tuple[str, Any], list[float]] = {}  # key -> [window_start, n, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "rate_limit", True) is False:
+            return True
         key = (record.name, record.msg)
         now = time.monotonic()
         state = self._state.get(key)
@@ -111,3 +118,51 @@ class RateLimitedLog:
 
     def error(self, key: str, msg: str, *args: Any) -> None:
         self.log(logging.ERROR, key, msg, *args)
+
+
+# -- credentials in URLs ---------------------------------------------------------------------
+
+#: Query parameters that carry a credential (``redis://h/0?password=...``).
+_SECRET_PARAM = re.compile(r"(^|_)(password|passwd|pass|pwd|secret|token|auth|auth_key|api_key|"
+                           r"apikey|key|access_token)$", re.IGNORECASE)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def url_secret(value: str) -> str | None:
+    """What credential a URL carries (``"a password"``, ``"query parameter 'token'"``), or None
+    for a URL without one and any string that is not a URL."""
+    if not _URL.match(value):
+        return None
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return None
+    if password:
+        return "a password"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_PARAM.search(name):
+            return f"query parameter {name!r}"
+    return None
+
+
+def redact_url(value: str) -> str:
+    """``value`` with the password of its user info and every credential query parameter
+    replaced by ``***``; for every URL that goes into a log line or an error message."""
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAM.search(k) for k, _ in pairs):
+            query = "&".join(f"{k}=***" if _SECRET_PARAM.search(k) else f"{k}={v}"
+                             for k, v in pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

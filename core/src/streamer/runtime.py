@@ -4,7 +4,13 @@ supervise, and shut down gracefully.
 Routing is inline: ``await emit(batch)`` runs each downstream transform's ``process`` and
 queues the batch into each downstream sink's :class:`~streamer.inbox.Inbox`, on the emitting
 task. A batch therefore travels from the socket read to every sink queue without a task
-switch; the only wake-up is the sink's own (../shared/DESIGN.md, sections 1 and 9).
+switch; the only wake-up is the sink's own.
+
+Every event the pipeline accepted and did not hand to a sink is counted per sink (see
+:meth:`Pipeline.losses`): dropped by a full ``drop_oldest`` inbox, held by a sink that failed
+and restarted, discarded after a sink stopped or was disabled, or left over when the shutdown
+deadline cut a sink off. A sink that stops taking from a non-empty inbox for its
+``stall_timeout`` is reported as stalled.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from streamer.backoff import Backoff
 from streamer.config import NodeConfig, PipelineConfig
 from streamer.events import Event
 from streamer.inbox import Inbox
+from streamer.logs import NOT_RATE_LIMITED
 from streamer.metrics import Metrics
 from streamer.plugins import PluginManager
 
@@ -31,8 +38,15 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 log = logging.getLogger("streamer.runtime")
 
+#: How often the sinks are checked for a stall (seconds).
+WATCH_INTERVAL = 1.0
 #: How often sink drops are checked and reported (seconds).
 DROP_REPORT_INTERVAL = 5.0
+#: Seconds the pipeline waits past a sink's own ``shutdown_timeout`` option before cutting it
+#: off, so the sink can still log what it could not write.
+REPORT_GRACE = 1.0
+#: The per-sink loss counters, in the order they are reported.
+LOSS_KEYS = ("inbox_dropped_events", "lost_on_restart", "lost_after_stop", "lost_at_shutdown")
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -50,6 +64,13 @@ class Node:
     obj: Any
     context: Context
     inbox: Inbox | None = None
+    #: Watchdog state: ``inbox.takes`` when last seen moving, and since when it has not.
+    watch_takes: int = 0
+    watch_since: float = 0.0
+    stalled: bool = False
+    #: Counted by the runtime; see :data:`LOSS_KEYS`.
+    lost_on_restart: int = 0
+    lost_at_shutdown: int = 0
 
     @property
     def name(self) -> str:
@@ -143,11 +164,44 @@ class Pipeline:
 
     def metrics(self) -> dict[str, dict[str, int]]:
         out = {name: n.context.metrics.snapshot() for name, n in self.nodes.items()}
+        losses = self.losses()
         for name, n in self.nodes.items():
             if n.inbox is not None and n.inbox.dropped_batches:
                 out[name]["inbox_dropped_batches"] = n.inbox.dropped_batches
-                out[name]["inbox_dropped_events"] = n.inbox.dropped_events
+            out[name].update(losses.get(name, {}))
         return out
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        """Per sink, the non-zero loss counters (:data:`LOSS_KEYS`)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, n in self.nodes.items():
+            if n.inbox is None:
+                continue
+            counts = {
+                "inbox_dropped_events": n.inbox.dropped_events,
+                "lost_on_restart": n.lost_on_restart,
+                "lost_after_stop": n.inbox.lost_events,
+                "lost_at_shutdown": n.lost_at_shutdown,
+            }
+            counts = {k: v for k, v in counts.items() if v}
+            if counts:
+                out[name] = counts
+        return out
+
+    def lost_total(self) -> int:
+        """Every event counted in :meth:`losses`; ``streamer run`` exits 3 when it is not 0."""
+        return sum(sum(c.values()) for c in self.losses().values())
+
+    def shutdown_timeout(self) -> float:
+        """How long the sinks get to flush once the sources have stopped: the pipeline's
+        ``shutdown_timeout``, or a sink's own ``shutdown_timeout`` + :data:`REPORT_GRACE` when
+        that is longer (so it can report what it failed to write before it is cut off)."""
+        timeout = self.config.settings.shutdown_timeout
+        for node in self.nodes.values():
+            own = getattr(node.config.options, "shutdown_timeout", None)
+            if node.inbox is not None and isinstance(own, (int, float)):
+                timeout = max(timeout, float(own) + REPORT_GRACE)
+        return timeout
 
     def shutdown(self) -> None:
         """Stop the sources; ``run`` then drains the inboxes, lets sinks flush and returns."""
@@ -180,11 +234,12 @@ class Pipeline:
                 for node in sinks:
                     assert node.inbox is not None
                     node.inbox.close()
-                timeout = self.config.settings.shutdown_timeout
+                timeout = self.shutdown_timeout()
                 sink_nursery.cancel_scope.deadline = trio.current_time() + timeout
             if sink_nursery.cancel_scope.cancelled_caught:
                 log.warning("sinks did not finish flushing within %.1fs; cancelled", timeout)
         finally:
+            self._count_left_over(sinks)
             self._log_summary()
 
     # -- starting and supervising -----------------------------------------------------------
@@ -216,6 +271,12 @@ class Pipeline:
                 leaves = _leaves(exc)
                 if all(isinstance(e, trio.Cancelled) for e in leaves):
                     raise
+                fatal = next((e for e in leaves if isinstance(e, FatalError)), None)
+                if fatal is not None and kind == "sink" and node.config.on_fatal == "disable":
+                    self._disable(node, fatal)
+                    if not started:
+                        task_status.started()
+                    return
                 for leaf in leaves:
                     if isinstance(leaf, FatalError):
                         self.fatal = leaf
@@ -226,14 +287,18 @@ class Pipeline:
             if failure is None:
                 # run() returned: a source that ran out, or a sink told to stop.
                 if kind == "sink" and node.inbox is not None and not node.inbox.closed:
-                    node.context.logger.warning("sink %r stopped; its input is discarded",
-                                                node.name)
-                    node.inbox.close()
+                    lost = node.inbox.discard()
+                    node.context.logger.warning(
+                        "sink %r stopped; its input is discarded and counted in "
+                        "lost_after_stop (%d so far)", node.name, lost)
                 if not started:
                     task_status.started()
                 return
             delay = backoff.next()
             node.context.metrics.inc("restarts")
+            if node.inbox is not None and node.inbox.in_flight:
+                node.lost_on_restart += node.inbox.in_flight
+                node.inbox.in_flight = 0
             node.context.logger.error(
                 "%s %r failed: %s: %s; restarting in %.1fs", kind, node.name,
                 type(failure).__name__, failure, delay, exc_info=failure,
@@ -242,6 +307,28 @@ class Pipeline:
                 started = True
                 task_status.started()
             await trio.sleep(delay)
+
+    def _disable(self, node: Node, error: FatalError) -> None:
+        assert node.inbox is not None
+        lost = node.inbox.discard()
+        node.context.metrics.inc("disabled")
+        node.context.logger.error(
+            "sink %r disabled (on_fatal = \"disable\"): %s; the other sinks go on, its events "
+            "are discarded and counted in lost_after_stop (%d so far)", node.name, error, lost,
+            extra=NOT_RATE_LIMITED,
+        )
+
+    def _count_left_over(self, sinks: Sequence[Node]) -> None:
+        """What the sinks still held or had queued when they were cut off (the shutdown
+        deadline, or a fatal error stopping the run) is lost."""
+        for node in sinks:
+            inbox = node.inbox
+            assert inbox is not None
+            left = inbox.queued_events + inbox.in_flight
+            if left:
+                node.lost_at_shutdown += left
+                inbox.discard()
+                inbox.lost_events -= left  # counted once, as lost_at_shutdown
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -301,22 +388,65 @@ class Pipeline:
                 )
                 self._reported_drops[node.name] = inbox.dropped_batches
 
+    def _watch(self, now: float) -> None:
+        """Report a sink that has taken nothing from its non-empty inbox for its
+        ``stall_timeout`` (once per stall), and when it moves again."""
+        for node in self.nodes.values():
+            inbox = node.inbox
+            if inbox is None or inbox.closed:
+                continue
+            if not len(inbox) or inbox.takes != node.watch_takes:
+                if node.stalled:
+                    node.context.logger.warning("sink %r is taking from its inbox again after "
+                                                "%.1fs", node.name, now - node.watch_since)
+                    node.stalled = False
+                node.watch_takes, node.watch_since = inbox.takes, now
+                continue
+            if node.stalled or now - node.watch_since < node.config.stall_timeout:
+                continue
+            node.stalled = True
+            node.context.metrics.inc("stalls")
+            busy = getattr(node.obj, "busy_with", None)
+            cause = (f"it is blocked in {busy}" if busy else
+                     f"it is still handling the {inbox.in_flight} event(s) it took last")
+            effect = ("its producers wait for it (overflow = \"block\")"
+                      if inbox.overflow == "block" else
+                      "its oldest batches are dropped and counted; the other sinks go on")
+            node.context.logger.warning(
+                "sink %r stalled: nothing taken from its inbox for %.1fs with %d batch(es) "
+                "(%d events) waiting; %s; %s", node.name, now - node.watch_since, len(inbox),
+                inbox.queued_events, cause, effect, extra=NOT_RATE_LIMITED,
+            )
+
     async def _report_loop(self) -> None:
         interval = self.config.settings.stats_interval
-        next_stats = trio.current_time() + interval if interval else float("inf")
+        now = trio.current_time()
+        next_stats = now + interval if interval else float("inf")
+        next_drops = now + DROP_REPORT_INTERVAL
         while True:
-            await trio.sleep(DROP_REPORT_INTERVAL)
-            self._report_drops()
-            if trio.current_time() >= next_stats:
+            await trio.sleep(WATCH_INTERVAL)
+            now = trio.current_time()
+            self._watch(now)
+            if now >= next_drops:
+                next_drops += DROP_REPORT_INTERVAL
+                self._report_drops()
+            if now >= next_stats:
                 next_stats += interval
                 for name, counts in self.metrics().items():
                     if counts:
                         log.info("stats %s: %s", name,
-                                 ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+                                 ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                                 extra=NOT_RATE_LIMITED)
 
     def _log_summary(self) -> None:
         self._report_drops()
         for name, counts in self.metrics().items():
             if counts:
                 log.info("final %s: %s", name,
-                         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+                         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                         extra=NOT_RATE_LIMITED)
+        losses = self.losses()
+        if losses:
+            log.error("events lost: %d in all; %s", self.lost_total(), "; ".join(
+                f"{name} " + ", ".join(f"{k}={counts[k]}" for k in LOSS_KEYS if k in counts)
+                for name, counts in losses.items()), extra=NOT_RATE_LIMITED)

@@ -15,6 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from streamer.logs import redact_url, url_secret
+
 _SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -51,9 +53,10 @@ class RedisConnectionConfig:
             parts = urlsplit(self.url)
             if parts.scheme not in _SCHEMES:
                 raise ValueError(
-                    f"url {self.url!r}: scheme must be one of redis://, rediss://, unix://"
+                    f"url {redact_url(self.url)!r}: scheme must be one of redis://, rediss://, "
+                    "unix://"
                 )
-            if parts.password:
+            if url_secret(self.url):
                 raise ValueError(
                     "url must not contain a password (it would sit in streamer.toml); "
                     f"put it in the environment variable named by password_env "
@@ -79,7 +82,7 @@ class RedisConnectionConfig:
     def describe(self) -> str:
         """Where we connect, for log lines (never includes the password)."""
         if self.url is not None:
-            return self.url
+            return redact_url(self.url)
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import attrs
 
@@ -92,3 +93,14 @@ class WebSocketConfig:
         for name in ("auth_timeout", "send_timeout", "shutdown_timeout", "auth_failure_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def validate(self, environ: Mapping[str, str]) -> list[str]:
+        """What ``run`` would refuse at start (auth needed but not set up), for ``check`` too."""
+        from streamer import FatalError
+        from streamer_websocket.auth import resolve_credentials
+
+        try:
+            resolve_credentials(self, environ, "")
+        except FatalError as exc:
+            return [str(exc).split(": ", 1)[-1]]
+        return []
