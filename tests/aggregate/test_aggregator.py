@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aggregate.helpers import trade
-from streamer_aggregate.aggregator import BackfillRequest, KlineAggregator, RestCandle
+from streamer_aggregate.aggregator import KlineAggregator
+from streamer_aggregate.backfill import BackfillRequest, SourceCandle
 
 M = 60_000
 B = 1_700_000_100_000  # a 5-minute boundary
@@ -128,12 +129,12 @@ def test_first_candle_partial_and_skip():
 def test_backfill_merges_rest_candle_and_trades_after_its_snapshot():
     a = agg(waiter_ms=100, first_candle="backfill", turnover=True)
     a.add_trades([trade(B - 5000, 10, "1")])
-    (req,) = a.take_backfill_requests()
+    (req,) = a.take_backfill_requests(B)
     assert req == BackfillRequest("linear", "BTCUSDT", M, B - M)
     a.add_trades([trade(B - 4000, 12, "2"), trade(B - 3000, 9, "1")])
     # Bybit's candle at B - 3500: [B-60000, B-3500] including our first two trades
-    rest = RestCandle(open=8, high=11, low=7.5, close=12, volume=10, turnover=99,
-                      snapshot_ms=B - 3500)
+    rest = SourceCandle(open=8, high=11, low=7.5, close=12, volume=10, turnover=99,
+                        snapshot_ms=B - 3500)
     assert a.apply_backfill(req, rest) == []
     a.add_trades([trade(B - 2000, 13, "1")])  # fast path again after the merge
     (k,) = a.close_due(B + 100)
@@ -147,16 +148,16 @@ def test_backfill_merges_rest_candle_and_trades_after_its_snapshot():
 def test_backfill_failure_and_lateness_mark_partial():
     a = agg(waiter_ms=100, first_candle="backfill")
     a.add_trades([trade(B - 5000, 10)])
-    (req,) = a.take_backfill_requests()
+    (req,) = a.take_backfill_requests(B)
     a.apply_backfill(req, None)
     (k,) = a.close_due(B + 100)
     assert k.partial and k.open == 10.0
     b = agg(waiter_ms=100, first_candle="backfill")
     b.add_trades([trade(B - 5000, 10)])
-    (req,) = b.take_backfill_requests()
+    (req,) = b.take_backfill_requests(B)
     (k,) = b.close_due(B + 100)  # REST answer not back yet
     assert k.partial
-    assert b.apply_backfill(req, RestCandle(1, 1, 1, 1, 1, 1, B)) == []
+    assert b.apply_backfill(req, SourceCandle(1, 1, 1, 1, 1, 1, B)) == []
     assert b.metrics["backfill_discarded"] == 1
 
 
