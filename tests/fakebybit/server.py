@@ -295,6 +295,10 @@ class FakeBybit:
         self.connections: list[Connection] = []
         self.total_connections_opened = 0
         self.rest_requests: list[tuple[str, dict[str, str]]] = []
+        #: REST paths answered only after this many seconds (a slow endpoint).
+        self.rest_delay: dict[str, float] = {}
+        #: REST paths answered with HTTP 503 (a failing endpoint).
+        self.rest_failing: set[str] = set()
         self.refused_topics: set[str] = set()
         self.ignore_pings = False
         self.reachable = True
@@ -405,6 +409,9 @@ class FakeBybit:
                     buf += data
                 buf = buf[length:]
                 keep = headers.get("connection", "").lower() != "close"
+                delay = self.rest_delay.get(urlsplit(target).path)
+                if delay:
+                    await trio.sleep(delay)
                 status, body = self._rest(method, target)
                 reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                           503: "Service Unavailable"}.get(status, "Error")
@@ -867,7 +874,7 @@ class FakeBybit:
         path = parts.path
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.rest_requests.append((path, query))
-        if not self.reachable:
+        if not self.reachable or path in self.rest_failing:
             return 503, b'{"error":"service unavailable"}'
         if self.rest_rate_limit is not None:
             n, window = self.rest_rate_limit

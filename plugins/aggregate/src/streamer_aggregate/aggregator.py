@@ -495,14 +495,23 @@ class KlineAggregator:
         self._pending.remove(b)
         self._reset_cur(b.state)
 
-    def _find_pending(self, request: BackfillRequest) -> Bucket | None:
+    def waiting(self, request: BackfillRequest) -> bool:
+        """Whether the candle of ``request`` still waits for its history."""
+        return self._pending_bucket(request) is not None
+
+    def _pending_bucket(self, request: BackfillRequest) -> Bucket | None:
         for b in self._pending:
             st = b.state
             if (b.start == request.start and st.ms == request.interval
                     and st.symbol == request.symbol and st.channel == request.channel):
                 return b
-        self.metrics.inc("backfill_discarded")
         return None
+
+    def _find_pending(self, request: BackfillRequest) -> Bucket | None:
+        bucket = self._pending_bucket(request)
+        if bucket is None:
+            self.metrics.inc("backfill_discarded")
+        return bucket
 
     def apply_backfill(self, request: BackfillRequest, candle: SourceCandle | None) -> list[Kline]:
         """Merge the source's candle into the first candle, or mark it partial (``None``);

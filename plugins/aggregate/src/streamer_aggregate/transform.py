@@ -26,11 +26,17 @@ import trio
 from streamer import clock
 from streamer.api import Context, Emit, StreamGap
 from streamer.events import Event
-from streamer.history import HistoryError, HistoryUnavailable
+from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_of_ms, parse_interval
 from streamer.logs import RateLimitedLog
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
-from streamer_aggregate.backfill import BackfillRequest, candle_from, plan, trades_in
+from streamer_aggregate.backfill import (
+    BackfillRequest,
+    CandleAsk,
+    candle_from,
+    plan,
+    trades_in,
+)
 
 #: Symbols queued for backfill between ``process`` and the backfill worker; beyond this their
 #: first candles are marked partial at once instead of blocking the source.
@@ -243,6 +249,10 @@ class KlineTransform:
         returns the open klines to emit now. Never raises for a failed answer."""
         agg = self.aggregator
         out: list[Event] = []
+        # Candles that gave up while queued need nothing any more.
+        requests = [r for r in requests if agg.waiting(r)]
+        if not requests:
+            return out
         history = self.context.history.for_channel(channel)
         if history is None:
             self._tell(channel, "no input source of channel %r answers history requests; "
@@ -253,28 +263,41 @@ class KlineTransform:
         asks, by_trades = plan(requests, history.candle_intervals, history.max_candles,
                                clock.now_ms())
         with trio.move_on_after(self.config.backfill_timeout_s):
-            for ask in asks:
-                candles = await self._ask(history.candles(
-                    channel, symbol, ask.base.ms, ask.since, limit=ask.limit(clock.now_ms())),
-                    channel, symbol, f"{ask.base.label} candles")
-                for request in ask.requests:
-                    candle = None if candles is None else candle_from(
-                        candles, interval_of_ms(request.interval), request.start)
-                    out.extend(agg.apply_backfill(request, candle))
-            if by_trades:
-                since = min(r.start for r in by_trades)
-                recent = await self._ask(history.trades_since(channel, symbol, since),
-                                         channel, symbol, "recent trades")
-                for request in by_trades:
-                    if recent is None:
-                        out.extend(agg.apply_backfill(request, None))
-                    else:
-                        end = interval_of_ms(request.interval).end(request.start)
-                        out.extend(agg.apply_trades(
-                            request, trades_in(recent.trades, request.start, end),
-                            recent.complete))
+            async with trio.open_nursery() as nursery:
+                for ask in asks:
+                    nursery.start_soon(self._backfill_candles, history, channel, symbol, ask,
+                                       out)
+                if by_trades:
+                    nursery.start_soon(self._backfill_trades, history, channel, symbol,
+                                       by_trades, out)
         # Whatever did not come in time: the aggregator's deadline marks it partial.
         return out
+
+    async def _backfill_candles(
+        self, history: History, channel: str, symbol: str, ask: CandleAsk, out: list[Event]
+    ) -> None:
+        candles = await self._ask(history.candles(
+            channel, symbol, ask.base.ms, ask.since, limit=ask.limit(clock.now_ms())),
+            channel, symbol, f"{ask.base.label} candles")
+        for request in ask.requests:
+            candle = None if candles is None else candle_from(
+                candles, interval_of_ms(request.interval), request.start)
+            out.extend(self.aggregator.apply_backfill(request, candle))
+
+    async def _backfill_trades(
+        self, history: History, channel: str, symbol: str, requests: list[BackfillRequest],
+        out: list[Event],
+    ) -> None:
+        since = min(r.start for r in requests)
+        recent = await self._ask(history.trades_since(channel, symbol, since),
+                                 channel, symbol, "recent trades")
+        for request in requests:
+            if recent is None:
+                out.extend(self.aggregator.apply_backfill(request, None))
+            else:
+                end = interval_of_ms(request.interval).end(request.start)
+                out.extend(self.aggregator.apply_trades(
+                    request, trades_in(recent.trades, request.start, end), recent.complete))
 
     async def _ask(self, answer: Any, channel: str, symbol: str, what: str) -> Any:
         try:
