@@ -210,3 +210,21 @@ async def test_no_history_is_asked_unless_backfill(fake_bybit, mode):
     tr.process([trade(b + 30_000, 100)])
     assert tr.aggregator.pending_backfills() == 0
     assert fake_bybit.rest_requests == []
+
+
+async def test_more_trades_than_the_source_keeps_leave_the_candle_partial(fake_bybit):
+    b = candle_start(clock.now_ms(), 60_000) - 5 * 60_000
+    missed = [fake_bybit.trade("spot", "BTCUSDT", price="5", size="1", ts=b + 100 + i)
+              for i in range(70)]  # Bybit spot keeps the newest 60
+    (t,) = fake_bybit.trade("spot", "BTCUSDT", price="6", size="1", ts=b + 1000)
+    config = structure_options(KlineConfig, {"intervals": ["10s"]})
+    ctx = Context(name="k", type="klines.from_trades", logger=logging.getLogger("t.bf"),
+                  metrics=Metrics())
+    ctx.history.add("bybit", make_source(fake_bybit, "spot", symbols=["BTCUSDT"]).history)
+    tr = KlineTransform(config, ctx)
+    with trio.fail_after(10):
+        tr.process([trade(t["T"], t["p"], t["v"], channel="spot")])
+        await drain(tr)
+    assert len(missed) == 70 and ctx.metrics["backfill_incomplete"] == 1
+    (k,) = tr.aggregator.open_klines()
+    assert k.partial and k.trade_count == 1 + 59  # what the source still had, plus ours

@@ -45,8 +45,6 @@ class BybitHistory:
         self.channel = channel
         self._limiter = trio.CapacityLimiter(CONCURRENCY)
         self._next_start = 0.0
-        #: Requests sent, for the source's metrics and the tests.
-        self.requests = 0
 
     async def _paced(self) -> None:
         now = trio.current_time()
@@ -54,7 +52,6 @@ class BybitHistory:
         self._next_start = at + START_INTERVAL_S
         if at > now:
             await trio.sleep_until(at)
-        self.requests += 1
 
     def _check_channel(self, channel: str) -> None:
         if channel != self.channel:
