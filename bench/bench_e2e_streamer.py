@@ -178,7 +178,7 @@ def build_toml(args: argparse.Namespace) -> str:
     parts.append(f'[[transforms]]\nname = "klines"\ntype = "klines.from_trades"\n'
                  f"inputs = {toml_list(names)}\nintervals = {toml_list(intervals)}\n"
                  f'updates = "{args.updates}"\nfirst_candle = "{args.first_candle}"\n'
-                 f'rest_url = "{args.rest}"\nwaiter_latency_ms = {args.waiter_ms}\n')
+                 f"waiter_latency_ms = {args.waiter_ms}\n")
     parts.append(f'[[transforms]]\nname = "tap"\ntype = "bench.tap"\n'
                  f"inputs = {toml_list(names)}\n")
     sink_inputs = [*names, "klines"] if args.latency else ["klines"]

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from streamer.events import Kline, Trade
-from streamer_aggregate.intervals import candle_start
+from streamer.intervals import candle_start
 
 
 def trade(ts: int, price: float | str, size: float | str = "1", symbol: str = "BTCUSDT",

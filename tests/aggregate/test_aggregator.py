@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aggregate.helpers import trade
-from streamer_aggregate.aggregator import BackfillRequest, KlineAggregator, RestCandle
+from streamer_aggregate.aggregator import KlineAggregator
+from streamer_aggregate.backfill import BackfillRequest, SourceCandle
 
 M = 60_000
 B = 1_700_000_100_000  # a 5-minute boundary
@@ -128,12 +129,12 @@ def test_first_candle_partial_and_skip():
 def test_backfill_merges_rest_candle_and_trades_after_its_snapshot():
     a = agg(waiter_ms=100, first_candle="backfill", turnover=True)
     a.add_trades([trade(B - 5000, 10, "1")])
-    (req,) = a.take_backfill_requests()
+    (req,) = a.take_backfill_requests(B)
     assert req == BackfillRequest("linear", "BTCUSDT", M, B - M)
     a.add_trades([trade(B - 4000, 12, "2"), trade(B - 3000, 9, "1")])
     # Bybit's candle at B - 3500: [B-60000, B-3500] including our first two trades
-    rest = RestCandle(open=8, high=11, low=7.5, close=12, volume=10, turnover=99,
-                      snapshot_ms=B - 3500)
+    rest = SourceCandle(open=8, high=11, low=7.5, close=12, volume=10, turnover=99,
+                        snapshot_ms=B - 3500)
     assert a.apply_backfill(req, rest) == []
     a.add_trades([trade(B - 2000, 13, "1")])  # fast path again after the merge
     (k,) = a.close_due(B + 100)
@@ -147,16 +148,16 @@ def test_backfill_merges_rest_candle_and_trades_after_its_snapshot():
 def test_backfill_failure_and_lateness_mark_partial():
     a = agg(waiter_ms=100, first_candle="backfill")
     a.add_trades([trade(B - 5000, 10)])
-    (req,) = a.take_backfill_requests()
+    (req,) = a.take_backfill_requests(B)
     a.apply_backfill(req, None)
     (k,) = a.close_due(B + 100)
     assert k.partial and k.open == 10.0
     b = agg(waiter_ms=100, first_candle="backfill")
     b.add_trades([trade(B - 5000, 10)])
-    (req,) = b.take_backfill_requests()
+    (req,) = b.take_backfill_requests(B)
     (k,) = b.close_due(B + 100)  # REST answer not back yet
     assert k.partial
-    assert b.apply_backfill(req, RestCandle(1, 1, 1, 1, 1, 1, B)) == []
+    assert b.apply_backfill(req, SourceCandle(1, 1, 1, 1, 1, 1, B)) == []
     assert b.metrics["backfill_discarded"] == 1
 
 
@@ -182,3 +183,69 @@ def test_non_trade_events_are_ignored():
     a = agg()
     assert a.add_trades([Price("linear", "BTCUSDT", 1.0, B)]) == []
     assert a.open_klines() == []
+
+
+def test_a_waiting_first_candle_keeps_bounded_state_not_its_trades():
+    from streamer_aggregate.backfill import MAX_MARKS
+
+    h = 60 * M
+    a = agg(intervals=[h], first_candle="backfill", turnover=True)
+    t0 = B + 1000  # inside an hour that opened before we listened
+    a.add_trades([trade(t0, 10, "1")])
+    (req,) = a.take_backfill_requests(t0)
+    for i in range(1, 100):  # 100,000 trades, one a millisecond
+        a.add_trades([trade(t0 + i * 1000 + j, 10, "1") for j in range(1000)])
+    (bucket,) = a._pending
+    pending = bucket.pending
+    assert len(pending.marks_ts) <= MAX_MARKS  # whatever the number of trades
+    assert bucket.trade_count == 1 + 99_000
+    # The source counted 7 trades we missed plus ours up to its snapshot at t0 + 50 s.
+    snap = t0 + 50_000
+    ours_before = 1 + sum(1 for i in range(1, 100) for j in range(1000)
+                          if t0 + i * 1000 + j <= snap)
+    a.apply_backfill(req, SourceCandle(9, 12, 8, 10, 7 + ours_before, 70 + 10 * ours_before,
+                                       snap))
+    (k,) = a.open_klines()
+    exact = 7 + bucket.trade_count
+    assert exact <= k.volume <= exact + pending.resolution_ms  # at most one slot over
+    assert (k.open, k.high, k.low, k.close, k.partial) == (9, 12, 8, 10, False)
+    assert a.pending_backfills() == 0
+
+
+def test_a_first_candle_stops_waiting_at_its_deadline():
+    a = agg(intervals=[60 * M], first_candle="backfill", backfill_deadline_ms=3000,
+            updates="throttled")
+    a.add_trades([trade(B + 1000, 10)])
+    assert a.flush_updates() == []  # waiting: not shown yet
+    (req,) = a.take_backfill_requests(B + 1000)
+    assert a.next_backfill_deadline() == B + 4000
+    a.close_due(B + 3999)
+    assert a.pending_backfills() == 1
+    a.close_due(B + 4000)
+    assert a.pending_backfills() == 0 and a.metrics["backfill_deadline"] == 1
+    (k,) = a.flush_updates()
+    assert k.partial and not k.closed
+    assert a.apply_backfill(req, SourceCandle(1, 1, 1, 1, 1, 1, B)) == []  # too late
+    assert a.metrics["backfill_discarded"] == 1
+
+
+def test_sub_minute_and_calendar_month_candles():
+    import datetime as dt
+
+    from streamer.intervals import MONTH_MS
+
+    a = agg(intervals=[500, 10_000], waiter_ms=0)
+    out = a.add_trades([trade(B + 100, 1), trade(B + 600, 2), trade(B + 10_050, 3)])
+    out += a.close_due(B + 10_500)
+    assert sorted((k.interval, k.timestamp, k.close) for k in out if k.trade_count) == [
+        (500, B, 1.0), (500, B + 500, 2.0), (500, B + 10_000, 3.0), (10_000, B, 2.0)]
+    jan = int(dt.datetime(2024, 1, 31, 23, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    feb = int(dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    mar = int(dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    m = agg(intervals=[MONTH_MS], waiter_ms=100)
+    m.add_trades([trade(jan, 1), trade(feb + 5, 2)])
+    (k,) = m.close_due(feb + 100)
+    assert (k.interval, k.timestamp, k.close) == (MONTH_MS, feb - 31 * 86_400_000, 1.0)
+    assert m.close_due(mar + 99) == []  # February 2024 has 29 days, not the nominal 30
+    (k,) = m.close_due(mar + 100)
+    assert (k.timestamp, k.close) == (feb, 2.0)

@@ -1,45 +1,52 @@
-"""First-candle backfill from the fake Bybit's REST API, and the fall-back to partial."""
+"""First-candle backfill through the input source's history (a real bybit.linear source
+against the fake Bybit), its per-symbol planning, and the fall-backs to partial."""
 
 from __future__ import annotations
 
 import logging
 
+import pytest
 import trio
+from bybit.harness import make_source
 
 from aggregate.helpers import trade
 from streamer import clock
 from streamer.api import Context
 from streamer.config import structure_options
+from streamer.history import HistoryUnavailable
+from streamer.intervals import candle_start, interval
 from streamer.metrics import Metrics
-from streamer_aggregate.intervals import candle_start
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 M = 60_000
 
 
-def make(rest_url: str, **options) -> KlineTransform:
-    config = structure_options(KlineConfig, {"rest_url": rest_url, "turnover": True,
-                                             "intervals": ["1m", "5m"], **options})
+def make(fake=None, history=None, **options) -> KlineTransform:
+    config = structure_options(KlineConfig, {"turnover": True, "intervals": ["1m", "5m"],
+                                             **options})
     ctx = Context(name="k", type="klines.from_trades", logger=logging.getLogger("t.bf"),
-                  metrics=Metrics())
+                  metrics=Metrics(), inputs=("bybit",))
+    if fake is not None:
+        ctx.history.add("bybit", make_source(fake, symbols=["BTCUSDT"]).history)
+    if history is not None:
+        ctx.history.add("other", history)
     return KlineTransform(config, ctx)
 
 
-def fake_trades(fake, ts_list, price="65000.5", size="0.010"):
+def fake_trades(fake, ts_list, price="65000.5", size="0.010", symbol="BTCUSDT"):
     """Trades made on the fake (so its candles know them), as our Trade events."""
     out = []
     for ts in ts_list:
-        (t,) = fake.trade("linear", "BTCUSDT", price=price, size=size, ts=ts)
-        out.append(trade(t["T"], t["p"], t["v"]))
+        (t,) = fake.trade("linear", symbol, price=price, size=size, ts=ts)
+        out.append(trade(t["T"], t["p"], t["v"], symbol=symbol))
     return out
 
 
-async def drain(tr: KlineTransform, want: int) -> None:
-    """Run the backfill worker until ``want`` REST answers have been applied."""
-    metrics = tr.context.metrics
+async def drain(tr: KlineTransform) -> None:
+    """Run the backfill worker until no first candle waits any more."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tr.backfill_worker, _no_emit)
-        while (metrics["backfilled_klines"] + metrics["backfill_failed"]) < want:
+        while tr.aggregator.pending_backfills():
             await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
 
@@ -48,22 +55,26 @@ async def _no_emit(batch):
     raise AssertionError(f"nothing should be emitted here: {batch}")
 
 
-async def test_first_candle_is_completed_from_rest(fake_bybit):
+def kline_queries(fake):
+    return [(q["symbol"], q["interval"], int(q["start"]))
+            for path, q in fake.rest_requests if path == "/v5/market/kline"]
+
+
+async def test_one_answer_of_1m_candles_completes_the_1m_and_5m_first_candles(fake_bybit):
     # A 5-minute candle that ended a while ago: the fake saw trades we missed at its start.
     b5 = candle_start(clock.now_ms(), 5 * M) - 10 * M
     missed = fake_trades(fake_bybit, [b5 + 1000, b5 + 2000], price="64000", size="1.5")
     missed += fake_trades(fake_bybit, [b5 + 3000], price="66000", size="0.5")
     seen = fake_trades(fake_bybit, [b5 + 70_000, b5 + 80_000, b5 + 100_000], price="65000")
-    tr = make(fake_bybit.rest_url)
+    tr = make(fake_bybit)
     with trio.fail_after(10):
         assert tr.process(seen) == []
-        await drain(tr, want=2)  # the first 1m candle we saw (b5+1m) and the 5m one
+        await drain(tr)
     later = fake_trades(fake_bybit, [b5 + 130_000], price="65001")
     out = tr.process(later)  # closes the 1m candle (trade time past its waiter window)
     assert tr.context.metrics["backfilled_klines"] == 2
-    queries = [q for path, q in fake_bybit.rest_requests if path == "/v5/market/kline"]
-    assert sorted((q["interval"], int(q["start"])) for q in queries) == [
-        ("1", b5 + M), ("5", b5)]
+    # both first candles (1m at b5+1m, 5m at b5) from one request of 1m candles
+    assert kline_queries(fake_bybit) == [("BTCUSDT", "1", b5)]
     out += tr.aggregator.close_due(b5 + 5 * M + 100)
     five = next(k for k in out if k.interval == 5 * M)
     (want,) = [c for c in fake_bybit.klines("linear", "BTCUSDT", "5") if c["start"] == b5]
@@ -73,31 +84,150 @@ async def test_first_candle_is_completed_from_rest(fake_bybit):
     assert abs(five.volume - float(want["volume"])) < 1e-9
     assert abs(five.turnover - float(want["turnover"])) < 1e-6
     assert five.trade_count == 4 and not five.partial  # our trades only (a lower bound)
-    # the 1m candle at b5 + 1m needed no missed trades but was backfilled all the same
     one = [k for k in out if k.interval == M and k.timestamp == b5 + M]
     assert one and not one[0].partial and abs(one[0].volume - 0.03) < 1e-12
+
+
+async def test_requests_are_one_per_symbol_whatever_the_intervals(fake_bybit):
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    b = candle_start(clock.now_ms(), 4 * 60 * M) + 30_000
+    tr = make(fake_bybit, intervals=["1m", "5m", "15m", "1h", "4h", "1D"])
+    batch = [trade(b + i, 10, symbol=s) for i, s in enumerate(symbols)]
+    with trio.fail_after(10):
+        tr.process(batch)
+        await drain(tr)
+    queries = kline_queries(fake_bybit)
+    # 1m candles serve 1m..4h (at most 240 rows), and 1D too while today has had at most
+    # 1000 minutes (Bybit's most rows per answer); after that 1D is asked on its own
+    today = (clock.now_ms() - candle_start(clock.now_ms(), 1440 * M)) // M + 1
+    daily = [(s, "D") for s in symbols] if today > 1000 else []
+    assert sorted((s, code) for s, code, _ in queries) == sorted(
+        [(s, "1") for s in symbols] + daily)
+    assert tr.context.metrics["backfill_failed"] == 0
+
+
+async def test_a_non_bybit_interval_is_composed_from_finer_candles(fake_bybit):
+    b10 = candle_start(clock.now_ms(), 10 * M) - 20 * M
+    fake_trades(fake_bybit, [b10 + 5000], price="100", size="2")
+    fake_trades(fake_bybit, [b10 + 4 * M], price="120", size="1")
+    seen = fake_trades(fake_bybit, [b10 + 7 * M], price="110", size="1")
+    tr = make(fake_bybit, intervals=["10m"])
+    with trio.fail_after(10):
+        tr.process(seen)
+        await drain(tr)
+    assert kline_queries(fake_bybit) == [("BTCUSDT", "5", b10)]  # the longest that fits
+    (k,) = tr.aggregator.close_due(b10 + 10 * M + 100)
+    assert (k.interval, k.timestamp, k.open, k.high, k.low, k.close) == (
+        10 * M, b10, 100.0, 120.0, 100.0, 110.0)
+    assert k.volume == 4.0 and not k.partial
+
+
+async def test_a_sub_minute_first_candle_comes_from_recent_trades(fake_bybit):
+    b = candle_start(clock.now_ms(), 10_000) - 60_000
+    fake_trades(fake_bybit, [b + 1000, b + 2000], price="50", size="1")
+    seen = fake_trades(fake_bybit, [b + 5000, b + 6000], price="60", size="2")
+    fake_trades(fake_bybit, [b + 12_000], price="70", size="1")  # the next candle
+    tr = make(fake_bybit, intervals=["10s"])
+    with trio.fail_after(10):
+        tr.process(seen)
+        await drain(tr)
+    assert kline_queries(fake_bybit) == []
+    assert [p for p, _ in fake_bybit.rest_requests] == ["/v5/market/recent-trade"]
+    (k,) = tr.aggregator.close_due(b + 10_000 + 100)
+    assert (k.interval, k.open, k.high, k.low, k.close, k.volume, k.trade_count) == (
+        10_000, 50.0, 60.0, 50.0, 60.0, 6.0, 4)
+    assert not k.partial
+
+
+async def test_calendar_months_are_completed_from_month_candles(fake_bybit):
+    two = interval("2M")
+    start = two.start(clock.now_ms())
+    fake_trades(fake_bybit, [start + 1000], price="10", size="3")
+    seen = fake_trades(fake_bybit, [clock.now_ms() - 1000], price="20", size="1")
+    tr = make(fake_bybit, intervals=["2M"])
+    with trio.fail_after(10):
+        tr.process(seen)
+        await drain(tr)
+    assert [(s, code) for s, code, _ in kline_queries(fake_bybit)] == [("BTCUSDT", "M")]
+    (k,) = tr.aggregator.open_klines()
+    assert (k.interval, k.timestamp, k.open, k.volume) == (two.ms, start, 10.0, 4.0)
+    assert not k.partial
 
 
 async def test_rest_down_falls_back_to_partial(fake_bybit):
     fake_bybit.reachable = False
     b = candle_start(clock.now_ms(), 5 * M) - 10 * M
-    tr = make(fake_bybit.rest_url, intervals=["1m"])
+    tr = make(fake_bybit, intervals=["1m"])
     with trio.fail_after(10):
         tr.process([trade(b + 30_000, 100)])
-        await drain(tr, want=1)
+        await drain(tr)
     assert tr.context.metrics["backfill_failed"] == 1
     (k,) = tr.aggregator.close_due(b + M + 100)
     assert k.partial and k.open == 100.0 and k.trade_count == 1
 
 
-async def test_unreachable_rest_host_falls_back_to_partial():
-    with trio.socket.socket() as s:  # a port nobody listens on
-        await s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+async def test_without_a_history_source_first_candles_are_partial_with_one_log_line(caplog):
     b = candle_start(clock.now_ms(), M) - 10 * M
-    tr = make(f"http://127.0.0.1:{port}", intervals=["1m"])
+    tr = make(intervals=["1m", "5m"])
+    with caplog.at_level(logging.WARNING, logger="t.bf"), trio.fail_after(10):
+        tr.process([trade(b + 30_000, 100, symbol="BTCUSDT")])
+        tr.process([trade(b + 30_001, 100, symbol="ETHUSDT")])
+        await drain(tr)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["no input source of channel 'linear' answers history requests; first "
+                     "candles are emitted flagged partial"]
+    assert all(k.partial for k in tr.aggregator.open_klines())
+
+
+class TradesOnly:
+    """A source's history that has no candles and keeps no trades."""
+
+    channel = "linear"
+    candle_intervals: frozenset[int] = frozenset()
+    max_candles = 0
+
+    async def candles(self, channel, symbol, interval_ms, start_ms, *, limit):
+        raise AssertionError("not asked: it has no candle intervals")
+
+    async def trades_since(self, channel, symbol, since_ms):
+        raise HistoryUnavailable("this source keeps no trades")
+
+
+async def test_a_source_that_cannot_answer_says_so_once(caplog):
+    b = candle_start(clock.now_ms(), M) - 10 * M
+    tr = make(history=TradesOnly(), intervals=["1m"])
+    with caplog.at_level(logging.WARNING, logger="t.bf"), trio.fail_after(10):
+        for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+            tr.process([trade(b + 30_000, 100, symbol=symbol)])
+        await drain(tr)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["the linear source cannot answer for recent trades (this source keeps "
+                     "no trades); those first candles are emitted flagged partial"]
+    assert [k.partial for k in tr.aggregator.open_klines()] == [True, True, True]
+
+
+@pytest.mark.parametrize("mode", ["partial", "skip"])
+async def test_no_history_is_asked_unless_backfill(fake_bybit, mode):
+    b = candle_start(clock.now_ms(), M) - 10 * M
+    tr = make(fake_bybit, first_candle=mode)
+    tr.process([trade(b + 30_000, 100)])
+    assert tr.aggregator.pending_backfills() == 0
+    assert fake_bybit.rest_requests == []
+
+
+async def test_more_trades_than_the_source_keeps_leave_the_candle_partial(fake_bybit):
+    b = candle_start(clock.now_ms(), 60_000) - 5 * 60_000
+    missed = [fake_bybit.trade("spot", "BTCUSDT", price="5", size="1", ts=b + 100 + i)
+              for i in range(70)]  # Bybit spot keeps the newest 60
+    (t,) = fake_bybit.trade("spot", "BTCUSDT", price="6", size="1", ts=b + 1000)
+    config = structure_options(KlineConfig, {"intervals": ["10s"]})
+    ctx = Context(name="k", type="klines.from_trades", logger=logging.getLogger("t.bf"),
+                  metrics=Metrics())
+    ctx.history.add("bybit", make_source(fake_bybit, "spot", symbols=["BTCUSDT"]).history)
+    tr = KlineTransform(config, ctx)
     with trio.fail_after(10):
-        tr.process([trade(b + 30_000, 100)])
-        await drain(tr, want=1)
-    (k,) = tr.aggregator.close_due(b + M + 100)
-    assert k.partial
+        tr.process([trade(t["T"], t["p"], t["v"], channel="spot")])
+        await drain(tr)
+    assert len(missed) == 70 and ctx.metrics["backfill_incomplete"] == 1
+    (k,) = tr.aggregator.open_klines()
+    assert k.partial and k.trade_count == 1 + 59  # what the source still had, plus ours

@@ -1,4 +1,4 @@
-"""Interval parsing and alignment (1W as Bybit and the fake align it), config validation."""
+"""Interval alignment (1W and 1M as Bybit and the fake align them), config validation."""
 
 from __future__ import annotations
 
@@ -8,38 +8,31 @@ import pytest
 
 from fakebybit.market import period_start
 from streamer.config import ConfigError, structure_options
-from streamer_aggregate.intervals import (
-    DAY_MS,
-    INTERVALS,
-    WEEK_MS,
-    bybit_code,
-    candle_start,
-    parse_interval,
-)
+from streamer.intervals import INTERVALS, WEEK_MS, bybit_code, candle_start, parse_interval
 from streamer_aggregate.passthrough import PassthroughConfig
 from streamer_aggregate.transform import KlineConfig
 
 
-def test_parse_every_interval():
-    assert parse_interval("1m") == 60_000
-    assert parse_interval("4h") == 4 * 3_600_000
-    assert parse_interval("1D") == DAY_MS
-    assert parse_interval("1W") == WEEK_MS
+def test_the_aggregator_takes_the_core_labels():
+    c = structure_options(KlineConfig, {"intervals": ["500ms", "10s", "1m", "50m", "2h", "1D",
+                                                      "1W", "1M", "2M"]})
+    assert c.interval_ms == [parse_interval(x) for x in c.intervals]
     assert [bybit_code(parse_interval(i)) for i in INTERVALS] == [
-        "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W"]
+        "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M"]
 
 
-@pytest.mark.parametrize("bad", ["2m", "1M", "60", "1d", "", "1w", "h"])
-def test_unknown_interval_lists_the_valid_ones(bad):
-    with pytest.raises(ValueError, match=r"valid intervals: 1m, 3m, 5m, .*1D, 1W"):
-        parse_interval(bad)
+@pytest.mark.parametrize("bad", ["60m", "60", "1d", "", "1w", "h", "50ms", "30D"])
+def test_unknown_interval_says_what_is_valid(bad):
+    with pytest.raises(ConfigError, match=r"unknown kline interval .*; valid intervals: 1m, "):
+        structure_options(KlineConfig, {"intervals": [bad]})
 
 
 @pytest.mark.parametrize("ts", [0, 1_700_000_123_456, 1_704_067_200_000, 1_704_067_199_999,
                                 1_735_603_200_000, 1_709_251_199_999])
 def test_alignment_matches_the_fake_bybit(ts):
     codes = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60",
-             "2h": "120", "4h": "240", "6h": "360", "12h": "720", "1D": "D", "1W": "W"}
+             "2h": "120", "4h": "240", "6h": "360", "12h": "720", "1D": "D", "1W": "W",
+             "1M": "M"}
     for name, code in codes.items():
         assert candle_start(ts, parse_interval(name)) == period_start(ts, code), name
 
@@ -54,17 +47,14 @@ def test_weeks_start_on_monday_midnight_utc():
 
 def test_config_defaults_and_strict_structuring():
     c = structure_options(KlineConfig, {})
-    assert (c.interval_ms, c.waiter, c.waiter_latency_ms, c.updates, c.first_candle) == (
-        [60_000], True, 100, "closed", "backfill")
-    assert c.effective_rest_url == "https://api.bybit.com"
-    assert structure_options(KlineConfig, {"testnet": True}).effective_rest_url == (
-        "https://api-testnet.bybit.com")
+    assert (c.interval_ms, c.waiter, c.waiter_latency_ms, c.updates, c.first_candle,
+            c.backfill_timeout_s) == ([60_000], True, 100, "closed", "backfill", 10.0)
     c = structure_options(KlineConfig, {"intervals": ["1m", "1W"], "updates": "throttled"})
     assert c.interval_ms == [60_000, WEEK_MS]
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"intervals": ["2m"]}, "unknown kline interval"),
+    ({"intervals": ["60m"]}, "write 60m as 1h"),
     ({"intervals": []}, "at least one"),
     ({"intervals": ["1m", "1m"]}, "twice"),
     ({"waiter_latency_ms": 79}, "between 80 and 150"),
@@ -72,7 +62,8 @@ def test_config_defaults_and_strict_structuring():
     ({"updates": "sometimes"}, "updates"),
     ({"first_candle": "guess"}, "first_candle"),
     ({"update_interval_ms": 10}, "update_interval_ms"),
-    ({"rest_url": "ftp://x"}, "rest_url"),
+    ({"backfill_timeout_s": 0}, "backfill_timeout_s"),
+    ({"backfill_timeout_s": 301}, "backfill_timeout_s"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_config_is_rejected_clearly(options, message):
@@ -82,5 +73,20 @@ def test_bad_config_is_rejected_clearly(options, message):
 
 def test_passthrough_config():
     assert structure_options(PassthroughConfig, {}).updates == "closed"
+    assert structure_options(PassthroughConfig, {"intervals": ["7m"]}).interval_ms == {420_000}
     with pytest.raises(ConfigError, match="unknown kline interval"):
-        structure_options(PassthroughConfig, {"intervals": ["7m"]})
+        structure_options(PassthroughConfig, {"intervals": ["7x"]})
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ({"rest_url": "https://api-testnet.bybit.com"}, "rest_url"),
+    ({"testnet": True}, "testnet"),
+    ({"testnet": False}, "testnet"),
+])
+def test_rest_url_and_testnet_moved_to_the_source(options, key):
+    with pytest.raises(ConfigError) as info:
+        structure_options(KlineConfig, options)
+    message = str(info.value)
+    assert f"{key} is no longer an option of klines.from_trades" in message
+    assert "set rest_url / testnet (and ca_file) on the bybit.linear / bybit.spot source" in (
+        message)

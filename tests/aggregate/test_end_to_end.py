@@ -8,8 +8,8 @@ import trio
 
 from streamer import clock
 from streamer.events import Kline
+from streamer.intervals import candle_start
 from streamer.testing import running_pipeline
-from streamer_aggregate.intervals import candle_start
 
 M = 60_000
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregate.helpers import assert_same, kline_key, reference_klines, trade
+from streamer.intervals import MINUTE_MS, candle_start
 from streamer_aggregate.aggregator import KlineAggregator
-from streamer_aggregate.intervals import MINUTE_MS, candle_start
 
 INTERVALS = [MINUTE_MS, 3 * MINUTE_MS, 5 * MINUTE_MS]
 

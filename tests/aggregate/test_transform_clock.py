@@ -12,8 +12,8 @@ from streamer import clock
 from streamer.api import Context
 from streamer.config import structure_options
 from streamer.events import Kline
+from streamer.intervals import next_boundary
 from streamer.metrics import Metrics
-from streamer_aggregate.intervals import next_boundary
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 M = 60_000

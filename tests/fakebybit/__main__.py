@@ -39,6 +39,10 @@ async def amain(args) -> None:
                      host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
                      non_trading_instruments=False)
     fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
+    if args.kline_fail:
+        fake.rest_failing.add("/v5/market/kline")
+    if args.kline_delay:
+        fake.rest_path_delay["/v5/market/kline"] = args.kline_delay
     with trio.move_on_after(args.duration if args.duration else float("inf")):
         async with trio.open_nursery() as nursery:
             await nursery.start(fake.serve)
@@ -67,6 +71,9 @@ def main(argv=None) -> None:
     p.add_argument("--stamp", action="store_true")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-tickers", action="store_true")
+    p.add_argument("--kline-fail", action="store_true", help="answer GET /v5/market/kline 503")
+    p.add_argument("--kline-delay", type=float, default=0.0,
+                   help="answer GET /v5/market/kline after S seconds")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="<= 0 disables")
     args = p.parse_args(argv)
     try:

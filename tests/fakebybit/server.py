@@ -34,7 +34,9 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   paused). A ``(low, high)`` pair draws the lag of each request from a seeded uniform
   distribution, so successive answers may even go back in time, as a load-balanced endpoint
   can. Trades made before a lag was first set count as pushed long ago.
-* ``rest_delay`` seconds (trio time) pass before any REST answer is written.
+* ``rest_delay`` seconds (trio time) pass before any REST answer is written, plus
+  ``rest_path_delay[path]`` for that path (one slow endpoint); paths in ``rest_failing``
+  answer HTTP 503.
 """
 
 from __future__ import annotations
@@ -309,6 +311,10 @@ class FakeBybit:
         self.connections: list[Connection] = []
         self.total_connections_opened = 0
         self.rest_requests: list[tuple[str, dict[str, str]]] = []
+        #: REST paths answered only after this many more seconds (one slow endpoint).
+        self.rest_path_delay: dict[str, float] = {}
+        #: REST paths answered with HTTP 503 (a failing endpoint).
+        self.rest_failing: set[str] = set()
         self.refused_topics: set[str] = set()
         self.ignore_pings = False
         self.reachable = True
@@ -476,8 +482,9 @@ class FakeBybit:
                 self.rest_in_flight += 1
                 self.rest_in_flight_max = max(self.rest_in_flight_max, self.rest_in_flight)
                 try:
-                    if self.rest_delay > 0:
-                        await trio.sleep(self.rest_delay)
+                    delay = self.rest_delay + self.rest_path_delay.get(urlsplit(target).path, 0.0)
+                    if delay > 0:
+                        await trio.sleep(delay)
                     status, body = self._rest(method, target)
                 finally:
                     self.rest_in_flight -= 1
@@ -944,7 +951,7 @@ class FakeBybit:
         path = parts.path
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.rest_requests.append((path, query))
-        if not self.reachable:
+        if not self.reachable or path in self.rest_failing:
             return 503, b'{"error":"service unavailable"}'
         if self.rest_rate_limit is not None:
             n, window = self.rest_rate_limit

@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from streamer.events import Event
+from streamer.history import HistoryRouter
 from streamer.inbox import Inbox
 from streamer.metrics import Metrics
 
@@ -72,6 +73,9 @@ class Context:
     metrics: Metrics
     #: Names of the nodes feeding this one (empty for sources).
     inputs: tuple[str, ...] = ()
+    #: For transforms: the history of the input sources (:mod:`streamer.history`), filled by
+    #: the core once every node is built; empty for sources and sinks.
+    history: HistoryRouter = attrs.field(factory=HistoryRouter, eq=False)
 
 
 class Source(Protocol):

@@ -146,6 +146,7 @@ class Pipeline:
             obj = nc.spec.factory(nc.options, context)
             inbox = Inbox(nc.name, nc.queue_size, nc.overflow) if nc.kind == "sink" else None
             self.nodes[nc.name] = Node(nc, obj, context, inbox)
+        self._wire_history()
         self._event_hooks = pm.event_transformers()
         self._emits: dict[str, Emit] = {}
         for node in self.nodes.values():
@@ -241,6 +242,26 @@ class Pipeline:
         finally:
             self._count_left_over(sinks)
             self._log_summary()
+
+    def _wire_history(self) -> None:
+        """Fill each transform's ``context.history`` from the sources upstream of it."""
+        for node in self.nodes.values():
+            if node.config.kind != "transform":
+                continue
+            seen: set[str] = set()
+            pending = list(node.config.inputs)
+            while pending:
+                name = pending.pop(0)
+                upstream = self.nodes.get(name)
+                if upstream is None or name in seen:
+                    continue
+                seen.add(name)
+                if upstream.config.kind == "transform":
+                    pending.extend(upstream.config.inputs)
+                    continue
+                history = getattr(upstream.obj, "history", None)
+                if history is not None:
+                    node.context.history.add(name, history)
 
     # -- starting and supervising -----------------------------------------------------------
 

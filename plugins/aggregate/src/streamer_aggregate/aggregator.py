@@ -15,6 +15,9 @@ When a candle closes, by the caller's clock (:meth:`KlineAggregator.close_due`) 
   by the clock, whichever comes first. Trades of the closed candle that arrive after that are
   late.
 
+Intervals are any :class:`streamer.intervals.Interval`: fixed lengths aligned to the epoch
+(weeks on Monday) or calendar months; a month kline carries the nominal length on the wire.
+
 Intervals without trades become flat klines (o=h=l=c=previous close, volume 0,
 trade_count 0) when ``fill_gaps`` is set, once the symbol has a previous close.
 
@@ -29,12 +32,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-import attrs
-
 from streamer.events import Kline, Trade
+from streamer.intervals import interval_of_ms
 from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
-from streamer_aggregate.intervals import alignment_offset
+from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
 
 Updates = Literal["closed", "every_trade", "throttled"]
 FirstCandle = Literal["backfill", "partial", "skip"]
@@ -74,7 +76,7 @@ class Bucket:
         # Open and close follow trade time, not arrival order, so a trade that arrives a
         # little out of order (within the waiter window) still lands in the right place.
         self.open_ts = self.close_ts = ts
-        self.end = start + state.ms
+        self.end = state.end_of(start)
         self.open = self.high = self.low = self.close = price
         self.volume = size
         self.turnover = price * size
@@ -84,22 +86,24 @@ class Bucket:
         self.partial = False
         self.skip = False
         self.backfilled = False
-        #: Trades (ts, price, size) seen while a REST backfill of this candle is in flight;
-        #: ``None`` when no backfill is pending.
-        self.pending: list[tuple[int, float, float]] | None = None
+        #: What the candle keeps while its history is asked for; ``None`` when not pending.
+        self.pending: PendingBackfill | None = None
 
 
 class IntervalState:
     """Candles of one (channel, symbol, interval)."""
 
-    __slots__ = ("buckets", "channel", "cur", "cursor", "held", "last_close", "ms", "offset",
-                 "started", "symbol")
+    __slots__ = ("buckets", "channel", "cur", "cursor", "held", "interval", "last_close",
+                 "months", "ms", "offset", "started", "symbol")
 
     def __init__(self, channel: str, symbol: str, ms: int) -> None:
         self.channel = channel
         self.symbol = symbol
+        self.interval = interval_of_ms(ms)
+        #: The wire length (nominal for months).
         self.ms = ms
-        self.offset = alignment_offset(ms)
+        self.months = self.interval.months
+        self.offset = self.interval.offset
         #: Open candles, oldest first.
         self.buckets: list[Bucket] = []
         #: The newest open candle when trades may be folded into it directly (not pending).
@@ -111,28 +115,13 @@ class IntervalState:
         #: While the source recovers a gap: candles ending after this stay open.
         self.held: int | None = None
 
+    def start_of(self, ts: int) -> int:
+        if self.months:
+            return self.interval.start(ts)
+        return ts - (ts - self.offset) % self.ms
 
-@attrs.frozen
-class BackfillRequest:
-    """Ask for the REST candle of (channel, symbol, interval) that opened at ``start``."""
-
-    channel: str
-    symbol: str
-    interval: int
-    start: int
-
-
-@attrs.frozen
-class RestCandle:
-    """A candle as Bybit's REST API reported it at ``snapshot_ms`` (its response's ``time``)."""
-
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    turnover: float
-    snapshot_ms: int
+    def end_of(self, start: int) -> int:
+        return self.interval.end(start) if self.months else start + self.ms
 
 
 class KlineAggregator:
@@ -147,6 +136,7 @@ class KlineAggregator:
         fill_gaps: bool = True,
         turnover: bool = False,
         first_candle: FirstCandle = "partial",
+        backfill_deadline_ms: int = 10_000,
         metrics: Metrics | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -162,6 +152,7 @@ class KlineAggregator:
         self.fill_gaps = fill_gaps
         self.turnover = turnover
         self.first_candle = first_candle
+        self.backfill_deadline_ms = backfill_deadline_ms
         self.metrics = metrics if metrics is not None else Metrics()
         self.log = logger if logger is not None else logging.getLogger("streamer.aggregate")
         self._track_updates = updates != "closed"
@@ -172,6 +163,8 @@ class KlineAggregator:
         self._all: list[IntervalState] = []
         self._dirty: list[Bucket] = []
         self._backfill_requests: list[BackfillRequest] = []
+        #: First candles waiting for their history (at most symbols x intervals).
+        self._pending: list[Bucket] = []
         self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
         #: (channel, symbol) -> (since_ms, deadline_ms) of a stream gap being recovered.
         self._holds: dict[tuple[str, str], tuple[int, int]] = {}
@@ -250,7 +243,7 @@ class KlineAggregator:
         if st.cursor is not None and ts < st.cursor:
             self._late(st, ts)
             return
-        start = ts - (ts - st.offset) % st.ms
+        start = st.start_of(ts)
         for b in st.buckets:
             if b.start == start:
                 self._fold(b, ts, p, v)
@@ -294,7 +287,7 @@ class KlineAggregator:
         if self.turnover:
             b.turnover += p * v
         if b.pending is not None:
-            b.pending.append((ts, p, v))
+            b.pending.mark(ts, b.volume, b.turnover)
         if self._track_updates and not b.dirty:
             b.dirty = True
             self._dirty.append(b)
@@ -310,7 +303,9 @@ class KlineAggregator:
             b.skip = True
             self.metrics.inc("skipped_first_klines")
         else:
-            b.pending = [(ts, p, v)]
+            b.pending = PendingBackfill(ts)
+            b.pending.mark(ts, b.volume, b.turnover)
+            self._pending.append(b)
             self._backfill_requests.append(
                 BackfillRequest(st.channel, st.symbol, st.ms, start=b.start)
             )
@@ -336,10 +331,12 @@ class KlineAggregator:
         out: list[Kline] = []
         if self._holds:
             self._expire_holds(now_ms)
+        if self._pending:
+            self._expire_backfills(now_ms)
         limit = now_ms - self.waiter_ms
         for st in self._all:
             cursor = st.cursor
-            if cursor is not None and cursor + st.ms > limit:
+            if cursor is not None and (st.end_of(cursor) if st.months else cursor + st.ms) > limit:
                 continue
             self._advance(st, limit, out)
         return out
@@ -357,13 +354,14 @@ class KlineAggregator:
                 s = buckets[0].start
             else:
                 return
-            if s + ms > limit:
+            end = st.end_of(s)
+            if end > limit:
                 return
             if buckets and buckets[0].start == s:
                 b = buckets.pop(0)
                 self._emit_closed(b, out)
                 st.last_close = b.close
-                st.cursor = s + ms
+                st.cursor = end
                 self._reset_cur(st)
             elif self.fill_gaps and st.last_close is not None:
                 c = st.last_close
@@ -371,17 +369,17 @@ class KlineAggregator:
                     Kline(st.channel, st.symbol, ms, s, c, c, c, c, 0.0, 0, True,
                           0.0 if self.turnover else None)
                 )
-                st.cursor = s + ms
+                st.cursor = end
             else:
                 # Nothing to emit for the empty stretch: jump over it.
-                latest = limit - (limit - st.offset) % ms
+                latest = st.start_of(limit)
                 st.cursor = min(buckets[0].start, latest) if buckets else latest
 
     def _emit_closed(self, b: Bucket, out: list[Kline]) -> None:
         b.closed = True
         if b.pending is not None:
-            # The REST answer did not come in time: what we have is all we know.
-            b.pending = None
+            # The history did not come in time: what we have is all we know.
+            self._stop_pending(b)
             b.partial = True
             self.metrics.inc("backfill_too_late")
         if b.skip:
@@ -462,53 +460,113 @@ class KlineAggregator:
 
     # -- backfill -----------------------------------------------------------------------------
 
-    def take_backfill_requests(self) -> list[BackfillRequest]:
-        """REST candles the aggregator wants (first candles that opened before we listened)."""
+    def take_backfill_requests(self, now_ms: int) -> list[BackfillRequest]:
+        """History the aggregator wants (first candles that opened before we listened); each
+        of these candles waits at most ``backfill_deadline_ms`` from ``now_ms``."""
         requests = self._backfill_requests
         if requests:
             self._backfill_requests = []
+            deadline = now_ms + self.backfill_deadline_ms
+            for b in self._pending:
+                if b.pending is not None and b.pending.deadline_ms is None:
+                    b.pending.deadline_ms = deadline
         return requests
 
-    def apply_backfill(self, request: BackfillRequest, candle: RestCandle | None) -> list[Kline]:
-        """Merge Bybit's REST candle into the first candle, or mark it partial (``None``).
+    def pending_backfills(self) -> int:
+        """First candles waiting for their history now."""
+        return len(self._pending)
 
-        Exact after the merge: open (Bybit's first trade of the interval), high, low, close.
-        Estimates: volume and turnover are Bybit's totals at ``snapshot_ms`` plus our trades
-        stamped after it, so a trade stamped in the snapshot's millisecond, or one Bybit's
-        kline had not yet counted, can be missed; trade_count counts only the trades we saw
-        (a lower bound: Bybit's REST candle has no count).
-        Returns open klines to emit now (``updates = "every_trade"``), else ``[]``.
-        """
-        states = self._by_channel.get(request.channel, {}).get(request.symbol)
-        bucket = None
-        if states is not None:
-            for st in states:
-                if st.ms == request.interval:
-                    for b in st.buckets:
-                        if b.start == request.start and b.pending is not None:
-                            bucket = b
+    def next_backfill_deadline(self) -> int | None:
+        """When the earliest waiting first candle gives up (ms), or ``None``."""
+        return min((b.pending.deadline_ms for b in self._pending
+                    if b.pending is not None and b.pending.deadline_ms is not None),
+                   default=None)
+
+    def _expire_backfills(self, now_ms: int) -> None:
+        for b in [b for b in self._pending if b.pending is not None
+                  and b.pending.deadline_ms is not None and b.pending.deadline_ms <= now_ms]:
+            self._stop_pending(b)
+            b.partial = True
+            self.metrics.inc("backfill_deadline")
+            self._mark_changed(b)
+
+    def _stop_pending(self, b: Bucket) -> None:
+        b.pending = None
+        self._pending.remove(b)
+        self._reset_cur(b.state)
+
+    def waiting(self, request: BackfillRequest) -> bool:
+        """Whether the candle of ``request`` still waits for its history."""
+        return self._pending_bucket(request) is not None
+
+    def _pending_bucket(self, request: BackfillRequest) -> Bucket | None:
+        for b in self._pending:
+            st = b.state
+            if (b.start == request.start and st.ms == request.interval
+                    and st.symbol == request.symbol and st.channel == request.channel):
+                return b
+        return None
+
+    def _find_pending(self, request: BackfillRequest) -> Bucket | None:
+        bucket = self._pending_bucket(request)
         if bucket is None:
             self.metrics.inc("backfill_discarded")
+        return bucket
+
+    def apply_backfill(self, request: BackfillRequest, candle: SourceCandle | None) -> list[Kline]:
+        """Merge the source's candle into the first candle, or mark it partial (``None``);
+        what is exact and what is estimated: :mod:`streamer_aggregate.backfill`.
+
+        Returns open klines to emit now (``updates = "every_trade"``), else ``[]``.
+        """
+        bucket = self._find_pending(request)
+        if bucket is None:
             return []
-        pending = bucket.pending or []
-        bucket.pending = None
+        pending = bucket.pending
+        assert pending is not None
+        self._stop_pending(bucket)
         if candle is None:
             bucket.partial = True
         else:
             snap = candle.snapshot_ms
-            after = [(p, v) for ts, p, v in pending if ts > snap]
+            volume_before, turnover_before = pending.before(snap)
             bucket.open = candle.open
+            bucket.open_ts = bucket.start
             bucket.high = max(bucket.high, candle.high)
             bucket.low = min(bucket.low, candle.low)
-            if not after:
+            if bucket.close_ts <= snap:
                 bucket.close = candle.close
-            bucket.volume = candle.volume + sum(v for _, v in after)
+            bucket.volume = candle.volume + bucket.volume - volume_before
             if self.turnover:
-                bucket.turnover = candle.turnover + sum(p * v for p, v in after)
+                bucket.turnover = candle.turnover + bucket.turnover - turnover_before
             bucket.backfilled = True
             self.metrics.inc("backfilled_klines")
-        self._reset_cur(bucket.state)
-        if self._track_updates:
+        return self._mark_changed(bucket)
+
+    def apply_trades(
+        self, request: BackfillRequest, trades: Sequence[Trade], complete: bool
+    ) -> list[Kline]:
+        """Fold the source's trades of the first candle stamped before our first one in; if
+        not ``complete`` (the source keeps fewer), the candle stays flagged partial."""
+        bucket = self._find_pending(request)
+        if bucket is None:
+            return []
+        pending = bucket.pending
+        assert pending is not None
+        self._stop_pending(bucket)
+        earlier = [t for t in trades if t.ts < pending.first_ts]
+        for t in earlier:
+            self._fold(bucket, t.ts, float(t.price), float(t.size))
+        if complete:
+            bucket.backfilled = True
+            self.metrics.inc("backfilled_klines")
+        else:
+            bucket.partial = True
+            self.metrics.inc("backfill_incomplete")
+        return self._mark_changed(bucket)
+
+    def _mark_changed(self, bucket: Bucket) -> list[Kline]:
+        if self._track_updates and not bucket.closed:
             if not bucket.dirty:
                 bucket.dirty = True
                 self._dirty.append(bucket)

@@ -16,7 +16,7 @@ import trio
 
 from streamer.api import Context, Emit
 from streamer.events import Event, Kline
-from streamer_aggregate.intervals import parse_interval
+from streamer.intervals import parse_interval
 
 
 @attrs.define

@@ -5,10 +5,14 @@ hosts the two time-driven parts:
 
 - a timer that closes candles at ``boundary + waiter_latency_ms`` (waiter mode) or at the
   boundary (no waiter), sleeping with ``trio.sleep_until`` on the wall clock of
-  :mod:`streamer.clock`, and with ``updates = "throttled"`` flushes open klines every
-  ``update_interval_ms``;
-- the REST backfill of first candles, fed by ``process`` through a small channel so that
-  ``process`` never waits on the network.
+  :mod:`streamer.clock`, with ``updates = "throttled"`` flushes open klines every
+  ``update_interval_ms``, and gives up on first candles whose history is overdue;
+- the first-candle backfill, fed by ``process`` through a small channel so that ``process``
+  never waits on the network. It asks the input source's history (:mod:`streamer.history`,
+  ``context.history``): one worker per symbol at a time, at most
+  :data:`BACKFILL_CONCURRENCY` symbols at once, with all of a symbol's requests planned into
+  as few calls as the source allows (:func:`streamer_aggregate.backfill.plan`). The source
+  paces and rate-limits its own requests. The transform knows no exchange.
 """
 
 from __future__ import annotations
@@ -19,34 +23,39 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from streamer import clock, http
+from streamer import clock
 from streamer.api import Context, Emit, StreamGap
 from streamer.events import Event
-from streamer.intervals import interval_label
-from streamer_aggregate.aggregator import (
+from streamer.history import History, HistoryError, HistoryUnavailable
+from streamer.intervals import interval_of_ms, parse_interval
+from streamer.logs import RateLimitedLog
+from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
+from streamer_aggregate.backfill import (
     BackfillRequest,
-    FirstCandle,
-    KlineAggregator,
-    RestCandle,
-    Updates,
+    CandleAsk,
+    candle_from,
+    plan,
+    trades_in,
 )
-from streamer_aggregate.intervals import bybit_code, next_boundary, parse_interval
 
-MAINNET_REST_URL = "https://api.bybit.com"
-TESTNET_REST_URL = "https://api-testnet.bybit.com"
-
-#: Backfill requests queued between ``process`` and the REST task; beyond this the candle is
-#: marked partial at once instead of blocking the source.
+#: Symbols queued for backfill between ``process`` and the backfill worker; beyond this their
+#: first candles are marked partial at once instead of blocking the source.
 BACKFILL_QUEUE = 10_000
-#: REST calls in flight at once, and the pace at which they start: 100/s keeps us under
-#: Bybit's 600 requests per 5 s per IP even with other plugins using REST too.
+#: Symbols whose history is asked for at once.
 BACKFILL_CONCURRENCY = 8
-BACKFILL_START_INTERVAL_S = 0.01
+_FAILURE_LOG_EVERY_S = 30.0
+
+_MOVED = (
+    "{key} is no longer an option of klines.from_trades: first-candle history now comes "
+    "from the input source, with the source's own endpoints. Remove {key} here and set "
+    "rest_url / testnet (and ca_file) on the bybit.linear / bybit.spot source instead"
+)
 
 
 @attrs.define
 class KlineConfig:
-    #: Candle lengths: any of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1D 1W.
+    #: Candle lengths: any <n><unit> from 100ms (ms, s, m, h, D, W, M), e.g. "500ms", "10s",
+    #: "1m", "50m", "4h", "1D", "1W", "2M"; see streamer.intervals.
     intervals: list[str] = attrs.Factory(lambda: ["1m"])
     #: Close a candle ``waiter_latency_ms`` after its boundary (late trades still count);
     #: false: close on the first trade of a later interval or at the boundary.
@@ -60,22 +69,26 @@ class KlineConfig:
     fill_gaps: bool = True
     #: Add turnover (sum of price*size) to every kline.
     turnover: bool = False
-    #: The first candle of a symbol opened before we were listening: complete it from
-    #: Bybit's REST API ("backfill", falls back to "partial" if REST fails), emit it flagged
-    #: ``partial`` ("partial") or drop it ("skip").
+    #: The first candle of a symbol opened before we were listening: complete it from the
+    #: input source's history ("backfill", falls back to "partial" if that fails or the
+    #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
     first_candle: Literal["backfill", "partial", "skip"] = "backfill"
-    #: REST base URL for backfill; default Bybit mainnet, or testnet if ``testnet``.
-    rest_url: str | None = None
-    testnet: bool = False
-    backfill_timeout_s: float = 5.0
+    #: A first candle waits at most this long (s) for its history, then goes on partial.
+    backfill_timeout_s: float = 10.0
     #: When a source reports a stream gap (a lost connection), the candles it overlaps wait
     #: this long for the recovered trades before closing anyway, flagged partial.
     gap_hold_s: float = 60.0
+    #: Moved to the source: setting either is a configuration error that says so.
+    rest_url: Any = None
+    testnet: Any = None
 
     #: Interval lengths in ms, parsed from ``intervals``.
     interval_ms: list[int] = attrs.field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
+        for key in ("rest_url", "testnet"):
+            if getattr(self, key) is not None:
+                raise ValueError(_MOVED.format(key=key))
         if not self.intervals:
             raise ValueError("intervals must list at least one interval, e.g. [\"1m\"]")
         self.interval_ms = [parse_interval(i) for i in self.intervals]
@@ -90,44 +103,10 @@ class KlineConfig:
                 f"update_interval_ms must be between 50 and 3600000, got "
                 f"{self.update_interval_ms}"
             )
-        if self.rest_url is not None and not self.rest_url.startswith(("http://", "https://")):
-            raise ValueError(f"rest_url must start with http:// or https://, got {self.rest_url!r}")
-        if not 0 < self.backfill_timeout_s <= 60:
-            raise ValueError("backfill_timeout_s must be in (0, 60]")
+        if not 0 < self.backfill_timeout_s <= 300:
+            raise ValueError("backfill_timeout_s must be in (0, 300]")
         if not 0 <= self.gap_hold_s <= 3600:
             raise ValueError(f"gap_hold_s must be in [0, 3600], got {self.gap_hold_s}")
-
-    @property
-    def effective_rest_url(self) -> str:
-        if self.rest_url is not None:
-            return self.rest_url.rstrip("/")
-        return TESTNET_REST_URL if self.testnet else MAINNET_REST_URL
-
-
-def parse_rest_candle(doc: Any, start: int) -> RestCandle:
-    """The candle opening at ``start`` in a GET /v5/market/kline answer (ValueError if none).
-
-    Rows are ``[startTime, open, high, low, close, volume, turnover]`` strings, newest first.
-    """
-    if not isinstance(doc, dict):
-        raise ValueError("answer is not a JSON object")
-    if doc.get("retCode") != 0:
-        raise ValueError(f"retCode {doc.get('retCode')!r}: {doc.get('retMsg')!r}")
-    rows = (doc.get("result") or {}).get("list")
-    if not isinstance(rows, list):
-        raise ValueError("answer has no result.list")
-    for row in rows:
-        if isinstance(row, list) and len(row) >= 7 and int(row[0]) == start:
-            return RestCandle(
-                open=float(row[1]),
-                high=float(row[2]),
-                low=float(row[3]),
-                close=float(row[4]),
-                volume=float(row[5]),
-                turnover=float(row[6]),
-                snapshot_ms=int(doc["time"]),
-            )
-    raise ValueError(f"no candle starting at {start} in the answer")
 
 
 class KlineTransform:
@@ -146,26 +125,42 @@ class KlineTransform:
             fill_gaps=config.fill_gaps,
             turnover=config.turnover,
             first_candle=first,
+            backfill_deadline_ms=int(config.backfill_timeout_s * 1000),
             metrics=context.metrics,
             logger=context.logger,
         )
-        self._backfill_send, self._backfill_receive = trio.open_memory_channel[BackfillRequest](
-            BACKFILL_QUEUE
-        )
-        self._backfill_failures_logged = 0
+        self._intervals = [interval_of_ms(ms) for ms in config.interval_ms]
+        self._backfill_send, self._backfill_receive = trio.open_memory_channel[
+            tuple[str, str]](BACKFILL_QUEUE)
+        #: (channel, symbol) -> its requests not yet asked for; a key is queued once.
+        self._wanted: dict[tuple[str, str], list[BackfillRequest]] = {}
+        #: Channels / reasons already logged once: "cannot answer" is said once, not per symbol.
+        self._told: set[str] = set()
+        self._failure_log = RateLimitedLog(context.logger, _FAILURE_LOG_EVERY_S)
+        #: Wakes the timer when a new backfill deadline may be earlier than its sleep.
+        self._deadline_changed = trio.Event()
 
     # -- inline ----------------------------------------------------------------------------
 
     def process(self, batch: Sequence[Event]) -> list[Event]:
         agg = self.aggregator
         out: list[Event] = list(agg.add_trades(batch))
-        requests = agg.take_backfill_requests()
+        requests = agg.take_backfill_requests(clock.now_ms())
+        if requests:
+            self._deadline_changed.set()
         for request in requests:
+            key = (request.channel, request.symbol)
+            queued = self._wanted.get(key)
+            if queued is not None:
+                queued.append(request)
+                continue
             try:
-                self._backfill_send.send_nowait(request)
+                self._backfill_send.send_nowait(key)
             except trio.WouldBlock:
                 self.context.metrics.inc("backfill_dropped")
                 out.extend(agg.apply_backfill(request, None))
+                continue
+            self._wanted[key] = [request]
         return out
 
     def on_gap(self, gap: StreamGap) -> list[Event]:
@@ -191,12 +186,15 @@ class KlineTransform:
             await self._timer(emit)
 
     def next_close_ms(self, now_ms: int) -> int:
-        """Wall time (ms) of the next moment a candle of some interval is due to close, or a
-        gap hold gives up."""
+        """Wall time (ms) of the next moment a candle of some interval is due to close, a gap
+        hold gives up, or a first candle stops waiting for its history."""
         w = self.waiter_ms
-        due = min(next_boundary(now_ms - w, ms) + w for ms in self.config.interval_ms)
-        deadline = self.aggregator.next_hold_deadline()
-        return due if deadline is None else max(now_ms, min(due, deadline))
+        due = min(iv.next_boundary(now_ms - w) + w for iv in self._intervals)
+        agg = self.aggregator
+        for deadline in (agg.next_hold_deadline(), agg.next_backfill_deadline()):
+            if deadline is not None:
+                due = max(now_ms, min(due, deadline))
+        return due
 
     async def _timer(self, emit: Emit) -> None:
         agg = self.aggregator
@@ -204,6 +202,7 @@ class KlineTransform:
         flush_every_s = self.config.update_interval_ms / 1000
         next_flush = trio.current_time() + flush_every_s
         while True:
+            self._deadline_changed = trio.Event()
             close_at_ms = self.next_close_ms(clock.now_ms())
             wake = clock.trio_time_at(close_at_ms / 1000)
             if throttled and next_flush < wake:
@@ -211,7 +210,10 @@ class KlineTransform:
                 next_flush += flush_every_s
                 out: list[Event] = list(agg.flush_updates())
             else:
-                await trio.sleep_until(wake)
+                with trio.move_on_at(wake) as sleeping:
+                    await self._deadline_changed.wait()
+                if not sleeping.cancelled_caught:
+                    continue  # a first candle now waits: its deadline may come first
                 # The float round trip through the clock offset can read 1 ms early; we
                 # know we slept until close_at_ms.
                 out = list(agg.close_due(max(clock.now_ms(), close_at_ms)))
@@ -224,44 +226,94 @@ class KlineTransform:
     async def backfill_worker(self, emit: Emit) -> None:
         limiter = trio.CapacityLimiter(BACKFILL_CONCURRENCY)
         async with trio.open_nursery() as nursery:
-            async for request in self._backfill_receive:
-                await limiter.acquire_on_behalf_of(request)
-                nursery.start_soon(self._backfill_one, request, emit, limiter)
-                await trio.sleep(BACKFILL_START_INTERVAL_S)
+            async for key in self._backfill_receive:
+                await limiter.acquire_on_behalf_of(key)
+                requests = self._wanted.pop(key, [])
+                nursery.start_soon(self._backfill_symbol, key, requests, emit, limiter)
 
-    async def _backfill_one(
-        self, request: BackfillRequest, emit: Emit, limiter: trio.CapacityLimiter
+    async def _backfill_symbol(
+        self, key: tuple[str, str], requests: list[BackfillRequest], emit: Emit,
+        limiter: trio.CapacityLimiter,
     ) -> None:
         try:
-            candle = await self.fetch_candle(request)
+            out = await self.backfill(key[0], key[1], requests)
         finally:
-            limiter.release_on_behalf_of(request)
-        out: list[Event] = list(self.aggregator.apply_backfill(request, candle))
+            limiter.release_on_behalf_of(key)
         if out:
             await emit(out)
 
-    async def fetch_candle(self, request: BackfillRequest) -> RestCandle | None:
-        """Bybit's REST candle for ``request``, or ``None`` (logged) if it cannot be had."""
-        url = self.config.effective_rest_url + "/v5/market/kline"
-        params = {
-            "category": request.channel,
-            "symbol": request.symbol,
-            "interval": bybit_code(request.interval),
-            "start": request.start,
-            "end": request.start,
-            "limit": 1,
-        }
+    async def backfill(
+        self, channel: str, symbol: str, requests: list[BackfillRequest]
+    ) -> list[Event]:
+        """Ask the input source's history for ``requests`` (one symbol) and merge the answers;
+        returns the open klines to emit now. Never raises for a failed answer."""
+        agg = self.aggregator
+        out: list[Event] = []
+        # Candles that gave up while queued need nothing any more.
+        requests = [r for r in requests if agg.waiting(r)]
+        if not requests:
+            return out
+        history = self.context.history.for_channel(channel)
+        if history is None:
+            self._tell(channel, "no input source of channel %r answers history requests; "
+                       "first candles are emitted flagged partial", channel)
+            for request in requests:
+                out.extend(agg.apply_backfill(request, None))
+            return out
+        asks, by_trades = plan(requests, history.candle_intervals, history.max_candles,
+                               clock.now_ms())
+        with trio.move_on_after(self.config.backfill_timeout_s):
+            async with trio.open_nursery() as nursery:
+                for ask in asks:
+                    nursery.start_soon(self._backfill_candles, history, channel, symbol, ask,
+                                       out)
+                if by_trades:
+                    nursery.start_soon(self._backfill_trades, history, channel, symbol,
+                                       by_trades, out)
+        # Whatever did not come in time: the aggregator's deadline marks it partial.
+        return out
+
+    async def _backfill_candles(
+        self, history: History, channel: str, symbol: str, ask: CandleAsk, out: list[Event]
+    ) -> None:
+        candles = await self._ask(history.candles(
+            channel, symbol, ask.base.ms, ask.since, limit=ask.limit(clock.now_ms())),
+            channel, symbol, f"{ask.base.label} candles")
+        for request in ask.requests:
+            candle = None if candles is None else candle_from(
+                candles, interval_of_ms(request.interval), request.start)
+            out.extend(self.aggregator.apply_backfill(request, candle))
+
+    async def _backfill_trades(
+        self, history: History, channel: str, symbol: str, requests: list[BackfillRequest],
+        out: list[Event],
+    ) -> None:
+        since = min(r.start for r in requests)
+        recent = await self._ask(history.trades_since(channel, symbol, since),
+                                 channel, symbol, "recent trades")
+        for request in requests:
+            if recent is None:
+                out.extend(self.aggregator.apply_backfill(request, None))
+            else:
+                end = interval_of_ms(request.interval).end(request.start)
+                out.extend(self.aggregator.apply_trades(
+                    request, trades_in(recent.trades, request.start, end), recent.complete))
+
+    async def _ask(self, answer: Any, channel: str, symbol: str, what: str) -> Any:
         try:
-            doc = await http.get_json(url, params, timeout=self.config.backfill_timeout_s)
-            return parse_rest_candle(doc, request.start)
-        except (http.HttpError, OSError, trio.TooSlowError, ValueError, KeyError,
-                TypeError) as exc:
+            return await answer
+        except HistoryUnavailable as exc:
+            self._tell(f"{channel}:{exc}", "the %s source cannot answer for %s (%s); those "
+                       "first candles are emitted flagged partial", channel, what, exc)
+        except HistoryError as exc:
             self.context.metrics.inc("backfill_failed")
-            self.context.logger.warning(
-                "backfill of the first %s %s %s kline from %s failed (%s: %s); "
-                "emitting it flagged partial",
-                request.channel, request.symbol, interval_label(request.interval), url,
-                type(exc).__name__, exc,
-            )
-            return None
+            self._failure_log.warning(
+                "failed", "history of %s %s (%s) failed: %s; its first candles are emitted "
+                "flagged partial", channel, symbol, what, exc)
+        return None
+
+    def _tell(self, key: str, msg: str, *args: object) -> None:
+        if key not in self._told and len(self._told) < 1000:
+            self._told.add(key)
+            self.context.logger.warning(msg, *args)
 

@@ -38,6 +38,10 @@ class BybitRest:
         self.ssl_context = ssl_context
 
     async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        result = (await self._get_envelope(path, params)).get("result")
+        return result if isinstance(result, dict) else {}
+
+    async def _get_envelope(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         body = await get_json(
             self.base_url + path, params, timeout=self.timeout, ssl_context=self.ssl_context
         )
@@ -45,8 +49,7 @@ class BybitRest:
             raise BybitRestError(path, -1, f"not a Bybit envelope: {str(body)[:200]}")
         if body["retCode"] != 0:
             raise BybitRestError(path, int(body["retCode"]), str(body.get("retMsg", "")))
-        result = body.get("result")
-        return result if isinstance(result, dict) else {}
+        return body
 
     async def instruments(
         self, category: str, *, status: str | None = "Trading"
@@ -85,9 +88,10 @@ class BybitRest:
         start: int | None = None,
         end: int | None = None,
         limit: int | None = None,
-    ) -> list[list[str]]:
-        """Kline rows ``[start, open, high, low, close, volume, turnover]``, newest first."""
-        result = await self._get(
+    ) -> tuple[list[list[str]], int]:
+        """Kline rows ``[start, open, high, low, close, volume, turnover]``, newest first, and
+        the server's ``time`` (ms) of the answer: the moment the newest row stood as given."""
+        body = await self._get_envelope(
             "/v5/market/kline",
             {
                 "category": category,
@@ -98,4 +102,6 @@ class BybitRest:
                 "limit": limit,
             },
         )
-        return list(result.get("list") or [])
+        result = body.get("result")
+        rows = result.get("list") if isinstance(result, dict) else None
+        return list(rows or []), int(body.get("time") or 0)

@@ -26,6 +26,7 @@ from streamer_bybit.connection import (
     ConnectPacer,
     _describe,
 )
+from streamer_bybit.history import BybitHistory
 from streamer_bybit.recovery import RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.tickers import PriceTracker
@@ -203,6 +204,8 @@ class BybitSource:
         self.rest = BybitRest(
             self.rest_url, timeout=SYMBOL_CHECK_TIMEOUT, ssl_context=self.ssl_context
         )
+        #: Answers the transforms downstream about the past (streamer.history).
+        self.history = BybitHistory(self.rest, category)
         self.symbols: list[str] = []
         self.unknown_symbols: list[str] = []
         self.connections: list[BybitConnection] = []

@@ -21,7 +21,7 @@ import trio
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
 from streamer_redis import BufferedWriter, RedisConnectionConfig
-from streamer_redis.storage_keys import StorageKeys
+from streamer_redis.storage_keys import StorageKeys, last_closed_ttl_ms
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.
@@ -202,7 +202,8 @@ class StorageSink:
         for channel, interval in touched:
             klines = self._last_closed[(channel, interval)]
             payload = _encoder.encode([klines[s].to_wire() for s in sorted(klines)])
-            pipe.set(keys.last_closed(channel, labels[interval]), payload, px=interval)
+            pipe.set(keys.last_closed(channel, labels[interval]), payload,
+                     px=last_closed_ttl_ms(interval))
         for key, klines_of_key in history.items():
             pipe.rpush(key, *[_encoder.encode(k.to_wire()) for k in klines_of_key])
             pipe.ltrim(key, -config.history, -1)

@@ -3,7 +3,10 @@
 - ``{main_key}:tickers:{channel}``: hash, symbol -> ticker snapshot JSON.
 - ``{main_key}:price:{channel}``: hash, symbol -> price as a string.
 - ``{main_key}:last-closed:{channel}:{interval}``: string, JSON list of the last closed kline
-  of every symbol, PX = the interval in ms.
+  of every symbol, PX = :func:`last_closed_ttl_ms`.
+
+``{interval}`` is the interval's label (``streamer.intervals``: "500ms", "10s", "1m", "2h",
+"1D", "2W", "1M"): one label per length, letters and digits only, so never a glob character.
 - ``{main_key}:history:{channel}:{interval}:{symbol}``: list of closed kline JSON, oldest
   first, trimmed to ``history`` entries.
 """
@@ -12,12 +15,26 @@ from __future__ import annotations
 
 import re
 
+from streamer.intervals import DAY_MS, interval_of_ms
+
+#: The shortest PX of a last-closed key: a sub-second interval's key must outlive the time
+#: between the sink's flushes.
+MIN_LAST_CLOSED_TTL_MS = 2_000
+
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def glob_escape(text: str) -> str:
     """``text`` as a literal in a Redis MATCH pattern."""
     return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def last_closed_ttl_ms(interval_ms: int) -> int:
+    """PX of a last-closed key: one interval at its longest (a calendar month up to 31 days,
+    though its wire length is a nominal 30), and at least :data:`MIN_LAST_CLOSED_TTL_MS`."""
+    months = interval_of_ms(interval_ms).months
+    longest = months * 31 * DAY_MS if months else interval_ms
+    return max(longest, MIN_LAST_CLOSED_TTL_MS)
 
 
 class StorageKeys:
