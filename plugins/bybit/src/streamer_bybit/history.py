@@ -24,7 +24,7 @@ from streamer.history import (
     RecentTrades,
 )
 from streamer.intervals import INTERVALS, bybit_code, interval_label
-from streamer_bybit.connection import REST_ERRORS, trade_from_rest
+from streamer_bybit.recovery import REST_ERRORS, trade_from_rest
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest
 
 CONCURRENCY: Final = 8
