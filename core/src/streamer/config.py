@@ -59,8 +59,19 @@ class StreamerSettings:
     shutdown_timeout: float = 5.0
     #: Seconds between metric summaries in the log; 0 turns them off.
     stats_interval: float = 60.0
+    #: "host:port" of the /metrics, /healthz and /readyz listener; None: off.
+    metrics: str | None = None
+    #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
+    ready_max_data_age: float = 60.0
 
     def __attrs_post_init__(self) -> None:
+        if self.metrics is not None:
+            from streamer.metrics_http import parse_address
+
+            parse_address(self.metrics)
+        if self.ready_max_data_age <= 0:
+            raise ValueError(f"expected a positive number of seconds, got "
+                             f"{self.ready_max_data_age}")
         if self.shutdown_timeout <= 0:
             raise ValueError(f"expected a positive number of seconds, got {self.shutdown_timeout}")
         if self.stats_interval < 0:

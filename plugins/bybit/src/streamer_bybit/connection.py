@@ -203,6 +203,12 @@ class BybitConnection:
         self._acks: dict[str, list[Any]] = {}
         self._req = 0
         self._last_activity = 0.0
+        #: trio time of the newest data message (not pongs) and of the current session's
+        #: subscribe; read at scrape time by the source's metrics and health probes.
+        self.last_data: float | None = None
+        self.subscribed_at: float | None = None
+        #: WebSocket messages received, for the metrics (trades: ``decoder.trades``).
+        self.messages = 0
         self._cause: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._holding = False
@@ -235,6 +241,10 @@ class BybitConnection:
             self._scope.cancel()
 
     @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
     def active_topics(self) -> list[str]:
         return [t for t in self.topics if t not in self.refused]
 
@@ -263,6 +273,7 @@ class BybitConnection:
             try:
                 await self._session(ws, task_status)
             finally:
+                self.subscribed_at = None
                 with trio.CancelScope(shield=True):
                     await ws.aclose()
                     if self._held:  # events read before the session ended still count
@@ -321,7 +332,8 @@ class BybitConnection:
             except WebSocketClosed as exc:
                 self._fail(exc)
                 return
-            self._last_activity = trio.current_time()
+            self._last_activity = now = trio.current_time()
+            self.messages += len(payloads)
             if ws.binary_frames != self._binary_seen:
                 self.metrics.inc("unexpected_binary", ws.binary_frames - self._binary_seen)
                 self._binary_seen = ws.binary_frames
@@ -332,6 +344,7 @@ class BybitConnection:
                 if reply is not None:
                     self._on_reply(reply)
             if events:
+                self.last_data = now
                 if self._holding:
                     self._held.extend(events)
                 else:
@@ -393,6 +406,7 @@ class BybitConnection:
             self._fail(exc)
             return
         self.subscribed.set()
+        self.subscribed_at = trio.current_time()
         first = self.sessions == 0
         self.sessions += 1
         if first:

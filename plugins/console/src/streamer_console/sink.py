@@ -79,6 +79,8 @@ class ConsoleSink:
             out.write(data)
             out.flush()
 
+        stream = self.config.stream
+        self.context.health.set(stream, True)
         task_status.started()
         while events := await inbox.get():
             data = self._format(events)
@@ -87,5 +89,6 @@ class ConsoleSink:
             except BrokenPipeError:
                 # `streamer run | head` closed the pipe: nothing more to print.
                 self.context.logger.warning("stdout closed; console sink stops writing")
+                self.context.health.set(stream, False, f"{stream} closed")
                 return
             self.context.metrics.inc("written_events", len(events))
