@@ -16,7 +16,8 @@ import streamer
 from streamer.api import FatalError
 from streamer.config import ConfigError, PipelineConfig, load_config_file
 from streamer.logs import setup_logging
-from streamer.oldenv import add_migrate_env_command, warn_ignored_old_env
+from streamer.migrate_env import add_migrate_env_command
+from streamer.oldenv import warn_ignored_old_env
 from streamer.plugins import PluginManager, load_plugin_manager
 from streamer.runtime import Pipeline, _leaves
 
@@ -104,7 +105,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         return 2
     s = config.settings
     setup_logging(args.log_level or s.log_level, s.log_format, s.log_file)
-    warn_ignored_old_env(os.environ, log)
+    warn_ignored_old_env(os.environ, log, [node.options for node in config.nodes()])
     for failure in pm.failures:
         log.error("plugin %r failed to load: %s", failure.name, failure.error)
     try:

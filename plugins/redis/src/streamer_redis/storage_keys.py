@@ -2,6 +2,8 @@
 
 - ``{main_key}:tickers:{channel}``: hash, symbol -> ticker snapshot JSON.
 - ``{main_key}:price:{channel}``: hash, symbol -> price as a string.
+- ``{interval}`` is the interval label, lower-case by default (``1m``, ``1h``, ``1d``, ``1w``;
+  ``key_labels = "config"`` keeps ``1D``, ``1W``): see :func:`key_label`.
 - ``{main_key}:last-closed:{channel}:{interval}``: string, JSON list of the last closed kline
   of every symbol, PX = the interval in ms.
 - ``{main_key}:history:{channel}:{interval}:{symbol}``: list of closed kline JSON, oldest
@@ -18,6 +20,15 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 def glob_escape(text: str) -> str:
     """``text`` as a literal in a Redis MATCH pattern."""
     return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def key_label(label: str, style: str = "lower") -> str:
+    """An interval label as the keys carry it. ``"lower"``: the older Bybit streamer's
+    lower-case labels (``1d``, ``1w``), so its readers keep working; the month stays ``1M``
+    (lower-case it would be a minute). ``"config"``: as configured (``1D``)."""
+    if style == "lower" and label != "1M":
+        return label.lower()
+    return label
 
 
 class StorageKeys:
