@@ -20,6 +20,7 @@ Names (docs/operations.md lists them):
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 #: How often the event-loop lag is sampled (seconds).
 LAG_INTERVAL = 0.5
+#: /healthz looks at the largest lag of this many recent seconds.
+LAG_WINDOW = 10.0
 
 
 def metric_name(*parts: str) -> str:
@@ -47,14 +50,20 @@ def metric_name(*parts: str) -> str:
 class LoopLag:
     """Samples how late the trio loop wakes a sleeping task: the event-loop lag."""
 
-    def __init__(self, interval: float = LAG_INTERVAL) -> None:
+    def __init__(self, interval: float = LAG_INTERVAL, window: float = LAG_WINDOW) -> None:
         self.interval = interval
+        self.window = window
         #: Lag of the newest sample, seconds.
         self.lag = 0.0
         #: Largest lag seen since the process started, seconds.
         self.max_lag = 0.0
         #: trio time of the newest sample (None before the first).
         self.last_tick: float | None = None
+        self._recent: deque[tuple[float, float]] = deque()
+
+    def recent_max(self) -> float:
+        """The largest lag of the samples of the last ``window`` seconds."""
+        return max((lag for _, lag in self._recent), default=0.0)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -65,6 +74,10 @@ class LoopLag:
             self.lag = max(0.0, now - due)
             self.max_lag = max(self.max_lag, self.lag)
             self.last_tick = now
+            recent = self._recent
+            recent.append((now, self.lag))
+            while recent and recent[0][0] < now - self.window:
+                recent.popleft()
 
 
 class _Families:

@@ -3,7 +3,8 @@ text format, rendered by ``prometheus_client.generate_latest``), ``/healthz`` an
 
 A deliberately small HTTP/1.0-style server on trio: one ``GET`` (or ``HEAD``) per connection,
 answered and closed. Everything a client sends is bounded (docs/operations.md):
-``MAX_CONNECTIONS`` at once (more are answered 503 and closed without reading),
+``MAX_CONNECTIONS`` at once (more are answered 503 without reading their request, up to
+``MAX_CONNECTIONS`` more at once; beyond that they are closed unanswered),
 ``MAX_REQUEST_BYTES`` of request head (431 beyond), ``REQUEST_TIMEOUT`` seconds to send it
 (408 after) and ``WRITE_TIMEOUT`` seconds to take the answer. A request body is never read.
 """
@@ -31,7 +32,11 @@ MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT = 5.0
 WRITE_TIMEOUT = 10.0
-#: /healthz answers 503 while the newest event-loop lag sample exceeds this (seconds).
+#: After answering, unread client bytes are discarded for this long / up to this many.
+LINGER_TIMEOUT = 1.0
+LINGER_BYTES = 65536
+#: /healthz answers 503 while an event-loop lag sample of the last LAG_WINDOW (10) seconds
+#: exceeds this (seconds): the loop was blocked, e.g. by a plugin doing blocking I/O.
 HEALTH_MAX_LAG = 2.0
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -75,6 +80,8 @@ class OpsServer:
         self.port = 0
         #: Connections refused because MAX_CONNECTIONS were open.
         self.refused = 0
+        #: Refused connections still being answered 503 (at most MAX_CONNECTIONS).
+        self._refusing = 0
 
     def not_ready(self) -> dict[str, list[str]]:
         return not_ready(self.pipeline, self.max_data_age, self.pipeline_started)
@@ -89,7 +96,7 @@ class OpsServer:
         if path == "/metrics":
             return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST, head_only)
         if path == "/healthz":
-            lag = self.lag.lag
+            lag = self.lag.recent_max()
             ok = lag <= HEALTH_MAX_LAG
             return _json(200 if ok else 503, {"status": "alive" if ok else "event loop lagging",
                                               "event_loop_lag_seconds": round(lag, 4)}, head_only)
@@ -102,26 +109,34 @@ class OpsServer:
 
     # -- serving -------------------------------------------------------------------------
 
-    async def run(self, host: str, port: int, *,
-                  task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on host:port, ``started(bound_port)``, serve until cancelled."""
+    async def listen(self, host: str, port: int) -> list[trio.SocketListener]:
+        """Bind host:port; :class:`FatalError` if it cannot (a restart would not help)."""
         try:
             listeners = await trio.open_tcp_listeners(port, host=host)
         except OSError as exc:
             why = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
             raise FatalError(f"metrics: cannot listen on {host}:{port}: {why}") from exc
-        bound = self.port = listeners[0].socket.getsockname()[1]
+        self.port = listeners[0].socket.getsockname()[1]
+        return listeners
+
+    async def serve(self, listeners: list[trio.SocketListener], *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sample the loop lag and answer requests until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.lag.run)
-            task_status.started(bound)
+            task_status.started()
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
             if self.connections >= MAX_CONNECTIONS:
                 self.refused += 1
-                with trio.move_on_after(WRITE_TIMEOUT):
-                    await _send(stream, _json(503, {"error": "too many connections"}))
+                if self._refusing < MAX_CONNECTIONS:  # else close at once, unanswered
+                    self._refusing += 1
+                    try:
+                        await _reply(stream, _json(503, {"error": "too many connections"}))
+                    finally:
+                        self._refusing -= 1
                 return
             self.connections += 1
             try:
@@ -135,8 +150,7 @@ class OpsServer:
             reply = await self._read_request(stream)
         if reply is None:
             reply = _json(408, {"error": f"no complete request in {REQUEST_TIMEOUT:g} s"})
-        with trio.move_on_after(WRITE_TIMEOUT):
-            await _send(stream, reply)
+        await _reply(stream, reply)
 
     async def _read_request(self, stream: trio.SocketStream) -> bytes:
         data = bytearray()
@@ -158,9 +172,17 @@ class OpsServer:
         return self.answer(parts[0], parts[1])
 
 
-async def _send(stream: trio.SocketStream, data: bytes) -> None:
+async def _reply(stream: trio.SocketStream, data: bytes) -> None:
+    """Send ``data``, then half-close and discard what the client still sends (bounded):
+    closing with unread bytes would reset the connection and lose the answer."""
     try:
-        await stream.send_all(data)
+        with trio.move_on_after(WRITE_TIMEOUT):
+            await stream.send_all(data)
+            await stream.send_eof()
+        with trio.move_on_after(LINGER_TIMEOUT):
+            drained = 0
+            while drained < LINGER_BYTES and (chunk := await stream.receive_some(16384)):
+                drained += len(chunk)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away; nothing to answer
 
@@ -173,14 +195,11 @@ async def serve_ops(
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` of ``pipeline`` on ``address``."""
     host, port = parse_address(address)
     server = OpsServer(pipeline, max_data_age=max_data_age)
-
-    async def run(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        await server.run(host, port, task_status=task_status)
-
+    listeners = await server.listen(host, port)
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(run)
+        await nursery.start(server.serve, listeners)
         shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{bound}"
+        url = f"http://{shown}:{server.port}"
         log.info("metrics on %s/metrics, health on %s/healthz and %s/readyz", url, url, url)
         if on_bound is not None:
             on_bound(url)
