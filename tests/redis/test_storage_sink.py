@@ -261,8 +261,13 @@ async def test_redis_restart_mid_stream_storage_catches_up(redis_server, redis_c
 
 
 def test_intervals_are_the_core_labels():
-    assert StorageConfig(intervals=["1m", "1h", "1D", "1M"]).interval_labels() == {
+    assert StorageConfig(intervals=["1m", "1h", "1D", "1M"],
+                         key_labels="config").interval_labels() == {
         60_000: "1m", 3_600_000: "1h", 86_400_000: "1D", 2_592_000_000: "1M"}
+    # By default the keys carry the older streamer's lower-case labels; the month stays 1M.
+    assert StorageConfig(intervals=["1m", "1h", "1D", "1W", "1M"]).interval_labels() == {
+        60_000: "1m", 3_600_000: "1h", 86_400_000: "1d", 604_800_000: "1w",
+        2_592_000_000: "1M"}
     assert "1M" not in StorageConfig().intervals  # months only when asked for
     for bad in ("60m", "0m", "1x", "1.5h"):
         with pytest.raises(ValueError, match=r"unknown kline interval .* valid intervals: 1m"):

@@ -13,8 +13,10 @@ from streamer.api import (
     Transform,
 )
 from streamer.events import Event, Kline, Price, Ticker, Trade
+from streamer.health import Health, PartState
 from streamer.hookspecs import hookimpl
 from streamer.inbox import Inbox
+from streamer.metrics import Metrics, Sample
 
 __version__ = "0.1.0"
 
@@ -28,9 +30,13 @@ __all__ = [
     "Emit",
     "Event",
     "FatalError",
+    "Health",
     "Inbox",
     "Kline",
+    "Metrics",
+    "PartState",
     "Price",
+    "Sample",
     "Sink",
     "Source",
     "StreamGap",

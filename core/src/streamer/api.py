@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from streamer.events import Event
+from streamer.health import Health
 from streamer.history import HistoryRouter
 from streamer.inbox import Inbox
 from streamer.metrics import Metrics
@@ -69,13 +70,16 @@ class Context:
     type: str
     #: A logger named ``streamer.<kind>.<name>``; it is rate-limited for repeated messages.
     logger: logging.Logger
-    #: Counters reported by ``streamer run`` at shutdown and on SIGUSR1-free periodic stats.
+    #: Counters reported by ``streamer run`` at shutdown and in periodic stats, and exposed on
+    #: ``/metrics`` with the gauges and probes the node adds (see :mod:`streamer.metrics`).
     metrics: Metrics
     #: Names of the nodes feeding this one (empty for sources).
     inputs: tuple[str, ...] = ()
     #: For transforms: the history of the input sources (:mod:`streamer.history`), filled by
     #: the core once every node is built; empty for sources and sinks.
     history: HistoryRouter = attrs.field(factory=HistoryRouter, eq=False)
+    #: Where the node reports its readiness (``/readyz``): see :mod:`streamer.health`.
+    health: Health = attrs.field(factory=Health)
 
 
 class Source(Protocol):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -14,6 +16,8 @@ import streamer
 from streamer.api import FatalError
 from streamer.config import ConfigError, PipelineConfig, load_config_file
 from streamer.logs import setup_logging
+from streamer.migrate_env import add_migrate_env_command
+from streamer.oldenv import warn_ignored_old_env
 from streamer.plugins import PluginManager, load_plugin_manager
 from streamer.runtime import Pipeline, _leaves
 
@@ -85,7 +89,17 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
                         nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch_signals)
-        await pipeline.run()
+        s = pipeline.config.settings
+        ops = None
+        if s.metrics is not None:
+            from streamer.metrics_http import serve_ops
+
+            ops = await nursery.start(partial(serve_ops, pipeline, s.metrics,
+                                              max_data_age=s.ready_max_data_age))
+        async with trio.open_nursery() as running:
+            await running.start(pipeline.run)
+            if ops is not None:
+                ops.pipeline_started = True
         nursery.cancel_scope.cancel()
 
 
@@ -95,6 +109,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         return 2
     s = config.settings
     setup_logging(args.log_level or s.log_level, s.log_format, s.log_file)
+    warn_ignored_old_env(os.environ, log, [node.options for node in config.nodes()])
     for failure in pm.failures:
         log.error("plugin %r failed to load: %s", failure.name, failure.error)
     try:
@@ -131,9 +146,9 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, 
     p = sub.add_parser("check", help="validate a streamer.toml without connecting anywhere")
     _add_config_arg(p)
     sub.add_parser("plugins", help="list installed plugins and the types they add")
-    extra: dict[str, object] = {}
+    extra: dict[str, object] = {"migrate-env": add_migrate_env_command(sub)}
     for name, spec in sorted(pm.commands().items()):
-        if name in {"run", "check", "plugins"}:
+        if name in {"run", "check", "plugins", "migrate-env"}:
             continue
         p = sub.add_parser(name, help=f"{spec.help} [plugin {spec.plugin}]")
         spec.configure(p)

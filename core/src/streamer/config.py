@@ -107,8 +107,19 @@ class StreamerSettings:
     shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
     #: Seconds between metric summaries in the log; 0 turns them off.
     stats_interval: float = attrs.field(default=60.0, validator=at_least(0))
+    #: "host:port" of the /metrics, /healthz and /readyz listener; None: off.
+    metrics: str | None = None
+    #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
+    ready_max_data_age: float = attrs.field(default=60.0, validator=greater_than(0))
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
+        if self.metrics is not None:
+            from streamer.metrics_http import parse_address
+
+            try:
+                parse_address(self.metrics)
+            except ValueError as exc:
+                return [f"metrics: {exc}"]
         if self.log_file is None:
             return []
         target = Path(self.log_file)

@@ -172,6 +172,12 @@ class BybitConnection:
         self._acks: dict[str, list[Any]] = {}
         self._req = 0
         self._last_activity = 0.0
+        #: trio time of the newest data message (not pongs) and of the current session's
+        #: subscribe; read at scrape time by the source's metrics and health probes.
+        self.last_data: float | None = None
+        self.subscribed_at: float | None = None
+        #: WebSocket messages received, for the metrics (trades: ``decoder.trades``).
+        self.messages = 0
         self._cause: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._binary_seen = 0
@@ -188,6 +194,10 @@ class BybitConnection:
             self._cause = cause
         if self._scope is not None:
             self._scope.cancel()
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
 
     @property
     def active_topics(self) -> list[str]:
@@ -220,6 +230,7 @@ class BybitConnection:
                 await self._session(ws, task_status)
                 ended = True
             finally:
+                self.subscribed_at = None
                 with trio.CancelScope(shield=True):
                     await ws.aclose()
                     if self.recovery is not None:
@@ -278,7 +289,8 @@ class BybitConnection:
             except WebSocketClosed as exc:
                 self._fail(exc)
                 return
-            self._last_activity = trio.current_time()
+            self._last_activity = now = trio.current_time()
+            self.messages += len(payloads)
             if ws.binary_frames != self._binary_seen:
                 self.metrics.inc("unexpected_binary", ws.binary_frames - self._binary_seen)
                 self._binary_seen = ws.binary_frames
@@ -289,6 +301,7 @@ class BybitConnection:
                 if reply is not None:
                     self._on_reply(reply)
             if events:
+                self.last_data = now
                 if recovery is not None and recovery.intercepting:
                     await recovery.pass_live(events)
                 else:
@@ -349,6 +362,7 @@ class BybitConnection:
             self._fail(exc)
             return
         self.subscribed.set()
+        self.subscribed_at = trio.current_time()
         first = self.sessions == 0
         self.sessions += 1
         if first:

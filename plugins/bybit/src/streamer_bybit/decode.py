@@ -124,6 +124,8 @@ class MessageDecoder:
         self.prices = prices
         self.price_from_trades = price_from_trades
         self.on_trades = on_trades
+        #: Trades decoded so far (one add per message, read by the metrics).
+        self.trades = 0
 
     def decode(self, payload: bytes, out: list[Event]) -> Message | None:
         """Append the events of one message to ``out``; return it if it is an op reply."""
@@ -173,6 +175,7 @@ class MessageDecoder:
             Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq) for t in items
         ]
         out += trades
+        self.trades += len(trades)
         last = items[-1]
         if self.on_trades is not None:
             self.on_trades(last.s, trades)

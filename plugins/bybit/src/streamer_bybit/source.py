@@ -18,7 +18,9 @@ import trio
 
 from streamer.api import Context, Emit, FatalError
 from streamer.backoff import Backoff
+from streamer.health import PartState
 from streamer.intervals import INTERVALS
+from streamer.metrics import Sample
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -209,6 +211,52 @@ class BybitSource:
         self.symbols: list[str] = []
         self.unknown_symbols: list[str] = []
         self.connections: list[BybitConnection] = []
+        context.metrics.add_probe(self._samples)
+        context.health.add_probe(self._health)
+
+    # ----------------------------------------------------------------- metrics, health
+    def _samples(self) -> list[Sample]:
+        """Read at scrape time only: the hot path just bumps plain attributes."""
+        now = trio.current_time()
+        conns = self.connections
+        out = [
+            Sample("connections", sum(c.connected for c in conns), help="Open WebSocket "
+                   "connections"),
+            Sample("topics", sum(len(c.topics) for c in conns), help="Topics configured"),
+            Sample("subscribed_topics",
+                   sum(len(c.active_topics) for c in conns if c.subscribed_at is not None),
+                   help="Topics subscribed on the open connections"),
+            Sample("reconnects", sum(c.reconnects for c in conns), kind="counter",
+                   help="Connections lost and reopened"),
+            Sample("received_messages", sum(c.messages for c in conns), kind="counter",
+                   help="WebSocket messages received"),
+            Sample("received_trades", sum(c.decoder.trades for c in conns), kind="counter",
+                   help="Trades received (live, not recovered)"),
+        ]
+        for c in conns:
+            if c.last_data is not None:
+                out.append(Sample("last_message_age_seconds", now - c.last_data,
+                                  {"connection": c.name},
+                                  help="Seconds since the connection's newest data message"))
+        return out
+
+    def _health(self) -> list[PartState]:
+        name = self.context.name
+        if not self.connections:
+            return [PartState(name, False, "resolving symbols")]
+        out = []
+        for c in self.connections:
+            if c.subscribed_at is None:
+                state = PartState(c.name, False, "connecting" if not c.connected
+                                  else "subscribing")
+            elif c.refused:
+                state = PartState(c.name, False, f"{len(c.refused)} of {len(c.topics)} topics "
+                                  f"refused: {', '.join(sorted(c.refused)[:5])}")
+            else:
+                last = max(c.last_data or 0.0, c.subscribed_at)
+                state = PartState(c.name, True, last_data=last)
+            out.append(state)
+        return out
 
     # ----------------------------------------------------------------- symbols
     async def _instruments(self) -> list[dict[str, Any]]:

@@ -99,6 +99,7 @@ class ConsoleSink:
     ) -> None:
         stream = self.config.stream
         fd = 1 if stream == "stdout" else 2
+        self.context.health.set(stream, True)
         task_status.started()
         while events := await inbox.get():
             data = self._format(events)
@@ -108,6 +109,7 @@ class ConsoleSink:
             except BrokenPipeError:
                 # `streamer run | head` closed the pipe: nothing more to print.
                 self.context.logger.warning("%s closed; console sink stops writing", stream)
+                self.context.health.set(stream, False, f"{stream} closed")
                 return
             finally:
                 self.busy_with = None

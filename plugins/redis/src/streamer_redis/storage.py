@@ -21,7 +21,7 @@ import trio
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
 from streamer_redis import BufferedWriter, RedisConnectionConfig
-from streamer_redis.storage_keys import StorageKeys, last_closed_ttl_ms
+from streamer_redis.storage_keys import StorageKeys, key_label, last_closed_ttl_ms
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.
@@ -60,6 +60,9 @@ class StorageConfig(RedisConnectionConfig):
     #: Ticker field used as the price with price_from = "ticker".
     linear_price_field: str = "markPrice"
     spot_price_field: str = "lastPrice"
+    #: Interval labels in the keys: "lower" (1m, 1h, 1d, 1w: the older streamer's keys) or
+    #: "config" (as written in intervals: 1D, 1W).
+    key_labels: Literal["lower", "config"] = "lower"
     #: Delete this sink's documented keys at start (never anything else).
     clean_on_start: bool = True
     flush_size: int = 100
@@ -82,7 +85,8 @@ class StorageConfig(RedisConnectionConfig):
 
     def interval_labels(self) -> dict[int, str]:
         """ms -> label of the configured intervals, as keys carry it."""
-        return {parse_interval(label): label for label in self.intervals}
+        return {parse_interval(label): key_label(label, self.key_labels)
+                for label in self.intervals}
 
 
 class StorageSink:

@@ -4,11 +4,13 @@
 - ``{main_key}:price:{channel}``: hash, symbol -> price as a string.
 - ``{main_key}:last-closed:{channel}:{interval}``: string, JSON list of the last closed kline
   of every symbol, PX = :func:`last_closed_ttl_ms`.
-
-``{interval}`` is the interval's label (``streamer.intervals``: "500ms", "10s", "1m", "2h",
-"1D", "2W", "1M"): one label per length, letters and digits only, so never a glob character.
 - ``{main_key}:history:{channel}:{interval}:{symbol}``: list of closed kline JSON, oldest
   first, trimmed to ``history`` entries.
+
+``{interval}`` is the interval's label (``streamer.intervals``: "500ms", "10s", "1m", "2h",
+"1D", "2W", "1M"), lower-case by default as the older Bybit streamer wrote it (``1d``, ``1w``;
+months stay ``1M``), as configured with ``key_labels = "config"``: see :func:`key_label`.
+Labels are letters and digits only, so never a glob character.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def last_closed_ttl_ms(interval_ms: int) -> int:
     months = interval_of_ms(interval_ms).months
     longest = months * 31 * DAY_MS if months else interval_ms
     return max(longest, MIN_LAST_CLOSED_TTL_MS)
+
+
+def key_label(label: str, style: str = "lower") -> str:
+    """An interval label as the keys carry it. ``"lower"``: the older Bybit streamer's
+    lower-case labels (``1d``, ``1w``), so its readers keep working; months stay ``1M``,
+    ``2M`` (lower-case they would be minutes). ``"config"``: as configured (``1D``)."""
+    if style == "lower" and not label.endswith("M"):
+        return label.lower()
+    return label
 
 
 class StorageKeys:

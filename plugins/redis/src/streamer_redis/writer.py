@@ -102,6 +102,14 @@ class BufferedWriter:
         #: Events written since this writer was created.
         self.written_events = 0
         self._progress = trio.lowlevel.ParkingLot()
+        #: Last readiness reported to ``context.health`` (None: not yet).
+        self._reported_ready: bool | None = None
+
+    def _report_health(self, ready: bool, reason: str = "") -> None:
+        """Tell /readyz whether Redis is reachable; only on a change (it runs per flush)."""
+        if ready is not self._reported_ready:
+            self._reported_ready = ready
+            self.context.health.set(self.config.describe(), ready, reason)
 
     # -- the sink's side -------------------------------------------------------------------
 
@@ -183,8 +191,10 @@ class BufferedWriter:
                 "Redis at %s is unreachable (%s: %s); buffering up to %d events until it is "
                 "back", self.config.describe(), type(exc).__name__, exc, self.config.max_buffer,
             )
+            self._report_health(False, f"unreachable: {type(exc).__name__}: {exc}")
             return False
         self.setup_done = True
+        self._report_health(True)
         return True
 
     def _raise_if_fatal(self, exc: BaseException) -> None:
@@ -300,6 +310,7 @@ class BufferedWriter:
             self._backoff.reset()
             self._report_drops()
         self.setup_done = True
+        self._report_health(True)
         self._consume(first, len(chunk))
         if self._buffer and len(chunk) < self.max_chunk:
             # What is left arrived during the write; its flush window starts now.
@@ -332,6 +343,7 @@ class BufferedWriter:
         attempt = self._backoff.attempts + 1
         delay = self._backoff.next()
         self.context.metrics.inc("write_failures")
+        self._report_health(False, f"write failed: {type(exc).__name__}: {exc}")
         if attempt == 1 or attempt % FAILURE_LOG_EVERY == 0:
             self.context.logger.warning(
                 "Redis write to %s failed (%s: %s), attempt %d; %d events buffered, "

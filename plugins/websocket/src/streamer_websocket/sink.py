@@ -151,8 +151,12 @@ class WebSocketSink:
                     self.url,
                     "on" if self._credentials else "off",
                 )
+                self.context.health.set("listener", True)
                 task_status.started()
-                await self._fan_out(inbox)
+                try:
+                    await self._fan_out(inbox)
+                finally:
+                    self.context.health.set("listener", False, "not listening")
                 listening.cancel_scope.cancel()  # stop accepting; clients stay
             await self._close_clients()
             handlers.cancel_scope.cancel()

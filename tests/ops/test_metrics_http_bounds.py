@@ -1,0 +1,114 @@
+"""The ops listener bounds what clients send: connections, request head bytes, time; and
+answers what it does not serve with a status that says why."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+import pytest
+import trio
+
+from ops.httpget import get, get_json
+from streamer import metrics_http
+from streamer.config import load_config_text
+from streamer.metrics_http import (
+    HEALTH_MAX_LAG,
+    MAX_CONNECTIONS,
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT,
+    OpsServer,
+    parse_address,
+    serve_ops,
+)
+from streamer.plugins import load_plugin_manager
+from streamer.runtime import Pipeline
+
+TOML = '[[sources]]\ntype = "bybit.linear"\nsymbols = ["BTCUSDT"]\n[[sinks]]\ntype = "console"\n'
+
+
+@pytest.fixture
+async def ops():
+    pm = load_plugin_manager()
+    pipeline = Pipeline(load_config_text(TOML, pm, environ={}), pm)
+    async with trio.open_nursery() as nursery:
+        server: OpsServer = await nursery.start(
+            functools.partial(serve_ops, pipeline, "127.0.0.1:0"))
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def test_oversized_request_head_is_refused(ops) -> None:
+    status, body = await get(ops.port, "", request=b"GET /metrics HTTP/1.1\r\nX: "
+                             + b"a" * (MAX_REQUEST_BYTES + 100))
+    assert status == 431 and str(MAX_REQUEST_BYTES).encode() in body
+    # Just under the ceiling is fine.
+    pad = b"a" * (MAX_REQUEST_BYTES - 100)
+    status, _ = await get(ops.port, "", request=b"GET /healthz HTTP/1.1\r\nX: " + pad + b"\r\n\r\n")
+    assert status == 200
+
+
+async def test_a_client_that_never_finishes_its_request_times_out(ops, autojump_clock) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", ops.port)
+    start = trio.current_time()
+    await stream.send_all(b"GET /metrics HTTP/1.1\r\n")
+    reply = b""
+    while chunk := await stream.receive_some(4096):
+        reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert trio.current_time() - start == pytest.approx(REQUEST_TIMEOUT, abs=0.1)
+    await stream.aclose()
+
+
+async def test_connections_beyond_the_ceiling_are_refused_then_served(ops, autojump_clock) -> None:
+    idle = [await trio.open_tcp_stream("127.0.0.1", ops.port) for _ in range(MAX_CONNECTIONS)]
+    await trio.sleep(0.1)
+    assert ops.connections == MAX_CONNECTIONS
+    status, doc = await get_json(ops.port, "/healthz")
+    assert status == 503 and doc == {"error": "too many connections"}
+    assert ops.refused == 1
+    await trio.sleep(REQUEST_TIMEOUT + 1)  # the idle ones time out and are closed
+    assert ops.connections == 0
+    assert (await get(ops.port, "/healthz"))[0] == 200
+    for stream in idle:
+        await stream.aclose()
+
+
+async def test_what_is_not_served_says_why(ops) -> None:
+    assert (await get(ops.port, "/nope"))[0] == 404
+    assert (await get(ops.port, "", request=b"POST /metrics HTTP/1.1\r\n\r\n"))[0] == 405
+    assert (await get(ops.port, "", request=b"hello\r\n\r\n"))[0] == 400
+    status, body = await get(ops.port, "", request=b"HEAD /healthz HTTP/1.1\r\n\r\n")
+    assert status == 200 and body == b""
+    # Not started: /readyz names the pipeline and the source resolving its symbols.
+    status, doc = await get_json(ops.port, "/readyz")
+    assert status == 503
+    assert doc["not_ready"]["pipeline"] == ["starting"]
+    assert doc["not_ready"]["bybit.linear"] == ["bybit.linear: resolving symbols"]
+
+
+async def test_healthz_reports_a_blocked_event_loop(ops) -> None:
+    # Real time on purpose: the lag is how late the real loop ran (blocking code in a task).
+    await trio.sleep(0.6)
+    time.sleep(HEALTH_MAX_LAG + 0.5)
+    await trio.sleep(0.1)
+    status, body = await get(ops.port, "/healthz")
+    assert status == 503, body
+    assert json.loads(body)["status"] == "event loop lagging"
+
+
+def test_address_forms() -> None:
+    assert parse_address("127.0.0.1:9464") == ("127.0.0.1", 9464)
+    assert parse_address(":9464") == ("0.0.0.0", 9464)
+    assert parse_address("[::1]:9464") == ("::1", 9464)
+    for bad in ("9464", "host:", "host:99999", "host:x"):
+        with pytest.raises(ValueError, match="expected host:port"):
+            parse_address(bad)
+
+
+async def test_port_in_use_is_fatal(ops) -> None:
+    pm = load_plugin_manager()
+    pipeline = Pipeline(load_config_text(TOML, pm, environ={}), pm)
+    with pytest.raises(metrics_http.FatalError, match="address already in use"):
+        await serve_ops(pipeline, f"127.0.0.1:{ops.port}")
