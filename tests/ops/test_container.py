@@ -45,7 +45,10 @@ def compose(name: str = "docker-compose.yml") -> dict:
 
 
 def container_config():
-    return load_config_file(ROOT / "deploy" / "streamer.toml", load_plugin_manager(), environ={})
+    # The compose file passes the WebSocket key in; `streamer run` refuses to start without it.
+    environ = {"STREAMER_WSS_AUTH_KEY": "a key from the compose environment"}
+    return load_config_file(ROOT / "deploy" / "streamer.toml", load_plugin_manager(),
+                            environ=environ)
 
 
 def healthcheck_code(test: list[str]) -> str:

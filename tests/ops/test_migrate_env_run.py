@@ -40,7 +40,8 @@ def test_migrated_sample_runs_against_the_fake(tmp_path) -> None:
                               capture_output=True, text=True, timeout=60, check=True).stdout
     config = tmp_path / "streamer.toml"
     config.write_text(migrated)
-    checked = subprocess.run([*STREAMER, "check", "-c", str(config)], env=base,
+    # Checked as it will run: with the .env's variables set (its secrets among them).
+    checked = subprocess.run([*STREAMER, "check", "-c", str(config)], env={**base, **old},
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     redis = RedisServer(password=old["STREAMER_REDIS_PASSWORD"]).start()
