@@ -205,9 +205,19 @@ async def _read_stream(urls: list[str], stream: str, timeout: float) -> list[Any
 
 def read_stream(urls: str | list[str], stream: str = "BYBIT", timeout: float = 5.0
                 ) -> list[Any]:
-    """Every message of ``stream`` (nats-py ``Msg``: .subject .data .headers .metadata)."""
-    return asyncio.run(_read_stream([urls] if isinstance(urls, str) else list(urls), stream,
-                                    timeout))
+    """Every message of ``stream`` (nats-py ``Msg``: .subject .data .headers .metadata).
+
+    Retried a few times: just after a cluster node died the stream may still be moving its
+    consumers to the new leader, and creating the read-back consumer times out."""
+    servers = [urls] if isinstance(urls, str) else list(urls)
+    for attempt in range(4):
+        try:
+            return asyncio.run(_read_stream(servers, stream, timeout))
+        except Exception:
+            if attempt == 3:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 async def _stream_info(urls: list[str], stream: str) -> Any:

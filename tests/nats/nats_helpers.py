@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,4 +156,16 @@ def final_metrics(log: Path, node: str) -> dict[str, int]:
     return {}
 
 
-__all__ = ["sys"]
+
+
+
+def closed_kline_keys(msgs: list[Any]) -> collections.Counter[tuple[Any, ...]]:
+    """(symbol, interval, start) of every closed kline in the stream (partial or not)."""
+    out: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    for m in msgs:
+        env = msgspec.json.decode(m.data)
+        if env["data_type"] == "klines":
+            for k in env["data"]:
+                if k["closed"]:
+                    out[(k["symbol"], k["interval"], k["timestamp"])] += 1
+    return out
