@@ -9,3 +9,5 @@ from pathlib import Path
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+from streamer.testing import plugin_manager  # noqa: E402, F401

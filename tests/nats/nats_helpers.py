@@ -169,3 +169,49 @@ def closed_kline_keys(msgs: list[Any]) -> collections.Counter[tuple[Any, ...]]:
                 if k["closed"]:
                     out[(k["symbol"], k["interval"], k["timestamp"])] += 1
     return out
+
+
+async def _publish_events(urls: list[str], events: list[Any], stream: str) -> None:
+    import nats
+    from nats.js.api import StreamConfig
+
+    from streamer_nats.messages import msg_id_of, payload_of, subject_of
+
+    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(StreamConfig(name=stream, subjects=["bybit.>"]))
+        futs = [await js.publish_async(subject_of("bybit", e), payload_of(e),
+                                       headers={"Nats-Msg-Id": msg_id_of(e)}) for e in events]
+        for f in futs:
+            await f
+    finally:
+        await nc.close()
+
+
+async def publish_events(urls: str | list[str], events: list[Any], stream: str = "BYBIT"
+                         ) -> None:
+    """Put ``events`` into ``stream`` the way the sink does (one message per event)."""
+    import asyncio
+
+    servers = [urls] if isinstance(urls, str) else list(urls)
+    await trio.to_thread.run_sync(lambda: asyncio.run(_publish_events(servers, events,
+                                                                      stream)))
+
+
+async def _consumer_info(urls: list[str], stream: str, durable: str) -> Any:
+    import nats
+
+    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        return await nc.jetstream(timeout=5).consumer_info(stream, durable)
+    finally:
+        await nc.close()
+
+
+async def consumer_info(urls: str | list[str], durable: str, stream: str = "BYBIT") -> Any:
+    import asyncio
+
+    servers = [urls] if isinstance(urls, str) else list(urls)
+    return await trio.to_thread.run_sync(
+        lambda: asyncio.run(_consumer_info(servers, stream, durable)))

@@ -23,12 +23,18 @@ import trio
 
 T = TypeVar("T")
 
+#: Seconds ``serve`` waits for ``on_close`` at the end (then abandons the loop thread).
+CLOSE_TIMEOUT = 2.5
+
 
 class AsyncioThread:
     """An asyncio loop in a worker thread, started and stopped by :meth:`serve`."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Run on the loop when ``serve`` ends (e.g. close the NATS connection), shielded
+        #: from cancellation and bounded by :data:`CLOSE_TIMEOUT`.
+        self.on_close = on_close
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -56,6 +62,12 @@ class AsyncioThread:
         try:
             await trio.to_thread.run_sync(run_loop, abandon_on_cancel=True)
         finally:
+            if self.on_close is not None and not loop.is_closed():
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                    try:
+                        await self.call(self.on_close)
+                    except Exception:  # closing is best effort
+                        pass
             try:
                 loop.call_soon_threadsafe(loop.stop)
             except RuntimeError:  # already closed
@@ -70,8 +82,15 @@ class AsyncioThread:
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
 
+        abandoned = False
+
         async def wrapper() -> T:
-            return await fn(*args)
+            try:
+                return await fn(*args)
+            except Exception:
+                if abandoned:  # nobody will read it: do not let asyncio log it as lost
+                    return None  # type: ignore[return-value]
+                raise
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), loop)
 
@@ -85,6 +104,7 @@ class AsyncioThread:
         try:
             await done.wait()
         except BaseException:
+            abandoned = True
             future.cancel()
             raise
         return future.result()

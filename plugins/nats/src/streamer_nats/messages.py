@@ -30,6 +30,7 @@ price               ``p:<ch>:<SYMBOL>:<exchange ts>``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -123,7 +124,9 @@ def _price(channel: str, d: dict[str, Any]) -> Price:
     return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
 
 
-_DECODERS = {"trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price}
+_DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
+    "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
+}
 
 
 def decode_payload(payload: bytes) -> list[Event]:

@@ -143,10 +143,10 @@ class Publisher:
                 result.retry.append(i)
                 result.error = result.error or f"no ack within {self.ack_timeout:g}s"
                 continue
-            exc = fut.exception()
-            if exc is not None:
+            err = fut.exception()
+            if err is not None:
                 result.retry.append(i)
-                result.error = result.error or f"{type(exc).__name__}: {exc}"
+                result.error = result.error or f"{type(err).__name__}: {err}"
                 continue
             if fut.result().duplicate:
                 result.duplicates += 1

@@ -124,7 +124,6 @@ class NatsSink:
     ) -> None:
         config = self.config
         self._closed = False
-        thread = AsyncioThread()
         publisher = Publisher(
             lambda closing: config.connect_options(self.logger, closing), self.logger,
             stream=config.stream,
@@ -133,23 +132,20 @@ class NatsSink:
             storage=config.storage, max_in_flight=config.max_in_flight,
             ack_timeout=config.ack_timeout, api_timeout=config.api_timeout,
             create_stream=config.create_stream)
+        thread = AsyncioThread(on_close=publisher.close)
         async with trio.open_nursery() as nursery:
             await nursery.start(thread.serve)
-            try:
-                if await self._connect(thread, publisher):
-                    self.logger.info("connected to NATS at %s, stream %s", config.describe(),
-                                     config.stream)
-                async with trio.open_nursery() as writer_nursery:
-                    writer_nursery.start_soon(self._writer, thread, publisher)
-                    task_status.started()
-                    while events := await inbox.get():
-                        self.add(events)
-                    self._closed = True
-                    self._changed.set()
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(2.5):
-                    await thread.call(publisher.close)
-                nursery.cancel_scope.cancel()
+            if await self._connect(thread, publisher):
+                self.logger.info("connected to NATS at %s, stream %s", config.describe(),
+                                 config.stream)
+            async with trio.open_nursery() as writer_nursery:
+                writer_nursery.start_soon(self._writer, thread, publisher)
+                task_status.started()
+                while events := await inbox.get():
+                    self.add(events)
+                self._closed = True
+                self._changed.set()
+            nursery.cancel_scope.cancel()
 
     async def _connect(self, thread: AsyncioThread, publisher: Publisher) -> bool:
         """One attempt; False (logged) if NATS is unreachable: the writer keeps trying."""
