@@ -1,0 +1,56 @@
+"""The ``nats`` sink when NATS is away: it starts anyway, buffers up to ``max_buffer``
+events, drops (and counts as ``failed``) beyond, and publishes the rest once NATS is up."""
+
+from __future__ import annotations
+
+import trio
+from nats_helpers import messages, stream_count, trade_ids
+from nats_server import NatsServer
+
+from streamer import Trade
+from streamer.testing import running_pipeline
+
+TOML = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+name = "nats"
+type = "nats"
+inputs = ["src"]
+url = "{url}"
+max_buffer = 500
+ack_timeout = 0.5
+retry_initial = 0.05
+retry_max = 0.2
+connect_timeout = 0.3
+"""
+
+
+def _trades(start: int, n: int) -> list[Trade]:
+    return [Trade("linear", "BTCUSDT", i, "Buy", "1", "1", f"t{i}") for i in range(start,
+                                                                                start + n)]
+
+
+async def test_buffer_bounded_while_nats_is_down_then_published(plugin_manager):
+    server = NatsServer()  # ports chosen, not started yet
+    toml = TOML.format(url=server.url)
+    try:
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            source, sink = pipeline.node("src"), pipeline.node("nats")
+            for i in range(0, 800, 100):  # 800 events into a 500-event buffer
+                source.push(_trades(i, 100))
+            with trio.fail_after(5):
+                while sink.metrics["failed"] < 300:
+                    await trio.sleep(0.05)
+            assert sink.metrics["failed"] == 300  # the oldest 300, counted
+            await trio.to_thread.run_sync(server.start)
+            with trio.fail_after(20):
+                while await stream_count(server.url) < 500:
+                    await trio.sleep(0.1)
+            assert sink.metrics["published"] == 500
+        ids = trade_ids(await messages(server.url))
+        assert set(ids) == {f"t{i}" for i in range(300, 800)} and set(ids.values()) == {1}
+    finally:
+        server.stop()
