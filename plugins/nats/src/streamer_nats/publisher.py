@@ -1,11 +1,12 @@
 """The asyncio half of the ``nats`` sink: connect, create or check the stream, publish.
 
 Runs on the loop of :class:`~streamer_nats.bridge.AsyncioThread`. :meth:`Publisher.publish`
-takes a chunk of events, encodes each into its own message with its ``Nats-Msg-Id``, sends
-them all with ``js.publish_async`` (at most ``max_in_flight`` unacknowledged at once) and
-waits up to ``ack_timeout`` for the acks. It returns what became of each event: stored,
-duplicate (the server already held that id), or to be retried (no ack in time, an error
-reply such as "no responders" while a cluster elects a leader, a broken connection).
+takes a chunk of events (at most ``max_in_flight``, so that bounds the unacknowledged
+messages), encodes each into its own message with its ``Nats-Msg-Id``, publishes them with a
+reply subject each and waits up to ``ack_timeout`` for the acks. It returns what became of
+each event: stored, duplicate (the server already held that id), or to be retried (no ack in
+time, an error reply such as "no responders" while a cluster elects a leader, a broken
+connection).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from streamer import Event
 from streamer_nats.messages import msg_id_of, payload_of, subject_of
+
+_PENDING, _STORED, _DUPLICATE, _ERROR = 0, 1, 2, 3
 
 
 class StreamMismatch(Exception):
@@ -61,14 +64,21 @@ class Publisher:
         self.nc: Any = None
         self.js: Any = None
         self.stream_ready = False
+        self._ack_prefix = ""
+        self._ack_prefix_len = 0
+        self._chunk = 0
+        self._states = bytearray()
+        self._left = 0
+        self._error = ""
+        self._all_acked: asyncio.Future[None] | None = None
 
     async def connect(self, timeout: float) -> None:
         """Connect (within ``timeout``: with endless reconnects nats-py would keep trying
         the first connection forever) and create or check the stream."""
         if self.nc is None or self.nc.is_closed:
             self.nc = await asyncio.wait_for(nats.connect(**self._options), timeout)
-            self.js = self.nc.jetstream(timeout=self.api_timeout,
-                                        publish_async_max_pending=self.max_in_flight)
+            self.js = self.nc.jetstream(timeout=self.api_timeout)
+            await self._subscribe_acks()
         if not self.stream_ready:
             await self._ensure_stream()
             self.stream_ready = True
@@ -109,49 +119,87 @@ class Publisher:
         else:
             self.logger.info("stream %s exists and matches the config", self.stream)
 
+    async def _subscribe_acks(self) -> None:
+        """One wildcard subscription receives every ack: ``<inbox>.<chunk>.<position>``."""
+        self._ack_prefix = self.nc.new_inbox() + "."
+        self._ack_prefix_len = len(self._ack_prefix)
+        await self.nc.subscribe(self._ack_prefix + "*.*", cb=self._on_ack,
+                                pending_msgs_limit=4 * self.max_in_flight,
+                                pending_bytes_limit=-1)
+
+    async def _on_ack(self, msg: Any) -> None:
+        chunk, _, position = msg.subject[self._ack_prefix_len:].partition(".")
+        if int(chunk) != self._chunk:
+            return  # a late ack of an earlier chunk, already given up and retried
+        i = int(position)
+        states = self._states
+        if i >= len(states) or states[i] != _PENDING:
+            return
+        data = msg.data
+        if data.startswith(b'{"stream"') and b'"error"' not in data:
+            states[i] = _DUPLICATE if b'"duplicate"' in data else _STORED
+        else:
+            states[i] = _ERROR
+            if not self._error:
+                status = (msg.headers or {}).get("Status", "")
+                self._error = (data.decode(errors="replace")[:200] if data
+                               else f"status {status or '?'} (no responders: no stream leader)")
+        self._left -= 1
+        if self._left == 0 and self._all_acked is not None and not self._all_acked.done():
+            self._all_acked.set_result(None)
+
     async def publish(self, events: Sequence[Event]) -> PublishResult:
+        """Publish ``events`` (at most ``max_in_flight``), each with its ``Nats-Msg-Id``,
+        and wait up to ``ack_timeout`` for their acks.
+
+        nats-py's ``publish_async`` costs ~55 us of CPU per message here (a future, a
+        semaphore, a task per ``wait_for``, a dataclass per ack); plain ``nc.publish`` with a
+        reply subject per message and one wildcard subscription for the acks costs ~20 us
+        (docs/plugins/nats.md).
+        """
+        assert len(events) <= self.max_in_flight
         result = PublishResult()
-        js = self.js
+        n = len(events)
+        self._chunk += 1
+        self._states = bytearray(n)
+        self._left = n
+        self._error = ""
+        loop = asyncio.get_running_loop()
+        self._all_acked = loop.create_future()
+        reply = f"{self._ack_prefix}{self._chunk}."
+        publish = self.nc.publish
         prefix = self.prefix
-        futures: list[asyncio.Future[Any] | None] = []
-        failed_early: dict[int, str] = {}
-        for i, event in enumerate(events):
-            try:
-                fut = await js.publish_async(
-                    subject_of(prefix, event), payload_of(event),
-                    wait_stall=self.ack_timeout, headers={"Nats-Msg-Id": msg_id_of(event)})
-            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                failed_early[i] = f"{type(exc).__name__}: {exc}"
-                futures.append(None)
-                # A closed or full connection refuses the rest just the same.
-                for j in range(i + 1, len(events)):
-                    futures.append(None)
-                    failed_early[j] = failed_early[i]
-                break
-            futures.append(fut)
-        pending = [f for f in futures if f is not None]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=self.ack_timeout)
-            for f in late:
-                f.cancel()
-        for i, fut in enumerate(futures):
-            if fut is None:
-                result.retry.append(i)
-                result.error = result.error or failed_early[i]
-                continue
-            if fut.cancelled():
-                result.retry.append(i)
-                result.error = result.error or f"no ack within {self.ack_timeout:g}s"
-                continue
-            err = fut.exception()
-            if err is not None:
-                result.retry.append(i)
-                result.error = result.error or f"{type(err).__name__}: {err}"
-                continue
-            if fut.result().duplicate:
+        sent = 0
+        try:
+            for i, event in enumerate(events):
+                await publish(subject_of(prefix, event), payload_of(event), reply=f"{reply}{i}",
+                              headers={"Nats-Msg-Id": msg_id_of(event)})
+                sent += 1
+        except (nats.errors.Error, OSError) as exc:  # closed, or the reconnect buffer full
+            result.error = f"{type(exc).__name__}: {exc}"
+        if sent:
+            # a chunk fully refused before any publish has nothing to wait for
+            states = self._states
+            for i in range(sent, n):
+                states[i] = _ERROR
+            self._left -= n - sent
+            if self._left > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._all_acked), self.ack_timeout)
+                except asyncio.TimeoutError:
+                    result.error = result.error or f"no ack within {self.ack_timeout:g}s"
+        states = self._states if sent else bytearray([_ERROR]) * n
+        self._chunk += 1  # acks still on their way now belong to no chunk
+        self._all_acked = None
+        for i, state in enumerate(states):
+            if state == _STORED:
+                result.stored += 1
+            elif state == _DUPLICATE:
                 result.duplicates += 1
             else:
-                result.stored += 1
+                result.retry.append(i)
+        if result.retry and not result.error:
+            result.error = self._error
         return result
 
     async def close(self) -> None:

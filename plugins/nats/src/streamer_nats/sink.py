@@ -45,7 +45,7 @@ class NatsSinkConfig(NatsConnectionConfig):
     storage: Literal["file", "memory"] = "file"
     #: Create the stream if missing (else it must exist); an existing one is checked.
     create_stream: bool = True
-    #: Unacknowledged publishes at most (nats-py's publish_async semaphore).
+    #: Unacknowledged publishes at most (a chunk is never larger).
     max_in_flight: int = 4_000
     #: Events per hand-over to the asyncio thread.
     max_chunk: int = 4_000
@@ -196,7 +196,7 @@ class NatsSink:
     async def _publish_chunk(self, thread: AsyncioThread, publisher: Publisher) -> bool:
         """Publish the head of the buffer; True if every event was acknowledged."""
         buffer = self._buffer
-        n = min(len(buffer), self.config.max_chunk)
+        n = min(len(buffer), self.config.max_chunk, self.config.max_in_flight)
         chunk = [buffer.popleft() for _ in range(n)]
         try:
             result = await thread.call(publisher.publish, chunk)
