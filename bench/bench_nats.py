@@ -104,9 +104,11 @@ async def bench_throughput(urls: list[str], replicas: int, n: int) -> dict[str, 
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         inbox.close()
     m = ctx.metrics.snapshot()
+    state = (await trio.to_thread.run_sync(stream_info, urls, config.stream)).state
     return {"events": n, "events_per_s": round(n / wall), "cpu_s_per_100k": round(
         cpu / n * 100_000, 2), "wall_s": round(wall, 2), "retried": m.get("retried", 0),
-        "failed": m.get("failed", 0)}
+        "failed": m.get("failed", 0),
+        "stored_bytes_per_message": round(state.bytes / max(1, state.messages))}
 
 
 # -- latency --------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The asyncio half of the ``nats`` sink: connect, create or check the stream, publish.
 
 Runs on the loop of :class:`~streamer_nats.bridge.AsyncioThread`. :meth:`Publisher.publish`
-takes a chunk of events (at most ``max_in_flight``, so that bounds the unacknowledged
-messages), encodes each into its own message with its ``Nats-Msg-Id``, publishes them with a
+takes a chunk of events (the sink keeps at most ``max_in_flight`` unacknowledged over all the
+chunks in flight), encodes each into its own message with its ``Nats-Msg-Id``, publishes them with a
 reply subject each and waits up to ``ack_timeout`` for the acks. It returns what became of
 each event: stored, duplicate (the server already held that id), or to be retried (no ack in
 time, an error reply such as "no responders" while a cluster elects a leader, a broken
@@ -26,6 +26,16 @@ from streamer import Event
 from streamer_nats.messages import msg_id_of, payload_of, subject_of
 
 _PENDING, _STORED, _DUPLICATE, _ERROR = 0, 1, 2, 3
+
+
+@attrs.define
+class _Chunk:
+    """The acks of one :meth:`Publisher.publish` call."""
+
+    states: bytearray
+    left: int
+    error: str
+    all_acked: asyncio.Future[None]
 
 
 class StreamMismatch(Exception):
@@ -68,11 +78,9 @@ class Publisher:
         self.stream_ready = False
         self._ack_prefix = ""
         self._ack_prefix_len = 0
-        self._chunk = 0
-        self._states = bytearray()
-        self._left = 0
-        self._error = ""
-        self._all_acked: asyncio.Future[None] | None = None
+        self._next_chunk = 0
+        self._chunks: dict[int, _Chunk] = {}
+        self._send_lock = asyncio.Lock()
 
     async def connect(self, timeout: float) -> None:
         """Connect (within ``timeout``: with endless reconnects nats-py would keep trying
@@ -130,11 +138,12 @@ class Publisher:
                                 pending_bytes_limit=-1)
 
     async def _on_ack(self, msg: Any) -> None:
-        chunk, _, position = msg.subject[self._ack_prefix_len:].partition(".")
-        if int(chunk) != self._chunk:
-            return  # a late ack of an earlier chunk, already given up and retried
+        chunk_id, _, position = msg.subject[self._ack_prefix_len:].partition(".")
+        chunk = self._chunks.get(int(chunk_id))
+        if chunk is None:
+            return  # a late ack of a chunk already given up (and retried)
         i = int(position)
-        states = self._states
+        states = chunk.states
         if i >= len(states) or states[i] != _PENDING:
             return
         data = msg.data
@@ -142,58 +151,58 @@ class Publisher:
             states[i] = _DUPLICATE if b'"duplicate"' in data else _STORED
         else:
             states[i] = _ERROR
-            if not self._error:
+            if not chunk.error:
                 status = (msg.headers or {}).get("Status", "")
-                self._error = (data.decode(errors="replace")[:200] if data
+                chunk.error = (data.decode(errors="replace")[:200] if data
                                else f"status {status or '?'} (no responders: no stream leader)")
-        self._left -= 1
-        if self._left == 0 and self._all_acked is not None and not self._all_acked.done():
-            self._all_acked.set_result(None)
+        chunk.left -= 1
+        if chunk.left == 0 and not chunk.all_acked.done():
+            chunk.all_acked.set_result(None)
 
     async def publish(self, events: Sequence[Event]) -> PublishResult:
-        """Publish ``events`` (at most ``max_in_flight``), each with its ``Nats-Msg-Id``,
-        and wait up to ``ack_timeout`` for their acks.
+        """Publish ``events`` (the caller bounds what is in flight), each with its
+        ``Nats-Msg-Id``, and wait up to ``ack_timeout`` for their acks.
+
+        Several calls may run at once (chunks pipelined: a chunk does not wait for the acks
+        of the previous one); a lock keeps their messages in call order on the wire.
 
         nats-py's ``publish_async`` costs ~55 us of CPU per message here (a future, a
         semaphore, a task per ``wait_for``, a dataclass per ack); plain ``nc.publish`` with a
         reply subject per message and one wildcard subscription for the acks costs ~20 us
         (docs/plugins/nats.md).
         """
-        assert len(events) <= self.max_in_flight
         result = PublishResult()
         n = len(events)
-        self._chunk += 1
-        self._states = bytearray(n)
-        self._left = n
-        self._error = ""
-        loop = asyncio.get_running_loop()
-        self._all_acked = loop.create_future()
-        reply = f"{self._ack_prefix}{self._chunk}."
+        self._next_chunk += 1
+        chunk_id = self._next_chunk
+        chunk = _Chunk(bytearray(n), n, "", asyncio.get_running_loop().create_future())
+        self._chunks[chunk_id] = chunk
+        reply = f"{self._ack_prefix}{chunk_id}."
         publish = self.nc.publish
         prefix = self.prefix
         sent = 0
         try:
-            for i, event in enumerate(events):
-                await publish(subject_of(prefix, event), payload_of(event), reply=f"{reply}{i}",
-                              headers={"Nats-Msg-Id": msg_id_of(event)})
-                sent += 1
-        except (nats.errors.Error, OSError) as exc:  # closed, or the reconnect buffer full
-            result.error = f"{type(exc).__name__}: {exc}"
-        if sent:
-            # a chunk fully refused before any publish has nothing to wait for
-            states = self._states
+            async with self._send_lock:
+                try:
+                    for i, event in enumerate(events):
+                        await publish(subject_of(prefix, event), payload_of(event),
+                                      reply=f"{reply}{i}",
+                                      headers={"Nats-Msg-Id": msg_id_of(event)})
+                        sent += 1
+                except (nats.errors.Error, OSError) as exc:  # closed, reconnect buffer full
+                    result.error = f"{type(exc).__name__}: {exc}"
+            states = chunk.states
             for i in range(sent, n):
                 states[i] = _ERROR
-            self._left -= n - sent
-            if self._left > 0:
+            chunk.left -= n - sent
+            if sent and chunk.left > 0:
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._all_acked), self.ack_timeout)
+                    await asyncio.wait_for(asyncio.shield(chunk.all_acked), self.ack_timeout)
                 except asyncio.TimeoutError:
                     result.error = result.error or f"no ack within {self.ack_timeout:g}s"
-        states = self._states if sent else bytearray([_ERROR]) * n
-        self._chunk += 1  # acks still on their way now belong to no chunk
-        self._all_acked = None
-        for i, state in enumerate(states):
+        finally:
+            del self._chunks[chunk_id]
+        for i, state in enumerate(chunk.states):
             if state == _STORED:
                 result.stored += 1
             elif state == _DUPLICATE:
@@ -201,7 +210,7 @@ class Publisher:
             else:
                 result.retry.append(i)
         if result.retry and not result.error:
-            result.error = self._error
+            result.error = chunk.error
         return result
 
     async def close(self) -> None:

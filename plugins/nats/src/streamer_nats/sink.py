@@ -2,12 +2,12 @@
 
 The sink's task only moves its inbox into a bounded buffer (never waits on NATS); a writer
 task takes chunks of up to ``max_chunk`` events from it and hands each chunk to the asyncio
-thread (:mod:`streamer_nats.bridge`) in one call, where it is published with at most
-``max_in_flight`` unacknowledged messages. Events whose ack does not come (server restart,
-leader election, broken connection) go back to the head of the buffer and are published again
-with the same ids after a backoff, so JetStream stores each one once (within the stream's
-duplicate window). Beyond ``max_buffer`` buffered events the oldest are dropped and counted
-as ``failed``.
+thread (:mod:`streamer_nats.bridge`) in one call. Chunks are pipelined (a chunk does not wait
+for the acks of the previous one) while at most ``max_in_flight`` events are unacknowledged.
+Events whose ack does not come (server restart, leader election, broken connection) go back
+to the head of the buffer and are published again with the same ids after a backoff, so
+JetStream stores each one once (within the stream's duplicate window). Beyond ``max_buffer``
+buffered events the oldest are dropped and counted as ``failed``.
 
 Metrics: ``published`` (stored), ``duplicates`` (acked as already stored: the other replica
 or an earlier attempt was first), ``retried``, ``failed``, ``lost_at_shutdown``.
@@ -92,6 +92,11 @@ class NatsSink:
         self._closed = False
         self._drops_unreported = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
+        self._backoff = Backoff(config.retry_initial, config.retry_max)
+        #: Events handed to the asyncio thread and not acknowledged yet.
+        self._in_flight = 0
+        #: After a chunk with failures, no new chunk before this trio time.
+        self._paused_until = 0.0
 
     # -- the sink's side -------------------------------------------------------------------
 
@@ -165,53 +170,68 @@ class NatsSink:
     # -- the writer task -------------------------------------------------------------------
 
     async def _writer(self, thread: AsyncioThread, publisher: Publisher) -> None:
+        """Start a publish task per chunk while fewer than ``max_in_flight`` events are
+        unacknowledged: chunks are pipelined, none waits for the acks of the one before."""
         config = self.config
-        backoff = Backoff(config.retry_initial, config.retry_max)
         deadline = float("inf")
-        while True:
-            if not self._buffer:
-                if self._closed:
-                    return
-                self._changed = trio.Event()
-                await self._changed.wait()
-                continue
-            if self._closed and deadline == float("inf"):
-                deadline = trio.current_time() + config.shutdown_timeout
-            with trio.move_on_at(deadline):
-                if not publisher.stream_ready and not await self._connect(thread, publisher):
-                    await trio.sleep(backoff.next())
+        self._in_flight = 0
+        self._paused_until = 0.0
+        async with trio.open_nursery() as chunks:
+            while True:
+                if self._closed and deadline == float("inf"):
+                    deadline = trio.current_time() + config.shutdown_timeout
+                with trio.move_on_at(deadline):
+                    room = config.max_in_flight - self._in_flight
+                    if not self._buffer or room <= 0:
+                        if self._closed and not self._buffer and not self._in_flight:
+                            return
+                        self._changed = trio.Event()
+                        await self._changed.wait()
+                        continue
+                    if not publisher.stream_ready and not await self._connect(thread,
+                                                                              publisher):
+                        await trio.sleep(self._backoff.next())
+                        continue
+                    if trio.current_time() < self._paused_until:
+                        await trio.sleep_until(self._paused_until)
+                        continue
+                    n = min(len(self._buffer), config.max_chunk, room)
+                    chunk = [self._buffer.popleft() for _ in range(n)]
+                    self._in_flight += n
+                    chunks.start_soon(self._publish_chunk, thread, publisher, chunk)
+                    await trio.lowlevel.checkpoint()
                     continue
-                if await self._publish_chunk(thread, publisher):
-                    backoff.reset()
-                else:
-                    await trio.sleep(backoff.next())
-                continue
-            lost = len(self._buffer)
-            self._buffer.clear()
-            self.metrics.inc("lost_at_shutdown", lost)
-            self.logger.error("NATS: %d buffered events not acknowledged within %.1fs of "
-                              "shutdown; lost", lost, config.shutdown_timeout)
-            return
+                chunks.cancel_scope.cancel()  # shutdown_timeout is over
+                break
+        lost = len(self._buffer)
+        self._buffer.clear()
+        self.metrics.inc("lost_at_shutdown", lost)
+        self.logger.error("NATS: %d buffered events not acknowledged within %.1fs of "
+                          "shutdown; lost", lost, config.shutdown_timeout)
 
-    async def _publish_chunk(self, thread: AsyncioThread, publisher: Publisher) -> bool:
-        """Publish the head of the buffer; True if every event was acknowledged."""
+    async def _publish_chunk(self, thread: AsyncioThread, publisher: Publisher,
+                             chunk: list[Event]) -> None:
+        """Publish ``chunk``; what is not acknowledged goes back to the buffer's head."""
         buffer = self._buffer
-        n = min(len(buffer), self.config.max_chunk, self.config.max_in_flight)
-        chunk = [buffer.popleft() for _ in range(n)]
         try:
             result = await thread.call(publisher.publish, chunk)
         except BaseException:
             buffer.extendleft(reversed(chunk))
             raise
+        finally:
+            self._in_flight -= len(chunk)
+            self._changed.set()
         metrics = self.metrics
         if result.stored:
             metrics.inc("published", result.stored)
         if result.duplicates:
             metrics.inc("duplicates", result.duplicates)
         if not result.retry:
-            return True
+            self._backoff.reset()
+            return
         metrics.inc("retried", len(result.retry))
         buffer.extendleft(reversed([chunk[i] for i in result.retry]))
+        self._paused_until = trio.current_time() + self._backoff.next()
         self.logger.warning("NATS: %d of %d events not acknowledged (%s); publishing them "
-                            "again with the same ids", len(result.retry), n, result.error)
-        return False
+                            "again with the same ids", len(result.retry), len(chunk),
+                            result.error)
