@@ -11,7 +11,8 @@ JetStream server, and a 3-node cluster with an R3 stream.
 - ``latency``: the real thing at 2,000 trades/s: ``python -m fakebybit`` -> ``streamer run``
   (bybit.linear -> nats sink) -> a nats-py consumer in this process; latency = arrival time
   at the consumer - the trade's time ``T`` (set by the fake from its wall clock when it made
-  the trade; ms resolution).
+  the trade; ms resolution). ``stored_*``: the same up to the leader's storage timestamp
+  (message metadata), which splits publish from delivery.
 
     .venv/bin/python bench/bench_nats.py [--quick] [--only hop,throughput,latency]
 """
@@ -143,12 +144,15 @@ async def _consume(urls: list[str], subject: str, stream: str, seconds: float,
     nc = await nats.connect(servers=urls)
     js = nc.jetstream()
     lat: list[float] = []
+    stored: list[float] = []
 
     async def on_msg(msg: Any) -> None:
         now = time.time() * 1000.0
         env = json.loads(msg.data)
+        at = msg.metadata.timestamp.timestamp() * 1000.0  # when the leader stored it
         for t in env["data"]:
             lat.append(now - t["T"])
+            stored.append(at - t["T"])
 
     while True:
         try:
@@ -162,7 +166,7 @@ async def _consume(urls: list[str], subject: str, stream: str, seconds: float,
     await asyncio.sleep(seconds)
     await sub.unsubscribe()
     await nc.close()
-    return lat
+    return [lat, stored]
 
 
 def bench_latency(urls: list[str], replicas: int, rate: int, seconds: float
@@ -188,8 +192,8 @@ def bench_latency(urls: list[str], replicas: int, rate: int, seconds: float
                 except Exception:
                     time.sleep(0.2)
             time.sleep(1.0)  # warm-up
-            lat = asyncio.run(_consume(urls, f"lat{replicas}.linear.trades.>",
-                                       f"LAT{replicas}", seconds, lambda: None))
+            lat, stored = asyncio.run(_consume(urls, f"lat{replicas}.linear.trades.>",
+                                               f"LAT{replicas}", seconds, lambda: None))
         finally:
             proc.terminate()
             try:
@@ -197,12 +201,14 @@ def bench_latency(urls: list[str], replicas: int, rate: int, seconds: float
             except subprocess.TimeoutExpired:
                 proc.kill()
     lat.sort()
-    if not lat:
-        return {"samples": 0}
+    if len(lat) < 10:
+        return {"samples": len(lat)}
     q = statistics.quantiles(lat, n=1000)
+    qs = statistics.quantiles(stored, n=1000)
     return {"samples": len(lat), "rate_per_s": round(len(lat) / seconds),
             "p50_ms": round(q[499], 1), "p99_ms": round(q[989], 1),
-            "p999_ms": round(q[998], 1), "max_ms": round(lat[-1], 1)}
+            "p999_ms": round(q[998], 1), "max_ms": round(lat[-1], 1),
+            "stored_p50_ms": round(qs[499], 1), "stored_p99_ms": round(qs[989], 1)}
 
 
 def main() -> None:

@@ -54,3 +54,35 @@ async def test_buffer_bounded_while_nats_is_down_then_published(plugin_manager):
         assert set(ids) == {f"t{i}" for i in range(300, 800)} and set(ids.values()) == {1}
     finally:
         server.stop()
+
+
+async def test_sigterm_with_nats_down_exits_within_the_shutdown_timeout(tmp_path, fake_bybit):
+    """NATS unreachable, events buffered: SIGTERM still exits promptly (status 0), counting
+    what it could not publish as ``lost_at_shutdown``."""
+    import signal
+    import time
+
+    from nats_helpers import SYMBOLS, final_metrics, replica_config, start_replica
+
+    server = NatsServer()  # never started: its port refuses connections
+    config = replica_config(tmp_path / "a.toml", fake_bybit, [server.url],
+                            sink_extra="shutdown_timeout = 1.0")
+    log = tmp_path / "a.log"
+    proc = await start_replica(config, log)
+    try:
+        await fake_bybit.run_market("linear", SYMBOLS, rate=1_000, count=200, tickers=False)
+        await trio.sleep(0.5)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            while proc.poll() is None:
+                await trio.sleep(0.05)
+        took = time.monotonic() - sent_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        server.stop()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert took < 5.0, took
+    assert final_metrics(log, "nats").get("lost_at_shutdown") == 200, log.read_text()[-3000:]
