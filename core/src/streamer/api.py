@@ -51,6 +51,12 @@ class Emit(Protocol):
     async def gap(self, gap: StreamGap) -> None:
         """Tell the downstream transforms that part of the stream is missing (or recovered)."""
 
+    async def accepted(self) -> None:
+        """Wait until every sink downstream (directly or through inline transforms) has
+        accepted what was emitted so far: it came back to ``inbox.get()`` after taking it,
+        or dropped it under ``overflow = "drop_oldest"``, or stopped. For sources that
+        acknowledge their input upstream only once it is handled (the nats source)."""
+
 
 class FatalError(Exception):
     """Raised by a plugin for a problem a restart cannot fix (port in use, bad credentials).

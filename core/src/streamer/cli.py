@@ -52,6 +52,11 @@ def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
     for node in config.nodes():
         inputs = f" <- {', '.join(node.inputs)}" if node.inputs else ""
         print(f"{node.kind:<9} {node.name} ({node.type}){inputs}")
+        # A config class may add lines of its own (e.g. a source's shard of the symbols).
+        check_lines = getattr(node.options, "check_lines", None)
+        if callable(check_lines):
+            for line in check_lines():
+                print(f"{'':<9} {line}")
     print(f"{args.config}: OK")
     return 0
 

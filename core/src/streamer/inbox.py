@@ -11,6 +11,11 @@ took last and has not come back for (:attr:`Inbox.in_flight`), and the events di
 a sink is disabled or cut off at shutdown (:meth:`Inbox.discard`, :attr:`Inbox.lost_events`).
 
 A trio memory channel cannot drop its oldest item, hence this small deque + ParkingLot.
+
+Acceptance: a batch is *accepted* once the sink has come back to ``get`` after taking it
+(it finished handling it), or it was dropped by ``drop_oldest``, or the inbox is closed.
+:meth:`Inbox.mark` and :meth:`Inbox.wait_accepted` let a source that must acknowledge its
+input upstream (a JetStream consumer) wait for that; nothing else pays for it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ class Inbox:
         self.in_flight = 0
         #: Events discarded by :meth:`discard` (and put after it), never given to the sink.
         self.lost_events = 0
+        #: Batches ever queued, and batches accepted (see the module doc).
+        self._queued_total = 0
+        self._accepted_total = 0
+        #: Batches the sink took with its latest ``get``, accepted at its next one.
+        self._taken = 0
+        self._accepted_changed = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -82,6 +93,7 @@ class Inbox:
                 self.put_nowait(batch)
                 return
         queue.append(batch)
+        self._queued_total += 1
         if self._not_empty:
             self._not_empty.unpark_all()
 
@@ -92,11 +104,17 @@ class Inbox:
                 self.lost_events += len(batch)
             return
         queue = self._queue
+        dropped_any = False
         while len(queue) >= self.maxsize:
             dropped = queue.popleft()
             self.dropped_batches += 1
             self.dropped_events += len(dropped)
+            self._accepted_total += 1
+            dropped_any = True
         queue.append(batch)
+        self._queued_total += 1
+        if dropped_any and self._accepted_changed:
+            self._accepted_changed.unpark_all()
         if self._not_empty:
             self._not_empty.unpark_all()
 
@@ -104,20 +122,25 @@ class Inbox:
         """Wait for at least one batch, then return every queued event, oldest first.
 
         Returns ``[]`` when the inbox is closed and drained: the sink should flush and return.
+        Calling it again accepts what the previous call returned.
         """
         self.in_flight = 0
+        if self._taken:
+            self._accept_taken()
         queue = self._queue
         while not queue:
             if self._closed:
                 return []
             await self._not_empty.park()
-        if len(queue) == 1:
+        n_batches = len(queue)
+        if n_batches == 1:
             events = queue.popleft()
         else:
             events = []
             for batch in queue:
                 events.extend(batch)
             queue.clear()
+        self._taken = n_batches
         self.takes += 1
         self.in_flight = len(events)
         if self._not_full:
@@ -129,6 +152,7 @@ class Inbox:
         self._closed = True
         self._not_empty.unpark_all()
         self._not_full.unpark_all()
+        self._accepted_changed.unpark_all()
 
     def discard(self, *, in_flight: bool = True) -> int:
         """Close, drop what is queued (and, with ``in_flight``, count the events the sink held)
@@ -141,3 +165,21 @@ class Inbox:
         self._discarding = True
         self.close()
         return lost
+
+    # -- acceptance --------------------------------------------------------------------------
+
+    def _accept_taken(self) -> None:
+        self._accepted_total += self._taken
+        self._taken = 0
+        if self._accepted_changed:
+            self._accepted_changed.unpark_all()
+
+    def mark(self) -> int:
+        """A position: :meth:`wait_accepted` on it returns once every batch queued so far
+        is accepted."""
+        return self._queued_total
+
+    async def wait_accepted(self, mark: int) -> None:
+        """Wait until the batches queued before ``mark`` are accepted (or the inbox closes)."""
+        while self._accepted_total < mark and not self._closed:
+            await self._accepted_changed.park()

@@ -109,6 +109,19 @@ class Route:
             if out:
                 await temit(out)
 
+    def _reachable_inboxes(self) -> list[Inbox]:
+        inboxes = list(self._inboxes)
+        for _, temit in self._transforms:
+            if isinstance(temit, Route):
+                inboxes.extend(i for i in temit._reachable_inboxes() if i not in inboxes)
+        return inboxes
+
+    async def accepted(self) -> None:
+        """Wait until every sink fed by this producer, directly or through inline transforms,
+        has accepted everything queued so far (:meth:`Inbox.wait_accepted`)."""
+        for inbox in self._reachable_inboxes():
+            await inbox.wait_accepted(inbox.mark())
+
     async def gap(self, gap: StreamGap) -> None:
         for tnode, temit in self._transforms:
             on_gap = getattr(tnode.obj, "on_gap", None)

@@ -31,6 +31,7 @@ from streamer_bybit.connection import (
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.recovery import RecoverySettings
 from streamer_bybit.rest import BybitRest
+from streamer_bybit.shard import parse_shard, shard_symbols
 from streamer_bybit.tickers import PriceTracker
 
 StreamName = Literal["trades", "klines", "tickers", "price"]
@@ -90,6 +91,8 @@ class _BybitConfigBase:
     #: Longest lag of REST recent-trade behind the WebSocket assumed for a symbol that has
     #: no live trade after the resubscribe (nothing to check the REST rows against).
     rest_lag_max: float = 5.0
+    #: "K/N": stream only this process's part of the symbols (stable hash, see shard.py).
+    shard: str | None = None
 
     def __attrs_post_init__(self) -> None:
         self.symbols = [s.strip().upper() for s in self.symbols if s.strip()]
@@ -99,6 +102,8 @@ class _BybitConfigBase:
             raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
         if self.symbols_limit is not None and self.symbols_limit < 1:
             raise ValueError("symbols_limit must be at least 1")
+        if self.shard is not None:
+            parse_shard(self.shard)
         if not self.streams:
             raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
         if "klines" in self.streams and not self.kline_intervals:
@@ -133,6 +138,21 @@ class _BybitConfigBase:
             allowed = ("ws", "wss") if key == "url" else ("http", "https")
             if scheme not in allowed or not urlsplit(value).hostname:
                 raise ValueError(f"{key} must be a {' or '.join(allowed)} URL, got {value!r}")
+
+
+    def check_lines(self) -> list[str]:
+        """What ``streamer check`` prints under this source (it does not connect)."""
+        if self.shard is None:
+            return []
+        if self.load_all_symbols:
+            return [f"shard {self.shard}: load_all_symbols is resolved at run (instruments-"
+                    "info), then split by the same stable hash"]
+        wanted = list(dict.fromkeys(self.symbols))
+        if self.symbols_limit is not None:
+            wanted = wanted[: self.symbols_limit]
+        mine = shard_symbols(wanted, self.shard)
+        return [f"shard {self.shard}: {len(mine)} of {len(wanted)} symbols: "
+                f"{', '.join(mine) or '(none)'}"]
 
 
 @attrs.define
@@ -340,7 +360,15 @@ class BybitSource:
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         config = self.config
-        self.symbols = await self.resolve_symbols()
+        universe = await self.resolve_symbols()
+        self.symbols = shard_symbols(universe, config.shard)
+        if config.shard is not None:
+            if not self.symbols:
+                raise FatalError(f"shard {config.shard} holds none of the {len(universe)} "
+                                 f"{self.category} symbols")
+            self.logger.info("%s: shard %s: %d of %d symbols: %s", self.context.name,
+                             config.shard, len(self.symbols), len(universe),
+                             ", ".join(self.symbols))
         topics = build_topics(config, self.symbols)
         pools = pool_topics(topics, config.topics_per_connection)
         streams = set(config.streams)

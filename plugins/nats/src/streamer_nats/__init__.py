@@ -1,0 +1,1 @@
+"""streamer's NATS JetStream plugin: the ``nats`` sink and the ``nats`` source."""

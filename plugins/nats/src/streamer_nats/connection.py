@@ -1,0 +1,111 @@
+"""Where NATS is and who we are: options shared by the ``nats`` sink and source.
+
+Credentials never live in streamer.toml. They come from environment variables, read when the
+sink or source connects: a ``.creds`` file path (``STREAMER_NATS_CREDS``), a token
+(``STREAMER_NATS_TOKEN``) or a user and password (``STREAMER_NATS_USER`` /
+``STREAMER_NATS_PASSWORD``); the variable names themselves can be changed in the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+_SCHEMES = ("nats", "tls")
+
+
+def _urls(value: Any) -> list[str]:
+    if isinstance(value, str):
+        urls = [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(u, str) for u in value):
+        urls = list(value)
+    else:
+        raise ValueError("url must be a string or a list of strings")
+    if not urls:
+        raise ValueError("url: give at least one nats://host:port")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES or not parts.hostname:
+            raise ValueError(f"url {url!r}: must be nats://host:port or tls://host:port")
+        if parts.username or parts.password:
+            raise ValueError(
+                f"url {url!r} must not carry credentials (they would sit in streamer.toml); "
+                "use the STREAMER_NATS_* environment variables"
+            )
+    return urls
+
+
+@attrs.define
+class NatsConnectionConfig:
+    #: One server or a list of strings (``nats://host:port``); the client picks one and fails over.
+    url: Any = "nats://127.0.0.1:4222"
+    #: JetStream stream name.
+    stream: str = "BYBIT"
+    #: Environment variables holding the credentials (unset or empty: not used).
+    creds_env: str = "STREAMER_NATS_CREDS"
+    token_env: str = "STREAMER_NATS_TOKEN"
+    user_env: str = "STREAMER_NATS_USER"
+    password_env: str = "STREAMER_NATS_PASSWORD"
+    #: Seconds to wait for one connection attempt.
+    connect_timeout: float = 2.0
+    #: Seconds between reconnect attempts (nats-py retries forever).
+    reconnect_wait: float = 0.5
+    #: Seconds to wait for a JetStream API reply (stream info, consumer create).
+    api_timeout: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        self.url = _urls(self.url)
+        if not self.stream or any(c in self.stream for c in ".*> "):
+            raise ValueError(f"stream {self.stream!r}: a name without '.', '*', '>', spaces")
+        if self.connect_timeout <= 0 or self.reconnect_wait <= 0 or self.api_timeout <= 0:
+            raise ValueError("connect_timeout, reconnect_wait and api_timeout must be > 0")
+
+    @property
+    def servers(self) -> list[str]:
+        assert isinstance(self.url, list)
+        return self.url
+
+    def describe(self) -> str:
+        return ",".join(self.servers)
+
+    def connect_options(self, logger: logging.Logger, closing: Callable[[], bool]
+                        ) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` (credentials from the environment);
+        ``closing()`` true silences the disconnect warning of our own close."""
+
+        async def on_error(exc: Exception) -> None:
+            logger.warning("NATS (%s): %s: %s", self.describe(), type(exc).__name__, exc)
+
+        async def on_disconnected() -> None:
+            if not closing():
+                logger.warning("NATS: disconnected from %s; reconnecting", self.describe())
+
+        async def on_reconnected() -> None:
+            logger.info("NATS: reconnected")
+
+        options: dict[str, Any] = {
+            "servers": self.servers,
+            "connect_timeout": self.connect_timeout,
+            "reconnect_time_wait": self.reconnect_wait,
+            "max_reconnect_attempts": -1,
+            "allow_reconnect": True,
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnected,
+            "reconnected_cb": on_reconnected,
+        }
+        creds = os.environ.get(self.creds_env)
+        token = os.environ.get(self.token_env)
+        user = os.environ.get(self.user_env)
+        if creds:
+            options["user_credentials"] = creds
+        if token:
+            options["token"] = token
+        if user:
+            options["user"] = user
+            options["password"] = os.environ.get(self.password_env) or ""
+        return options

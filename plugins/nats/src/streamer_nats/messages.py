@@ -1,0 +1,140 @@
+"""Events <-> JetStream messages: subject, ``Nats-Msg-Id`` and payload of each event.
+
+One event is one message, so that de-duplication works per event whatever batches two
+replicas happened to read. The payload is the wire envelope with a one-element ``data``
+(``{"channel","data_type","data":[...]}``), the same JSON as every other sink.
+
+Subjects (``<p>`` = ``subject_prefix``, ``<ch>`` = ``linear``/``spot``)::
+
+    <p>.<ch>.trades.<SYMBOL>
+    <p>.<ch>.klines.<interval label>.<SYMBOL>      e.g. bybit.linear.klines.1m.BTCUSDT
+    <p>.<ch>.ticker.<SYMBOL>
+    <p>.<ch>.price.<SYMBOL>
+
+Message ids, derived from the event only (so every replica computes the same one):
+
+==================  ===============================================================
+trade               ``t:<ch>:<SYMBOL>:<trade id>``
+closed kline        ``k:<ch>:<SYMBOL>:<interval ms>:<start ms>``
+closed, partial     ``kp:<ch>:<SYMBOL>:<interval ms>:<start ms>`` (never the id of the
+                    complete candle, so a partial one cannot shadow it)
+kline update        ``ku:<ch>:<SYMBOL>:<interval ms>:<start ms>:<state>`` where
+                    ``<state>`` is ``n<trade_count>`` or, when the count is unknown
+                    (Bybit's own candles), ``v<volume>c<close>``: equal states are
+                    stored once, each new state once
+ticker              ``tk:<ch>:<SYMBOL>:<exchange ts>``
+price               ``p:<ch>:<SYMBOL>:<exchange ts>``
+==================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from streamer import Event, Kline, Price, Ticker, Trade
+from streamer.intervals import interval_label
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+#: Characters a NATS subject token may not contain (plus anything outside printable ASCII).
+_BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
+
+_label_cache: dict[int, str] = {}
+
+
+def token(text: str) -> str:
+    """``text`` made safe as one subject token ('.', '*', '>', spaces become '_')."""
+    if text.isalnum() and text.isascii():
+        return text
+    return _BAD_TOKEN.sub("_", text) or "_"
+
+
+def _label(interval_ms: int) -> str:
+    label = _label_cache.get(interval_ms)
+    if label is None:
+        try:
+            label = interval_label(interval_ms)
+        except ValueError:
+            label = f"{interval_ms}ms"
+        _label_cache[interval_ms] = label
+    return label
+
+
+def subject_of(prefix: str, event: Event) -> str:
+    ch = event.channel
+    if isinstance(event, Trade):
+        return f"{prefix}.{ch}.trades.{token(event.symbol)}"
+    if isinstance(event, Kline):
+        return f"{prefix}.{ch}.klines.{_label(event.interval)}.{token(event.symbol)}"
+    if isinstance(event, Ticker):
+        return f"{prefix}.{ch}.ticker.{token(event.symbol)}"
+    return f"{prefix}.{ch}.price.{token(event.symbol)}"
+
+
+def msg_id_of(event: Event) -> str:
+    """The deterministic ``Nats-Msg-Id`` of ``event`` (see the module doc)."""
+    if isinstance(event, Trade):
+        return f"t:{event.channel}:{event.symbol}:{event.trade_id}"
+    if isinstance(event, Kline):
+        base = f"{event.channel}:{event.symbol}:{event.interval}:{event.timestamp}"
+        if event.closed:
+            return f"kp:{base}" if event.partial else f"k:{base}"
+        if event.trade_count is not None:
+            return f"ku:{base}:n{event.trade_count}"
+        return f"ku:{base}:v{event.volume!r}c{event.close!r}"
+    if isinstance(event, Ticker):
+        return f"tk:{event.channel}:{event.symbol}:{event.ts}"
+    return f"p:{event.channel}:{event.symbol}:{event.ts}"
+
+
+def payload_of(event: Event) -> bytes:
+    """The wire envelope of this one event."""
+    return _encoder.encode(
+        {"channel": event.channel, "data_type": event.data_type, "data": [event.to_wire()]}
+    )
+
+
+class DecodeError(ValueError):
+    """A message that is not a wire envelope of known events."""
+
+
+def _trade(channel: str, d: dict[str, Any]) -> Trade:
+    return Trade(channel, d["s"], int(d["T"]), d["S"], str(d["p"]), str(d["v"]), str(d["i"]),
+                 d.get("L"), d.get("BT"), d.get("RPI"), d.get("seq"))
+
+
+def _kline(channel: str, d: dict[str, Any]) -> Kline:
+    return Kline(channel, d["symbol"], int(d["interval"]), int(d["timestamp"]),
+                 float(d["open"]), float(d["high"]), float(d["low"]), float(d["close"]),
+                 float(d["volume"]), d.get("trade_count"), bool(d.get("closed", True)),
+                 d.get("turnover"), bool(d.get("partial", False)))
+
+
+def _ticker(channel: str, d: dict[str, Any]) -> Ticker:
+    fields = dict(d)
+    ts = int(fields.pop("ts"))
+    return Ticker(channel, str(fields.get("symbol", "")), ts, fields)
+
+
+def _price(channel: str, d: dict[str, Any]) -> Price:
+    return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
+
+
+_DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
+    "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
+}
+
+
+def decode_payload(payload: bytes) -> list[Event]:
+    """The events of one wire envelope; :class:`DecodeError` naming what is wrong."""
+    try:
+        env = _decoder.decode(payload)
+        channel = env["channel"]
+        build = _DECODERS[env["data_type"]]
+        return [build(channel, d) for d in env["data"]]
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DecodeError(f"not a wire envelope: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,237 @@
+"""The ``nats`` sink: every event to JetStream, once, with a deterministic ``Nats-Msg-Id``.
+
+The sink's task only moves its inbox into a bounded buffer (never waits on NATS); a writer
+task takes chunks of up to ``max_chunk`` events from it and hands each chunk to the asyncio
+thread (:mod:`streamer_nats.bridge`) in one call. Chunks are pipelined (a chunk does not wait
+for the acks of the previous one) while at most ``max_in_flight`` events are unacknowledged.
+Events whose ack does not come (server restart, leader election, broken connection) go back
+to the head of the buffer and are published again with the same ids after a backoff, so
+JetStream stores each one once (within the stream's duplicate window). Beyond ``max_buffer``
+buffered events the oldest are dropped and counted as ``failed``.
+
+Metrics: ``published`` (stored), ``duplicates`` (acked as already stored: the other replica
+or an earlier attempt was first), ``retried``, ``failed``, ``lost_at_shutdown``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+import attrs
+import trio
+
+from streamer import Context, Event, FatalError, Inbox
+from streamer.backoff import Backoff
+from streamer_nats.bridge import AsyncioThread
+from streamer_nats.connection import NatsConnectionConfig
+from streamer_nats.messages import token
+from streamer_nats.publisher import Publisher, StreamMismatch
+
+#: Seconds between two "dropped N events" log lines.
+DROP_LOG_INTERVAL = 10.0
+
+
+@attrs.define
+class NatsSinkConfig(NatsConnectionConfig):
+    #: First token of every subject: ``<prefix>.<channel>.<data_type>...``.
+    subject_prefix: str = "bybit"
+    #: Stream replicas when the sink creates the stream (1, or 3 on a 3-node cluster).
+    replicas: int = 1
+    #: JetStream's de-duplication window: a message id seen within it is stored once.
+    duplicate_window_s: float = 120.0
+    #: Stream retention when the sink creates it: max age (s, 0 = unlimited) and storage.
+    max_age_s: float = 86_400.0
+    storage: Literal["file", "memory"] = "file"
+    #: Create the stream if missing (else it must exist); an existing one is checked.
+    create_stream: bool = True
+    #: Unacknowledged publishes at most (a chunk is never larger).
+    max_in_flight: int = 4_000
+    #: Events per hand-over to the asyncio thread.
+    max_chunk: int = 4_000
+    #: Seconds to wait for the acks of a chunk before publishing the missing ones again.
+    ack_timeout: float = 5.0
+    #: Events held while NATS is down or slow; beyond it the oldest are dropped (``failed``).
+    max_buffer: int = 100_000
+    #: Publish closed klines flagged ``partial`` (under their own id, see the docs).
+    publish_partial_klines: bool = True
+    #: Retry backoff bounds, seconds.
+    retry_initial: float = 0.2
+    retry_max: float = 5.0
+    #: At shutdown, how long to keep publishing what is buffered.
+    shutdown_timeout: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if not self.subject_prefix or any(token(t) != t for t in self.subject_prefix.split(".")):
+            raise ValueError(f"subject_prefix {self.subject_prefix!r}: tokens of letters, "
+                             "digits, '_' or '-', separated by '.'")
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"replicas must be 1-5, got {self.replicas}")
+        if self.duplicate_window_s <= 0:
+            raise ValueError("duplicate_window_s must be > 0")
+        if self.max_age_s < 0:
+            raise ValueError("max_age_s must be >= 0")
+        for key in ("max_in_flight", "max_chunk", "max_buffer"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1")
+        if self.ack_timeout <= 0 or self.shutdown_timeout <= 0:
+            raise ValueError("ack_timeout and shutdown_timeout must be > 0")
+        if not 0 < self.retry_initial <= self.retry_max:
+            raise ValueError("need 0 < retry_initial <= retry_max")
+
+
+class NatsSink:
+    def __init__(self, config: NatsSinkConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self.metrics = context.metrics
+        self.logger = context.logger
+        self._buffer: deque[Event] = deque()
+        self._changed = trio.Event()
+        self._closed = False
+        self._drops_unreported = 0
+        self._last_drop_log = -DROP_LOG_INTERVAL
+        self._backoff = Backoff(config.retry_initial, config.retry_max)
+        #: Events handed to the asyncio thread and not acknowledged yet.
+        self._in_flight = 0
+        #: After a chunk with failures, no new chunk before this trio time.
+        self._paused_until = 0.0
+
+    # -- the sink's side -------------------------------------------------------------------
+
+    def add(self, events: list[Event]) -> None:
+        if not self.config.publish_partial_klines:
+            events = [e for e in events if not getattr(e, "partial", False)]
+        buffer = self._buffer
+        buffer.extend(events)
+        excess = len(buffer) - self.config.max_buffer
+        if excess > 0:
+            for _ in range(excess):
+                buffer.popleft()
+            self.metrics.inc("failed", excess)
+            self._drops_unreported += excess
+            if trio.current_time() - self._last_drop_log >= DROP_LOG_INTERVAL:
+                self._report_drops()
+        self._changed.set()
+
+    def _report_drops(self) -> None:
+        if self._drops_unreported:
+            self.logger.warning(
+                "NATS publish buffer full (max_buffer=%d): dropped the %d oldest events "
+                "(%d failed in total)", self.config.max_buffer, self._drops_unreported,
+                self.metrics["failed"])
+            self._drops_unreported = 0
+            self._last_drop_log = trio.current_time()
+
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = self.config
+        self._closed = False
+        publisher = Publisher(
+            lambda closing: config.connect_options(self.logger, closing), self.logger,
+            stream=config.stream,
+            prefix=config.subject_prefix, replicas=config.replicas,
+            duplicate_window_s=config.duplicate_window_s, max_age_s=config.max_age_s,
+            storage=config.storage, max_in_flight=config.max_in_flight,
+            ack_timeout=config.ack_timeout, api_timeout=config.api_timeout,
+            create_stream=config.create_stream)
+        thread = AsyncioThread(on_close=publisher.close)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(thread.serve)
+            if await self._connect(thread, publisher):
+                self.logger.info("connected to NATS at %s, stream %s", config.describe(),
+                                 config.stream)
+            async with trio.open_nursery() as writer_nursery:
+                writer_nursery.start_soon(self._writer, thread, publisher)
+                task_status.started()
+                while events := await inbox.get():
+                    self.add(events)
+                self._closed = True
+                self._changed.set()
+            nursery.cancel_scope.cancel()
+
+    async def _connect(self, thread: AsyncioThread, publisher: Publisher) -> bool:
+        """One attempt; False (logged) if NATS is unreachable: the writer keeps trying."""
+        timeout = self.config.connect_timeout * len(self.config.servers) + 1.0
+        try:
+            await thread.call(publisher.connect, timeout)
+            return True
+        except StreamMismatch as exc:
+            raise FatalError(str(exc)) from exc
+        except Exception as exc:
+            self.metrics.inc("connect_failures")
+            self.logger.warning("NATS at %s unreachable or not ready (%s: %s); buffering up "
+                                "to %d events", self.config.describe(), type(exc).__name__,
+                                exc, self.config.max_buffer)
+            return False
+
+    # -- the writer task -------------------------------------------------------------------
+
+    async def _writer(self, thread: AsyncioThread, publisher: Publisher) -> None:
+        """Start a publish task per chunk while fewer than ``max_in_flight`` events are
+        unacknowledged: chunks are pipelined, none waits for the acks of the one before."""
+        config = self.config
+        deadline = float("inf")
+        self._in_flight = 0
+        self._paused_until = 0.0
+        async with trio.open_nursery() as chunks:
+            while True:
+                if self._closed and deadline == float("inf"):
+                    deadline = trio.current_time() + config.shutdown_timeout
+                with trio.move_on_at(deadline):
+                    room = config.max_in_flight - self._in_flight
+                    if not self._buffer or room <= 0:
+                        if self._closed and not self._buffer and not self._in_flight:
+                            return
+                        self._changed = trio.Event()
+                        await self._changed.wait()
+                        continue
+                    if not publisher.stream_ready and not await self._connect(thread,
+                                                                              publisher):
+                        await trio.sleep(self._backoff.next())
+                        continue
+                    if trio.current_time() < self._paused_until:
+                        await trio.sleep_until(self._paused_until)
+                        continue
+                    n = min(len(self._buffer), config.max_chunk, room)
+                    chunk = [self._buffer.popleft() for _ in range(n)]
+                    self._in_flight += n
+                    chunks.start_soon(self._publish_chunk, thread, publisher, chunk)
+                    await trio.lowlevel.checkpoint()
+                    continue
+                chunks.cancel_scope.cancel()  # shutdown_timeout is over
+                break
+        lost = len(self._buffer)
+        self._buffer.clear()
+        self.metrics.inc("lost_at_shutdown", lost)
+        self.logger.error("NATS: %d buffered events not acknowledged within %.1fs of "
+                          "shutdown; lost", lost, config.shutdown_timeout)
+
+    async def _publish_chunk(self, thread: AsyncioThread, publisher: Publisher,
+                             chunk: list[Event]) -> None:
+        """Publish ``chunk``; what is not acknowledged goes back to the buffer's head."""
+        buffer = self._buffer
+        try:
+            result = await thread.call(publisher.publish, chunk)
+        except BaseException:
+            buffer.extendleft(reversed(chunk))
+            raise
+        finally:
+            self._in_flight -= len(chunk)
+            self._changed.set()
+        metrics = self.metrics
+        if result.stored:
+            metrics.inc("published", result.stored)
+        if result.duplicates:
+            metrics.inc("duplicates", result.duplicates)
+        if not result.retry:
+            self._backoff.reset()
+            return
+        metrics.inc("retried", len(result.retry))
+        buffer.extendleft(reversed([chunk[i] for i in result.retry]))
+        self._paused_until = trio.current_time() + self._backoff.next()
+        self.logger.warning("NATS: %d of %d events not acknowledged (%s); publishing them "
+                            "again with the same ids", len(result.retry), len(chunk),
+                            result.error)

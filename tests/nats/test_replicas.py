@@ -1,0 +1,137 @@
+"""Active-active replicas and broker faults: two `streamer run` processes with the same shard
+publish the same events into one stream; JetStream's de-duplication by ``Nats-Msg-Id``
+keeps each once. Each test is bounded: a fixed number of fake Bybit messages at a fixed
+rate, and every wait has a timeout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from nats_helpers import (
+    closed_kline_keys,
+    final_metrics,
+    kill_replica,
+    messages,
+    replica_config,
+    sent_trade_ids,
+    start_replica,
+    stop_replica,
+    trade_ids,
+    wait_stream_count,
+)
+from nats_server import stream_info
+
+from fakebybit.fixtures import LINEAR_SYMBOLS
+from streamer_bybit.shard import shard_symbols
+
+SHARD = "1/2"
+MINE = shard_symbols(LINEAR_SYMBOLS, SHARD)
+RATE = 1_000.0
+
+
+async def _market(fake, count: int) -> None:
+    await fake.run_market("linear", LINEAR_SYMBOLS, rate=RATE, count=count, tickers=False)
+
+
+def _assert_exactly_once(msgs, sent: list[str]) -> None:
+    ids = trade_ids(msgs)
+    doubled = {i: n for i, n in ids.items() if n > 1}
+    assert not doubled, f"{len(doubled)} trades stored more than once"
+    missing = set(sent) - set(ids)
+    assert not missing, f"{len(missing)} of {len(sent)} trades missing"
+    assert set(ids) == set(sent)
+    keys = closed_kline_keys(msgs)
+    assert all(n == 1 for n in keys.values()), keys
+
+
+async def test_two_replicas_same_shard_each_trade_once_and_sigkill_one(
+        tmp_path: Path, fake_bybit, nats_server):
+    assert 0 < len(MINE) < len(LINEAR_SYMBOLS)
+    procs, logs = [], []
+    for name in ("a", "b"):
+        config = replica_config(tmp_path / f"{name}.toml", fake_bybit, [nats_server.url],
+                                symbols=LINEAR_SYMBOLS, klines=True,
+                                source_extra=f'shard = "{SHARD}"')
+        logs.append(tmp_path / f"{name}.log")
+        procs.append(await start_replica(config, logs[-1]))
+    try:
+        await _market(fake_bybit, 2_000)
+        await trio.sleep(0.5)  # both replicas have published the first half
+        kill_replica(procs[0])  # SIGKILL mid-stream: no flush, no goodbye
+        await _market(fake_bybit, 2_000)
+        sent = sent_trade_ids(fake_bybit, MINE)
+        assert len(sent) > 1_000
+        await wait_stream_count(nats_server.url, len(sent))
+        await trio.sleep(0.5)  # let anything doubled arrive too
+    finally:
+        for proc in procs:
+            rc = await stop_replica(proc) if proc.poll() is None else None
+        assert rc == 0, logs[1].read_text()[-3000:]
+    msgs = await messages(nats_server.url)
+    _assert_exactly_once([m for m in msgs if m.subject.split(".")[2] == "trades"] +
+                         [m for m in msgs if m.subject.split(".")[2] == "klines"], sent)
+    assert {m.subject.rsplit(".", 1)[1] for m in msgs} <= set(MINE)  # only the shard's
+    survivor = final_metrics(logs[1], "nats")
+    # The survivor published the second half alone and was second for most of the first.
+    assert survivor.get("duplicates", 0) > 0, survivor
+    assert survivor.get("published", 0) + survivor.get("duplicates", 0) >= len(sent) - 10
+    assert "failed" not in survivor
+
+
+async def test_server_killed_and_restarted_mid_run_nothing_acked_lost(
+        tmp_path: Path, fake_bybit, nats_server):
+    config = replica_config(tmp_path / "a.toml", fake_bybit, [nats_server.url],
+                            symbols=LINEAR_SYMBOLS)
+    log = tmp_path / "a.log"
+    proc = await start_replica(config, log)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_market, fake_bybit, 3_000)
+            await trio.sleep(1.0)
+            await trio.to_thread.run_sync(nats_server.kill)  # crash, store kept
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(nats_server.start)
+        sent = sent_trade_ids(fake_bybit, LINEAR_SYMBOLS)
+        await wait_stream_count(nats_server.url, len(sent), timeout=30)
+        await trio.sleep(0.5)
+    finally:
+        rc = await stop_replica(proc)
+    assert rc == 0, log.read_text()[-3000:]
+    _assert_exactly_once(await messages(nats_server.url), sent)
+    metrics = final_metrics(log, "nats")
+    assert metrics.get("retried", 0) > 0, metrics  # the outage really hit the sink
+    assert "failed" not in metrics and "lost_at_shutdown" not in metrics
+
+
+async def test_stream_leader_killed_in_r3_cluster_two_replicas_each_trade_once(
+        tmp_path: Path, fake_bybit, nats_cluster):
+    urls = nats_cluster.urls
+    procs, logs = [], []
+    for name in ("a", "b"):
+        config = replica_config(tmp_path / f"{name}.toml", fake_bybit, urls, replicas=3,
+                                symbols=LINEAR_SYMBOLS)
+        logs.append(tmp_path / f"{name}.log")
+        procs.append(await start_replica(config, logs[-1]))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_market, fake_bybit, 4_000)
+            await trio.sleep(1.0)
+            info = await trio.to_thread.run_sync(stream_info, urls)
+            assert info.config.num_replicas == 3
+            leader = nats_cluster.node(info.cluster.leader)
+            await trio.to_thread.run_sync(leader.kill)
+        sent = sent_trade_ids(fake_bybit, LINEAR_SYMBOLS)
+        alive = [n.url for n in nats_cluster.nodes if n is not leader]
+        await wait_stream_count(alive, len(sent), timeout=40)
+        await trio.sleep(0.5)
+    finally:
+        for proc, log in zip(procs, logs, strict=True):
+            rc = await stop_replica(proc)
+            assert rc == 0, log.read_text()[-3000:]
+    _assert_exactly_once(await messages(alive), sent)
+    new_leader = (await trio.to_thread.run_sync(stream_info, alive)).cluster.leader
+    assert new_leader != leader.name
+    for log in logs:
+        metrics = final_metrics(log, "nats")
+        assert "failed" not in metrics and "lost_at_shutdown" not in metrics, metrics

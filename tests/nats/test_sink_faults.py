@@ -1,0 +1,88 @@
+"""The ``nats`` sink when NATS is away: it starts anyway, buffers up to ``max_buffer``
+events, drops (and counts as ``failed``) beyond, and publishes the rest once NATS is up."""
+
+from __future__ import annotations
+
+import trio
+from nats_helpers import messages, stream_count, trade_ids
+from nats_server import NatsServer
+
+from streamer import Trade
+from streamer.testing import running_pipeline
+
+TOML = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+name = "nats"
+type = "nats"
+inputs = ["src"]
+url = "{url}"
+max_buffer = 500
+ack_timeout = 0.5
+retry_initial = 0.05
+retry_max = 0.2
+connect_timeout = 0.3
+"""
+
+
+def _trades(start: int, n: int) -> list[Trade]:
+    return [Trade("linear", "BTCUSDT", i, "Buy", "1", "1", f"t{i}") for i in range(start,
+                                                                                start + n)]
+
+
+async def test_buffer_bounded_while_nats_is_down_then_published(plugin_manager):
+    server = NatsServer()  # ports chosen, not started yet
+    toml = TOML.format(url=server.url)
+    try:
+        async with running_pipeline(toml, plugin_manager) as pipeline:
+            source, sink = pipeline.node("src"), pipeline.node("nats")
+            for i in range(0, 800, 100):  # 800 events into a 500-event buffer
+                source.push(_trades(i, 100))
+            with trio.fail_after(5):
+                while sink.metrics["failed"] < 300:
+                    await trio.sleep(0.05)
+            assert sink.metrics["failed"] == 300  # the oldest 300, counted
+            await trio.to_thread.run_sync(server.start)
+            with trio.fail_after(20):
+                while sink.metrics["published"] < 500:
+                    await trio.sleep(0.1)
+            assert await stream_count(server.url) == 500
+        ids = trade_ids(await messages(server.url))
+        assert set(ids) == {f"t{i}" for i in range(300, 800)} and set(ids.values()) == {1}
+    finally:
+        server.stop()
+
+
+async def test_sigterm_with_nats_down_exits_within_the_shutdown_timeout(tmp_path, fake_bybit):
+    """NATS unreachable, events buffered: SIGTERM still exits promptly (status 0), counting
+    what it could not publish as ``lost_at_shutdown``."""
+    import signal
+    import time
+
+    from nats_helpers import SYMBOLS, final_metrics, replica_config, start_replica
+
+    server = NatsServer()  # never started: its port refuses connections
+    config = replica_config(tmp_path / "a.toml", fake_bybit, [server.url],
+                            sink_extra="shutdown_timeout = 1.0")
+    log = tmp_path / "a.log"
+    proc = await start_replica(config, log)
+    try:
+        await fake_bybit.run_market("linear", SYMBOLS, rate=1_000, count=200, tickers=False)
+        await trio.sleep(0.5)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            while proc.poll() is None:
+                await trio.sleep(0.05)
+        took = time.monotonic() - sent_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        server.stop()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert took < 5.0, took
+    assert final_metrics(log, "nats").get("lost_at_shutdown") == 200, log.read_text()[-3000:]
