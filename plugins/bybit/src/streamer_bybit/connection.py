@@ -29,6 +29,7 @@ from streamer.events import Event, Trade
 from streamer.http import HttpError
 from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
+from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
 from streamer_bybit.tickers import PriceTracker, TickerBook
@@ -154,6 +155,9 @@ def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
 
 class BybitConnection:
     """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled."""
+
+    #: Set by the source when ``capture_dir`` is configured: sees every socket read.
+    capture: CaptureTap | None = None
 
     def __init__(
         self,
@@ -322,6 +326,8 @@ class BybitConnection:
                 self._fail(exc)
                 return
             self._last_activity = trio.current_time()
+            if self.capture is not None and payloads:
+                self.capture.record(payloads)
             if ws.binary_frames != self._binary_seen:
                 self.metrics.inc("unexpected_binary", ws.binary_frames - self._binary_seen)
                 self._binary_seen = ws.binary_frames

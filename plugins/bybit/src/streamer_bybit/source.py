@@ -19,6 +19,7 @@ import trio
 from streamer.api import Context, Emit, FatalError
 from streamer.backoff import Backoff
 from streamer.intervals import INTERVALS
+from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -46,7 +47,7 @@ SYMBOL_CHECK_TIMEOUT: Final = 10.0
 
 
 @attrs.define
-class _BybitConfigBase:
+class _BybitConfigBase(CaptureOptions):
     #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
     symbols: list[str] = attrs.Factory(list)
     #: Stream every instrument with status Trading (from /v5/market/instruments-info).
@@ -319,6 +320,9 @@ class BybitSource:
                 if remaining == 0:
                     all_subscribed.set()
 
+            if config.capture_dir:
+                await nursery.start(run_capture, config, self.context.name, self.connections,
+                                    self.metrics, self.logger)
             for connection in self.connections:
                 nursery.start_soon(start, connection)
             await all_subscribed.wait()
