@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from streamer.events import Kline, Trade
 from streamer_bybit.capture import SUFFIX
 from streamer_bybit.replay import capture_files, read_records
 
-from .helpers import live_run, replay_run, wire_lines
+from .helpers import REPLAY, live_run, replay_run, wire_lines
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +63,31 @@ def test_replay_at_recorded_speed_times_ten_gives_the_same_klines(recorded):
     fast, _ = replay_run(capture, speed="600.0")
     assert wire_lines([k for k in fast if isinstance(k, Kline)]) == wire_lines(
         [k for k in live if isinstance(k, Kline)])
+
+
+def test_streamer_run_replays_with_the_replay_clock(recorded, tmp_path):
+    """The CLI path: ``streamer run`` takes the replay source's clock (else the kline timers
+    would follow the real clock and close nothing of the recorded minutes)."""
+    capture, live, _, _ = recorded
+    config = tmp_path / "replay.toml"
+    config.write_text(REPLAY.format(path=capture, speed='"max"') + """
+[[transforms]]
+name = "klines"
+type = "klines.from_trades"
+inputs = ["bybit"]
+intervals = ["1m", "3m"]
+first_candle = "partial"
+
+[[sinks]]
+type = "console"
+inputs = ["klines"]
+""")
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "-c", str(config)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    got = [[env["channel"], env["data_type"], item]
+           for line in proc.stdout.splitlines() for env in [json.loads(line)]
+           for item in env["data"]]
+    want = [(k.channel, k.data_type, k.to_wire())
+            for k in live if isinstance(k, Kline) and k.trade_count is not None]
+    assert got == json.loads(json.dumps(want))
