@@ -74,13 +74,13 @@ async def _sleep_until_wall_ms(ms: int) -> None:
     await trio.sleep_until(clock.trio_time_at(ms / 1000))
 
 
-async def _market(fake: FakeBybit, corrupt: bool = False) -> None:
-    """Trades over four minutes of (virtual) time: some close candles by the timer, one
-    arrives late within the waiter (counts), one beyond it (dropped), a flat minute, and
-    ticker updates."""
+async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True) -> None:
+    """Trades over five minutes of (virtual) time: some close candles by the timer, one
+    arrives late within the waiter (counts), one beyond it (dropped; ``late``), a flat
+    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw."""
     m0 = (clock.now_ms() // M + 1) * M
     await _sleep_until_wall_ms(m0 + 500)
-    for minute in range(4):
+    for minute in range(5):
         base = m0 + minute * M
         if minute == 2:
             continue  # a minute without trades: a flat kline from the timer
@@ -89,24 +89,24 @@ async def _market(fake: FakeBybit, corrupt: bool = False) -> None:
             for symbol in SYMBOLS:
                 fake.trade("linear", symbol, count=1 + k % 3)
             fake.set_ticker("linear", "BTCUSDT", lastPrice=str(65000 + minute * 10 + k))
+            if corrupt and minute == 1 and k == 2:
+                t = base + offset + 5
+                await _sleep_until_wall_ms(t)
+                fake.send_raw("linear", (  # as if Bybit had excluded it from its candle
+                    f'{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":{t},"data":[{{'
+                    f'"T":{t},"s":"BTCUSDT","S":"Buy","v":"0.001","p":"99999.00",'
+                    '"L":"PlusTick","i":"corrupt-1","BT":false,"RPI":false,"seq":1}]}'))
         # stamped before the boundary, received 40 ms after it: inside the 100 ms waiter
         await _sleep_until_wall_ms(base + M + 40)
         fake.trade("linear", "ETHUSDT", ts=base + M - 3)
-        # received 400 ms after the boundary: late, dropped by the aggregator
-        await _sleep_until_wall_ms(base + M + 400)
-        fake.trade("linear", "BTCUSDT", ts=base + M - 2)
-        if corrupt and minute == 1:
-            # A trade the fake's own candles never saw (as if Bybit excluded it).
-            await _sleep_until_wall_ms(base + M + 30_000)
-            t = base + M + 30_000
-            fake.send_raw("linear", (
-                f'{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":{t},"data":[{{"T":{t},'
-                '"s":"BTCUSDT","S":"Buy","v":"0.001","p":"99999.00","L":"PlusTick",'
-                '"i":"corrupt-1","BT":false,"RPI":false,"seq":1}]}'))
-    await _sleep_until_wall_ms(m0 + 6 * M + 1_000)
+        if late:
+            # received 400 ms after the boundary: late, dropped by the aggregator
+            await _sleep_until_wall_ms(base + M + 400)
+            fake.trade("linear", "BTCUSDT", ts=base + M - 2)
+    await _sleep_until_wall_ms(m0 + 7 * M + 1_000)
 
 
-async def _live(toml: str, corrupt: bool) -> tuple[list[Event], Pipeline, FakeBybit]:
+async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipeline, FakeBybit]:
     fake = FakeBybit(linear_symbols=SYMBOLS, spot_symbols=[], seed=7)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
@@ -114,7 +114,7 @@ async def _live(toml: str, corrupt: bool) -> tuple[list[Event], Pipeline, FakeBy
         async with running_pipeline(full, plugin_manager()) as pipeline:
             await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT", "kline.1.ETHUSDT",
                                                   "tickers.BTCUSDT"])
-            await _market(fake, corrupt)
+            await _market(fake, corrupt, late)
             # What the sinks had when the capture stopped: under the MockClock, timers go
             # on firing (in virtual time) while shutdown waits for the writer thread.
             events = list(pipeline.node("out").events)
@@ -123,11 +123,11 @@ async def _live(toml: str, corrupt: bool) -> tuple[list[Event], Pipeline, FakeBy
     return events, pipeline, fake
 
 
-def live_run(capture: Path, pipeline_toml: str | None = None,
-             corrupt: bool = False) -> tuple[list[Event], Pipeline, FakeBybit]:
+def live_run(capture: Path, pipeline_toml: str | None = None, *,
+             corrupt: bool = False, late: bool = True) -> tuple[list[Event], Pipeline, FakeBybit]:
     """Run the live pipeline under a MockClock (virtual time, real sockets)."""
     toml = LIVE.replace("{capture}", str(capture)) + (pipeline_toml or pipe())
-    return trio.run(_live, toml, corrupt,
+    return trio.run(_live, toml, corrupt, late,
                     clock=trio.testing.MockClock(autojump_threshold=0))
 
 
