@@ -24,7 +24,7 @@ async def test_a_stalled_disk_drops_reads_counted_and_memory_stays_bounded(tmp_p
     # The writer thread is not started: nothing leaves the queue, as with a stuck disk.
     conn = writer.open_connection("c")
     for _ in range(20_000):  # ~6 MB offered to a 1 MB queue
-        writer.record(conn, [PAYLOAD])
+        writer.record(conn, [PAYLOAD], 1)
     queued = writer._in_bytes - writer._out_bytes
     assert queued <= 1 << 20
     dropped = writer.metrics["capture_dropped_reads"]
@@ -38,7 +38,7 @@ async def test_rotation_by_size_gives_files_that_each_replay(tmp_path):
     writer.start()
     conn = writer.open_connection("c")
     for i in range(3000):
-        writer.record(conn, [PAYLOAD + str(i).encode()])
+        writer.record(conn, [PAYLOAD + str(i).encode()], i)
     writer.stop()
     assert await trio.to_thread.run_sync(writer.join, 10)
     files = capture_files(tmp_path)
@@ -58,7 +58,10 @@ async def test_a_truncated_file_yields_its_whole_records_then_says_so(tmp_path):
     writer.start()
     conn = writer.open_connection("c")
     for i in range(2000):
-        writer.record(conn, [PAYLOAD + str(i).encode()])
+        writer.record(conn, [PAYLOAD + str(i).encode()], i)
+        if i % 200 == 199:
+            while writer._queue:  # let the writer take it: one record per chunk of reads
+                await trio.sleep(0.01)
     writer.stop()
     assert await trio.to_thread.run_sync(writer.join, 10)
     (f,) = capture_files(tmp_path)
@@ -78,7 +81,7 @@ async def test_an_unusable_folder_loses_reads_counted_never_raises(tmp_path):
     writer.start()
     conn = writer.open_connection("c")
     for _ in range(100):
-        writer.record(conn, [PAYLOAD])
+        writer.record(conn, [PAYLOAD], 1)
     writer.stop()
     assert await trio.to_thread.run_sync(writer.join, 10)
     writer.report()

@@ -15,7 +15,9 @@ File format (one zstd stream per file; see docs/recording.md)::
     record*                                      until the end of the stream
     record  = kind:u8 time_us:i64 conn:u32 n:u32 body
     kind 0  header: body = n bytes of JSON (category, source, decoder settings)
-    kind 1  frames: body = n x (length:u32 + payload bytes), one socket read
+    kind 1  frames of n socket reads (n = 1 .. 4096): n x time_us:i64, n x conn:u32,
+            n x frames:u32 (payloads of each read), m x length:u32 (m = their sum), then
+            the m payloads back to back; the record's own time_us is the first read's
     kind 2  a connection (socket session) opened: body = n bytes of its UTF-8 name
     kind 3  capture stopped (its time ends the recording); n = 0
 
@@ -26,8 +28,9 @@ are written as ``<name>.part`` and renamed when complete (rotation by ``capture_
 one.
 
 Why the ``zstandard`` library: the standard library has no zstd before Python 3.14, and zstd
-at level 3 compresses Bybit JSON about 10x at several hundred MB/s on one core, where gzip
-or lzma would cost the writer thread several times more CPU for the same ratio.
+at level 1 compresses trade messages about 19x at ~0.36 us per 250-byte message (level 3:
+0.53 us, no smaller), where gzip or lzma would cost the writer thread several times more CPU
+for a worse ratio. Compression is most of the capture's cost (bench/bench_capture.py).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ import datetime as _dt
 import logging
 import os
 import struct
+import sys
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -58,6 +63,12 @@ PART: Final = ".part"
 RECORD: Final = struct.Struct("<BqII")
 LENGTH: Final = struct.Struct("<I")
 HEADER, FRAMES, OPEN, END = 0, 1, 2, 3
+#: Reads per FRAMES record at most.
+READS_PER_RECORD: Final = 4096
+_U32: Final = next(t for t in "IL" if array(t).itemsize == 4)
+
+#: What the queue holds: (kind, time_us, conn, payloads).
+QueuedRead = tuple[int, int, int, Sequence[bytes]]
 
 #: Per queued read, on top of its payload bytes: the tuple, the list and the int objects.
 QUEUE_OVERHEAD_BYTES: Final = 200
@@ -99,7 +110,7 @@ class CaptureOptions:
     #: Reads waiting for the disk, in MB at most; beyond this new reads are dropped, counted.
     capture_queue_mb: float = attrs.field(default=64.0, validator=_queue_mb)
     #: zstd level (1 fastest .. 19 smallest).
-    capture_level: int = attrs.field(default=3, validator=_level)
+    capture_level: int = attrs.field(default=1, validator=_level)
 
 
 def now_us() -> int:
@@ -107,17 +118,39 @@ def now_us() -> int:
     return int(clock.now() * 1_000_000)
 
 
-def encode_record(kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> bytes:
-    """One record; for ``FRAMES`` the payloads are length-prefixed, else one body."""
-    if kind == FRAMES:
-        parts = [RECORD.pack(kind, time_us, conn, len(payloads))]
-        pack = LENGTH.pack
-        for p in payloads:
-            parts.append(pack(len(p)))
-            parts.append(p)
-        return b"".join(parts)
+def record_parts(kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> list[bytes]:
+    """The pieces of one control record (header, connection opened, end)."""
     body = b"".join(payloads)
-    return RECORD.pack(kind, time_us, conn, len(body)) + body
+    return [RECORD.pack(kind, time_us, conn, len(body)), body]
+
+
+def _le(typecode: str, values: list[int]) -> bytes:
+    a = array(typecode, values)
+    if sys.byteorder != "little":  # pragma: no cover - the format is little-endian
+        a.byteswap()
+    return a.tobytes()
+
+
+def frames_parts(reads: Sequence[QueuedRead]) -> list[bytes]:
+    """One ``FRAMES`` record holding ``reads``. Built with a few C-level passes over the
+    batch rather than Python work per read or per message: the writer thread's cost must
+    stay small next to the decode's (bench/bench_capture.py)."""
+    payloads = [p for r in reads for p in r[3]]
+    return [
+        RECORD.pack(FRAMES, reads[0][1], 0, len(reads)),
+        _le("q", [r[1] for r in reads]),
+        _le(_U32, [r[2] for r in reads]),
+        _le(_U32, [len(r[3]) for r in reads]),
+        _le(_U32, list(map(len, payloads))),
+        *payloads,
+    ]
+
+
+def encode_record(kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> bytes:
+    """One record (a ``FRAMES`` record of this one read)."""
+    if kind == FRAMES:
+        return b"".join(frames_parts([(kind, time_us, conn, payloads)]))
+    return b"".join(record_parts(kind, time_us, conn, payloads))
 
 
 class CaptureWriter:
@@ -134,7 +167,7 @@ class CaptureWriter:
         file_bytes: int = 256 << 20,
         rotate_s: float = 3600.0,
         queue_bytes: int = 64 << 20,
-        level: int = 3,
+        level: int = 1,
     ) -> None:
         self.directory = Path(directory)
         self.source = source
@@ -146,7 +179,7 @@ class CaptureWriter:
         self.rotate_s = rotate_s
         self.queue_bytes = queue_bytes
         self.level = level
-        self._queue: deque[tuple[int, int, int, Sequence[bytes]]] = deque()
+        self._queue: deque[QueuedRead] = deque()
         # Two counters, each written by one thread only, so no lock is needed.
         self._in_bytes = 0  # trio thread
         self._out_bytes = 0  # writer thread
@@ -160,6 +193,10 @@ class CaptureWriter:
         self.files_written: list[Path] = []
         self.error: str | None = None
         self._reported_lost = 0
+        #: CPU seconds the writer thread used, once it has finished, and the socket reads it
+        #: wrote (bench figures).
+        self.thread_cpu_s = 0.0
+        self.reads_written = 0
 
     # -- trio side ------------------------------------------------------------------------
 
@@ -180,14 +217,12 @@ class CaptureWriter:
         self._put(OPEN, now_us(), conn, (name.encode(),))
         return conn
 
-    def record(self, conn: int, payloads: Sequence[bytes]) -> None:
+    def record(self, conn: int, payloads: Sequence[bytes], time_us: int) -> None:
         """Queue one socket read; drop it (counted) if the queue is full. Never blocks."""
-        self._put(FRAMES, now_us(), conn, payloads)
+        self._put(FRAMES, time_us, conn, payloads)
 
     def _put(self, kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> None:
-        size = QUEUE_OVERHEAD_BYTES
-        for p in payloads:
-            size += len(p) + 40
+        size = QUEUE_OVERHEAD_BYTES + 40 * len(payloads) + sum(map(len, payloads))
         if self._in_bytes - self._out_bytes + size > self.queue_bytes and kind == FRAMES:
             self.metrics.inc("capture_dropped_reads")
             self.metrics.inc("capture_dropped_frames", len(payloads))
@@ -223,10 +258,9 @@ class CaptureWriter:
         out: _CaptureFile | None = None
         retry_at = 0.0
         queue = self._queue
+        popleft = queue.popleft
         while True:
-            try:
-                kind, time_us, conn, payloads = queue.popleft()
-            except IndexError:
+            if not queue:
                 if self._stop.is_set():
                     break
                 if out is not None:
@@ -239,35 +273,77 @@ class CaptureWriter:
                         out, retry_at = self._failed(out, exc)
                 self._stop.wait(0.02)
                 continue
-            self._out_bytes += QUEUE_OVERHEAD_BYTES + sum(len(p) + 40 for p in payloads)
-            if kind == HEADER:  # the capture starts: its first file too
-                try:
-                    out = self._open(time_us)
-                except OSError as exc:
-                    out, retry_at = self._failed(None, exc)
-                continue
-            if kind == OPEN:
-                self._connections[conn] = b"".join(payloads)
-            try:
+            # Take what is queued (up to a bound) and write it with one call.
+            batch: list[QueuedRead] = []
+            done = 0
+            while queue and len(batch) < READS_PER_RECORD:
+                item = popleft()
+                kind, time_us, conn, payloads = item
+                done += QUEUE_OVERHEAD_BYTES + 40 * len(payloads) + sum(map(len, payloads))
+                if kind == FRAMES:
+                    batch.append(item)
+                    continue
+                # A control record: write the reads before it, then it alone.
+                out, retry_at = self._write_reads(out, batch, retry_at)
+                batch = []
+                if kind == HEADER:  # the capture starts: its first file too
+                    try:
+                        out = self._open(time_us)
+                    except OSError as exc:
+                        out, retry_at = self._failed(None, exc)
+                    continue
+                if kind == OPEN:
+                    self._connections[conn] = b"".join(payloads)
                 if out is None:
                     if time.monotonic() < retry_at:
-                        if kind == FRAMES:
-                            self.lost_reads += 1
                         continue
-                    out = self._open(time_us)
-                out.write(encode_record(kind, time_us, conn, payloads))
-                if kind == END or out.full(self.file_bytes) or out.expired(self.rotate_s):
-                    self._close(out)
-                    out = None
-            except OSError as exc:
-                if kind == FRAMES:
-                    self.lost_reads += 1
-                out, retry_at = self._failed(out, exc)
+                    try:
+                        out = self._open(time_us)
+                    except OSError as exc:
+                        out, retry_at = self._failed(None, exc)
+                        continue
+                out, retry_at = self._write(
+                    out, record_parts(kind, time_us, conn, payloads), 0, retry_at,
+                    close=kind == END)
+            self._out_bytes += done
+            out, retry_at = self._write_reads(out, batch, retry_at)
         if out is not None:
+            self._write(out, [], 0, retry_at, close=True)
+        self.thread_cpu_s = time.thread_time()
+
+    def _write_reads(self, out: _CaptureFile | None, batch: list[QueuedRead],
+                     retry_at: float) -> tuple[_CaptureFile | None, float]:
+        if not batch:
+            return out, retry_at
+        if out is None:
+            if time.monotonic() < retry_at:
+                self.lost_reads += len(batch)
+                return None, retry_at
             try:
-                self._close(out)
+                out = self._open(batch[0][1])
             except OSError as exc:
-                self._failed(out, exc)
+                self.lost_reads += len(batch)
+                return self._failed(None, exc)
+        self.reads_written += len(batch)
+        return self._write(out, frames_parts(batch), len(batch), retry_at)
+
+    def _write(self, out: _CaptureFile | None, parts: list[bytes], reads: int,
+               retry_at: float, *, close: bool = False) -> tuple[_CaptureFile | None, float]:
+        """Write ``parts`` (records holding ``reads`` socket reads) to ``out``; rotate or
+        close it as due."""
+        if out is None:
+            self.lost_reads += reads
+            return None, retry_at
+        try:
+            if parts:
+                out.write(b"".join(parts))
+            if close or out.full(self.file_bytes) or out.expired(self.rotate_s):
+                self._close(out)
+                return None, retry_at
+        except OSError as exc:
+            self.lost_reads += reads
+            return self._failed(out, exc)
+        return out, retry_at
 
     def _open(self, time_us: int) -> _CaptureFile:
         self._file_index += 1
@@ -342,21 +418,25 @@ class CaptureTap:
     connection number, so a replay starts it with a fresh decoder, as the live source did.
     """
 
-    __slots__ = ("_conn", "_connection", "_session", "_writer")
+    __slots__ = ("_conn", "_connection", "_offset", "_session", "_writer")
 
     def __init__(self, writer: CaptureWriter, connection: Any) -> None:
         self._writer = writer
         self._connection = connection
         self._session = -1
         self._conn = 0
+        self._offset = 0.0
 
-    def record(self, payloads: Sequence[bytes]) -> None:
+    def record(self, payloads: Sequence[bytes], received: float) -> None:
+        """``received``: ``trio.current_time()`` when the read returned (the reader has it
+        already; turned into wall time with the pipeline clock's offset, fixed per run)."""
         session = self._connection.reconnects
         if session != self._session:
             self._session = session
+            self._offset = clock.now() - trio.current_time()
             self._conn = self._writer.open_connection(
                 f"{self._connection.name} session {session + 1}")
-        self._writer.record(self._conn, payloads)
+        self._writer.record(self._conn, payloads, int((received + self._offset) * 1_000_000))
 
 
 def capture_header(source: str, connections: Sequence[Any]) -> dict[str, Any]:

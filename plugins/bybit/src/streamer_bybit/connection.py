@@ -327,7 +327,7 @@ class BybitConnection:
                 return
             self._last_activity = trio.current_time()
             if self.capture is not None and payloads:
-                self.capture.record(payloads)
+                self.capture.record(payloads, self._last_activity)
             if ws.binary_frames != self._binary_seen:
                 self.metrics.inc("unexpected_binary", ws.binary_frames - self._binary_seen)
                 self._binary_seen = ws.binary_frames

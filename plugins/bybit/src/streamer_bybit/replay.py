@@ -22,6 +22,7 @@ leave every task blocked while it reads, which with ``speed = "max"`` is when ti
 from __future__ import annotations
 
 import math
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,15 +37,23 @@ import zstandard
 from streamer.api import Context, Emit
 from streamer.events import Event
 from streamer.logs import RateLimitedLog
-from streamer_bybit.capture import END, FRAMES, HEADER, LENGTH, MAGIC, OPEN, PART, RECORD, SUFFIX
+from streamer_bybit.capture import (
+    END,
+    FRAMES,
+    HEADER,
+    MAGIC,
+    OPEN,
+    PART,
+    READS_PER_RECORD,
+    RECORD,
+    SUFFIX,
+)
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 READ_CHUNK: Final = 1 << 20
 #: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
 CHECKPOINT_EVERY: Final = 64
-#: Wall-clock slack: nothing in a capture may claim more than this many frames in one read.
-MAX_FRAMES_PER_READ: Final = 1 << 20
 
 
 class CaptureFormatError(Exception):
@@ -122,7 +131,6 @@ def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
     pos = len(MAGIC)
     rec_size = RECORD.size
     unpack_rec = RECORD.unpack_from
-    unpack_len = LENGTH.unpack_from
     while True:
         if not fill(rec_size):
             if len(buf) - pos:
@@ -131,18 +139,29 @@ def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
         kind, time_us, conn, n = unpack_rec(buf, pos)
         pos += rec_size
         if kind == FRAMES:
-            if n > MAX_FRAMES_PER_READ:
-                raise CaptureFormatError(f"{name}: implausible record ({n} frames)")
-            frames = []
-            for _ in range(n):
-                if not fill(4):
-                    raise CaptureFormatError(f"{name}: truncated record at the end")
-                (length,) = unpack_len(buf, pos)
-                if not fill(4 + length):
-                    raise CaptureFormatError(f"{name}: truncated record at the end")
-                frames.append(buf[pos + 4 : pos + 4 + length])
-                pos += 4 + length
-            yield kind, time_us, conn, frames
+            if not 0 < n <= READS_PER_RECORD:
+                raise CaptureFormatError(f"{name}: implausible record ({n} reads)")
+            if not fill(16 * n):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            times = struct.unpack_from(f"<{n}q", buf, pos)
+            conns = struct.unpack_from(f"<{n}I", buf, pos + 8 * n)
+            counts = struct.unpack_from(f"<{n}I", buf, pos + 12 * n)
+            pos += 16 * n
+            m = sum(counts)
+            if not fill(4 * m):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            lengths = struct.unpack_from(f"<{m}I", buf, pos)
+            pos += 4 * m
+            if not fill(sum(lengths)):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            i = 0
+            for t, c, count in zip(times, conns, counts, strict=True):
+                frames = []
+                for length in lengths[i : i + count]:
+                    frames.append(buf[pos : pos + length])
+                    pos += length
+                i += count
+                yield kind, t, c, frames
         elif kind in (HEADER, OPEN, END):
             if not fill(n):
                 raise CaptureFormatError(f"{name}: truncated record at the end")
