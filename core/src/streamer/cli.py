@@ -119,11 +119,12 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         log.error("plugin %r failed to load: %s", failure.name, failure.error)
     try:
         pipeline = Pipeline(config, pm)
+        trio_clock = pipeline.trio_clock()
     except Exception as exc:  # a factory refusing its config
         log.error("cannot build the pipeline: %s: %s", type(exc).__name__, exc)
         return 1
     try:
-        trio.run(_run_pipeline, pipeline)
+        trio.run(_run_pipeline, pipeline, clock=trio_clock)
     except (Exception, BaseExceptionGroup) as exc:
         leaves = _leaves(exc)
         fatal = [e for e in leaves if isinstance(e, FatalError)]

@@ -5,6 +5,12 @@ Waiter mode, flush intervals and the fake Bybit all need epoch milliseconds. Rea
 wall time is derived from ``trio.current_time()`` plus an offset captured once per
 ``trio.run``: in production the two clocks advance together; under a MockClock with
 ``autojump_threshold=0`` a 24-hour sleep moves the wall clock by 24 hours, instantly.
+
+A source may drive time itself (a replay of a capture): the only hook is that a trio clock
+with a ``wall_offset`` attribute (epoch seconds at trio time 0) sets the offset instead of
+``time.time()``. ``streamer run`` runs trio with the clock a source offers as its
+``trio_clock`` attribute (:meth:`streamer.runtime.Pipeline.trio_clock`), so every timer in
+the pipeline (kline closes, flush intervals) follows the recorded time.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ def _offset() -> float:
     try:
         return _OFFSET.get()
     except LookupError:
-        offset = time.time() - trio.current_time()
+        offset = getattr(trio.lowlevel.current_clock(), "wall_offset", None)
+        if offset is None:
+            offset = time.time() - trio.current_time()
         _OFFSET.set(offset)
         return offset
 

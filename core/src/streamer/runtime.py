@@ -176,6 +176,16 @@ class Pipeline:
         """The source, transform or sink object built for the node named ``name``."""
         return self.nodes[name].obj
 
+    def trio_clock(self) -> trio.abc.Clock | None:
+        """The clock a source asks trio to run with (its ``trio_clock`` attribute, e.g. a
+        replay driving time from its recording), or ``None``. At most one source may."""
+        clocks = [(n.name, c) for n in self.nodes.values() if n.config.kind == "source"
+                  and (c := getattr(n.obj, "trio_clock", None)) is not None]
+        if len(clocks) > 1:
+            names = ", ".join(name for name, _ in clocks)
+            raise ValueError(f"sources {names} each want to drive the clock; only one may")
+        return clocks[0][1] if clocks else None
+
     def metrics(self) -> dict[str, dict[str, int]]:
         out = {name: n.context.metrics.snapshot() for name, n in self.nodes.items()}
         losses = self.losses()

@@ -6,9 +6,11 @@ from streamer import hookimpl
 from streamer.hookspecs import RegisterType
 from streamer_aggregate.passthrough import KlinePassthrough, PassthroughConfig
 from streamer_aggregate.transform import KlineConfig, KlineTransform
+from streamer_aggregate.verify import KlineVerify, VerifyConfig
 
 
 @hookimpl
 def streamer_register_transforms(register: RegisterType) -> None:
     register("klines.from_trades", KlineConfig, KlineTransform)
     register("klines.passthrough", PassthroughConfig, KlinePassthrough)
+    register("klines.verify", VerifyConfig, KlineVerify)

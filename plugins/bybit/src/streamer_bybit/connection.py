@@ -28,6 +28,7 @@ from streamer.backoff import Backoff
 from streamer.events import Event
 from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
+from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.recovery import (
     REST_ERRORS,
@@ -108,6 +109,9 @@ class ConnectPacer:
 
 class BybitConnection:
     """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled."""
+
+    #: Set by the source when ``capture_dir`` is configured: sees every socket read.
+    capture: CaptureTap | None = None
 
     def __init__(
         self,
@@ -291,6 +295,8 @@ class BybitConnection:
                 return
             self._last_activity = now = trio.current_time()
             self.messages += len(payloads)
+            if self.capture is not None and payloads:
+                self.capture.record(payloads, now)
             if ws.binary_frames != self._binary_seen:
                 self.metrics.inc("unexpected_binary", ws.binary_frames - self._binary_seen)
                 self._binary_seen = ws.binary_frames

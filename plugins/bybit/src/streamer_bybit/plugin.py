@@ -1,9 +1,10 @@
-"""Registers the ``bybit.linear`` and ``bybit.spot`` sources."""
+"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources."""
 
 from __future__ import annotations
 
 from streamer import Context, hookimpl
 from streamer.hookspecs import RegisterType
+from streamer_bybit.replay import ReplayConfig, make_replay
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 
 
@@ -19,3 +20,4 @@ def make_spot(config: BybitSpotConfig, context: Context) -> BybitSource:
 def streamer_register_sources(register: RegisterType) -> None:
     register("bybit.linear", BybitLinearConfig, make_linear)
     register("bybit.spot", BybitSpotConfig, make_spot)
+    register("bybit.replay", ReplayConfig, make_replay)

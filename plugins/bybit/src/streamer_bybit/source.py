@@ -21,6 +21,7 @@ from streamer.backoff import Backoff
 from streamer.health import PartState
 from streamer.intervals import INTERVALS
 from streamer.metrics import Sample
+from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -51,7 +52,7 @@ SYMBOL_CHECK_TIMEOUT: Final = 10.0
 
 
 @attrs.define
-class _BybitConfigBase:
+class _BybitConfigBase(CaptureOptions):
     #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
     symbols: list[str] = attrs.Factory(list)
     #: Stream every instrument with status Trading (from /v5/market/instruments-info).
@@ -421,6 +422,9 @@ class BybitSource:
                 if remaining == 0:
                     all_subscribed.set()
 
+            if config.capture_dir:
+                await nursery.start(run_capture, config, self.context.name, self.connections,
+                                    self.metrics, self.logger)
             for connection in self.connections:
                 nursery.start_soon(start, connection)
             await all_subscribed.wait()

@@ -1,0 +1,353 @@
+"""``bybit.replay``: a source that plays a capture (``capture_dir`` of a Bybit source) back.
+
+Frames go through the live source's decode path (:class:`~streamer_bybit.decode.
+MessageDecoder`, one per recorded socket session, with the recorded ticker and price
+settings), one batch per recorded socket read, as live.
+
+Time: the source drives the pipeline's clock. It offers :class:`ReplayClock` as its
+``trio_clock`` (``streamer run`` runs trio with it) whose wall time is the recorded receive
+time: trio time 0 is the moment the capture started. The clock never runs past the next
+recorded frame; at ``speed = N`` it flows N times faster than real time up to there, with
+``speed = "max"`` it jumps. Before each frame the source moves time to every pending trio
+deadline on the way (a kline close, a flush timer), one at a time, and lets every task woken
+by it run until blocked (``trio.testing.wait_all_tasks_blocked``: trio's only public "let
+everything runnable run"). So timers fire at their recorded moment relative to the frames,
+and a timer due at exactly a frame's receive time fires first: replaying a capture twice
+gives the same events in the same order, and the same klines as the live run.
+
+Files are read on the trio thread in chunks of ``READ_CHUNK`` bytes: a worker thread would
+leave every task blocked while it reads, which with ``speed = "max"`` is when time jumps.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Final, Literal
+
+import attrs
+import msgspec
+import trio
+import trio.testing
+import zstandard
+
+from streamer.api import Context, Emit
+from streamer.events import Event
+from streamer.logs import RateLimitedLog
+from streamer_bybit.capture import (
+    END,
+    FRAMES,
+    HEADER,
+    MAGIC,
+    OPEN,
+    PART,
+    READS_PER_RECORD,
+    RECORD,
+    SUFFIX,
+)
+from streamer_bybit.decode import MessageDecoder
+from streamer_bybit.tickers import PriceTracker, TickerBook
+
+READ_CHUNK: Final = 1 << 20
+#: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
+CHECKPOINT_EVERY: Final = 64
+
+
+class CaptureFormatError(Exception):
+    """A file is not a capture, or is damaged past its last whole record."""
+
+
+@attrs.define
+class ReplayConfig:
+    #: A capture file (.bybitcap.zst) or a folder of them (played in name order).
+    path: str = ""
+    #: "linear" or "spot", for captures whose header does not say.
+    category: Literal["linear", "spot"] | None = None
+    #: 1.0 = recorded speed, 10.0 = ten times faster, "max" = as fast as possible.
+    speed: Any = 1.0
+
+    speed_factor: float = attrs.field(init=False, default=1.0)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("path is required: a capture file or a folder of captures")
+        if self.speed == "max":
+            self.speed_factor = math.inf
+        elif isinstance(self.speed, (int, float)) and not isinstance(self.speed, bool) \
+                and 0 < self.speed <= 1_000_000:
+            self.speed_factor = float(self.speed)
+        else:
+            raise ValueError(f'speed must be a positive number or "max", got {self.speed!r}')
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def capture_files(path: str | Path) -> list[Path]:
+    """The capture files at ``path`` (one file, or a folder's, in name order = time order)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.name.endswith(SUFFIX))
+        if not files:
+            parts = [f.name for f in p.iterdir() if f.name.endswith(SUFFIX + PART)]
+            hint = f" (only unfinished {', '.join(parts)})" if parts else ""
+            raise FileNotFoundError(f"no {SUFFIX} capture files in {p}{hint}")
+        return files
+    if not p.exists():
+        raise FileNotFoundError(f"capture {p} does not exist")
+    return [p]
+
+
+Record = tuple[int, int, int, Any]  # kind, time_us, conn, body (bytes or list[bytes])
+
+
+def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
+    """The records of one capture stream. A truncated tail (a crash, a ``.part``) ends the
+    iteration with :class:`CaptureFormatError` after every whole record was yielded."""
+    reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    buf = b""
+    pos = 0
+    eof = False
+
+    def fill(need: int) -> bool:
+        nonlocal buf, pos, eof
+        while len(buf) - pos < need and not eof:
+            try:
+                chunk = reader.read(READ_CHUNK)
+            except zstandard.ZstdError as exc:
+                raise CaptureFormatError(f"{name}: damaged zstd data ({exc})") from None
+            if not chunk:
+                eof = True
+                break
+            buf = buf[pos:] + chunk
+            pos = 0
+        return len(buf) - pos >= need
+
+    if not fill(len(MAGIC)) or buf[: len(MAGIC)] != MAGIC:
+        raise CaptureFormatError(f"{name}: not a capture file (no {MAGIC!r} at the start)")
+    pos = len(MAGIC)
+    rec_size = RECORD.size
+    unpack_rec = RECORD.unpack_from
+    while True:
+        if not fill(rec_size):
+            if len(buf) - pos:
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            return
+        kind, time_us, conn, n = unpack_rec(buf, pos)
+        pos += rec_size
+        if kind == FRAMES:
+            if not 0 < n <= READS_PER_RECORD:
+                raise CaptureFormatError(f"{name}: implausible record ({n} reads)")
+            if not fill(16 * n):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            times = struct.unpack_from(f"<{n}q", buf, pos)
+            conns = struct.unpack_from(f"<{n}I", buf, pos + 8 * n)
+            counts = struct.unpack_from(f"<{n}I", buf, pos + 12 * n)
+            pos += 16 * n
+            m = sum(counts)
+            if not fill(4 * m):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            lengths = struct.unpack_from(f"<{m}I", buf, pos)
+            pos += 4 * m
+            if not fill(sum(lengths)):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            i = 0
+            for t, c, count in zip(times, conns, counts, strict=True):
+                frames = []
+                for length in lengths[i : i + count]:
+                    frames.append(buf[pos : pos + length])
+                    pos += length
+                i += count
+                yield kind, t, c, frames
+        elif kind in (HEADER, OPEN, END):
+            if not fill(n):
+                raise CaptureFormatError(f"{name}: truncated record at the end")
+            body = buf[pos : pos + n]
+            pos += n
+            yield kind, time_us, conn, body
+        else:
+            raise CaptureFormatError(f"{name}: unknown record kind {kind}")
+
+
+def read_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """The start time (epoch us) and the header of one capture file."""
+    with open(path, "rb") as f:
+        for kind, time_us, _, body in read_records(f, str(path)):
+            if kind == HEADER:
+                return time_us, msgspec.json.decode(body)
+            break
+    raise CaptureFormatError(f"{path}: no header record")
+
+
+# -- time --------------------------------------------------------------------------------
+
+
+class ReplayClock(trio.abc.Clock):
+    """Trio's clock during a replay: trio time 0 is ``start_epoch`` on the wall clock
+    (``wall_offset``, read by :mod:`streamer.clock`); time never passes the point the replay
+    has reached (:meth:`allow`), and up to there flows ``speed`` times real time (jumps at
+    ``speed = inf``)."""
+
+    def __init__(self, start_epoch: float, speed: float) -> None:
+        self.wall_offset = start_epoch
+        self.speed = speed
+        self._ceiling = 0.0
+        self._base_virtual = 0.0
+        self._base_real = time.perf_counter()
+
+    def start_clock(self) -> None:
+        self._base_real = time.perf_counter()
+
+    def current_time(self) -> float:
+        if self.speed == math.inf:
+            return self._ceiling
+        now = self._base_virtual + (time.perf_counter() - self._base_real) * self.speed
+        return now if now < self._ceiling else self._ceiling
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        now = self.current_time()
+        if deadline <= now:
+            return 0.0
+        target = min(deadline, self._ceiling)
+        if target <= now:
+            # Time waits for the replay source, which is runnable or waiting on I/O.
+            return 3600.0
+        return (target - now) / self.speed
+
+    def allow(self, until: float) -> None:
+        """Let time advance up to trio time ``until``."""
+        if until <= self._ceiling:
+            return
+        if self.speed != math.inf:
+            # Resume from where time stands (it may have been held at the old ceiling).
+            self._base_virtual = self.current_time()
+            self._base_real = time.perf_counter()
+        self._ceiling = until
+
+
+# -- the source --------------------------------------------------------------------------
+
+
+class ReplaySource:
+    """Plays capture files into the pipeline; returns when the recording ends."""
+
+    def __init__(self, config: ReplayConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self.logger = context.logger
+        self.metrics = context.metrics
+        self.log = RateLimitedLog(context.logger)
+        self.files = capture_files(config.path)
+        start_us, header = read_header(self.files[0])
+        category = header.get("category") or config.category
+        if category not in ("linear", "spot"):
+            raise ValueError(f"{self.files[0]}: the capture does not say its category; "
+                             'set category = "linear" or "spot"')
+        self.category: str = category
+        self.header = header
+        self.start_us = start_us
+        self.trio_clock = ReplayClock(start_us / 1e6, config.speed_factor)
+        self.prices = PriceTracker(self.category)
+        self.decoders: dict[tuple[int, int], MessageDecoder] = {}
+        self.frames = 0
+        self.reads = 0
+
+    def _decoder(self, capture: int, conn: int, header: dict[str, Any]) -> MessageDecoder:
+        key = (capture, conn)
+        decoder = self.decoders.get(key)
+        if decoder is None:
+            book = TickerBook(self.category, self.prices,
+                              emit_tickers=bool(header.get("emit_tickers", True)),
+                              price_field=header.get("ticker_price_field"))
+            decoder = self.decoders[key] = MessageDecoder(
+                self.category, self.metrics, self.log, book, self.prices,
+                price_from_trades=bool(header.get("price_from_trades", False)))
+        return decoder
+
+    def _trio_time(self, time_us: int) -> float:
+        return time_us / 1e6 - self.trio_clock.wall_offset
+
+    async def _advance(self, target: float) -> None:
+        """Move time to ``target``, stopping at every pending deadline on the way and letting
+        what wakes there run first."""
+        clock = self.trio_clock
+        while True:
+            now = trio.current_time()
+            due = now + trio.lowlevel.current_statistics().seconds_to_next_deadline
+            if due > target:
+                break
+            # At least one step forward: a deadline that rounding puts a hair above ``now``
+            # must still expire.
+            step = due if due > now else math.nextafter(now, math.inf)
+            clock.allow(step)
+            await trio.sleep_until(step)
+            await trio.testing.wait_all_tasks_blocked()
+        if target > trio.current_time():
+            clock.allow(target)
+            if clock.speed != math.inf:
+                await trio.sleep_until(target)
+                await trio.testing.wait_all_tasks_blocked()
+
+    async def run(
+        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        started = time.perf_counter()
+        end_us = self.start_us
+        since_checkpoint = 0
+        for path in self.files:
+            header: dict[str, Any] = {}
+            capture = 0
+            with open(path, "rb") as f:
+                try:
+                    for kind, time_us, conn, body in read_records(f, str(path)):
+                        if kind == FRAMES:
+                            if time_us > end_us:
+                                end_us = time_us
+                                await self._advance(self._trio_time(time_us))
+                            events: list[Event] = []
+                            decode = self._decoder(capture, conn, header).decode
+                            for payload in body:
+                                decode(payload, events)  # op replies (acks, pongs): ignored
+                            self.frames += len(body)
+                            self.reads += 1
+                            if events:
+                                await emit(events)
+                            since_checkpoint += 1
+                            if since_checkpoint >= CHECKPOINT_EVERY:
+                                since_checkpoint = 0
+                                await trio.lowlevel.checkpoint()
+                        elif kind == HEADER:
+                            header = msgspec.json.decode(body)
+                            capture = int(header.get("started_us", time_us))
+                        elif kind == END and time_us > end_us:
+                            end_us = time_us
+                except CaptureFormatError as exc:
+                    self.metrics.inc("capture_damaged")
+                    self.logger.warning("%s: %s; replayed what came before", self.context.name,
+                                        exc)
+        # The live run went on until the capture stopped: so do its timers here.
+        await self._advance(self._trio_time(end_us))
+        self.metrics.inc("replayed_frames", self.frames)
+        elapsed = time.perf_counter() - started
+        self.logger.info("%s: replayed %d frames (%d reads) from %d file(s) in %.2f s",
+                         self.context.name, self.frames, self.reads, len(self.files), elapsed)
+
+
+def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
+    return ReplaySource(config, context)
+
+
+__all__ = [
+    "CaptureFormatError",
+    "ReplayClock",
+    "ReplayConfig",
+    "ReplaySource",
+    "capture_files",
+    "make_replay",
+    "read_header",
+    "read_records",
+]

@@ -1,0 +1,1 @@
+"""The ``files`` sink: events to partitioned JSON lines (zstd) or Parquet files."""

@@ -1,0 +1,12 @@
+"""Registers the ``files`` sink."""
+
+from __future__ import annotations
+
+from streamer import hookimpl
+from streamer.hookspecs import RegisterType
+from streamer_files.sink import FilesConfig, FilesSink
+
+
+@hookimpl
+def streamer_register_sinks(register: RegisterType) -> None:
+    register("files", FilesConfig, FilesSink)

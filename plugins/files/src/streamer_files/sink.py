@@ -1,0 +1,229 @@
+"""The ``files`` sink: events to ``<dir>/<channel>/<data_type>/date=YYYY-MM-DD/`` files.
+
+Events are buffered per partition (channel, data type, UTC date of the event's own time) and
+written out as one new file per partition when a partition holds ``max_rows`` events (cut at
+exactly ``max_rows``), every ``flush_interval_s``, when all buffers together hold
+``max_buffered_events``, and at shutdown. Each file is written under a hidden temporary name
+(``.<name>.tmp``, which pyarrow, Spark and DuckDB skip), fsynced, then renamed: a reader sees
+a whole file or none.
+
+Writing happens in a worker thread, one flush at a time; the sink takes no new batch from its
+inbox while a flush runs, so memory is bounded by ``max_buffered_events`` plus the core's
+inbox (``queue_size`` / ``overflow``).
+
+Formats: ``"jsonl"``: zstd-compressed JSON lines, each the wire envelope of one event
+(``{"channel", "data_type", "data": [one item]}``), so a file's bytes depend only on the
+events, not on how they were batched; ``"parquet"``: one typed table per file
+(:mod:`streamer_files.schema`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import msgspec
+import trio
+import zstandard
+from pyarrow import ArrowException
+
+from streamer import Context, Event, Inbox
+from streamer.clock import now, now_ms, trio_time_at
+
+Partition = tuple[str, str, str]  # channel, data_type, "YYYY-MM-DD"
+
+_encode = msgspec.json.Encoder().encode
+
+
+@attrs.define
+class FilesConfig:
+    #: Root folder of the partitioned files.
+    dir: str = ""
+    #: "jsonl": zstd JSON lines (one wire envelope per event); "parquet": typed columns.
+    format: Literal["jsonl", "parquet"] = "jsonl"
+    #: A partition's buffer is written as a file once it holds this many events.
+    max_rows: int = 100_000
+    #: Every partition with buffered events is written at least this often (seconds).
+    flush_interval_s: float = 60.0
+    #: All buffers together hold at most this many events; reaching it writes them all.
+    max_buffered_events: int = 500_000
+    #: zstd level of the JSON lines (1 fastest .. 19 smallest).
+    zstd_level: int = 3
+
+    def __attrs_post_init__(self) -> None:
+        if not self.dir:
+            raise ValueError("dir is required: the folder the files go to")
+        if self.max_rows < 1 or self.max_buffered_events < self.max_rows:
+            raise ValueError("max_rows must be >= 1 and max_buffered_events >= max_rows")
+        if not 0.1 <= self.flush_interval_s <= 86_400:
+            raise ValueError("flush_interval_s must be in [0.1, 86400]")
+        if not 1 <= self.zstd_level <= 19:
+            raise ValueError("zstd_level must be between 1 and 19")
+
+
+def _event_ms(data_type: str, item: dict[str, Any]) -> int | None:
+    for key in ("T", "timestamp", "ts"):
+        v = item.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _date(ms: int) -> str:
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+class FilesSink:
+    def __init__(self, config: FilesConfig, context: Context) -> None:
+        self.config = config
+        self.context = context
+        self.root = Path(config.dir)
+        self.ext = ".jsonl.zst" if config.format == "jsonl" else ".parquet"
+        #: partition -> wire items waiting to be written
+        self.buffers: dict[Partition, list[dict[str, Any]]] = {}
+        self.buffered = 0
+        self.files_written: list[Path] = []
+        self._seq = 0
+
+    # -- buffering (trio thread) --------------------------------------------------------
+
+    def add(self, events: list[Event]) -> list[tuple[Partition, list[dict[str, Any]]]]:
+        """Buffer ``events``; return the chunks that reached ``max_rows`` (to write now)."""
+        full: list[tuple[Partition, list[dict[str, Any]]]] = []
+        max_rows = self.config.max_rows
+        buffers = self.buffers
+        today: str | None = None
+        for e in events:
+            item = e.to_wire()
+            ms = _event_ms(e.data_type, item)
+            if ms is None:
+                if today is None:
+                    today = _date(now_ms())
+                day = today
+            else:
+                day = _date(ms)
+            key = (e.channel, e.data_type, day)
+            rows = buffers.get(key)
+            if rows is None:
+                rows = buffers[key] = []
+            rows.append(item)
+            if len(rows) >= max_rows:
+                full.append((key, rows))
+                buffers[key] = []
+        self.buffered += len(events)
+        for _, rows in full:
+            self.buffered -= len(rows)
+        return full
+
+    def take_all(self) -> list[tuple[Partition, list[dict[str, Any]]]]:
+        chunks = [(k, rows) for k, rows in self.buffers.items() if rows]
+        self.buffers = {}
+        self.buffered = 0
+        return chunks
+
+    # -- writing (worker thread) --------------------------------------------------------
+
+    def _path(self, key: Partition, rows: list[dict[str, Any]]) -> Path:
+        channel, data_type, day = key
+        folder = self.root / channel / data_type / f"date={day}"
+        self._seq += 1
+        first = _event_ms(data_type, rows[0]) or 0
+        return folder / f"part-{first}-{self._seq:06d}{self.ext}"
+
+    def _write_chunks(
+        self, chunks: list[tuple[Partition, list[dict[str, Any]]]]
+    ) -> tuple[list[tuple[Path, int]], list[tuple[Partition, int, Exception]]]:
+        """Write each chunk as a file; a chunk that fails is reported, the others go on."""
+        written: list[tuple[Path, int]] = []
+        failed: list[tuple[Partition, int, Exception]] = []
+        for key, rows in chunks:
+            try:
+                written.append((self._write_one(key, rows), len(rows)))
+            except (OSError, ValueError, TypeError, ArrowException) as exc:
+                failed.append((key, len(rows), exc))
+        return written, failed
+
+    def _write_one(self, key: Partition, rows: list[dict[str, Any]]) -> Path:
+        path = self._path(key, rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while path.exists():  # a restart in the same millisecond: never overwrite
+            path = self._path(key, rows)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            if self.config.format == "jsonl":
+                self._write_jsonl(tmp, key, rows)
+            else:
+                self._write_parquet(tmp, key, rows)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _write_jsonl(self, tmp: Path, key: Partition, rows: list[dict[str, Any]]) -> None:
+        channel, data_type, _ = key
+        lines = b"".join(
+            _encode({"channel": channel, "data_type": data_type, "data": [r]}) + b"\n"
+            for r in rows)
+        data = zstandard.ZstdCompressor(level=self.config.zstd_level).compress(lines)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _write_parquet(self, tmp: Path, key: Partition, rows: list[dict[str, Any]]) -> None:
+        import pyarrow.parquet as pq
+
+        from streamer_files.schema import to_table
+
+        table = to_table(key[1], rows)
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def _flush(self, chunks: list[tuple[Partition, list[dict[str, Any]]]]) -> None:
+        if not chunks:
+            return
+        # Not abandoned on cancel: a file is either finished and renamed or removed.
+        written, failed = await trio.to_thread.run_sync(self._write_chunks, chunks)
+        metrics = self.context.metrics
+        for path, rows in written:
+            self.files_written.append(path)
+            metrics.inc("files_written")
+            metrics.inc("written_events", rows)
+        for (channel, data_type, day), rows, exc in failed:
+            metrics.inc("write_errors")
+            metrics.inc("dropped_events", rows)
+            self.context.logger.error(
+                "files: cannot write %d %s %s events of %s under %s (%s: %s); they are dropped",
+                rows, channel, data_type, day, self.root, type(exc).__name__, exc)
+
+    # -- the sink -----------------------------------------------------------------------
+
+    async def run(
+        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        interval = self.config.flush_interval_s
+        task_status.started()
+        try:
+            next_flush = now() + interval
+            while True:
+                events: list[Event] = []
+                with trio.move_on_at(trio_time_at(next_flush)):
+                    events = await inbox.get()
+                    if not events:
+                        return  # shutdown: the finally below writes what is buffered
+                if events:
+                    await self._flush(self.add(events))
+                    if self.buffered >= self.config.max_buffered_events:
+                        await self._flush(self.take_all())
+                if now() >= next_flush:
+                    await self._flush(self.take_all())
+                    next_flush = now() + interval
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._flush(self.take_all())

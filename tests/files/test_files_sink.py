@@ -1,0 +1,182 @@
+"""The files sink: Parquet and JSON lines round-trip, partitions, size/time flush, atomic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import trio
+import zstandard
+
+from streamer.events import Kline, Price, Ticker, Trade
+from streamer.testing import running_pipeline
+
+DAY = 86_400_000
+T0 = 1_764_115_200_000  # 2025-11-26 00:00 UTC
+
+
+def events(n: int = 40) -> list:
+    out: list = []
+    for i in range(n):
+        ts = T0 + i * 3_600_000  # hourly: the second day starts at i = 24
+        out.append(Trade("linear", "BTCUSDT", ts, "Buy", f"{65000 + i}.5", "0.001",
+                         f"id-{i}", "PlusTick", False, False, 100 + i))
+        out.append(Trade("spot", "ETHUSDT", ts + 1, "Sell", "3500.25", "1.2", str(i)))
+        out.append(Kline("linear", "BTCUSDT", 60_000, ts, 1.0 + i, 2.0 + i, 0.5, 1.5, 10.25,
+                         i, True, None, i % 5 == 0))
+        out.append(Kline("linear", "ETHUSDT", 60_000, ts, 1.0, 2.0, 0.5, 1.5, 3.0, None,
+                         True, 4.5))
+        out.append(Price("linear", "BTCUSDT", 65000.5 + i, ts))
+        out.append(Ticker("linear", "BTCUSDT", ts, {"symbol": "BTCUSDT", "lastPrice": 65000.0 + i,
+                                                    "tickDirection": "PlusTick",
+                                                    "fundingRate": "" if i == 3 else 0.0001}))
+    return out
+
+
+PIPE = """
+[[sources]]
+name = "in"
+type = "testing.scripted"
+
+[[sinks]]
+name = "files"
+type = "files"
+dir = "{dir}"
+format = "{format}"
+max_rows = {max_rows}
+flush_interval_s = {flush}
+"""
+
+
+async def run_sink(plugin_manager, tmp_path: Path, fmt: str, batches, max_rows=100_000,
+                   flush=60.0):
+    toml = PIPE.format(dir=tmp_path, format=fmt, max_rows=max_rows, flush=flush)
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        source = pipeline.node("in")
+        total = 0
+        for b in batches:
+            source.push(b)
+            total += len(b)
+        source.finish()
+        while source.emitted < total:
+            await trio.sleep(0.01)
+    return pipeline
+
+
+def wire(e) -> dict:
+    return json.loads(json.dumps(e.to_wire()))
+
+
+def read_jsonl(root: Path) -> dict[tuple[str, str], list]:
+    out: dict[tuple[str, str], list] = {}
+    for f in sorted(root.rglob("*.jsonl.zst")):
+        text = zstandard.ZstdDecompressor().stream_reader(f.read_bytes()).read().decode()
+        for line in text.splitlines():
+            env = json.loads(line)
+            assert len(env["data"]) == 1
+            out.setdefault((env["channel"], env["data_type"]), []).extend(env["data"])
+    return out
+
+
+async def test_jsonl_round_trips_partitioned_by_channel_type_and_date(plugin_manager, tmp_path):
+    evs = events()
+    await run_sink(plugin_manager, tmp_path, "jsonl", [evs[:100], evs[100:]])
+    got = read_jsonl(tmp_path)
+    for (channel, data_type), items in got.items():
+        want = [wire(e) for e in evs if e.channel == channel and e.data_type == data_type]
+        assert sorted(items, key=json.dumps) == sorted(want, key=json.dumps)
+    assert set(got) == {(e.channel, e.data_type) for e in evs}
+    dates = {p.name for p in tmp_path.glob("linear/trades/*")}
+    assert dates == {"date=2025-11-26", "date=2025-11-27"}
+    assert not list(tmp_path.rglob(".*"))  # no temporary file left
+
+
+def _check_trades(table: pa.Table, want: list[Trade]) -> None:
+    assert table.schema.field("T").type == pa.timestamp("ms", tz="UTC")
+    assert table.schema.field("p").type == pa.float64()
+    rows = table.to_pylist()
+    assert [int(r["T"].timestamp() * 1000) for r in rows] == [t.ts for t in want]
+    assert [r["p"] for r in rows] == [float(t.price) for t in want]
+    assert [r["v"] for r in rows] == [float(t.size) for t in want]
+    assert [(r["s"], r["S"], r["i"], r["L"], r["seq"]) for r in rows] == [
+        (t.symbol, t.side, t.trade_id, t.tick_direction, t.seq) for t in want]
+
+
+async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, tmp_path):
+    evs = events()
+    await run_sink(plugin_manager, tmp_path, "parquet", [evs[i:i + 7]
+                                                         for i in range(0, len(evs), 7)])
+    trades = pq.read_table(tmp_path / "linear" / "trades").sort_by("T")
+    _check_trades(trades.drop_columns(["date"]),
+                  [e for e in evs if isinstance(e, Trade) and e.channel == "linear"])
+    klines = pq.read_table(tmp_path / "linear" / "klines").drop_columns(["date"])
+    assert klines.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert klines.schema.field("trade_count").type == pa.int64()
+    got = sorted((r["symbol"], int(r["timestamp"].timestamp() * 1000), r["open"], r["close"],
+                  r["volume"], r["trade_count"], r["turnover"], r["partial"])
+                 for r in klines.to_pylist())
+    want = sorted((k.symbol, k.timestamp, k.open, k.close, k.volume, k.trade_count, k.turnover,
+                   k.partial) for k in evs if isinstance(k, Kline))
+    assert got == want
+    tickers = pq.read_table(tmp_path / "linear" / "ticker").drop_columns(["date"])
+    assert tickers.schema.field("lastPrice").type == pa.float64()
+    assert tickers.schema.field("tickDirection").type == pa.string()
+    funding = sorted(tickers.to_pylist(), key=lambda r: r["ts"])
+    assert funding[3]["fundingRate"] is None and funding[4]["fundingRate"] == 0.0001
+    price = pq.read_table(tmp_path / "linear" / "price")
+    assert price.num_rows == 40 and price.schema.field("price").type == pa.float64()
+
+
+async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path):
+    evs = [e for e in events(20) if isinstance(e, Trade) and e.channel == "linear"]
+    await run_sink(plugin_manager, tmp_path, "parquet", [evs[:13], evs[13:]], max_rows=4)
+    sizes = sorted(pq.read_metadata(f).num_rows
+                   for f in (tmp_path / "linear" / "trades").rglob("*.parquet"))
+    assert sizes == [4, 4, 4, 4, 4]  # 20 trades: never a file past max_rows
+
+
+async def test_flush_interval_writes_without_shutdown(plugin_manager, tmp_path, autojump_clock):
+    toml = PIPE.format(dir=tmp_path, format="jsonl", max_rows=1000, flush=5.0)
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        source = pipeline.node("in")
+        source.push(events(2))
+        await trio.sleep(1.0)
+        assert not list(tmp_path.rglob("*.zst"))
+        await trio.sleep(5.0)
+        with trio.fail_after(60):  # virtual seconds; the write itself is a real thread
+            while not pipeline.node("files").files_written:
+                await trio.sleep(0.01)
+        assert len(list(tmp_path.rglob("*.zst"))) == 5  # written by the timer, still running
+        source.finish()
+
+
+async def test_shutdown_flushes_and_a_write_error_is_counted(plugin_manager, tmp_path):
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    pipeline = await run_sink(plugin_manager, tmp_path / "blocked", "jsonl", [events(3)])
+    counts = pipeline.metrics()["files"]
+    assert counts["write_errors"] >= 1 and counts["dropped_events"] == 18
+
+
+def test_config_errors_name_the_key(plugin_manager):
+    from streamer.config import ConfigError, load_config_text
+
+    with pytest.raises(ConfigError) as err:
+        load_config_text(PIPE.format(dir="", format="csv", max_rows=1, flush=1),
+                         plugin_manager, filename="t.toml", environ={})
+    text = "\n".join(err.value.errors)
+    assert "sinks[0].format: expected one of 'jsonl', 'parquet'" in text
+
+
+async def test_a_chunk_that_cannot_be_written_leaves_no_file_and_is_counted(
+        plugin_manager, tmp_path):
+    bad = Trade("linear", "BTCUSDT", T0, "Buy", "not-a-price", "1", "x")
+    good = Price("linear", "BTCUSDT", 1.5, T0)
+    pipeline = await run_sink(plugin_manager, tmp_path, "parquet", [[bad, good]])
+    counts = pipeline.metrics()["files"]
+    assert counts["write_errors"] == 1 and counts["dropped_events"] == 1
+    assert counts["files_written"] == 1  # the other partition is unaffected
+    assert not list((tmp_path / "linear").rglob("*trades*/**/*.*"))
+    assert [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")] == []

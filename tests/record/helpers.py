@@ -1,0 +1,150 @@
+"""Shared by the record tests: a live run against the fake Bybit under trio's MockClock that
+captures what it receives, and a replay of that capture under the replay's own clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from fakebybit import FakeBybit
+from streamer import clock
+from streamer.config import load_config_text
+from streamer.events import Event
+from streamer.plugins import load_plugin_manager
+from streamer.runtime import Pipeline
+from streamer.testing import TestingPlugin, running_pipeline
+from streamer.wire import render_bytes
+
+M = 60_000
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+LIVE = """
+[[sources]]
+name = "bybit"
+type = "bybit.linear"
+symbols = ["BTCUSDT", "ETHUSDT"]
+streams = ["trades", "klines", "tickers"]
+kline_intervals = ["1m"]
+url = "{ws}"
+rest_url = "{rest}"
+recover_gaps = false
+capture_dir = "{capture}"
+"""
+
+PIPE = """
+[[transforms]]
+name = "klines"
+type = "klines.from_trades"
+inputs = ["bybit"]
+intervals = ["1m", "3m"]
+first_candle = "partial"
+{extra_transforms}
+
+[[sinks]]
+name = "out"
+type = "testing.collect"
+inputs = [{inputs}]
+{extra_sinks}
+"""
+
+REPLAY = """
+[[sources]]
+name = "bybit"
+type = "bybit.replay"
+path = "{path}"
+speed = {speed}
+"""
+
+
+def plugin_manager():
+    pm = load_plugin_manager(environ={})
+    pm.register(TestingPlugin(), "testing")
+    return pm
+
+
+def pipe(inputs: str = '"klines", "bybit"', extra_transforms: str = "",
+         extra_sinks: str = "") -> str:
+    return PIPE.format(inputs=inputs, extra_transforms=extra_transforms,
+                       extra_sinks=extra_sinks)
+
+
+async def _sleep_until_wall_ms(ms: int) -> None:
+    await trio.sleep_until(clock.trio_time_at(ms / 1000))
+
+
+async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True) -> None:
+    """Trades over five minutes of (virtual) time: some close candles by the timer, one
+    arrives late within the waiter (counts), one beyond it (dropped; ``late``), a flat
+    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw."""
+    m0 = (clock.now_ms() // M + 1) * M
+    await _sleep_until_wall_ms(m0 + 500)
+    for minute in range(5):
+        base = m0 + minute * M
+        if minute == 2:
+            continue  # a minute without trades: a flat kline from the timer
+        for k, offset in enumerate((1_000, 7_300, 21_000, 44_400, 59_950)):
+            await _sleep_until_wall_ms(base + offset)
+            for symbol in SYMBOLS:
+                fake.trade("linear", symbol, count=1 + k % 3)
+            fake.set_ticker("linear", "BTCUSDT", lastPrice=str(65000 + minute * 10 + k))
+            if corrupt and minute == 1 and k == 2:
+                t = base + offset + 5
+                await _sleep_until_wall_ms(t)
+                fake.send_raw("linear", (  # as if Bybit had excluded it from its candle
+                    f'{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":{t},"data":[{{'
+                    f'"T":{t},"s":"BTCUSDT","S":"Buy","v":"0.001","p":"99999.00",'
+                    '"L":"PlusTick","i":"corrupt-1","BT":false,"RPI":false,"seq":1}]}'))
+        # stamped before the boundary, received 40 ms after it: inside the 100 ms waiter
+        await _sleep_until_wall_ms(base + M + 40)
+        fake.trade("linear", "ETHUSDT", ts=base + M - 3)
+        if late:
+            # received 400 ms after the boundary: late, dropped by the aggregator
+            await _sleep_until_wall_ms(base + M + 400)
+            fake.trade("linear", "BTCUSDT", ts=base + M - 2)
+    await _sleep_until_wall_ms(m0 + 7 * M + 1_000)
+
+
+async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipeline, FakeBybit]:
+    fake = FakeBybit(linear_symbols=SYMBOLS, spot_symbols=[], seed=7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        full = toml.format(ws=fake.ws_url("linear"), rest=fake.rest_url)
+        async with running_pipeline(full, plugin_manager()) as pipeline:
+            await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT", "kline.1.ETHUSDT",
+                                                  "tickers.BTCUSDT"])
+            await _market(fake, corrupt, late)
+            # What the sinks had when the capture stopped: under the MockClock, timers go
+            # on firing (in virtual time) while shutdown waits for the writer thread.
+            events = list(pipeline.node("out").events)
+        fake.stop()
+        nursery.cancel_scope.cancel()
+    return events, pipeline, fake
+
+
+def live_run(capture: Path, pipeline_toml: str | None = None, *,
+             corrupt: bool = False, late: bool = True) -> tuple[list[Event], Pipeline, FakeBybit]:
+    """Run the live pipeline under a MockClock (virtual time, real sockets)."""
+    toml = LIVE.replace("{capture}", str(capture)) + (pipeline_toml or pipe())
+    return trio.run(_live, toml, corrupt, late,
+                    clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def replay_run(path: Path, pipeline_toml: str | None = None,
+               speed: str = '"max"') -> tuple[list[Event], Pipeline]:
+    """Build the replay pipeline and run it as ``streamer run`` does (with its clock)."""
+    toml = REPLAY.format(path=path, speed=speed) + (pipeline_toml or pipe())
+    config = load_config_text(toml, plugin_manager(), filename="replay.toml", environ={})
+    pipeline = Pipeline(config, plugin_manager())
+
+    async def main() -> None:
+        await pipeline.run()
+
+    trio.run(main, clock=pipeline.trio_clock())
+    return list(pipeline.node("out").events), pipeline
+
+
+def wire_lines(events: list[Event]) -> list[bytes]:
+    """Each event as the wire bytes a sink writes for it alone."""
+    return [line for e in events for line in render_bytes([e])]

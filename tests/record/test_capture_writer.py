@@ -1,0 +1,89 @@
+"""The capture writer on its own: bounded queue when the disk is slow, rotation, bad disk."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from streamer.metrics import Metrics
+from streamer_bybit.capture import FRAMES, SUFFIX, CaptureWriter
+from streamer_bybit.replay import CaptureFormatError, capture_files, read_records
+
+PAYLOAD = b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}' * 4
+
+
+def _writer(tmp_path, **kw) -> CaptureWriter:
+    return CaptureWriter(tmp_path, "src", {"category": "linear"}, metrics=Metrics(),
+                         logger=logging.getLogger("test.capture"), **kw)
+
+
+async def test_a_stalled_disk_drops_reads_counted_and_memory_stays_bounded(tmp_path):
+    writer = _writer(tmp_path, queue_bytes=1 << 20)
+    # The writer thread is not started: nothing leaves the queue, as with a stuck disk.
+    conn = writer.open_connection("c")
+    for _ in range(20_000):  # ~6 MB offered to a 1 MB queue
+        writer.record(conn, [PAYLOAD], 1)
+    queued = writer._in_bytes - writer._out_bytes
+    assert queued <= 1 << 20
+    dropped = writer.metrics["capture_dropped_reads"]
+    assert dropped > 15_000
+    assert writer.metrics["capture_dropped_frames"] == dropped
+    assert len(writer._queue) + dropped == 20_001  # every read either queued or counted
+
+
+async def test_rotation_by_size_gives_files_that_each_replay(tmp_path):
+    writer = _writer(tmp_path, file_bytes=4096, level=1)
+    writer.start()
+    conn = writer.open_connection("c")
+    for i in range(3000):
+        writer.record(conn, [PAYLOAD + str(i).encode()], i)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    files = capture_files(tmp_path)
+    assert len(files) >= 2
+    seen = []
+    for f in files:
+        with open(f, "rb") as fh:
+            records = list(read_records(fh))
+        assert records[0][0] == 0  # each file opens with the header ...
+        assert records[1][0] == 2  # ... and the connections open at that point
+        seen += [body[0] for kind, _, _, body in records if kind == FRAMES]
+    assert seen == [PAYLOAD + str(i).encode() for i in range(3000)]
+
+
+async def test_a_truncated_file_yields_its_whole_records_then_says_so(tmp_path):
+    writer = _writer(tmp_path)
+    writer.start()
+    conn = writer.open_connection("c")
+    for i in range(2000):
+        writer.record(conn, [PAYLOAD + str(i).encode()], i)
+        if i % 200 == 199:
+            while writer._queue:  # let the writer take it: one record per chunk of reads
+                await trio.sleep(0.01)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    (f,) = capture_files(tmp_path)
+    data = f.read_bytes()
+    cut = tmp_path / ("cut" + SUFFIX)
+    cut.write_bytes(data[: len(data) // 2])
+    got = 0
+    with open(cut, "rb") as fh, pytest.raises(CaptureFormatError):
+        for kind, _, _, _ in read_records(fh, "cut"):
+            got += kind == FRAMES
+    assert 0 < got < 2000
+
+
+async def test_an_unusable_folder_loses_reads_counted_never_raises(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    writer = _writer(tmp_path / "file" / "capture")
+    writer.start()
+    conn = writer.open_connection("c")
+    for _ in range(100):
+        writer.record(conn, [PAYLOAD], 1)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    writer.report()
+    assert writer.metrics["capture_lost_reads"] == 100
+    assert writer.error is not None and "NotADirectoryError" in writer.error
