@@ -34,6 +34,11 @@ def _offset() -> float:
         return offset
 
 
+def now() -> float:
+    """Epoch seconds, advancing with trio's clock (virtual under MockClock)."""
+    return _offset() + trio.current_time()
+
+
 def now_ms() -> int:
     """Epoch milliseconds, advancing with trio's clock (virtual under MockClock)."""
     return int((_offset() + trio.current_time()) * 1000)
