@@ -54,7 +54,7 @@ class CountConfig:
 class CountingSink:
     """Counts trades, tickers, kline updates and closed klines; optionally times them.
 
-    Its inputs are the kline transform only (the pipeline of issue 8), or with ``--latency``
+    Its inputs are the kline transform only (the light pipeline), or with ``--latency``
     also the sources, to time each trade against the kline update of the same delivery.
     """
 

@@ -1,4 +1,4 @@
-"""End-to-end benchmark of the streamer pipeline against the fake Bybit (issue 8, items 1-7).
+"""End-to-end benchmark of the streamer pipeline against the fake Bybit.
 
     .venv/bin/python bench/bench_pipeline.py [--quick] [--only SECTIONS] [--repeat N]
                                              [--json bench/results/pipeline.json]
@@ -53,7 +53,7 @@ from bench_e2e_common import (
 SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile")
 INTERVALS = "1m,5m,1h,4h,1D"
 
-#: Targets from issue 8 and ../shared/DESIGN.md 8-9.
+#: Targets: cryptofeed and the older streamer as measured in docs/background.md.
 CRYPTOFEED_VS_JSON = {1000: 0.74, 5000: 0.80, 20000: 0.90}
 OLDER_STREAMER_VS_ORJSON = 1.6
 

@@ -1,11 +1,11 @@
-"""Events/s into Redis through the ``redis`` and ``storage`` sinks (issue 6).
+"""Events/s into Redis through the ``redis`` and ``storage`` sinks.
 
 Starts its own redis-server (no persistence) on a free loopback port and, for batches of
 1, 10, 100 and 1000 events, measures two things per sink:
 
 - ``per-batch``: the producer waits until each batch is written before sending the next, so
   every batch costs one flush (one worker-thread hop + one pipeline): the figure to compare
-  with ../shared/DESIGN.md section 4.
+  with docs/background.md, "Redis from trio".
 - ``flat out``: the producer never waits for Redis; the sink drains whatever is queued into
   one pipeline per flush (what a busy pipeline does).
 

@@ -104,8 +104,8 @@ class Transform(Protocol):
 
     ``process`` runs inline, on the task of whoever emitted the batch, so a batch goes from the
     socket through the transform into the sink queues without a single extra task switch
-    (../shared/DESIGN.md, section 9). ``run`` hosts anything time-driven (closing a kline at a
-    boundary) and emits through the ``emit`` it is given.
+    (docs/background.md, "Batches, not events"). ``run`` hosts anything time-driven (closing a
+    kline at a boundary) and emits through the ``emit`` it is given.
     """
 
     def process(self, batch: Sequence[Event]) -> list[Event]:

@@ -1,7 +1,7 @@
 """The event model: what sources produce, transforms reshape and sinks write.
 
 Events are frozen ``msgspec.Struct`` instances: building one costs about as much as a tuple,
-far less than an attrs class structured by cattrs (see ../shared/DESIGN.md, section 3).
+far less than an attrs class structured by cattrs (docs/background.md, "JSON decoding").
 ``gc=False`` because events never hold reference cycles and the hot path creates millions.
 
 What flows between stages is never a single event but a *batch*: a ``list`` of events, one

@@ -1,6 +1,6 @@
 """Decode Bybit V5 public WebSocket messages into streamer events.
 
-Reused ``msgspec`` decoders into typed Structs (about 5x ``json.loads``, DESIGN 3). Trade
+Reused ``msgspec`` decoders into typed Structs (about 5x ``json.loads``: docs/background.md). Trade
 messages, nearly all the traffic, are decoded in one pass into :class:`TradeMessage`, chosen
 by their first bytes. Every other message (and a trade message that does not decode that way)
 takes the general path: the envelope is decoded with ``data`` left raw, then ``data`` is

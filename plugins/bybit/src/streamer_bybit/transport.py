@@ -1,7 +1,7 @@
 """A thin trio WebSocket client around websockets' sans-I/O ``ClientProtocol``.
 
 Why not trio-websocket or ``websockets.trio``: both pay a scheduler pass per message, which
-caps ingest at a fraction of what the socket delivers (../shared/DESIGN.md, section 2). Here
+caps ingest at a fraction of what the socket delivers (docs/background.md, "Ingest"). Here
 one ``receive()`` is one socket read: every complete message of that read comes back as one
 list, so the caller can decode and emit the whole read as a single batch.
 
@@ -14,7 +14,7 @@ frames, errors and the closing handshake behave exactly as websockets defines th
 
 TLS: :func:`open_byte_stream` is the only place that knows about TLS. wss:// uses the
 drain-all :class:`~streamer_bybit.tls.TLSStream` (one socket read per ``receive_some``,
-DESIGN 2b); anything that is a ``trio.abc.Stream`` can replace it there.
+docs/background.md, "TLS"); anything that is a ``trio.abc.Stream`` can replace it there.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from websockets.uri import parse_uri
 
 from streamer_bybit.tls import open_tls_over_tcp_stream
 
-READ_SIZE: Final = 65536  # 64 KiB reads measured faster than 256 KiB (DESIGN 2)
+READ_SIZE: Final = 65536  # 64 KiB reads measured faster than 256 KiB (docs/background.md)
 MAX_MESSAGE: Final = 16 * 1024 * 1024  # Bybit messages are far smaller; a bound, not a tuning
 
 _FIN_TEXT: Final = 0x81  # FIN set, RSV1-3 clear, opcode 0x1 (text)

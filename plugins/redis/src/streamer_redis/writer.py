@@ -3,7 +3,8 @@
 redis-py's asyncio client does not run under trio, so writes go through the sync client in a
 worker thread (``trio.to_thread.run_sync``). A hop costs ~130 us, so every flush is one
 pipeline (``transaction=False``) of all the commands for up to ``MAX_CHUNK`` events
-(../shared/DESIGN.md, section 4: 3.8k events/s with a hop per event, 62k with batches of 100).
+(docs/background.md, "Redis from trio": 3.8k events/s with a hop per event, 62k with batches
+of 100).
 
 The sink's task only appends to the buffer (:meth:`BufferedWriter.add`, never awaits); the
 writer runs as its own task. While Redis is down the writer backs off and retries, the sink
