@@ -68,6 +68,8 @@ class Node:
     watch_takes: int = 0
     watch_since: float = 0.0
     stalled: bool = False
+    #: Between a failure and the restart (the watchdog names that as the cause).
+    restarting: bool = False
     #: Counted by the runtime; see :data:`LOSS_KEYS`.
     lost_on_restart: int = 0
     lost_at_shutdown: int = 0
@@ -306,7 +308,11 @@ class Pipeline:
             if not started:
                 started = True
                 task_status.started()
-            await trio.sleep(delay)
+            node.restarting = True
+            try:
+                await trio.sleep(delay)
+            finally:
+                node.restarting = False
 
     def _disable(self, node: Node, error: FatalError) -> None:
         assert node.inbox is not None
@@ -407,8 +413,12 @@ class Pipeline:
             node.stalled = True
             node.context.metrics.inc("stalls")
             busy = getattr(node.obj, "busy_with", None)
-            cause = (f"it is blocked in {busy}" if busy else
-                     f"it is still handling the {inbox.in_flight} event(s) it took last")
+            if node.restarting:
+                cause = "it failed and waits to be restarted"
+            elif busy:
+                cause = f"it is blocked in {busy}"
+            else:
+                cause = f"it is still handling the {inbox.in_flight} event(s) it took last"
             effect = ("its producers wait for it (overflow = \"block\")"
                       if inbox.overflow == "block" else
                       "its oldest batches are dropped and counted; the other sinks go on")
