@@ -34,8 +34,9 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]
-               ) -> tuple[dict[str, str], list[str]]:
+def apply_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
     """Apply the overrides; return ``{dotted path: variable}`` of those applied and an error
     for each ``STREAMER_*__*`` variable that names no section, key or node."""
     applied: dict[str, str] = {}
@@ -78,8 +79,6 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]
             tables[i][key] = _parse_env_value(raw)
             applied[f"{section}[{i}].{key}"] = var
     return applied, errors
-
-
 
 
 def blame_overrides(errors: list[str], filename: str, overrides: dict[str, str]) -> list[str]:
