@@ -294,3 +294,10 @@ def test_a_file_that_is_not_utf8_is_one_clear_error(pm, tmp_path) -> None:
 def test_deeply_nested_toml_is_one_clear_error(pm, value: str) -> None:
     (error,) = errors_of(SRC + f'[[sinks]]\ntype = "fake.sink"\nsymbols = {value}\n', pm)
     assert error.startswith("s.toml: ") and "nested" in error and "deep" in error, error
+
+
+def test_field_validators_name_the_field_when_a_config_is_built_in_code() -> None:
+    from streamer.config import SinkSettings
+
+    with pytest.raises(ValueError, match=r"^queue_size: expected at least 1, got 0$"):
+        SinkSettings(queue_size=0)

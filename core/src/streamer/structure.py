@@ -141,7 +141,8 @@ def _run_field_validators(obj: Any, path: str, filename: str, errors: list[str])
                 try:
                     field.validator(obj, field, value)
                 except (ValueError, TypeError) as exc:
-                    errors.append(f"{filename}: {where}: {exc}")
+                    message = str(exc).removeprefix(f"{field.name}: ")
+                    errors.append(f"{filename}: {where}: {message}")
             _run_field_validators(value, where, filename, errors)
     elif isinstance(obj, (list, tuple)):
         for i, item in enumerate(obj):
