@@ -156,6 +156,7 @@ class Pipeline:
         self._sources_scope: trio.CancelScope | None = None
         self._shutdown_requested = False
         self._reported_drops: dict[str, int] = {}
+        self._running_sinks: set[str] = set()
         self.fatal: FatalError | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -193,6 +194,10 @@ class Pipeline:
     def lost_total(self) -> int:
         """Every event counted in :meth:`losses`; ``streamer run`` exits 3 when it is not 0."""
         return sum(sum(c.values()) for c in self.losses().values())
+
+    def running_sinks(self) -> list[str]:
+        """Names of the sinks whose task has not ended (for a report of a stuck shutdown)."""
+        return sorted(self._running_sinks)
 
     def shutdown_timeout(self) -> float:
         """How long the sinks get to flush once the sources have stopped: the pipeline's
@@ -256,6 +261,17 @@ class Pipeline:
     async def _supervise(
         self, node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        kind = node.config.kind
+        if kind == "sink":
+            self._running_sinks.add(node.name)
+            try:
+                await self._supervise_loop(node, task_status)
+            finally:
+                self._running_sinks.discard(node.name)
+        else:
+            await self._supervise_loop(node, task_status)
+
+    async def _supervise_loop(self, node: Node, task_status: trio.TaskStatus[None]) -> None:
         kind = node.config.kind
         arg: Any = node.inbox if kind == "sink" else self._emits[node.name]
         backoff = Backoff(initial=0.5, maximum=30.0)
