@@ -346,11 +346,7 @@ class Pipeline:
         for node in sinks:
             inbox = node.inbox
             assert inbox is not None
-            left = inbox.queued_events + inbox.in_flight
-            if left:
-                node.lost_at_shutdown += left
-                inbox.discard()
-                inbox.lost_events -= left  # counted once, as lost_at_shutdown
+            node.lost_at_shutdown += inbox.take_left_over()
 
     # -- routing ---------------------------------------------------------------------------
 
