@@ -14,6 +14,7 @@ both call it, and each message it returns is reported under the node's path.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -156,6 +157,22 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
 # -- input hygiene ----------------------------------------------------------------------------
 
 
+def _non_finite(data: Any) -> list[tuple[str, float]]:
+    """``(path, value)`` of every NaN or infinite number, wherever it is (options typed
+    ``Any`` included); iterative, the depth is already bounded."""
+    found: list[tuple[str, float]] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return sorted(found)
+
+
 def _too_deep(data: Any, limit: int = MAX_DEPTH) -> str | None:
     """The path of the first value nested deeper than ``limit`` (iterative: no recursion)."""
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
@@ -269,8 +286,10 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
     config = PipelineConfig(filename, settings or StreamerSettings(), nodes["sources"],
                             nodes["transforms"], nodes["sinks"])
     _check_graph(config, errors)
+    errors += [f"{filename}: {path}: expected a finite number, got {value!r}"
+               for path, value in _non_finite(data)]
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(list(dict.fromkeys(errors)))  # a float field reports it too: once
     return config
 
 
