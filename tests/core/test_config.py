@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -294,3 +294,26 @@ def test_a_file_that_is_not_utf8_is_one_clear_error(pm, tmp_path) -> None:
 def test_deeply_nested_toml_is_one_clear_error(pm, value: str) -> None:
     (error,) = errors_of(SRC + f'[[sinks]]\ntype = "fake.sink"\nsymbols = {value}\n', pm)
     assert error.startswith("s.toml: ") and "nested" in error and "deep" in error, error
+
+
+def test_field_validators_name_the_field_when_a_config_is_built_in_code() -> None:
+    from streamer.config import SinkSettings
+
+    with pytest.raises(ValueError, match=r"^queue_size: expected at least 1, got 0$"):
+        SinkSettings(queue_size=0)
+
+
+def test_nan_is_refused_even_where_any_value_is_taken(pm) -> None:
+    @attrs.define
+    class Loose:
+        extra: Any = None
+
+    class LoosePlugin:
+        @staticmethod
+        @hookimpl
+        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+            register("loose", Loose, lambda config, context: object())
+
+    pm.register(LoosePlugin(), "loose")
+    errors = errors_of(SRC + '[[sinks]]\ntype = "loose"\nextra = {a = [1.0, nan]}\n', pm)
+    assert errors == ["s.toml: sinks[0].extra.a[1]: expected a finite number, got nan"], errors

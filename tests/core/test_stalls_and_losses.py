@@ -206,3 +206,42 @@ async def test_summaries_are_never_rate_limited(plugin_manager, autojump_clock) 
         runtime_log.setLevel(level)
     finals = [line for line in seen if line.startswith("final ")]
     assert all(any(line.startswith(f"final {n}:") for line in finals) for n in names), seen
+
+
+@attrs.define
+class SlowFlushOptions:
+    shutdown_timeout: float = 3.0
+
+
+class SlowFlushSink:
+    """Needs its whole own ``shutdown_timeout`` to flush, then reports."""
+
+    def __init__(self, config: SlowFlushOptions, context: object) -> None:
+        self.config = config
+        self.reported = False
+
+    async def run(self, inbox, *, task_status=trio.TASK_STATUS_IGNORED):  # type: ignore[no-untyped-def]
+        task_status.started()
+        while await inbox.get():
+            pass
+        await trio.sleep(self.config.shutdown_timeout)
+        self.reported = True
+
+
+async def test_a_sink_gets_its_own_shutdown_timeout_to_report(
+    plugin_manager, register_plugin, autojump_clock
+) -> None:
+    class SlowPlugin:
+        @staticmethod
+        @hookimpl
+        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+            register("test.slow_flush", SlowFlushOptions, SlowFlushSink)
+
+    register_plugin(SlowPlugin(), "slow-flush")
+    toml = ('[streamer]\nshutdown_timeout = 1\n[[sources]]\nname = "src"\n'
+            'type = "testing.scripted"\n[[sinks]]\nname = "slow"\ntype = "test.slow_flush"\n'
+            "shutdown_timeout = 3\n")
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        assert pipeline.shutdown_timeout() == 3.0 + 1.0
+    assert pipeline.node("slow").reported
+    assert pipeline.lost_total() == 0

@@ -27,6 +27,9 @@ DEFAULT_CONFIG = "streamer.toml"
 EXIT_FATAL = 1
 #: The run ended without a fatal error, but events were lost (counted per sink).
 EXIT_LOST = 3
+#: Seconds past the sinks' shutdown deadline before ``run`` exits without waiting for a task
+#: that cancellation cannot reach (a plugin blocked in a worker thread it cannot abandon).
+HARD_STOP_GRACE = 2.0
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +80,24 @@ def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
     return 1 if pm.failures else 0
 
 
+async def _hard_stop_after(
+    seconds: float, pipeline: Pipeline,
+    *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Exit the process after ``seconds`` even if a task ignores cancellation; shielded so the
+    second signal's cancel does not stop it, and cancelled once the pipeline has returned."""
+    with trio.CancelScope(shield=True) as scope:
+        task_status.started(scope)
+        await trio.sleep(seconds)
+        log.error("shutdown took longer than %.1fs (sinks still running: %s); exiting without "
+                  "waiting for them, what they held is lost", seconds,
+                  ", ".join(pipeline.running_sinks()) or "none")
+        logging.shutdown()  # flush the log: os._exit skips it
+        os._exit(EXIT_LOST)
+
+
 async def _run_pipeline(pipeline: Pipeline) -> None:
+    hard_stops: list[trio.CancelScope] = []
     async with trio.open_nursery() as nursery:
 
         async def watch_signals() -> None:
@@ -89,6 +109,9 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
                         log.info("%s: stopping sources, flushing sinks",
                                  signal.Signals(signum).name)
                         pipeline.shutdown()
+                        hard_stops.append(await nursery.start(
+                            _hard_stop_after, pipeline.shutdown_timeout() + HARD_STOP_GRACE,
+                            pipeline))
                     else:
                         log.warning("second signal: stopping now")
                         nursery.cancel_scope.cancel()
@@ -101,11 +124,15 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
 
             ops = await nursery.start(partial(serve_ops, pipeline, s.metrics,
                                               max_data_age=s.ready_max_data_age))
-        async with trio.open_nursery() as running:
-            await running.start(pipeline.run)
-            if ops is not None:
-                ops.pipeline_started = True
-        nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as running:
+                await running.start(pipeline.run)
+                if ops is not None:
+                    ops.pipeline_started = True
+        finally:
+            for scope in hard_stops:
+                scope.cancel()
+            nursery.cancel_scope.cancel()
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:

@@ -18,23 +18,23 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import attrs
-import cattrs
-from cattrs.errors import (
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
-from cattrs.v import transform_error
 
+from streamer.env_overrides import apply_overrides, blame_overrides
 from streamer.inbox import Overflow
 from streamer.logs import url_secret
 from streamer.plugins import NodeKind, PluginManager, TypeSpec
+from streamer.structure import (
+    describe_value,
+    make_converter,
+    run_validate,
+    structure_collecting,
+)
+from streamer.validators import at_least, between, greater_than
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +43,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 KINDS: dict[str, NodeKind] = {"sources": "source", "transforms": "transform", "sinks": "sink"}
 COMMON_KEYS = {"name", "type", "inputs"}
-ENV_PREFIX = "STREAMER_"
 #: Keys that would put a secret in the file. Plugins take ``<secret>_env`` instead.
 SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|auth_key|api_key|token)$")
 #: What a ``*_env`` option must hold: the name of an environment variable.
@@ -59,41 +58,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
         super().__init__("\n".join(errors))
-
-
-# -- field validators (attrs), reported with the field's dotted path ------------------------
-
-Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def at_least(bound: float) -> Validator:
-    """``value >= bound`` (None passes: optional fields)."""
-
-    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and value < bound:
-            raise ValueError(f"expected at least {bound:g}, got {value!r}")
-
-    return check
-
-
-def greater_than(bound: float) -> Validator:
-    """``value > bound`` (None passes)."""
-
-    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and value <= bound:
-            raise ValueError(f"expected more than {bound:g}, got {value!r}")
-
-    return check
-
-
-def between(low: float, high: float) -> Validator:
-    """``low <= value <= high`` (None passes)."""
-
-    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and not low <= value <= high:
-            raise ValueError(f"expected {low:g} to {high:g}, got {value!r}")
-
-    return check
 
 
 @attrs.define
@@ -184,209 +148,7 @@ class PipelineConfig:
         return [*self.sources, *self.transforms, *self.sinks]
 
 
-# -- a strict converter ---------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "a table"
-
-
-class _Expected(TypeError):
-    pass
-
-
-def _expect(ok: bool, what: str, value: Any) -> None:
-    if not ok:
-        raise _Expected(f"expected {what}, got {_describe(value)}")
-
-
-def _is_literal(t: Any) -> bool:
-    return get_origin(t) is Literal
-
-
-def _is_list(t: Any) -> bool:
-    return t in (list, tuple) or get_origin(t) in (list, tuple)
-
-
-def make_converter() -> cattrs.Converter:
-    """cattrs, strict: no silent ``"1" -> 1``, no string iterated as a list of characters."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-
-    def s_int(v: Any, _: Any) -> int:
-        _expect(isinstance(v, int) and not isinstance(v, bool), "an integer", v)
-        return int(v)
-
-    def s_float(v: Any, _: Any) -> float:
-        _expect(isinstance(v, (int, float)) and not isinstance(v, bool), "a number", v)
-        _expect(math.isfinite(v), "a finite number", v)
-        return float(v)
-
-    def s_str(v: Any, _: Any) -> str:
-        _expect(isinstance(v, str), "a string", v)
-        return str(v)
-
-    def s_bool(v: Any, _: Any) -> bool:
-        _expect(isinstance(v, bool), "true or false", v)
-        return bool(v)
-
-    def s_literal(v: Any, t: Any) -> Any:
-        choices = get_args(t)
-        _expect(v in choices and type(v) in {type(c) for c in choices},
-                "one of " + ", ".join(repr(c) for c in choices), v)
-        return v
-
-    def s_list(v: Any, t: Any) -> Any:
-        _expect(isinstance(v, list), "a list", v)
-        args = get_args(t)
-        elem = args[0] if args else Any
-        out, errors = [], []
-        for i, item in enumerate(v):
-            try:
-                out.append(item if elem is Any else conv.structure(item, elem))
-            except Exception as exc:
-                exc.__notes__ = [  # type: ignore[attr-defined]
-                    *getattr(exc, "__notes__", []),
-                    IterableValidationNote(f"Structuring @ index {i}", i, elem),
-                ]
-                errors.append(exc)
-        if errors:
-            raise IterableValidationError(f"While structuring {t!r}", errors, t)
-        return tuple(out) if (t is tuple or get_origin(t) is tuple) else out
-
-    conv.register_structure_hook(int, s_int)
-    conv.register_structure_hook(float, s_float)
-    conv.register_structure_hook(str, s_str)
-    conv.register_structure_hook(bool, s_bool)
-    conv.register_structure_hook_func(_is_literal, s_literal)
-    conv.register_structure_hook_func(_is_list, s_list)
-    return conv
-
-
-_converter = make_converter()
-
-
-def _format_exception(exc: BaseException, _type: Any) -> str:
-    if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        keys = ", ".join(sorted(exc.extra_fields))
-        return f"unknown key(s) {keys}; expected one of: {', '.join(allowed) or '(none)'}"
-    if isinstance(exc, KeyError):
-        return "required key is missing"
-    if isinstance(exc, (_Expected, ValueError)):
-        return str(exc)
-    if isinstance(exc, TypeError) and "NoneType" not in str(exc):
-        return str(exc)
-    return f"invalid value ({exc})"
-
-
-def _structure(data: Any, cls: type, path: str, filename: str, errors: list[str]) -> Any:
-    """Structure with field validators off, then run every field validator on its own, so
-    each range error is reported (with its path) rather than only the first."""
-    try:
-        with attrs.validators.disabled():
-            result: Any = _converter.structure(data, cls)
-    except (ClassValidationError, IterableValidationError) as exc:
-        for line in transform_error(exc, path=path, format_exception=_format_exception):
-            message, _, where = line.rpartition(" @ ")
-            errors.append(f"{filename}: {where}: {message}")
-        return None
-    except Exception as exc:
-        errors.append(f"{filename}: {path}: {_format_exception(exc, cls)}")
-        return None
-    before = len(errors)
-    _run_validators(result, path, filename, errors)
-    return result if len(errors) == before else None
-
-
-def _run_validators(obj: Any, path: str, filename: str, errors: list[str]) -> None:
-    if attrs.has(type(obj)):
-        for field in attrs.fields(type(obj)):
-            value = getattr(obj, field.name)
-            where = f"{path}.{field.name}"
-            if field.validator is not None:
-                try:
-                    field.validator(obj, field, value)
-                except (ValueError, TypeError) as exc:
-                    errors.append(f"{filename}: {where}: {exc}")
-            _run_validators(value, where, filename, errors)
-    elif isinstance(obj, (list, tuple)):
-        for i, item in enumerate(obj):
-            _run_validators(item, f"{path}[{i}]", filename, errors)
-
-
-def _run_validate(obj: Any, path: str, filename: str, environ: Mapping[str, str],
-                  errors: list[str]) -> None:
-    """The config class's own ``validate(environ)`` step, if it has one."""
-    validate = getattr(obj, "validate", None)
-    if obj is None or not callable(validate):
-        return
-    try:
-        problems: Iterable[str] = validate(environ)
-    except Exception as exc:  # a broken validate names itself rather than crash the check
-        errors.append(f"{filename}: {path}: validate() failed: {type(exc).__name__}: {exc}")
-        return
-    errors.extend(f"{filename}: {path}: {problem}" for problem in problems)
-
-
-# -- environment overrides -----------------------------------------------------------------
-
-
-def _env_key(name: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", name.upper())
-
-
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return raw
-
-
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]
-               ) -> tuple[dict[str, str], list[str]]:
-    """Apply the overrides; return ``{dotted path: variable}`` of those applied and an error
-    for each ``STREAMER_*__*`` variable that names no section, key or node."""
-    applied: dict[str, str] = {}
-    errors: list[str] = []
-    for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or "__" not in var:
-            continue
-        parts = var[len(ENV_PREFIX):].split("__")
-        section = parts[0].lower()
-        if section == "streamer":
-            if len(parts) != 2 or not parts[1]:
-                errors.append(f"${var}: expected STREAMER_STREAMER__<KEY>")
-                continue
-            key = parts[1].lower()
-            table = data.setdefault("streamer", {})
-            if not isinstance(table, dict):
-                continue  # the file's own error about [streamer] is reported
-            table[key] = _parse_env_value(raw)
-            applied[f"streamer.{key}"] = var
-            continue
-        if section not in KINDS:
-            errors.append(f"${var}: no section {section!r}; expected STREAMER_STREAMER__<KEY> "
-                          "or STREAMER_<SOURCES|TRANSFORMS|SINKS>__<NODE>__<KEY>")
-            continue
-        tables = data.get(section, [])
-        tables = tables if isinstance(tables, list) else []
-        names = [str(t.get("name", t.get("type", ""))) if isinstance(t, dict) else ""
-                 for t in tables]
-        if len(parts) != 3 or not parts[2]:
-            errors.append(f"${var}: expected STREAMER_{parts[0]}__<NODE>__<KEY>")
-            continue
-        matched = [i for i, name in enumerate(names) if _env_key(name) == parts[1]]
-        if not matched:
-            known = ", ".join(f"{n} ({_env_key(n)})" for n in names if n) or "none"
-            errors.append(f"${var}: no node of {section} is named {parts[1]!r}; "
-                          f"{section} here: {known}")
-            continue
-        key = parts[2].lower()
-        for i in matched:
-            tables[i][key] = _parse_env_value(raw)
-            applied[f"{section}[{i}].{key}"] = var
-    return applied, errors
-
+# -- environment overrides ------------------------------------------------------------------
 
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     """Apply ``STREAMER_<SECTION>__<NAME>__<KEY>=value`` overrides in place.
@@ -397,26 +159,29 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
     they parse (``20``, ``true``, ``["BTCUSDT"]``), else as plain strings. Returns the
     variables applied; raises :class:`ConfigError` for one that names no node.
     """
-    applied, errors = _apply_env(data, environ)
+    applied, errors = apply_overrides(data, environ)
     if errors:
         raise ConfigError(errors)
     return sorted(set(applied.values()))
 
 
-def _blame_overrides(errors: list[str], filename: str, overrides: dict[str, str]) -> list[str]:
-    """An error about a value an environment variable set names the variable, not the file."""
-    out = []
-    for error in errors:
-        for path, var in overrides.items():
-            prefix = f"{filename}: {path}"
-            if error.startswith(prefix) and error[len(prefix):len(prefix) + 1] in (":", ".", "["):
-                error = f"${var} (sets {path}){error[len(prefix):]}"
-                break
-        out.append(error)
-    return out
-
-
 # -- input hygiene ----------------------------------------------------------------------------
+
+
+def _non_finite(data: Any) -> list[tuple[str, float]]:
+    """``(path, value)`` of every NaN or infinite number, wherever it is (options typed
+    ``Any`` included); iterative, the depth is already bounded."""
+    found: list[tuple[str, float]] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return sorted(found)
 
 
 def _too_deep(data: Any, limit: int = MAX_DEPTH) -> str | None:
@@ -487,7 +252,7 @@ def load_config_text(
     if deep is not None:
         raise ConfigError([f"{filename}: {deep}: nested more than {MAX_DEPTH} levels deep"])
     env = os.environ if environ is None else environ
-    overrides, env_errors = _apply_env(data, env)
+    overrides, env_errors = apply_overrides(data, env)
     deep = _too_deep(data)
     if deep is not None:
         var = next((v for p, v in overrides.items() if deep.startswith(p)), "an override")
@@ -495,7 +260,7 @@ def load_config_text(
     try:
         config = build_config(data, pm, filename=filename, environ=env)
     except ConfigError as exc:
-        raise ConfigError(env_errors + _blame_overrides(exc.errors, filename, overrides)
+        raise ConfigError(env_errors + blame_overrides(exc.errors, filename, overrides)
                           ) from None
     if env_errors:
         raise ConfigError(env_errors)
@@ -510,15 +275,16 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
         if key != "streamer" and key not in KINDS:
             errors.append(f"{filename}: {key}: unknown section; expected one of: "
                           "streamer, sources, transforms, sinks")
-    settings = _structure(data.get("streamer", {}), StreamerSettings, "streamer", filename, errors)
-    _run_validate(settings, "streamer", filename, env, errors)
+    settings = structure_collecting(data.get("streamer", {}), StreamerSettings, "streamer",
+                                    filename, errors)
+    run_validate(settings, "streamer", filename, env, errors)
     nodes: dict[str, list[NodeConfig]] = {}
     for section, kind in KINDS.items():
         nodes[section] = []
         tables = data.get(section, [])
         if not isinstance(tables, list):
             errors.append(f"{filename}: {section}: expected an array of tables "
-                          f"([[{section}]]), got {_describe(tables)}")
+                          f"([[{section}]]), got {describe_value(tables)}")
             continue
         for index, table in enumerate(tables):
             node = _build_node(kind, index, table, pm, filename, env, errors)
@@ -531,8 +297,10 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
     config = PipelineConfig(filename, settings or StreamerSettings(), nodes["sources"],
                             nodes["transforms"], nodes["sinks"])
     _check_graph(config, errors)
+    errors += [f"{filename}: {path}: expected a finite number, got {value!r}"
+               for path, value in _non_finite(data)]
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(list(dict.fromkeys(errors)))  # a float field reports it too: once
     return config
 
 
@@ -542,14 +310,14 @@ def _build_node(
 ) -> NodeConfig | None:
     path = f"{kind}s[{index}]"
     if not isinstance(table, dict):
-        errors.append(f"{filename}: {path}: expected a table, got {_describe(table)}")
+        errors.append(f"{filename}: {path}: expected a table, got {describe_value(table)}")
         return None
     type_name = table.get("type")
     known = pm.types_of(kind)
     if not isinstance(type_name, str):
         errors.append(f"{filename}: {path}.type: expected a string naming a {kind} type "
                       f"({', '.join(sorted(known)) or 'none installed'}), got "
-                      f"{_describe(type_name) if 'type' in table else 'nothing'}")
+                      f"{describe_value(type_name) if 'type' in table else 'nothing'}")
         return None
     spec = known.get(type_name)
     if spec is None:
@@ -559,19 +327,20 @@ def _build_node(
     name = table.get("name", type_name)
     if not isinstance(name, str) or not name:
         errors.append(f"{filename}: {path}.name: expected a non-empty string, got "
-                      f"{_describe(name)}")
+                      f"{describe_value(name)}")
     inputs = table.get("inputs")
     if inputs is not None and not (
         isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
     ):
         errors.append(f"{filename}: {path}.inputs: expected a list of node names, got "
-                      f"{_describe(inputs)}")
+                      f"{describe_value(inputs)}")
     if inputs is not None and kind == "source":
         errors.append(f"{filename}: {path}.inputs: sources take no inputs")
     sink = SinkSettings()
     if kind == "sink":
         sink_table = {k: v for k, v in table.items() if k in SINK_KEYS}
-        sink = _structure(sink_table, SinkSettings, path, filename, errors) or SinkSettings()
+        sink = (structure_collecting(sink_table, SinkSettings, path, filename, errors)
+                or SinkSettings())
     own = {k: v for k, v in table.items()
            if k not in COMMON_KEYS and not (kind == "sink" and k in SINK_KEYS)}
     refused = set()
@@ -592,8 +361,8 @@ def _build_node(
                               "from the file: leave it out and set the plugin's *_env option")
                 refused.add(key)
     own = {k: v for k, v in own.items() if k not in refused}
-    options = _structure(own, spec.config_class, path, filename, errors)
-    _run_validate(options, path, filename, environ, errors)
+    options = structure_collecting(own, spec.config_class, path, filename, errors)
+    run_validate(options, path, filename, environ, errors)
     # Even an invalid node takes part in the graph checks, so every error shows at once.
     valid_inputs = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
     type_default: Overflow = getattr(spec.config_class, "default_overflow", "block")
@@ -650,7 +419,7 @@ def structure_options(cls: type, data: dict[str, Any], *, path: str = "options",
                       filename: str = "<options>") -> Any:
     """Structure ``data`` into ``cls`` with the strict converter (for tests and embedding)."""
     errors: list[str] = []
-    result = _structure(data, cls, path, filename, errors)
+    result = structure_collecting(data, cls, path, filename, errors)
     if errors:
         raise ConfigError(errors)
     return result

@@ -154,16 +154,21 @@ class Inbox:
         self._not_full.unpark_all()
         self._accepted_changed.unpark_all()
 
-    def discard(self, *, in_flight: bool = True) -> int:
-        """Close, drop what is queued (and, with ``in_flight``, count the events the sink held)
-        as lost, and count every batch put from now on as lost too. Returns the events lost
-        by this call."""
-        lost = self.queued_events + (self.in_flight if in_flight else 0)
+    def take_left_over(self) -> int:
+        """Close and empty the inbox; return how many events it still held, queued or in the
+        sink's hands (:attr:`in_flight`), for the caller to count."""
+        left = self.queued_events + self.in_flight
         self._queue.clear()
         self.in_flight = 0
+        self.close()
+        return left
+
+    def discard(self) -> int:
+        """The sink is gone: count what is left (:meth:`take_left_over`) and every batch put
+        from now on in :attr:`lost_events`. Returns the events lost by this call."""
+        lost = self.take_left_over()
         self.lost_events += lost
         self._discarding = True
-        self.close()
         return lost
 
     # -- acceptance --------------------------------------------------------------------------

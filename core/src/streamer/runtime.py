@@ -32,14 +32,13 @@ from streamer.inbox import Inbox
 from streamer.logs import NOT_RATE_LIMITED
 from streamer.metrics import Metrics
 from streamer.plugins import PluginManager
+from streamer.sink_watch import WATCH_INTERVAL, SinkWatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger("streamer.runtime")
 
-#: How often the sinks are checked for a stall (seconds).
-WATCH_INTERVAL = 1.0
 #: How often sink drops are checked and reported (seconds).
 DROP_REPORT_INTERVAL = 5.0
 #: Seconds the pipeline waits past a sink's own ``shutdown_timeout`` option before cutting it
@@ -64,10 +63,8 @@ class Node:
     obj: Any
     context: Context
     inbox: Inbox | None = None
-    #: Watchdog state: ``inbox.takes`` when last seen moving, and since when it has not.
-    watch_takes: int = 0
-    watch_since: float = 0.0
-    stalled: bool = False
+    #: Between a failure and the restart (the watchdog names that as the cause).
+    restarting: bool = False
     #: Counted by the runtime; see :data:`LOSS_KEYS`.
     lost_on_restart: int = 0
     lost_at_shutdown: int = 0
@@ -167,7 +164,8 @@ class Pipeline:
                 self._emit_for(node.name)
         self._sources_scope: trio.CancelScope | None = None
         self._shutdown_requested = False
-        self._reported_drops: dict[str, int] = {}
+        self._watch = SinkWatch(self.nodes.values())
+        self._running_sinks: set[str] = set()
         self.fatal: FatalError | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -215,6 +213,10 @@ class Pipeline:
     def lost_total(self) -> int:
         """Every event counted in :meth:`losses`; ``streamer run`` exits 3 when it is not 0."""
         return sum(sum(c.values()) for c in self.losses().values())
+
+    def running_sinks(self) -> list[str]:
+        """Names of the sinks whose task has not ended (for a report of a stuck shutdown)."""
+        return sorted(self._running_sinks)
 
     def shutdown_timeout(self) -> float:
         """How long the sinks get to flush once the sources have stopped: the pipeline's
@@ -299,6 +301,17 @@ class Pipeline:
         self, node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         kind = node.config.kind
+        if kind == "sink":
+            self._running_sinks.add(node.name)
+            try:
+                await self._supervise_loop(node, task_status)
+            finally:
+                self._running_sinks.discard(node.name)
+        else:
+            await self._supervise_loop(node, task_status)
+
+    async def _supervise_loop(self, node: Node, task_status: trio.TaskStatus[None]) -> None:
+        kind = node.config.kind
         arg: Any = node.inbox if kind == "sink" else self._emits[node.name]
         backoff = Backoff(initial=0.5, maximum=30.0)
         started = False
@@ -350,7 +363,11 @@ class Pipeline:
             if not started:
                 started = True
                 task_status.started()
-            await trio.sleep(delay)
+            node.restarting = True
+            try:
+                await trio.sleep(delay)
+            finally:
+                node.restarting = False
 
     def _disable(self, node: Node, error: FatalError) -> None:
         assert node.inbox is not None
@@ -368,11 +385,7 @@ class Pipeline:
         for node in sinks:
             inbox = node.inbox
             assert inbox is not None
-            left = inbox.queued_events + inbox.in_flight
-            if left:
-                node.lost_at_shutdown += left
-                inbox.discard()
-                inbox.lost_events -= left  # counted once, as lost_at_shutdown
+            node.lost_at_shutdown += inbox.take_left_over()
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -419,49 +432,6 @@ class Pipeline:
 
     # -- reporting -------------------------------------------------------------------------
 
-    def _report_drops(self) -> None:
-        for node in self.nodes.values():
-            inbox = node.inbox
-            if inbox is None:
-                continue
-            before = self._reported_drops.get(node.name, 0)
-            if inbox.dropped_batches > before:
-                node.context.logger.warning(
-                    "sink %r is too slow: dropped %d oldest batch(es) (%d events in all so far)",
-                    node.name, inbox.dropped_batches - before, inbox.dropped_events,
-                )
-                self._reported_drops[node.name] = inbox.dropped_batches
-
-    def _watch(self, now: float) -> None:
-        """Report a sink that has taken nothing from its non-empty inbox for its
-        ``stall_timeout`` (once per stall), and when it moves again."""
-        for node in self.nodes.values():
-            inbox = node.inbox
-            if inbox is None or inbox.closed:
-                continue
-            if not len(inbox) or inbox.takes != node.watch_takes:
-                if node.stalled:
-                    node.context.logger.warning("sink %r is taking from its inbox again after "
-                                                "%.1fs", node.name, now - node.watch_since)
-                    node.stalled = False
-                node.watch_takes, node.watch_since = inbox.takes, now
-                continue
-            if node.stalled or now - node.watch_since < node.config.stall_timeout:
-                continue
-            node.stalled = True
-            node.context.metrics.inc("stalls")
-            busy = getattr(node.obj, "busy_with", None)
-            cause = (f"it is blocked in {busy}" if busy else
-                     f"it is still handling the {inbox.in_flight} event(s) it took last")
-            effect = ("its producers wait for it (overflow = \"block\")"
-                      if inbox.overflow == "block" else
-                      "its oldest batches are dropped and counted; the other sinks go on")
-            node.context.logger.warning(
-                "sink %r stalled: nothing taken from its inbox for %.1fs with %d batch(es) "
-                "(%d events) waiting; %s; %s", node.name, now - node.watch_since, len(inbox),
-                inbox.queued_events, cause, effect, extra=NOT_RATE_LIMITED,
-            )
-
     async def _report_loop(self) -> None:
         interval = self.config.settings.stats_interval
         now = trio.current_time()
@@ -470,10 +440,10 @@ class Pipeline:
         while True:
             await trio.sleep(WATCH_INTERVAL)
             now = trio.current_time()
-            self._watch(now)
+            self._watch.check_stalls(now)
             if now >= next_drops:
                 next_drops += DROP_REPORT_INTERVAL
-                self._report_drops()
+                self._watch.report_drops()
             if now >= next_stats:
                 next_stats += interval
                 for name, counts in self.metrics().items():
@@ -483,7 +453,7 @@ class Pipeline:
                                  extra=NOT_RATE_LIMITED)
 
     def _log_summary(self) -> None:
-        self._report_drops()
+        self._watch.report_drops()
         for name, counts in self.metrics().items():
             if counts:
                 log.info("final %s: %s", name,
