@@ -52,6 +52,7 @@ REST_ERRORS = (
 REST_CONCURRENCY = 8
 RETRY_INITIAL = 0.25
 RETRY_MAX = 4.0
+EMIT_GRACE = 5.0  # seconds a recovered batch may take to emit once the session is ending
 
 
 @attrs.define(frozen=True)
@@ -432,7 +433,10 @@ class GapRecovery:
             self._recovered += len(new)
             self.metrics.inc("recovered_trades", len(new))
             if batch:
-                await self.emit(batch)
+                # Noted as delivered above: a connection lost right now must not cancel the
+                # emit half-way (bounded, so that a blocked sink cannot hold a shutdown).
+                with trio.CancelScope(shield=True), trio.move_on_after(EMIT_GRACE):
+                    await self.emit(batch)
 
     async def stop(self) -> None:
         """The source is stopping in the middle of a recovery: no session follows, so emit
