@@ -229,9 +229,10 @@ class GapRecovery:
     # ----------------------------------------------------------------- bookkeeping
     def on_trades(self, symbol: str, trades: list[Trade]) -> None:
         """The decoder read ``trades`` of ``symbol`` (held ones are noted on release)."""
-        pending = self._pending.get(symbol)
-        if pending is not None and pending.holding:
-            return
+        if self._pending:
+            pending = self._pending.get(symbol)
+            if pending is not None and pending.holding:
+                return
         window = self.windows.get(symbol)
         if window is None:
             window = self.windows[symbol] = TradeWindow()
