@@ -17,6 +17,7 @@ from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
 from streamer.events import Ticker, Trade
+from streamer_bybit.rest import BybitRest
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 _GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+)")
@@ -44,6 +45,36 @@ async def wait_sessions(source, n: int) -> None:
 
 async def wait_gaps(collector: Collector, n: int) -> None:
     await collector.wait_for(lambda _ev: len(collector.gaps) >= n)
+
+
+async def test_the_fakes_rest_lists_a_trade_only_lag_seconds_after_its_push(autojump_clock):
+    fake = FakeBybit(linear_symbols=["BTCUSDT"], seed=2, history_limit=50)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        rest = BybitRest(fake.rest_url)
+
+        async def listed() -> list[str]:
+            rows = await rest.recent_trades("linear", "BTCUSDT")
+            return [r["execId"] for r in reversed(rows)]
+
+        old = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=60)]  # before any lag
+        fake.rest_trade_lag = 2.0
+        await trio.sleep(1)
+        new = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=3)]
+        # the deque keeps the newest 50 trades: 47 old ones listed, the 3 new ones not yet
+        assert await listed() == old[-47:]
+        await trio.sleep(1.9)
+        assert await listed() == old[-47:]  # 1.9 s after the push
+        await trio.sleep(0.2)
+        assert await listed() == old[-47:] + new
+        fake.rest_trade_lag = (0.0, 4.0)  # drawn per request, seeded
+        more = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=2)]
+        answers = []
+        for _ in range(8):
+            answers.append((await listed())[-1] == more[-1])
+            await trio.sleep(0.5)
+        assert answers[-1] and not all(answers)  # seen or not, by request, in the end seen
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("lag", [0.0, 2.0, 10.0, (0.0, 8.0)], ids=["0s", "2s", "10s", "0-8s"])
