@@ -20,7 +20,7 @@ from streamer.events import Ticker, Trade
 from streamer_bybit.rest import BybitRest
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-_GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+)")
+_GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+) \([\d.]+ s, (.+?)\)")
 
 
 def ids(collector: Collector, symbol: str) -> list[str]:
@@ -121,7 +121,7 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await run_source(nursery, source, collector)
             with trio.CancelScope() as market:
                 nursery.start_soon(trade_forever, fake, SYMBOLS)
-                await trio.sleep(3)
+                await trio.sleep(70)  # REST lists what is older than 60 s: it shows the rate
                 fake.drop_connections()
                 reconnected_at = None
                 await wait_sessions(source, 2)
@@ -137,6 +137,7 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
     assert source.metrics["trade_gaps"] == 2
     assert collector.gaps[-1].closed and not collector.gaps[-1].complete
     ranges = {m[1]: (int(m[2]), int(m[3])) for m in _GAP_LINE.finditer(caplog.text)}
+    sizes = {m[1]: m[4] for m in _GAP_LINE.finditer(caplog.text)}
     assert set(ranges) == set(SYMBOLS)
     for s in SYMBOLS:
         got, want = ids(collector, s), history(fake, s)
@@ -146,6 +147,8 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
         assert got == want[:i] + want[j:] and j > i
         rows = fake.history("linear", s)
         assert ranges[s] == (rows[i - 1]["T"], rows[j]["T"])  # last before, first after
+        estimate = int(re.fullmatch(r"about (\d+) trades", sizes[s])[1])
+        assert abs(estimate - (j - i)) <= 0.1 * (j - i) + 2, (estimate, j - i)
     assert "REST recent-trade did not reach the first live trade (it lags)" in caplog.text
 
 

@@ -406,8 +406,8 @@ class GapRecovery:
         last_ts = p.mark[0]
         first_live_ts = p.first_live.ts if p.first_live is not None else now_ms()
         new = cov.new if cov is not None else []
-        if cov is None:
-            self._gap(symbol, last_ts, first_live_ts, None, why)
+        if cov is None:  # no REST answer: the held live trades show the rate, if any
+            self._gap(symbol, last_ts, first_live_ts, p.held or None, why)
         else:
             if not cov.back:
                 oldest = cov.rows[0].ts
@@ -490,7 +490,7 @@ class GapRecovery:
 
 
 def _estimate(rows: list[Trade] | None, span_ms: int) -> str:
-    """About how many trades a gap of ``span_ms`` holds, at the rate the REST rows show."""
+    """About how many trades a gap of ``span_ms`` holds, at the rate ``rows`` show."""
     if not rows or len(rows) < 2 or span_ms <= 0:
         return "size unknown"
     covered = rows[-1].ts - rows[0].ts
