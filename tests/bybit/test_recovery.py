@@ -18,6 +18,7 @@ from bybit.harness import Collector, make_source, run_source
 from fakebybit import FakeBybit
 from streamer.events import Ticker, Trade
 from streamer_bybit.rest import BybitRest
+from streamer_bybit.source import BybitLinearConfig
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 _GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+) \([\d.]+ s, (.+?)\)")
@@ -302,3 +303,19 @@ async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
     assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
     assert source.metrics["trade_gaps"] == 1
     assert "(stopped during recovery)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"recovery_deadline": 0}, "recovery_deadline must be a positive"),
+        ({"recovery_deadline": float("nan")}, "recovery_deadline must be a positive"),
+        ({"recovery_deadline": float("inf")}, "recovery_deadline must be a positive"),
+        ({"rest_lag_max": 30}, r"rest_lag_max \(30\) must be >= 0 and shorter"),
+        ({"rest_lag_max": float("nan")}, "rest_lag_max"),
+        ({"recovery_max_held": 0}, "recovery_max_held must be at least 1"),
+    ],
+)
+def test_recovery_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        BybitLinearConfig(symbols=["BTCUSDT"], **options)
