@@ -37,7 +37,7 @@ async def amain(args) -> None:
     syms = symbols(args.symbols)
     fake = FakeBybit(linear_symbols=syms, spot_symbols=syms, seed=args.seed, ssl_context=ctx,
                      host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
-                     non_trading_instruments=False)
+                     non_trading_instruments=False, rest_trade_lag=args.rest_trade_lag)
     fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
     with trio.move_on_after(args.duration if args.duration else float("inf")):
         async with trio.open_nursery() as nursery:
@@ -68,6 +68,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-tickers", action="store_true")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="<= 0 disables")
+    p.add_argument("--rest-trade-lag", type=float, default=0.0,
+                   help="seconds REST recent-trade lags the WebSocket")
     args = p.parse_args(argv)
     try:
         trio.run(amain, args)
