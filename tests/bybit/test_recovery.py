@@ -107,6 +107,8 @@ async def test_every_trade_once_in_order_whatever_the_rest_lag(lag, collector, a
     assert [g.complete for g in collector.gaps if g.closed] == [True] * 3
     if lag == 10.0:  # REST answered before it reached the held live trades, and was asked again
         assert source.metrics["rest_failures"] == 0
+        # asked again at 0.25, 0.75, 1.75, 3.75, 7.75 s...: at least 4 times per symbol and drop
+        assert source.metrics["recovery_retries"] >= 3 * 2 * 4
         assert len([r for r in fake.rest_requests if r[0] == "/v5/market/recent-trade"]) > 6 * 3
 
 

@@ -225,6 +225,7 @@ class GapRecovery:
         self._gap_since: int | None = None  # newest trade before the loss, while a gap is open
         self._gap_lost = False  # a trade gap was reported during this gap
         self._recovered = 0  # trades recovered by the current run
+        self._retries = 0  # requests of the current run asked again
 
     # ----------------------------------------------------------------- bookkeeping
     def on_trades(self, symbol: str, trades: list[Trade]) -> None:
@@ -350,7 +351,7 @@ class GapRecovery:
             started = trio.current_time()
             deadline_at = started + self.settings.deadline
             self.running = True
-            self._recovered = 0
+            self._recovered = self._retries = 0
             try:
                 async with trio.open_nursery() as nursery:
                     for symbol in list(self._pending):
@@ -359,8 +360,14 @@ class GapRecovery:
                 self.running = False
             total = self._recovered
             self.metrics.inc("recovered_trades", 0)  # reported even when nothing was missed
-            if total:
-                self.logger.info("%s: recovered %d missed trades from REST", self.name, total)
+            if total or self._retries:
+                self.logger.info(
+                    "%s: recovered %d missed trades from REST (%d requests repeated, REST "
+                    "short of the live stream or failing)",
+                    self.name,
+                    total,
+                    self._retries,
+                )
         await self.close_gap()
 
     async def _fetch(self, symbol: str, deadline_at: float) -> tuple[list[Trade], bool]:
@@ -397,6 +404,8 @@ class GapRecovery:
             now = trio.current_time()
             if now + delay >= deadline_at:
                 break
+            self._retries += 1
+            self.metrics.inc("recovery_retries")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
         await self._settle(symbol, p, last, why)
