@@ -17,6 +17,8 @@ from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
 from streamer.events import Ticker, Trade
+from streamer.metrics import Metrics
+from streamer_bybit.recovery import GapRecovery, RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.source import BybitLinearConfig
 
@@ -321,3 +323,40 @@ async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
 def test_recovery_options_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         BybitLinearConfig(symbols=["BTCUSDT"], **options)
+
+
+def as_events(rows: list[dict]) -> list[Trade]:
+    return [Trade("linear", t["s"], t["T"], t["S"], t["p"], t["v"], t["i"], t.get("L"),
+                  t.get("BT"), t.get("RPI"), t.get("seq")) for t in rows]
+
+
+async def test_gap_recovery_as_one_unit(autojump_clock):
+    """GapRecovery needs a REST client and an emit, no WebSocket: fed by hand here."""
+    fake = FakeBybit(linear_symbols=["BTCUSDT"], seed=11, rest_trade_lag=3.0)
+    collector = Collector()
+    metrics = Metrics()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        recovery = GapRecovery("linear", ["BTCUSDT"], BybitRest(fake.rest_url),
+                               RecoverySettings(), collector, metrics=metrics,
+                               logger=logging.getLogger("test.unit"), name="unit")
+        before = as_events(fake.trade("linear", "BTCUSDT", count=3))
+        recovery.on_trades("BTCUSDT", before)  # what the decoder does for every message
+        await collector(before)
+        await recovery.open_gap()  # the connection was lost
+        fake.trade("linear", "BTCUSDT", count=4)  # missed: REST only (3 s later)
+        recovery.begin()  # the next session
+        live = as_events(fake.trade("linear", "BTCUSDT", count=2))
+        recovery.on_trades("BTCUSDT", live)
+        assert recovery.intercepting
+        await recovery.pass_live(live)
+        assert recovery.held_count == 2 and len(collector.events) == 3
+        started = trio.current_time()
+        await recovery.run()
+        took = trio.current_time() - started
+        nursery.cancel_scope.cancel()
+    assert [e.trade_id for e in collector.events] == history(fake, "BTCUSDT")
+    assert [(g.closed, g.complete) for g in collector.gaps] == [(False, True), (True, True)]
+    assert metrics["recovered_trades"] == 4 and metrics["recovery_retries"] >= 3
+    assert 3 <= took < 5  # asked again until the lag had passed
+    assert not recovery.intercepting and recovery.windows["BTCUSDT"].newest_ts == live[-1].ts
