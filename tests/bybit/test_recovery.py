@@ -17,9 +17,13 @@ from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
 from streamer.events import Ticker, Trade
+from streamer.metrics import Metrics
+from streamer_bybit.recovery import GapRecovery, RecoverySettings
+from streamer_bybit.rest import BybitRest
+from streamer_bybit.source import BybitLinearConfig
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-_GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+)")
+_GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+) \([\d.]+ s, (.+?)\)")
 
 
 def ids(collector: Collector, symbol: str) -> list[str]:
@@ -44,6 +48,36 @@ async def wait_sessions(source, n: int) -> None:
 
 async def wait_gaps(collector: Collector, n: int) -> None:
     await collector.wait_for(lambda _ev: len(collector.gaps) >= n)
+
+
+async def test_the_fakes_rest_lists_a_trade_only_lag_seconds_after_its_push(autojump_clock):
+    fake = FakeBybit(linear_symbols=["BTCUSDT"], seed=2, history_limit=50)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        rest = BybitRest(fake.rest_url)
+
+        async def listed() -> list[str]:
+            rows = await rest.recent_trades("linear", "BTCUSDT")
+            return [r["execId"] for r in reversed(rows)]
+
+        old = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=60)]  # before any lag
+        fake.rest_trade_lag = 2.0
+        await trio.sleep(1)
+        new = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=3)]
+        # the deque keeps the newest 50 trades: 47 old ones listed, the 3 new ones not yet
+        assert await listed() == old[-47:]
+        await trio.sleep(1.9)
+        assert await listed() == old[-47:]  # 1.9 s after the push
+        await trio.sleep(0.2)
+        assert await listed() == old[-47:] + new
+        fake.rest_trade_lag = (0.0, 4.0)  # drawn per request, seeded
+        more = [t["i"] for t in fake.trade("linear", "BTCUSDT", count=2)]
+        answers = []
+        for _ in range(8):
+            answers.append((await listed())[-1] == more[-1])
+            await trio.sleep(0.5)
+        assert answers[-1] and not all(answers)  # seen or not, by request, in the end seen
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("lag", [0.0, 2.0, 10.0, (0.0, 8.0)], ids=["0s", "2s", "10s", "0-8s"])
@@ -75,6 +109,8 @@ async def test_every_trade_once_in_order_whatever_the_rest_lag(lag, collector, a
     assert [g.complete for g in collector.gaps if g.closed] == [True] * 3
     if lag == 10.0:  # REST answered before it reached the held live trades, and was asked again
         assert source.metrics["rest_failures"] == 0
+        # asked again at 0.25, 0.75, 1.75, 3.75, 7.75 s...: at least 4 times per symbol and drop
+        assert source.metrics["recovery_retries"] >= 3 * 2 * 4
         assert len([r for r in fake.rest_requests if r[0] == "/v5/market/recent-trade"]) > 6 * 3
 
 
@@ -90,7 +126,7 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await run_source(nursery, source, collector)
             with trio.CancelScope() as market:
                 nursery.start_soon(trade_forever, fake, SYMBOLS)
-                await trio.sleep(3)
+                await trio.sleep(70)  # REST lists what is older than 60 s: it shows the rate
                 fake.drop_connections()
                 reconnected_at = None
                 await wait_sessions(source, 2)
@@ -106,6 +142,7 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
     assert source.metrics["trade_gaps"] == 2
     assert collector.gaps[-1].closed and not collector.gaps[-1].complete
     ranges = {m[1]: (int(m[2]), int(m[3])) for m in _GAP_LINE.finditer(caplog.text)}
+    sizes = {m[1]: m[4] for m in _GAP_LINE.finditer(caplog.text)}
     assert set(ranges) == set(SYMBOLS)
     for s in SYMBOLS:
         got, want = ids(collector, s), history(fake, s)
@@ -115,6 +152,8 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
         assert got == want[:i] + want[j:] and j > i
         rows = fake.history("linear", s)
         assert ranges[s] == (rows[i - 1]["T"], rows[j]["T"])  # last before, first after
+        estimate = int(re.fullmatch(r"about (\d+) trades", sizes[s])[1])
+        assert abs(estimate - (j - i)) <= 0.1 * (j - i) + 2, (estimate, j - i)
     assert "REST recent-trade did not reach the first live trade (it lags)" in caplog.text
 
 
@@ -268,3 +307,56 @@ async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
     assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
     assert source.metrics["trade_gaps"] == 1
     assert "(stopped during recovery)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"recovery_deadline": 0}, "recovery_deadline must be a positive"),
+        ({"recovery_deadline": float("nan")}, "recovery_deadline must be a positive"),
+        ({"recovery_deadline": float("inf")}, "recovery_deadline must be a positive"),
+        ({"rest_lag_max": 30}, r"rest_lag_max \(30\) must be >= 0 and shorter"),
+        ({"rest_lag_max": float("nan")}, "rest_lag_max"),
+        ({"recovery_max_held": 0}, "recovery_max_held must be at least 1"),
+    ],
+)
+def test_recovery_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        BybitLinearConfig(symbols=["BTCUSDT"], **options)
+
+
+def as_events(rows: list[dict]) -> list[Trade]:
+    return [Trade("linear", t["s"], t["T"], t["S"], t["p"], t["v"], t["i"], t.get("L"),
+                  t.get("BT"), t.get("RPI"), t.get("seq")) for t in rows]
+
+
+async def test_gap_recovery_as_one_unit(autojump_clock):
+    """GapRecovery needs a REST client and an emit, no WebSocket: fed by hand here."""
+    fake = FakeBybit(linear_symbols=["BTCUSDT"], seed=11, rest_trade_lag=3.0)
+    collector = Collector()
+    metrics = Metrics()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        recovery = GapRecovery("linear", ["BTCUSDT"], BybitRest(fake.rest_url),
+                               RecoverySettings(), collector, metrics=metrics,
+                               logger=logging.getLogger("test.unit"), name="unit")
+        before = as_events(fake.trade("linear", "BTCUSDT", count=3))
+        recovery.on_trades("BTCUSDT", before)  # what the decoder does for every message
+        await collector(before)
+        await recovery.open_gap()  # the connection was lost
+        fake.trade("linear", "BTCUSDT", count=4)  # missed: REST only (3 s later)
+        recovery.begin()  # the next session
+        live = as_events(fake.trade("linear", "BTCUSDT", count=2))
+        recovery.on_trades("BTCUSDT", live)
+        assert recovery.intercepting
+        await recovery.pass_live(live)
+        assert recovery.held_count == 2 and len(collector.events) == 3
+        started = trio.current_time()
+        await recovery.run()
+        took = trio.current_time() - started
+        nursery.cancel_scope.cancel()
+    assert [e.trade_id for e in collector.events] == history(fake, "BTCUSDT")
+    assert [(g.closed, g.complete) for g in collector.gaps] == [(False, True), (True, True)]
+    assert metrics["recovered_trades"] == 4 and metrics["recovery_retries"] >= 3
+    assert 3 <= took < 5  # asked again until the lag had passed
+    assert not recovery.intercepting and recovery.windows["BTCUSDT"].newest_ts == live[-1].ts

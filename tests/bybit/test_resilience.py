@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import trio
-from bybit.harness import make_source, run_source
+from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
 from streamer.api import StreamGap
@@ -238,3 +238,42 @@ async def test_malformed_and_unexpected_counted_stream_goes_on(fake_bybit, colle
     assert m["reconnects"] == 0
     malformed_lines = [r for r in caplog.records if "malformed message" in r.getMessage()]
     assert len(malformed_lines) == 1  # rate-limited
+
+
+class BlockingCollector(Collector):
+    """An emit that blocks while ``gate`` is set, as one feeding a full "block" sink does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: trio.Event | None = None
+        self.blocked = trio.Event()
+
+    async def __call__(self, batch):
+        if self.gate is not None:
+            self.blocked.set()
+            await self.gate.wait()
+        await super().__call__(batch)
+
+
+async def test_emit_blocked_downstream_is_neither_stale_nor_cut(fake_bybit, autojump_clock):
+    collector = BlockingCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"])
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            collector.gate = trio.Event()
+            fake_bybit.trade("linear", "BTCUSDT", count=2)
+            await collector.blocked.wait()
+            await trio.sleep(100)  # blocked far past stale_timeout (30 s)
+            gate, collector.gate = collector.gate, None
+            gate.set()
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 4)
+            nursery.cancel_scope.cancel()
+    assert [e.trade_id for e in collector.of(Trade)] == [
+        t["i"] for t in fake_bybit.history("linear", "BTCUSDT")
+    ]
+    assert source.metrics["stale"] == 0
+    assert source.metrics["reconnects"] == 0

@@ -37,7 +37,7 @@ async def amain(args) -> None:
     syms = symbols(args.symbols)
     fake = FakeBybit(linear_symbols=syms, spot_symbols=syms, seed=args.seed, ssl_context=ctx,
                      host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
-                     non_trading_instruments=False)
+                     non_trading_instruments=False, rest_trade_lag=args.rest_trade_lag)
     fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
     if args.kline_fail:
         fake.rest_failing.add("/v5/market/kline")
@@ -75,6 +75,8 @@ def main(argv=None) -> None:
     p.add_argument("--kline-delay", type=float, default=0.0,
                    help="answer GET /v5/market/kline after S seconds")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="<= 0 disables")
+    p.add_argument("--rest-trade-lag", type=float, default=0.0,
+                   help="seconds REST recent-trade lags the WebSocket")
     args = p.parse_args(argv)
     try:
         trio.run(amain, args)

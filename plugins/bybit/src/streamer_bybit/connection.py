@@ -182,6 +182,7 @@ class BybitConnection:
         self.subscribed_at: float | None = None
         #: WebSocket messages received, for the metrics (trades: ``decoder.trades``).
         self.messages = 0
+        self._emitting = False  # the reader waits in emit (downstream, not the server)
         self._cause: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._binary_seen = 0
@@ -196,7 +197,9 @@ class BybitConnection:
     def _fail(self, cause: BaseException) -> None:
         if self._cause is None:
             self._cause = cause
-        if self._scope is not None:
+        # An emit in progress is not cut half-way (its events were read, and noted for gap
+        # recovery): the reader ends the session as soon as the emit returns.
+        if self._scope is not None and not self._emitting:
             self._scope.cancel()
 
     @property
@@ -308,10 +311,20 @@ class BybitConnection:
                     self._on_reply(reply)
             if events:
                 self.last_data = now
-                if recovery is not None and recovery.intercepting:
-                    await recovery.pass_live(events)
-                else:
-                    await emit(events)
+                self._emitting = True
+                try:
+                    if recovery is not None and recovery.intercepting:
+                        await recovery.pass_live(events)
+                    else:
+                        await emit(events)
+                finally:
+                    self._emitting = False
+                if self._cause is not None:  # failed meanwhile: end the session now
+                    self._fail(self._cause)
+                    return
+                # Time spent waiting on a sink with overflow = "block" is not the server's
+                # silence.
+                self._last_activity = trio.current_time()
 
     def _on_reply(self, reply: Message) -> None:
         if reply.op == "ping" or reply.ret_msg == "pong":
@@ -339,9 +352,12 @@ class BybitConnection:
         next_ping = trio.current_time() + interval
         ping = _encode({"op": "ping"}).decode()
         while True:
-            await trio.sleep_until(min(next_ping, self._last_activity + stale))
+            if self._emitting:  # blocked downstream: keep pinging, judge staleness later
+                await trio.sleep_until(next_ping)
+            else:
+                await trio.sleep_until(min(next_ping, self._last_activity + stale))
             now = trio.current_time()
-            if now >= self._last_activity + stale:
+            if now >= self._last_activity + stale and not self._emitting:
                 self.metrics.inc("stale")
                 self._fail(StaleConnection(f"no data and no pong for {stale:g} s"))
                 return

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 import trio
@@ -34,6 +33,13 @@ from streamer.clock import now_ms
 from streamer.events import Event, Trade
 from streamer.http import HttpError
 from streamer.metrics import Metrics
+from streamer_bybit.coverage import (
+    Coverage,
+    RecoveryMark,
+    TradeWindow,
+    coverage,
+    trade_from_rest,
+)
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
 
 #: Everything a REST call can raise for "the endpoint is not usable right now": network,
@@ -52,6 +58,7 @@ REST_ERRORS = (
 REST_CONCURRENCY = 8
 RETRY_INITIAL = 0.25
 RETRY_MAX = 4.0
+EMIT_GRACE = 5.0  # seconds a recovered batch may take to emit once the session is ending
 
 
 @attrs.define(frozen=True)
@@ -67,71 +74,6 @@ class RecoverySettings:
     request_timeout: float = 10.0
 
 
-class TradeWindow:
-    """What gap recovery must know of the trades emitted for one symbol: the newest trade
-    time and the ids of the trades stamped exactly then.
-
-    After a reconnect, REST recent-trade rows newer than ``newest_ts`` are new; rows at
-    ``newest_ts`` are new unless their id is here. Older trades cannot collide, so nothing
-    else is kept: memory per symbol is the trades of one millisecond, not a history.
-    Assumes the trades of one message come oldest first (as Bybit sends them).
-    """
-
-    __slots__ = ("_ids", "newest_ts")
-
-    def __init__(self) -> None:
-        self.newest_ts = -1
-        self._ids: set[str] = set()
-
-    def add(self, trades: list[Trade]) -> None:
-        """Note ``trades`` (non-empty, one message or one REST recovery, oldest first)."""
-        last = trades[-1]
-        ts = last.ts
-        if ts > self.newest_ts:
-            self.newest_ts = ts
-            ids = self._ids = {last.trade_id}
-        elif ts == self.newest_ts:
-            ids = self._ids
-            ids.add(last.trade_id)
-        else:
-            return  # recovered trades older than live ones already noted
-        i = len(trades) - 2
-        while i >= 0 and trades[i].ts == ts:  # only the newest millisecond's trades
-            ids.add(trades[i].trade_id)
-            i -= 1
-
-    def ids(self) -> frozenset[str]:
-        """The ids of the trades stamped ``newest_ts`` (a snapshot)."""
-        return frozenset(self._ids)
-
-    def covers(self, trade: Trade) -> bool:
-        """``trade`` is at or before the newest one noted (already delivered)."""
-        return trade.ts < self.newest_ts or (
-            trade.ts == self.newest_ts and trade.trade_id in self._ids
-        )
-
-
-#: What recovery needs of a symbol's window at the reconnect: (newest_ts, ids stamped then).
-RecoveryMark = tuple[int, frozenset[str]]
-
-
-def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
-    seq = row.get("seq")
-    return Trade(
-        channel,
-        str(row["symbol"]),
-        int(row["time"]),
-        str(row["side"]),
-        str(row["price"]),
-        str(row["size"]),
-        str(row["execId"]),
-        None,
-        row.get("isBlockTrade"),
-        row.get("isRPITrade"),
-        int(seq) if seq not in (None, "") else None,
-    )
-
-
 def describe(exc: BaseException) -> str:
     """``Type: message``, or a sentence for errors whose message is empty."""
     if isinstance(exc, trio.TooSlowError):
@@ -141,38 +83,6 @@ def describe(exc: BaseException) -> str:
     if not text and exc.__cause__ is not None:
         text = describe(exc.__cause__)
     return f"{name}: {text}" if text else name
-
-
-@attrs.define
-class Coverage:
-    """How one REST answer covers a symbol's gap."""
-
-    new: list[Trade]  # rows after the mark and before the first live trade, oldest first
-    back: bool  # reaches back to the mark (or is all the history REST has)
-    forward: bool  # reaches the first live trade (or the symbol is quiet long enough)
-    rows: list[Trade]
-
-
-def coverage(
-    rows: list[Trade], mark: RecoveryMark, first_live: Trade | None, full: bool, quiet_ok: bool
-) -> Coverage:
-    """``rows`` oldest first; ``full``: as many rows as the request allows."""
-    last_ts, seen = mark
-
-    def after_mark(t: Trade) -> bool:
-        return t.ts > last_ts or (t.ts == last_ts and t.trade_id not in seen)
-
-    upto = len(rows)
-    forward = quiet_ok and first_live is None
-    if first_live is not None:
-        wanted = first_live.trade_id
-        for i, t in enumerate(rows):
-            if t.trade_id == wanted:
-                upto, forward = i, True
-                break
-    back = not full or any(not after_mark(t) for t in rows)
-    new = [t for t in rows[:upto] if after_mark(t)]
-    return Coverage(new, back, forward, rows)
 
 
 class _Pending:
@@ -224,13 +134,15 @@ class GapRecovery:
         self._gap_since: int | None = None  # newest trade before the loss, while a gap is open
         self._gap_lost = False  # a trade gap was reported during this gap
         self._recovered = 0  # trades recovered by the current run
+        self._retries = 0  # requests of the current run asked again
 
     # ----------------------------------------------------------------- bookkeeping
     def on_trades(self, symbol: str, trades: list[Trade]) -> None:
         """The decoder read ``trades`` of ``symbol`` (held ones are noted on release)."""
-        pending = self._pending.get(symbol)
-        if pending is not None and pending.holding:
-            return
+        if self._pending:
+            pending = self._pending.get(symbol)
+            if pending is not None and pending.holding:
+                return
         window = self.windows.get(symbol)
         if window is None:
             window = self.windows[symbol] = TradeWindow()
@@ -348,7 +260,7 @@ class GapRecovery:
             started = trio.current_time()
             deadline_at = started + self.settings.deadline
             self.running = True
-            self._recovered = 0
+            self._recovered = self._retries = 0
             try:
                 async with trio.open_nursery() as nursery:
                     for symbol in list(self._pending):
@@ -357,8 +269,14 @@ class GapRecovery:
                 self.running = False
             total = self._recovered
             self.metrics.inc("recovered_trades", 0)  # reported even when nothing was missed
-            if total:
-                self.logger.info("%s: recovered %d missed trades from REST", self.name, total)
+            if total or self._retries:
+                self.logger.info(
+                    "%s: recovered %d missed trades from REST (%d requests repeated, REST "
+                    "short of the live stream or failing)",
+                    self.name,
+                    total,
+                    self._retries,
+                )
         await self.close_gap()
 
     async def _fetch(self, symbol: str, deadline_at: float) -> tuple[list[Trade], bool]:
@@ -395,6 +313,8 @@ class GapRecovery:
             now = trio.current_time()
             if now + delay >= deadline_at:
                 break
+            self._retries += 1
+            self.metrics.inc("recovery_retries")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
         await self._settle(symbol, p, last, why)
@@ -404,8 +324,8 @@ class GapRecovery:
         last_ts = p.mark[0]
         first_live_ts = p.first_live.ts if p.first_live is not None else now_ms()
         new = cov.new if cov is not None else []
-        if cov is None:
-            self._gap(symbol, last_ts, first_live_ts, None, why)
+        if cov is None:  # no REST answer: the held live trades show the rate, if any
+            self._gap(symbol, last_ts, first_live_ts, p.held or None, why)
         else:
             if not cov.back:
                 oldest = cov.rows[0].ts
@@ -432,7 +352,10 @@ class GapRecovery:
             self._recovered += len(new)
             self.metrics.inc("recovered_trades", len(new))
             if batch:
-                await self.emit(batch)
+                # Noted as delivered above: a connection lost right now must not cancel the
+                # emit half-way (bounded, so that a blocked sink cannot hold a shutdown).
+                with trio.CancelScope(shield=True), trio.move_on_after(EMIT_GRACE):
+                    await self.emit(batch)
 
     async def stop(self) -> None:
         """The source is stopping in the middle of a recovery: no session follows, so emit
@@ -485,7 +408,7 @@ class GapRecovery:
 
 
 def _estimate(rows: list[Trade] | None, span_ms: int) -> str:
-    """About how many trades a gap of ``span_ms`` holds, at the rate the REST rows show."""
+    """About how many trades a gap of ``span_ms`` holds, at the rate ``rows`` show."""
     if not rows or len(rows) < 2 or span_ms <= 0:
         return "size unknown"
     covered = rows[-1].ts - rows[0].ts

@@ -1,0 +1,111 @@
+"""What gap recovery compares: the trades delivered per symbol and a REST answer's rows.
+
+:class:`TradeWindow` keeps, per symbol, the newest trade time delivered and the ids stamped
+then; :func:`coverage` tells how one recent-trade answer covers a gap between a *mark* (the
+newest trade delivered before the loss) and the first live trade after the resubscribe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from streamer.events import Trade
+
+
+class TradeWindow:
+    """What gap recovery must know of the trades emitted for one symbol: the newest trade
+    time and the ids of the trades stamped exactly then.
+
+    After a reconnect, REST recent-trade rows newer than ``newest_ts`` are new; rows at
+    ``newest_ts`` are new unless their id is here. Older trades cannot collide, so nothing
+    else is kept: memory per symbol is the trades of one millisecond, not a history.
+    Assumes the trades of one message come oldest first (as Bybit sends them).
+    """
+
+    __slots__ = ("_ids", "newest_ts")
+
+    def __init__(self) -> None:
+        self.newest_ts = -1
+        self._ids: set[str] = set()
+
+    def add(self, trades: list[Trade]) -> None:
+        """Note ``trades`` (non-empty, one message or one REST recovery, oldest first)."""
+        last = trades[-1]
+        ts = last.ts
+        if ts > self.newest_ts:
+            self.newest_ts = ts
+            ids = self._ids = {last.trade_id}
+        elif ts == self.newest_ts:
+            ids = self._ids
+            ids.add(last.trade_id)
+        else:
+            return  # recovered trades older than live ones already noted
+        i = len(trades) - 2
+        while i >= 0 and trades[i].ts == ts:  # only the newest millisecond's trades
+            ids.add(trades[i].trade_id)
+            i -= 1
+
+    def ids(self) -> frozenset[str]:
+        """The ids of the trades stamped ``newest_ts`` (a snapshot)."""
+        return frozenset(self._ids)
+
+    def covers(self, trade: Trade) -> bool:
+        """``trade`` is at or before the newest one noted (already delivered)."""
+        return trade.ts < self.newest_ts or (
+            trade.ts == self.newest_ts and trade.trade_id in self._ids
+        )
+
+
+#: What recovery needs of a symbol's window at the reconnect: (newest_ts, ids stamped then).
+RecoveryMark = tuple[int, frozenset[str]]
+
+
+def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
+    seq = row.get("seq")
+    return Trade(
+        channel,
+        str(row["symbol"]),
+        int(row["time"]),
+        str(row["side"]),
+        str(row["price"]),
+        str(row["size"]),
+        str(row["execId"]),
+        None,
+        row.get("isBlockTrade"),
+        row.get("isRPITrade"),
+        int(seq) if seq not in (None, "") else None,
+    )
+
+
+@attrs.define
+class Coverage:
+    """How one REST answer covers a symbol's gap."""
+
+    new: list[Trade]  # rows after the mark and before the first live trade, oldest first
+    back: bool  # reaches back to the mark (or is all the history REST has)
+    forward: bool  # reaches the first live trade (or the symbol is quiet long enough)
+    rows: list[Trade]
+
+
+def coverage(
+    rows: list[Trade], mark: RecoveryMark, first_live: Trade | None, full: bool, quiet_ok: bool
+) -> Coverage:
+    """``rows`` oldest first; ``full``: as many rows as the request allows."""
+    last_ts, seen = mark
+
+    def after_mark(t: Trade) -> bool:
+        return t.ts > last_ts or (t.ts == last_ts and t.trade_id not in seen)
+
+    upto = len(rows)
+    forward = quiet_ok and first_live is None
+    if first_live is not None:
+        wanted = first_live.trade_id
+        for i, t in enumerate(rows):
+            if t.trade_id == wanted:
+                upto, forward = i, True
+                break
+    back = not full or any(not after_mark(t) for t in rows)
+    new = [t for t in rows[:upto] if after_mark(t)]
+    return Coverage(new, back, forward, rows)
