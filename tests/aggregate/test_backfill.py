@@ -231,3 +231,17 @@ async def test_more_trades_than_the_source_keeps_leave_the_candle_partial(fake_b
     assert len(missed) == 70 and ctx.metrics["backfill_incomplete"] == 1
     (k,) = tr.aggregator.open_klines()
     assert k.partial and k.trade_count == 1 + 59  # what the source still had, plus ours
+
+
+async def test_past_the_queue_bound_first_candles_are_partial_at_once():
+    from streamer_aggregate.transform import BACKFILL_QUEUE
+
+    b = candle_start(clock.now_ms(), M) - 10 * M
+    tr = make(intervals=["1m"])  # no worker runs: every queued symbol stays queued
+    batch = [trade(b + 30_000, 100, symbol=f"S{i}USDT") for i in range(BACKFILL_QUEUE + 2)]
+    tr.process(batch)
+    assert tr.context.metrics["backfill_dropped"] == 2
+    assert tr.aggregator.pending_backfills() == BACKFILL_QUEUE
+    dropped = [k for k in tr.aggregator.open_klines() if k.partial]
+    assert sorted(k.symbol for k in dropped) == [f"S{BACKFILL_QUEUE}USDT",
+                                                 f"S{BACKFILL_QUEUE + 1}USDT"]
