@@ -16,6 +16,7 @@ from streamer.config import structure_options
 from streamer.history import HistoryUnavailable
 from streamer.intervals import candle_start, interval
 from streamer.metrics import Metrics
+from streamer_aggregate.backfill import rows_needed
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 M = 60_000
@@ -99,7 +100,8 @@ async def test_requests_are_one_per_symbol_whatever_the_intervals(fake_bybit):
     queries = kline_queries(fake_bybit)
     # 1m candles serve 1m..4h (at most 240 rows), and 1D too while today has had at most
     # 1000 minutes (Bybit's most rows per answer); after that 1D is asked on its own
-    today = (clock.now_ms() - candle_start(clock.now_ms(), 1440 * M)) // M + 1
+    now = clock.now_ms()
+    today = rows_needed(interval("1m"), candle_start(now, 1440 * M), now)
     daily = [(s, "D") for s in symbols] if today > 1000 else []
     assert sorted((s, code) for s, code, _ in queries) == sorted(
         [(s, "1") for s in symbols] + daily)
