@@ -16,6 +16,7 @@ from streamer.config import structure_options
 from streamer.history import HistoryUnavailable
 from streamer.intervals import candle_start, interval
 from streamer.metrics import Metrics
+from streamer_aggregate.backfill import rows_needed
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 M = 60_000
@@ -99,7 +100,8 @@ async def test_requests_are_one_per_symbol_whatever_the_intervals(fake_bybit):
     queries = kline_queries(fake_bybit)
     # 1m candles serve 1m..4h (at most 240 rows), and 1D too while today has had at most
     # 1000 minutes (Bybit's most rows per answer); after that 1D is asked on its own
-    today = (clock.now_ms() - candle_start(clock.now_ms(), 1440 * M)) // M + 1
+    now = clock.now_ms()
+    today = rows_needed(interval("1m"), candle_start(now, 1440 * M), now)
     daily = [(s, "D") for s in symbols] if today > 1000 else []
     assert sorted((s, code) for s, code, _ in queries) == sorted(
         [(s, "1") for s in symbols] + daily)
@@ -231,3 +233,17 @@ async def test_more_trades_than_the_source_keeps_leave_the_candle_partial(fake_b
     assert len(missed) == 70 and ctx.metrics["backfill_incomplete"] == 1
     (k,) = tr.aggregator.open_klines()
     assert k.partial and k.trade_count == 1 + 59  # what the source still had, plus ours
+
+
+async def test_past_the_queue_bound_first_candles_are_partial_at_once():
+    from streamer_aggregate.transform import BACKFILL_QUEUE
+
+    b = candle_start(clock.now_ms(), M) - 10 * M
+    tr = make(intervals=["1m"])  # no worker runs: every queued symbol stays queued
+    batch = [trade(b + 30_000, 100, symbol=f"S{i}USDT") for i in range(BACKFILL_QUEUE + 2)]
+    tr.process(batch)
+    assert tr.context.metrics["backfill_dropped"] == 2
+    assert tr.aggregator.pending_backfills() == BACKFILL_QUEUE
+    dropped = [k for k in tr.aggregator.open_klines() if k.partial]
+    assert sorted(k.symbol for k in dropped) == [f"S{BACKFILL_QUEUE}USDT",
+                                                 f"S{BACKFILL_QUEUE + 1}USDT"]

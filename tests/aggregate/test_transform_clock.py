@@ -197,3 +197,43 @@ async def test_stream_gap_not_recovered_in_time_closes_partial(autojump_clock):
             # A late "closed" from the source changes nothing.
             assert tr.on_gap(StreamGap("linear", ("BTCUSDT",), b - 2_000, closed=True)) == []
             nursery.cancel_scope.cancel()
+
+
+async def test_the_waiter_works_the_same_for_sub_second_candles(autojump_clock):
+    tr = make(intervals=["500ms"], fill_gaps=False)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), 500)
+            await sleep_to(b + 100)
+            tr.process([trade(b + 100, 1), trade(b + 499, 2)])
+            await sleep_to(b + 560)
+            assert tr.process([trade(b + 450, 3)]) == []  # inside the waiter window: counts
+            await rec.event.wait()
+            ((when, k),) = rec.klines()
+            assert b + 600 <= when <= b + 601
+            assert (k.interval, k.timestamp, k.close, k.trade_count) == (500, b, 2.0, 3)
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_waiter_works_the_same_for_calendar_months(autojump_clock):
+    from streamer.intervals import MONTH_MS, interval
+
+    tr = make(intervals=["1M"])
+    rec = Recorder()
+    month = interval("1M")
+    with trio.fail_after(3600 * 24 * 62):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            now = clock.now_ms()
+            start = month.start(now)
+            end = month.end(start)  # the next 1st of a month, 00:00 UTC
+            tr.process([trade(now, 1)])
+            await sleep_to(end + 99)
+            assert rec.klines() == []
+            await sleep_to(end + 101)
+            ((when, k),) = rec.klines()
+            assert (k.interval, k.timestamp, k.trade_count) == (MONTH_MS, start, 1)
+            assert end + 100 <= when <= end + 101
+            nursery.cancel_scope.cancel()

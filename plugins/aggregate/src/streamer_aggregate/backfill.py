@@ -143,15 +143,21 @@ class CandleAsk:
         return rows_needed(self.base, self.since, now_ms)
 
 
+#: Rows asked beyond what our clock says exist, in case the source's clock is ahead of ours
+#: (the source answers with the newest rows, and the oldest is the one that matters).
+ROWS_SLACK = 2
+
+
 def rows_needed(base: Interval, since: int, now_ms: int) -> int:
-    """Candles of ``base`` from the one opening at ``since`` to the one holding ``now_ms``."""
+    """Candles of ``base`` from the one opening at ``since`` to the one holding ``now_ms``,
+    plus :data:`ROWS_SLACK`."""
     if not base.months:
-        return (base.start(max(now_ms, since)) - since) // base.ms + 1
+        return (base.start(max(now_ms, since)) - since) // base.ms + 1 + ROWS_SLACK
     n, start = 1, base.end(since)
     while start <= now_ms and n <= 10_000:  # calendar months: count them, boundedly
         start = base.end(start)
         n += 1
-    return n
+    return n + ROWS_SLACK
 
 
 def plan(
