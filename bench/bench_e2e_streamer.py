@@ -18,6 +18,7 @@ window (``--warmup`` seconds after the first trade, then ``--count`` trades or
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -36,6 +37,7 @@ from streamer.config import load_config_text
 from streamer.events import Event, Kline, Ticker, Trade
 from streamer.hookspecs import RegisterType, hookimpl
 from streamer.inbox import Inbox
+from streamer.metrics_http import serve_ops
 from streamer.plugins import load_plugin_manager
 from streamer.runtime import Pipeline
 
@@ -214,6 +216,20 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             t_start = time.perf_counter()
             await nursery.start(pipeline.run)
             subscribe_s = time.perf_counter() - t_start
+            scraper = Scraper()
+            ops_scope = trio.CancelScope()
+
+            async def serve_and_scrape(*, task_status: trio.TaskStatus[None]) -> None:
+                with ops_scope:
+                    async with trio.open_nursery() as ops_nursery:
+                        ops = await ops_nursery.start(
+                            functools.partial(serve_ops, pipeline, "127.0.0.1:0"))
+                        ops.pipeline_started = True
+                        ops_nursery.start_soon(scraper.run, ops.port, args.metrics)
+                        task_status.started()
+
+            if args.metrics:
+                await nursery.start(serve_and_scrape)
             sink: CountingSink = pipeline.node("count")
             tap: TapTransform = pipeline.node("tap")
             sources = [n for n in ("linear", "spot") if n in pipeline.nodes]
@@ -274,11 +290,36 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["close_by_interval"] = {
                     str(iv): sum(1 for i, _, _ in sink.close_deltas if i == iv)
                     for iv in sorted({i for i, _, _ in sink.close_deltas})}
+            if args.metrics:
+                result["scrapes"] = scraper.count
+                result["scrape_bytes"] = scraper.last_size
             result["gc"] = gc_pauses.summary()
             result["metrics"] = pipeline.metrics()
             progress_scope.cancel()
+            ops_scope.cancel()
             pipeline.shutdown()
     return result
+
+
+class Scraper:
+    """GETs /metrics every ``every`` seconds, as Prometheus would (it usually waits 15 s)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_size = 0
+
+    async def run(self, port: int, every: float) -> None:
+        while True:
+            await trio.sleep(every)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+                size = 0
+                while chunk := await stream.receive_some(65536):
+                    size += len(chunk)
+            if size:
+                self.count += 1
+                self.last_size = size
 
 
 class GcPauses:
@@ -361,6 +402,8 @@ def main() -> None:
     p.add_argument("--close-boundaries", type=int, default=0,
                    help="extend the run until N one-minute boundaries have closed")
     p.add_argument("--progress", type=float, default=0.0)
+    p.add_argument("--metrics", type=float, default=0.0,
+                   help="serve /metrics and scrape it every N seconds (0: no metrics)")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()

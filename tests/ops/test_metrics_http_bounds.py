@@ -112,3 +112,17 @@ async def test_port_in_use_is_fatal(ops) -> None:
     pipeline = Pipeline(load_config_text(TOML, pm, environ={}), pm)
     with pytest.raises(metrics_http.FatalError, match="address already in use"):
         await serve_ops(pipeline, f"127.0.0.1:{ops.port}")
+
+
+def test_config_checks_the_metrics_settings() -> None:
+    from streamer.config import ConfigError
+
+    pm = load_plugin_manager()
+    for settings, message in (('metrics = "9464"', "expected host:port"),
+                              ("ready_max_data_age = 0", "expected a positive number")):
+        with pytest.raises(ConfigError, match=message):
+            load_config_text(f"[streamer]\n{settings}\n{TOML}", pm, environ={})
+    config = load_config_text(f'[streamer]\nmetrics = "127.0.0.1:9464"\n{TOML}', pm,
+                              environ={})
+    assert config.settings.metrics == "127.0.0.1:9464"
+    assert config.settings.ready_max_data_age == 60.0

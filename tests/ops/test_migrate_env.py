@@ -85,9 +85,9 @@ def test_kline_mode_and_published_trades(pm) -> None:
 
 def test_what_has_no_equivalent_is_a_comment(pm) -> None:
     text = migrate(sample_env(STREAMER_KLINE_INTERVALS="500ms,15s,1m,60m,1w",
-                              STREAMER_ENABLED_CONSUMERS="redis,kafka,console",
+                              STREAMER_ENABLED_CONSUMERS="redis,kafka,console,websocket",
                               STREAMER_AGGREGATOR_WAITER_LATENCY_MS="300",
-                              STREAMER_SOMETHING_NEW="1"))
+                              STREAMER_SOMETHING_NEW="1", STREAMER_WSS_AUTH_USER=""))
     config = check(text, pm)
     names = {n.name: n for n in config.nodes()}
     assert names["klines"].options.intervals == ["1m", "1h", "1W"]
@@ -96,7 +96,8 @@ def test_what_has_no_equivalent_is_a_comment(pm) -> None:
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     for expected in ("'500ms' has no equivalent", "'15s' has no equivalent",
                      "'kafka' has no equivalent", "outside 80-150; used 150",
-                     "STREAMER_SOMETHING_NEW: not a variable of the older streamer"):
+                     "STREAMER_SOMETHING_NEW: not a variable of the older streamer",
+                     "refuses to start on a non-loopback host without auth_user"):
         assert expected in comments
 
 

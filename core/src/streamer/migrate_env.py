@@ -348,6 +348,10 @@ def _websocket_items(e: _Env, out: _Out) -> list[tuple[str, Any]]:
     if (user is None) != (key is None):
         out.note("STREAMER_WSS_AUTH_USER and STREAMER_WSS_AUTH_KEY go together: auth needs "
                  "both")
+    if (user is None or key is None) and host not in (None, "127.0.0.1", "localhost", "::1"):
+        out.note(f"STREAMER_WEBSOCKET_HOST={host!r} without authentication: the websocket "
+                 "sink refuses to start on a non-loopback host without auth_user and "
+                 "$STREAMER_WSS_AUTH_KEY")
     return items
 
 

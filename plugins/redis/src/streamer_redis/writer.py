@@ -107,8 +107,9 @@ class BufferedWriter:
         self._reported_ready: bool | None = None
 
     def _report_health(self, ready: bool, reason: str = "") -> None:
-        """Tell /readyz whether Redis is reachable; only on a change (it runs per flush)."""
-        if ready is not self._reported_ready:
+        """Tell /readyz whether Redis is reachable: every failure (with its cause), but a
+        success only when it changes something (it runs per flush)."""
+        if not (ready and self._reported_ready):
             self._reported_ready = ready
             self.context.health.set(self.config.describe(), ready, reason)
 
