@@ -126,3 +126,35 @@ async def test_a_partial_candle_does_not_shadow_the_complete_one(plugin_manager,
     stored = [msgspec.json.decode(m.data)["data"][0] for m in await messages(nats_server.url)]
     assert [(k["trade_count"], k.get("partial", False)) for k in stored] == [(3, True),
                                                                            (10, False)]
+
+
+async def test_existing_stream_with_other_subjects_is_a_fatal_error(plugin_manager,
+                                                                    nats_server):
+    import asyncio
+
+    import nats as nats_py
+
+    from streamer import FatalError
+
+    async def create() -> None:
+        nc = await nats_py.connect(nats_server.url)
+        await nc.jetstream().add_stream(name="BYBIT", subjects=["elsewhere.>"])
+        await nc.close()
+
+    await trio.to_thread.run_sync(lambda: asyncio.run(create()))
+    failures: list[BaseException] = []
+    try:
+        async with running_pipeline(PARTIAL_TOML.format(url=nats_server.url), plugin_manager):
+            await trio.sleep(10)
+    except BaseException as exc:  # the pipeline stops with the FatalError inside a group
+        failures.append(exc)
+    leaves: list[BaseException] = []
+    stack = list(failures)
+    while stack:
+        exc = stack.pop()
+        if hasattr(exc, "exceptions"):  # an exception group (3.10: the backport's)
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    fatal = [e for e in leaves if isinstance(e, FatalError)]
+    assert fatal and "do not include 'bybit.>'" in str(fatal[0]), leaves
