@@ -135,3 +135,46 @@ async def test_stream_leader_killed_in_r3_cluster_two_replicas_each_trade_once(
     for log in logs:
         metrics = final_metrics(log, "nats")
         assert "failed" not in metrics and "lost_at_shutdown" not in metrics, metrics
+
+
+async def test_two_replicas_bybit_klines_each_closed_candle_once_through_a_sigkill(
+        tmp_path: Path, fake_bybit, nats_server):
+    """Bybit's own 1m candles (the fake confirms a candle on the first trade after its end,
+    by the trades' timestamps, so 20 virtual minutes take a second): two replicas, one
+    SIGKILLed halfway; every confirmed candle is in the stream exactly once."""
+    symbols = LINEAR_SYMBOLS[:4]
+    procs, logs = [], []
+    for name in ("a", "b"):
+        config = replica_config(tmp_path / f"{name}.toml", fake_bybit, [nats_server.url],
+                                symbols=symbols, source_extra='kline_intervals = ["1m"]')
+        text = config.read_text().replace('streams = ["trades"]',
+                                          'streams = ["trades", "klines"]')
+        config.write_text(text)
+        logs.append(tmp_path / f"{name}.log")
+        procs.append(await start_replica(config, logs[-1]))
+    t0 = (1_764_000_000_000 // 60_000) * 60_000
+    minutes = 20
+    try:
+        for k in range(minutes):
+            for symbol in symbols:
+                fake_bybit.trade("linear", symbol, ts=t0 + k * 60_000 + 1_000)
+            await trio.sleep(0.05)
+            if k == minutes // 2:
+                await trio.sleep(0.5)
+                kill_replica(procs[0])
+        sent = sent_trade_ids(fake_bybit, symbols)
+        closed_expected = {(s, 60_000, t0 + k * 60_000) for s in symbols
+                           for k in range(minutes - 1)}
+        await wait_stream_count(nats_server.url, len(sent) + len(closed_expected))
+        await trio.sleep(0.5)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                assert await stop_replica(proc) == 0, logs[1].read_text()[-3000:]
+    msgs = await messages(nats_server.url)
+    ids = trade_ids(msgs)
+    assert set(ids) == set(sent) and set(ids.values()) == {1}
+    closed = closed_kline_keys(msgs)
+    assert set(closed) == closed_expected, sorted(set(closed) ^ closed_expected)[:5]
+    assert set(closed.values()) == {1}
+    assert final_metrics(logs[1], "nats").get("duplicates", 0) > 0

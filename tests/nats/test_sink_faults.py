@@ -86,3 +86,75 @@ async def test_sigterm_with_nats_down_exits_within_the_shutdown_timeout(tmp_path
     assert proc.returncode == 0, log.read_text()[-3000:]
     assert took < 5.0, took
     assert final_metrics(log, "nats").get("lost_at_shutdown") == 200, log.read_text()[-3000:]
+
+
+PARTIAL_TOML = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+name = "nats"
+type = "nats"
+inputs = ["src"]
+url = "{url}"
+"""
+
+
+async def test_a_partial_candle_does_not_shadow_the_complete_one(plugin_manager, nats_server):
+    """Replica A closed the minute partial (it missed trades), replica B complete, both into
+    one stream through the real sink: the complete one is stored, not taken for a duplicate;
+    B's second copy of the complete one is."""
+    import msgspec
+
+    from streamer import Kline
+
+    def candle(partial: bool, count: int) -> Kline:
+        return Kline("linear", "BTCUSDT", 60_000, 1_764_000_000_000, 1.0, 2.0, 0.5, 1.5,
+                     float(count), count, True, None, partial)
+
+    async with running_pipeline(PARTIAL_TOML.format(url=nats_server.url),
+                                plugin_manager) as pipeline:
+        source, sink = pipeline.node("src"), pipeline.node("nats")
+        batches = [[candle(True, 3)], [candle(False, 10)], [candle(False, 10)]]
+        for done, batch in enumerate(batches, start=1):
+            source.push(batch)
+            with trio.fail_after(10):  # one at a time: A's partial first, then B twice
+                while sink.metrics["published"] + sink.metrics["duplicates"] < done:
+                    await trio.sleep(0.02)
+        assert (sink.metrics["published"], sink.metrics["duplicates"]) == (2, 1)
+    stored = [msgspec.json.decode(m.data)["data"][0] for m in await messages(nats_server.url)]
+    assert [(k["trade_count"], k.get("partial", False)) for k in stored] == [(3, True),
+                                                                           (10, False)]
+
+
+async def test_existing_stream_with_other_subjects_is_a_fatal_error(plugin_manager,
+                                                                    nats_server):
+    import asyncio
+
+    import nats as nats_py
+
+    from streamer import FatalError
+
+    async def create() -> None:
+        nc = await nats_py.connect(nats_server.url)
+        await nc.jetstream().add_stream(name="BYBIT", subjects=["elsewhere.>"])
+        await nc.close()
+
+    await trio.to_thread.run_sync(lambda: asyncio.run(create()))
+    failures: list[BaseException] = []
+    try:
+        async with running_pipeline(PARTIAL_TOML.format(url=nats_server.url), plugin_manager):
+            await trio.sleep(10)
+    except BaseException as exc:  # the pipeline stops with the FatalError inside a group
+        failures.append(exc)
+    leaves: list[BaseException] = []
+    stack = list(failures)
+    while stack:
+        exc = stack.pop()
+        if hasattr(exc, "exceptions"):  # an exception group (3.10: the backport's)
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    fatal = [e for e in leaves if isinstance(e, FatalError)]
+    assert fatal and "do not include 'bybit.>'" in str(fatal[0]), leaves

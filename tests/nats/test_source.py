@@ -231,3 +231,21 @@ def _count_items(path: Path) -> int:
         except (msgspec.DecodeError, KeyError):
             pass
     return n
+
+
+async def test_deliver_by_start_time(nats_server, plugin_manager):
+    from datetime import datetime, timezone
+
+    await publish_events(nats_server.url, _trades(20))
+    await trio.sleep(0.3)
+    since = datetime.now(timezone.utc).isoformat()
+    await trio.sleep(0.3)
+    await publish_events(nats_server.url, _trades(7, start=20))
+    toml = SOURCE_TOML.format(url=nats_server.url, deliver="time",
+                              extra=f'start_time = "{since}"', delay=0)
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        sink = pipeline.node("collect")
+        with trio.fail_after(10):
+            await sink.wait_for(7)
+        await trio.sleep(0.3)
+    assert [e.trade_id for e in sink.events] == [f"id-{i}" for i in range(20, 27)]
