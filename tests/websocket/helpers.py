@@ -154,6 +154,18 @@ async def stalled_client(
     return sock
 
 
+async def send_all(sock: trio.socket.SocketType, data: bytes) -> bool:
+    """Send everything; False once the server has closed the connection."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = await sock.send(view)
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        view = view[sent:]
+    return True
+
+
 def client_frame(text: str) -> bytes:
     """One masked text frame, as a client must send it."""
     payload = text.encode()

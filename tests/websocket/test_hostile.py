@@ -22,6 +22,7 @@ from websocket.helpers import (
     recv,
     recv_until_data,
     send,
+    send_all,
     stalled_client,
 )
 
@@ -50,18 +51,6 @@ def big_subscribe(max_bytes: int = 65536) -> str:
     text = msgspec.json.encode({"op": "subscribe", "args": args}).decode()
     assert 40_000 < len(text) < max_bytes
     return text
-
-
-async def send_all(sock: trio.socket.SocketType, data: bytes) -> bool:
-    """Send everything; False once the server has closed the connection."""
-    view = memoryview(data)
-    while view:
-        try:
-            sent = await sock.send(view)
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        view = view[sent:]
-    return True
 
 
 async def test_unread_replies_close_the_client_with_1008(start_sink: StartSink, nursery) -> None:

@@ -85,7 +85,7 @@ async def test_wss_refuses_untrusted_and_plain_clients(
 async def test_unusable_tls_files_refuse_to_start(tmp_path) -> None:
     missing = str(tmp_path / "missing.pem")
     sink = make_sink(tls_certfile=missing, tls_keyfile=missing)
-    with pytest.raises(FatalError, match="cannot load tls_certfile"):
+    with trio.fail_after(10), pytest.raises(FatalError, match="cannot load tls_certfile"):
         await sink.run(Inbox("ws", maxsize=10, overflow="block"))
 
 

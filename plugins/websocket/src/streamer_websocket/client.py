@@ -10,6 +10,7 @@ that lets them pile up is closed with 1008.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,10 @@ _json = msgspec.json.Encoder()
 CLOSE_POLICY_VIOLATION = 1008
 #: The sender turns at most this many times ``max_message_chars`` of queued data into text
 #: at once; the rest stays queued as envelopes (shared references, no text of its own).
-DRAIN_MESSAGES = 4
+#: Each take may end a message early, so fewer takes mean fewer, fuller messages: with 8, a
+#: lagging client's drain of 400 queued batches cost the same CPU as one unbounded drain
+#: (with 4 it cost ~30% more), while the text in flight stays bounded.
+DRAIN_MESSAGES = 8
 
 #: Cache of per-symbol filtered envelopes for one fan-out, shared by clients with equal filters.
 FilterCache = dict[tuple[int, "frozenset[str]"], "Envelope | None"]
@@ -50,20 +54,38 @@ def coalesce(envelopes: Sequence[Envelope], max_chars: int = 256 * 1024) -> list
     A group whose data grows past ``max_chars`` continues in another message: common
     clients refuse messages over 1 MiB (trio-websocket's and websockets' default limit).
     """
+    return take_coalesced(deque(envelopes), max_chars, math.inf)
+
+
+def take_coalesced(queue: deque[Envelope], max_chars: int, budget: float) -> list[str]:
+    """Pop envelopes from ``queue`` up to ``budget`` characters of data (at least one) and
+    return them coalesced as :func:`coalesce` does; the rest stays queued."""
     groups: dict[tuple[str, str], list[list[Envelope]]] = {}
     sizes: dict[tuple[str, str], int] = {}
-    for env in envelopes:
+    total = 0
+    taken = 0
+    for env in queue:
         size = len(env.data_text())
-        chunks = groups.get(env.key)
+        total += size
+        if total > budget and taken:
+            break
+        taken += 1
+        key = env.key
+        chunks = groups.get(key)
         if chunks is None:
-            groups[env.key] = [[env]]
-            sizes[env.key] = size
-        elif sizes[env.key] + size > max_chars:
+            groups[key] = [[env]]
+            sizes[key] = size
+        elif sizes[key] + size > max_chars:
             chunks.append([env])
-            sizes[env.key] = size
+            sizes[key] = size
         else:
             chunks[-1].append(env)
-            sizes[env.key] += size
+            sizes[key] += size
+    if taken == len(queue):
+        queue.clear()
+    else:
+        for _ in range(taken):
+            queue.popleft()
     return [coalesced_text(chunk) for chunks in groups.values() for chunk in chunks]
 
 
@@ -201,7 +223,8 @@ class Client:
             texts = list(self.control)
             self.control.clear()
             if self.queue:
-                texts.extend(coalesce(self._take_prefix(), self.max_message_chars))
+                texts.extend(take_coalesced(self.queue, self.max_message_chars,
+                                            DRAIN_MESSAGES * self.max_message_chars))
             for text in texts:
                 with trio.move_on_after(self.send_timeout) as scope:
                     try:
@@ -215,16 +238,3 @@ class Client:
                     return
             self.metrics.inc("sent_messages", len(texts))
             self.dropped_since_send = 0
-
-    def _take_prefix(self) -> list[Envelope]:
-        """Pop queued envelopes up to DRAIN_MESSAGES messages' worth of text (at least one)."""
-        queue = self.queue
-        budget = DRAIN_MESSAGES * self.max_message_chars
-        taken = [queue.popleft()]
-        size = len(taken[0].data_text())
-        while queue:
-            size += len(queue[0].data_text())
-            if size > budget:
-                break
-            taken.append(queue.popleft())
-        return taken

@@ -44,6 +44,10 @@ CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 
+#: Seconds a refused connection (wrong path, no place free) is given to take its close frame:
+#: a refusal must not hold a handler long, however many arrive.
+REFUSAL_CLOSE_TIMEOUT = 1.0
+
 AUTHENTICATED = '{"status":"authenticated"}'
 AUTH_FAILED = '{"error":"Authentication failed"}'
 AUTH_TIMEOUT = '{"error":"Authentication timeout"}'
@@ -203,7 +207,7 @@ class WebSocketSink:
         if _normalise_path(request.path) != self._path:
             ws = await request.accept()
             self.metrics.inc("wrong_path")
-            await self._close(ws, CLOSE_NOT_FOUND, "unknown path")
+            await self._close(ws, CLOSE_NOT_FOUND, "unknown path", REFUSAL_CLOSE_TIMEOUT)
             return
         if creds is None:
             await self._admit(await request.accept())
@@ -242,7 +246,8 @@ class WebSocketSink:
                 "(%d in total, %d per address at most); closing %s",
                 self.config.max_unauthenticated, self.config.max_unauthenticated_per_address,
                 address)
-            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many unauthenticated connections")
+            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many unauthenticated connections",
+                              REFUSAL_CLOSE_TIMEOUT)
             return
         try:
             authenticated = await self._first_message_auth(ws, address)
@@ -257,7 +262,8 @@ class WebSocketSink:
             self.metrics.inc("rejected_max_clients")
             self._log.warning("max_clients", "websocket: max_clients (%d) reached; closing %s",
                               self.config.max_clients, ws.remote)
-            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many clients")
+            await self._close(ws, CLOSE_TRY_AGAIN_LATER, "too many clients",
+                              REFUSAL_CLOSE_TIMEOUT)
             return
         self._connections += 1
         try:
@@ -279,8 +285,11 @@ class WebSocketSink:
         self._count_failure(address, how)
         await trio.sleep(self.config.auth_failure_delay)
 
-    async def _close(self, ws: WebSocketConnection, code: int, reason: str) -> None:
-        with trio.move_on_after(self.config.send_timeout):
+    async def _close(
+        self, ws: WebSocketConnection, code: int, reason: str, timeout: float | None = None
+    ) -> None:
+        with trio.move_on_after(self.config.send_timeout if timeout is None
+                                else min(timeout, self.config.send_timeout)):
             await ws.aclose(code, reason)
 
     async def _send_bounded(self, ws: WebSocketConnection, text: str) -> None:
