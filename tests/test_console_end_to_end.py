@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from proc_io import readline_within
+
 TESTS = Path(__file__).resolve().parent
 
 CONFIG = """
@@ -55,7 +57,7 @@ def test_streamer_run_prints_klines_of_both_modes(tmp_path) -> None:
     streamer = None
     try:
         assert fake.stdout is not None
-        urls = json.loads(fake.stdout.readline())
+        urls = json.loads(readline_within(fake.stdout, 30, "the fake Bybit"))
         config = tmp_path / "streamer.toml"
         config.write_text(CONFIG.format(ws=urls["ws_linear"], rest=urls["rest"]))
         streamer = subprocess.Popen(
@@ -66,7 +68,8 @@ def test_streamer_run_prints_klines_of_both_modes(tmp_path) -> None:
         seen: dict[str, set[str]] = {"built": set(), "official": set()}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not all(len(s) == 2 for s in seen.values()):
-            line = streamer.stdout.readline()
+            left = max(0.1, deadline - time.monotonic())
+            line = readline_within(streamer.stdout, left, "the streamer")
             assert line, "streamer stopped printing"
             envelope = json.loads(line)  # stdout carries nothing but wire envelopes
             assert envelope["channel"] == "linear" and envelope["data_type"] == "klines"

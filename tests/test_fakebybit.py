@@ -624,18 +624,7 @@ async def test_pause_topic(fake):
         assert (await ws.recv())["data"] == sent
 
 
-async def test_idle_timeout_real_clock(fake):
-    fake.idle_timeout = 0.3
-    with trio.fail_after(5):
-        ws = await subscribed(fake, "linear", ["publicTrade.BTCUSDT"])
-        for _ in range(4):  # pings keep it alive
-            await trio.sleep(0.15)
-            await ws.send({"op": "ping"})
-            assert (await ws.recv())["ret_msg"] == "pong"
-        t = trio.current_time()
-        await ws.expect_closed()
-        assert 0.2 < trio.current_time() - t < 1.0
-        assert fake.connection_count() == 0
+# (the idle timeout's timing: test_idle_timeout_mock_clock, on virtual time)
 
 
 async def test_idle_timeout_mock_clock(autojump_clock):
@@ -697,9 +686,30 @@ async def test_run_market_count_and_rate(fake):
                 tickers += 1
         assert tickers >= 1  # the snapshot (and maybe a delta)
         assert len(fake.history("linear", "BTCUSDT")) == 3000
-        t = trio.current_time()
-        n = await fake.run_market("linear", ["BTCUSDT"], rate=200, duration=0.5, tickers=False)
-        assert 80 <= n <= 110 and 0.45 < trio.current_time() - t < 0.8
+
+
+@pytest.mark.timeout(30)
+async def test_run_market_paces_its_rate(autojump_clock):
+    """256 messages/s for 0.5 s of virtual time: exactly 128, one every 1/256 s from the
+    start, counted halfway between two sends. (Powers of two keep the virtual times exact in
+    binary floating point.)"""
+    f = FakeBybit(linear_symbols=["BTCUSDT"], spot_symbols=[])
+    made_by: list[int] = []  # messages made by (i + 1/2) / 256 s
+
+    async def watch(start: float) -> None:
+        for i in range(128):
+            await trio.sleep_until(start + (i + 0.5) / 256)
+            made_by.append(len(f.history("linear", "BTCUSDT")))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            t = trio.current_time()
+            nursery.start_soon(watch, t)
+            n = await f.run_market("linear", ["BTCUSDT"], rate=256, duration=0.5,
+                                   tickers=False)
+            assert trio.current_time() - t == 0.5
+    assert n == 128 == len(f.history("linear", "BTCUSDT"))
+    assert made_by == list(range(1, 129))
 
 
 async def test_tls_wss_and_https(tmp_path):

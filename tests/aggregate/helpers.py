@@ -6,7 +6,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from streamer.events import Kline, Trade
-from streamer.intervals import candle_start
+
+DAY_MS = 86_400_000
+
+
+def epoch_aligned_start(ts: int, interval_ms: int) -> int:
+    """The candle start the plain way, for intervals that divide a day (candles of those
+    are aligned to the epoch); not the aggregator's own formula, which it checks."""
+    assert DAY_MS % interval_ms == 0, f"{interval_ms} ms: use a sub-day interval here"
+    return ts - ts % interval_ms
 
 
 def trade(ts: int, price: float | str, size: float | str = "1", symbol: str = "BTCUSDT",
@@ -24,7 +32,7 @@ def reference_klines(
     groups: dict[tuple, list[Trade]] = defaultdict(list)
     for t in trades:
         for ms in intervals:
-            groups[(t.channel, t.symbol, ms, candle_start(t.ts, ms))].append(t)
+            groups[(t.channel, t.symbol, ms, epoch_aligned_start(t.ts, ms))].append(t)
     out: dict[tuple, tuple] = {}
     for (ch, sym, ms, start), ts in groups.items():
         if start + ms > until_ms:

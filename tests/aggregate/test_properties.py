@@ -6,8 +6,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregate.helpers import assert_same, kline_key, reference_klines, trade
-from streamer.intervals import MINUTE_MS, candle_start
+from aggregate.helpers import (
+    assert_same,
+    epoch_aligned_start,
+    kline_key,
+    reference_klines,
+    trade,
+)
+from streamer.intervals import MINUTE_MS
 from streamer_aggregate.aggregator import KlineAggregator
 
 INTERVALS = [MINUTE_MS, 3 * MINUTE_MS, 5 * MINUTE_MS]
@@ -44,7 +50,7 @@ def build(steps, jitter: bool):
 
 def final_limit(trades) -> int:
     last = max(t.ts for t in trades)
-    return candle_start(last, max(INTERVALS)) + max(INTERVALS)
+    return epoch_aligned_start(last, max(INTERVALS)) + max(INTERVALS)
 
 
 def run_aggregator(trades, waiter_ms: int, batch_sizes, clock_steps: bool, fill_gaps=True):

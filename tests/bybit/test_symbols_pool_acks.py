@@ -118,16 +118,24 @@ async def test_websocket_unreachable_is_logged_and_retried(
 
 
 def test_pool_respects_topic_count_and_args_length():
+    # 12 + 200 + len(str(i)) characters, each counted +3 (quotes and comma): 216 for i < 10,
+    # 217 for i < 100, 218 from 100. A pool closes before the topic that would bring it to
+    # 21,000: 10 * 216 + 86 * 217 = 20,822 (+217 >= 21,000), so 96 topics; then
+    # 4 * 217 + 92 * 218 = 20,924, 96 again; then 96 * 218 = 20,928; 12 remain.
     topics = [f"publicTrade.{'X' * 200}{i}" for i in range(300)]
-    pools = pool_topics(topics, 100)
-    assert [t for p in pools for t in p] == topics
-    for pool in pools:
-        assert len(pool) <= 100
-        assert sum(len(t) + 3 for t in pool) < 21_000
-    assert len(pools) > 3  # the 21,000-character limit split them, not the count
-    assert [len(p) for p in pool_topics(topics[:250], 100)] == [100, 100, 50] or any(
-        len(p) < 100 for p in pool_topics(topics[:250], 100)
-    )
+    assert pool_topics(topics, 100) == [topics[0:96], topics[96:192], topics[192:288],
+                                        topics[288:300]]
+    # Short topics: the count splits them.
+    short = [f"publicTrade.S{i}" for i in range(250)]
+    assert pool_topics(short, 100) == [short[0:100], short[100:200], short[200:250]]
+
+
+def test_pool_args_stay_under_21000_characters_at_the_edge():
+    # 100 topics costing 210 (207 characters + 3) make 21,000 exactly: the limit is "under".
+    topics = [f"publicTrade.{i:03d}{'Y' * 192}" for i in range(100)]
+    assert {len(t) + 3 for t in topics} == {210}
+    assert pool_topics(topics, 100) == [topics[:99], topics[99:]]
+    assert pool_topics(topics[:99], 100) == [topics[:99]]  # 20,790
 
 
 async def test_topics_spread_over_connections(fake_bybit, collector):
@@ -189,14 +197,24 @@ async def test_connections_open_at_a_paced_rate(fake_bybit, collector, autojump_
         topics_per_connection=1,
         connect_rate=2.0,
     )
+    opened_at: list[float] = []
+
+    async def watch_connections(start: float) -> None:
+        # Virtual time: the polls cost nothing, and a connection is seen within one poll.
+        while len(opened_at) < 8:
+            while fake_bybit.total_connections_opened > len(opened_at):
+                opened_at.append(round(trio.current_time() - start, 1))
+            await trio.sleep(0.01)
+
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            start = trio.current_time()
+            nursery.start_soon(watch_connections, trio.current_time())
             await run_source(nursery, source, collector)
-            elapsed = trio.current_time() - start
+            while len(opened_at) < 8:
+                await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert len(source.connections) == 8
-    assert elapsed >= 1.5  # 5 at once, then one every 0.5 s
+    assert opened_at == [0, 0, 0, 0, 0, 0.5, 1.0, 1.5]  # a burst of 5, then 2 per second
 
 
 async def test_pacer_burst_then_rate(autojump_clock):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from proc_io import readline_within
+
 STREAMER = [sys.executable, "-m", "streamer.cli"]
 
 
@@ -53,7 +55,7 @@ def test_third_party_source_runs_end_to_end_to_console(plugin_env, tmp_path) -> 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
+        lines = [readline_within(proc.stdout, 30, "streamer run") for _ in range(5)]
         proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=10)
     finally:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from proc_io import readline_within
+
 TESTS_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -45,17 +47,8 @@ def fake_bybit_process(*args: str, start_timeout: float = 20.0) -> Iterator[dict
 
 
 def _readline_within(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    import selectors
-
     assert proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout):
-            raise AssertionError(f"fakebybit printed nothing within {timeout} s")
-        line = proc.stdout.readline()
-    finally:
-        sel.close()
+    line = readline_within(proc.stdout, timeout, "fakebybit")
     if not line:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise AssertionError(f"fakebybit exited at start (rc={proc.poll()}):\n{err}")

@@ -214,6 +214,14 @@ def mock_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0.25)
 
 
+async def small_jumps() -> None:
+    """A deadline every half virtual second: while a worker thread keeps every task waiting
+    for more than the autojump threshold (a Redis write on a busy machine), the clock jumps
+    half a second, never straight to the next far deadline (the test's own fail_after)."""
+    while True:
+        await trio.sleep(0.5)
+
+
 async def sleep_until_ms(epoch_ms: float) -> None:
     await trio.sleep_until(clock.trio_time_at(epoch_ms / 1000))
 
@@ -242,7 +250,9 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
         return f"{1000 * phase + 10 * round_ + n}.5"
 
     with trio.fail_after(300):  # virtual seconds
-        async with running_pipeline(toml, plugin_manager) as pipeline:
+        async with (trio.open_nursery() as ticker,
+                    running_pipeline(toml, plugin_manager) as pipeline):
+            ticker.start_soon(small_jumps)
             storage_input = pipeline.node("storage_input")
             pub_input = pipeline.node("pub_input")
             await fake.wait_subscribed("linear", topics)
@@ -302,6 +312,7 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
             finally:
                 client.close()
             metrics = pipeline.metrics()
+            ticker.cancel_scope.cancel()
 
     # Exactly the newest MAX_BUFFER events of the outage were kept, the rest dropped, counted.
     kept_storage = storage_outage[-MAX_BUFFER:]

@@ -80,6 +80,7 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 300)  # the soak itself, start-up and the SIGTERM exit
 def test_soak_memory_flat_and_no_errors(tmp_path: Path, redis_server, redis_client):
     symbols = fake_symbols(N_SYMBOLS)
     log_path = tmp_path / "streamer.log"

@@ -2,8 +2,8 @@
 their full rate, under a real pipeline: fake Bybit (random market) -> bybit.linear ->
 websocket sink (port 0).
 
-Every fast client must receive every trade the fake made, in order, and finish within a short
-time of the market run; the stalled client is disconnected as too slow while the market is
+Every fast client must receive every trade the fake made (exactly RATE * DURATION messages),
+in order, each once; the stalled client is disconnected as too slow while the market is
 still running; the sink's inbox never overflows (the producer never waited on a client).
 """
 
@@ -46,13 +46,12 @@ overflow = "drop_oldest"
 """
 
 
-async def read_trades(ws: WebSocketConnection, ids: list[str], arrived: list[float]) -> None:
-    """Keep every trade id the client receives; ``arrived[0]``: when the last came."""
+async def read_trades(ws: WebSocketConnection, ids: list[str]) -> None:
+    """Keep every trade id the client receives."""
     while True:
         envelope = msgspec.json.decode(await ws.get_message())
         if envelope.get("data_type") == "trades":
             ids.extend(item["i"] for item in envelope["data"])
-            arrived[0] = trio.current_time()
 
 
 async def test_stalled_client_dropped_twenty_others_get_everything(fake_bybit, plugin_manager):
@@ -66,17 +65,15 @@ async def test_stalled_client_dropped_twenty_others_get_everything(fake_bybit, p
             await fake.wait_subscribed("linear", [f"publicTrade.{s}" for s in SYMBOLS])
             url = f"ws://127.0.0.1:{sink.port}/"
             got: list[list[str]] = [[] for _ in range(FAST_CLIENTS)]
-            arrived = [[0.0] for _ in range(FAST_CLIENTS)]
             async with trio.open_nursery() as clients:
                 fast = [await clients.start(_client, url) for _ in range(FAST_CLIENTS)]
                 stalled = await stalled_client(sink)
                 await sink.wait_for_clients(FAST_CLIENTS + 1)
                 for i, ws in enumerate(fast):
-                    clients.start_soon(read_trades, ws, got[i], arrived[i])
+                    clients.start_soon(read_trades, ws, got[i])
                 made = await fake.run_market("linear", SYMBOLS, rate=RATE,
                                              trades_per_message=TRADES_PER_MESSAGE,
-                                             duration=DURATION, tickers=False)
-                market_done = trio.current_time()
+                                             count=int(RATE * DURATION), tickers=False)
                 kicks_during_market = sink.metrics["slow_client_disconnects"]
                 total = made * TRADES_PER_MESSAGE
                 with trio.move_on_after(30):
@@ -87,14 +84,13 @@ async def test_stalled_client_dropped_twenty_others_get_everything(fake_bybit, p
             metrics = pipeline.metrics()
     per_symbol = {s: [t["i"] for t in fake.history("linear", s)] for s in SYMBOLS}
     symbol_of = {tid: s for s, ids in per_symbol.items() for tid in ids}
-    assert total == len(symbol_of) >= 0.9 * expected
+    assert total == len(symbol_of) == expected
     for i, ids in enumerate(got):
         assert len(ids) == total, f"client {i} got {len(ids)} of {total} trades"
         mine: dict[str, list[str]] = {s: [] for s in SYMBOLS}
         for tid in ids:
             mine[symbol_of[tid]].append(tid)
         assert mine == per_symbol, f"client {i}: trades lost, doubled or reordered"
-        assert arrived[i][0] - market_done < 5.0, f"client {i} fell behind"
     assert kicks_during_market == 1, "the stalled client was not dropped during the run"
     assert metrics["ws"].get("inbox_dropped_batches", 0) == 0, metrics["ws"]
 

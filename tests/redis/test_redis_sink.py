@@ -52,7 +52,17 @@ async def test_publishes_wire_envelopes_to_main_key(redis_server, redis_client):
         messages = await trio.to_thread.run_sync(collect_messages, pubsub, 2)
     assert {m["channel"] for m in messages} == {b"bybit-streamer"}
     envelopes = [msgspec.json.decode(m["data"]) for m in messages]
-    assert envelopes == render(batch)
+
+    def wire_trade(i: int, symbol: str) -> dict:  # the fixed wire format, spelled out
+        return {"T": 1_700_000_040_000 + i, "s": symbol, "S": "Buy", "v": "0.01",
+                "p": f"{100 + i}.5", "i": str(i)}
+
+    assert envelopes == [
+        {"channel": "linear", "data_type": "trades",
+         "data": [wire_trade(i, "BTCUSDT") for i in range(5)]},
+        {"channel": "spot", "data_type": "trades",
+         "data": [wire_trade(i, "ETHUSDT") for i in range(3)]},
+    ]
     assert sink.context.metrics["written_events"] == 8
     assert sink.context.metrics["flushes"] == 1  # one pipeline, not one round trip per event
 

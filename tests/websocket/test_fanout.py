@@ -60,7 +60,7 @@ async def test_stalled_client_is_dropped_while_others_keep_full_rate(
         await sink.wait_for_clients(6)
         batches, per_batch = 3000, 20
         received: dict[int, int] = {}
-        put_max = 0.0
+        puts_that_waited = 0  # put() waits only when the inbox is full
         inbox_max = 0
 
         async def read(i: int) -> None:
@@ -72,15 +72,14 @@ async def test_stalled_client_is_dropped_while_others_keep_full_rate(
                 readers.start_soon(read, i)
             for b in range(batches):
                 batch = [trade("BTCUSDT", b * per_batch + j) for j in range(per_batch)]
-                start = trio.current_time()
+                puts_that_waited += len(inbox) >= inbox.maxsize
                 await inbox.put(batch)
-                put_max = max(put_max, trio.current_time() - start)
                 inbox_max = max(inbox_max, len(inbox))
                 await trio.sleep(0)
         assert received == {i: batches * per_batch for i in range(5)}
         assert sink.metrics["slow_client_disconnects"] == 1
         assert len(sink.clients) == 5
-        assert put_max < 0.05
+        assert puts_that_waited == 0
         assert inbox_max < inbox.maxsize
         stalled.close()
 
