@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import struct
 
 import pytest
 import trio
+import zstandard
 
 from streamer.metrics import Metrics
-from streamer_bybit.capture import FRAMES, SUFFIX, CaptureWriter
+from streamer_bybit.capture import FRAMES, MAGIC, RECORD, SUFFIX, CaptureWriter
 from streamer_bybit.replay import CaptureFormatError, capture_files, read_records
 
 PAYLOAD = b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}' * 4
@@ -87,3 +90,24 @@ async def test_an_unusable_folder_loses_reads_counted_never_raises(tmp_path):
     writer.report()
     assert writer.metrics["capture_lost_reads"] == 100
     assert writer.error is not None and "NotADirectoryError" in writer.error
+
+
+def _capture(body: bytes) -> io.BytesIO:
+    return io.BytesIO(zstandard.ZstdCompressor().compress(MAGIC + body))
+
+
+@pytest.mark.parametrize("body", [
+    RECORD.pack(FRAMES, 1, 1, 1) + struct.pack("<qII", 1, 1, 1) + struct.pack("<I", 1 << 30),
+    RECORD.pack(FRAMES, 1, 1, 1) + struct.pack("<qII", 1, 1, 1 << 30),
+    RECORD.pack(FRAMES, 1, 1, 1 << 30),
+    RECORD.pack(0, 1, 0, 1 << 30),
+    RECORD.pack(9, 1, 0, 0),
+], ids=["frame-length", "frame-count", "read-count", "body-length", "kind"])
+def test_a_damaged_length_is_refused_before_buffering(body):
+    with pytest.raises(CaptureFormatError):
+        list(read_records(_capture(body)))
+
+
+def test_not_a_capture_is_refused():
+    with pytest.raises(CaptureFormatError, match="not a capture"):
+        list(read_records(io.BytesIO(zstandard.ZstdCompressor().compress(b"hello"))))

@@ -188,6 +188,8 @@ class CaptureWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._file_index = 0
+        self._started_us = now_us() if header.get("started_us") is None else \
+            int(header["started_us"])
         #: Written by the writer thread, reported by :meth:`report` on the trio thread.
         self.lost_reads = 0
         self.files_written: list[Path] = []
@@ -347,8 +349,10 @@ class CaptureWriter:
 
     def _open(self, time_us: int) -> _CaptureFile:
         self._file_index += 1
-        stamp = _dt.datetime.fromtimestamp(time_us / 1e6, tz=_dt.timezone.utc)
-        name = f"{self.source}-{stamp:%Y%m%dT%H%M%S}-{self._file_index:04d}{SUFFIX}"
+        # Named by the capture's start and a counter, never by the file's own time: name
+        # order is replay order even if the wall clock steps back.
+        stamp = _dt.datetime.fromtimestamp(self._started_us / 1e6, tz=_dt.timezone.utc)
+        name = f"{self.source}-{stamp:%Y%m%dT%H%M%S}-{self._file_index:06d}{SUFFIX}"
         f = _CaptureFile(self.directory / name, self.level)
         f.write(MAGIC + encode_record(HEADER, time_us, 0, (self.header,)))
         for conn, conn_name in self._connections.items():

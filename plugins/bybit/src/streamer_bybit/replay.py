@@ -52,6 +52,12 @@ from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 READ_CHUNK: Final = 1 << 20
+#: Bounds on what a (damaged) file may claim, so a bad length cannot make the reader buffer
+#: a whole file: frames of one record, bytes of one frame (the live source's own limit),
+#: bytes of one header or connection name.
+MAX_FRAMES_PER_RECORD: Final = 1 << 20
+MAX_FRAME_BYTES: Final = 16 << 20
+MAX_BODY_BYTES: Final = 1 << 20
 #: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
 CHECKPOINT_EVERY: Final = 64
 
@@ -148,9 +154,13 @@ def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
             counts = struct.unpack_from(f"<{n}I", buf, pos + 12 * n)
             pos += 16 * n
             m = sum(counts)
+            if m > MAX_FRAMES_PER_RECORD:
+                raise CaptureFormatError(f"{name}: implausible record ({m} frames)")
             if not fill(4 * m):
                 raise CaptureFormatError(f"{name}: truncated record at the end")
             lengths = struct.unpack_from(f"<{m}I", buf, pos)
+            if m and max(lengths) > MAX_FRAME_BYTES:
+                raise CaptureFormatError(f"{name}: implausible frame ({max(lengths)} bytes)")
             pos += 4 * m
             if not fill(sum(lengths)):
                 raise CaptureFormatError(f"{name}: truncated record at the end")
@@ -163,6 +173,8 @@ def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
                 i += count
                 yield kind, t, c, frames
         elif kind in (HEADER, OPEN, END):
+            if n > MAX_BODY_BYTES:
+                raise CaptureFormatError(f"{name}: implausible record ({n} bytes)")
             if not fill(n):
                 raise CaptureFormatError(f"{name}: truncated record at the end")
             body = buf[pos : pos + n]
