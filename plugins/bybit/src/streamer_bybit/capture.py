@@ -67,11 +67,15 @@ HEADER, FRAMES, OPEN, END = 0, 1, 2, 3
 READS_PER_RECORD: Final = 4096
 _U32: Final = next(t for t in "IL" if array(t).itemsize == 4)
 
-#: What the queue holds: (kind, time_us, conn, payloads).
-QueuedRead = tuple[int, int, int, Sequence[bytes]]
+#: What the queue holds: (kind, time_us, conn, body, bytes accounted). For ``FRAMES`` the
+#: body is one socket read already packed on the trio thread: (frame count, their lengths
+#: as u32s, the frames joined); that frees the payload objects at once, where they were
+#: allocated, and leaves the writer thread one contiguous buffer per read to compress.
+#: For the other kinds it is the record's body as a tuple of bytes.
+QueuedRead = tuple[int, int, int, Any, int]
 
-#: Per queued read, on top of its payload bytes: the tuple, the list and the int objects.
-QUEUE_OVERHEAD_BYTES: Final = 200
+#: Per queued read, on top of its bytes: the tuples, the bytes objects and the ints.
+QUEUE_OVERHEAD_BYTES: Final = 300
 #: How often the writer pushes a zstd block out (a crash loses at most this much).
 FLUSH_INTERVAL_S: Final = 1.0
 #: After a write error (disk full, directory gone), the writer discards reads and tries a new
@@ -131,25 +135,29 @@ def _le(typecode: str, values: list[int]) -> bytes:
     return a.tobytes()
 
 
+def pack_read(payloads: Sequence[bytes]) -> tuple[int, bytes, bytes]:
+    """One socket read as (frame count, u32 lengths, frames joined): three C-level calls."""
+    return len(payloads), _le(_U32, list(map(len, payloads))), b"".join(payloads)
+
+
 def frames_parts(reads: Sequence[QueuedRead]) -> list[bytes]:
-    """One ``FRAMES`` record holding ``reads``. Built with a few C-level passes over the
-    batch rather than Python work per read or per message: the writer thread's cost must
-    stay small next to the decode's (bench/bench_capture.py)."""
-    payloads = [p for r in reads for p in r[3]]
+    """One ``FRAMES`` record holding ``reads`` (packed by :func:`pack_read`), built with a
+    few C-level passes over the batch: the writer thread's cost must stay small next to the
+    decode's (bench/bench_capture.py)."""
     return [
         RECORD.pack(FRAMES, reads[0][1], 0, len(reads)),
         _le("q", [r[1] for r in reads]),
         _le(_U32, [r[2] for r in reads]),
-        _le(_U32, [len(r[3]) for r in reads]),
-        _le(_U32, list(map(len, payloads))),
-        *payloads,
+        _le(_U32, [r[3][0] for r in reads]),
+        *[r[3][1] for r in reads],
+        *[r[3][2] for r in reads],
     ]
 
 
 def encode_record(kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> bytes:
     """One record (a ``FRAMES`` record of this one read)."""
     if kind == FRAMES:
-        return b"".join(frames_parts([(kind, time_us, conn, payloads)]))
+        return b"".join(frames_parts([(kind, time_us, conn, pack_read(payloads), 0)]))
     return b"".join(record_parts(kind, time_us, conn, payloads))
 
 
@@ -199,6 +207,7 @@ class CaptureWriter:
         #: wrote (bench figures).
         self.thread_cpu_s = 0.0
         self.reads_written = 0
+        self.frames_written = 0
 
     # -- trio side ------------------------------------------------------------------------
 
@@ -224,8 +233,12 @@ class CaptureWriter:
         self._put(FRAMES, time_us, conn, payloads)
 
     def _put(self, kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> None:
-        size = QUEUE_OVERHEAD_BYTES + 40 * len(payloads) + sum(map(len, payloads))
-        if self._in_bytes - self._out_bytes + size > self.queue_bytes and kind == FRAMES:
+        size = QUEUE_OVERHEAD_BYTES + 4 * len(payloads) + sum(map(len, payloads))
+        if kind != FRAMES:
+            self._in_bytes += size
+            self._queue.append((kind, time_us, conn, tuple(payloads), size))
+            return
+        if self._in_bytes - self._out_bytes + size > self.queue_bytes:
             self.metrics.inc("capture_dropped_reads")
             self.metrics.inc("capture_dropped_frames", len(payloads))
             self.log.warning("capture_dropped", "%s: capture queue full (%d MB): the disk is "
@@ -233,7 +246,7 @@ class CaptureWriter:
                              "is unaffected)", self.source, self.queue_bytes >> 20)
             return
         self._in_bytes += size
-        self._queue.append((kind, time_us, conn, payloads))
+        self._queue.append((kind, time_us, conn, pack_read(payloads), size))
 
     def report(self) -> None:
         """Copy the writer thread's losses into the metrics (called on the trio thread)."""
@@ -245,7 +258,7 @@ class CaptureWriter:
     def stop(self) -> None:
         """Record the end and ask the thread to finish the current file."""
         self._in_bytes += QUEUE_OVERHEAD_BYTES
-        self._queue.append((END, now_us(), 0, ()))
+        self._queue.append((END, now_us(), 0, (), QUEUE_OVERHEAD_BYTES))
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -280,8 +293,8 @@ class CaptureWriter:
             done = 0
             while queue and len(batch) < READS_PER_RECORD:
                 item = popleft()
-                kind, time_us, conn, payloads = item
-                done += QUEUE_OVERHEAD_BYTES + 40 * len(payloads) + sum(map(len, payloads))
+                kind, time_us, conn, payloads, size = item
+                done += size
                 if kind == FRAMES:
                     batch.append(item)
                     continue
@@ -327,6 +340,7 @@ class CaptureWriter:
                 self.lost_reads += len(batch)
                 return self._failed(None, exc)
         self.reads_written += len(batch)
+        self.frames_written += sum([r[3][0] for r in batch])
         return self._write(out, frames_parts(batch), len(batch), retry_at)
 
     def _write(self, out: _CaptureFile | None, parts: list[bytes], reads: int,
