@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from streamer.api import FatalError
 from streamer.events import Kline, Trade
 from streamer_bybit.capture import SUFFIX
 from streamer_bybit.replay import capture_files, read_records
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 from .helpers import REPLAY, live_run, pipe, replay_run, wire_lines
 
@@ -153,3 +157,14 @@ def test_a_missing_capture_is_an_error_naming_it(tmp_path):
         make_replay(ReplayConfig(path=str(tmp_path)), ctx)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make_replay(ReplayConfig(path=str(tmp_path / "nope.bybitcap.zst")), ctx)
+
+
+async def test_a_replay_under_another_clock_stops_with_a_clear_error(recorded, plugin_manager):
+    from streamer.testing import running_pipeline
+
+    capture, _, _, _ = recorded
+    toml = REPLAY.format(path=capture, speed='"max"') + pipe()
+    with pytest.raises(BaseExceptionGroup) as err:
+        async with running_pipeline(toml, plugin_manager):
+            pass
+    assert err.group_contains(FatalError, match="needs trio to run with its clock", depth=None)

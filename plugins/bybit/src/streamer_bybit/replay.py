@@ -34,7 +34,7 @@ import trio
 import trio.testing
 import zstandard
 
-from streamer.api import Context, Emit
+from streamer.api import Context, Emit, FatalError
 from streamer.events import Event
 from streamer.logs import RateLimitedLog
 from streamer_bybit.capture import (
@@ -306,6 +306,11 @@ class ReplaySource:
     async def run(
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        if trio.lowlevel.current_clock() is not self.trio_clock:
+            raise FatalError(
+                f"{self.context.name}: bybit.replay drives time itself and needs trio to run "
+                "with its clock: start it with `streamer run`, or in code with "
+                "trio.run(..., clock=pipeline.trio_clock())")
         task_status.started()
         started = time.perf_counter()
         end_us = self.start_us
