@@ -111,3 +111,25 @@ def test_a_damaged_length_is_refused_before_buffering(body):
 def test_not_a_capture_is_refused():
     with pytest.raises(CaptureFormatError, match="not a capture"):
         list(read_records(io.BytesIO(zstandard.ZstdCompressor().compress(b"hello"))))
+
+
+async def test_rotation_by_time_closes_the_file_when_its_time_is_up(tmp_path):
+    now = [1000.0]  # the writer thread's clock, moved by the test
+    writer = _writer(tmp_path, rotate_s=60.0, monotonic=lambda: now[0])
+    writer.start()
+    conn = writer.open_connection("c")
+    writer.record(conn, [PAYLOAD], 1)
+    await trio.sleep(0.1)
+    assert writer.files_written == []  # the file is open, still .part
+    now[0] += 61.0
+    with trio.fail_after(10):
+        while not writer.files_written:  # the idle writer notices within its 20 ms poll
+            await trio.sleep(0.01)
+    writer.record(conn, [PAYLOAD + b"2"], 2)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    files = capture_files(tmp_path)
+    assert len(files) == 2
+    with open(files[1], "rb") as fh:
+        records = list(read_records(fh))
+    assert [r[0] for r in records] == [0, 2, 1, 3]  # header, connection, the read, end

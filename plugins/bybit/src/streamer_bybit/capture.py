@@ -44,7 +44,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -176,6 +176,7 @@ class CaptureWriter:
         rotate_s: float = 3600.0,
         queue_bytes: int = 64 << 20,
         level: int = 1,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = Path(directory)
         self.source = source
@@ -187,6 +188,8 @@ class CaptureWriter:
         self.rotate_s = rotate_s
         self.queue_bytes = queue_bytes
         self.level = level
+        #: The writer thread's clock (rotation, flushes, retries): real time, not trio's.
+        self.monotonic = monotonic
         self._queue: deque[QueuedRead] = deque()
         # Two counters, each written by one thread only, so no lock is needed.
         self._in_bytes = 0  # trio thread
@@ -310,7 +313,7 @@ class CaptureWriter:
                 if kind == OPEN:
                     self._connections[conn] = b"".join(payloads)
                 if out is None:
-                    if time.monotonic() < retry_at:
+                    if self.monotonic() < retry_at:
                         continue
                     try:
                         out = self._open(time_us)
@@ -331,7 +334,7 @@ class CaptureWriter:
         if not batch:
             return out, retry_at
         if out is None:
-            if time.monotonic() < retry_at:
+            if self.monotonic() < retry_at:
                 self.lost_reads += len(batch)
                 return None, retry_at
             try:
@@ -367,7 +370,7 @@ class CaptureWriter:
         # order is replay order even if the wall clock steps back.
         stamp = _dt.datetime.fromtimestamp(self._started_us / 1e6, tz=_dt.timezone.utc)
         name = f"{self.source}-{stamp:%Y%m%dT%H%M%S}-{self._file_index:06d}{SUFFIX}"
-        f = _CaptureFile(self.directory / name, self.level)
+        f = _CaptureFile(self.directory / name, self.level, self.monotonic)
         f.write(MAGIC + encode_record(HEADER, time_us, 0, (self.header,)))
         for conn, conn_name in self._connections.items():
             f.write(encode_record(OPEN, time_us, conn, (conn_name,)))
@@ -385,18 +388,19 @@ class CaptureWriter:
                           RETRY_AFTER_S)
         if f is not None:
             f.abandon()
-        return None, time.monotonic() + RETRY_AFTER_S
+        return None, self.monotonic() + RETRY_AFTER_S
 
 
 class _CaptureFile:
     """One capture file being written (as ``.part``, renamed on close)."""
 
-    def __init__(self, path: Path, level: int) -> None:
+    def __init__(self, path: Path, level: int, monotonic: Callable[[], float]) -> None:
+        self.monotonic = monotonic
         self.path = path
         self.part = path.with_name(path.name + PART)
         self.raw = open(self.part, "wb")  # closed in close() / abandon()
         self.zw = zstandard.ZstdCompressor(level=level).stream_writer(self.raw, closefd=False)
-        self.opened = time.monotonic()
+        self.opened = monotonic()
         self.flushed = self.opened
 
     def write(self, data: bytes) -> None:
@@ -406,10 +410,10 @@ class _CaptureFile:
         return self.raw.tell() >= limit
 
     def expired(self, rotate_s: float) -> bool:
-        return time.monotonic() - self.opened >= rotate_s
+        return self.monotonic() - self.opened >= rotate_s
 
     def idle(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         if now - self.flushed >= FLUSH_INTERVAL_S:
             self.zw.flush(zstandard.FLUSH_BLOCK)
             self.raw.flush()
