@@ -12,8 +12,7 @@ import zstandard
 
 from streamer.api import FatalError
 from streamer.events import Kline, Trade
-from streamer_bybit.capture import SUFFIX
-from streamer_bybit.replay import capture_files, read_records
+from streamer_bybit.capture_format import SUFFIX, capture_files, read_records
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup

@@ -11,8 +11,16 @@ import trio
 import zstandard
 
 from streamer.metrics import Metrics
-from streamer_bybit.capture import FRAMES, MAGIC, RECORD, SUFFIX, CaptureWriter
-from streamer_bybit.replay import CaptureFormatError, capture_files, read_records
+from streamer_bybit.capture_format import (
+    FRAMES,
+    MAGIC,
+    RECORD,
+    SUFFIX,
+    CaptureFormatError,
+    capture_files,
+    read_records,
+)
+from streamer_bybit.capture_writer import CaptureWriter
 
 PAYLOAD = b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}' * 4
 
