@@ -180,3 +180,24 @@ async def test_a_chunk_that_cannot_be_written_leaves_no_file_and_is_counted(
     assert counts["files_written"] == 1  # the other partition is unaffected
     assert not list((tmp_path / "linear").rglob("*trades*/**/*.*"))
     assert [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+
+
+async def test_max_buffered_events_bounds_memory_before_any_timer(plugin_manager, tmp_path):
+    toml = PIPE.format(dir=tmp_path, format="jsonl", max_rows=20, flush=3600.0)
+    toml += "max_buffered_events = 20\n"
+    evs = events(40)  # 240 events over 12 partitions: no partition reaches 20 by itself
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        source = pipeline.node("in")
+        sink = pipeline.node("files")
+        peak = 0
+        for i in range(0, len(evs), 5):
+            source.push(evs[i:i + 5])
+            await trio.sleep(0.01)
+            peak = max(peak, sink.buffered)
+        while source.emitted < len(evs):
+            await trio.sleep(0.01)
+        written_before_shutdown = len(sink.files_written)
+        source.finish()
+    assert peak <= 20 + 5  # the bound plus one batch
+    assert written_before_shutdown > 0  # the bound, not the hour-long timer, wrote them
+    assert sum(len(v) for v in read_jsonl(tmp_path).values()) == len(evs)

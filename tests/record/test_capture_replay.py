@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from streamer.api import FatalError
 from streamer.events import Kline, Trade
-from streamer_bybit.capture import SUFFIX
-from streamer_bybit.replay import capture_files, read_records
+from streamer_bybit.capture_format import SUFFIX, capture_files, read_records
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 from .helpers import REPLAY, live_run, pipe, replay_run, wire_lines
 
@@ -59,7 +62,8 @@ def test_replay_twice_is_byte_identical_and_equals_the_live_run(recorded):
     assert pipeline.metrics()["klines"].get("late_trades", 0) >= 3
 
 
-def test_replay_at_recorded_speed_times_ten_gives_the_same_klines(recorded):
+def test_replay_at_a_finite_speed_gives_the_same_klines(recorded):
+    """Paced (600x: the 7 recorded minutes in 0.7 s): time flows, still stops at frames."""
     capture, live, _, _ = recorded
     fast, _ = replay_run(capture, speed="600.0")
     assert wire_lines([k for k in fast if isinstance(k, Kline)]) == wire_lines(
@@ -123,3 +127,43 @@ flush_interval_s = 30
     assert outputs[0] == outputs[1]
     assert {"linear/klines", "linear/trades", "linear/ticker"} <= {
         k.rsplit("/", 1)[0] for k in outputs[0]}
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ('speed = "fast"', 'speed must be a positive number or "max"'),
+    ("speed = 0", 'speed must be a positive number or "max"'),
+    ('category = "inverse"', "category: expected one of"),
+])
+def test_replay_config_errors(options, error, plugin_manager):
+    from streamer.config import ConfigError, load_config_text
+
+    toml = f'[[sources]]\ntype = "bybit.replay"\npath = "x"\n{options}\n'
+    with pytest.raises(ConfigError) as err:
+        load_config_text(toml, plugin_manager, filename="r.toml", environ={})
+    assert error in "\n".join(err.value.errors)
+
+
+def test_a_missing_capture_is_an_error_naming_it(tmp_path):
+    import logging
+
+    from streamer.api import Context
+    from streamer.metrics import Metrics
+    from streamer_bybit.replay import ReplayConfig, make_replay
+
+    ctx = Context(name="r", type="bybit.replay", logger=logging.getLogger("r"),
+                  metrics=Metrics())
+    with pytest.raises(FileNotFoundError, match=r"no \.bybitcap\.zst capture files in"):
+        make_replay(ReplayConfig(path=str(tmp_path)), ctx)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make_replay(ReplayConfig(path=str(tmp_path / "nope.bybitcap.zst")), ctx)
+
+
+async def test_a_replay_under_another_clock_stops_with_a_clear_error(recorded, plugin_manager):
+    from streamer.testing import running_pipeline
+
+    capture, _, _, _ = recorded
+    toml = REPLAY.format(path=capture, speed='"max"') + pipe()
+    with pytest.raises(BaseExceptionGroup) as err:
+        async with running_pipeline(toml, plugin_manager):
+            pass
+    assert err.group_contains(FatalError, match="needs trio to run with its clock", depth=None)

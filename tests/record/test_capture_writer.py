@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import struct
 
 import pytest
 import trio
+import zstandard
 
 from streamer.metrics import Metrics
-from streamer_bybit.capture import FRAMES, SUFFIX, CaptureWriter
-from streamer_bybit.replay import CaptureFormatError, capture_files, read_records
+from streamer_bybit.capture_format import (
+    FRAMES,
+    MAGIC,
+    RECORD,
+    SUFFIX,
+    CaptureFormatError,
+    capture_files,
+    read_records,
+)
+from streamer_bybit.capture_writer import CaptureWriter
 
 PAYLOAD = b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}' * 4
 
@@ -87,3 +98,46 @@ async def test_an_unusable_folder_loses_reads_counted_never_raises(tmp_path):
     writer.report()
     assert writer.metrics["capture_lost_reads"] == 100
     assert writer.error is not None and "NotADirectoryError" in writer.error
+
+
+def _capture(body: bytes) -> io.BytesIO:
+    return io.BytesIO(zstandard.ZstdCompressor().compress(MAGIC + body))
+
+
+@pytest.mark.parametrize("body", [
+    RECORD.pack(FRAMES, 1, 1, 1) + struct.pack("<qII", 1, 1, 1) + struct.pack("<I", 1 << 30),
+    RECORD.pack(FRAMES, 1, 1, 1) + struct.pack("<qII", 1, 1, 1 << 30),
+    RECORD.pack(FRAMES, 1, 1, 1 << 30),
+    RECORD.pack(0, 1, 0, 1 << 30),
+    RECORD.pack(9, 1, 0, 0),
+], ids=["frame-length", "frame-count", "read-count", "body-length", "kind"])
+def test_a_damaged_length_is_refused_before_buffering(body):
+    with pytest.raises(CaptureFormatError):
+        list(read_records(_capture(body)))
+
+
+def test_not_a_capture_is_refused():
+    with pytest.raises(CaptureFormatError, match="not a capture"):
+        list(read_records(io.BytesIO(zstandard.ZstdCompressor().compress(b"hello"))))
+
+
+async def test_rotation_by_time_closes_the_file_when_its_time_is_up(tmp_path):
+    now = [1000.0]  # the writer thread's clock, moved by the test
+    writer = _writer(tmp_path, rotate_s=60.0, monotonic=lambda: now[0])
+    writer.start()
+    conn = writer.open_connection("c")
+    writer.record(conn, [PAYLOAD], 1)
+    await trio.sleep(0.1)
+    assert writer.files_written == []  # the file is open, still .part
+    now[0] += 61.0
+    with trio.fail_after(10):
+        while not writer.files_written:  # the idle writer notices within its 20 ms poll
+            await trio.sleep(0.01)
+    writer.record(conn, [PAYLOAD + b"2"], 2)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    files = capture_files(tmp_path)
+    assert len(files) == 2
+    with open(files[1], "rb") as fh:
+        records = list(read_records(fh))
+    assert [r[0] for r in records] == [0, 2, 1, 3]  # header, connection, the read, end

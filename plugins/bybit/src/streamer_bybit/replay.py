@@ -15,49 +15,39 @@ everything runnable run"). So timers fire at their recorded moment relative to t
 and a timer due at exactly a frame's receive time fires first: replaying a capture twice
 gives the same events in the same order, and the same klines as the live run.
 
-Files are read on the trio thread in chunks of ``READ_CHUNK`` bytes: a worker thread would
-leave every task blocked while it reads, which with ``speed = "max"`` is when time jumps.
+Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
+chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
+reads, which with ``speed = "max"`` is when time jumps.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import msgspec
 import trio
 import trio.testing
-import zstandard
 
-from streamer.api import Context, Emit
+from streamer.api import Context, Emit, FatalError
 from streamer.events import Event
 from streamer.logs import RateLimitedLog
-from streamer_bybit.capture import (
+from streamer_bybit.capture_format import (
     END,
     FRAMES,
     HEADER,
-    MAGIC,
-    OPEN,
-    PART,
-    READS_PER_RECORD,
-    RECORD,
-    SUFFIX,
+    CaptureFormatError,
+    capture_files,
+    read_header,
+    read_records,
 )
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
-READ_CHUNK: Final = 1 << 20
 #: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
 CHECKPOINT_EVERY: Final = 64
-
-
-class CaptureFormatError(Exception):
-    """A file is not a capture, or is damaged past its last whole record."""
 
 
 @attrs.define
@@ -81,105 +71,6 @@ class ReplayConfig:
             self.speed_factor = float(self.speed)
         else:
             raise ValueError(f'speed must be a positive number or "max", got {self.speed!r}')
-
-
-# -- reading -----------------------------------------------------------------------------
-
-
-def capture_files(path: str | Path) -> list[Path]:
-    """The capture files at ``path`` (one file, or a folder's, in name order = time order)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.name.endswith(SUFFIX))
-        if not files:
-            parts = [f.name for f in p.iterdir() if f.name.endswith(SUFFIX + PART)]
-            hint = f" (only unfinished {', '.join(parts)})" if parts else ""
-            raise FileNotFoundError(f"no {SUFFIX} capture files in {p}{hint}")
-        return files
-    if not p.exists():
-        raise FileNotFoundError(f"capture {p} does not exist")
-    return [p]
-
-
-Record = tuple[int, int, int, Any]  # kind, time_us, conn, body (bytes or list[bytes])
-
-
-def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
-    """The records of one capture stream. A truncated tail (a crash, a ``.part``) ends the
-    iteration with :class:`CaptureFormatError` after every whole record was yielded."""
-    reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-    buf = b""
-    pos = 0
-    eof = False
-
-    def fill(need: int) -> bool:
-        nonlocal buf, pos, eof
-        while len(buf) - pos < need and not eof:
-            try:
-                chunk = reader.read(READ_CHUNK)
-            except zstandard.ZstdError as exc:
-                raise CaptureFormatError(f"{name}: damaged zstd data ({exc})") from None
-            if not chunk:
-                eof = True
-                break
-            buf = buf[pos:] + chunk
-            pos = 0
-        return len(buf) - pos >= need
-
-    if not fill(len(MAGIC)) or buf[: len(MAGIC)] != MAGIC:
-        raise CaptureFormatError(f"{name}: not a capture file (no {MAGIC!r} at the start)")
-    pos = len(MAGIC)
-    rec_size = RECORD.size
-    unpack_rec = RECORD.unpack_from
-    while True:
-        if not fill(rec_size):
-            if len(buf) - pos:
-                raise CaptureFormatError(f"{name}: truncated record at the end")
-            return
-        kind, time_us, conn, n = unpack_rec(buf, pos)
-        pos += rec_size
-        if kind == FRAMES:
-            if not 0 < n <= READS_PER_RECORD:
-                raise CaptureFormatError(f"{name}: implausible record ({n} reads)")
-            if not fill(16 * n):
-                raise CaptureFormatError(f"{name}: truncated record at the end")
-            times = struct.unpack_from(f"<{n}q", buf, pos)
-            conns = struct.unpack_from(f"<{n}I", buf, pos + 8 * n)
-            counts = struct.unpack_from(f"<{n}I", buf, pos + 12 * n)
-            pos += 16 * n
-            m = sum(counts)
-            if not fill(4 * m):
-                raise CaptureFormatError(f"{name}: truncated record at the end")
-            lengths = struct.unpack_from(f"<{m}I", buf, pos)
-            pos += 4 * m
-            if not fill(sum(lengths)):
-                raise CaptureFormatError(f"{name}: truncated record at the end")
-            i = 0
-            for t, c, count in zip(times, conns, counts, strict=True):
-                frames = []
-                for length in lengths[i : i + count]:
-                    frames.append(buf[pos : pos + length])
-                    pos += length
-                i += count
-                yield kind, t, c, frames
-        elif kind in (HEADER, OPEN, END):
-            if not fill(n):
-                raise CaptureFormatError(f"{name}: truncated record at the end")
-            body = buf[pos : pos + n]
-            pos += n
-            yield kind, time_us, conn, body
-        else:
-            raise CaptureFormatError(f"{name}: unknown record kind {kind}")
-
-
-def read_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """The start time (epoch us) and the header of one capture file."""
-    with open(path, "rb") as f:
-        for kind, time_us, _, body in read_records(f, str(path)):
-            if kind == HEADER:
-                return time_us, msgspec.json.decode(body)
-            break
-    raise CaptureFormatError(f"{path}: no header record")
 
 
 # -- time --------------------------------------------------------------------------------
@@ -294,6 +185,11 @@ class ReplaySource:
     async def run(
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        if trio.lowlevel.current_clock() is not self.trio_clock:
+            raise FatalError(
+                f"{self.context.name}: bybit.replay drives time itself and needs trio to run "
+                "with its clock: start it with `streamer run`, or in code with "
+                "trio.run(..., clock=pipeline.trio_clock())")
         task_status.started()
         started = time.perf_counter()
         end_us = self.start_us
@@ -341,13 +237,4 @@ def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
     return ReplaySource(config, context)
 
 
-__all__ = [
-    "CaptureFormatError",
-    "ReplayClock",
-    "ReplayConfig",
-    "ReplaySource",
-    "capture_files",
-    "make_replay",
-    "read_header",
-    "read_records",
-]
+__all__ = ["ReplayClock", "ReplayConfig", "ReplaySource", "make_replay"]

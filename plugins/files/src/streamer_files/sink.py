@@ -72,8 +72,20 @@ def _event_ms(data_type: str, item: dict[str, Any]) -> int | None:
     return None
 
 
+_DAY_MS = 86_400_000
+_dates: dict[int, str] = {}
+
+
 def _date(ms: int) -> str:
-    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+    """``YYYY-MM-DD`` (UTC) of epoch ``ms``; cached per day, it is asked once per event."""
+    day = ms // _DAY_MS
+    text = _dates.get(day)
+    if text is None:
+        if len(_dates) > 10_000:
+            _dates.clear()
+        text = _dates[day] = _dt.datetime.fromtimestamp(
+            day * 86_400, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+    return text
 
 
 class FilesSink:
