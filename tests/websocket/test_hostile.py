@@ -157,7 +157,7 @@ async def test_unauthenticated_sockets_cannot_lock_users_out(
         assert sink.metrics["rejected_max_clients"] == 0
         # A first-message client authenticates once a place is free, and frees it on success.
         idle.pop().close()
-        while sink._admission.unauthenticated > 3:
+        while sink.unauthenticated > 3:
             await trio.sleep(0.001)
         await users.pop().aclose()
         await sink.wait_for_clients(1)
@@ -165,10 +165,10 @@ async def test_unauthenticated_sockets_cannot_lock_users_out(
         await send(ws, {"user": "alice", "key": key})
         assert await recv(ws) == {"status": "authenticated"}
         await sink.wait_for_clients(2)
-        assert sink._admission.unauthenticated == 3  # the authenticated one left its place
+        assert sink.unauthenticated == 3  # the authenticated one left its place
         late, response = await raw_handshake(sink, source="127.0.0.3")
         assert response.startswith(b"HTTP/1.1 101")
-        while sink._admission.unauthenticated < 4:
+        while sink.unauthenticated < 4:
             await trio.sleep(0.001)
         for sock in [*idle, extra, other, late]:
             sock.close()

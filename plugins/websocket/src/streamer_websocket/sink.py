@@ -107,6 +107,11 @@ class WebSocketSink:
         scheme = "wss" if self._tls else "ws"
         return f"{scheme}://{host}:{self.port}{self.config.path}"
 
+    @property
+    def unauthenticated(self) -> int:
+        """Connections between their handshake and their authentication, right now."""
+        return self._admission.unauthenticated
+
     async def wait_for_clients(self, count: int) -> None:
         """Wait until exactly ``count`` clients are authenticated and receiving."""
         while len(self.clients) != count:
