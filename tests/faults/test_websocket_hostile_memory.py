@@ -162,7 +162,7 @@ async def test_unauthenticated_sockets_stay_under_the_ceiling(sink, nursery, tra
                 sock, response = await raw_handshake(sink, source=f"127.0.1.{1 + i % 25}")
                 assert response.startswith(b"HTTP/1.1 101")
                 idle.append(sock)
-            while sink._admission.unauthenticated + sink.metrics["rejected_unauthenticated"] \
+            while sink.unauthenticated + sink.metrics["rejected_unauthenticated"] \
                     < 100:
                 await trio.sleep(0.001)
             for sock in idle:
@@ -173,7 +173,7 @@ async def test_unauthenticated_sockets_stay_under_the_ceiling(sink, nursery, tra
             other = await real_client(nursery, sink)
             await served(other, inbox, 3)
             await served(ws, inbox, 4)
-        assert sink._admission.unauthenticated == sink.config.max_unauthenticated
+        assert sink.unauthenticated == sink.config.max_unauthenticated
         assert closed == 100 - sink.config.max_unauthenticated
         assert traced_idle.growth < CEILING, traced_idle.growth
         for sock in idle:

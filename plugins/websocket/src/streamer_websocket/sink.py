@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import ssl
 from typing import Any
 
 import msgspec
@@ -38,6 +37,7 @@ from streamer_websocket.subscription import (
     everything,
     parse_args,
 )
+from streamer_websocket.tls import server_ssl_context
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -61,21 +61,6 @@ def _normalise_path(path: str) -> str:
 def _address(remote: object) -> str:
     """The source address of a connection (without port), the key of per-address limits."""
     return str(getattr(remote, "address", remote))
-
-
-def server_ssl_context(config: WebSocketConfig, sink_name: str) -> ssl.SSLContext | None:
-    """The TLS context for wss://, or None for plain ws://; FatalError on unusable files."""
-    if config.tls_certfile is None or config.tls_keyfile is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise FatalError(
-            f"websocket sink {sink_name!r}: cannot load tls_certfile {config.tls_certfile!r} "
-            f"/ tls_keyfile {config.tls_keyfile!r}: {exc}"
-        ) from exc
-    return context
 
 
 class WebSocketSink:
@@ -106,6 +91,11 @@ class WebSocketSink:
             host = f"[{host}]"
         scheme = "wss" if self._tls else "ws"
         return f"{scheme}://{host}:{self.port}{self.config.path}"
+
+    @property
+    def unauthenticated(self) -> int:
+        """Connections between their handshake and their authentication, right now."""
+        return self._admission.unauthenticated
 
     async def wait_for_clients(self, count: int) -> None:
         """Wait until exactly ``count`` clients are authenticated and receiving."""
