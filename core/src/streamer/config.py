@@ -34,6 +34,7 @@ from streamer.structure import (
     run_validate,
     structure_collecting,
 )
+from streamer.toml_depth import nesting_exceeds
 from streamer.validators import at_least, between, greater_than
 
 if sys.version_info >= (3, 11):
@@ -241,6 +242,9 @@ def load_config_text(
     environ: Mapping[str, str] | None = None,
 ) -> PipelineConfig:
     """Parse and validate a pipeline; raise :class:`ConfigError` listing every problem."""
+    if nesting_exceeds(text, MAX_DEPTH):
+        raise ConfigError([f"{filename}: invalid TOML: arrays or tables nested too deeply "
+                           f"(at most {MAX_DEPTH} levels)"])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -19,7 +19,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from streamer.toml_depth import nesting_exceeds
+
 ENV_PREFIX = "STREAMER_"
+#: An override value nests at most this deep (the whole file's limit applies after it).
+MAX_VALUE_DEPTH = 32
 SECTIONS = ("sources", "transforms", "sinks")
 
 
@@ -28,6 +32,8 @@ def _env_key(name: str) -> str:
 
 
 def _parse_env_value(raw: str) -> Any:
+    if nesting_exceeds(raw, MAX_VALUE_DEPTH):
+        return raw  # kept as a string: the config then names the variable and what it expected
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except (tomllib.TOMLDecodeError, RecursionError):
