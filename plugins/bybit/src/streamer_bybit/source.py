@@ -27,6 +27,7 @@ from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
     ConnectionSettings,
+    ConnectionShared,
     ConnectPacer,
     _describe,
 )
@@ -405,25 +406,17 @@ class BybitSource:
                 rest_lag_max=config.rest_lag_max,
                 request_timeout=SYMBOL_CHECK_TIMEOUT,
             ),
+            emit_tickers="tickers" in streams,
+            ticker_price_field=config.price_field if ticker_price else None,
+            price_from_trades="price" in streams and not ticker_price,
         )
-        pacer = ConnectPacer(config.connect_rate)
-        prices = PriceTracker(self.category)
+        shared = ConnectionShared(
+            name=self.context.name, logger=self.logger, metrics=self.metrics,
+            pacer=ConnectPacer(config.connect_rate), rest=self.rest,
+            prices=PriceTracker(self.category),
+        )
         self.connections = [
-            BybitConnection(
-                index,
-                pool,
-                settings,
-                emit,
-                logger=self.logger,
-                metrics=self.metrics,
-                pacer=pacer,
-                rest=self.rest,
-                emit_tickers="tickers" in streams,
-                ticker_price_field=config.price_field if ticker_price else None,
-                price_from_trades="price" in streams and not ticker_price,
-                prices=prices,
-                name=self.context.name,
-            )
+            BybitConnection(index, pool, settings, emit, shared)
             for index, pool in enumerate(pools)
         ]
         async with trio.open_nursery() as nursery:
