@@ -164,7 +164,7 @@ class StorageSink:
             if channel not in channels:
                 self._ignore(f"channel {channel!r}")
                 continue
-            kind = type(event)
+            kind = event.__class__
             if kind is Ticker:
                 tickers.setdefault(channel, {})[event.symbol] = event  # type: ignore[assignment]
                 if price_from_ticker:
