@@ -117,3 +117,27 @@ type = "testing.collect"
         "s.toml: transforms[0].update_interval_ms: expected 50 to 3600000, got 1",
         "s.toml: transforms[0].gap_hold_s: expected 0 to 3600, got -1.0",
     ]
+
+
+def test_klines_verify_reports_both_bad_options_with_their_paths(plugin_manager):
+    from streamer.config import load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[transforms]]
+type = "klines.verify"
+tolerance = 1.5
+max_pending = 0
+
+[[sinks]]
+type = "testing.collect"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: transforms[0].tolerance: expected at least 0 and less than 1, got 1.5",
+        "s.toml: transforms[0].max_pending: expected at least 1, got 0",
+    ]
