@@ -57,8 +57,8 @@ def test_config_defaults_and_strict_structuring():
     ({"intervals": ["60m"]}, "write 60m as 1h"),
     ({"intervals": []}, "at least one"),
     ({"intervals": ["1m", "1m"]}, "twice"),
-    ({"waiter_latency_ms": 79}, "between 80 and 150"),
-    ({"waiter_latency_ms": 151}, "between 80 and 150"),
+    ({"waiter_latency_ms": 79}, "waiter_latency_ms: expected 80 to 150, got 79"),
+    ({"waiter_latency_ms": 151}, "waiter_latency_ms: expected 80 to 150, got 151"),
     ({"updates": "sometimes"}, "updates"),
     ({"first_candle": "guess"}, "first_candle"),
     ({"update_interval_ms": 10}, "update_interval_ms"),
@@ -90,3 +90,54 @@ def test_rest_url_and_testnet_moved_to_the_source(options, key):
     assert f"{key} is no longer an option of klines.from_trades" in message
     assert "set rest_url / testnet (and ca_file) on the bybit.linear / bybit.spot source" in (
         message)
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators, not a chain that stops at the first: all three show at once."""
+    from streamer.config import load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[transforms]]
+type = "klines.from_trades"
+waiter_latency_ms = 10
+update_interval_ms = 1
+gap_hold_s = -1
+
+[[sinks]]
+type = "testing.collect"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: transforms[0].waiter_latency_ms: expected 80 to 150, got 10",
+        "s.toml: transforms[0].update_interval_ms: expected 50 to 3600000, got 1",
+        "s.toml: transforms[0].gap_hold_s: expected 0 to 3600, got -1.0",
+    ]
+
+
+def test_klines_verify_reports_both_bad_options_with_their_paths(plugin_manager):
+    from streamer.config import load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[transforms]]
+type = "klines.verify"
+tolerance = 1.5
+max_pending = 0
+
+[[sinks]]
+type = "testing.collect"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: transforms[0].tolerance: expected at least 0 and less than 1, got 1.5",
+        "s.toml: transforms[0].max_pending: expected at least 1, got 0",
+    ]

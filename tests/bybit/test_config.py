@@ -164,3 +164,26 @@ async def test_wss_and_https_with_a_custom_ca(collector, tmp_path):
             fake.trade("linear", "BTCUSDT", count=3)
             await collector.wait_for(lambda ev: len(ev) == 3)
             nursery.cancel_scope.cancel()
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators, not a chain that stops at the first: all three show at once."""
+    toml = """
+[[sources]]
+type = "bybit.linear"
+symbols = ["BTCUSDT"]
+topics_per_connection = 0
+recovery_max_held = 0
+stale_timeout = 10
+
+[[sinks]]
+type = "testing.collect"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: sources[0].topics_per_connection: expected at least 1, got 0",
+        "s.toml: sources[0].stale_timeout: stale_timeout (10) must be longer than "
+        "ping_interval (20)",
+        "s.toml: sources[0].recovery_max_held: expected at least 1, got 0",
+    ]

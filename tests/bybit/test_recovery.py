@@ -312,12 +312,12 @@ async def test_stopping_mid_recovery_emits_the_held_trades_and_reports_the_gap(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"recovery_deadline": 0}, "recovery_deadline must be a positive"),
-        ({"recovery_deadline": float("nan")}, "recovery_deadline must be a positive"),
-        ({"recovery_deadline": float("inf")}, "recovery_deadline must be a positive"),
+        ({"recovery_deadline": 0}, "recovery_deadline: must be a positive"),
+        ({"recovery_deadline": float("nan")}, "recovery_deadline: must be a positive"),
+        ({"recovery_deadline": float("inf")}, "recovery_deadline: must be a positive"),
         ({"rest_lag_max": 30}, r"rest_lag_max \(30\) must be >= 0 and shorter"),
         ({"rest_lag_max": float("nan")}, "rest_lag_max"),
-        ({"recovery_max_held": 0}, "recovery_max_held must be at least 1"),
+        ({"recovery_max_held": 0}, "recovery_max_held: expected at least 1, got 0"),
     ],
 )
 def test_recovery_options_are_checked(options, message):

@@ -45,3 +45,16 @@ async def test_pretty_table(plugin_manager, capfd) -> None:
         "linear price   BTCUSDT        1764143940002 91234.5",
         "linear ticker  BTCUSDT        last 91234.5 mark 91230.0",
     ]
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager) -> None:
+    import pytest
+
+    from streamer.config import ConfigError, load_config_text
+
+    toml = '[[sources]]\nname = "src"\ntype = "testing.scripted"\n' \
+           '[[sinks]]\ntype = "console"\nformat = "xml"\nstream = "stdin"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert [e.partition(":")[2].partition(":")[0] for e in info.value.errors] == [
+        " sinks[0].format", " sinks[0].stream"], info.value.errors

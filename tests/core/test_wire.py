@@ -111,12 +111,15 @@ def test_rate_limited_log_counts_what_it_suppressed(caplog) -> None:
 
     from streamer.logs import RateLimitedLog
 
-    log = RateLimitedLog(logging.getLogger("t.rate"), interval=3600)
+    now = [0.0]
+    log = RateLimitedLog(logging.getLogger("t.rate"), interval=3600, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="t.rate"):
         for i in range(100):
             log.warning("malformed", "bad message %d", i)
         log.warning("other", "another kind")
-        log._next["malformed"] = 0.0  # the window has passed
+        now[0] = 3599.9
+        log.warning("malformed", "still inside the window")
+        now[0] = 3600.0  # the window has passed
         log.warning("malformed", "bad message %d", 100)
     assert [r.getMessage() for r in caplog.records] == [
-        "bad message 0", "another kind", "bad message 100 (99 similar messages suppressed)"]
+        "bad message 0", "another kind", "bad message 100 (100 similar messages suppressed)"]

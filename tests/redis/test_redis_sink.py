@@ -242,3 +242,31 @@ async def test_gives_up_at_shutdown_after_shutdown_timeout(mock_clock, caplog):
     assert 3.0 <= elapsed < 5.0
     assert sink.context.metrics["lost_at_shutdown"] == 3
     assert any("3 buffered events lost" in r.getMessage() for r in caplog.records)
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators, connection options included: every error shows at once."""
+    from streamer.config import ConfigError, load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+type = "redis"
+max_buffer = 0
+reconnect_max = 0.1
+channel_template = "{nope}"
+flush_size = 0
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: sinks[0].max_buffer: expected at least 1, got 0",
+        "s.toml: sinks[0].reconnect_max: reconnect_max (0.1) must be at least "
+        "reconnect_initial (0.5)",
+        "s.toml: sinks[0].channel_template: channel_template '{nope}': unknown "
+        "placeholder(s) nope; allowed: {channel}, {data_type}, {main_key}, {symbol}",
+        "s.toml: sinks[0].flush_size: expected at least 1, got 0",
+    ]

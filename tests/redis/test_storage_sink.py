@@ -286,11 +286,11 @@ def test_price_format():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="history must be >= 0"):
+    with pytest.raises(ValueError, match="history: expected at least 0, got -1"):
         StorageConfig(history=-1)
     with pytest.raises(ValueError, match="channels must list"):
         StorageConfig(channels=[])
-    with pytest.raises(ValueError, match="max_buffer must be >= 1"):
+    with pytest.raises(ValueError, match="max_buffer: expected at least 1, got 0"):
         StorageConfig(max_buffer=0)
 
 
@@ -324,7 +324,33 @@ intervals = ["1m", "60m"]
         load_config_text(toml, plugin_manager, filename="s.toml", environ={})
     text = str(info.value)
     assert "sinks[0].password: secrets are not read from the file" in text
-    assert "s.toml: sinks[0]: unknown kline interval '60m'; valid intervals: 1m" in text
+    assert "s.toml: sinks[0].intervals: unknown kline interval '60m'; valid intervals: 1m" in text
     config = load_config_text(toml.replace('password = "hunter2"\n', "").replace(', "60m"', ""),
                               plugin_manager, filename="s.toml", environ={})
     assert config is not None
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators, connection options included: every error shows at once."""
+    from streamer.config import ConfigError, load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+type = "storage"
+port = 0
+history = -1
+flush_size = 0
+flush_interval = -1
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: sinks[0].port: expected 1 to 65535, got 0",
+        "s.toml: sinks[0].history: expected at least 0, got -1",
+        "s.toml: sinks[0].flush_size: expected at least 1, got 0",
+        "s.toml: sinks[0].flush_interval: expected at least 0, got -1.0",
+    ]

@@ -36,7 +36,10 @@ class HttpError(Exception):
         super().__init__(f"GET {url}: HTTP {status} {reason}".rstrip() + f": {snippet}")
 
 
-def _default_ssl_context() -> ssl.SSLContext:
+def default_ssl_context() -> ssl.SSLContext:
+    """The process-wide client context over the system trust store (certificate and host
+    name checked), built once: loading the store costs milliseconds per context. Used for
+    https:// here and for wss:// by the plugins when no CA bundle is configured."""
     global _ssl_context
     if _ssl_context is None:
         _ssl_context = ssl.create_default_context()
@@ -149,7 +152,7 @@ async def get_json(
         stream: trio.abc.Stream
         if parts.scheme == "https":
             stream = await trio.open_ssl_over_tcp_stream(
-                host, port, ssl_context=ssl_context or _default_ssl_context()
+                host, port, ssl_context=ssl_context or default_ssl_context()
             )
         else:
             stream = await trio.open_tcp_stream(host, port)

@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -19,35 +20,59 @@ WINDOW_SECONDS = 10.0
 NOT_RATE_LIMITED = {"rate_limit": False}
 
 
+class RateLimiter:
+    """Per key: ``burst`` events pass per ``window`` seconds (the window opens with the first),
+    the others are counted; the first to pass after the window learns how many were held back.
+
+    The one limiting algorithm behind both :class:`RateLimitedLog` (hot call sites, checked
+    before a ``LogRecord`` exists) and :class:`RateLimitFilter` (the handler's safety net for
+    every other call site). Bounded: past ``max_keys`` keys the state starts over.
+    """
+
+    def __init__(self, burst: int, window: float, *, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.window = window
+        self.max_keys = max_keys
+        self.clock = clock
+        self._state: dict[Hashable, list[float]] = {}  # key -> [window_start, n, held back]
+
+    def admit(self, key: Hashable) -> int | None:
+        """None: hold this one back (counted). Otherwise it passes, and the number is how many
+        of this key were held back since the last one that passed after a window."""
+        now = self.clock()
+        state = self._state.get(key)
+        if state is None or now - state[0] >= self.window:
+            suppressed = int(state[2]) if state else 0
+            if state is None and len(self._state) >= self.max_keys:
+                self._state.clear()
+            self._state[key] = [now, 1, 0]
+            return suppressed
+        state[1] += 1
+        if state[1] <= self.burst:
+            return 0
+        state[2] += 1
+        return None
+
+
 class RateLimitFilter(logging.Filter):
     """Let ``BURST`` records of one (logger, template) through per window, then suppress; the
-    next record after the window carries a note with how many were suppressed."""
+    next record after the window carries a note with how many were suppressed. Records with
+    ``extra=NOT_RATE_LIMITED`` always pass."""
 
     def __init__(self, burst: int = BURST, window: float = WINDOW_SECONDS) -> None:
         super().__init__()
-        self.burst = burst
-        self.window = window
-        self._state: dict[tuple[str, Any], list[float]] = {}  # key -> [window_start, n, dropped]
+        self.limiter = RateLimiter(burst, window)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "rate_limit", True) is False:
             return True
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        state = self._state.get(key)
-        if state is None or now - state[0] >= self.window:
-            suppressed = int(state[2]) if state else 0
-            self._state[key] = [now, 1, 0]
-            if len(self._state) > 10_000:  # bounded memory whatever the templates
-                self._state.clear()
-            if suppressed:
-                record.msg = f"{record.msg} (suppressed {suppressed} similar messages)"
-            return True
-        state[1] += 1
-        if state[1] <= self.burst:
-            return True
-        state[2] += 1
-        return False
+        suppressed = self.limiter.admit((record.name, record.msg))
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.msg = f"{record.msg} (suppressed {suppressed} similar messages)"
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,22 +111,22 @@ class RateLimitedLog:
 
     For call sites on a hot path (malformed exchange messages, late trades, slow clients): a
     broken upstream can produce thousands of lines a second, and checking a dict here is far
-    cheaper than building a ``LogRecord`` that a handler filter would then discard.
+    cheaper than building a ``LogRecord`` that a handler filter would then discard. It is the
+    same :class:`RateLimiter` as the handler's filter, with a burst of one and keys chosen by
+    the caller (a template shared by many symbols can still be told apart); what it lets
+    through still meets that filter, which bounds the total per template.
     """
 
-    def __init__(self, logger: logging.Logger, interval: float = WINDOW_SECONDS) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = WINDOW_SECONDS, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
         self.interval = interval
-        self._next: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self.limiter = RateLimiter(1, interval, clock=clock)
 
     def log(self, level: int, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now < self._next.get(key, 0.0):
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+        suppressed = self.limiter.admit(key)
+        if suppressed is None:
             return
-        self._next[key] = now + self.interval
-        suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             msg += " (%d similar messages suppressed)"
             args = (*args, suppressed)

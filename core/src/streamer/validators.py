@@ -17,12 +17,19 @@ import attrs
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
 
+def _bound(value: float) -> str:
+    """An int bound as written (``3600000``, not ``3.6e+06``), a float bound shortest."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def at_least(bound: float) -> Validator:
     """``value >= bound`` (None passes: optional fields)."""
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and value < bound:
-            raise ValueError(f"{attribute.name}: expected at least {bound:g}, got {value!r}")
+            raise ValueError(
+                f"{attribute.name}: expected at least {_bound(bound)}, got {value!r}"
+            )
 
     return check
 
@@ -32,7 +39,9 @@ def greater_than(bound: float) -> Validator:
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and value <= bound:
-            raise ValueError(f"{attribute.name}: expected more than {bound:g}, got {value!r}")
+            raise ValueError(
+                f"{attribute.name}: expected more than {_bound(bound)}, got {value!r}"
+            )
 
     return check
 
@@ -42,6 +51,8 @@ def between(low: float, high: float) -> Validator:
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and not low <= value <= high:
-            raise ValueError(f"{attribute.name}: expected {low:g} to {high:g}, got {value!r}")
+            raise ValueError(
+                f"{attribute.name}: expected {_bound(low)} to {_bound(high)}, got {value!r}"
+            )
 
     return check

@@ -29,6 +29,7 @@ from streamer.events import Event
 from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_of_ms, parse_interval
 from streamer.logs import RateLimitedLog
+from streamer.validators import between
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
 from streamer_aggregate.backfill import (
     BackfillRequest,
@@ -52,19 +53,36 @@ _MOVED = (
 )
 
 
+def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if not value:
+        raise ValueError("intervals must list at least one interval, e.g. [\"1m\"]")
+    lengths = [parse_interval(i) for i in value]
+    if len(set(lengths)) != len(lengths):
+        raise ValueError(f"intervals lists an interval twice: {value}")
+
+
+def _backfill_timeout(_: Any, __: attrs.Attribute[float], value: float) -> None:
+    if not 0 < value <= 300:
+        raise ValueError(f"backfill_timeout_s: expected more than 0 and at most 300, "
+                         f"got {value!r}")
+
+
 @attrs.define
 class KlineConfig:
+    """Options are checked by field validators, so the config loader reports every bad one
+    at once, each with its path."""
+
     #: Candle lengths: any <n><unit> from 100ms (ms, s, m, h, D, W, M), e.g. "500ms", "10s",
     #: "1m", "50m", "4h", "1D", "1W", "2M"; see streamer.intervals.
-    intervals: list[str] = attrs.Factory(lambda: ["1m"])
+    intervals: list[str] = attrs.field(factory=lambda: ["1m"], validator=_intervals)
     #: Close a candle ``waiter_latency_ms`` after its boundary (late trades still count);
     #: false: close on the first trade of a later interval or at the boundary.
     waiter: bool = True
-    waiter_latency_ms: int = 100
+    waiter_latency_ms: int = attrs.field(default=100, validator=between(80, 150))
     #: "closed": each kline once, when it closes; "every_trade": the open kline after each
     #: batch, then the closed one; "throttled": open klines at most every update_interval_ms.
     updates: Literal["closed", "every_trade", "throttled"] = "closed"
-    update_interval_ms: int = 1000
+    update_interval_ms: int = attrs.field(default=1000, validator=between(50, 3_600_000))
     #: Emit flat klines (o=h=l=c=previous close, volume 0) for intervals without trades.
     fill_gaps: bool = True
     #: Add turnover (sum of price*size) to every kline.
@@ -74,10 +92,10 @@ class KlineConfig:
     #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
     first_candle: Literal["backfill", "partial", "skip"] = "backfill"
     #: A first candle waits at most this long (s) for its history, then goes on partial.
-    backfill_timeout_s: float = 10.0
+    backfill_timeout_s: float = attrs.field(default=10.0, validator=_backfill_timeout)
     #: When a source reports a stream gap (a lost connection), the candles it overlaps wait
     #: this long for the recovered trades before closing anyway, flagged partial.
-    gap_hold_s: float = 60.0
+    gap_hold_s: float = attrs.field(default=60.0, validator=between(0, 3600))
     #: Moved to the source: setting either is a configuration error that says so.
     rest_url: Any = None
     testnet: Any = None
@@ -89,24 +107,10 @@ class KlineConfig:
         for key in ("rest_url", "testnet"):
             if getattr(self, key) is not None:
                 raise ValueError(_MOVED.format(key=key))
-        if not self.intervals:
-            raise ValueError("intervals must list at least one interval, e.g. [\"1m\"]")
-        self.interval_ms = [parse_interval(i) for i in self.intervals]
-        if len(set(self.interval_ms)) != len(self.interval_ms):
-            raise ValueError(f"intervals lists an interval twice: {self.intervals}")
-        if not 80 <= self.waiter_latency_ms <= 150:
-            raise ValueError(
-                f"waiter_latency_ms must be between 80 and 150, got {self.waiter_latency_ms}"
-            )
-        if not 50 <= self.update_interval_ms <= 3_600_000:
-            raise ValueError(
-                f"update_interval_ms must be between 50 and 3600000, got "
-                f"{self.update_interval_ms}"
-            )
-        if not 0 < self.backfill_timeout_s <= 300:
-            raise ValueError("backfill_timeout_s must be in (0, 300]")
-        if not 0 <= self.gap_hold_s <= 3600:
-            raise ValueError(f"gap_hold_s must be in [0, 3600], got {self.gap_hold_s}")
+        try:
+            self.interval_ms = [parse_interval(i) for i in self.intervals]
+        except ValueError:
+            self.interval_ms = []  # the field validator of intervals reports it
 
 
 class KlineTransform:

@@ -36,6 +36,7 @@ from streamer.api import Context, Emit
 from streamer.events import Event, Kline
 from streamer.intervals import interval_label
 from streamer.logs import RateLimitedLog
+from streamer.validators import at_least
 
 Series = tuple[str, str, int]  # channel, symbol, interval
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -71,20 +72,19 @@ class KlineCheck(msgspec.Struct, frozen=True, gc=False):
         return d
 
 
+def _tolerance(_: Any, __: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"tolerance: expected at least 0 and less than 1, got {value!r}")
+
+
 @attrs.define
 class VerifyConfig:
     #: Largest relative difference still equal: |a - b| <= tolerance * max(|a|, |b|).
-    tolerance: float = 1e-9
+    tolerance: float = attrs.field(default=1e-9, validator=_tolerance)
     #: Send kline_check events downstream: "none", only "mismatches", or "all" checks.
     emit: Literal["none", "mismatches", "all"] = "none"
     #: Candles waiting for their partner, at most (oldest given up first).
-    max_pending: int = 100_000
-
-    def __attrs_post_init__(self) -> None:
-        if not 0 <= self.tolerance < 1:
-            raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance}")
-        if self.max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+    max_pending: int = attrs.field(default=100_000, validator=at_least(1))
 
 
 def _differs(a: float, b: float, tolerance: float) -> bool:

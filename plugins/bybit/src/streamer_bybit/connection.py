@@ -84,6 +84,26 @@ class ConnectionSettings:
     recover_gaps: bool = True
     ssl_context: ssl.SSLContext | None = None
     recovery: RecoverySettings = attrs.Factory(RecoverySettings)
+    #: Emit the ticker events (the "tickers" stream).
+    emit_tickers: bool = False
+    #: The ticker field behind the "price" stream, or None when price comes from trades or
+    #: is not streamed.
+    ticker_price_field: str | None = None
+    #: The "price" stream follows the last trade price.
+    price_from_trades: bool = False
+
+
+@attrs.frozen
+class ConnectionShared:
+    """What every connection of one source shares: its name (log lines), logger, metrics,
+    connect pacer, REST client (gap recovery; None without) and price tracker."""
+
+    name: str
+    logger: logging.Logger
+    metrics: Metrics
+    pacer: ConnectPacer
+    rest: BybitRest | None
+    prices: PriceTracker
 
 
 class ConnectPacer:
@@ -119,30 +139,23 @@ class BybitConnection:
         topics: Iterable[str],
         settings: ConnectionSettings,
         emit: Emit,
-        *,
-        logger: logging.Logger,
-        metrics: Metrics,
-        pacer: ConnectPacer,
-        rest: BybitRest | None,
-        emit_tickers: bool,
-        ticker_price_field: str | None,
-        price_from_trades: bool,
-        prices: PriceTracker,
-        name: str = "bybit",
+        shared: ConnectionShared,
     ) -> None:
+        logger, metrics, rest, prices = shared.logger, shared.metrics, shared.rest, shared.prices
         self.index = index
         self.topics = list(dict.fromkeys(topics))
         self.settings = settings
         self.emit = emit
         self.logger = logger
         self.metrics = metrics
-        self.pacer = pacer
+        self.pacer = shared.pacer
         self.rest = rest
-        self.name = f"{name}#{index}"
+        self.name = f"{shared.name}#{index}"
         self.log = RateLimitedLog(logger)
         self.refused: dict[str, str] = {}
         self.book = TickerBook(
-            settings.channel, prices, emit_tickers=emit_tickers, price_field=ticker_price_field
+            settings.channel, prices, emit_tickers=settings.emit_tickers,
+            price_field=settings.ticker_price_field,
         )
         #: Symbols whose trades this connection carries (what a stream gap concerns).
         self.trade_symbols = tuple(
@@ -166,7 +179,7 @@ class BybitConnection:
             self.log,
             self.book,
             prices,
-            price_from_trades=price_from_trades,
+            price_from_trades=settings.price_from_trades,
             on_trades=self.recovery.on_trades if self.recovery is not None else None,
         )
         self.backoff = Backoff(initial=0.5, maximum=max(0.5, settings.reconnect_max_delay))

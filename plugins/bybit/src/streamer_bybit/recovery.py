@@ -169,7 +169,7 @@ class GapRecovery:
         out: list[Event] = []
         held = 0
         for e in events:
-            if isinstance(e, Trade):
+            if e.__class__ is Trade:
                 p = pending.get(e.symbol)
                 if p is not None:
                     if p.first_live is None:

@@ -21,11 +21,13 @@ from streamer.backoff import Backoff
 from streamer.health import PartState
 from streamer.intervals import INTERVALS
 from streamer.metrics import Sample
+from streamer.validators import Validator, at_least, greater_than
 from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
     ConnectionSettings,
+    ConnectionShared,
     ConnectPacer,
     _describe,
 )
@@ -51,95 +53,109 @@ SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size 
 SYMBOL_CHECK_TIMEOUT: Final = 10.0
 
 
+def _normalise_symbols(symbols: list[str]) -> list[str]:
+    return [s.strip().upper() for s in symbols if s.strip()]
+
+
+def _one_symbol_source(instance: Any, _: attrs.Attribute[bool], load_all: bool) -> None:
+    if load_all and instance.symbols:
+        raise ValueError("set either symbols or load_all_symbols = true, not both")
+    if not load_all and not instance.symbols:
+        raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
+
+
+def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        parse_shard(value)
+
+
+def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if not value:
+        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
+
+
+def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if "klines" in instance.streams and not value:
+        raise ValueError('streams has "klines" but kline_intervals is empty')
+
+
+def _longer_than_ping(instance: Any, _: attrs.Attribute[float], value: float) -> None:
+    if not value > instance.ping_interval:
+        raise ValueError(f"stale_timeout ({value:g}) must be longer than ping_interval "
+                         f"({instance.ping_interval:g})")
+
+
+def _positive_seconds(_: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise ValueError(f"{attribute.name}: must be a positive number of seconds, "
+                         f"got {value!r}")
+
+
+def _rest_lag_max(instance: Any, _: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value < instance.recovery_deadline:
+        raise ValueError(f"rest_lag_max ({value:g}) must be >= 0 and shorter than "
+                         f"recovery_deadline ({instance.recovery_deadline:g})")
+
+
+def _url_of(*schemes: str) -> Validator:
+    def check(_: Any, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is None:
+            return
+        if urlsplit(value).scheme not in schemes or not urlsplit(value).hostname:
+            raise ValueError(f"{attribute.name} must be a {' or '.join(schemes)} URL, "
+                             f"got {value!r}")
+
+    return check
+
+
 @attrs.define
 class _BybitConfigBase(CaptureOptions):
+    """Each option is checked by its field validator (cross-field checks included), so the
+    config loader reports every bad option at once, each with its path."""
+
     #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
-    symbols: list[str] = attrs.Factory(list)
+    symbols: list[str] = attrs.field(factory=list, converter=_normalise_symbols)
     #: Stream every instrument with status Trading (from /v5/market/instruments-info).
-    load_all_symbols: bool = False
+    load_all_symbols: bool = attrs.field(default=False, validator=_one_symbol_source)
     #: With load_all_symbols: keep only the first N instruments.
-    symbols_limit: int | None = None
+    symbols_limit: int | None = attrs.field(default=None, validator=at_least(1))
     #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price".
-    streams: list[StreamName] = attrs.Factory(lambda: ["trades"])
+    streams: list[StreamName] = attrs.field(factory=lambda: ["trades"], validator=_streams)
     #: Intervals of the "klines" stream.
-    kline_intervals: list[KlineInterval] = attrs.Factory(lambda: ["1m"])
+    kline_intervals: list[KlineInterval] = attrs.field(
+        factory=lambda: ["1m"], validator=_kline_intervals
+    )
     #: WebSocket URL (default: Bybit mainnet, or testnet with testnet = true).
-    url: str | None = None
+    url: str | None = attrs.field(default=None, validator=_url_of("ws", "wss"))
     #: REST base URL (default: https://api.bybit.com, or the testnet one).
-    rest_url: str | None = None
+    rest_url: str | None = attrs.field(default=None, validator=_url_of("http", "https"))
     #: Use Bybit's testnet endpoints (unless url / rest_url are given).
     testnet: bool = False
     #: A CA bundle (PEM) to trust for wss:// and https:// instead of the system store.
     ca_file: str | None = None
     #: Topics per WebSocket connection.
-    topics_per_connection: int = 100
+    topics_per_connection: int = attrs.field(default=100, validator=at_least(1))
     #: Seconds between {"op":"ping"} messages.
-    ping_interval: float = 20.0
+    ping_interval: float = attrs.field(default=20.0, validator=greater_than(0))
     #: A connection with no data and no pong for this long is dead and reconnected.
-    stale_timeout: float = 30.0
+    stale_timeout: float = attrs.field(default=30.0, validator=_longer_than_ping)
     #: Seconds to wait for a subscribe ack.
-    ack_timeout: float = 10.0
+    ack_timeout: float = attrs.field(default=10.0, validator=greater_than(0))
     #: Upper bound of the reconnect backoff, seconds.
-    reconnect_max_delay: float = 30.0
+    reconnect_max_delay: float = attrs.field(default=30.0, validator=at_least(0.5))
     #: Connections opened per second at most (after a burst of 5).
-    connect_rate: float = 1.5
+    connect_rate: float = attrs.field(default=1.5, validator=greater_than(0))
     #: After a reconnect, fetch missed trades from REST recent-trade.
     recover_gaps: bool = True
     #: Seconds after a resubscribe by which gap recovery is done or reports a trade gap.
-    recovery_deadline: float = 30.0
+    recovery_deadline: float = attrs.field(default=30.0, validator=_positive_seconds)
     #: Live trades held per connection while recovering; past it they are emitted at once.
-    recovery_max_held: int = 20_000
+    recovery_max_held: int = attrs.field(default=20_000, validator=at_least(1))
     #: Longest lag of REST recent-trade behind the WebSocket assumed for a symbol that has
     #: no live trade after the resubscribe (nothing to check the REST rows against).
-    rest_lag_max: float = 5.0
+    rest_lag_max: float = attrs.field(default=5.0, validator=_rest_lag_max)
     #: "K/N": stream only this process's part of the symbols (stable hash, see shard.py).
-    shard: str | None = None
-
-    def __attrs_post_init__(self) -> None:
-        self.symbols = [s.strip().upper() for s in self.symbols if s.strip()]
-        if self.load_all_symbols and self.symbols:
-            raise ValueError("set either symbols or load_all_symbols = true, not both")
-        if not self.load_all_symbols and not self.symbols:
-            raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
-        if self.symbols_limit is not None and self.symbols_limit < 1:
-            raise ValueError("symbols_limit must be at least 1")
-        if self.shard is not None:
-            parse_shard(self.shard)
-        if not self.streams:
-            raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
-        if "klines" in self.streams and not self.kline_intervals:
-            raise ValueError('streams has "klines" but kline_intervals is empty')
-        if self.topics_per_connection < 1:
-            raise ValueError("topics_per_connection must be at least 1")
-        if self.ping_interval <= 0:
-            raise ValueError("ping_interval must be positive")
-        if self.stale_timeout <= self.ping_interval:
-            raise ValueError(
-                f"stale_timeout ({self.stale_timeout:g}) must be longer than ping_interval "
-                f"({self.ping_interval:g})"
-            )
-        if self.ack_timeout <= 0 or self.reconnect_max_delay < 0.5 or self.connect_rate <= 0:
-            raise ValueError(
-                "ack_timeout and connect_rate must be positive, reconnect_max_delay >= 0.5"
-            )
-        if not 0 < self.recovery_deadline < float("inf"):
-            raise ValueError("recovery_deadline must be a positive number of seconds")
-        if not 0 <= self.rest_lag_max < self.recovery_deadline:
-            raise ValueError(
-                f"rest_lag_max ({self.rest_lag_max:g}) must be >= 0 and shorter than "
-                f"recovery_deadline ({self.recovery_deadline:g})"
-            )
-        if self.recovery_max_held < 1:
-            raise ValueError("recovery_max_held must be at least 1")
-        for key in ("url", "rest_url"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            scheme = urlsplit(value).scheme
-            allowed = ("ws", "wss") if key == "url" else ("http", "https")
-            if scheme not in allowed or not urlsplit(value).hostname:
-                raise ValueError(f"{key} must be a {' or '.join(allowed)} URL, got {value!r}")
-
+    shard: str | None = attrs.field(default=None, validator=_shard)
 
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
@@ -390,25 +406,17 @@ class BybitSource:
                 rest_lag_max=config.rest_lag_max,
                 request_timeout=SYMBOL_CHECK_TIMEOUT,
             ),
+            emit_tickers="tickers" in streams,
+            ticker_price_field=config.price_field if ticker_price else None,
+            price_from_trades="price" in streams and not ticker_price,
         )
-        pacer = ConnectPacer(config.connect_rate)
-        prices = PriceTracker(self.category)
+        shared = ConnectionShared(
+            name=self.context.name, logger=self.logger, metrics=self.metrics,
+            pacer=ConnectPacer(config.connect_rate), rest=self.rest,
+            prices=PriceTracker(self.category),
+        )
         self.connections = [
-            BybitConnection(
-                index,
-                pool,
-                settings,
-                emit,
-                logger=self.logger,
-                metrics=self.metrics,
-                pacer=pacer,
-                rest=self.rest,
-                emit_tickers="tickers" in streams,
-                ticker_price_field=config.price_field if ticker_price else None,
-                price_from_trades="price" in streams and not ticker_price,
-                prices=prices,
-                name=self.context.name,
-            )
+            BybitConnection(index, pool, settings, emit, shared)
             for index, pool in enumerate(pools)
         ]
         async with trio.open_nursery() as nursery:

@@ -29,6 +29,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from streamer.http import default_ssl_context
 from streamer_bybit.tls import open_tls_over_tcp_stream
 
 READ_SIZE: Final = 65536  # 64 KiB reads measured faster than 256 KiB (docs/background.md)
@@ -36,9 +37,6 @@ MAX_MESSAGE: Final = 16 * 1024 * 1024  # Bybit messages are far smaller; a bound
 
 _FIN_TEXT: Final = 0x81  # FIN set, RSV1-3 clear, opcode 0x1 (text)
 _HTTP_HEAD_END: Final = b"\r\n\r\n"
-
-_default_ssl: ssl.SSLContext | None = None
-
 
 class WebSocketClosed(Exception):
     """The connection is over: closed by the server, reset, or ended without a close frame."""
@@ -54,13 +52,6 @@ class HandshakeError(Exception):
     the TLS handshake failed (certificate, hostname, peer closed)."""
 
 
-def _default_ssl_context() -> ssl.SSLContext:
-    global _default_ssl
-    if _default_ssl is None:
-        _default_ssl = ssl.create_default_context()
-    return _default_ssl
-
-
 async def open_byte_stream(
     host: str, port: int, secure: bool, ssl_context: ssl.SSLContext | None
 ) -> trio.abc.Stream:
@@ -71,7 +62,7 @@ async def open_byte_stream(
     """
     if not secure:
         return await trio.open_tcp_stream(host, port)
-    return await open_tls_over_tcp_stream(host, port, ssl_context or _default_ssl_context())
+    return await open_tls_over_tcp_stream(host, port, ssl_context or default_ssl_context())
 
 
 class MessageReader:

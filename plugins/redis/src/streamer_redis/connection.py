@@ -16,68 +16,66 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streamer.logs import redact_url, url_secret
+from streamer.validators import at_least, between, greater_than
 
 _SCHEMES = ("redis", "rediss", "unix")
 
 
+def _url(instance: Any, _: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is None:
+        return
+    if urlsplit(value).scheme not in _SCHEMES:
+        raise ValueError(
+            f"url {redact_url(value)!r}: scheme must be one of redis://, rediss://, unix://"
+        )
+    if url_secret(value):
+        raise ValueError(
+            "url must not contain a password (it would sit in streamer.toml); "
+            f"put it in the environment variable named by password_env "
+            f"(${instance.password_env})"
+        )
+
+
+def _not_empty(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _not_below_initial(instance: Any, _: attrs.Attribute[float], value: float) -> None:
+    if not value >= instance.reconnect_initial:
+        raise ValueError(f"reconnect_max ({value:g}) must be at least reconnect_initial "
+                         f"({instance.reconnect_initial:g})")
+
+
 @attrs.define
 class RedisConnectionConfig:
-    """Where Redis is and how long to wait for it; subclassed by each sink's config."""
+    """Where Redis is and how long to wait for it; subclassed by each sink's config. Every
+    option is checked by its field validator, so the config loader reports all bad ones at
+    once, each with its path."""
 
     #: ``redis://host:port/db``, ``rediss://`` (TLS) or ``unix:///path/redis.sock?db=0``.
     #: When set it wins over host/port/db. It must not carry a password (use password_env).
-    url: str | None = None
+    url: str | None = attrs.field(default=None, validator=_url)
     host: str = "127.0.0.1"
-    port: int = 6379
+    port: int = attrs.field(default=6379, validator=between(1, 65535))
     #: ACL user name (Redis 6+); None for the default user.
     username: str | None = None
-    db: int = 0
+    db: int = attrs.field(default=0, validator=at_least(0))
     #: Name of the environment variable holding the password (unset or empty: no AUTH).
-    password_env: str = "STREAMER_REDIS_PASSWORD"
+    password_env: str = attrs.field(default="STREAMER_REDIS_PASSWORD", validator=_not_empty)
     #: Prefix of every channel and key this sink writes.
-    main_key: str = "bybit-streamer"
+    main_key: str = attrs.field(default="bybit-streamer", validator=_not_empty)
     #: CA bundle to verify a rediss:// server with (default: the system store).
     tls_ca_file: str | None = None
-    socket_timeout: float = 5.0
-    socket_connect_timeout: float = 5.0
+    socket_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
+    socket_connect_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
     #: Events held while Redis is down or slow; beyond it the oldest are dropped and counted.
-    max_buffer: int = 100_000
+    max_buffer: int = attrs.field(default=100_000, validator=at_least(1))
     #: Reconnect backoff (full jitter) bounds, seconds.
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_initial: float = attrs.field(default=0.5, validator=greater_than(0))
+    reconnect_max: float = attrs.field(default=30.0, validator=_not_below_initial)
     #: At shutdown, how long to keep retrying to write what is buffered while Redis is down.
-    shutdown_timeout: float = 5.0
-
-    def __attrs_post_init__(self) -> None:
-        if self.url is not None:
-            parts = urlsplit(self.url)
-            if parts.scheme not in _SCHEMES:
-                raise ValueError(
-                    f"url {redact_url(self.url)!r}: scheme must be one of redis://, rediss://, "
-                    "unix://"
-                )
-            if url_secret(self.url):
-                raise ValueError(
-                    "url must not contain a password (it would sit in streamer.toml); "
-                    f"put it in the environment variable named by password_env "
-                    f"(${self.password_env})"
-                )
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be 1-65535, got {self.port}")
-        if self.db < 0:
-            raise ValueError(f"db must be >= 0, got {self.db}")
-        if not self.main_key:
-            raise ValueError("main_key must not be empty")
-        if not self.password_env:
-            raise ValueError("password_env must name an environment variable")
-        if self.socket_timeout <= 0 or self.socket_connect_timeout <= 0:
-            raise ValueError("socket_timeout and socket_connect_timeout must be > 0")
-        if self.max_buffer < 1:
-            raise ValueError(f"max_buffer must be >= 1, got {self.max_buffer}")
-        if not 0 < self.reconnect_initial <= self.reconnect_max:
-            raise ValueError("need 0 < reconnect_initial <= reconnect_max")
-        if self.shutdown_timeout <= 0:
-            raise ValueError("shutdown_timeout must be > 0")
+    shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
 
     def describe(self) -> str:
         """Where we connect, for log lines (never includes the password)."""

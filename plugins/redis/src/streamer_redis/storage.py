@@ -20,8 +20,10 @@ import trio
 
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
+from streamer.validators import at_least
 from streamer_redis import BufferedWriter, RedisConnectionConfig
 from streamer_redis.storage_keys import StorageKeys, key_label, last_closed_ttl_ms
+from streamer_redis.writer import flush_interval_option, flush_size_option
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.
@@ -43,17 +45,31 @@ def format_price(value: Any) -> str | None:
     return format(Decimal(repr(number)), "f")
 
 
+def _channels(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if not value:
+        raise ValueError("channels must list at least one of 'linear', 'spot'")
+
+
+def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if not value:
+        raise ValueError("intervals must list at least one interval, e.g. ['1m']")
+    for label in value:
+        parse_interval(label)
+
+
 @attrs.define
 class StorageConfig(RedisConnectionConfig):
     #: Channels stored and cleaned; events of other channels are ignored (and counted).
-    channels: list[Literal["linear", "spot"]] = attrs.field(factory=lambda: ["linear", "spot"])
+    channels: list[Literal["linear", "spot"]] = attrs.field(
+        factory=lambda: ["linear", "spot"], validator=_channels
+    )
     #: Kline intervals stored and cleaned, as labels ("1m", "1h", "1D", ...); closed klines of
     #: other intervals are ignored (and counted).
     intervals: list[str] = attrs.field(
-        factory=lambda: [label for label in INTERVALS if label != "1M"]
+        factory=lambda: [label for label in INTERVALS if label != "1M"], validator=_intervals
     )
     #: Keep the last N closed klines per symbol and interval in a list (0: no history).
-    history: int = 0
+    history: int = attrs.field(default=0, validator=at_least(0))
     #: Where the price hash comes from: a field of the ticker events ("ticker") or the
     #: pipeline's price events ("price").
     price_from: Literal["ticker", "price"] = "ticker"
@@ -65,23 +81,8 @@ class StorageConfig(RedisConnectionConfig):
     key_labels: Literal["lower", "config"] = "lower"
     #: Delete this sink's documented keys at start (never anything else).
     clean_on_start: bool = True
-    flush_size: int = 100
-    flush_interval: float = 1.0
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        if not self.channels:
-            raise ValueError("channels must list at least one of 'linear', 'spot'")
-        if not self.intervals:
-            raise ValueError("intervals must list at least one interval, e.g. ['1m']")
-        for label in self.intervals:
-            parse_interval(label)
-        if self.history < 0:
-            raise ValueError(f"history must be >= 0, got {self.history}")
-        if self.flush_size < 1:
-            raise ValueError(f"flush_size must be >= 1, got {self.flush_size}")
-        if self.flush_interval < 0:
-            raise ValueError(f"flush_interval must be >= 0, got {self.flush_interval}")
+    flush_size: int = flush_size_option(100)
+    flush_interval: float = flush_interval_option(1.0)
 
     def interval_labels(self) -> dict[int, str]:
         """ms -> label of the configured intervals, as keys carry it."""
@@ -163,7 +164,7 @@ class StorageSink:
             if channel not in channels:
                 self._ignore(f"channel {channel!r}")
                 continue
-            kind = type(event)
+            kind = event.__class__
             if kind is Ticker:
                 tickers.setdefault(channel, {})[event.symbol] = event  # type: ignore[assignment]
                 if price_from_ticker:

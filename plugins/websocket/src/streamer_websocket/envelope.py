@@ -42,9 +42,6 @@ class Envelope:
     def from_wire(cls, envelope: dict[str, Any]) -> Envelope:
         return cls(envelope["channel"], envelope["data_type"], envelope["data"])
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel, "data_type": self.data_type, "data": self.data}
-
     def data_text(self) -> str:
         text = self._data_text
         if text is None:
