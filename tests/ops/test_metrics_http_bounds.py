@@ -119,7 +119,8 @@ def test_config_checks_the_metrics_settings() -> None:
 
     pm = load_plugin_manager()
     for settings, message in (('metrics = "9464"', "expected host:port"),
-                              ("ready_max_data_age = 0", "expected a positive number")):
+                              ("ready_max_data_age = 0",
+                               "ready_max_data_age: expected more than 0")):
         with pytest.raises(ConfigError, match=message):
             load_config_text(f"[streamer]\n{settings}\n{TOML}", pm, environ={})
     config = load_config_text(f'[streamer]\nmetrics = "127.0.0.1:9464"\n{TOML}', pm,

@@ -18,11 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamer.intervals import INTERVALS
+from streamer.intervals import MONTH_MS, interval_label, parse_interval
 from streamer.oldenv import OLD_VARIABLES, parse_dotenv
 
-_MS_BY_LABEL = {label: ms for label, (ms, _) in INTERVALS.items()}
-_LABEL_BY_MS = {ms: label for label, ms in _MS_BY_LABEL.items()}
 #: The older streamer's interval units, in ms (``<n>ms`` too, from 100 ms).
 _UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000, "D": 86_400_000, "d": 86_400_000,
           "W": 7 * 86_400_000, "w": 7 * 86_400_000, "M": 30 * 86_400_000}
@@ -113,18 +111,37 @@ class _Env:
 def _intervals(env: _Env, out: _Out) -> list[str]:
     labels = []
     for text in env.get_list("STREAMER_KLINE_INTERVALS") or ["1m"]:
-        match = _INTERVAL.match(text)
-        ms = None
-        if match:
-            n, unit = int(match.group(1)), match.group(2)
-            ms = n if unit == "ms" else n * _UNITS[unit]
-        label = _LABEL_BY_MS.get(ms) if ms else None
+        label = _interval_label(text)
         if label is None:
             out.note(f"STREAMER_KLINE_INTERVALS: {text!r} has no equivalent (intervals here: "
-                     f"{' '.join(_MS_BY_LABEL)}; no sub-minute candles); left out")
+                     "<n> ms (from 100), s, m, h, D, W or M, e.g. 500ms 15s 1m 4h 1D 1W 1M); "
+                     "left out")
         elif label not in labels:
             labels.append(label)
     return labels
+
+
+def _interval_label(text: str) -> str | None:
+    """This streamer's label for one of the older streamer's intervals (``1d`` -> ``1D``,
+    ``60m`` -> ``1h``), or None when it has none."""
+    match = _INTERVAL.match(text)
+    if match is None:
+        return None
+    n, unit = int(match.group(1)), match.group(2)
+    label = f"{n}M" if unit == "M" else None
+    if label is None:
+        ms = n if unit == "ms" else n * _UNITS[unit]
+        if ms % MONTH_MS == 0:
+            return None  # a whole number of nominal months is not a calendar month
+        try:
+            label = interval_label(ms)
+        except ValueError:
+            return None
+    try:
+        parse_interval(label)
+    except ValueError:
+        return None
+    return label
 
 
 def migrate(env: Mapping[str, str], source_name: str = ".env") -> str:
@@ -161,10 +178,6 @@ def migrate(env: Mapping[str, str], source_name: str = ".env") -> str:
                                           ("STREAMER_ENABLE_PRICE_STREAM", "price"))
                    if e.get_bool(var, False)]
     intervals = _intervals(e, out) if klines_on else []
-    if klines_on and not passthrough and "1M" in intervals:
-        intervals.remove("1M")
-        out.note("STREAMER_KLINE_INTERVALS: 1M is not built from trades (months have no "
-                 "fixed length); set STREAMER_KLINES_MODE=true for Bybit's monthly candles")
     if klines_on and not intervals:
         out.note("no usable kline interval: klines are off")
         klines_on = False
@@ -294,9 +307,8 @@ def migrate(env: Mapping[str, str], source_name: str = ".env") -> str:
     if e.get_bool("STREAMER_STORAGE_ENABLED", False):
         items = [("type", "storage"), ("inputs", sink_inputs), *redis_items,
                  ("channels", channels)]
-        storable = [i for i in intervals if i != "1M"]
-        if storable:
-            items.append(("intervals", storable))
+        if intervals:
+            items.append(("intervals", intervals))
         if "tickers" not in out_streams and "price" in out_streams:
             items.append(("price_from", "price"))
         size = e.get_int("STREAMER_STORAGE_BUFFER_FLUSH_SIZE")
@@ -349,9 +361,13 @@ def _websocket_items(e: _Env, out: _Out) -> list[tuple[str, Any]]:
         out.note("STREAMER_WSS_AUTH_USER and STREAMER_WSS_AUTH_KEY go together: auth needs "
                  "both")
     if (user is None or key is None) and host not in (None, "127.0.0.1", "localhost", "::1"):
+        # The older streamer served anyone on any host; this sink refuses to start so
+        # (`streamer check` too), and the migrated file must be one that runs.
+        items = [("host", "127.0.0.1") if k == "host" else (k, v) for k, v in items]
         out.note(f"STREAMER_WEBSOCKET_HOST={host!r} without authentication: the websocket "
                  "sink refuses to start on a non-loopback host without auth_user and "
-                 "$STREAMER_WSS_AUTH_KEY")
+                 "$STREAMER_WSS_AUTH_KEY; it listens on 127.0.0.1 until both are set (or "
+                 "put a TLS-terminating proxy in front: docker-compose.traefik.yml)")
     return items
 
 
