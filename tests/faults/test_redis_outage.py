@@ -208,10 +208,10 @@ inputs = ["bybit", "agg"]
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    """Virtual time that jumps once every task has been idle for 250 ms of real time: the
+    """Virtual time that jumps once every task has been idle for 20 ms of real time: the
     Redis writes run in a worker thread in real time, which an instant jump would not wait
     for."""
-    return trio.testing.MockClock(autojump_threshold=0.25)
+    return trio.testing.MockClock(autojump_threshold=0.02)
 
 
 async def small_jumps() -> None:
