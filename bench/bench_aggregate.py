@@ -18,10 +18,10 @@ import time
 
 import trio
 
-from streamer.api import Context
-from streamer.config import structure_options
-from streamer.events import Trade
-from streamer.metrics import Metrics
+from streamer._api import Context
+from streamer._config import structure_options
+from streamer._events import Trade
+from streamer._metrics import Metrics
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 

@@ -32,11 +32,11 @@ import trio
 from bench_e2e_common import PYTHON, Children, cpu_seconds, emit_line, start_fake, symbol_names
 
 from streamer import Context, Inbox, hookimpl
-from streamer.config import load_config_text
-from streamer.events import Trade
-from streamer.hookspecs import RegisterType
-from streamer.plugins import load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._config import load_config_text
+from streamer._events import Trade
+from streamer._hookspecs import RegisterType
+from streamer._plugins import load_plugin_manager
+from streamer._runtime import Pipeline
 from streamer.testing import TestingPlugin
 
 

@@ -32,14 +32,14 @@ from typing import Any
 import attrs
 import trio
 
-from streamer.api import BaseTransform, Context
-from streamer.config import load_config_text
-from streamer.events import Event, Kline, Ticker, Trade
-from streamer.hookspecs import RegisterType, hookimpl
-from streamer.inbox import Inbox
-from streamer.metrics_http import serve_ops
-from streamer.plugins import load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._api import BaseTransform, Context
+from streamer._config import load_config_text
+from streamer._events import Event, Kline, Ticker, Trade
+from streamer._hookspecs import RegisterType, hookimpl
+from streamer._inbox import Inbox
+from streamer._metrics_http import serve_ops
+from streamer._plugins import load_plugin_manager
+from streamer._runtime import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import cpu_seconds, emit_line, rss_kib, symbol_names

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from nats_server import NatsCluster, NatsServer, stream_info
 
 from streamer import Context, Inbox, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_nats.bridge import AsyncioThread
 from streamer_nats.sink import NatsSink, NatsSinkConfig
 

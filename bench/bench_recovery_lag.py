@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bybit.harness import Collector, make_source
 
 from fakebybit import FakeBybit
-from streamer.events import Trade
+from streamer._events import Trade
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
 TOPICS = [f"publicTrade.{s}" for s in SYMBOLS]

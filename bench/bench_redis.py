@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from redis_server import RedisServer
 
 from streamer import Context, Event, Inbox, Ticker, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_redis.sink import RedisSink, RedisSinkConfig
 from streamer_redis.storage import StorageConfig, StorageSink
 

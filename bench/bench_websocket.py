@@ -24,7 +24,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from streamer import Context, Inbox, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink
 

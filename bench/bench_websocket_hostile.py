@@ -53,7 +53,7 @@ async def serve() -> None:
     from websocket.helpers import kline, price, ticker, trade
 
     from streamer import Context, Inbox
-    from streamer.metrics import Metrics
+    from streamer._metrics import Metrics
     from streamer_websocket.config import WebSocketConfig
     from streamer_websocket.sink import WebSocketSink
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from streamer.events import Kline, Trade
+from streamer._events import Kline, Trade
 
 DAY_MS = 86_400_000
 

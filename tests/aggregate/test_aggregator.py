@@ -178,7 +178,7 @@ def test_bad_arguments_are_rejected():
 
 
 def test_non_trade_events_are_ignored():
-    from streamer.events import Price
+    from streamer._events import Price
 
     a = agg()
     assert a.add_trades([Price("linear", "BTCUSDT", 1.0, B)]) == []

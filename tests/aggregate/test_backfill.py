@@ -11,11 +11,11 @@ from bybit.harness import make_source
 
 from aggregate.helpers import trade
 from streamer import clock
-from streamer.api import Context
-from streamer.config import structure_options
+from streamer._api import Context
+from streamer._config import structure_options
+from streamer._metrics import Metrics
 from streamer.history import HistoryUnavailable
 from streamer.intervals import candle_start, interval
-from streamer.metrics import Metrics
 from streamer_aggregate.backfill import rows_needed
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 

@@ -9,10 +9,10 @@ import trio
 
 from aggregate.helpers import trade
 from streamer import clock
-from streamer.api import Context
-from streamer.config import structure_options
+from streamer._api import Context
+from streamer._config import structure_options
+from streamer._metrics import Metrics
 from streamer.intervals import candle_start
-from streamer.metrics import Metrics
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 from streamer_bybit.source import BybitLinearConfig, BybitSource
 

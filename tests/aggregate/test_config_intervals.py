@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from fakebybit.market import period_start
-from streamer.config import ConfigError, structure_options
+from streamer._config import ConfigError, structure_options
 from streamer.intervals import INTERVALS, WEEK_MS, bybit_code, candle_start, parse_interval
 from streamer_aggregate.passthrough import PassthroughConfig
 from streamer_aggregate.transform import KlineConfig
@@ -94,7 +94,7 @@ def test_rest_url_and_testnet_moved_to_the_source(options, key):
 
 def test_every_bad_option_is_reported_with_its_path(plugin_manager):
     """Field validators, not a chain that stops at the first: all three show at once."""
-    from streamer.config import load_config_text
+    from streamer._config import load_config_text
 
     toml = """
 [[sources]]
@@ -120,7 +120,7 @@ type = "testing.collect"
 
 
 def test_klines_verify_reports_both_bad_options_with_their_paths(plugin_manager):
-    from streamer.config import load_config_text
+    from streamer._config import load_config_text
 
     toml = """
 [[sources]]

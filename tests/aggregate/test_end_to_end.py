@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 
 from streamer import clock
-from streamer.events import Kline
+from streamer._events import Kline
 from streamer.intervals import candle_start
 from streamer.testing import running_pipeline
 

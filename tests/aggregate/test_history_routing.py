@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from streamer import clock
-from streamer.config import ConfigError, load_config_text
+from streamer._config import ConfigError, load_config_text
 from streamer.testing import running_pipeline
 
 _lock = threading.Lock()
@@ -106,7 +106,7 @@ def test_the_aggregator_rest_url_is_a_config_error_that_says_where_it_went(plugi
 
 
 def test_the_runtime_hands_each_transform_the_history_of_its_input_sources(plugin_manager):
-    from streamer.runtime import Pipeline
+    from streamer._runtime import Pipeline
 
     toml = PIPE.format(ws="ws://127.0.0.1:1", rest="http://127.0.0.1:1") + """
 [[sources]]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from streamer.api import Context
-from streamer.config import structure_options
-from streamer.events import Kline, Trade
-from streamer.metrics import Metrics
+from streamer._api import Context
+from streamer._config import structure_options
+from streamer._events import Kline, Trade
+from streamer._metrics import Metrics
 from streamer_aggregate.passthrough import KlinePassthrough, PassthroughConfig
 
 M = 60_000

@@ -9,11 +9,11 @@ import trio
 
 from aggregate.helpers import trade
 from streamer import clock
-from streamer.api import Context
-from streamer.config import structure_options
-from streamer.events import Kline
+from streamer._api import Context
+from streamer._config import structure_options
+from streamer._events import Kline
+from streamer._metrics import Metrics
 from streamer.intervals import next_boundary
-from streamer.metrics import Metrics
 from streamer_aggregate.transform import KlineConfig, KlineTransform
 
 M = 60_000
@@ -149,7 +149,7 @@ async def test_every_trade_updates_come_back_from_process(autojump_clock):
 async def test_stream_gap_holds_candles_until_the_source_recovers(autojump_clock):
     """A source reports a lost connection: candles it overlaps wait for the recovered trades
     (which would otherwise be late), and close as soon as the gap closes."""
-    from streamer.api import StreamGap
+    from streamer._api import StreamGap
 
     tr = make(waiter_latency_ms=100)
     rec = Recorder()
@@ -174,7 +174,7 @@ async def test_stream_gap_holds_candles_until_the_source_recovers(autojump_clock
 
 
 async def test_stream_gap_not_recovered_in_time_closes_partial(autojump_clock):
-    from streamer.api import StreamGap
+    from streamer._api import StreamGap
 
     tr = make(waiter_latency_ms=100, gap_hold_s=30)
     rec = Recorder()

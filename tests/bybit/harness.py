@@ -8,9 +8,9 @@ from typing import Any
 
 import trio
 
-from streamer.api import Context, StreamGap
-from streamer.events import Event
-from streamer.metrics import Metrics
+from streamer._api import Context, StreamGap
+from streamer._events import Event
+from streamer._metrics import Metrics
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 
 

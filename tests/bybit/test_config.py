@@ -6,9 +6,9 @@ import pytest
 import trio
 from bybit.harness import make_source
 
-from streamer.config import ConfigError, load_config_text
-from streamer.events import Trade
-from streamer.plugins import load_plugin_manager
+from streamer._config import ConfigError, load_config_text
+from streamer._events import Trade
+from streamer._plugins import load_plugin_manager
 from streamer.testing import TestingPlugin, running_pipeline
 from streamer_bybit.source import (
     BybitLinearConfig,
@@ -21,8 +21,8 @@ from streamer_bybit.source import (
 def endpoints(config, category="linear"):
     import logging
 
-    from streamer.api import Context
-    from streamer.metrics import Metrics
+    from streamer._api import Context
+    from streamer._metrics import Metrics
 
     ctx = Context(
         name="b", type=f"bybit.{category}", logger=logging.getLogger("t"), metrics=Metrics()

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from streamer.events import Event, Price, Trade
-from streamer.logs import RateLimitedLog
-from streamer.metrics import Metrics
+from streamer._events import Event, Price, Trade
+from streamer._logs import RateLimitedLog
+from streamer._metrics import Metrics
 from streamer_bybit.decode import TRADE_PREFIX, MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 

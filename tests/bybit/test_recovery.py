@@ -16,8 +16,8 @@ import trio
 from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
-from streamer.events import Ticker, Trade
-from streamer.metrics import Metrics
+from streamer._events import Ticker, Trade
+from streamer._metrics import Metrics
 from streamer_bybit.recovery import GapRecovery, RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.source import BybitLinearConfig

@@ -11,7 +11,7 @@ import trio
 from bybit.harness import make_source, run_source
 
 from fakebybit import FakeBybit, make_ssl_contexts
-from streamer.events import Trade
+from streamer._events import Trade
 
 
 class BrokenTlsRest:

@@ -8,9 +8,9 @@ import trio
 from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
-from streamer.api import StreamGap
-from streamer.backoff import Backoff
-from streamer.events import Ticker, Trade
+from streamer._api import StreamGap
+from streamer._backoff import Backoff
+from streamer._events import Ticker, Trade
 
 
 async def wait_sessions(source, n: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 from bybit.harness import Collector, make_source, run_source
 
-from streamer.events import Kline, Price, Ticker, Trade
+from streamer._events import Kline, Price, Ticker, Trade
 
 
 async def test_trades_keep_bybit_strings_and_wire_order(fake_bybit, collector: Collector):

@@ -10,8 +10,8 @@ import trio
 from bybit.harness import make_source, run_source
 
 from fakebybit import FakeBybit
-from streamer.api import FatalError
-from streamer.events import Trade
+from streamer._api import FatalError
+from streamer._events import Trade
 from streamer_bybit.connection import ConnectPacer
 from streamer_bybit.source import pool_topics
 

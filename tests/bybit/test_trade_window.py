@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 from bybit.harness import make_source, run_source
 
-from streamer.events import Trade
+from streamer._events import Trade
 from streamer_bybit.connection import TradeWindow
 
 

@@ -50,7 +50,7 @@ async def test_pretty_table(plugin_manager, capfd) -> None:
 def test_every_bad_option_is_reported_with_its_path(plugin_manager) -> None:
     import pytest
 
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     toml = '[[sources]]\nname = "src"\ntype = "testing.scripted"\n' \
            '[[sinks]]\ntype = "console"\nformat = "xml"\nstream = "stdin"\n'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.cli import main
+from streamer._cli import main
 
 SRC = '[[sources]]\ntype = "bybit.linear"\nsymbols = ["BTCUSDT"]\n'
 

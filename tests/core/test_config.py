@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from streamer import hookimpl
-from streamer.config import (
+from streamer._config import (
     ConfigError,
     at_least,
     between,
@@ -16,7 +16,7 @@ from streamer.config import (
     load_config_file,
     load_config_text,
 )
-from streamer.logs import redact_url
+from streamer._logs import redact_url
 
 
 @attrs.define
@@ -297,7 +297,7 @@ def test_deeply_nested_toml_is_one_clear_error(pm, value: str) -> None:
 
 
 def test_field_validators_name_the_field_when_a_config_is_built_in_code() -> None:
-    from streamer.config import SinkSettings
+    from streamer._config import SinkSettings
 
     with pytest.raises(ValueError, match=r"^queue_size: expected at least 1, got 0$"):
         SinkSettings(queue_size=0)

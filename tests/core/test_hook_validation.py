@@ -7,8 +7,8 @@ import types
 import pytest
 
 from streamer import DROP, hookimpl
-from streamer.events import Trade
-from streamer.plugins import PluginError, PluginManager
+from streamer._events import Trade
+from streamer._plugins import PluginError, PluginManager
 
 
 def _plugin(**hooks: object) -> types.ModuleType:

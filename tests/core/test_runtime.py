@@ -46,8 +46,8 @@ async def test_every_sink_gets_every_batch_and_shutdown_flushes(plugin_manager) 
 
 
 async def test_pipeline_ends_when_sources_end_and_sinks_drain(plugin_manager) -> None:
-    from streamer.config import load_config_text
-    from streamer.runtime import Pipeline
+    from streamer._config import load_config_text
+    from streamer._runtime import Pipeline
 
     config = load_config_text(PIPE.format(sinks=sink("slow", delay=0.01)), plugin_manager,
                               environ={})
@@ -237,8 +237,8 @@ class FatalSinkPlugin:
 
 async def test_fatal_error_stops_the_pipeline(plugin_manager, register_plugin) -> None:
     register_plugin(FatalSinkPlugin())
-    from streamer.config import load_config_text
-    from streamer.runtime import Pipeline
+    from streamer._config import load_config_text
+    from streamer._runtime import Pipeline
 
     config = load_config_text(PIPE.format(sinks='[[sinks]]\ntype = "test.fatal"\n'),
                               plugin_manager, environ={})

@@ -14,9 +14,9 @@ import pytest
 import trio
 
 from streamer import FatalError, Trade, hookimpl
-from streamer.config import load_config_text
-from streamer.logs import RateLimitFilter
-from streamer.runtime import Pipeline
+from streamer._config import load_config_text
+from streamer._logs import RateLimitFilter
+from streamer._runtime import Pipeline
 from streamer.testing import running_pipeline
 
 
@@ -190,7 +190,7 @@ async def test_summaries_are_never_rate_limited(plugin_manager, autojump_clock) 
 
     handler = Keep()
     handler.addFilter(RateLimitFilter())
-    runtime_log = logging.getLogger("streamer.runtime")
+    runtime_log = logging.getLogger("streamer._runtime")
     runtime_log.addHandler(handler)
     level = runtime_log.level
     runtime_log.setLevel(logging.INFO)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from streamer.toml_depth import nesting_exceeds
+from streamer._toml_depth import nesting_exceeds
 
 if sys.version_info >= (3, 11):
     import tomllib

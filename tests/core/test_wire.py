@@ -99,17 +99,17 @@ async def test_inbox_block_waits_for_room() -> None:
 def test_hook_reference_doc_matches_the_specs() -> None:
     from pathlib import Path
 
-    from streamer.hookdoc import render
+    from streamer._hookdoc import render
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "plugin_hooks.md"
-    hint = "regenerate: python -m streamer.hookdoc > docs/plugin_hooks.md"
+    hint = "regenerate: python -m streamer._hookdoc > docs/plugin_hooks.md"
     assert doc.read_text() == render(), hint
 
 
 def test_rate_limited_log_counts_what_it_suppressed(caplog) -> None:
     import logging
 
-    from streamer.logs import RateLimitedLog
+    from streamer._logs import RateLimitedLog
 
     now = [0.0]
     log = RateLimitedLog(logging.getLogger("t.rate"), interval=3600, clock=lambda: now[0])

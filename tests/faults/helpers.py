@@ -8,8 +8,8 @@ from typing import Any
 
 import trio
 
-from streamer.events import Event, Kline, Trade
-from streamer.runtime import Pipeline
+from streamer._events import Event, Kline, Trade
+from streamer._runtime import Pipeline
 
 MINUTE_MS = 60_000
 

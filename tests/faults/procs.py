@@ -1,5 +1,5 @@
 """Subprocess helpers of the fault suite: the fake Bybit in its own process
-(``python -m fakebybit``) and ``python -m streamer.cli run``."""
+(``python -m fakebybit``) and ``python -m streamer run``."""
 
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ def _readline_within(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 def start_streamer(config: Path, stderr_path: Path, stdout: Any = subprocess.DEVNULL
                    ) -> subprocess.Popen[bytes]:
-    """``python -m streamer.cli run -c config``, stderr (the log) into ``stderr_path``."""
+    """``python -m streamer run -c config``, stderr (the log) into ``stderr_path``."""
     with open(stderr_path, "wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "streamer.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
             stdout=stdout, stderr=err, env=dict(os.environ),
         )
 

@@ -19,7 +19,7 @@ from faults.helpers import (
     kline_tuple,
 )
 from streamer import clock
-from streamer.events import Kline
+from streamer._events import Kline
 from streamer.testing import running_pipeline
 
 WAITER_MS = 100  # klines.from_trades' default waiter_latency_ms

@@ -32,7 +32,7 @@ from faults.helpers import (
     wait_metric,
 )
 from streamer import clock
-from streamer.events import Event, Kline, Ticker, Trade
+from streamer._events import Event, Kline, Ticker, Trade
 from streamer.testing import running_pipeline
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]

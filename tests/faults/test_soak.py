@@ -1,5 +1,5 @@
 """Fault 8: a 10-minute soak at 2,000 publicTrade messages/s (marked slow: excluded from the
-default run). ``python -m streamer.cli run`` and the fake Bybit run as subprocesses:
+default run). ``python -m streamer run`` and the fake Bybit run as subprocesses:
 bybit.linear (trades, tickers) -> klines.from_trades (1m, 5m) -> storage + redis pub/sub
 (real redis-server) + console (to /dev/null).
 

@@ -1,5 +1,5 @@
 """A console whose stdout nobody reads (``streamer run | sleep 40``), as a real subprocess:
-``python -m streamer.cli run`` with its stdout a pipe this test never reads, fed by the fake
+``python -m streamer run`` with its stdout a pipe this test never reads, fed by the fake
 Bybit (its own process) at 2,000 messages/s, next to a ``redis`` sink (real redis-server).
 
 Once the pipe is full the console's write blocks for good. The watchdog must log the stall

@@ -19,8 +19,8 @@ SCRIPT = '''
 import argparse, sys, time
 import attrs, trio
 from streamer import Trade, hookimpl
-from streamer.cli import cmd_run
-from streamer.plugins import load_plugin_manager
+from streamer._cli import cmd_run
+from streamer._plugins import load_plugin_manager
 
 
 @attrs.define

@@ -11,7 +11,7 @@ import pytest
 import trio
 import zstandard
 
-from streamer.events import Kline, Price, Ticker, Trade
+from streamer._events import Kline, Price, Ticker, Trade
 from streamer.testing import running_pipeline
 
 DAY = 86_400_000
@@ -161,7 +161,7 @@ async def test_shutdown_flushes_and_a_write_error_is_counted(plugin_manager, tmp
 
 
 def test_config_errors_name_the_key(plugin_manager):
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     with pytest.raises(ConfigError) as err:
         load_config_text(PIPE.format(dir="", format="csv", max_rows=1, flush=1),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from streamer import Trade
-from streamer.inbox import Inbox
+from streamer._inbox import Inbox
 from streamer.testing import running_pipeline
 
 

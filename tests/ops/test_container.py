@@ -16,10 +16,10 @@ from pathlib import Path
 import trio
 import yaml
 
-from streamer.config import load_config_file
-from streamer.metrics_http import parse_address, serve_ops
-from streamer.plugins import load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._config import load_config_file
+from streamer._metrics_http import parse_address, serve_ops
+from streamer._plugins import load_plugin_manager
+from streamer._runtime import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/etc/streamer/streamer.toml"

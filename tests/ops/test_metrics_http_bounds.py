@@ -12,8 +12,8 @@ import trio
 
 from ops.httpget import get, get_json
 from streamer import metrics_http
-from streamer.config import load_config_text
-from streamer.metrics_http import (
+from streamer._config import load_config_text
+from streamer._metrics_http import (
     HEALTH_MAX_LAG,
     MAX_CONNECTIONS,
     MAX_REQUEST_BYTES,
@@ -22,8 +22,8 @@ from streamer.metrics_http import (
     parse_address,
     serve_ops,
 )
-from streamer.plugins import load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._plugins import load_plugin_manager
+from streamer._runtime import Pipeline
 
 TOML = '[[sources]]\ntype = "bybit.linear"\nsymbols = ["BTCUSDT"]\n[[sinks]]\ntype = "console"\n'
 
@@ -115,7 +115,7 @@ async def test_port_in_use_is_fatal(ops) -> None:
 
 
 def test_config_checks_the_metrics_settings() -> None:
-    from streamer.config import ConfigError
+    from streamer._config import ConfigError
 
     pm = load_plugin_manager()
     for settings, message in (('metrics = "9464"', "expected host:port"),

@@ -9,10 +9,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from streamer.config import load_config_text
-from streamer.migrate_env import migrate
-from streamer.oldenv import OLD_VARIABLES, parse_dotenv, warn_ignored_old_env
-from streamer.plugins import load_plugin_manager
+from streamer._config import load_config_text
+from streamer._migrate_env import migrate
+from streamer._oldenv import OLD_VARIABLES, parse_dotenv, warn_ignored_old_env
+from streamer._plugins import load_plugin_manager
 
 SAMPLE = Path(__file__).with_name("older-streamer.env")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrating.md"

@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer, free_port
 
-from streamer.oldenv import parse_dotenv
+from streamer._oldenv import parse_dotenv
 
 TESTS = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).with_name("older-streamer.env")

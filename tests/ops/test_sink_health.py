@@ -9,7 +9,7 @@ import trio
 from redis_server import RedisServer
 
 from streamer import Context, Inbox, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_redis.sink import RedisSink, RedisSinkConfig
 
 

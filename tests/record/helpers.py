@@ -10,10 +10,10 @@ import trio.testing
 
 from fakebybit import FakeBybit
 from streamer import clock
-from streamer.config import load_config_text
-from streamer.events import Event
-from streamer.plugins import load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._config import load_config_text
+from streamer._events import Event
+from streamer._plugins import load_plugin_manager
+from streamer._runtime import Pipeline
 from streamer.testing import TestingPlugin, running_pipeline
 from streamer.wire import render_bytes
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from streamer.api import FatalError
-from streamer.events import Kline, Trade
+from streamer._api import FatalError
+from streamer._events import Kline, Trade
 from streamer_bybit.capture_format import SUFFIX, capture_files, read_records
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -87,7 +87,7 @@ first_candle = "partial"
 type = "console"
 inputs = ["klines"]
 """)
-    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     got = [[env["channel"], env["data_type"], item]
@@ -135,7 +135,7 @@ flush_interval_s = 30
     ('category = "inverse"', "category: expected one of"),
 ])
 def test_replay_config_errors(options, error, plugin_manager):
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     toml = f'[[sources]]\ntype = "bybit.replay"\npath = "x"\n{options}\n'
     with pytest.raises(ConfigError) as err:
@@ -146,8 +146,8 @@ def test_replay_config_errors(options, error, plugin_manager):
 def test_a_missing_capture_is_an_error_naming_it(tmp_path):
     import logging
 
-    from streamer.api import Context
-    from streamer.metrics import Metrics
+    from streamer._api import Context
+    from streamer._metrics import Metrics
     from streamer_bybit.replay import ReplayConfig, make_replay
 
     ctx = Context(name="r", type="bybit.replay", logger=logging.getLogger("r"),

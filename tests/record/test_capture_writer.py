@@ -10,7 +10,7 @@ import pytest
 import trio
 import zstandard
 
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_bybit.capture_format import (
     FRAMES,
     MAGIC,

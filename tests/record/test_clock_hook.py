@@ -7,8 +7,8 @@ import pytest
 import trio
 
 from streamer import clock, hookimpl
-from streamer.config import load_config_text
-from streamer.runtime import Pipeline
+from streamer._config import load_config_text
+from streamer._runtime import Pipeline
 
 
 class OffsetClock(trio.abc.Clock):

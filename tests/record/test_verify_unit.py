@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from streamer.api import Context
-from streamer.events import Kline
-from streamer.metrics import Metrics
+from streamer._api import Context
+from streamer._events import Kline
+from streamer._metrics import Metrics
 from streamer_aggregate.verify import KlineCheck, KlineVerify, VerifyConfig
 
 M = 60_000

@@ -10,7 +10,7 @@ from typing import Any
 import trio
 
 from streamer import Context, Inbox, Kline, Price, Ticker, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 
 
 def make_context(name: str = "sink") -> Context:

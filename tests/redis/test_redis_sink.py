@@ -246,7 +246,7 @@ async def test_gives_up_at_shutdown_after_shutdown_timeout(mock_clock, caplog):
 
 def test_every_bad_option_is_reported_with_its_path(plugin_manager):
     """Field validators, connection options included: every error shows at once."""
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     toml = """
 [[sources]]

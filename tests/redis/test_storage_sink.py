@@ -306,7 +306,7 @@ async def test_an_unencodable_event_is_dropped_and_counted_not_fatal(redis_serve
 
 
 def test_config_through_the_core_loader(plugin_manager):
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     toml = """
 [[sources]]
@@ -332,7 +332,7 @@ intervals = ["1m", "60m"]
 
 def test_every_bad_option_is_reported_with_its_path(plugin_manager):
     """Field validators, connection options included: every error shows at once."""
-    from streamer.config import ConfigError, load_config_text
+    from streamer._config import ConfigError, load_config_text
 
     toml = """
 [[sources]]

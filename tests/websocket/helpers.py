@@ -20,7 +20,7 @@ from trio_websocket import (
 )
 
 from streamer import Context, Inbox, Kline, Price, Ticker, Trade
-from streamer.metrics import Metrics
+from streamer._metrics import Metrics
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink
 

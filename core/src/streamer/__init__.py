@@ -1,8 +1,15 @@
-"""streamer: real-time Bybit V5 market data, a trio core plus plugins."""
+"""streamer: real-time Bybit V5 market data, a trio core plus plugins.
+
+The public API is what this module exports (``__all__``) and the submodules
+``streamer.wire``, ``streamer.intervals``, ``streamer.clock``, ``streamer.history``,
+``streamer.validators``, ``streamer.http`` and ``streamer.testing``. Everything in a module
+whose name starts with ``_`` is the implementation and may change without notice; plugins do
+not import it (docs/writing_plugins.md, "What a plugin may import").
+"""
 
 from __future__ import annotations
 
-from streamer.api import (
+from streamer._api import (
     BaseTransform,
     Context,
     Emit,
@@ -12,11 +19,13 @@ from streamer.api import (
     StreamGap,
     Transform,
 )
-from streamer.events import Event, Kline, Price, Ticker, Trade
-from streamer.health import Health, PartState
-from streamer.hookspecs import hookimpl
-from streamer.inbox import Inbox
-from streamer.metrics import Metrics, Sample
+from streamer._backoff import Backoff
+from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
+from streamer._health import Health, PartState
+from streamer._hookspecs import RegisterCommand, RegisterType, hookimpl
+from streamer._inbox import Inbox
+from streamer._logs import RateLimitedLog, redact_url, url_secret
+from streamer._metrics import Metrics, Sample
 
 __version__ = "0.1.0"
 
@@ -25,8 +34,11 @@ DROP: object = object()
 
 __all__ = [
     "DROP",
+    "Backoff",
     "BaseTransform",
+    "Channel",
     "Context",
+    "DataType",
     "Emit",
     "Event",
     "FatalError",
@@ -36,6 +48,9 @@ __all__ = [
     "Metrics",
     "PartState",
     "Price",
+    "RateLimitedLog",
+    "RegisterCommand",
+    "RegisterType",
     "Sample",
     "Sink",
     "Source",
@@ -44,4 +59,6 @@ __all__ = [
     "Trade",
     "Transform",
     "hookimpl",
+    "redact_url",
+    "url_secret",
 ]

@@ -9,7 +9,7 @@ wall time is derived from ``trio.current_time()`` plus an offset captured once p
 A source may drive time itself (a replay of a capture): the only hook is that a trio clock
 with a ``wall_offset`` attribute (epoch seconds at trio time 0) sets the offset instead of
 ``time.time()``. ``streamer run`` runs trio with the clock a source offers as its
-``trio_clock`` attribute (:meth:`streamer.runtime.Pipeline.trio_clock`), so every timer in
+``trio_clock`` attribute (:meth:`streamer._runtime.Pipeline.trio_clock`), so every timer in
 the pipeline (kline closes, flush intervals) follows the recorded time.
 """
 

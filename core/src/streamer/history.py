@@ -26,7 +26,7 @@ from typing import Protocol
 
 import attrs
 
-from streamer.events import Trade
+from streamer._events import Trade
 
 
 class HistoryUnavailable(Exception):

@@ -2,7 +2,7 @@
 
 Fixtures:
 
-- ``plugin_manager``: a :class:`~streamer.plugins.PluginManager` with every installed plugin
+- ``plugin_manager``: a :class:`~streamer._plugins.PluginManager` with every installed plugin
   loaded plus the test types below (``testing.scripted`` source, ``testing.collect`` sink).
 - ``register_plugin(obj, name=None)``: registers a plugin object (a module or any object with
   ``@hookimpl`` methods) into ``plugin_manager`` for one test and unregisters it afterwards.
@@ -22,13 +22,13 @@ import attrs
 import pytest
 import trio
 
-from streamer.api import Context, Emit, StreamGap
-from streamer.config import load_config_text
-from streamer.events import Event
-from streamer.hookspecs import RegisterType, hookimpl
-from streamer.inbox import Inbox
-from streamer.plugins import PluginManager, load_plugin_manager
-from streamer.runtime import Pipeline
+from streamer._api import Context, Emit, StreamGap
+from streamer._config import load_config_text
+from streamer._events import Event
+from streamer._hookspecs import RegisterType, hookimpl
+from streamer._inbox import Inbox
+from streamer._plugins import PluginManager, load_plugin_manager
+from streamer._runtime import Pipeline
 
 
 @attrs.define

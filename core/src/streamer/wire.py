@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from streamer.events import Event
+from streamer._events import Event
 
 _encoder = msgspec.json.Encoder()
 

@@ -32,9 +32,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from streamer.events import Kline, Trade
-from streamer.logs import RateLimitedLog
-from streamer.metrics import Metrics
+from streamer import Kline, Metrics, RateLimitedLog, Trade
 from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
 from streamer_aggregate.candles import Bucket, IntervalState
 

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from streamer.events import Trade
+from streamer import Trade
 from streamer.history import Candles
 from streamer.intervals import Interval, interval_of_ms
 

@@ -1,7 +1,7 @@
 """``klines.passthrough``: Bybit's own kline stream, in the same output as klines.from_trades.
 
 The bybit source already turns Bybit's ``kline.<interval>.<symbol>`` messages into
-:class:`streamer.events.Kline` events (``closed`` = Bybit's ``confirm``, ``trade_count``
+:class:`streamer.Kline` events (``closed`` = Bybit's ``confirm``, ``trade_count``
 ``None``: Bybit does not send it). This transform only selects and de-duplicates them:
 Bybit may repeat a ``confirm: true`` message, and a consumer must see each closed candle once.
 """
@@ -14,8 +14,7 @@ from typing import Literal
 import attrs
 import trio
 
-from streamer.api import Context, Emit
-from streamer.events import Event, Kline
+from streamer import Context, Emit, Event, Kline
 from streamer.intervals import parse_interval
 
 

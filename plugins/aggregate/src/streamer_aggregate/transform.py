@@ -23,12 +23,9 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from streamer import clock
-from streamer.api import Context, Emit, StreamGap
-from streamer.events import Event
+from streamer import Context, Emit, Event, RateLimitedLog, StreamGap, clock
 from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_of_ms, parse_interval
-from streamer.logs import RateLimitedLog
 from streamer.validators import between
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
 from streamer_aggregate.backfill import (

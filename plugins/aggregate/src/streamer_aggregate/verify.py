@@ -32,10 +32,8 @@ import attrs
 import msgspec
 import trio
 
-from streamer.api import Context, Emit
-from streamer.events import Event, Kline
+from streamer import Context, Emit, Event, Kline, RateLimitedLog
 from streamer.intervals import interval_label
-from streamer.logs import RateLimitedLog
 from streamer.validators import at_least
 
 Series = tuple[str, str, int]  # channel, symbol, interval

@@ -26,8 +26,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from streamer import clock
-from streamer.metrics import Metrics
+from streamer import Metrics, clock
 from streamer_bybit.capture_writer import CaptureWriter, now_us
 
 #: How long shutdown waits for the writer to finish the current file.

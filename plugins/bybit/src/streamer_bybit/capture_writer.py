@@ -25,9 +25,7 @@ from typing import Any, Final
 import msgspec
 import zstandard
 
-from streamer import clock
-from streamer.logs import RateLimitedLog
-from streamer.metrics import Metrics
+from streamer import Metrics, RateLimitedLog, clock
 from streamer_bybit.capture_format import (
     END,
     FRAMES,

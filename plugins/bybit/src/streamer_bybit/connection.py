@@ -23,11 +23,7 @@ import attrs
 import msgspec
 import trio
 
-from streamer.api import Emit
-from streamer.backoff import Backoff
-from streamer.events import Event
-from streamer.logs import RateLimitedLog
-from streamer.metrics import Metrics
+from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.recovery import (

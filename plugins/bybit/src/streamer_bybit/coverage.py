@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from streamer.events import Trade
+from streamer import Trade
 
 
 class TradeWindow:

@@ -16,10 +16,8 @@ from typing import Any, Final
 
 import msgspec
 
-from streamer.events import Event, Kline, Trade
+from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
 from streamer.intervals import INTERVALS
-from streamer.logs import RateLimitedLog
-from streamer.metrics import Metrics
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Bybit's kline interval codes and their length in ms (the core's table; "M" is a nominal
@@ -102,7 +100,7 @@ TRADE_PREFIX: Final = b'{"topic":"publicTrade.'
 class MessageDecoder:
     """Turns the payloads of one connection into events; keeps that connection's ticker state.
 
-    ``price_from_trades``: emit :class:`streamer.events.Price` from the last trade price of
+    ``price_from_trades``: emit :class:`streamer.Price` from the last trade price of
     each message (used when tickers are not subscribed).
     """
 

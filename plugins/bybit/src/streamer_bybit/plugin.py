@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from streamer import Context, hookimpl
-from streamer.hookspecs import RegisterType
+from streamer import Context, RegisterType, hookimpl
 from streamer_bybit.replay import ReplayConfig, make_replay
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 

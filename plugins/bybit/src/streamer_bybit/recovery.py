@@ -1,6 +1,6 @@
 """Gap recovery of one Bybit connection: the trades missed while it was reconnecting.
 
-When a session ends, the connection reports a :class:`~streamer.api.StreamGap` (so klines
+When a session ends, the connection reports a :class:`~streamer.StreamGap` (so klines
 wait). The next session snapshots, per symbol, the newest trade delivered (its *mark*), and
 holds that symbol's live trades from the resubscribe on; every other event flows at once.
 Per symbol, REST recent-trade is asked (bounded concurrency, retried with backoff) until one
@@ -28,11 +28,9 @@ from collections.abc import Iterable
 import attrs
 import trio
 
-from streamer.api import Emit, StreamGap
+from streamer import Emit, Event, Metrics, StreamGap, Trade
 from streamer.clock import now_ms
-from streamer.events import Event, Trade
 from streamer.http import HttpError
-from streamer.metrics import Metrics
 from streamer_bybit.coverage import (
     Coverage,
     RecoveryMark,

@@ -31,9 +31,7 @@ import msgspec
 import trio
 import trio.testing
 
-from streamer.api import Context, Emit, FatalError
-from streamer.events import Event
-from streamer.logs import RateLimitedLog
+from streamer import Context, Emit, Event, FatalError, RateLimitedLog
 from streamer_bybit.capture_format import (
     END,
     FRAMES,

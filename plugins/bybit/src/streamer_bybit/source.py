@@ -16,11 +16,8 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from streamer.api import Context, Emit, FatalError
-from streamer.backoff import Backoff
-from streamer.health import PartState
+from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
 from streamer.intervals import INTERVALS
-from streamer.metrics import Sample
 from streamer.validators import Validator, at_least, greater_than
 from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (

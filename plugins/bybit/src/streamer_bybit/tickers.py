@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamer.events import Event, Price, Ticker
+from streamer import Event, Price, Ticker
 
 
 def to_number(value: Any) -> Any:

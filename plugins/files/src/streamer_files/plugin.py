@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from streamer import hookimpl
-from streamer.hookspecs import RegisterType
+from streamer import RegisterType, hookimpl
 from streamer_files.sink import FilesConfig, FilesSink
 
 

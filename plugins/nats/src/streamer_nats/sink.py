@@ -21,8 +21,7 @@ from typing import Literal
 import attrs
 import trio
 
-from streamer import Context, Event, FatalError, Inbox
-from streamer.backoff import Backoff
+from streamer import Backoff, Context, Event, FatalError, Inbox
 from streamer_nats.bridge import AsyncioThread
 from streamer_nats.connection import NatsConnectionConfig
 from streamer_nats.messages import token

@@ -19,9 +19,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from streamer import Context, Event, FatalError
-from streamer.api import Emit
-from streamer.backoff import Backoff
+from streamer import Backoff, Context, Emit, Event, FatalError
 from streamer_nats.bridge import AsyncioThread
 from streamer_nats.connection import NatsConnectionConfig
 from streamer_nats.consumer import Consumer

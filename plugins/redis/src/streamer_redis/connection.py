@@ -15,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from streamer.logs import redact_url, url_secret
+from streamer import redact_url, url_secret
 from streamer.validators import at_least, between, greater_than
 
 _SCHEMES = ("redis", "rediss", "unix")

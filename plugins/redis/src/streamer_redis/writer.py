@@ -29,10 +29,7 @@ import redis.client
 import trio
 import trio.lowlevel
 
-from streamer.api import Context, FatalError
-from streamer.backoff import Backoff
-from streamer.events import Event
-from streamer.inbox import Inbox
+from streamer import Backoff, Context, Event, FatalError, Inbox
 from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
 

@@ -20,7 +20,7 @@ import trio
 import trio.lowlevel
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from streamer.metrics import Metrics
+from streamer import Metrics
 from streamer_websocket.envelope import Envelope, coalesced_text
 from streamer_websocket.subscription import Subscription
 

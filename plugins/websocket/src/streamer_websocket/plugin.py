@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from streamer import hookimpl
-from streamer.hookspecs import RegisterCommand, RegisterType
+from streamer import RegisterCommand, RegisterType, hookimpl
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink

@@ -22,8 +22,7 @@ from trio_websocket import (
     WebSocketServer,
 )
 
-from streamer import Context, FatalError, Inbox
-from streamer.logs import RateLimitedLog
+from streamer import Context, FatalError, Inbox, RateLimitedLog
 from streamer.wire import render
 from streamer_websocket.admission import Admission
 from streamer_websocket.auth import Credentials, authorization_header, resolve_credentials

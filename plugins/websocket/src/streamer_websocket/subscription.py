@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
-from streamer.events import Channel, DataType
+from streamer import Channel, DataType
 
 CHANNELS: tuple[str, ...] = get_args(Channel)
 DATA_TYPES: tuple[str, ...] = get_args(DataType)

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from streamer.toml_depth import nesting_exceeds
+from streamer._toml_depth import nesting_exceeds
 
 ENV_PREFIX = "STREAMER_"
 #: An override value nests at most this deep (the whole file's limit applies after it).

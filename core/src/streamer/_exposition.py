@@ -2,7 +2,7 @@
 
 :class:`PipelineCollector` is a ``prometheus_client`` custom collector: it keeps no
 Prometheus objects up to date while events flow. Each scrape walks the nodes, reads their
-plain integer counters (:class:`streamer.metrics.Metrics`), calls their probes and reads the
+plain integer counters (:class:`streamer.Metrics`), calls their probes and reads the
 sink inboxes. The hot path therefore pays nothing for the exposition; its only cost is the
 per-batch integer adds the nodes keep anyway.
 
@@ -30,10 +30,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 import streamer
-from streamer.health import Health
+from streamer._health import Health
 
 if TYPE_CHECKING:
-    from streamer.runtime import Pipeline
+    from streamer._runtime import Pipeline
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 #: How often the event-loop lag is sampled (seconds).
@@ -107,7 +107,7 @@ class _Families:
 
 
 class PipelineCollector(Collector):
-    """Reads a running :class:`~streamer.runtime.Pipeline` whenever it is collected."""
+    """Reads a running :class:`~streamer._runtime.Pipeline` whenever it is collected."""
 
     def __init__(self, pipeline: Pipeline, lag: LoopLag,
                  readiness: Callable[[], dict[str, list[str]]]) -> None:

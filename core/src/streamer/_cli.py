@@ -13,15 +13,15 @@ from functools import partial
 import trio
 
 import streamer
-from streamer.api import FatalError
-from streamer.config import ConfigError, PipelineConfig, load_config_file
-from streamer.logs import setup_logging
-from streamer.migrate_env import add_migrate_env_command
-from streamer.oldenv import warn_ignored_old_env
-from streamer.plugins import PluginManager, load_plugin_manager
-from streamer.runtime import Pipeline, _leaves
+from streamer._api import FatalError
+from streamer._config import ConfigError, PipelineConfig, load_config_file
+from streamer._logs import setup_logging
+from streamer._migrate_env import add_migrate_env_command
+from streamer._oldenv import warn_ignored_old_env
+from streamer._plugins import PluginManager, load_plugin_manager
+from streamer._runtime import Pipeline, _leaves
 
-log = logging.getLogger("streamer.cli")
+log = logging.getLogger("streamer._cli")
 DEFAULT_CONFIG = "streamer.toml"
 #: ``streamer run`` exit statuses besides 0 (clean) and 2 (invalid configuration).
 EXIT_FATAL = 1
@@ -67,7 +67,7 @@ def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
 def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
     infos = pm.plugins()
     if not infos and not pm.failures:
-        print("no plugins installed (entry-point group 'streamer.plugins')")
+        print("no plugins installed (entry-point group 'streamer._plugins')")
     for info in infos:
         dist = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
         print(f"{info.name:<12} {dist}")
@@ -120,7 +120,7 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
         s = pipeline.config.settings
         ops = None
         if s.metrics is not None:
-            from streamer.metrics_http import serve_ops
+            from streamer._metrics_http import serve_ops
 
             ops = await nursery.start(partial(serve_ops, pipeline, s.metrics,
                                               max_data_age=s.ready_max_data_age))
@@ -198,12 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return cmd_run(args, pm)
-    if args.command == "check":
-        return cmd_check(args, pm)
-    if args.command == "plugins":
-        return cmd_plugins(args, pm)
-    spec = extra[args.command]
-    return int(spec.main(args))  # type: ignore[attr-defined]
+    try:
+        if args.command == "check":
+            return cmd_check(args, pm)
+        if args.command == "plugins":
+            return cmd_plugins(args, pm)
+        spec = extra[args.command]
+        return int(spec.main(args))  # type: ignore[attr-defined]
+    except BrokenPipeError:
+        # `streamer plugins | head`: the reader has what it wanted. Point stdout at /dev/null
+        # so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if sys.version_info < (3, 11):  # pragma: no cover

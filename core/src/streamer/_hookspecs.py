@@ -2,9 +2,9 @@
 (docs/plugin_hooks.md is generated from it and a test keeps the two in step).
 
 A plugin is a module (or object) with functions decorated by :data:`streamer.hookimpl`,
-published under the entry-point group ``streamer.plugins``::
+published under the entry-point group ``streamer._plugins``::
 
-    [project.entry-points."streamer.plugins"]
+    [project.entry-points."streamer._plugins"]
     myplugin = "streamer_myplugin"
 """
 
@@ -18,8 +18,8 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from streamer.api import Factory
-    from streamer.events import Event
+    from streamer._api import Factory
+    from streamer._events import Event
 
 PROJECT = "streamer"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -58,13 +58,13 @@ def streamer_register_sources(register: RegisterType) -> None:
       every field a default where one makes sense.
     - ``factory(config, context)``: returns an object with
       ``async def run(self, emit, *, task_status=trio.TASK_STATUS_IGNORED)``
-      (:class:`streamer.api.Source`). ``context`` is a :class:`streamer.api.Context`.
+      (:class:`streamer.Source`). ``context`` is a :class:`streamer.Context`.
 
     ``run`` calls ``task_status.started()`` once connected and then ``await emit(batch)`` for
     every batch (a non-empty ``list`` of events, one per socket read or exchange message).
     A source that can lose part of its stream (a dropped connection) reports it with
     ``await emit.gap(StreamGap(...))`` when it happens and again when it has recovered, so
-    transforms can wait for the recovered data (:class:`streamer.api.StreamGap`).
+    transforms can wait for the recovered data (:class:`streamer.StreamGap`).
     """
 
 
@@ -73,7 +73,7 @@ def streamer_register_transforms(register: RegisterType) -> None:
     """Add transform types (``[[transforms]]`` tables), e.g. trades -> klines.
 
     Same ``register(type_name, config_class, factory)`` contract as
-    :func:`streamer_register_sources`. The factory returns a :class:`streamer.api.Transform`:
+    :func:`streamer_register_sources`. The factory returns a :class:`streamer.Transform`:
     ``process(batch) -> list[Event]`` is called inline for every batch of its inputs and must
     not block; ``async run(emit, *, task_status)`` hosts timers and emits what they produce.
     An optional ``on_gap(gap) -> list[Event]`` hears of stream gaps reported by its input
@@ -86,7 +86,7 @@ def streamer_register_sinks(register: RegisterType) -> None:
     """Add sink types (``[[sinks]]`` tables): Redis, a WebSocket server, the console, ...
 
     Same ``register(type_name, config_class, factory)`` contract as
-    :func:`streamer_register_sources`. The factory returns a :class:`streamer.api.Sink`:
+    :func:`streamer_register_sources`. The factory returns a :class:`streamer.Sink`:
     ``async run(inbox, *, task_status)`` reports readiness, then drains
     ``await inbox.get()`` (every queued event at once) until it returns ``[]`` at shutdown,
     flushes and returns. The core owns the inbox: ``queue_size`` and ``overflow`` in the sink's

@@ -24,17 +24,17 @@ from typing import Any, Literal
 
 import attrs
 
-from streamer.env_overrides import apply_overrides, blame_overrides
-from streamer.inbox import Overflow
-from streamer.logs import url_secret
-from streamer.plugins import NodeKind, PluginManager, TypeSpec
-from streamer.structure import (
+from streamer._env_overrides import apply_overrides, blame_overrides
+from streamer._inbox import Overflow
+from streamer._logs import url_secret
+from streamer._plugins import NodeKind, PluginManager, TypeSpec
+from streamer._structure import (
     describe_value,
     make_converter,
     run_validate,
     structure_collecting,
 )
-from streamer.toml_depth import nesting_exceeds
+from streamer._toml_depth import nesting_exceeds
 from streamer.validators import at_least, between, greater_than
 
 if sys.version_info >= (3, 11):
@@ -79,7 +79,7 @@ class StreamerSettings:
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
         if self.metrics is not None:
-            from streamer.metrics_http import parse_address
+            from streamer._metrics_http import parse_address
 
             try:
                 parse_address(self.metrics)

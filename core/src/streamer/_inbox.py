@@ -26,7 +26,7 @@ from typing import Literal
 import trio
 import trio.lowlevel
 
-from streamer.events import Event
+from streamer._events import Event
 
 Overflow = Literal["block", "drop_oldest"]
 

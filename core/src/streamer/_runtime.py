@@ -2,7 +2,7 @@
 supervise, and shut down gracefully.
 
 Routing is inline: ``await emit(batch)`` runs each downstream transform's ``process`` and
-queues the batch into each downstream sink's :class:`~streamer.inbox.Inbox`, on the emitting
+queues the batch into each downstream sink's :class:`~streamer.Inbox`, on the emitting
 task. A batch therefore travels from the socket read to every sink queue without a task
 switch; the only wake-up is the sink's own.
 
@@ -24,20 +24,20 @@ import attrs
 import trio
 
 import streamer
-from streamer.api import Context, Emit, FatalError, StreamGap
-from streamer.backoff import Backoff
-from streamer.config import NodeConfig, PipelineConfig
-from streamer.events import Event
-from streamer.inbox import Inbox
-from streamer.logs import NOT_RATE_LIMITED
-from streamer.metrics import Metrics
-from streamer.plugins import PluginManager
-from streamer.sink_watch import WATCH_INTERVAL, SinkWatch
+from streamer._api import Context, Emit, FatalError, StreamGap
+from streamer._backoff import Backoff
+from streamer._config import NodeConfig, PipelineConfig
+from streamer._events import Event
+from streamer._inbox import Inbox
+from streamer._logs import NOT_RATE_LIMITED
+from streamer._metrics import Metrics
+from streamer._plugins import PluginManager
+from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-log = logging.getLogger("streamer.runtime")
+log = logging.getLogger("streamer._runtime")
 
 #: How often sink drops are checked and reported (seconds).
 DROP_REPORT_INTERVAL = 5.0

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streamer.api import FatalError
-from streamer.exposition import LoopLag, PipelineCollector, make_registry, not_ready
+from streamer._api import FatalError
+from streamer._exposition import LoopLag, PipelineCollector, make_registry, not_ready
 
 if TYPE_CHECKING:
-    from streamer.runtime import Pipeline
+    from streamer._runtime import Pipeline
 
-log = logging.getLogger("streamer.metrics")
+log = logging.getLogger("streamer._metrics")
 
 MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 8192

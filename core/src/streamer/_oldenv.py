@@ -1,7 +1,7 @@
 """The older Bybit klines streamer's ``.env`` (``STREAMER_*`` variables): read it, and warn
 about its variables, which this streamer does not read (it reads streamer.toml).
 
-docs/migrating.md lists every variable and what it becomes; :mod:`streamer.migrate_env`
+docs/migrating.md lists every variable and what it becomes; :mod:`streamer._migrate_env`
 turns a ``.env`` into a streamer.toml.
 """
 

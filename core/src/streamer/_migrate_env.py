@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from streamer._oldenv import OLD_VARIABLES, parse_dotenv
 from streamer.intervals import MONTH_MS, interval_label, parse_interval
-from streamer.oldenv import OLD_VARIABLES, parse_dotenv
 
 #: The older streamer's interval units, in ms (``<n>ms`` too, from 100 ms).
 _UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000, "D": 86_400_000, "d": 86_400_000,

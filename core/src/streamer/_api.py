@@ -15,11 +15,11 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from streamer.events import Event
-from streamer.health import Health
+from streamer._events import Event
+from streamer._health import Health
+from streamer._inbox import Inbox
+from streamer._metrics import Metrics
 from streamer.history import HistoryRouter
-from streamer.inbox import Inbox
-from streamer.metrics import Metrics
 
 
 @attrs.frozen
@@ -77,14 +77,14 @@ class Context:
     #: A logger named ``streamer.<kind>.<name>``; it is rate-limited for repeated messages.
     logger: logging.Logger
     #: Counters reported by ``streamer run`` at shutdown and in periodic stats, and exposed on
-    #: ``/metrics`` with the gauges and probes the node adds (see :mod:`streamer.metrics`).
+    #: ``/metrics`` with the gauges and probes the node adds (see :mod:`streamer._metrics`).
     metrics: Metrics
     #: Names of the nodes feeding this one (empty for sources).
     inputs: tuple[str, ...] = ()
     #: For transforms: the history of the input sources (:mod:`streamer.history`), filled by
     #: the core once every node is built; empty for sources and sinks.
     history: HistoryRouter = attrs.field(factory=HistoryRouter, eq=False)
-    #: Where the node reports its readiness (``/readyz``): see :mod:`streamer.health`.
+    #: Where the node reports its readiness (``/readyz``): see :mod:`streamer._health`.
     health: Health = attrs.field(factory=Health)
 
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from streamer.logs import NOT_RATE_LIMITED
+from streamer._logs import NOT_RATE_LIMITED
 
 if TYPE_CHECKING:
-    from streamer.runtime import Node
+    from streamer._runtime import Node
 
 #: How often the sinks are checked for a stall (seconds).
 WATCH_INTERVAL = 1.0
