@@ -250,68 +250,69 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
         return f"{1000 * phase + 10 * round_ + n}.5"
 
     with trio.fail_after(300):  # virtual seconds
-        async with (trio.open_nursery() as ticker,
-                    running_pipeline(toml, plugin_manager) as pipeline):
-            ticker.start_soon(small_jumps)
-            storage_input = pipeline.node("storage_input")
-            pub_input = pipeline.node("pub_input")
-            await fake.wait_subscribed("linear", topics)
-            m0 = clock.now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
-            m1 = m0 + MINUTE_MS
+        async with trio.open_nursery() as ticker:
+            ticker.start_soon(small_jumps)  # running from the start: the sinks probe Redis
+            async with running_pipeline(toml, plugin_manager) as pipeline:
+                storage_input = pipeline.node("storage_input")
+                pub_input = pipeline.node("pub_input")
+                await fake.wait_subscribed("linear", topics)
+                m0 = clock.now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
+                m1 = m0 + MINUTE_MS
 
-            async def trades_and_tickers(phase: int, rounds: int, count: int) -> None:
-                for round_ in range(rounds):
-                    for n, s in enumerate(SYMBOLS):
-                        fake.trade("linear", s, count=count)
-                        fake.set_ticker("linear", s, markPrice=price(phase, round_, n))
-                    await trio.sleep(0.5)
-                    await pub_input.wait_for(lambda ev: all_trades_in(ev))
+                async def trades_and_tickers(phase: int, rounds: int, count: int) -> None:
+                    for round_ in range(rounds):
+                        for n, s in enumerate(SYMBOLS):
+                            fake.trade("linear", s, count=count)
+                            fake.set_ticker("linear", s, markPrice=price(phase, round_, n))
+                        await trio.sleep(0.5)
+                        await pub_input.wait_for(lambda ev: all_trades_in(ev))
 
-            def all_trades_in(events: list[Event]) -> bool:
-                return all(trade_ids(events, s) == [t["i"] for t in fake.history("linear", s)]
-                           for s in SYMBOLS)
+                def all_trades_in(events: list[Event]) -> bool:
+                    return all(trade_ids(events, s) == [t["i"] for t in fake.history("linear", s)]
+                               for s in SYMBOLS)
 
-            # Redis up: minute 0 starts, everything written.
-            await sleep_until_ms(m0 + 1_000)
-            await trades_and_tickers(1, 1, 2)
-            await wait_metric(pipeline, "storage", "written_events", len(storage_input.events))
-            await wait_metric(pipeline, "pub", "written_events", len(pub_input.events))
-            storage_before, pub_before = len(storage_input.events), len(pub_input.events)
+                # Redis up: minute 0 starts, everything written.
+                await sleep_until_ms(m0 + 1_000)
+                await trades_and_tickers(1, 1, 2)
+                await wait_metric(pipeline, "storage", "written_events", len(storage_input.events))
+                await wait_metric(pipeline, "pub", "written_events", len(pub_input.events))
+                storage_before, pub_before = len(storage_input.events), len(pub_input.events)
 
-            # Kill and restart block the trio loop on purpose: virtual time cannot run on
-            # (and close another minute) while redis-server starts in real time.
-            redis_server.kill()
-            # Down: 20 rounds in minute 0, its candles close (boundary + waiter), 3 rounds
-            # in minute 1. Far more events than the buffer holds.
-            await trades_and_tickers(2, 20, 2)
-            await sleep_until_ms(m1 + 1_000)
-            await storage_input.wait_for(lambda ev: len(closed_klines(ev, SYMBOLS[-1])) == 1)
-            await trades_and_tickers(3, 3, 1)
-            await wait_metric(pipeline, "storage", "write_failures", 1)
-            await wait_metric(pipeline, "pub", "write_failures", 1)
-            storage_outage = storage_input.events[storage_before:]
-            pub_outage = pub_input.events[pub_before:]
-            assert len(storage_outage) > MAX_BUFFER and len(pub_outage) > MAX_BUFFER
-            assert pipeline.metrics()["storage"]["buffer_dropped_events"] == (
-                len(storage_outage) - MAX_BUFFER)
-            assert (pipeline.metrics()["pub"]["buffer_dropped_events"]
-                    == len(pub_outage) - MAX_BUFFER)
+                # Kill and restart block the trio loop on purpose: virtual time cannot run on
+                # (and close another minute) while redis-server starts in real time.
+                redis_server.kill()
+                # Down: 20 rounds in minute 0, its candles close (boundary + waiter), 3 rounds
+                # in minute 1. Far more events than the buffer holds.
+                await trades_and_tickers(2, 20, 2)
+                await sleep_until_ms(m1 + 1_000)
+                await storage_input.wait_for(lambda ev: len(closed_klines(ev, SYMBOLS[-1])) == 1)
+                await trades_and_tickers(3, 3, 1)
+                await wait_metric(pipeline, "storage", "write_failures", 1)
+                await wait_metric(pipeline, "pub", "write_failures", 1)
+                storage_outage = storage_input.events[storage_before:]
+                pub_outage = pub_input.events[pub_before:]
+                assert len(storage_outage) > MAX_BUFFER and len(pub_outage) > MAX_BUFFER
+                assert pipeline.metrics()["storage"]["buffer_dropped_events"] == (
+                    len(storage_outage) - MAX_BUFFER)
+                assert (pipeline.metrics()["pub"]["buffer_dropped_events"]
+                        == len(pub_outage) - MAX_BUFFER)
 
-            redis_server.restart()
-            await wait_metric(pipeline, "storage", "written_events", storage_before + MAX_BUFFER)
-            await wait_metric(pipeline, "pub", "written_events", pub_before + MAX_BUFFER)
-            client = redis_server.client()
-            try:
-                history = {s: client.lrange(f"bybit-streamer:history:linear:1m:{s}", 0, -1)
-                           for s in SYMBOLS}
-                last_closed = client.get("bybit-streamer:last-closed:linear:1m")
-                stored_tickers = client.hgetall("bybit-streamer:tickers:linear")
-                stored_prices = client.hgetall("bybit-streamer:price:linear")
-                streamed_trades = stream_items(client, STREAM_KEY)
-                streamed_tickers = stream_items(client, TICKERS_STREAM_KEY)
-            finally:
-                client.close()
-            metrics = pipeline.metrics()
+                redis_server.restart()
+                await wait_metric(pipeline, "storage", "written_events",
+                                  storage_before + MAX_BUFFER)
+                await wait_metric(pipeline, "pub", "written_events", pub_before + MAX_BUFFER)
+                client = redis_server.client()
+                try:
+                    history = {s: client.lrange(f"bybit-streamer:history:linear:1m:{s}", 0, -1)
+                               for s in SYMBOLS}
+                    last_closed = client.get("bybit-streamer:last-closed:linear:1m")
+                    stored_tickers = client.hgetall("bybit-streamer:tickers:linear")
+                    stored_prices = client.hgetall("bybit-streamer:price:linear")
+                    streamed_trades = stream_items(client, STREAM_KEY)
+                    streamed_tickers = stream_items(client, TICKERS_STREAM_KEY)
+                finally:
+                    client.close()
+                metrics = pipeline.metrics()
             ticker.cancel_scope.cancel()
 
     # Exactly the newest MAX_BUFFER events of the outage were kept, the rest dropped, counted.
