@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from ops.httpget import get, get_json
-from streamer import metrics_http
+from streamer import _metrics_http as metrics_http
 from streamer._config import load_config_text
 from streamer._metrics_http import (
     HEALTH_MAX_LAG,

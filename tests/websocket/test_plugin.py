@@ -6,7 +6,7 @@ import importlib.metadata
 
 import pluggy
 
-from streamer import hookspecs
+from streamer import _hookspecs as hookspecs
 from streamer_websocket import plugin, tail
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.sink import WebSocketSink
