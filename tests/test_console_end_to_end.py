@@ -61,7 +61,7 @@ def test_streamer_run_prints_klines_of_both_modes(tmp_path) -> None:
         config = tmp_path / "streamer.toml"
         config.write_text(CONFIG.format(ws=urls["ws_linear"], rest=urls["rest"]))
         streamer = subprocess.Popen(
-            [sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "streamer", "run", "-c", str(config)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         assert streamer.stdout is not None

@@ -7,7 +7,7 @@ import sys
 
 from proc_io import readline_within
 
-STREAMER = [sys.executable, "-m", "streamer._cli"]
+STREAMER = [sys.executable, "-m", "streamer"]
 
 
 def test_streamer_plugins_lists_entry_point_plugins(plugin_env) -> None:

@@ -60,7 +60,7 @@ def start_streamer(config: Path, stderr_path: Path, stdout: Any = subprocess.DEV
     """``python -m streamer run -c config``, stderr (the log) into ``stderr_path``."""
     with open(stderr_path, "wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "streamer", "run", "-c", str(config)],
             stdout=stdout, stderr=err, env=dict(os.environ),
         )
 

@@ -114,7 +114,7 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
                 port=redis_server.port, history=HISTORY))
             with open(log_path, "wb") as err, open(console_path, "wb") as out:
                 proc = await trio.lowlevel.open_process(
-                    [sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
+                    [sys.executable, "-m", "streamer", "run", "-c", str(config)],
                     stdout=out, stderr=err)
             try:
                 await wait_for_log(log_path, "pipeline running", proc)

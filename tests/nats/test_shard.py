@@ -66,7 +66,7 @@ def test_check_shows_the_shard_symbols(tmp_path: Path) -> None:
                       '[[sinks]]\ntype = "console"\ninputs = ["a"]\n'
                       '[[sources]]\nname = "b"\ntype = "bybit.spot"\n'
                       'load_all_symbols = true\nshard = "1/3"\n')
-    out = subprocess.run([sys.executable, "-m", "streamer._cli", "check", "-c", str(config)],
+    out = subprocess.run([sys.executable, "-m", "streamer", "check", "-c", str(config)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     mine = shard_symbols(UNIVERSE[:20], "2/3")

@@ -87,7 +87,7 @@ first_candle = "partial"
 type = "console"
 inputs = ["klines"]
 """)
-    proc = subprocess.run([sys.executable, "-m", "streamer._cli", "run", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "streamer", "run", "-c", str(config)],
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     got = [[env["channel"], env["data_type"], item]
