@@ -3,6 +3,7 @@ captures what it receives, and a replay of that capture under the replay's own c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -25,7 +26,7 @@ LIVE = """
 name = "bybit"
 type = "bybit.linear"
 symbols = ["BTCUSDT", "ETHUSDT"]
-streams = ["trades", "klines", "tickers"]
+streams = {streams}
 kline_intervals = ["1m"]
 url = "{ws}"
 rest_url = "{rest}"
@@ -74,11 +75,16 @@ async def _sleep_until_wall_ms(ms: int) -> None:
     await trio.sleep_until(clock.trio_time_at(ms / 1000))
 
 
-async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True) -> None:
+async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True,
+                  tail_ms: int = 1_000, phase_3m: int | None = None) -> None:
     """Trades over five minutes of (virtual) time: some close candles by the timer, one
     arrives late within the waiter (counts), one beyond it (dropped; ``late``), a flat
-    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw."""
+    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw; then
+    quiet until ``tail_ms`` after the seventh minute. With ``phase_3m`` the first minute is
+    the one that many minutes into a 3m candle (the virtual clock starts at the real time)."""
     m0 = (clock.now_ms() // M + 1) * M
+    while phase_3m is not None and (m0 // M) % 3 != phase_3m:
+        m0 += M
     await _sleep_until_wall_ms(m0 + 500)
     for minute in range(5):
         base = m0 + minute * M
@@ -103,18 +109,25 @@ async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True) -> 
             # received 400 ms after the boundary: late, dropped by the aggregator
             await _sleep_until_wall_ms(base + M + 400)
             fake.trade("linear", "BTCUSDT", ts=base + M - 2)
-    await _sleep_until_wall_ms(m0 + 7 * M + 1_000)
+    await _sleep_until_wall_ms(m0 + 7 * M + tail_ms)
 
 
-async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipeline, FakeBybit]:
+STREAM_TOPICS = {"trades": "publicTrade.BTCUSDT", "klines": "kline.1.ETHUSDT",
+                 "tickers": "tickers.BTCUSDT"}
+
+
+async def _live(toml: str, streams: list[str], corrupt: bool, late: bool, tail_ms: int,
+                phase_3m: int | None, prepare: Callable[[FakeBybit], None] | None,
+                ) -> tuple[list[Event], Pipeline, FakeBybit]:
     fake = FakeBybit(linear_symbols=SYMBOLS, spot_symbols=[], seed=7)
+    if prepare is not None:
+        prepare(fake)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         full = toml.format(ws=fake.ws_url("linear"), rest=fake.rest_url)
         async with running_pipeline(full, plugin_manager()) as pipeline:
-            await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT", "kline.1.ETHUSDT",
-                                                  "tickers.BTCUSDT"])
-            await _market(fake, corrupt, late)
+            await fake.wait_subscribed("linear", [STREAM_TOPICS[s] for s in streams])
+            await _market(fake, corrupt, late, tail_ms, phase_3m)
             # What the sinks had when the capture stopped: under the MockClock, timers go
             # on firing (in virtual time) while shutdown waits for the writer thread.
             events = list(pipeline.node("out").events)
@@ -124,10 +137,16 @@ async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipe
 
 
 def live_run(capture: Path, pipeline_toml: str | None = None, *,
-             corrupt: bool = False, late: bool = True) -> tuple[list[Event], Pipeline, FakeBybit]:
-    """Run the live pipeline under a MockClock (virtual time, real sockets)."""
-    toml = LIVE.replace("{capture}", str(capture)) + (pipeline_toml or pipe())
-    return trio.run(_live, toml, corrupt, late,
+             corrupt: bool = False, late: bool = True, tail_ms: int = 1_000,
+             streams: tuple[str, ...] = ("trades", "klines", "tickers"),
+             phase_3m: int | None = None, prepare: Callable[[FakeBybit], None] | None = None,
+             ) -> tuple[list[Event], Pipeline, FakeBybit]:
+    """Run the live pipeline under a MockClock (virtual time, real sockets); ``prepare``
+    sets up the fake before it serves."""
+    live = LIVE.replace("{capture}", str(capture)).replace(
+        "{streams}", "[" + ", ".join(f'"{s}"' for s in streams) + "]")
+    return trio.run(_live, live + (pipeline_toml or pipe()), list(streams), corrupt, late,
+                    tail_ms, phase_3m, prepare,
                     clock=trio.testing.MockClock(autojump_threshold=0))
 
 
