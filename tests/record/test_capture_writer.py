@@ -10,15 +10,24 @@ import pytest
 import trio
 import zstandard
 
+from streamer.api import StreamGap
+from streamer.events import Trade
 from streamer.metrics import Metrics
 from streamer_bybit.capture_format import (
     FRAMES,
+    GAP,
     MAGIC,
     RECORD,
+    RECOVERED,
     SUFFIX,
+    TRADES_PER_RECORD,
     CaptureFormatError,
     capture_files,
+    gap_body,
+    read_gap,
     read_records,
+    read_recovered,
+    recovered_bodies,
 )
 from streamer_bybit.capture_writer import CaptureWriter
 
@@ -141,3 +150,41 @@ async def test_rotation_by_time_closes_the_file_when_its_time_is_up(tmp_path):
     with open(files[1], "rb") as fh:
         records = list(read_records(fh))
     assert [r[0] for r in records] == [0, 2, 1, 3]  # header, connection, the read, end
+
+
+async def test_recovery_records_are_bounded_by_the_same_queue(tmp_path):
+    writer = _writer(tmp_path, queue_bytes=1 << 20)  # not started: a stuck disk
+    body = b"x" * 100_000
+    for _ in range(30):  # 3 MB of recovered trades offered to a 1 MB queue
+        writer.record_event(RECOVERED, 1, body)
+    assert writer._in_bytes - writer._out_bytes <= 1 << 20
+    dropped = writer.metrics["capture_dropped_records"]
+    assert dropped >= 20 and len(writer._queue) + dropped == 30
+
+
+async def test_gap_and_recovered_records_round_trip(tmp_path):
+    trades = [Trade("linear", "BTCUSDT", 1000 + i, "Buy", "1.5", "0.01", f"id{i}", "PlusTick",
+                    False, False) for i in range(TRADES_PER_RECORD + 5)]
+    gap = StreamGap("linear", ("BTCUSDT", "ETHUSDT"), 999, closed=True, complete=False)
+    writer = _writer(tmp_path)
+    writer.start()
+    writer.record_event(GAP, 1, gap_body(gap))
+    for body in recovered_bodies("BTCUSDT", trades, quiet=True):
+        writer.record_event(RECOVERED, 1, body)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    (f,) = capture_files(tmp_path)
+    with open(f, "rb") as fh:
+        records = [(kind, body) for kind, _, _, body in read_records(fh)
+                   if kind in (GAP, RECOVERED)]
+    assert read_gap("linear", records[0][1]) == gap
+    chunks = [read_recovered(body) for kind, body in records[1:]]
+    assert len(chunks) == 2 and all(symbol == "BTCUSDT" and quiet for symbol, quiet, _ in chunks)
+    assert [t for _, _, part in chunks for t in part] == trades
+
+
+def test_a_damaged_recovery_record_names_its_kind():
+    with pytest.raises(CaptureFormatError, match="recovered-trades"):
+        read_recovered(b'{"symbol": 1}')
+    with pytest.raises(CaptureFormatError, match="gap record"):
+        read_gap("linear", b"[]")

@@ -15,6 +15,14 @@ everything runnable run"). So timers fire at their recorded moment relative to t
 and a timer due at exactly a frame's receive time fires first: replaying a capture twice
 gives the same events in the same order, and the same klines as the live run.
 
+Gap recovery: the trades a live source recovered from REST after a reconnect are not in its
+socket reads; the capture holds them (and the stream gaps reported) as records of their own,
+which the replay emits at their recorded time. The live source held the live trades of a
+symbol being recovered and emitted them after the recovered ones; the replay emits them at
+their receive time, while the gap is open (so the kline aggregator holds its candles either
+way, and the klines are the same; only the order of the trades differs). What recovery
+dropped as duplicates is dropped again (:class:`RecoveryMirror`).
+
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
 reads, which with ``speed = "max"`` is when time jumps.
@@ -31,18 +39,24 @@ import msgspec
 import trio
 import trio.testing
 
-from streamer.api import Context, Emit, FatalError
-from streamer.events import Event
+from streamer.api import Context, Emit, FatalError, StreamGap
+from streamer.events import Event, Trade
 from streamer.logs import RateLimitedLog
+from streamer.metrics import Metrics
 from streamer_bybit.capture_format import (
     END,
     FRAMES,
+    GAP,
     HEADER,
+    RECOVERED,
     CaptureFormatError,
     capture_files,
+    read_gap,
     read_header,
     read_records,
+    read_recovered,
 )
+from streamer_bybit.coverage import TradeWindow
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
@@ -119,6 +133,86 @@ class ReplayClock(trio.abc.Clock):
         self._ceiling = until
 
 
+# -- gap recovery ------------------------------------------------------------------------
+
+
+class RecoveryMirror:
+    """Drops what the live source's gap recovery dropped, from the recorded gaps and
+    recovered trades:
+
+    - a live trade covered by the trades recovered for a symbol that had no live trade since
+      the resubscribe (``quiet``), until the first one not covered (the live source's
+      duplicate filter, per socket session);
+    - a recovered trade already emitted from a socket read while its symbol's gap was open
+      (the live source dropped the held live trades of a session lost during its recovery,
+      and recovered them with the rest in the next session).
+
+    Bounded: ids of at most :data:`MAX_IDS` live trades while gaps are open, and
+    :data:`MAX_WINDOWS` duplicate filters (the oldest dropped first).
+    """
+
+    MAX_IDS: Final = 100_000
+    MAX_WINDOWS: Final = 10_000
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.open_symbols: set[str] = set()
+        self.gap_ids: dict[str, set[str]] = {}
+        self.id_count = 0
+        self.quiet: dict[tuple[int, int, str], TradeWindow] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.open_symbols) or bool(self.quiet)
+
+    def on_gap(self, gap: StreamGap) -> None:
+        if not gap.closed:
+            self.open_symbols.update(gap.symbols)
+            return
+        for symbol in gap.symbols:
+            self.open_symbols.discard(symbol)
+            ids = self.gap_ids.pop(symbol, None)
+            if ids:
+                self.id_count -= len(ids)
+
+    def live(self, capture: int, conn: int, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for e in events:
+            if e.__class__ is Trade:
+                assert isinstance(e, Trade)
+                if self.quiet:
+                    key = (capture, conn, e.symbol)
+                    window = self.quiet.get(key)
+                    if window is not None:
+                        if window.covers(e):
+                            self.metrics.inc("duplicate_trades")
+                            continue
+                        del self.quiet[key]
+                if e.symbol in self.open_symbols:
+                    if self.id_count < self.MAX_IDS:
+                        self.gap_ids.setdefault(e.symbol, set()).add(e.trade_id)
+                        self.id_count += 1
+                    else:
+                        self.metrics.inc("replay_gap_ids_full")
+            out.append(e)
+        return out
+
+    def recovered(self, capture: int, conn: int, symbol: str, quiet: bool,
+                  trades: list[Trade]) -> list[Trade]:
+        if quiet and trades:
+            key = (capture, conn, symbol)
+            window = self.quiet.get(key)
+            if window is None:
+                if len(self.quiet) >= self.MAX_WINDOWS:
+                    del self.quiet[next(iter(self.quiet))]
+                window = self.quiet[key] = TradeWindow()
+            window.add(trades)
+        ids = self.gap_ids.get(symbol)
+        if ids:
+            return [t for t in trades if t.trade_id not in ids]
+        return trades
+
+
 # -- the source --------------------------------------------------------------------------
 
 
@@ -145,6 +239,7 @@ class ReplaySource:
         self.decoders: dict[tuple[int, int], MessageDecoder] = {}
         self.frames = 0
         self.reads = 0
+        self.recovered = 0
 
     def _decoder(self, capture: int, conn: int, header: dict[str, Any]) -> MessageDecoder:
         key = (capture, conn)
@@ -194,6 +289,7 @@ class ReplaySource:
         started = time.perf_counter()
         end_us = self.start_us
         since_checkpoint = 0
+        mirror = RecoveryMirror(self.metrics)
         for path in self.files:
             header: dict[str, Any] = {}
             capture = 0
@@ -210,6 +306,8 @@ class ReplaySource:
                                 decode(payload, events)  # op replies (acks, pongs): ignored
                             self.frames += len(body)
                             self.reads += 1
+                            if events and mirror.active:
+                                events = mirror.live(capture, conn, events)
                             if events:
                                 await emit(events)
                             since_checkpoint += 1
@@ -219,6 +317,20 @@ class ReplaySource:
                         elif kind == HEADER:
                             header = msgspec.json.decode(body)
                             capture = int(header.get("started_us", time_us))
+                        elif kind == GAP or kind == RECOVERED:
+                            if time_us > end_us:
+                                end_us = time_us
+                                await self._advance(self._trio_time(time_us))
+                            if kind == GAP:
+                                gap = read_gap(self.category, body)
+                                mirror.on_gap(gap)
+                                await emit.gap(gap)
+                            else:
+                                symbol, quiet, trades = read_recovered(body)
+                                trades = mirror.recovered(capture, conn, symbol, quiet, trades)
+                                self.recovered += len(trades)
+                                if trades:
+                                    await emit(list(trades))
                         elif kind == END and time_us > end_us:
                             end_us = time_us
                 except CaptureFormatError as exc:
@@ -228,6 +340,7 @@ class ReplaySource:
         # The live run went on until the capture stopped: so do its timers here.
         await self._advance(self._trio_time(end_us))
         self.metrics.inc("replayed_frames", self.frames)
+        self.metrics.inc("replayed_recovered_trades", self.recovered)
         elapsed = time.perf_counter() - started
         self.logger.info("%s: replayed %d frames (%d reads) from %d file(s) in %.2f s",
                          self.context.name, self.frames, self.reads, len(self.files), elapsed)
@@ -237,4 +350,4 @@ def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
     return ReplaySource(config, context)
 
 
-__all__ = ["ReplayClock", "ReplayConfig", "ReplaySource", "make_replay"]
+__all__ = ["RecoveryMirror", "ReplayClock", "ReplayConfig", "ReplaySource", "make_replay"]
