@@ -16,6 +16,7 @@ from streamer.metrics import Metrics
 from streamer_bybit.capture_format import (
     FRAMES,
     GAP,
+    HOLDING,
     MAGIC,
     RECORD,
     RECOVERED,
@@ -24,7 +25,9 @@ from streamer_bybit.capture_format import (
     CaptureFormatError,
     capture_files,
     gap_body,
+    holding_body,
     read_gap,
+    read_holding,
     read_records,
     read_recovered,
     recovered_bodies,
@@ -162,25 +165,33 @@ async def test_recovery_records_are_bounded_by_the_same_queue(tmp_path):
     assert dropped >= 20 and len(writer._queue) + dropped == 30
 
 
-async def test_gap_and_recovered_records_round_trip(tmp_path):
+async def test_gap_holding_and_recovered_records_round_trip(tmp_path):
     trades = [Trade("linear", "BTCUSDT", 1000 + i, "Buy", "1.5", "0.01", f"id{i}", "PlusTick",
                     False, False) for i in range(TRADES_PER_RECORD + 5)]
     gap = StreamGap("linear", ("BTCUSDT", "ETHUSDT"), 999, closed=True, complete=False)
     writer = _writer(tmp_path)
     writer.start()
     writer.record_event(GAP, 1, gap_body(gap))
-    for body in recovered_bodies("BTCUSDT", trades, quiet=True):
+    writer.record_event(HOLDING, 1, holding_body("linear#0", ["BTCUSDT", "ETHUSDT"], 20))
+    for body in recovered_bodies("BTCUSDT", trades, quiet=True, holding=False):
         writer.record_event(RECOVERED, 1, body)
+    (empty,) = recovered_bodies("ETHUSDT", [], quiet=False, holding=True)
+    writer.record_event(RECOVERED, 1, empty)
     writer.stop()
     assert await trio.to_thread.run_sync(writer.join, 10)
     (f,) = capture_files(tmp_path)
     with open(f, "rb") as fh:
         records = [(kind, body) for kind, _, _, body in read_records(fh)
-                   if kind in (GAP, RECOVERED)]
+                   if kind in (GAP, RECOVERED, HOLDING)]
     assert read_gap("linear", records[0][1]) == gap
-    chunks = [read_recovered(body) for kind, body in records[1:]]
-    assert len(chunks) == 2 and all(symbol == "BTCUSDT" and quiet for symbol, quiet, _ in chunks)
-    assert [t for _, _, part in chunks for t in part] == trades
+    holding = read_holding(records[1][1])
+    assert (holding.connection, holding.symbols, holding.max_held) == (
+        "linear#0", ["BTCUSDT", "ETHUSDT"], 20)
+    chunks = [read_recovered(body) for _, body in records[2:]]
+    assert [(c.symbol, c.quiet, c.holding, c.more, len(c.trades)) for c in chunks] == [
+        ("BTCUSDT", True, False, True, TRADES_PER_RECORD), ("BTCUSDT", True, False, False, 5),
+        ("ETHUSDT", False, True, False, 0)]
+    assert [t for c in chunks for t in c.trades] == trades
 
 
 def test_a_damaged_recovery_record_names_its_kind():
@@ -188,3 +199,5 @@ def test_a_damaged_recovery_record_names_its_kind():
         read_recovered(b'{"symbol": 1}')
     with pytest.raises(CaptureFormatError, match="gap record"):
         read_gap("linear", b"[]")
+    with pytest.raises(CaptureFormatError, match="holding"):
+        read_holding(b"{}")

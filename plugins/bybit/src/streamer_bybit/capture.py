@@ -5,8 +5,9 @@ each connection hands every socket read (its list of text payloads, exactly as t
 gets them) to :meth:`CaptureTap.record`, which stamps it with the pipeline's wall time
 (:func:`streamer.clock.now`, the time base the kline timers use, so a replay can put frames
 and timers back in the same order) and appends it to a bounded in-memory queue. Its gap
-recovery hands over the stream gaps it reports and the trades it recovers from REST
-(:meth:`CaptureTap.gap`, :meth:`CaptureTap.recovered`): they are not in the socket reads. A writer
+recovery hands over what it does besides the socket reads: the symbols whose live trades it
+holds after a reconnect, the trades it recovers from REST and the stream gaps it reports
+(:meth:`CaptureTap.holding`, :meth:`CaptureTap.recovered`, :meth:`CaptureTap.gap`). A writer
 thread drains the queue, frames the records and writes them zstd-compressed. The socket task
 never waits for the disk: when the queue holds more than ``capture_queue_mb`` the read is
 dropped and counted (``capture_dropped_reads`` / ``capture_dropped_frames``), never blocked.
@@ -32,7 +33,14 @@ from streamer import clock
 from streamer.api import StreamGap
 from streamer.events import Trade
 from streamer.metrics import Metrics
-from streamer_bybit.capture_format import GAP, RECOVERED, gap_body, recovered_bodies
+from streamer_bybit.capture_format import (
+    GAP,
+    HOLDING,
+    RECOVERED,
+    gap_body,
+    holding_body,
+    recovered_bodies,
+)
 from streamer_bybit.capture_writer import CaptureWriter, now_us
 
 #: How long shutdown waits for the writer to finish the current file.
@@ -108,11 +116,20 @@ class CaptureTap:
         """The source reported a stream gap (opened or closed)."""
         self._writer.record_event(GAP, self._conn, gap_body(gap))
 
-    def recovered(self, symbol: str, trades: Sequence[Trade], quiet: bool) -> None:
-        """Trades of ``symbol`` recovered from REST, about to be emitted; ``quiet``: no live
-        trade of it came since the resubscribe (live ones they cover will be dropped)."""
+    def holding(self, symbols: Sequence[str], max_held: int) -> None:
+        """A session after a lost one holds the live trades of ``symbols`` until each is
+        recovered (at most ``max_held`` in all, then it emits them)."""
         conn = self._session_conn()
-        for body in recovered_bodies(symbol, trades, quiet):
+        self._writer.record_event(
+            HOLDING, conn, holding_body(self._connection.name, symbols, max_held))
+
+    def recovered(self, symbol: str, trades: Sequence[Trade], *, quiet: bool,
+                  holding: bool) -> None:
+        """The recovery of ``symbol`` settled: ``trades`` from REST (maybe none) are emitted
+        now, followed by its held live trades if it is still ``holding``; ``quiet``: no live
+        trade of it came since the resubscribe (live ones these cover will be dropped)."""
+        conn = self._session_conn()
+        for body in recovered_bodies(symbol, trades, quiet=quiet, holding=holding):
             self._writer.record_event(RECOVERED, conn, body)
 
 

@@ -14,11 +14,14 @@ File format (one zstd stream per file; see docs/recording.md)::
     kind 3  capture stopped (its time ends the recording); n = 0
     kind 4  a stream gap the source reported (a lost connection, its recovery ended):
             body = n bytes of JSON {"symbols", "since_ms", "closed", "complete"}
-    kind 5  trades the source recovered from REST after a reconnect, as emitted: body = n
-            bytes of JSON {"symbol", "quiet", "trades": [...]} (``quiet``: the symbol had no
-            live trade since the resubscribe, so live trades these cover are duplicates)
+    kind 5  one symbol's recovery settled: body = n bytes of JSON {"symbol", "trades": [...]
+            recovered from REST (maybe none), "quiet": no live trade of it came since the
+            resubscribe (live ones these cover are duplicates), "holding": its held live
+            trades are emitted right after these, "more": more of its trades follow}
+    kind 6  a session after a lost one holds the live trades of the symbols it recovers:
+            body = n bytes of JSON {"connection", "symbols", "max_held"}
 
-Kinds 4 and 5 appear only in captures of sources with ``recover_gaps`` (header ``format``
+Kinds 4 to 6 appear only in captures of sources with ``recover_gaps`` (header ``format``
 2); a replay feeds them to the pipeline at their recorded time. Integers are little-endian.
 ``conn`` numbers socket sessions from 1 within one capture; each file repeats the header and
 the open connections, so every file replays on its own. Files are written as ``<name>.part``
@@ -48,9 +51,9 @@ MAGIC: Final = b"STRMCAP1"
 SUFFIX: Final = ".bybitcap.zst"
 PART: Final = ".part"
 RECORD: Final = struct.Struct("<BqII")
-HEADER, FRAMES, OPEN, END, GAP, RECOVERED = 0, 1, 2, 3, 4, 5
+HEADER, FRAMES, OPEN, END, GAP, RECOVERED, HOLDING = 0, 1, 2, 3, 4, 5, 6
 #: Record kinds whose body is n bytes as written (all but FRAMES).
-BODY_KINDS: Final = frozenset((HEADER, OPEN, END, GAP, RECOVERED))
+BODY_KINDS: Final = frozenset((HEADER, OPEN, END, GAP, RECOVERED, HOLDING))
 #: Recovered trades per RECOVERED record at most (a record body stays under MAX_BODY_BYTES).
 TRADES_PER_RECORD: Final = 2000
 #: Reads per FRAMES record at most.
@@ -228,10 +231,22 @@ class _GapBody(msgspec.Struct):
     complete: bool
 
 
-class _RecoveredBody(msgspec.Struct):
+class RecoveredBody(msgspec.Struct):
+    """A RECOVERED record's body."""
+
     symbol: str
-    quiet: bool
     trades: list[Trade]
+    quiet: bool
+    holding: bool
+    more: bool
+
+
+class HoldingBody(msgspec.Struct):
+    """A HOLDING record's body."""
+
+    connection: str
+    symbols: list[str]
+    max_held: int
 
 
 def gap_body(gap: StreamGap) -> bytes:
@@ -247,16 +262,29 @@ def read_gap(channel: str, body: bytes) -> StreamGap:
     return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete)
 
 
-def recovered_bodies(symbol: str, trades: Sequence[Trade], quiet: bool) -> list[bytes]:
-    """``trades`` in RECOVERED bodies of at most :data:`TRADES_PER_RECORD` each."""
-    return [msgspec.json.encode(_RecoveredBody(symbol, quiet,
-                                               list(trades[i : i + TRADES_PER_RECORD])))
-            for i in range(0, len(trades), TRADES_PER_RECORD)]
+def recovered_bodies(symbol: str, trades: Sequence[Trade], *, quiet: bool,
+                     holding: bool) -> list[bytes]:
+    """One settled recovery in RECOVERED bodies of at most :data:`TRADES_PER_RECORD`
+    trades each (one body if none)."""
+    starts = range(0, max(1, len(trades)), TRADES_PER_RECORD)
+    return [msgspec.json.encode(RecoveredBody(
+        symbol, list(trades[i : i + TRADES_PER_RECORD]), quiet, holding,
+        more=i + TRADES_PER_RECORD < len(trades))) for i in starts]
 
 
-def read_recovered(body: bytes) -> tuple[str, bool, list[Trade]]:
+def read_recovered(body: bytes) -> RecoveredBody:
     try:
-        r = msgspec.json.decode(body, type=_RecoveredBody)
+        return msgspec.json.decode(body, type=RecoveredBody)
     except msgspec.MsgspecError as exc:
         raise CaptureFormatError(f"damaged recovered-trades record ({exc})") from None
-    return r.symbol, r.quiet, r.trades
+
+
+def holding_body(connection: str, symbols: Sequence[str], max_held: int) -> bytes:
+    return msgspec.json.encode(HoldingBody(connection, list(symbols), max_held))
+
+
+def read_holding(body: bytes) -> HoldingBody:
+    try:
+        return msgspec.json.decode(body, type=HoldingBody)
+    except msgspec.MsgspecError as exc:
+        raise CaptureFormatError(f"damaged holding record ({exc})") from None

@@ -138,7 +138,7 @@ class GapRecovery:
         self._gap_since: int | None = None  # newest trade before the loss, while a gap is open
         self._gap_lost = False  # a trade gap was reported during this gap
         self._recovered = 0  # trades recovered by the current run
-        #: Set by the capture (``capture_dir``): told the gaps and the recovered trades.
+        #: Set by the capture (``capture_dir``): told what it holds, recovers and reports.
         self.capture: CaptureTap | None = None
         self._retries = 0  # requests of the current run asked again
 
@@ -163,11 +163,12 @@ class GapRecovery:
         """A new session after a lost one: hold the live trades of every symbol traded so far
         until it is recovered."""
         self._dedupe.clear()
-        if self.rest is None:
-            return
-        for symbol, window in self.windows.items():
-            if symbol not in self._pending:  # else: kept from a session lost mid-recovery
-                self._pending[symbol] = _Pending((window.newest_ts, window.ids()))
+        if self.rest is not None:
+            for symbol, window in self.windows.items():
+                if symbol not in self._pending:  # else: kept from a session lost mid-recovery
+                    self._pending[symbol] = _Pending((window.newest_ts, window.ids()))
+        if self.capture is not None:
+            self.capture.holding(list(self._pending), self.settings.max_held)
 
     def _split(self, events: list[Event]) -> list[Event]:
         """Hold the trades of symbols being recovered, drop duplicates; the rest go on."""
@@ -346,11 +347,12 @@ class GapRecovery:
                 self._gap(symbol, newest, first_live_ts, cov.rows, why)
         async with self._lock:
             del self._pending[symbol]
+            if self.capture is not None:
+                self.capture.recovered(symbol, new, quiet=p.first_live is None,
+                                       holding=p.holding)
             batch: list[Event] = list(new)
             if new:
                 self._note(symbol, new)
-                if self.capture is not None:
-                    self.capture.recovered(symbol, new, quiet=p.first_live is None)
             if p.holding and p.held:
                 self._note(symbol, p.held)
                 batch.extend(p.held)

@@ -15,13 +15,11 @@ everything runnable run"). So timers fire at their recorded moment relative to t
 and a timer due at exactly a frame's receive time fires first: replaying a capture twice
 gives the same events in the same order, and the same klines as the live run.
 
-Gap recovery: the trades a live source recovered from REST after a reconnect are not in its
-socket reads; the capture holds them (and the stream gaps reported) as records of their own,
-which the replay emits at their recorded time. The live source held the live trades of a
-symbol being recovered and emitted them after the recovered ones; the replay emits them at
-their receive time, while the gap is open (so the kline aggregator holds its candles either
-way, and the klines are the same; only the order of the trades differs). What recovery
-dropped as duplicates is dropped again (:class:`RecoveryMirror`).
+Gap recovery: what a live source's gap recovery did besides the socket reads is in the
+capture as records of its own (the symbols it held after a reconnect, the trades it
+recovered from REST, the stream gaps it reported), played at their recorded time; with them
+:class:`RecoveryMirror` holds, releases and drops the replayed live trades as the live
+source did, so the replay emits the same trades in the same order.
 
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
@@ -39,7 +37,7 @@ import msgspec
 import trio
 import trio.testing
 
-from streamer.api import Context, Emit, FatalError, StreamGap
+from streamer.api import Context, Emit, FatalError
 from streamer.events import Event, Trade
 from streamer.logs import RateLimitedLog
 from streamer.metrics import Metrics
@@ -48,11 +46,15 @@ from streamer_bybit.capture_format import (
     FRAMES,
     GAP,
     HEADER,
+    HOLDING,
     RECOVERED,
     CaptureFormatError,
+    HoldingBody,
+    RecoveredBody,
     capture_files,
     read_gap,
     read_header,
+    read_holding,
     read_records,
     read_recovered,
 )
@@ -136,81 +138,94 @@ class ReplayClock(trio.abc.Clock):
 # -- gap recovery ------------------------------------------------------------------------
 
 
+class _Held:
+    """What one socket session's gap recovery holds, as the live source did."""
+
+    __slots__ = ("count", "max_held", "pending", "quiet")
+
+    def __init__(self, symbols: list[str], max_held: int) -> None:
+        #: symbol -> its held live trades; ``None`` once they were released (over max_held)
+        self.pending: dict[str, list[Trade] | None] = {s: [] for s in symbols}
+        self.count = 0
+        self.max_held = max_held
+        #: symbol -> the trades recovered for it while quiet: live ones covered are duplicates
+        self.quiet: dict[str, TradeWindow] = {}
+
+
 class RecoveryMirror:
-    """Drops what the live source's gap recovery dropped, from the recorded gaps and
-    recovered trades:
-
-    - a live trade covered by the trades recovered for a symbol that had no live trade since
-      the resubscribe (``quiet``), until the first one not covered (the live source's
-      duplicate filter, per socket session);
-    - a recovered trade already emitted from a socket read while its symbol's gap was open
-      (the live source dropped the held live trades of a session lost during its recovery,
-      and recovered them with the rest in the next session).
-
-    Bounded: ids of at most :data:`MAX_IDS` live trades while gaps are open, and
-    :data:`MAX_WINDOWS` duplicate filters (the oldest dropped first).
-    """
-
-    MAX_IDS: Final = 100_000
-    MAX_WINDOWS: Final = 10_000
+    """Does to the replayed live trades what the live source's gap recovery did, from the
+    capture's HOLDING and RECOVERED records (see :mod:`streamer_bybit.recovery`): after a
+    reconnect the live trades of the symbols being recovered are held, and emitted after
+    their recovered trades when the recovery settles (or all at once past ``max_held``); live
+    trades covered by the recovery of a quiet symbol are dropped as duplicates until one is
+    not; a session lost before its recovery settled drops what it held (the next session
+    recovers those trades from REST). Memory: one held session per recorded connection, at
+    most ``max_held`` trades each (plus one read)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.open_symbols: set[str] = set()
-        self.gap_ids: dict[str, set[str]] = {}
-        self.id_count = 0
-        self.quiet: dict[tuple[int, int, str], TradeWindow] = {}
+        self.sessions: dict[tuple[int, int], _Held] = {}
+        #: (capture, connection name) -> the key of its newest session in ``sessions``
+        self._newest: dict[tuple[int, str], tuple[int, int]] = {}
 
-    @property
-    def active(self) -> bool:
-        return bool(self.open_symbols) or bool(self.quiet)
-
-    def on_gap(self, gap: StreamGap) -> None:
-        if not gap.closed:
-            self.open_symbols.update(gap.symbols)
-            return
-        for symbol in gap.symbols:
-            self.open_symbols.discard(symbol)
-            ids = self.gap_ids.pop(symbol, None)
-            if ids:
-                self.id_count -= len(ids)
+    def holding(self, capture: int, conn: int, body: HoldingBody) -> None:
+        previous = self._newest.get((capture, body.connection))
+        if previous is not None:
+            self.sessions.pop(previous, None)  # lost before it settled: its held trades go
+        self._newest[(capture, body.connection)] = (capture, conn)
+        self.sessions[(capture, conn)] = _Held(body.symbols, body.max_held)
 
     def live(self, capture: int, conn: int, events: list[Event]) -> list[Event]:
+        held = self.sessions.get((capture, conn))
+        if held is None:
+            return events
+        pending, quiet = held.pending, held.quiet
         out: list[Event] = []
+        n = 0
         for e in events:
             if e.__class__ is Trade:
                 assert isinstance(e, Trade)
-                if self.quiet:
-                    key = (capture, conn, e.symbol)
-                    window = self.quiet.get(key)
+                if e.symbol in pending:
+                    kept = pending[e.symbol]
+                    if kept is not None:
+                        kept.append(e)
+                        n += 1
+                        continue
+                elif quiet:
+                    window = quiet.get(e.symbol)
                     if window is not None:
                         if window.covers(e):
                             self.metrics.inc("duplicate_trades")
                             continue
-                        del self.quiet[key]
-                if e.symbol in self.open_symbols:
-                    if self.id_count < self.MAX_IDS:
-                        self.gap_ids.setdefault(e.symbol, set()).add(e.trade_id)
-                        self.id_count += 1
-                    else:
-                        self.metrics.inc("replay_gap_ids_full")
+                        del quiet[e.symbol]
             out.append(e)
+        held.count += n
+        if held.count > held.max_held:
+            released: list[Event] = []
+            for symbol, kept in pending.items():
+                if kept is not None:
+                    released.extend(kept)
+                    pending[symbol] = None
+            held.count = 0
+            out = released + out
         return out
 
-    def recovered(self, capture: int, conn: int, symbol: str, quiet: bool,
-                  trades: list[Trade]) -> list[Trade]:
-        if quiet and trades:
-            key = (capture, conn, symbol)
-            window = self.quiet.get(key)
+    def recovered(self, capture: int, conn: int, body: RecoveredBody) -> list[Trade]:
+        out = list(body.trades)
+        held = self.sessions.get((capture, conn))
+        if held is None:  # e.g. a file that starts in the middle of a recovery
+            return out
+        if body.quiet and body.trades:
+            window = held.quiet.get(body.symbol)
             if window is None:
-                if len(self.quiet) >= self.MAX_WINDOWS:
-                    del self.quiet[next(iter(self.quiet))]
-                window = self.quiet[key] = TradeWindow()
-            window.add(trades)
-        ids = self.gap_ids.get(symbol)
-        if ids:
-            return [t for t in trades if t.trade_id not in ids]
-        return trades
+                window = held.quiet[body.symbol] = TradeWindow()
+            window.add(body.trades)
+        if not body.more:
+            kept = held.pending.pop(body.symbol, None)
+            if kept:
+                out.extend(kept)
+                held.count -= len(kept)
+        return out
 
 
 # -- the source --------------------------------------------------------------------------
@@ -306,7 +321,7 @@ class ReplaySource:
                                 decode(payload, events)  # op replies (acks, pongs): ignored
                             self.frames += len(body)
                             self.reads += 1
-                            if events and mirror.active:
+                            if events and mirror.sessions:
                                 events = mirror.live(capture, conn, events)
                             if events:
                                 await emit(events)
@@ -317,20 +332,20 @@ class ReplaySource:
                         elif kind == HEADER:
                             header = msgspec.json.decode(body)
                             capture = int(header.get("started_us", time_us))
-                        elif kind == GAP or kind == RECOVERED:
+                        elif kind == GAP or kind == RECOVERED or kind == HOLDING:
                             if time_us > end_us:
                                 end_us = time_us
                                 await self._advance(self._trio_time(time_us))
                             if kind == GAP:
-                                gap = read_gap(self.category, body)
-                                mirror.on_gap(gap)
-                                await emit.gap(gap)
+                                await emit.gap(read_gap(self.category, body))
+                            elif kind == HOLDING:
+                                mirror.holding(capture, conn, read_holding(body))
                             else:
-                                symbol, quiet, trades = read_recovered(body)
-                                trades = mirror.recovered(capture, conn, symbol, quiet, trades)
-                                self.recovered += len(trades)
-                                if trades:
-                                    await emit(list(trades))
+                                recovered = read_recovered(body)
+                                self.recovered += len(recovered.trades)
+                                batch = mirror.recovered(capture, conn, recovered)
+                                if batch:
+                                    await emit(list(batch))
                         elif kind == END and time_us > end_us:
                             end_us = time_us
                 except CaptureFormatError as exc:
