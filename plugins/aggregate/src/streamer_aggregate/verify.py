@@ -38,7 +38,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
-import msgspec
 import trio
 
 from streamer import clock
@@ -48,9 +47,9 @@ from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_label, interval_of_ms
 from streamer.logs import RateLimitedLog
 from streamer_aggregate.backfill import BackfillRequest, CandleAsk, candle_from, plan
+from streamer_aggregate.kline_check import FIELDS, KlineCheck, differs
 
 Series = tuple[str, str, int]  # channel, symbol, interval
-FIELDS = ("open", "high", "low", "close", "volume")
 
 #: Symbols queued for a history check between the timer and the worker; beyond this their
 #: due candles count ``history_dropped`` (and ``no_reference``).
@@ -58,36 +57,6 @@ HISTORY_QUEUE = 10_000
 #: Symbols whose history is asked for at once.
 HISTORY_CONCURRENCY = 8
 _FAILURE_LOG_EVERY_S = 30.0
-
-
-class KlineCheck(msgspec.Struct, frozen=True, gc=False):
-    """The outcome of one comparison (wire ``data_type`` ``kline_check``): our values, the
-    reference's (``ref_*``) and the fields that differ beyond the tolerance."""
-
-    channel: str
-    symbol: str
-    interval: int
-    timestamp: int
-    ok: bool
-    mismatched: str  # comma-separated field names, "" when ok
-    ours: tuple[float, ...]
-    reference: tuple[float, ...]
-
-    data_type = "kline_check"
-
-    def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "symbol": self.symbol,
-            "interval": self.interval,
-            "timestamp": self.timestamp,
-            "ok": self.ok,
-            "mismatched": self.mismatched,
-        }
-        for name, value in zip(FIELDS, self.ours, strict=True):
-            d[name] = value
-        for name, value in zip(FIELDS, self.reference, strict=True):
-            d[f"ref_{name}"] = value
-        return d
 
 
 @attrs.define
@@ -115,12 +84,6 @@ class VerifyConfig:
         if not 0 < self.history_timeout_s <= 300:
             raise ValueError(
                 f"history_timeout_s must be in (0, 300], got {self.history_timeout_s}")
-
-
-def _differs(a: float, b: float, tolerance: float) -> bool:
-    if a == b:
-        return False
-    return not abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
 class KlineVerify:
@@ -235,9 +198,9 @@ class KlineVerify:
         tol = self.config.tolerance
         a = tuple(float(getattr(ours, f)) for f in FIELDS)
         b = tuple(float(getattr(ref, f)) for f in FIELDS)
-        bad = [f for f, x, y in zip(FIELDS, a, b, strict=True) if _differs(x, y, tol)]
+        bad = [f for f, x, y in zip(FIELDS, a, b, strict=True) if differs(x, y, tol)]
         if ours.turnover is not None and ref.turnover is not None and \
-                _differs(ours.turnover, ref.turnover, tol):
+                differs(ours.turnover, ref.turnover, tol):
             bad.append("turnover")
         self.metrics.inc("checked")
         label = interval_label(ours.interval)
