@@ -72,3 +72,11 @@ def test_without_a_holding_record_nothing_is_held():
     live = [trade(30, "l1")]
     assert mirror.live(1, 2, live) == live
     assert mirror.recovered(1, 2, settled("BTCUSDT", [trade(20, "r")])) == [trade(20, "r")]
+
+
+def test_a_settled_session_stops_being_filtered():
+    mirror = RecoveryMirror(Metrics())
+    hold(mirror, 2)
+    mirror.recovered(1, 2, settled("BTCUSDT", []))
+    assert mirror.live(1, 2, [trade(1, "a")]) == [trade(1, "a")]
+    assert not mirror.sessions  # the replay's fast path again

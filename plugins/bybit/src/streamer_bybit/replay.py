@@ -180,6 +180,9 @@ class RecoveryMirror:
         if held is None:
             return events
         pending, quiet = held.pending, held.quiet
+        if not pending and not quiet:  # settled and no duplicates left: stream directly
+            del self.sessions[(capture, conn)]
+            return events
         out: list[Event] = []
         n = 0
         for e in events:
