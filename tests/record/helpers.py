@@ -3,6 +3,7 @@ captures what it receives, and a replay of that capture under the replay's own c
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -25,11 +26,11 @@ LIVE = """
 name = "bybit"
 type = "bybit.linear"
 symbols = ["BTCUSDT", "ETHUSDT"]
-streams = ["trades", "klines", "tickers"]
+streams = {streams}
 kline_intervals = ["1m"]
 url = "{ws}"
 rest_url = "{rest}"
-recover_gaps = false
+recover_gaps = {recover_gaps}
 capture_dir = "{capture}"
 """
 
@@ -70,51 +71,67 @@ def pipe(inputs: str = '"klines", "bybit"', extra_transforms: str = "",
                        extra_sinks=extra_sinks)
 
 
-async def _sleep_until_wall_ms(ms: int) -> None:
+async def sleep_until_wall_ms(ms: int) -> None:
     await trio.sleep_until(clock.trio_time_at(ms / 1000))
 
 
-async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True) -> None:
+async def _market(fake: FakeBybit, corrupt: bool = False, late: bool = True,
+                  tail_ms: int = 1_000, phase_3m: int | None = None) -> None:
     """Trades over five minutes of (virtual) time: some close candles by the timer, one
     arrives late within the waiter (counts), one beyond it (dropped; ``late``), a flat
-    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw."""
+    minute, ticker updates and (``corrupt``) a trade the fake's own candles never saw; then
+    quiet until ``tail_ms`` after the seventh minute. With ``phase_3m`` the first minute is
+    the one that many minutes into a 3m candle (the virtual clock starts at the real time)."""
     m0 = (clock.now_ms() // M + 1) * M
-    await _sleep_until_wall_ms(m0 + 500)
+    while phase_3m is not None and (m0 // M) % 3 != phase_3m:
+        m0 += M
+    await sleep_until_wall_ms(m0 + 500)
     for minute in range(5):
         base = m0 + minute * M
         if minute == 2:
             continue  # a minute without trades: a flat kline from the timer
         for k, offset in enumerate((1_000, 7_300, 21_000, 44_400, 59_950)):
-            await _sleep_until_wall_ms(base + offset)
+            await sleep_until_wall_ms(base + offset)
             for symbol in SYMBOLS:
                 fake.trade("linear", symbol, count=1 + k % 3)
             fake.set_ticker("linear", "BTCUSDT", lastPrice=str(65000 + minute * 10 + k))
             if corrupt and minute == 1 and k == 2:
                 t = base + offset + 5
-                await _sleep_until_wall_ms(t)
+                await sleep_until_wall_ms(t)
                 fake.send_raw("linear", (  # as if Bybit had excluded it from its candle
                     f'{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":{t},"data":[{{'
                     f'"T":{t},"s":"BTCUSDT","S":"Buy","v":"0.001","p":"99999.00",'
                     '"L":"PlusTick","i":"corrupt-1","BT":false,"RPI":false,"seq":1}]}'))
         # stamped before the boundary, received 40 ms after it: inside the 100 ms waiter
-        await _sleep_until_wall_ms(base + M + 40)
+        await sleep_until_wall_ms(base + M + 40)
         fake.trade("linear", "ETHUSDT", ts=base + M - 3)
         if late:
             # received 400 ms after the boundary: late, dropped by the aggregator
-            await _sleep_until_wall_ms(base + M + 400)
+            await sleep_until_wall_ms(base + M + 400)
             fake.trade("linear", "BTCUSDT", ts=base + M - 2)
-    await _sleep_until_wall_ms(m0 + 7 * M + 1_000)
+    await sleep_until_wall_ms(m0 + 7 * M + tail_ms)
 
 
-async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipeline, FakeBybit]:
+STREAM_TOPICS = {"trades": "publicTrade.BTCUSDT", "klines": "kline.1.ETHUSDT",
+                 "tickers": "tickers.BTCUSDT"}
+
+
+async def _live(toml: str, streams: list[str], corrupt: bool, late: bool, tail_ms: int,
+                phase_3m: int | None, prepare: Callable[[FakeBybit], None] | None,
+                market: Callable[[FakeBybit], Awaitable[None]] | None,
+                ) -> tuple[list[Event], Pipeline, FakeBybit]:
     fake = FakeBybit(linear_symbols=SYMBOLS, spot_symbols=[], seed=7)
+    if prepare is not None:
+        prepare(fake)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         full = toml.format(ws=fake.ws_url("linear"), rest=fake.rest_url)
         async with running_pipeline(full, plugin_manager()) as pipeline:
-            await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT", "kline.1.ETHUSDT",
-                                                  "tickers.BTCUSDT"])
-            await _market(fake, corrupt, late)
+            await fake.wait_subscribed("linear", [STREAM_TOPICS[s] for s in streams])
+            if market is None:
+                await _market(fake, corrupt, late, tail_ms, phase_3m)
+            else:
+                await market(fake)
             # What the sinks had when the capture stopped: under the MockClock, timers go
             # on firing (in virtual time) while shutdown waits for the writer thread.
             events = list(pipeline.node("out").events)
@@ -124,10 +141,19 @@ async def _live(toml: str, corrupt: bool, late: bool) -> tuple[list[Event], Pipe
 
 
 def live_run(capture: Path, pipeline_toml: str | None = None, *,
-             corrupt: bool = False, late: bool = True) -> tuple[list[Event], Pipeline, FakeBybit]:
-    """Run the live pipeline under a MockClock (virtual time, real sockets)."""
-    toml = LIVE.replace("{capture}", str(capture)) + (pipeline_toml or pipe())
-    return trio.run(_live, toml, corrupt, late,
+             corrupt: bool = False, late: bool = True, tail_ms: int = 1_000,
+             streams: tuple[str, ...] = ("trades", "klines", "tickers"),
+             phase_3m: int | None = None, prepare: Callable[[FakeBybit], None] | None = None,
+             market: Callable[[FakeBybit], Awaitable[None]] | None = None,
+             recover_gaps: bool = False,
+             ) -> tuple[list[Event], Pipeline, FakeBybit]:
+    """Run the live pipeline under a MockClock (virtual time, real sockets); ``prepare``
+    sets up the fake before it serves, ``market`` replaces the default trades."""
+    live = LIVE.replace("{capture}", str(capture)).replace(
+        "{recover_gaps}", "true" if recover_gaps else "false").replace(
+        "{streams}", "[" + ", ".join(f'"{s}"' for s in streams) + "]")
+    return trio.run(_live, live + (pipeline_toml or pipe()), list(streams), corrupt, late,
+                    tail_ms, phase_3m, prepare, market,
                     clock=trio.testing.MockClock(autojump_threshold=0))
 
 

@@ -10,15 +10,27 @@ import pytest
 import trio
 import zstandard
 
+from streamer._api import StreamGap
+from streamer._events import Trade
 from streamer._metrics import Metrics
 from streamer_bybit.capture_format import (
     FRAMES,
+    GAP,
+    HOLDING,
     MAGIC,
     RECORD,
+    RECOVERED,
     SUFFIX,
+    TRADES_PER_RECORD,
     CaptureFormatError,
     capture_files,
+    gap_body,
+    holding_body,
+    read_gap,
+    read_holding,
     read_records,
+    read_recovered,
+    recovered_bodies,
 )
 from streamer_bybit.capture_writer import CaptureWriter
 
@@ -141,3 +153,51 @@ async def test_rotation_by_time_closes_the_file_when_its_time_is_up(tmp_path):
     with open(files[1], "rb") as fh:
         records = list(read_records(fh))
     assert [r[0] for r in records] == [0, 2, 1, 3]  # header, connection, the read, end
+
+
+async def test_recovery_records_are_bounded_by_the_same_queue(tmp_path):
+    writer = _writer(tmp_path, queue_bytes=1 << 20)  # not started: a stuck disk
+    body = b"x" * 100_000
+    for _ in range(30):  # 3 MB of recovered trades offered to a 1 MB queue
+        writer.record_event(RECOVERED, 1, body)
+    assert writer._in_bytes - writer._out_bytes <= 1 << 20
+    dropped = writer.metrics["capture_dropped_records"]
+    assert dropped >= 20 and len(writer._queue) + dropped == 30
+
+
+async def test_gap_holding_and_recovered_records_round_trip(tmp_path):
+    trades = [Trade("linear", "BTCUSDT", 1000 + i, "Buy", "1.5", "0.01", f"id{i}", "PlusTick",
+                    False, False) for i in range(TRADES_PER_RECORD + 5)]
+    gap = StreamGap("linear", ("BTCUSDT", "ETHUSDT"), 999, closed=True, complete=False)
+    writer = _writer(tmp_path)
+    writer.start()
+    writer.record_event(GAP, 1, gap_body(gap))
+    writer.record_event(HOLDING, 1, holding_body("linear#0", ["BTCUSDT", "ETHUSDT"], 20))
+    for body in recovered_bodies("BTCUSDT", trades, quiet=True, holding=False):
+        writer.record_event(RECOVERED, 1, body)
+    (empty,) = recovered_bodies("ETHUSDT", [], quiet=False, holding=True)
+    writer.record_event(RECOVERED, 1, empty)
+    writer.stop()
+    assert await trio.to_thread.run_sync(writer.join, 10)
+    (f,) = capture_files(tmp_path)
+    with open(f, "rb") as fh:
+        records = [(kind, body) for kind, _, _, body in read_records(fh)
+                   if kind in (GAP, RECOVERED, HOLDING)]
+    assert read_gap("linear", records[0][1]) == gap
+    holding = read_holding(records[1][1])
+    assert (holding.connection, holding.symbols, holding.max_held) == (
+        "linear#0", ["BTCUSDT", "ETHUSDT"], 20)
+    chunks = [read_recovered(body) for _, body in records[2:]]
+    assert [(c.symbol, c.quiet, c.holding, c.more, len(c.trades)) for c in chunks] == [
+        ("BTCUSDT", True, False, True, TRADES_PER_RECORD), ("BTCUSDT", True, False, False, 5),
+        ("ETHUSDT", False, True, False, 0)]
+    assert [t for c in chunks for t in c.trades] == trades
+
+
+def test_a_damaged_recovery_record_names_its_kind():
+    with pytest.raises(CaptureFormatError, match="recovered-trades"):
+        read_recovered(b'{"symbol": 1}')
+    with pytest.raises(CaptureFormatError, match="gap record"):
+        read_gap("linear", b"[]")
+    with pytest.raises(CaptureFormatError, match="holding"):
+        read_holding(b"{}")

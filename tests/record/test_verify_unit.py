@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+import trio
+
+from streamer import clock
 from streamer._api import Context
 from streamer._events import Kline
 from streamer._metrics import Metrics
@@ -35,14 +39,52 @@ def test_either_order_matches_and_tolerance_is_relative():
     assert v.metrics["mismatch.BTCUSDT.1m"] == 1 and v.metrics["matched"] == 1
 
 
-def test_open_and_partial_candles_and_unreferenced_series_are_not_kept():
+def test_open_and_partial_candles_are_not_kept():
     v = _verify()
-    v.process([ref(0)])  # BTCUSDT 1m is referenced from now on
+    v.process([ref(0)])
     v.process([Kline("linear", "BTCUSDT", M, M, 1, 1, 1, 1, 1, 3, closed=False),
                Kline("linear", "BTCUSDT", M, M, 1, 1, 1, 1, 1, 3, partial=True),
                built(0, symbol="ETHUSDT")])
-    assert v.metrics["no_reference"] == 1
-    assert v.pending_count == 1  # only the reference of 0
+    assert v.pending_count == 2  # the reference of 0 and ETHUSDT's built candle
+
+
+async def test_without_history_a_built_candle_waits_reference_wait_s_then_gives_up(
+        autojump_clock):
+    """No input source offers history: after the wait, an unreferenced series counts
+    no_reference, a referenced one unmatched_built; a reference arriving later is late."""
+    v = _verify(reference_wait_s=30)
+    t0 = (clock.now_ms() // M + 1) * M
+    out: list = []
+
+    async def emit(events):
+        out.extend(events)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v.run, emit)
+        v.process([ref(t0 - M), built(t0 - M)])  # BTCUSDT 1m referenced, and matched
+        v.process([built(t0), built(t0, symbol="ETHUSDT")])
+        await trio.sleep_until(clock.trio_time_at((t0 + M + 29_000) / 1000))
+        assert v.pending_count == 2 and v.metrics["no_reference"] == 0
+        await trio.sleep(2)
+        assert v.pending_count == 0
+        assert v.metrics["no_reference"] == 1 and v.metrics["unmatched_built"] == 1
+        v.process([ref(t0)])  # the stream's confirm, too late
+        assert v.metrics["late_reference"] == 1 and v.pending_count == 0
+        nursery.cancel_scope.cancel()
+    assert out == []
+
+
+def test_built_candles_are_bounded_in_all():
+    v = _verify(max_pending=50)
+    for i in range(100):
+        v.process([built(i * M)])
+    assert v.pending_count == 50 and v.metrics["pending_full"] == 50
+    # matched ones free their place (and their deadline, on the next overflow)
+    v2 = _verify(max_pending=50)
+    for i in range(200):
+        v2.process([built(i * M), ref(i * M)])
+    assert v2.metrics["matched"] == 200 and v2.pending_count == 0
+    assert len(v2._deadlines) <= 50 and v2.metrics["pending_full"] == 0
 
 
 def test_waiting_is_bounded_per_series_and_in_all():
@@ -61,3 +103,10 @@ def test_a_repeated_confirm_counts_once():
     v = _verify(emit="all")
     out = v.process([ref(0), ref(0), built(0)])
     assert v.metrics["duplicates"] == 1 and len(out) == 1
+
+
+@pytest.mark.parametrize("key, value", [("reference_wait_s", 0), ("reference_wait_s", 4000),
+                                        ("history_timeout_s", 0), ("history_timeout_s", 301)])
+def test_waits_are_bounded_in_the_config(key, value):
+    with pytest.raises(ValueError, match=key):
+        VerifyConfig(**{key: value})

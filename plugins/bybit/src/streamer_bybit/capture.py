@@ -4,7 +4,10 @@
 each connection hands every socket read (its list of text payloads, exactly as the decoder
 gets them) to :meth:`CaptureTap.record`, which stamps it with the pipeline's wall time
 (:func:`streamer.clock.now`, the time base the kline timers use, so a replay can put frames
-and timers back in the same order) and appends it to a bounded in-memory queue. A writer
+and timers back in the same order) and appends it to a bounded in-memory queue. Its gap
+recovery hands over what it does besides the socket reads: the symbols whose live trades it
+holds after a reconnect, the trades it recovers from REST and the stream gaps it reports
+(:meth:`CaptureTap.holding`, :meth:`CaptureTap.recovered`, :meth:`CaptureTap.gap`). A writer
 thread drains the queue, frames the records and writes them zstd-compressed. The socket task
 never waits for the disk: when the queue holds more than ``capture_queue_mb`` the read is
 dropped and counted (``capture_dropped_reads`` / ``capture_dropped_frames``), never blocked.
@@ -26,7 +29,15 @@ from typing import Any, Final
 import attrs
 import trio
 
-from streamer import Metrics, clock
+from streamer import Metrics, StreamGap, Trade, clock
+from streamer_bybit.capture_format import (
+    GAP,
+    HOLDING,
+    RECOVERED,
+    gap_body,
+    holding_body,
+    recovered_bodies,
+)
 from streamer_bybit.capture_writer import CaptureWriter, now_us
 
 #: How long shutdown waits for the writer to finish the current file.
@@ -84,20 +95,46 @@ class CaptureTap:
     def record(self, payloads: Sequence[bytes], received: float) -> None:
         """``received``: ``trio.current_time()`` when the read returned (the reader has it
         already; turned into wall time with the pipeline clock's offset, fixed per run)."""
+        conn = self._session_conn()
+        self._writer.record(conn, payloads, int((received + self._offset) * 1_000_000))
+
+    def _session_conn(self) -> int:
         session = self._connection.reconnects
         if session != self._session:
             self._session = session
             self._offset = clock.now() - trio.current_time()
             self._conn = self._writer.open_connection(
                 f"{self._connection.name} session {session + 1}")
-        self._writer.record(self._conn, payloads, int((received + self._offset) * 1_000_000))
+        return self._conn
+
+    # What gap recovery emits besides the socket reads, so that a replay emits it too.
+
+    def gap(self, gap: StreamGap) -> None:
+        """The source reported a stream gap (opened or closed)."""
+        self._writer.record_event(GAP, self._conn, gap_body(gap))
+
+    def holding(self, symbols: Sequence[str], max_held: int) -> None:
+        """A session after a lost one holds the live trades of ``symbols`` until each is
+        recovered (at most ``max_held`` in all, then it emits them)."""
+        conn = self._session_conn()
+        self._writer.record_event(
+            HOLDING, conn, holding_body(self._connection.name, symbols, max_held))
+
+    def recovered(self, symbol: str, trades: Sequence[Trade], *, quiet: bool,
+                  holding: bool) -> None:
+        """The recovery of ``symbol`` settled: ``trades`` from REST (maybe none) are emitted
+        now, followed by its held live trades if it is still ``holding``; ``quiet``: no live
+        trade of it came since the resubscribe (live ones these cover will be dropped)."""
+        conn = self._session_conn()
+        for body in recovered_bodies(symbol, trades, quiet=quiet, holding=holding):
+            self._writer.record_event(RECOVERED, conn, body)
 
 
 def capture_header(source: str, connections: Sequence[Any]) -> dict[str, Any]:
     """What a replay needs to decode like the live source did."""
     first = connections[0]
     return {
-        "format": 1,
+        "format": 2,
         "source": source,
         "category": first.settings.channel,
         "url": first.settings.url,
@@ -132,7 +169,9 @@ async def run_capture(
     )
     writer.start()
     for connection in connections:
-        connection.capture = CaptureTap(writer, connection)
+        connection.capture = tap = CaptureTap(writer, connection)
+        if connection.recovery is not None:
+            connection.recovery.capture = tap
     logger.info("%s: capturing raw frames to %s", source, options.capture_dir)
     try:
         task_status.started(writer)
@@ -142,6 +181,8 @@ async def run_capture(
     finally:
         for connection in connections:
             connection.capture = None
+            if connection.recovery is not None:
+                connection.recovery.capture = None
         writer.stop()
         # Bounded by the thread join's own real-time timeout rather than a trio deadline,
         # so a virtual clock (tests, replays) cannot cut the last file short.

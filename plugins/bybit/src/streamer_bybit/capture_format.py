@@ -12,12 +12,21 @@ File format (one zstd stream per file; see docs/recording.md)::
             the m payloads back to back; the record's own time_us is the first read's
     kind 2  a connection (socket session) opened: body = n bytes of its UTF-8 name
     kind 3  capture stopped (its time ends the recording); n = 0
+    kind 4  a stream gap the source reported (a lost connection, its recovery ended):
+            body = n bytes of JSON {"symbols", "since_ms", "closed", "complete"}
+    kind 5  one symbol's recovery settled: body = n bytes of JSON {"symbol", "trades": [...]
+            recovered from REST (maybe none), "quiet": no live trade of it came since the
+            resubscribe (live ones these cover are duplicates), "holding": its held live
+            trades are emitted right after these, "more": more of its trades follow}
+    kind 6  a session after a lost one holds the live trades of the symbols it recovers:
+            body = n bytes of JSON {"connection", "symbols", "max_held"}
 
-Integers are little-endian. ``conn`` numbers socket sessions from 1 within one capture; each
-file repeats the header and the open connections, so every file replays on its own. Files
-are written as ``<name>.part`` and renamed when complete (rotation by ``capture_file_mb`` or
-``capture_rotate_s``, or shutdown): a reader never mistakes a file being written for a whole
-one.
+Kinds 4 to 6 appear only in captures of sources with ``recover_gaps`` (header ``format``
+2); a replay feeds them to the pipeline at their recorded time. Integers are little-endian.
+``conn`` numbers socket sessions from 1 within one capture; each file repeats the header and
+the open connections, so every file replays on its own. Files are written as ``<name>.part``
+and renamed when complete (rotation by ``capture_file_mb`` or ``capture_rotate_s``, or
+shutdown): a reader never mistakes a file being written for a whole one.
 
 Every length a file claims is checked against a bound before anything is buffered for
 it, so a damaged file costs an error, not memory.
@@ -35,11 +44,17 @@ from typing import Any, BinaryIO, Final
 import msgspec
 import zstandard
 
+from streamer import StreamGap, Trade
+
 MAGIC: Final = b"STRMCAP1"
 SUFFIX: Final = ".bybitcap.zst"
 PART: Final = ".part"
 RECORD: Final = struct.Struct("<BqII")
-HEADER, FRAMES, OPEN, END = 0, 1, 2, 3
+HEADER, FRAMES, OPEN, END, GAP, RECOVERED, HOLDING = 0, 1, 2, 3, 4, 5, 6
+#: Record kinds whose body is n bytes as written (all but FRAMES).
+BODY_KINDS: Final = frozenset((HEADER, OPEN, END, GAP, RECOVERED, HOLDING))
+#: Recovered trades per RECOVERED record at most (a record body stays under MAX_BODY_BYTES).
+TRADES_PER_RECORD: Final = 2000
 #: Reads per FRAMES record at most.
 READS_PER_RECORD: Final = 4096
 _U32: Final = next(t for t in "IL" if array(t).itemsize == 4)
@@ -184,7 +199,7 @@ def read_records(f: BinaryIO, name: str = "capture") -> Iterator[Record]:
                     pos += length
                 i += count
                 yield kind, t, c, frames
-        elif kind in (HEADER, OPEN, END):
+        elif kind in BODY_KINDS:
             if n > MAX_BODY_BYTES:
                 raise CaptureFormatError(f"{name}: implausible record ({n} bytes)")
             if not fill(n):
@@ -206,3 +221,69 @@ def read_header(path: Path) -> tuple[int, dict[str, Any]]:
     raise CaptureFormatError(f"{path}: no header record")
 
 
+
+
+class _GapBody(msgspec.Struct):
+    symbols: list[str]
+    since_ms: int
+    closed: bool
+    complete: bool
+
+
+class RecoveredBody(msgspec.Struct):
+    """A RECOVERED record's body."""
+
+    symbol: str
+    trades: list[Trade]
+    quiet: bool
+    holding: bool
+    more: bool
+
+
+class HoldingBody(msgspec.Struct):
+    """A HOLDING record's body."""
+
+    connection: str
+    symbols: list[str]
+    max_held: int
+
+
+def gap_body(gap: StreamGap) -> bytes:
+    return msgspec.json.encode(_GapBody(list(gap.symbols), gap.since_ms, gap.closed,
+                                        gap.complete))
+
+
+def read_gap(channel: str, body: bytes) -> StreamGap:
+    try:
+        g = msgspec.json.decode(body, type=_GapBody)
+    except msgspec.MsgspecError as exc:
+        raise CaptureFormatError(f"damaged gap record ({exc})") from None
+    return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete)
+
+
+def recovered_bodies(symbol: str, trades: Sequence[Trade], *, quiet: bool,
+                     holding: bool) -> list[bytes]:
+    """One settled recovery in RECOVERED bodies of at most :data:`TRADES_PER_RECORD`
+    trades each (one body if none)."""
+    starts = range(0, max(1, len(trades)), TRADES_PER_RECORD)
+    return [msgspec.json.encode(RecoveredBody(
+        symbol, list(trades[i : i + TRADES_PER_RECORD]), quiet, holding,
+        more=i + TRADES_PER_RECORD < len(trades))) for i in starts]
+
+
+def read_recovered(body: bytes) -> RecoveredBody:
+    try:
+        return msgspec.json.decode(body, type=RecoveredBody)
+    except msgspec.MsgspecError as exc:
+        raise CaptureFormatError(f"damaged recovered-trades record ({exc})") from None
+
+
+def holding_body(connection: str, symbols: Sequence[str], max_held: int) -> bytes:
+    return msgspec.json.encode(HoldingBody(connection, list(symbols), max_held))
+
+
+def read_holding(body: bytes) -> HoldingBody:
+    try:
+        return msgspec.json.decode(body, type=HoldingBody)
+    except msgspec.MsgspecError as exc:
+        raise CaptureFormatError(f"damaged holding record ({exc})") from None

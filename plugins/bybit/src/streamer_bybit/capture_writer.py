@@ -130,6 +130,18 @@ class CaptureWriter:
         """Queue one socket read; drop it (counted) if the queue is full. Never blocks."""
         self._put(FRAMES, time_us, conn, payloads)
 
+    def record_event(self, kind: int, conn: int, body: bytes) -> None:
+        """Queue a GAP or RECOVERED record stamped now; within the same bound as the reads
+        (dropped, counted ``capture_dropped_records``, if the queue is full). Never blocks."""
+        size = QUEUE_OVERHEAD_BYTES + len(body)
+        if self._in_bytes - self._out_bytes + size > self.queue_bytes:
+            self.metrics.inc("capture_dropped_records")
+            self.log.warning("capture_dropped_record", "%s: capture queue full (%d MB): a "
+                             "recovery record is not captured, a replay will differ",
+                             self.source, self.queue_bytes >> 20)
+            return
+        self._put(kind, now_us(), conn, (body,))
+
     def _put(self, kind: int, time_us: int, conn: int, payloads: Sequence[bytes]) -> None:
         size = QUEUE_OVERHEAD_BYTES + 4 * len(payloads) + sum(map(len, payloads))
         if kind != FRAMES:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -39,6 +40,9 @@ from streamer_bybit.coverage import (
     trade_from_rest,
 )
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
+
+if TYPE_CHECKING:
+    from streamer_bybit.capture import CaptureTap
 
 #: Everything a REST call can raise for "the endpoint is not usable right now": network,
 #: timeout, HTTP status, Bybit retCode, and TLS trouble (trio wraps SSL errors of an open
@@ -132,6 +136,8 @@ class GapRecovery:
         self._gap_since: int | None = None  # newest trade before the loss, while a gap is open
         self._gap_lost = False  # a trade gap was reported during this gap
         self._recovered = 0  # trades recovered by the current run
+        #: Set by the capture (``capture_dir``): told what it holds, recovers and reports.
+        self.capture: CaptureTap | None = None
         self._retries = 0  # requests of the current run asked again
 
     # ----------------------------------------------------------------- bookkeeping
@@ -155,11 +161,12 @@ class GapRecovery:
         """A new session after a lost one: hold the live trades of every symbol traded so far
         until it is recovered."""
         self._dedupe.clear()
-        if self.rest is None:
-            return
-        for symbol, window in self.windows.items():
-            if symbol not in self._pending:  # else: kept from a session lost mid-recovery
-                self._pending[symbol] = _Pending((window.newest_ts, window.ids()))
+        if self.rest is not None:
+            for symbol, window in self.windows.items():
+                if symbol not in self._pending:  # else: kept from a session lost mid-recovery
+                    self._pending[symbol] = _Pending((window.newest_ts, window.ids()))
+        if self.capture is not None:
+            self.capture.holding(list(self._pending), self.settings.max_held)
 
     def _split(self, events: list[Event]) -> list[Event]:
         """Hold the trades of symbols being recovered, drop duplicates; the rest go on."""
@@ -239,7 +246,10 @@ class GapRecovery:
             return
         self._gap_since = min((w.newest_ts for w in self.windows.values()), default=now_ms())
         self._gap_lost = False
-        await self.emit.gap(StreamGap(self.channel, self.trade_symbols, self._gap_since))
+        gap = StreamGap(self.channel, self.trade_symbols, self._gap_since)
+        if self.capture is not None:
+            self.capture.gap(gap)
+        await self.emit.gap(gap)
 
     async def close_gap(self) -> None:
         if self._gap_since is None:
@@ -247,9 +257,10 @@ class GapRecovery:
         since, self._gap_since = self._gap_since, None
         # Without REST, whatever traded during the outage is gone.
         lost = self._gap_lost or (self.rest is None and bool(self.windows))
-        await self.emit.gap(
-            StreamGap(self.channel, self.trade_symbols, since, closed=True, complete=not lost)
-        )
+        gap = StreamGap(self.channel, self.trade_symbols, since, closed=True, complete=not lost)
+        if self.capture is not None:
+            self.capture.gap(gap)
+        await self.emit.gap(gap)
 
     # ----------------------------------------------------------------- recovering
     async def run(self) -> None:
@@ -334,6 +345,9 @@ class GapRecovery:
                 self._gap(symbol, newest, first_live_ts, cov.rows, why)
         async with self._lock:
             del self._pending[symbol]
+            if self.capture is not None:
+                self.capture.recovered(symbol, new, quiet=p.first_live is None,
+                                       holding=p.holding)
             batch: list[Event] = list(new)
             if new:
                 self._note(symbol, new)

@@ -15,6 +15,12 @@ everything runnable run"). So timers fire at their recorded moment relative to t
 and a timer due at exactly a frame's receive time fires first: replaying a capture twice
 gives the same events in the same order, and the same klines as the live run.
 
+Gap recovery: what a live source's gap recovery did besides the socket reads is in the
+capture as records of its own (the symbols it held after a reconnect, the trades it
+recovered from REST, the stream gaps it reported), played at their recorded time; with them
+:class:`RecoveryMirror` holds, releases and drops the replayed live trades as the live
+source did, so the replay emits the same trades in the same order.
+
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
 reads, which with ``speed = "max"`` is when time jumps.
@@ -31,16 +37,25 @@ import msgspec
 import trio
 import trio.testing
 
-from streamer import Context, Emit, Event, FatalError, RateLimitedLog
+from streamer import Context, Emit, Event, FatalError, Metrics, RateLimitedLog, Trade
 from streamer_bybit.capture_format import (
     END,
     FRAMES,
+    GAP,
     HEADER,
+    HOLDING,
+    RECOVERED,
     CaptureFormatError,
+    HoldingBody,
+    RecoveredBody,
     capture_files,
+    read_gap,
     read_header,
+    read_holding,
     read_records,
+    read_recovered,
 )
+from streamer_bybit.coverage import TradeWindow
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
@@ -117,6 +132,102 @@ class ReplayClock(trio.abc.Clock):
         self._ceiling = until
 
 
+# -- gap recovery ------------------------------------------------------------------------
+
+
+class _Held:
+    """What one socket session's gap recovery holds, as the live source did."""
+
+    __slots__ = ("count", "max_held", "pending", "quiet")
+
+    def __init__(self, symbols: list[str], max_held: int) -> None:
+        #: symbol -> its held live trades; ``None`` once they were released (over max_held)
+        self.pending: dict[str, list[Trade] | None] = {s: [] for s in symbols}
+        self.count = 0
+        self.max_held = max_held
+        #: symbol -> the trades recovered for it while quiet: live ones covered are duplicates
+        self.quiet: dict[str, TradeWindow] = {}
+
+
+class RecoveryMirror:
+    """Does to the replayed live trades what the live source's gap recovery did, from the
+    capture's HOLDING and RECOVERED records (see :mod:`streamer_bybit.recovery`): after a
+    reconnect the live trades of the symbols being recovered are held, and emitted after
+    their recovered trades when the recovery settles (or all at once past ``max_held``); live
+    trades covered by the recovery of a quiet symbol are dropped as duplicates until one is
+    not; a session lost before its recovery settled drops what it held (the next session
+    recovers those trades from REST). Memory: one held session per recorded connection, at
+    most ``max_held`` trades each (plus one read)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.sessions: dict[tuple[int, int], _Held] = {}
+        #: (capture, connection name) -> the key of its newest session in ``sessions``
+        self._newest: dict[tuple[int, str], tuple[int, int]] = {}
+
+    def holding(self, capture: int, conn: int, body: HoldingBody) -> None:
+        previous = self._newest.get((capture, body.connection))
+        if previous is not None:
+            self.sessions.pop(previous, None)  # lost before it settled: its held trades go
+        self._newest[(capture, body.connection)] = (capture, conn)
+        self.sessions[(capture, conn)] = _Held(body.symbols, body.max_held)
+
+    def live(self, capture: int, conn: int, events: list[Event]) -> list[Event]:
+        held = self.sessions.get((capture, conn))
+        if held is None:
+            return events
+        pending, quiet = held.pending, held.quiet
+        if not pending and not quiet:  # settled and no duplicates left: stream directly
+            del self.sessions[(capture, conn)]
+            return events
+        out: list[Event] = []
+        n = 0
+        for e in events:
+            if e.__class__ is Trade:
+                assert isinstance(e, Trade)
+                if e.symbol in pending:
+                    kept = pending[e.symbol]
+                    if kept is not None:
+                        kept.append(e)
+                        n += 1
+                        continue
+                elif quiet:
+                    window = quiet.get(e.symbol)
+                    if window is not None:
+                        if window.covers(e):
+                            self.metrics.inc("duplicate_trades")
+                            continue
+                        del quiet[e.symbol]
+            out.append(e)
+        held.count += n
+        if held.count > held.max_held:
+            released: list[Event] = []
+            for symbol, kept in pending.items():
+                if kept is not None:
+                    released.extend(kept)
+                    pending[symbol] = None
+            held.count = 0
+            out = released + out
+        return out
+
+    def recovered(self, capture: int, conn: int, body: RecoveredBody) -> list[Trade]:
+        out = list(body.trades)
+        held = self.sessions.get((capture, conn))
+        if held is None:  # e.g. a file that starts in the middle of a recovery
+            return out
+        if body.quiet and body.trades:
+            window = held.quiet.get(body.symbol)
+            if window is None:
+                window = held.quiet[body.symbol] = TradeWindow()
+            window.add(body.trades)
+        if not body.more:
+            kept = held.pending.pop(body.symbol, None)
+            if kept:
+                out.extend(kept)
+                held.count -= len(kept)
+        return out
+
+
 # -- the source --------------------------------------------------------------------------
 
 
@@ -143,6 +254,7 @@ class ReplaySource:
         self.decoders: dict[tuple[int, int], MessageDecoder] = {}
         self.frames = 0
         self.reads = 0
+        self.recovered = 0
 
     def _decoder(self, capture: int, conn: int, header: dict[str, Any]) -> MessageDecoder:
         key = (capture, conn)
@@ -192,6 +304,7 @@ class ReplaySource:
         started = time.perf_counter()
         end_us = self.start_us
         since_checkpoint = 0
+        mirror = RecoveryMirror(self.metrics)
         for path in self.files:
             header: dict[str, Any] = {}
             capture = 0
@@ -208,6 +321,8 @@ class ReplaySource:
                                 decode(payload, events)  # op replies (acks, pongs): ignored
                             self.frames += len(body)
                             self.reads += 1
+                            if events and mirror.sessions:
+                                events = mirror.live(capture, conn, events)
                             if events:
                                 await emit(events)
                             since_checkpoint += 1
@@ -217,6 +332,20 @@ class ReplaySource:
                         elif kind == HEADER:
                             header = msgspec.json.decode(body)
                             capture = int(header.get("started_us", time_us))
+                        elif kind == GAP or kind == RECOVERED or kind == HOLDING:
+                            if time_us > end_us:
+                                end_us = time_us
+                                await self._advance(self._trio_time(time_us))
+                            if kind == GAP:
+                                await emit.gap(read_gap(self.category, body))
+                            elif kind == HOLDING:
+                                mirror.holding(capture, conn, read_holding(body))
+                            else:
+                                recovered = read_recovered(body)
+                                self.recovered += len(recovered.trades)
+                                batch = mirror.recovered(capture, conn, recovered)
+                                if batch:
+                                    await emit(list(batch))
                         elif kind == END and time_us > end_us:
                             end_us = time_us
                 except CaptureFormatError as exc:
@@ -226,6 +355,7 @@ class ReplaySource:
         # The live run went on until the capture stopped: so do its timers here.
         await self._advance(self._trio_time(end_us))
         self.metrics.inc("replayed_frames", self.frames)
+        self.metrics.inc("replayed_recovered_trades", self.recovered)
         elapsed = time.perf_counter() - started
         self.logger.info("%s: replayed %d frames (%d reads) from %d file(s) in %.2f s",
                          self.context.name, self.frames, self.reads, len(self.files), elapsed)
@@ -235,4 +365,4 @@ def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
     return ReplaySource(config, context)
 
 
-__all__ = ["ReplayClock", "ReplayConfig", "ReplaySource", "make_replay"]
+__all__ = ["RecoveryMirror", "ReplayClock", "ReplayConfig", "ReplaySource", "make_replay"]
