@@ -67,3 +67,21 @@ def test_every_public_name_is_importable_and_documented() -> None:
         assert f"`{name}`" in doc, f"{name} is exported but not listed in writing_plugins.md"
     for module in PUBLIC_SUBMODULES:
         assert f"`{module}`" in doc, module
+
+
+def test_the_entry_point_group_is_streamer_plugins_everywhere() -> None:
+    """Third-party plugins publish under ``streamer.plugins``: the name is part of the API."""
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    from streamer._plugins import ENTRY_POINT_GROUP
+
+    assert ENTRY_POINT_GROUP == "streamer.plugins"
+    projects = sorted((ROOT / "plugins").glob("*/pyproject.toml"))
+    projects += sorted((ROOT / "tests" / "plugin_dists").glob("*/pyproject.toml"))
+    assert len(projects) >= 8
+    for path in projects:
+        entry_points = tomllib.loads(path.read_text())["project"]["entry-points"]
+        assert list(entry_points) == ["streamer.plugins"], path

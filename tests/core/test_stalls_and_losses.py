@@ -190,7 +190,7 @@ async def test_summaries_are_never_rate_limited(plugin_manager, autojump_clock) 
 
     handler = Keep()
     handler.addFilter(RateLimitFilter())
-    runtime_log = logging.getLogger("streamer._runtime")
+    runtime_log = logging.getLogger("streamer.runtime")
     runtime_log.addHandler(handler)
     level = runtime_log.level
     runtime_log.setLevel(logging.INFO)

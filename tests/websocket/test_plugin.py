@@ -13,7 +13,7 @@ from streamer_websocket.sink import WebSocketSink
 
 
 def test_entry_point_is_published() -> None:
-    entry_points = importlib.metadata.entry_points(group="streamer._plugins")
+    entry_points = importlib.metadata.entry_points(group="streamer.plugins")
     assert any(ep.name == "websocket" and ep.value == "streamer_websocket.plugin"
                for ep in entry_points)
 

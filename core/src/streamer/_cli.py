@@ -21,7 +21,7 @@ from streamer._oldenv import warn_ignored_old_env
 from streamer._plugins import PluginManager, load_plugin_manager
 from streamer._runtime import Pipeline, _leaves
 
-log = logging.getLogger("streamer._cli")
+log = logging.getLogger("streamer.cli")
 DEFAULT_CONFIG = "streamer.toml"
 #: ``streamer run`` exit statuses besides 0 (clean) and 2 (invalid configuration).
 EXIT_FATAL = 1
@@ -67,7 +67,7 @@ def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
 def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
     infos = pm.plugins()
     if not infos and not pm.failures:
-        print("no plugins installed (entry-point group 'streamer._plugins')")
+        print("no plugins installed (entry-point group 'streamer.plugins')")
     for info in infos:
         dist = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
         print(f"{info.name:<12} {dist}")

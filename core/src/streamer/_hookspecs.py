@@ -2,9 +2,9 @@
 (docs/plugin_hooks.md is generated from it and a test keeps the two in step).
 
 A plugin is a module (or object) with functions decorated by :data:`streamer.hookimpl`,
-published under the entry-point group ``streamer._plugins``::
+published under the entry-point group ``streamer.plugins``::
 
-    [project.entry-points."streamer._plugins"]
+    [project.entry-points."streamer.plugins"]
     myplugin = "streamer_myplugin"
 """
 

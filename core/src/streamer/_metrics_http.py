@@ -26,7 +26,7 @@ from streamer._exposition import LoopLag, PipelineCollector, make_registry, not_
 if TYPE_CHECKING:
     from streamer._runtime import Pipeline
 
-log = logging.getLogger("streamer._metrics")
+log = logging.getLogger("streamer.metrics")
 
 MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 8192

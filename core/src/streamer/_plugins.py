@@ -2,7 +2,7 @@
 
 Everything outside this module asks :class:`PluginManager` for what plugins registered; no
 other module touches ``pm.hook``. Built-in plugins are found exactly like third-party ones:
-through the ``streamer._plugins`` entry-point group of installed distributions.
+through the ``streamer.plugins`` entry-point group of installed distributions.
 
 Hooks are called through pluggy (``pm.hook.<name>(...)``, per plugin where the result must be
 attributed to it), and every plugin is checked against the hook specifications when it is
@@ -25,7 +25,7 @@ from streamer import _hookspecs as hookspecs
 from streamer._api import Factory
 from streamer._events import Event
 
-ENTRY_POINT_GROUP = "streamer._plugins"
+ENTRY_POINT_GROUP = "streamer.plugins"
 DISABLE_ENV = "STREAMER_DISABLE_PLUGINS"
 
 #: What a pipeline node is: every type a plugin registers is one of these.
@@ -85,7 +85,7 @@ class PluginManager:
     # -- loading -------------------------------------------------------------------------
 
     def load_entry_points(self, environ: dict[str, str] | None = None) -> None:
-        """Import every ``streamer._plugins`` entry point, except those blocked by
+        """Import every ``streamer.plugins`` entry point, except those blocked by
         ``STREAMER_DISABLE_PLUGINS=a,b``. A plugin that fails to import is recorded in
         :attr:`failures` (and logged) and the others still load."""
         env = os.environ if environ is None else environ

@@ -37,7 +37,7 @@ from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-log = logging.getLogger("streamer._runtime")
+log = logging.getLogger("streamer.runtime")
 
 #: How often sink drops are checked and reported (seconds).
 DROP_REPORT_INTERVAL = 5.0
