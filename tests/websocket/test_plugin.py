@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pluggy
+import pytest
 
 from streamer import _hookspecs as hookspecs
 from streamer_websocket import plugin, tail
@@ -28,3 +29,27 @@ def test_hooks_register_sink_and_command() -> None:
     pm.hook.streamer_register_commands(register=lambda *a: commands.append(a))
     assert sinks == [("websocket", WebSocketConfig, WebSocketSink)]
     assert commands == [("tail", tail.HELP, tail.configure, tail.main)]
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators: two bad options in one streamer.toml are both reported."""
+    from streamer._config import ConfigError, load_config_text
+
+    toml = """
+[[sources]]
+name = "src"
+type = "testing.scripted"
+
+[[sinks]]
+type = "websocket"
+port = 70000
+max_clients = 0
+tls_certfile = "cert.pem"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: sinks[0].port: expected 0 to 65535, got 70000",
+        "s.toml: sinks[0].max_clients: expected at least 1, got 0",
+        "s.toml: sinks[0].tls_keyfile: tls_certfile and tls_keyfile must be set together",
+    ]

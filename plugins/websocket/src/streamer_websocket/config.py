@@ -2,97 +2,92 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
+
+from streamer.validators import at_least, between, greater_than
+
+
+def _absolute_path(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value.startswith("/"):
+        raise ValueError(f"{attribute.name}: must start with '/', got {value!r}")
+
+
+def _not_empty(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name}: must name an environment variable")
+
+
+def _not_empty_if_set(_: Any, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value == "":
+        raise ValueError(f"{attribute.name}: must not be empty (leave it out instead)")
+
+
+def _tls_pair(instance: Any, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    _not_empty_if_set(instance, attribute, value)
+    if (instance.tls_certfile is None) != (value is None):
+        raise ValueError("tls_keyfile: tls_certfile and tls_keyfile must be set together")
 
 
 @attrs.define
 class WebSocketConfig:
+    """Every option is checked by its field validator, so the config loader reports all bad
+    ones at once, each with its path (non-finite numbers are refused by the loader)."""
+
     #: Interface to listen on. Any host other than loopback requires authentication.
     host: str = "127.0.0.1"
     #: TCP port; 0 picks a free one (the sink exposes the bound port as ``sink.port``).
-    port: int = 9500
+    port: int = attrs.field(default=9500, validator=between(0, 65535))
     #: The URL path clients connect to; any other path is closed with code 4404.
-    path: str = "/"
+    path: str = attrs.field(default="/", validator=_absolute_path)
     #: User name clients must present; enables authentication together with the key.
-    auth_user: str | None = None
+    auth_user: str | None = attrs.field(default=None, validator=_not_empty_if_set)
     #: Environment variable holding the key (read at start, never from the toml).
-    auth_key_env: str = "STREAMER_WSS_AUTH_KEY"
+    auth_key_env: str = attrs.field(default="STREAMER_WSS_AUTH_KEY", validator=_not_empty)
     #: Authenticated (served) clients at most; more are closed with code 1013.
-    max_clients: int = 100
+    max_clients: int = attrs.field(default=100, validator=at_least(1))
     #: Connections not yet authenticated at most, in total; more are closed with 1013.
     #: Kept apart from max_clients so sockets that never authenticate cannot lock users out.
-    max_unauthenticated: int = 16
+    max_unauthenticated: int = attrs.field(default=16, validator=at_least(1))
     #: Connections not yet authenticated at most from one source address.
-    max_unauthenticated_per_address: int = 4
+    max_unauthenticated_per_address: int = attrs.field(default=4, validator=at_least(1))
     #: Seconds a failed authentication waits before it is answered (slows guessing).
-    auth_failure_delay: float = 1.0
+    auth_failure_delay: float = attrs.field(default=1.0, validator=at_least(0))
     #: Failed authentications from one address within auth_failure_window before every
     #: further attempt from it is refused (HTTP 429) until the window ends.
-    max_auth_failures: int = 10
+    max_auth_failures: int = attrs.field(default=10, validator=at_least(1))
     #: Seconds over which max_auth_failures is counted.
-    auth_failure_window: float = 60.0
+    auth_failure_window: float = attrs.field(default=60.0, validator=greater_than(0))
     #: Control replies (acks, pongs, errors) queued per client; a client whose replies pile
     #: up past this is closed with 1008.
-    max_queued_replies: int = 64
+    max_queued_replies: int = attrs.field(default=64, validator=at_least(1))
     #: Total (channel, data_type, symbol) entries one client may subscribe to; a subscribe
     #: that would go past it is refused with an error reply. "All symbols" counts as one.
-    max_subscriptions_per_client: int = 10_000
+    max_subscriptions_per_client: int = attrs.field(default=10_000, validator=at_least(1))
     #: Certificate chain (PEM) for wss://; set together with tls_keyfile.
-    tls_certfile: str | None = None
+    tls_certfile: str | None = attrs.field(default=None, validator=_not_empty_if_set)
     #: Private key (PEM) for wss://.
-    tls_keyfile: str | None = None
+    tls_keyfile: str | None = attrs.field(default=None, validator=_tls_pair)
     #: Envelopes queued per client before its oldest are dropped.
-    client_queue_size: int = 1000
+    client_queue_size: int = attrs.field(default=1000, validator=at_least(1))
     #: Envelopes dropped since a client's last completed send before it is disconnected.
-    max_dropped: int = 5000
+    max_dropped: int = attrs.field(default=5000, validator=at_least(1))
     #: Seconds between WebSocket pings; a client that does not answer within one more
     #: interval is disconnected. 0 disables pings.
-    ping_interval: float = 20.0
+    ping_interval: float = attrs.field(default=20.0, validator=at_least(0))
     #: Seconds a client has to send its first-message authentication.
-    auth_timeout: float = 10.0
+    auth_timeout: float = attrs.field(default=10.0, validator=greater_than(0))
     #: Seconds one send to a client may take before the client is disconnected.
-    send_timeout: float = 10.0
+    send_timeout: float = attrs.field(default=10.0, validator=greater_than(0))
     #: Seconds granted at shutdown to flush queued data and close clients with 1001.
-    shutdown_timeout: float = 5.0
+    shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
     #: Coalescing stops growing a message past this many bytes (a single batch larger than
     #: this is still sent whole); many clients refuse messages over 1 MiB.
-    max_message_size: int = 262_144
+    max_message_size: int = attrs.field(default=262_144, validator=at_least(1))
     #: Largest message a client may send (bytes); larger ones close it with 1009.
-    max_client_message: int = 65536
-
-    def __attrs_post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
-        if not self.path.startswith("/"):
-            raise ValueError(f"path must start with '/', got {self.path!r}")
-        if self.auth_user is not None and not self.auth_user:
-            raise ValueError("auth_user must not be empty (leave it out to disable auth)")
-        if not self.auth_key_env:
-            raise ValueError("auth_key_env must name an environment variable")
-        for name in ("max_clients", "client_queue_size", "max_dropped", "max_message_size",
-                     "max_client_message", "max_unauthenticated",
-                     "max_unauthenticated_per_address", "max_auth_failures",
-                     "max_queued_replies", "max_subscriptions_per_client"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("ping_interval", "auth_timeout", "send_timeout", "shutdown_timeout",
-                     "auth_failure_delay", "auth_failure_window"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if (self.tls_certfile is None) != (self.tls_keyfile is None):
-            raise ValueError("tls_certfile and tls_keyfile must be set together")
-        if self.tls_certfile == "" or self.tls_keyfile == "":
-            raise ValueError("tls_certfile and tls_keyfile must not be empty")
-        if self.auth_failure_delay < 0:
-            raise ValueError(f"auth_failure_delay must be >= 0, got {self.auth_failure_delay}")
-        if self.ping_interval < 0:
-            raise ValueError(f"ping_interval must be >= 0 (0 disables), got {self.ping_interval}")
-        for name in ("auth_timeout", "send_timeout", "shutdown_timeout", "auth_failure_window"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+    max_client_message: int = attrs.field(default=65536, validator=at_least(1))
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
         """What ``run`` would refuse at start (auth needed but not set up), for ``check`` too."""
