@@ -99,7 +99,7 @@ class _BybitConfigBase(CaptureOptions):
     #: Milliseconds each connection's reader waits after a socket read before the next
     #: one, so that at light load one wake-up carries several messages (0: read at once).
     #: Adds up to this much latency; skipped after a large read. 0 to 100.
-    coalesce_ms: float = 0.0
+    coalesce_ms: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         self.symbols = [s.strip().upper() for s in self.symbols if s.strip()]
