@@ -175,7 +175,8 @@ def build_toml(args: argparse.Namespace) -> str:
         parts.append(f'[[sources]]\nname = "{name}"\ntype = "{kind}"\n'
                      f"symbols = {toml_list(symbols)}\nstreams = {toml_list(streams)}\n"
                      f'url = "{url}"\nrest_url = "{args.rest}"\n'
-                     f"coalesce_ms = {args.coalesce_ms}\n"
+                     + (f"coalesce_ms = {args.coalesce_ms}\n"
+                        if args.coalesce_ms is not None else "")
                      + (f'ca_file = "{args.ca_file}"\n' if args.ca_file else ""))
     names = [s[0] for s in sources]
     parts.append(f'[[transforms]]\nname = "klines"\ntype = "klines.from_trades"\n'
@@ -397,8 +398,8 @@ def main() -> None:
                    help="extend the run until N boundaries of the shortest interval have "
                         "closed")
     p.add_argument("--progress", type=float, default=0.0)
-    p.add_argument("--coalesce-ms", type=float, default=0.0,
-                   help="the sources' coalesce_ms")
+    p.add_argument("--coalesce-ms", type=float, default=None,
+                   help="the sources' coalesce_ms (default: the source's own default)")
     p.add_argument("--pipeline", choices=["light", "redis", "realistic"], default="light",
                    help="light: closed klines to a counting sink; redis: trades and "
                         "every-trade klines to redis; realistic: the same to redis and to "
