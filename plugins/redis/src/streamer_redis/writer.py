@@ -56,7 +56,7 @@ async def run_in_worker_thread(fn: Callable[[], T]) -> T:
 
     The hop of every flush. ``trio.to_thread.run_sync`` adds a capacity limiter, a context
     copy and checkpoints around the same hand-off; at ~100 flushes/s they were ~40% of the
-    hop's CPU (bench/README.md, "redis sink"). Like ``to_thread.run_sync`` (the default),
+    hop's CPU (docs/performance.md). Like ``to_thread.run_sync`` (the default),
     it cannot be cancelled while ``fn`` runs: a pipeline half-sent must come back first.
     """
     task = trio.lowlevel.current_task()
