@@ -22,6 +22,7 @@ import functools
 import gc
 import json
 import logging
+import subprocess
 import sys
 import time
 from array import array
@@ -40,6 +41,7 @@ from streamer._inbox import Inbox
 from streamer._metrics_http import serve_ops
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
+from streamer.intervals import parse_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import cpu_seconds, emit_line, rss_kib, symbol_names
@@ -175,6 +177,8 @@ def build_toml(args: argparse.Namespace) -> str:
         parts.append(f'[[sources]]\nname = "{name}"\ntype = "{kind}"\n'
                      f"symbols = {toml_list(symbols)}\nstreams = {toml_list(streams)}\n"
                      f'url = "{url}"\nrest_url = "{args.rest}"\n'
+                     + (f"coalesce_ms = {args.coalesce_ms}\n"
+                        if args.coalesce_ms is not None else "")
                      + (f'ca_file = "{args.ca_file}"\n' if args.ca_file else ""))
     names = [s[0] for s in sources]
     parts.append(f'[[transforms]]\nname = "klines"\ntype = "klines.from_trades"\n'
@@ -183,6 +187,15 @@ def build_toml(args: argparse.Namespace) -> str:
                  f"waiter_latency_ms = {args.waiter_ms}\n")
     parts.append(f'[[transforms]]\nname = "tap"\ntype = "bench.tap"\n'
                  f"inputs = {toml_list(names)}\n")
+    if args.pipeline in ("redis", "realistic"):
+        # trades and every-trade kline updates to Redis (pub/sub, default flush window) and
+        # (realistic) to the websocket sink, whose clients run in their own process
+        inputs = toml_list([*names, "klines"])
+        parts.append(f'[[sinks]]\nname = "redis"\ntype = "redis"\ninputs = {inputs}\n'
+                     f'url = "redis://127.0.0.1:{args.redis_port}/0"\n')
+    if args.pipeline == "realistic":
+        parts.append(f'[[sinks]]\nname = "ws"\ntype = "websocket"\ninputs = {inputs}\n'
+                     f'port = 0\n')
     sink_inputs = [*names, "klines"] if args.latency else ["klines"]
     parts.append(f'[[sinks]]\nname = "count"\ntype = "bench.count"\n'
                  f"inputs = {toml_list(sink_inputs)}\nqueue_size = 100000\n"
@@ -234,6 +247,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             tap: TapTransform = pipeline.node("tap")
             sources = [n for n in ("linear", "spot") if n in pipeline.nodes]
             conns = {n: len(pipeline.node(n).connections) for n in sources}
+            clients = None
+            if args.pipeline == "realistic":
+                clients = await start_ws_clients(pipeline.node("ws"), args.ws_clients)
             emit_line({"event": "ready", "subscribe_s": subscribe_s, "connections": conns,
                        "rss_kib": rss_kib_self()})
             progress_scope = trio.CancelScope()
@@ -252,9 +268,11 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 await trio.sleep(args.duration)
             if args.close_boundaries:
-                # keep going until K one-minute boundaries (plus waiter) are behind us
-                first = (int(t_wall0 * 1000) // 60_000 + 1) * 60_000
-                wait_until = first + (args.close_boundaries - 1) * 60_000 + args.waiter_ms
+                # keep going until K boundaries of the shortest interval (plus waiter) are
+                # behind us
+                step = min(parse_interval(i) for i in args.intervals.split(","))
+                first = (int(t_wall0 * 1000) // step + 1) * step
+                wait_until = first + (args.close_boundaries - 1) * step + args.waiter_ms
                 left = wait_until / 1000 + 1.0 - time.time()
                 if left > 0:
                     await trio.sleep(left)
@@ -295,6 +313,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["scrape_bytes"] = scraper.last_size
             result["gc"] = gc_pauses.summary()
             result["metrics"] = pipeline.metrics()
+            if clients is not None:
+                result["ws_clients"] = len(pipeline.node("ws").clients)
+                clients.kill()
             progress_scope.cancel()
             ops_scope.cancel()
             pipeline.shutdown()
@@ -320,6 +341,21 @@ class Scraper:
             if size:
                 self.count += 1
                 self.last_size = size
+
+
+async def start_ws_clients(sink: Any, n: int) -> subprocess.Popen[bytes]:
+    """The websocket sink's clients, in their own process; returns once all are served."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "bench_e2e_wsclients.py"),
+         "--url", sink.url, "--clients", str(n)],
+        stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await trio.to_thread.run_sync(proc.stdout.readline)
+    if b'"ready"' not in line:
+        proc.kill()
+        raise RuntimeError(f"websocket clients did not start: {line!r}")
+    await sink.wait_for_clients(n)
+    return proc
 
 
 class GcPauses:
@@ -400,15 +436,28 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--latency", action="store_true")
     p.add_argument("--close-boundaries", type=int, default=0,
-                   help="extend the run until N one-minute boundaries have closed")
+                   help="extend the run until N boundaries of the shortest interval have "
+                        "closed")
     p.add_argument("--progress", type=float, default=0.0)
     p.add_argument("--metrics", type=float, default=0.0,
                    help="serve /metrics and scrape it every N seconds (0: no metrics)")
+    p.add_argument("--coalesce-ms", type=float, default=None,
+                   help="the sources' coalesce_ms (default: the source's own default)")
+    p.add_argument("--pipeline", choices=["light", "redis", "realistic"], default="light",
+                   help="light: closed klines to a counting sink; redis: trades and "
+                        "every-trade klines to redis; realistic: the same to redis and to "
+                        "the websocket sink")
+    p.add_argument("--redis-port", type=int, default=0)
+    p.add_argument("--ws-clients", type=int, default=10)
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
+    if args.pipeline != "light":
+        if not args.redis_port:
+            p.error(f"--pipeline {args.pipeline} needs --redis-port")
+        args.updates = "every_trade"
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.cprofile:

@@ -1,27 +1,40 @@
-"""End-to-end benchmark of the streamer pipeline against the fake Bybit.
+"""End-to-end benchmark of the streamer pipeline against the fake Bybit, next to the
+strongest baselines, in the same run.
 
     .venv/bin/python bench/bench_pipeline.py [--quick] [--only SECTIONS] [--repeat N]
                                              [--json bench/results/pipeline.json]
 
-Sections (``--only throughput,rates,latency,close,scale,tls,profile``; default all):
+Sections (``--only rates,curve,latency,tls,soak,profile``; default rates,curve,latency,tls):
 
-- throughput: fake flat out, 50 symbols, 1 trade per message; streamer
-  (bybit.linear -> klines.from_trades 1m 5m 1h 4h 1D -> counting sink) vs the bare
-  `websockets` asyncio client + orjson and + json, for a fixed message count each.
-- rates: 1,000 / 5,000 / 20,000 msg/s fixed, streamer vs the bare asyncio + json client.
-- latency: 2,000 msg/s, updates = "every_trade": trade T (fake wall clock) -> kline update
-  at the sink; p50 / p99 / p99.9 / max.
-- close: waiter mode (100 ms), closed 1m (and longer) klines: sink arrival - (boundary +
-  waiter); runs in the latency run, extended over 1 (quick) or 3 (full) minute boundaries.
-- scale: 600 linear + 600 spot symbols, trades + tickers: RSS over 1 (quick) / 5 (full)
-  minutes, growth per minute, connections, time until all subscribed.
-- tls: flat out over wss:// (one TLS record per message) vs ws://: the source (its drain-all
-  TLSStream) and the bare asyncio + orjson client.
-- profile: py-spy (or cProfile) of the flat-out streamer run; top functions.
+- rates: the fake at 1,000 / 5,000 / 20,000 msg/s and flat out (50 symbols, one trade per
+  message). Every round runs every client once, in an order rotated from round to round:
+  the streamer's light pipeline (bybit.linear -> klines.from_trades 1m 5m 1h 4h 1D,
+  first_candle partial -> closed klines to a counting sink) and its realistic pipeline
+  (trades + every-trade kline updates -> redis and -> the websocket sink with 10 clients),
+  each without and with ``coalesce_ms = 5``; the bare asyncio ``websockets`` client + json
+  and + orjson; the same kind of client on the source's own sans-I/O transport + orjson
+  (the floor: parsing alone); cryptofeed (its Bybit feed, trades, a counting callback; its
+  release from the package index, installed by this bench into its own virtual environment).
+- curve: 1,000 msg/s, light pipeline, coalesce_ms 0 / 1 / 2 / 5 / 10 with the json client in
+  every round: CPU per message against the wait.
+- latency: 2,000 msg/s, updates = "every_trade", 1s klines among the intervals: trade T ->
+  kline update at the sink (p50 / p99 / p99.9 / max) and closed 1s klines: arrival -
+  (boundary + waiter 100 ms), over >= 20 boundaries; for each coalesce_ms of the curve.
+- tls: flat out over wss:// (one TLS record per message) vs ws://.
+- soak: 600 linear + 600 spot symbols, trades + tickers, 10,000 trade msg/s per category
+  (20,000 in all), 10 minutes (``--soak-minutes``): RSS over time and its growth.
+- profile: py-spy (or cProfile) of the flat-out streamer run.
 
-Every process (fake, streamer, baselines) is a child of this one, on 127.0.0.1, bounded in
-time and message count, and ended on exit. CPU figures are each client's own getrusage over
-its measured window (after a warm-up), so start-up and imports are not counted.
+Each figure is the median of ``--repeat`` rounds (>= 3 in full mode) with min and max; ratios
+are taken per round (clients of one round ran back to back on the same fake). The load
+average is recorded at the start and end of every section. A Markdown summary of the run
+(``--summary``, default ``bench/results/<UTC date>-<sections>.md``) is meant to be committed;
+the raw JSON is not.
+
+Every process (fake, redis-server, streamer, baselines) is a child of this one, on
+127.0.0.1, bounded in time and message count, and ended on exit. CPU figures are each
+client's own getrusage over its measured window (after a warm-up), so start-up and imports
+are not counted.
 """
 
 from __future__ import annotations
@@ -50,16 +63,75 @@ from bench_e2e_common import (
     start_fake,
 )
 
-SECTIONS = ("throughput", "rates", "latency", "close", "scale", "tls", "profile")
+SECTIONS = ("rates", "curve", "latency", "tls", "soak", "profile")
+DEFAULT_SECTIONS = ("rates", "curve", "latency", "tls")
 INTERVALS = "1m,5m,1h,4h,1D"
+LATENCY_INTERVALS = "1s,1m,5m,1h,4h,1D"
+RATES = (1000, 5000, 20000, 0)  # 0: flat out
+COALESCE = 5.0  # the coalesce_ms the targets are stated with
+CURVE = (0.0, 1.0, 2.0, 5.0, 10.0)
 
-#: Targets: cryptofeed and the older streamer as measured in docs/background.md.
-CRYPTOFEED_VS_JSON = {1000: 0.74, 5000: 0.80, 20000: 0.90}
-OLDER_STREAMER_VS_ORJSON = 1.6
+#: cryptofeed's release for this interpreter (3.0 needs Python >= 3.13), installed by the
+#: bench into its own virtual environment: never a dependency of the product.
+CRYPTOFEED = "cryptofeed==2.4.1"
+CRYPTOFEED_VENV = BENCH / ".venv-cryptofeed"
+
+#: client key -> label
+CLIENTS = {
+    "light": "streamer light, coalesce_ms 0",
+    "light_c5": "streamer light, coalesce_ms 5 (default)",
+    "redis": "streamer redis, coalesce_ms 0",
+    "redis_c5": "streamer redis, coalesce_ms 5",
+    "real": "streamer realistic (redis + ws x10), coalesce_ms 0",
+    "real_c5": "streamer realistic, coalesce_ms 5",
+    "json": "bare asyncio websockets + json",
+    "orjson": "bare asyncio websockets + orjson",
+    "floor": "floor: source's sans-I/O transport + orjson",
+    "cryptofeed": "cryptofeed (Bybit feed, trades)",
+}
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max (NaN when empty)."""
+    if not values:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def fmt_spread(sp: dict[str, float], spec: str = ".2f", suffix: str = "") -> str:
+    if not sp.get("n"):
+        return "-"
+    return (f"{sp['median']:{spec}}{suffix} ({sp['min']:{spec}}-{sp['max']:{spec}}, "
+            f"n={sp['n']})")
+
+
+def rate_label(rate: int) -> str:
+    return "flat out" if rate == 0 else f"{rate:,} msg/s"
+
+
+def ensure_cryptofeed(log: Any) -> str | None:
+    """The python of the bench's cryptofeed environment, created on first use (pip install
+    from the package index); None if that fails (the bench goes on without it)."""
+    python = CRYPTOFEED_VENV / "bin" / "python"
+    if python.exists():
+        return str(python)
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    log(f"creating {CRYPTOFEED_VENV} ({CRYPTOFEED} + uvloop; once)")
+    try:
+        subprocess.run([str(base), "-m", "venv", str(CRYPTOFEED_VENV)], check=True,
+                       timeout=120)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", CRYPTOFEED, "uvloop"],
+                       check=True, timeout=600, stdout=subprocess.DEVNULL)
+    except (subprocess.SubprocessError, OSError) as exc:
+        log(f"cryptofeed environment failed: {exc}")
+        shutil.rmtree(CRYPTOFEED_VENV, ignore_errors=True)
+        return None
+    return str(python)
 
 
 class Bench:
@@ -69,14 +141,26 @@ class Bench:
         self.children = Children()
         self.results: dict[str, Any] = {}
         self.rows: list[tuple[str, str, str, str]] = []  # section/metric, value, target, verdict
+        self.redis: Any = None
+        self.cryptofeed_python: str | None = None
 
     # -- children ----------------------------------------------------------------------------
 
+    def redis_port(self) -> int:
+        if self.redis is None:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from redis_server import RedisServer
+
+            self.redis = RedisServer()
+            self.redis.__enter__()
+        return int(self.redis.port)
+
     def streamer(self, info: dict[str, Any], *extra: str, timeout: float = 300.0,
-                 prefix: list[str] | None = None) -> dict[str, Any]:
+                 prefix: list[str] | None = None, intervals: str = INTERVALS
+                 ) -> dict[str, Any]:
         argv = [*(prefix or []), PYTHON, str(BENCH / "bench_e2e_streamer.py"),
                 "--ws-linear", info["ws_linear"], "--rest", info["rest"],
-                "--intervals", INTERVALS, "--timeout", str(timeout), *extra]
+                "--intervals", intervals, "--timeout", str(timeout), *extra]
         if "cafile" in info:
             argv += ["--ca-file", info["cafile"]]
         return self._run(argv, "streamer", timeout)
@@ -94,6 +178,33 @@ class Bench:
         argv = [PYTHON, str(BENCH / "bench_e2e_trio_baseline.py"), "--url", info["ws_linear"],
                 "--timeout", str(timeout), *extra]
         return self._run(argv, "baseline-trio", timeout)
+
+    def cryptofeed(self, info: dict[str, Any], *extra: str,
+                   timeout: float = 300.0) -> dict[str, Any] | None:
+        if self.cryptofeed_python is None:
+            return None
+        argv = [self.cryptofeed_python, str(BENCH / "bench_e2e_cryptofeed.py"),
+                "--ws", info["ws_linear"], "--rest", info["rest"], "--timeout", str(timeout),
+                *extra]
+        return self._run(argv, "cryptofeed", timeout)
+
+    def client(self, key: str, info: dict[str, Any], window: list[str],
+               timeout: float = 300.0) -> dict[str, Any] | None:
+        """One measured run of client ``key`` (see CLIENTS) on the fake ``info``."""
+        if key.split("_")[0] in ("light", "redis", "real"):
+            extra = ["--coalesce-ms", str(COALESCE if key.endswith("_c5") else 0.0)]
+            pipeline = {"light": "light", "redis": "redis", "real": "realistic"}[
+                key.split("_")[0]]
+            if pipeline != "light":
+                extra += ["--pipeline", pipeline, "--redis-port", str(self.redis_port())]
+            return self.streamer(info, *window, *extra, timeout=timeout)
+        if key in ("json", "orjson"):
+            return self.baseline(info, key, *window, timeout=timeout)
+        if key == "floor":
+            return self.trio_baseline(info, *window, timeout=timeout)
+        if key == "cryptofeed":
+            return self.cryptofeed(info, *window, timeout=timeout)
+        raise ValueError(key)
 
     def _run(self, argv: list[str], name: str, timeout: float) -> dict[str, Any]:
         child = self.children.start(argv, name=name)
@@ -115,108 +226,151 @@ class Bench:
 
     def row(self, metric: str, value: str, target: str = "", verdict: str = "") -> None:
         self.rows.append((metric, value, target, verdict))
-        print(f"  {metric:<48} {value:<28} {target:<22} {verdict}", flush=True)
+        print(f"  {metric:<52} {value:<34} {target:<20} {verdict}", flush=True)
+
+    def rounds(self, info: dict[str, Any], keys: list[str], window: list[str],
+               runs: dict[str, list[dict[str, Any]]], offset: int = 0) -> None:
+        """``repeat`` rounds of every client in ``keys``, the order rotated each round."""
+        for r in range(self.args.repeat):
+            k = (r + offset) % len(keys)
+            order = keys[k:] + keys[:k]
+            for key in order:
+                try:
+                    res = self.client(key, info, window)
+                except (TimeoutError, RuntimeError) as exc:
+                    res = {"failed": str(exc)[:300]}
+                    self.results.setdefault("failures", {}).setdefault(key, []).append(
+                        res["failed"])
+                if res is not None:
+                    res["round"] = r
+                    runs[key].append(res)
 
     # -- sections ------------------------------------------------------------------------------
 
-    def throughput(self) -> None:
-        n = 200_000 if self.quick else 1_000_000
-        fake, info = start_fake(self.children, symbols=50, rate=0)
-        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        try:
-            for _ in range(self.args.repeat):
-                runs["streamer"].append(self.streamer(info, "--count", str(n)))
-                runs["orjson"].append(self.baseline(info, "orjson", "--count", str(n)))
-                runs["json"].append(self.baseline(info, "json", "--count", str(n)))
-                runs["trio"].append(self.trio_baseline(info, "--count", str(n)))
-        finally:
-            self.children.stop(fake)
-        summary = self._summarise(runs)
-        ratio_orjson = self._ratio(runs, "streamer", "orjson")
-        ratio_json = self._ratio(runs, "streamer", "json")
-        summary["ratio_cpu_vs_orjson"] = ratio_orjson
-        summary["ratio_cpu_vs_json"] = ratio_json
-        summary["messages"] = n
-        self.results["throughput"] = {"summary": summary, "runs": runs}
-        for k in ("streamer", "orjson", "json", "trio"):
-            s = summary[k]
-            label = {"streamer": "streamer", "orjson": "bare asyncio+orjson",
-                     "json": "bare asyncio+json", "trio": "diag: bare trio sans-I/O+orjson"}[k]
-            self.row(f"flat out: {label}",
-                     f"{s['msg_per_s']:,.0f} msg/s, {s['cpu_per_100k']:.3f} CPU-s/100k")
-        self.row("flat out: CPU/msg streamer / orjson baseline", f"{ratio_orjson:.2f}x",
-                 "<= 1.0x", "met" if ratio_orjson <= 1.0 else "MISSED")
-        self.row("flat out: CPU/msg streamer / json baseline", f"{ratio_json:.2f}x",
-                 "(older streamer 1.17-1.24x)")
-
     def rates(self) -> None:
-        duration = 6.0 if self.quick else 15.0
+        self.cryptofeed_python = ensure_cryptofeed(print)
+        keys = list(CLIENTS)
+        if self.cryptofeed_python is None:
+            keys.remove("cryptofeed")
         out: dict[str, Any] = {}
-        for rate in (1000, 5000, 20000):
+        duration = "3" if self.quick else "4"
+        count = "100000" if self.quick else "300000"
+        for i, rate in enumerate(self.args.rates):
+            window = (["--count", count] if rate == 0 else ["--duration", duration]) + [
+                "--warmup", "1"]
+            # flat out every read is large, so coalescing never waits: not run twice there
+            these = [k for k in keys if not (rate == 0 and k.endswith("_c5"))]
             fake, info = start_fake(self.children, symbols=50, rate=rate)
             runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+            load0 = os.getloadavg()
             try:
-                for _ in range(self.args.repeat):
-                    runs["streamer"].append(
-                        self.streamer(info, "--duration", str(duration), "--warmup", "2"))
-                    runs["json"].append(
-                        self.baseline(info, "json", "--duration", str(duration), "--warmup", "2"))
-                    runs["trio"].append(
-                        self.trio_baseline(info, "--duration", str(duration), "--warmup", "2"))
+                self.rounds(info, these, window, runs, offset=i)
             finally:
                 self.children.stop(fake)
-            summary = self._summarise(runs)
-            ratio = self._ratio(runs, "streamer", "json")
-            summary["ratio_cpu_vs_json"] = ratio
+            summary = summarise(runs, "json")
+            summary["loadavg"] = [load0, os.getloadavg()]
             out[str(rate)] = {"summary": summary, "runs": runs}
-            target = CRYPTOFEED_VS_JSON[rate]
-            self.row(f"{rate:,} msg/s: streamer CPU-s/100k",
-                     f"{summary['streamer']['cpu_per_100k']:.3f} "
-                     f"({summary['streamer']['msg_per_s']:,.0f} msg/s)")
-            self.row(f"{rate:,} msg/s: bare asyncio+json CPU-s/100k",
-                     f"{summary['json']['cpu_per_100k']:.3f}")
-            self.row(f"{rate:,} msg/s: diag: bare trio sans-I/O+orjson",
-                     f"{summary['trio']['cpu_per_100k']:.3f}")
-            self.row(f"{rate:,} msg/s: streamer / json baseline", f"{ratio:.2f}x",
-                     f"<= {target:.2f}x (cryptofeed)", "met" if ratio <= target else "MISSED")
+            self.rate_rows(rate, summary)
         self.results["rates"] = out
 
-    def latency(self, with_close: bool, with_latency: bool) -> None:
-        duration = 10.0 if self.quick else 60.0
-        boundaries = (1 if self.quick else 2) if with_close else 0
-        fake, info = start_fake(self.children, symbols=50, rate=2000, stamp=True)
+    def rate_rows(self, rate: int, summary: dict[str, Any]) -> None:
+        label = rate_label(rate)
+        for key in summary["clients"]:
+            s = summary["clients"][key]
+            self.row(f"{label}: {CLIENTS[key]}",
+                     f"{fmt_spread(s['cpu_per_100k'], '.3f')} CPU-s/100k",
+                     f"{s['msg_per_s']['median']:,.0f} msg/s")
+        ratios = summary["ratio_vs_json"]
+        cf = ratios.get("cryptofeed", {}).get("median", float("nan"))
+        for key in summary["clients"]:
+            if key == "json":
+                continue
+            sp = ratios[key]
+            target, verdict = "", ""
+            if key == "light_c5" and rate in (1000, 5000):
+                target = f"<= 0.65x, < cryptofeed {cf:.2f}x"
+                verdict = "met" if sp["median"] <= 0.65 and sp["median"] < cf else "MISSED"
+            elif key == "light" and rate == 0:  # flat out reads are large: no wait at all
+                target = "<= 0.40x"
+                verdict = "met" if sp["median"] <= 0.40 else "MISSED"
+            elif key == "redis" and rate == 0:
+                target = "<= 0.60x"
+                verdict = "met" if sp["median"] <= 0.60 else "MISSED"
+            elif key in ("redis", "redis_c5") and rate == 1000:
+                target = "<= 1.0x"
+                verdict = "met" if sp["median"] <= 1.0 else "MISSED"
+            self.row(f"{label}: {CLIENTS[key]} / json", fmt_spread(sp, ".2f", "x"),
+                     target, verdict)
+
+    def curve(self) -> None:
+        duration = "3" if self.quick else "5"
+        window = ["--duration", duration, "--warmup", "1"]
+        fake, info = start_fake(self.children, symbols=50, rate=1000)
+        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        load0 = os.getloadavg()
         try:
-            timeout = duration + 60 * boundaries + 120
-            r = self.streamer(info, "--duration", str(duration), "--warmup", "2",
-                              "--latency", "--updates", "every_trade",
-                              "--close-boundaries", str(boundaries), timeout=timeout)
+            for r in range(self.args.repeat):
+                keys = [f"c{c:g}" for c in CURVE] + ["json"]
+                k = r % len(keys)
+                for key in keys[k:] + keys[:k]:
+                    if key == "json":
+                        res = self.baseline(info, "json", *window)
+                    else:
+                        res = self.streamer(info, *window, "--coalesce-ms", key[1:])
+                    res["round"] = r
+                    runs[key].append(res)
         finally:
             self.children.stop(fake)
-        self.results["latency"] = r
-        if with_latency:
-            lat = r["latency_ms"]
-            self.row("2,000 msg/s: trade -> kline update p50 / p99",
-                     f"{lat['p50']:.2f} / {lat['p99']:.2f} ms", "p99 < 5 ms",
-                     "met" if lat["p99"] < 5 else "MISSED")
-            self.row("2,000 msg/s: p99.9 / max", f"{lat['p99.9']:.2f} / {lat['max']:.2f} ms")
-            self.row("2,000 msg/s: samples; trades without update",
-                     f"{r['latency_samples']:,}; {r['trades_without_kline']}")
-        if with_close:
-            d = r["close_delta_ms"]
-            if not d:
-                self.row("close: closed klines", "none seen", "", "MISSING")
-                return
-            self.row("close: boundary -> closed kline p50 / p99",
-                     f"100 + {d['p50']:.2f} / 100 + {d['p99']:.2f} ms", "waiter + < 5 ms p99",
-                     "met" if d["p99"] < 5 else "MISSED")
-            self.row("close: max; klines; boundaries",
-                     f"100 + {d['max']:.2f} ms; {r['close_samples']}; {r['close_boundaries']}")
+        summary = summarise(runs, "json")
+        summary["loadavg"] = [load0, os.getloadavg()]
+        self.results["curve"] = {"summary": summary, "runs": runs}
+        for c in CURVE:
+            key = f"c{c:g}"
+            s = summary["clients"][key]
+            self.row(f"1,000 msg/s light, coalesce_ms {c:g}: CPU-s/100k",
+                     fmt_spread(s["cpu_per_100k"], ".3f"),
+                     f"{fmt_spread(summary['ratio_vs_json'][key], '.2f', 'x')} json")
 
-    def scale(self) -> None:
-        minutes = 1 if self.quick else 5
-        rate = self.args.scale_rate
+    def latency(self) -> None:
+        duration = 12.0 if self.quick else 25.0
+        values = (0.0, COALESCE) if self.quick else CURVE
+        out: dict[str, Any] = {}
+        fake, info = start_fake(self.children, symbols=50, rate=2000, stamp=True)
+        try:
+            for c in values:
+                r = self.streamer(info, "--duration", str(duration), "--warmup", "2",
+                                  "--latency", "--updates", "every_trade",
+                                  "--coalesce-ms", str(c), timeout=duration + 120,
+                                  intervals=LATENCY_INTERVALS)
+                r["loadavg_end"] = os.getloadavg()
+                out[f"{c:g}"] = r
+                lat = r["latency_ms"]
+                bound = c + 2.0
+                self.row(f"2,000 msg/s, coalesce_ms {c:g}: latency p50 / p99",
+                         f"{lat['p50']:.2f} / {lat['p99']:.2f} ms",
+                         f"p99 {'<' if c == 0 else '<='} {bound:g} ms",
+                         "met" if (lat["p99"] < 2.0 if c == 0 else lat["p99"] <= bound)
+                         else "MISSED")
+                self.row(f"2,000 msg/s, coalesce_ms {c:g}: p99.9 / max; CPU-s/100k",
+                         f"{lat['p99.9']:.2f} / {lat['max']:.2f} ms; "
+                         f"{r['cpu_per_100k']:.3f}")
+                d = r["close_delta_ms"]
+                if d:
+                    self.row(f"2,000 msg/s, coalesce_ms {c:g}: 1s close - (boundary+100ms)",
+                             f"p50 {d['p50']:.2f} / p99 {d['p99']:.2f} / max {d['max']:.2f} ms",
+                             f"p99 < 2 ms, >= 20 boundaries ({r['close_boundaries']})",
+                             "met" if d["p99"] < 2 and r["close_boundaries"] >= 20
+                             else "MISSED")
+        finally:
+            self.children.stop(fake)
+        self.results["latency"] = out
+
+    def soak(self) -> None:
+        minutes = self.args.soak_minutes
+        rate = self.args.soak_rate
         fake, info = start_fake(self.children, symbols=600, rate=rate, tickers=True,
                                 duration=minutes * 60 + 300)
+        load0 = os.getloadavg()
         try:
             r = self.streamer(info, "--ws-spot", info["ws_spot"], "--symbols", "600",
                               "--streams", "trades,tickers", "--duration", str(minutes * 60),
@@ -228,22 +382,28 @@ class Bench:
         half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
         slope = _slope(half) * 60 if len(half) >= 2 else float("nan")
         rss_end = r["rss_kib"] / 1024
+        after_1min = next((mb for t, mb in samples if t >= 60), float("nan"))
         r["rss_mb_end"] = rss_end
+        r["rss_mb_after_1min"] = after_1min
         r["rss_growth_mb_per_min"] = slope
-        self.results["scale"] = r
+        r["rss_mb_samples"] = [(round(t), round(mb, 1)) for t, mb in samples]
+        r["loadavg"] = [load0, os.getloadavg()]
+        self.results["soak"] = r
         ready = r["ready"] or {}
         conns = ready.get("connections", {})
-        self.row(f"scale: RSS after {minutes} min", f"{rss_end:.0f} MB", "< 300 MB",
-                 "met" if rss_end < 300 else "MISSED")
-        self.row("scale: RSS growth (2nd half of run)", f"{slope:+.2f} MB/min", "flat")
-        self.row("scale: connections; time to all subscribed",
+        change = (rss_end - after_1min) / after_1min * 100 if after_1min else float("nan")
+        self.row(f"soak: RSS after 1 min; after {minutes} min",
+                 f"{after_1min:.0f} MB; {rss_end:.0f} MB ({change:+.1f}%)",
+                 "within 10%", "met" if abs(change) <= 10 else "MISSED")
+        self.row("soak: RSS growth (2nd half of run)", f"{slope:+.2f} MB/min", "flat")
+        self.row("soak: connections; time to all subscribed",
                  f"{sum(conns.values())} ({conns}); {ready.get('subscribe_s', float('nan')):.1f} s")
-        self.row("scale: messages/s received (trades+tickers)",
+        self.row("soak: messages/s received (trades+tickers)",
                  f"{(r['messages'] + r['tickers']) / r['wall_s']:,.0f} "
                  f"({r['cpu_s'] / r['wall_s'] * 100:.0f}% of a core)")
 
     def tls(self) -> None:
-        n = 100_000 if self.quick else 500_000
+        n = 100_000 if self.quick else 300_000
         runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         plain, pinfo = start_fake(self.children, symbols=50, rate=0)
         secure, sinfo = start_fake(self.children, symbols=50, rate=0, tls=True)
@@ -264,7 +424,7 @@ class Bench:
             summary[f"{key}_cpu_vs_ws"] = (summary[key]["cpu_per_100k"]
                                            / summary[base]["cpu_per_100k"])
         self.results["tls"] = {"summary": summary, "runs": runs}
-        for key, label in (("ws", "ws:// streamer"), ("wss", "wss:// streamer"),
+        for key, label in (("ws", "ws:// streamer"), ("wss", "wss:// streamer (TLSStream)"),
                            ("ws_orjson", "ws:// bare asyncio+orjson"),
                            ("wss_orjson", "wss:// bare asyncio+orjson")):
             s = summary[key]
@@ -322,33 +482,33 @@ class Bench:
         return median([x["cpu_per_100k"] / y["cpu_per_100k"] for x, y in pairs])
 
     def run(self) -> None:
-        only = self.args.only.split(",") if self.args.only else list(SECTIONS)
+        only = self.args.only.split(",") if self.args.only else list(DEFAULT_SECTIONS)
         unknown = [s for s in only if s not in SECTIONS]
         if unknown:
             raise SystemExit(f"unknown section(s) {unknown}; pick from {', '.join(SECTIONS)}")
         self.results["machine"] = machine_info()
         self.results["mode"] = "quick" if self.quick else "full"
         self.results["repeat"] = self.args.repeat
+        self.results["sections"] = only
+        self.results["started_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         started = time.time()
-        print(f"{'metric':<50} {'value':<28} {'target':<22} verdict", flush=True)
+        print(f"{'metric':<54} {'value':<34} {'target':<20} verdict", flush=True)
         try:
             for section in only:
-                if section == "close" and "latency" in only:
-                    continue  # measured in the latency run
-                print(f"[{section}]", flush=True)
+                print(f"[{section}] load average {os.getloadavg()}", flush=True)
                 t0 = time.time()
+                self.results.setdefault("section_loadavg", {})[section] = [os.getloadavg()]
                 try:
-                    if section in ("latency", "close"):
-                        self.latency(with_close="close" in only,
-                                     with_latency="latency" in only)
-                    else:
-                        getattr(self, section)()
+                    getattr(self, section)()
                 except (TimeoutError, RuntimeError) as exc:
                     self.results.setdefault("failures", {})[section] = str(exc)
                     self.row(f"{section}: FAILED", str(exc).splitlines()[0][:60])
+                self.results["section_loadavg"][section].append(os.getloadavg())
                 self.results.setdefault("section_seconds", {})[section] = time.time() - t0
         finally:
             self.children.stop_all()
+            if self.redis is not None:
+                self.redis.__exit__(None, None, None)
             self.results["machine"]["loadavg_end"] = os.getloadavg()
             self.results["seconds"] = time.time() - started
             keys = ("metric", "value", "target", "verdict")
@@ -358,6 +518,62 @@ class Bench:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(self.results, indent=1, default=str) + "\n")
                 print(f"wrote {path}")
+            summary = self.args.summary
+            if summary is None:
+                stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime(started))
+                summary = str(ROOT / "bench" / "results" /
+                              f"{stamp}-{'-'.join(only)}{'-quick' if self.quick else ''}.md")
+            if summary:
+                path = Path(summary)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(self.markdown())
+                print(f"wrote {path}")
+
+    def markdown(self) -> str:
+        """The small committed summary of this run: command, machine, load, the table."""
+        m = self.results["machine"]
+        load = self.results.get("section_loadavg", {})
+        lines = [
+            f"# bench_pipeline run {self.results['started_utc']} UTC",
+            "",
+            f"Command: `.venv/bin/python bench/bench_pipeline.py {' '.join(sys.argv[1:])}`  ",
+            f"Mode {self.results['mode']}, {self.results['repeat']} rounds (order rotated each "
+            f"round); {self.results['seconds']:.0f} s in all.  ",
+            f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}, "
+            f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.  ",
+            "Load average (1, 5, 15 min) at the start / end of each section: "
+            + "; ".join(f"{sec} {tuple(round(x, 2) for x in la[0])} / "
+                        f"{tuple(round(x, 2) for x in la[-1])}" for sec, la in load.items()),
+            "",
+            "CPU-s/100k: median (min-max, n rounds) of the client's own CPU seconds per 100k "
+            "messages; x json: per-round ratio to the bare asyncio websockets + json client.",
+            "",
+            "| metric | value | target / note | verdict |",
+            "|---|---|---|---|",
+        ]
+        for metric, value, target, verdict in self.rows:
+            lines.append(f"| {metric.strip()} | {value} | {target} | {verdict} |")
+        failures = self.results.get("failures")
+        if failures:
+            lines += ["", "Failures: " + json.dumps(failures)[:2000]]
+        return "\n".join(lines) + "\n"
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], base: str) -> dict[str, Any]:
+    """Per client: median/min/max of CPU-s/100k and msg/s; per-round ratios to ``base``."""
+    clients: dict[str, Any] = {}
+    for key, rs in runs.items():
+        ok = [r for r in rs if r.get("messages")]
+        clients[key] = {"cpu_per_100k": spread([r["cpu_per_100k"] for r in ok]),
+                        "msg_per_s": spread([r["msg_per_s"] for r in ok]),
+                        "failed": len(rs) - len(ok)}
+    ratios: dict[str, Any] = {}
+    base_by_round = {r["round"]: r for r in runs.get(base, []) if r.get("messages")}
+    for key, rs in runs.items():
+        vals = [r["cpu_per_100k"] / base_by_round[r["round"]]["cpu_per_100k"]
+                for r in rs if r.get("messages") and r["round"] in base_by_round]
+        ratios[key] = spread(vals)
+    return {"clients": clients, "ratio_vs_json": ratios}
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -457,19 +673,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="short runs (~4 min in all) for development; full mode ~20 min")
+                   help="short runs for development")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     p.add_argument("--repeat", type=int, default=None,
-                   help="repeats of throughput/rates/tls, medians reported (default 1 quick, "
-                        "2 full)")
-    p.add_argument("--scale-rate", type=float, default=2000.0,
-                   help="trade messages/s per category in the scale run (tickers extra)")
+                   help="rounds of rates/curve/tls, medians reported (default 1 quick, "
+                        "3 full)")
+    p.add_argument("--rates", default=",".join(str(r) for r in RATES),
+                   help="fixed rates of the rates section, msg/s (0: flat out)")
+    p.add_argument("--soak-rate", type=float, default=10000.0,
+                   help="trade messages/s per category in the soak (linear and spot: twice "
+                        "this in all; tickers extra)")
+    p.add_argument("--soak-minutes", type=float, default=10.0)
+    p.add_argument("--summary", default=None,
+                   help="Markdown summary path (default bench/results/<date>-<sections>.md; "
+                        "'' to skip)")
     p.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
     p.add_argument("--json", default="bench/results/pipeline.json",
                    help="write the results here ('' to skip)")
     args = p.parse_args()
+    args.rates = [int(float(r)) for r in args.rates.split(",") if r.strip()]
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 2
+        args.repeat = 1 if args.quick else 3
     bench = Bench(args)
     try:
         bench.run()

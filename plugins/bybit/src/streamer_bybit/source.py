@@ -18,7 +18,7 @@ import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
 from streamer.intervals import INTERVALS
-from streamer.validators import Validator, at_least, greater_than
+from streamer.validators import Validator, at_least, between, greater_than
 from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (
     REST_ERRORS,
@@ -48,6 +48,8 @@ TESTNET_REST: Final = "https://api-testnet.bybit.com"
 MAX_ARGS_CHARS: Final = 21_000  # Bybit's limit on the args of one connection
 SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size >10" beyond 10
 SYMBOL_CHECK_TIMEOUT: Final = 10.0
+#: Ceiling of ``coalesce_ms``: beyond it the wait is latency for no measurable saving.
+COALESCE_MS_MAX: Final = 100.0
 
 
 def _normalise_symbols(symbols: list[str]) -> list[str]:
@@ -153,6 +155,10 @@ class _BybitConfigBase(CaptureOptions):
     rest_lag_max: float = attrs.field(default=5.0, validator=_rest_lag_max)
     #: "K/N": stream only this process's part of the symbols (stable hash, see shard.py).
     shard: str | None = attrs.field(default=None, validator=_shard)
+    #: Milliseconds each connection's reader waits after a socket read before the next
+    #: one, so that at light load one wake-up carries several messages (0: read at once).
+    #: Adds up to this much latency; skipped after a large read. 0 to 100.
+    coalesce_ms: float = attrs.field(default=5.0, validator=between(0, COALESCE_MS_MAX))
 
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
@@ -396,6 +402,7 @@ class BybitSource:
             reconnect_max_delay=config.reconnect_max_delay,
             subscribe_chunk=SUBSCRIBE_CHUNK.get(self.category, 10),
             recover_gaps=config.recover_gaps and "trades" in streams,
+            coalesce=config.coalesce_ms / 1000.0,
             ssl_context=self.ssl_context,
             recovery=RecoverySettings(
                 deadline=config.recovery_deadline,

@@ -263,6 +263,9 @@ class WebSocket:
         self._pending: list[bytes] = []  # messages read along with the handshake
         self._reader = MessageReader(protocol)
         self._closed: WebSocketClosed | None = None
+        #: Bytes the latest :meth:`receive` read from the stream (a read-coalescing caller
+        #: reads again at once after a large read: more is likely waiting).
+        self.last_read_size = 0
 
     @property
     def binary_frames(self) -> int:
@@ -359,6 +362,7 @@ class WebSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closed = WebSocketClosed(f"connection lost: {exc!r}")
             raise self._closed from exc
+        self.last_read_size = len(data)
         reader = self._reader
         out = reader.receive_data(data) if data else reader.receive_eof()
         protocol = self._protocol

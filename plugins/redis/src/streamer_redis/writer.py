@@ -1,7 +1,7 @@
 """The buffered Redis writer behind both sinks: one worker-thread hop per flush, never per event.
 
 redis-py's asyncio client does not run under trio, so writes go through the sync client in a
-worker thread (``trio.to_thread.run_sync``). A hop costs ~130 us, so every flush is one
+worker thread (:func:`run_in_worker_thread`). A hop costs ~130 us, so every flush is one
 pipeline (``transaction=False``) of all the commands for up to ``MAX_CHUNK`` events
 (docs/background.md, "Redis from trio": 3.8k events/s with a hop per event, 62k with batches
 of 100).
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import redis
@@ -58,6 +59,30 @@ FAILURE_LOG_EVERY = 10
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
 #: Runs in the worker thread before the first write (e.g. the storage sink's startup clean).
 Setup = Callable[[redis.Redis], None]
+
+T = TypeVar("T")
+
+
+async def run_in_worker_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in one of trio's cached worker threads and return its result (or raise).
+
+    The hop of every flush. ``trio.to_thread.run_sync`` adds a capacity limiter, a context
+    copy and checkpoints around the same hand-off; at ~100 flushes/s they were ~40% of the
+    hop's CPU (docs/performance.md). Like ``to_thread.run_sync`` (the default),
+    it cannot be cancelled while ``fn`` runs: a pipeline half-sent must come back first.
+    """
+    task = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(result: Any) -> None:  # in the worker thread: an outcome of fn()
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    trio.lowlevel.start_thread_soon(fn, deliver, name="streamer-redis-writer")
+    value: T = await trio.lowlevel.wait_task_rescheduled(
+        lambda _: trio.lowlevel.Abort.FAILED
+    )
+    return value
+
 
 _TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 #: Server replies that mean "not now" (failover, loading), worth a retry.
@@ -141,7 +166,8 @@ class BufferedWriter:
         if not events:
             return
         buffer = self._buffer
-        if not buffer:
+        was_empty = not buffer
+        if was_empty:
             self._pending_since = trio.current_time()
         buffer.extend(events)
         excess = len(buffer) - self.config.max_buffer
@@ -154,7 +180,12 @@ class BufferedWriter:
             now = trio.current_time()
             if now - self._last_drop_log >= DROP_LOG_INTERVAL:
                 self._report_drops()
-        self._changed.set()
+        # Wake the writer only when that changes what it waits for: a flush window to open
+        # (the buffer was empty) or the size threshold crossed. Waking it per add cost a task
+        # switch per batch while its window was open anyway.
+        size = len(buffer)
+        if was_empty or size - len(events) < self.flush_size <= size:
+            self._changed.set()
 
     @property
     def closed_and_empty(self) -> bool:
@@ -301,7 +332,7 @@ class BufferedWriter:
             )
             return
         try:
-            replies = await trio.to_thread.run_sync(self._execute, pipe)
+            replies = await run_in_worker_thread(partial(self._execute, pipe))
             errors = [r for r in replies if isinstance(r, Exception)]
             for error in errors:
                 self._raise_if_fatal(error)

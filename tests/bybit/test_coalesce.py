@@ -1,0 +1,143 @@
+"""Read coalescing (``coalesce_ms``): fewer wake-ups, bounded delay, heartbeat and
+cancellation unchanged. Time is trio's MockClock (``autojump_clock``); the fake is real."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import trio
+from bybit.harness import Collector, make_source, run_source
+
+from streamer._events import Event, Trade
+from streamer_bybit.source import BybitLinearConfig
+
+
+class TimedCollector(Collector):
+    """A Collector that also notes the trio time of every emit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    async def __call__(self, batch: list[Event]) -> None:
+        self.times.append(trio.current_time())
+        await super().__call__(batch)
+
+
+async def _trickle(fake, n: int, every: float) -> list[float]:
+    """``n`` one-trade messages, ``every`` seconds apart; their trio send times."""
+    sent = []
+    for _ in range(n):
+        sent.append(trio.current_time())
+        fake.trade("linear", "BTCUSDT")
+        await trio.sleep(every)
+    return sent
+
+
+def _delays(collector: TimedCollector, sent: list[float]) -> list[float]:
+    """Per trade (in order), trio time from its send to the emit that carried it."""
+    out = []
+    for batch, at in zip(collector.batches, collector.times, strict=True):
+        for event in batch:
+            if isinstance(event, Trade):
+                out.append(at - sent[len(out)])
+    return out
+
+
+@pytest.mark.parametrize(("coalesce_ms", "max_batches"), [(0, 20), (20, 7)])
+async def test_coalescing_groups_messages_within_its_delay(
+    fake_bybit, autojump_clock, coalesce_ms, max_batches
+):
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=coalesce_ms)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            sent = await _trickle(fake_bybit, 20, 0.005)
+            await collector.wait_for(lambda ev: len(ev) == 20)
+            nursery.cancel_scope.cancel()
+    delays = _delays(collector, sent)
+    assert len(delays) == 20
+    if coalesce_ms == 0:
+        assert len(collector.batches) == 20  # one wake-up per message
+        assert max(delays) < 1e-3
+    else:
+        # 20 messages over 100 ms, one read per 20 ms at most: 5 or 6 reads, not 20.
+        assert 3 <= len(collector.batches) <= max_batches
+        assert max(delays) <= coalesce_ms / 1000 + 1e-6
+        assert any(len(b) > 1 for b in collector.batches)
+
+
+async def test_a_large_read_is_not_followed_by_the_wait(fake_bybit, autojump_clock):
+    """A burst larger than one read comes in at once: the wait would only cap throughput."""
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=100)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            await trio.sleep(1)  # past the wait that followed the subscribe ack
+            start = trio.current_time()
+            for _ in range(600):  # ~600 x 250 B: more than two 64 KiB reads
+                fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 600)
+            took = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+    assert len(collector.batches) >= 2  # it did take several reads
+    assert took < 0.05  # not one 100 ms wait per read
+
+
+async def test_heartbeat_and_staleness_unchanged_by_coalescing(
+    fake_bybit, caplog, autojump_clock
+):
+    caplog.set_level(logging.WARNING)
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=100, stale_timeout=30)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            # quiet but alive for 5 minutes (pongs and a trade now and then): no reconnect
+            await _trickle(fake_bybit, 10, 30.0)
+            assert fake_bybit.connections[0].pings_received >= 14
+            assert source.metrics["stale"] == 0
+            assert source.metrics["reconnects"] == 0
+            # then one trade and silence, pongs included: stale 30 s after that trade, not
+            # 30 s plus the wait
+            fake_bybit.ignore_pings = True
+            lost_at = trio.current_time()
+            fake_bybit.trade("linear", "BTCUSDT")
+            while source.metrics["stale"] == 0:
+                await trio.sleep(0.01)
+            assert 29.9 <= trio.current_time() - lost_at <= 30.2
+            nursery.cancel_scope.cancel()
+    assert "no data and no pong for 30 s" in caplog.text
+
+
+async def test_cancelled_during_the_wait_stops_at_once(fake_bybit, autojump_clock):
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=100)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            # the reader is now in its 100 ms wait
+            cancelled_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+    assert trio.current_time() - cancelled_at < 0.05
+
+
+@pytest.mark.parametrize("value", [-1, 100.5, 1000, math.nan, math.inf])
+def test_coalesce_ms_outside_its_range_is_refused(value):
+    with pytest.raises(ValueError, match="coalesce_ms: expected 0 to 100"):
+        BybitLinearConfig(symbols=["BTCUSDT"], coalesce_ms=value)
+
+
+@pytest.mark.parametrize("value", [0, 5, 100])
+def test_coalesce_ms_in_range_is_accepted(value):
+    assert BybitLinearConfig(symbols=["BTCUSDT"], coalesce_ms=value).coalesce_ms == value
