@@ -712,6 +712,22 @@ async def test_run_market_paces_its_rate(autojump_clock):
     assert made_by == list(range(1, 129))
 
 
+@pytest.mark.timeout(10)
+async def test_run_market_non_power_of_two_rate_does_not_spin(autojump_clock):
+    """3,000 messages/s: k / 3000 is inexact in binary, so at a wake time the float count of
+    due messages can round just below the next whole message. The generator must still make
+    it rather than sleep until the current time forever. A spin keeps a task runnable, so
+    virtual time stops and fail_after never fires: the real-time pytest-timeout mark turns
+    the hang into a failure."""
+    f = FakeBybit(linear_symbols=["BTCUSDT"], spot_symbols=[])
+    with trio.fail_after(10):
+        t = trio.current_time()
+        n = await f.run_market("linear", ["BTCUSDT"], rate=3000, count=600, tickers=False)
+    assert n == 600 == len(f.history("linear", "BTCUSDT"))
+    # 600 messages at 3,000/s: the last one is due at 599 / 3000 s.
+    assert trio.current_time() - t == pytest.approx(599 / 3000)
+
+
 async def test_tls_wss_and_https(tmp_path):
     server_ctx, client_ctx, _ = make_ssl_contexts(str(tmp_path))
     f = FakeBybit(linear_symbols=["BTCUSDT"], spot_symbols=["BTCUSDT"], ssl_context=server_ctx)

@@ -1112,9 +1112,15 @@ class FakeBybit:
                 continue
             if rate > 0:
                 due = int((now - start) * rate) + 1 - paced
+                next_at = start + paced / rate
                 if due <= 0:
-                    await trio.sleep_until(min(stop_at, start + paced / rate))
-                    continue
+                    if now < next_at:
+                        await trio.sleep_until(min(stop_at, next_at))
+                        continue
+                    # Woken at next_at, float rounding can still make due 0 (3,000/s:
+                    # 0.001 * 3000 = 2.9999...); the message is due, so make it, or the
+                    # loop would sleep until the current time forever.
+                    due = 1
                 due = min(due, 10_000)
             else:
                 due = 512
