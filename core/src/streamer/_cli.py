@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -125,14 +126,25 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
             ops = await nursery.start(partial(serve_ops, pipeline, s.metrics,
                                               max_data_age=s.ready_max_data_age))
         try:
-            async with trio.open_nursery() as running:
-                await running.start(pipeline.run)
-                if ops is not None:
-                    ops.pipeline_started = True
+            # Not nursery.start: a signal before every source is up ends pipeline.run without
+            # it ever reporting started, and that is a normal stop, not an error.
+            await pipeline.run(task_status=_ReportStarted(ops))
         finally:
             for scope in hard_stops:
                 scope.cancel()
             nursery.cancel_scope.cancel()
+
+
+class _ReportStarted:
+    """The ``task_status`` of ``pipeline.run``: tells the ops listener (if any) that every
+    node is up, for /readyz."""
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+
+    def started(self, value: object = None) -> None:
+        if self.ops is not None:
+            self.ops.pipeline_started = True
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
