@@ -32,7 +32,7 @@ from pyarrow import ArrowException
 
 from streamer import Context, Event, Inbox
 from streamer.clock import now, now_ms, trio_time_at
-from streamer.validators import at_least, between
+from streamer.validators import at_least, at_least_field, between
 
 Partition = tuple[str, str, str]  # channel, data_type, "YYYY-MM-DD"
 
@@ -42,12 +42,6 @@ _encode = msgspec.json.Encoder().encode
 def _dir(_: Any, __: attrs.Attribute[str], value: str) -> None:
     if not value:
         raise ValueError(f"dir: expected the folder the files go to, got {value!r}")
-
-
-def _not_below_max_rows(instance: Any, _: attrs.Attribute[int], value: int) -> None:
-    if not value >= instance.max_rows:
-        raise ValueError(f"max_buffered_events ({value}) must be at least max_rows "
-                         f"({instance.max_rows})")
 
 
 @attrs.define
@@ -64,7 +58,7 @@ class FilesConfig:
     #: Every partition with buffered events is written at least this often (seconds).
     flush_interval_s: float = attrs.field(default=60.0, validator=between(0.1, 86_400))
     #: All buffers together hold at most this many events; reaching it writes them all.
-    max_buffered_events: int = attrs.field(default=500_000, validator=_not_below_max_rows)
+    max_buffered_events: int = attrs.field(default=500_000, validator=at_least_field("max_rows"))
     #: zstd level of the JSON lines (1 fastest .. 19 smallest).
     zstd_level: int = attrs.field(default=3, validator=between(1, 19))
 

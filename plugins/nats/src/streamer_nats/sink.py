@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from streamer import Backoff, Context, Event, FatalError, Inbox
-from streamer.validators import at_least, between, greater_than
+from streamer.validators import at_least, at_least_field, between, greater_than
 from streamer_nats.bridge import AsyncioThread
 from streamer_nats.connection import NatsConnectionConfig
 from streamer_nats.messages import token
@@ -36,12 +36,6 @@ def _subject_prefix(_: Any, __: attrs.Attribute[str], value: str) -> None:
     if not value or any(token(t) != t for t in value.split(".")):
         raise ValueError(f"subject_prefix: expected tokens of letters, digits, '_' or '-', "
                          f"separated by '.', got {value!r}")
-
-
-def _not_below_initial(instance: Any, _: attrs.Attribute[float], value: float) -> None:
-    if not value >= instance.retry_initial:
-        raise ValueError(f"retry_max ({value:g}) must be at least retry_initial "
-                         f"({instance.retry_initial:g})")
 
 
 @attrs.define
@@ -72,7 +66,7 @@ class NatsSinkConfig(NatsConnectionConfig):
     publish_partial_klines: bool = True
     #: Retry backoff bounds, seconds.
     retry_initial: float = attrs.field(default=0.2, validator=greater_than(0))
-    retry_max: float = attrs.field(default=5.0, validator=_not_below_initial)
+    retry_max: float = attrs.field(default=5.0, validator=at_least_field("retry_initial"))
     #: At shutdown, how long to keep publishing what is buffered.
     shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
 
