@@ -6,8 +6,7 @@ never touched. Ready means the monitoring endpoint ``/healthz`` answers ``ok`` (
 enabled and, in a cluster, the meta leader elected).
 
 The binary is ``$STREAMER_TEST_NATS_SERVER`` or ``nats-server`` on PATH (Debian installs it
-in /usr/sbin). If it is missing the fixture FAILS rather than skips: ``scripts/test`` installs
-it, and a silently skipped suite would hide regressions.
+in /usr/sbin). If it is missing the fixture FAILS rather than skips; see :mod:`server_process`.
 
 :func:`read_stream` reads a whole stream back with nats-py (asyncio, in a worker thread).
 """
@@ -17,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -27,35 +23,29 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from redis_server import free_port
+from server_process import ServerProcess, free_port, server_binary
 
 _START_TIMEOUT = 20.0
 
 
 def nats_server_binary() -> str:
-    configured = os.environ.get("STREAMER_TEST_NATS_SERVER")
-    binary = configured or shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
-    if not binary or not os.path.exists(binary):
-        pytest.fail("nats-server not found (looked at $STREAMER_TEST_NATS_SERVER, PATH and "
-                    "/usr/sbin). The NATS tests run against a real server: install it "
-                    "(`apt-get install nats-server`).")
-    return binary
+    return server_binary("nats-server", "STREAMER_TEST_NATS_SERVER", suite="NATS",
+                         also=["/usr/sbin/nats-server"])
 
 
-class NatsServer:
+class NatsServer(ServerProcess):
     """One ``nats-server -js`` on 127.0.0.1; optionally a node of a cluster."""
 
     def __init__(self, name: str = "n1", *, cluster_port: int | None = None,
                  routes: Sequence[int] = (), workdir: str | None = None) -> None:
+        super().__init__(f"nats-server {name}",
+                         workdir or tempfile.mkdtemp(prefix=f"streamer-nats-{name}-"), "nats.log")
         self.binary = nats_server_binary()
         self.name = name
         self.port = free_port()
         self.http_port = free_port()
         self.cluster_port = cluster_port
         self.routes = list(routes)
-        self.workdir = workdir or tempfile.mkdtemp(prefix=f"streamer-nats-{name}-")
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -71,9 +61,7 @@ class NatsServer:
         return args
 
     def start(self, wait: bool = True) -> NatsServer:
-        log = open(os.path.join(self.workdir, "nats.log"), "ab")
-        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        self.launch()
         if wait:
             self.wait_ready()
         return self
@@ -87,38 +75,7 @@ class NatsServer:
             return False
 
     def wait_ready(self, timeout: float = _START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"nats-server {self.name} exited at start:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"nats-server {self.name} not healthy within {timeout}s:\n"
-                            f"{self.log_tail()}")
-            time.sleep(0.05)
-
-    def log_tail(self) -> str:
-        try:
-            with open(os.path.join(self.workdir, "nats.log"), "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            return "(no log)"
-
-    def kill(self) -> None:
-        """SIGKILL: a crash (JetStream keeps what it had synced to disk)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self, remove: bool = True) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if remove:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.wait_until(self.healthy, timeout, interval=0.05, waiting_for="not healthy")
 
     def restart(self) -> None:
         """Stop (SIGTERM, data kept) and start again on the same ports and store."""

@@ -6,24 +6,19 @@ Tests that need their own server (``--requirepass``, TLS, a unix socket) use
 :class:`RedisServer` directly as a context manager.
 
 The binary is taken from ``$STREAMER_TEST_REDIS_SERVER`` or ``redis-server`` on PATH. If it is
-missing the fixture FAILS (it does not skip): CI installs it, and a silently skipped Redis
-suite would hide regressions.
+missing the fixture FAILS (it does not skip); see :mod:`server_process`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 import redis
+from server_process import ServerProcess, free_port, server_binary
 
 from fakebybit.tls import make_self_signed
 
@@ -32,24 +27,13 @@ _START_TIMEOUT = 10.0
 
 def redis_server_binary() -> str:
     """Path of the ``redis-server`` binary, or a clear failure."""
-    configured = os.environ.get("STREAMER_TEST_REDIS_SERVER")
-    binary = configured or shutil.which("redis-server")
-    if not binary or not os.path.exists(binary):
-        pytest.fail(
-            "redis-server not found (looked at $STREAMER_TEST_REDIS_SERVER and PATH). The Redis "
-            "tests run against a real server: install it (e.g. `apt-get install redis-server`)."
-        )
-    return binary
+    return server_binary("redis-server", "STREAMER_TEST_REDIS_SERVER", suite="Redis")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(ServerProcess):
     """One ``redis-server`` process on 127.0.0.1 (or a unix socket / TLS port)."""
+
+    log_tail_chars = 2000
 
     def __init__(
         self,
@@ -60,18 +44,18 @@ class RedisServer:
         tls: bool = False,
         unix_socket: bool = False,
     ) -> None:
+        super().__init__("redis-server", tempfile.mkdtemp(prefix="streamer-redis-"),
+                         "redis.log")
         self.binary = redis_server_binary()
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.password = password
-        self.workdir = tempfile.mkdtemp(prefix="streamer-redis-")
         self.unix_socket = os.path.join(self.workdir, "redis.sock") if unix_socket else None
         self.tls_cert: str | None = None
         self.tls_key: str | None = None
         if tls:
             self.tls_cert, self.tls_key = make_self_signed(self.workdir)
         self.extra_args = list(extra_args)
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -120,59 +104,32 @@ class RedisServer:
         return redis.Redis(**options)
 
     def start(self) -> RedisServer:
-        log = open(os.path.join(self.workdir, "redis.log"), "ab")
-        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + _START_TIMEOUT
+        self.launch()
         probe = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
-            while True:
-                if self.process.poll() is not None:
-                    pytest.fail(f"redis-server exited at start:\n{self._log_tail()}")
-                try:
-                    if probe.ping():
-                        return self
-                except redis.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"redis-server did not answer PING in time:\n{self._log_tail()}")
-                time.sleep(0.02)
+            self.wait_until(lambda: _answers_ping(probe), _START_TIMEOUT, interval=0.02,
+                            waiting_for="did not answer PING")
         finally:
             probe.close()
-
-    def _log_tail(self) -> str:
-        try:
-            with open(os.path.join(self.workdir, "redis.log"), "rb") as f:
-                return f.read()[-2000:].decode(errors="replace")
-        except OSError:
-            return "(no log)"
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without a goodbye, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        return self
 
     def restart(self) -> None:
         """Start again on the same port (empty: there is no persistence)."""
         self.kill()
         self.start()
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
     def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _answers_ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 @pytest.fixture(scope="session")

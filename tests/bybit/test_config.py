@@ -187,3 +187,29 @@ type = "testing.collect"
         "ping_interval (20)",
         "s.toml: sources[0].recovery_max_held: expected at least 1, got 0",
     ]
+
+
+def test_every_bad_capture_option_is_reported_with_its_path(plugin_manager):
+    """The capture options are field validators too: all four show at once."""
+    toml = """
+[[sources]]
+type = "bybit.spot"
+symbols = ["BTCUSDT"]
+capture_dir = "captures"
+capture_file_mb = 0
+capture_rotate_s = -1
+capture_queue_mb = 5000
+capture_level = 20
+
+[[sinks]]
+type = "testing.collect"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
+    assert info.value.errors == [
+        "s.toml: sources[0].capture_file_mb: expected more than 0, got 0.0",
+        "s.toml: sources[0].capture_rotate_s: expected more than 0, got -1.0",
+        "s.toml: sources[0].capture_queue_mb: expected more than 0 and at most 4096, "
+        "got 5000.0",
+        "s.toml: sources[0].capture_level: expected 1 to 19, got 20",
+    ]

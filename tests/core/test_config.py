@@ -317,3 +317,18 @@ def test_nan_is_refused_even_where_any_value_is_taken(pm) -> None:
     pm.register(LoosePlugin(), "loose")
     errors = errors_of(SRC + '[[sinks]]\ntype = "loose"\nextra = {a = [1.0, nan]}\n', pm)
     assert errors == ["s.toml: sinks[0].extra.a[1]: expected a finite number, got nan"], errors
+
+
+def test_a_bound_from_another_field_names_both() -> None:
+    from streamer.validators import at_least_field
+
+    @attrs.define
+    class Backoff:
+        initial: float = 1.0
+        most: float = attrs.field(default=2.0, validator=at_least_field("initial"))
+
+    assert Backoff(initial=3, most=3).most == 3
+    with pytest.raises(ValueError, match=r"^most \(0\.5\) must be at least initial \(1\)$"):
+        Backoff(most=0.5)
+    with pytest.raises(ValueError, match=r"^most \(2\) must be at least initial \(3000000\)$"):
+        Backoff(initial=3_000_000, most=2)

@@ -201,3 +201,24 @@ async def test_max_buffered_events_bounds_memory_before_any_timer(plugin_manager
     assert peak <= 20 + 5  # the bound plus one batch
     assert written_before_shutdown > 0  # the bound, not the hour-long timer, wrote them
     assert sum(len(v) for v in read_jsonl(tmp_path).values()) == len(evs)
+
+
+def test_every_bad_option_is_reported_with_its_path(plugin_manager):
+    """Field validators, the one across fields included: every error shows at once."""
+    from streamer._config import ConfigError, load_config_text
+
+    toml = PIPE.format(dir="", format="jsonl", max_rows=10, flush=0.01)
+    toml += "max_buffered_events = 5\nzstd_level = 20\n"
+    with pytest.raises(ConfigError) as err:
+        load_config_text(toml, plugin_manager, filename="t.toml", environ={})
+    assert err.value.errors == [
+        "t.toml: sinks[0].dir: expected the folder the files go to, got ''",
+        "t.toml: sinks[0].flush_interval_s: expected 0.1 to 86400, got 0.01",
+        "t.toml: sinks[0].max_buffered_events: max_buffered_events (5) must be at least "
+        "max_rows (10)",
+        "t.toml: sinks[0].zstd_level: expected 1 to 19, got 20",
+    ]
+    toml = PIPE.format(dir="d", format="jsonl", max_rows=0, flush=1)
+    with pytest.raises(ConfigError) as err:
+        load_config_text(toml, plugin_manager, filename="t.toml", environ={})
+    assert err.value.errors == ["t.toml: sinks[0].max_rows: expected at least 1, got 0"]

@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer
+from server_process import free_port
 
 from streamer._oldenv import parse_dotenv
 

@@ -130,8 +130,10 @@ flush_interval_s = 30
 
 
 @pytest.mark.parametrize(("options", "error"), [
-    ('speed = "fast"', 'speed must be a positive number or "max"'),
-    ("speed = 0", 'speed must be a positive number or "max"'),
+    ('speed = "fast"', 'sources[0].speed: expected a number more than 0 and at most 1000000 '
+                       'or "max", got \'fast\''),
+    ("speed = 0", 'sources[0].speed: expected a number more than 0 and at most 1000000 or '
+                  '"max", got 0'),
     ('category = "inverse"', "category: expected one of"),
 ])
 def test_replay_config_errors(options, error, plugin_manager):
@@ -141,6 +143,21 @@ def test_replay_config_errors(options, error, plugin_manager):
     with pytest.raises(ConfigError) as err:
         load_config_text(toml, plugin_manager, filename="r.toml", environ={})
     assert error in "\n".join(err.value.errors)
+
+
+def test_every_bad_replay_option_is_reported_with_its_path(plugin_manager):
+    """Field validators: the missing path and the bad speed show together."""
+    from streamer._config import ConfigError, load_config_text
+
+    toml = ('[[sources]]\ntype = "bybit.replay"\nspeed = 2e6\n'
+            '[[sinks]]\ntype = "testing.collect"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config_text(toml, plugin_manager, filename="r.toml", environ={})
+    assert err.value.errors == [
+        "r.toml: sources[0].path: expected a capture file or a folder of captures, got ''",
+        'r.toml: sources[0].speed: expected a number more than 0 and at most 1000000 or '
+        '"max", got 2000000.0',
+    ]
 
 
 def test_a_missing_capture_is_an_error_naming_it(tmp_path):

@@ -56,3 +56,16 @@ def between(low: float, high: float) -> Validator:
             )
 
     return check
+
+
+def at_least_field(other: str) -> Validator:
+    """``value >= instance.<other>``: a check across fields, on the later field so that the
+    loader reports it with the others (the bound's own validator reports a bad bound)."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        bound = getattr(instance, other)
+        if not value >= bound:
+            raise ValueError(f"{attribute.name} ({_bound(value)}) must be at least {other} "
+                             f"({_bound(bound)})")
+
+    return check

@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from streamer import Metrics, StreamGap, Trade, clock
+from streamer.validators import between, greater_than
 from streamer_bybit.capture_format import (
     GAP,
     HOLDING,
@@ -44,19 +45,14 @@ from streamer_bybit.capture_writer import CaptureWriter, now_us
 CLOSE_TIMEOUT_S: Final = 10.0
 
 
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
+#: The most ``capture_queue_mb`` may hold back from the disk.
+QUEUE_MB_MAX: Final = 4096
 
 
 def _queue_mb(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 < value <= 4096:
-        raise ValueError(f"{attribute.name} must be in (0, 4096], got {value}")
-
-
-def _level(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 1 <= value <= 19:
-        raise ValueError(f"{attribute.name} must be between 1 and 19, got {value}")
+    if not 0 < value <= QUEUE_MB_MAX:
+        raise ValueError(f"{attribute.name}: expected more than 0 and at most {QUEUE_MB_MAX}, "
+                         f"got {value!r}")
 
 
 @attrs.define
@@ -67,13 +63,13 @@ class CaptureOptions:
     #: Write every raw frame received to zstd files in this folder (replay: bybit.replay).
     capture_dir: str | None = None
     #: Start a new capture file past this many MB (compressed).
-    capture_file_mb: float = attrs.field(default=256.0, validator=_positive)
+    capture_file_mb: float = attrs.field(default=256.0, validator=greater_than(0))
     #: Start a new capture file after this many seconds.
-    capture_rotate_s: float = attrs.field(default=3600.0, validator=_positive)
+    capture_rotate_s: float = attrs.field(default=3600.0, validator=greater_than(0))
     #: Reads waiting for the disk, in MB at most; beyond this new reads are dropped, counted.
     capture_queue_mb: float = attrs.field(default=64.0, validator=_queue_mb)
     #: zstd level (1 fastest .. 19 smallest).
-    capture_level: int = attrs.field(default=1, validator=_level)
+    capture_level: int = attrs.field(default=1, validator=between(1, 19))
 
 
 class CaptureTap:

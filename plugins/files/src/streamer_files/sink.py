@@ -32,36 +32,35 @@ from pyarrow import ArrowException
 
 from streamer import Context, Event, Inbox
 from streamer.clock import now, now_ms, trio_time_at
+from streamer.validators import at_least, at_least_field, between
 
 Partition = tuple[str, str, str]  # channel, data_type, "YYYY-MM-DD"
 
 _encode = msgspec.json.Encoder().encode
 
 
+def _dir(_: Any, __: attrs.Attribute[str], value: str) -> None:
+    if not value:
+        raise ValueError(f"dir: expected the folder the files go to, got {value!r}")
+
+
 @attrs.define
 class FilesConfig:
+    """Every option is checked by its field validator (the one across fields included), so
+    the config loader reports all bad ones at once, each with its path."""
+
     #: Root folder of the partitioned files.
-    dir: str = ""
+    dir: str = attrs.field(default="", validator=_dir)
     #: "jsonl": zstd JSON lines (one wire envelope per event); "parquet": typed columns.
     format: Literal["jsonl", "parquet"] = "jsonl"
     #: A partition's buffer is written as a file once it holds this many events.
-    max_rows: int = 100_000
+    max_rows: int = attrs.field(default=100_000, validator=at_least(1))
     #: Every partition with buffered events is written at least this often (seconds).
-    flush_interval_s: float = 60.0
+    flush_interval_s: float = attrs.field(default=60.0, validator=between(0.1, 86_400))
     #: All buffers together hold at most this many events; reaching it writes them all.
-    max_buffered_events: int = 500_000
+    max_buffered_events: int = attrs.field(default=500_000, validator=at_least_field("max_rows"))
     #: zstd level of the JSON lines (1 fastest .. 19 smallest).
-    zstd_level: int = 3
-
-    def __attrs_post_init__(self) -> None:
-        if not self.dir:
-            raise ValueError("dir is required: the folder the files go to")
-        if self.max_rows < 1 or self.max_buffered_events < self.max_rows:
-            raise ValueError("max_rows must be >= 1 and max_buffered_events >= max_rows")
-        if not 0.1 <= self.flush_interval_s <= 86_400:
-            raise ValueError("flush_interval_s must be in [0.1, 86400]")
-        if not 1 <= self.zstd_level <= 19:
-            raise ValueError("zstd_level must be between 1 and 19")
+    zstd_level: int = attrs.field(default=3, validator=between(1, 19))
 
 
 def _event_ms(data_type: str, item: dict[str, Any]) -> int | None:

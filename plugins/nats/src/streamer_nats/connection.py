@@ -16,59 +16,65 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from streamer.validators import greater_than
+
 _SCHEMES = ("nats", "tls")
 
 
-def _urls(value: Any) -> list[str]:
-    if isinstance(value, str):
-        urls = [value]
-    elif isinstance(value, (list, tuple)) and all(isinstance(u, str) for u in value):
-        urls = list(value)
-    else:
-        raise ValueError("url must be a string or a list of strings")
+def _as_list(value: Any) -> list[str]:
+    """``url`` as given (one string or a list of strings) as a list of servers."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _urls(_: Any, __: attrs.Attribute[Any], value: Any) -> None:
+    if not (isinstance(value, str) or (isinstance(value, (list, tuple))
+                                       and all(isinstance(u, str) for u in value))):
+        raise ValueError(f"url: expected a string or a list of strings, got {value!r}")
+    urls = _as_list(value)
     if not urls:
         raise ValueError("url: give at least one nats://host:port")
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in _SCHEMES or not parts.hostname:
-            raise ValueError(f"url {url!r}: must be nats://host:port or tls://host:port")
+            raise ValueError(f"url: expected nats://host:port or tls://host:port, got {url!r}")
         if parts.username or parts.password:
             raise ValueError(
                 f"url {url!r} must not carry credentials (they would sit in streamer.toml); "
                 "use the STREAMER_NATS_* environment variables"
             )
-    return urls
+
+
+def name_without_wildcards(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    """A stream or consumer name: NATS refuses '.', '*', '>' and spaces in it."""
+    if not value or any(c in value for c in ".*> "):
+        raise ValueError(f"{attribute.name}: expected a name without '.', '*', '>' or "
+                         f"spaces, got {value!r}")
 
 
 @attrs.define
 class NatsConnectionConfig:
+    """Where NATS is, shared by the sink and the source. Every option is checked by its field
+    validator, so the config loader reports all bad ones at once, each with its path."""
+
     #: One server or a list of strings (``nats://host:port``); the client picks one and fails over.
-    url: Any = "nats://127.0.0.1:4222"
+    url: Any = attrs.field(default="nats://127.0.0.1:4222", validator=_urls)
     #: JetStream stream name.
-    stream: str = "BYBIT"
+    stream: str = attrs.field(default="BYBIT", validator=name_without_wildcards)
     #: Environment variables holding the credentials (unset or empty: not used).
     creds_env: str = "STREAMER_NATS_CREDS"
     token_env: str = "STREAMER_NATS_TOKEN"
     user_env: str = "STREAMER_NATS_USER"
     password_env: str = "STREAMER_NATS_PASSWORD"
     #: Seconds to wait for one connection attempt.
-    connect_timeout: float = 2.0
+    connect_timeout: float = attrs.field(default=2.0, validator=greater_than(0))
     #: Seconds between reconnect attempts (nats-py retries forever).
-    reconnect_wait: float = 0.5
+    reconnect_wait: float = attrs.field(default=0.5, validator=greater_than(0))
     #: Seconds to wait for a JetStream API reply (stream info, consumer create).
-    api_timeout: float = 5.0
-
-    def __attrs_post_init__(self) -> None:
-        self.url = _urls(self.url)
-        if not self.stream or any(c in self.stream for c in ".*> "):
-            raise ValueError(f"stream {self.stream!r}: a name without '.', '*', '>', spaces")
-        if self.connect_timeout <= 0 or self.reconnect_wait <= 0 or self.api_timeout <= 0:
-            raise ValueError("connect_timeout, reconnect_wait and api_timeout must be > 0")
+    api_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
 
     @property
     def servers(self) -> list[str]:
-        assert isinstance(self.url, list)
-        return self.url
+        return _as_list(self.url)
 
     def describe(self) -> str:
         return ",".join(self.servers)

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streamer import redact_url, url_secret
-from streamer.validators import at_least, between, greater_than
+from streamer.validators import at_least, at_least_field, between, greater_than
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -39,12 +39,6 @@ def _url(instance: Any, _: attrs.Attribute[str | None], value: str | None) -> No
 def _not_empty(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not value:
         raise ValueError(f"{attribute.name} must not be empty")
-
-
-def _not_below_initial(instance: Any, _: attrs.Attribute[float], value: float) -> None:
-    if not value >= instance.reconnect_initial:
-        raise ValueError(f"reconnect_max ({value:g}) must be at least reconnect_initial "
-                         f"({instance.reconnect_initial:g})")
 
 
 @attrs.define
@@ -73,7 +67,7 @@ class RedisConnectionConfig:
     max_buffer: int = attrs.field(default=100_000, validator=at_least(1))
     #: Reconnect backoff (full jitter) bounds, seconds.
     reconnect_initial: float = attrs.field(default=0.5, validator=greater_than(0))
-    reconnect_max: float = attrs.field(default=30.0, validator=_not_below_initial)
+    reconnect_max: float = attrs.field(default=30.0, validator=at_least_field("reconnect_initial"))
     #: At shutdown, how long to keep retrying to write what is buffered while Redis is down.
     shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
 

@@ -1,0 +1,115 @@
+"""What a served client says and is asked: its reader (subscribe / unsubscribe, pings, late
+credentials) and its pinger. Replies go through the client's own bounded reply queue, so a
+client that sends much and reads little only hurts itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed
+
+from streamer import Metrics, RateLimitedLog
+from streamer_websocket.client import Client
+from streamer_websocket.config import WebSocketConfig
+from streamer_websocket.gate import Gate, address_of
+from streamer_websocket.snapshot import SnapshotStore
+from streamer_websocket.subscription import (
+    Subscription,
+    SubscriptionError,
+    everything,
+    parse_args,
+)
+
+
+class Session:
+    def __init__(self, config: WebSocketConfig, metrics: Metrics, log: RateLimitedLog,
+                 snapshot: SnapshotStore, gate: Gate) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.snapshot = snapshot
+        self._log = log
+        #: Checks credentials sent once connected, and counts their failures.
+        self._gate = gate
+
+    async def read_loop(self, client: Client) -> None:
+        while True:
+            try:
+                raw = await client.ws.get_message()
+            except ConnectionClosed:
+                if not client.closing:
+                    client.cancel_scope.cancel()
+                return
+            self._on_message(client, raw)
+
+    async def ping_loop(self, client: Client) -> None:
+        interval = self.config.ping_interval
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(interval) as scope:
+                try:
+                    await client.ws.ping()
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                client.kick(f"no pong within {interval}s", "ping_timeouts")
+                return
+
+    def _bad_message(self, client: Client, error: str, reply: dict[str, Any]) -> None:
+        self.metrics.inc("bad_client_messages")
+        self._log.warning("bad_message", "websocket client %s: %s", client.ws.remote, error)
+        client.reply(reply)
+
+    def _on_message(self, client: Client, raw: str | bytes) -> None:
+        try:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            self._bad_message(client, "invalid JSON", {"error": "invalid JSON"})
+            return
+        if not isinstance(message, dict):
+            self._bad_message(client, "not an object", {"error": "expected a JSON object"})
+            return
+        if message.get("type") == "ping":
+            client.reply({"type": "pong"})
+            return
+        op = message.get("op")
+        if op in ("subscribe", "unsubscribe"):
+            self._on_subscription(client, op, message.get("args"))
+        elif op == "ping":
+            client.reply({"op": "pong"})
+        elif "user" in message or "key" in message:
+            # Older clients may (re)send credentials once connected: answer, never close.
+            creds = self._gate.credentials
+            if creds is None or creds.check(message.get("user"), message.get("key")):
+                client.reply({"status": "authenticated"})
+            else:
+                self._gate.count_failure(address_of(client.ws.remote),
+                                         "authentication (in session)")
+                client.reply({"error": "Authentication failed"})
+        else:
+            self._bad_message(
+                client,
+                f"unknown request {str(message)[:80]}",
+                {"error": 'unknown request: expected "op" subscribe/unsubscribe/ping '
+                          'or "type": "ping"'},
+            )
+
+    def _on_subscription(self, client: Client, op: str, raw_args: Any) -> None:
+        # In place and in O(request): the held set is never copied.
+        sub = client.subscription
+        try:
+            args = parse_args(raw_args)
+            if op == "subscribe":
+                sub = Subscription() if sub is None else sub  # the first one narrows
+                sub.subscribe(args, limit=self.config.max_subscriptions_per_client)
+            else:
+                sub = everything() if sub is None else sub
+                sub.unsubscribe(args)
+        except SubscriptionError as exc:
+            self._bad_message(client, f"bad {op}: {exc}",
+                              {"op": op, "success": False, "error": str(exc)})
+            return
+        client.subscription = sub
+        if client.reply({"op": op, "success": True, "args": args}) and op == "subscribe":
+            client.enqueue(self.snapshot.envelopes(Subscription.of(args)))
