@@ -214,6 +214,33 @@ def test_every_range_error_at_once_with_its_path(pm) -> None:
     ]), errors
 
 
+def test_a_mistyped_option_does_not_hide_the_range_errors_beside_it(pm) -> None:
+    @attrs.define
+    class Ranged:
+        port: int = attrs.field(default=1, validator=between(1, 65535))
+        size: int = attrs.field(default=1, validator=at_least(1))
+        label: str = "x"
+
+    class RangedPlugin:
+        @staticmethod
+        @hookimpl
+        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+            register("ranged", Ranged, lambda config, context: object())
+
+    pm.register(RangedPlugin(), "ranged")
+    errors = errors_of(SRC + '[[sinks]]\ntype = "ranged"\nport = "eighty"\nsize = 0\n'
+                       'label = 3\n', pm)
+    assert sorted(errors) == sorted([
+        "s.toml: sinks[0].port: expected an integer, got 'eighty'",
+        "s.toml: sinks[0].label: expected a string, got 3",
+        "s.toml: sinks[0].size: expected at least 1, got 0",
+    ]), errors
+    # An unknown key may be a misspelt one: its range is checked once the name is right.
+    errors = errors_of(SRC + '[[sinks]]\ntype = "ranged"\nprot = 1\nsize = 0\n', pm)
+    assert errors == ["s.toml: sinks[0]: unknown key(s) prot; expected one of: port, size, "
+                      "label"], errors
+
+
 def test_nan_and_infinity_are_refused_everywhere(pm) -> None:
     errors = errors_of('[streamer]\nshutdown_timeout = nan\nstats_interval = inf\n' + SRC
                        + '[[sinks]]\ntype = "fake.sink"\nflush_interval = -inf\n', pm)

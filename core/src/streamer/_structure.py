@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.errors import (
+    AttributeValidationNote,
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
@@ -123,6 +124,7 @@ def structure_collecting(data: Any, cls: type, path: str, filename: str, errors:
         for line in transform_error(exc, path=path, format_exception=_format_exception):
             message, _, where = line.rpartition(" @ ")
             errors.append(f"{filename}: {where}: {message}")
+        _check_the_rest(exc, data, cls, path, filename, errors)
         return None
     except Exception as exc:
         errors.append(f"{filename}: {path}: {_format_exception(exc, cls)}")
@@ -132,9 +134,31 @@ def structure_collecting(data: Any, cls: type, path: str, filename: str, errors:
     return result if len(errors) == before else None
 
 
-def _run_field_validators(obj: Any, path: str, filename: str, errors: list[str]) -> None:
+def _check_the_rest(exc: Exception, data: Any, cls: type, path: str, filename: str,
+                    errors: list[str]) -> None:
+    """After type errors in some options, still range-check the options that structured, so
+    one mistyped option does not hide the range errors of the others on the same node."""
+    if not (isinstance(exc, ClassValidationError) and isinstance(data, dict)):
+        return
+    bad = {note.name for sub in exc.exceptions for note in getattr(sub, "__notes__", [])
+           if isinstance(note, AttributeValidationNote)}
+    if not bad or any(isinstance(sub, ForbiddenExtraKeysError) for sub in exc.exceptions):
+        # Unknown keys: the user may have misspelt one; the rest is checked once it is fixed.
+        return
+    try:
+        with attrs.validators.disabled():
+            rest: Any = _converter.structure({k: v for k, v in data.items() if k not in bad}, cls)
+    except Exception:  # a required option among the bad ones, or a check across fields
+        return
+    _run_field_validators(rest, path, filename, errors, skip=bad)
+
+
+def _run_field_validators(obj: Any, path: str, filename: str, errors: list[str],
+                          skip: frozenset[str] | set[str] = frozenset()) -> None:
     if attrs.has(type(obj)):
         for field in attrs.fields(type(obj)):
+            if field.name in skip:
+                continue
             value = getattr(obj, field.name)
             where = f"{path}.{field.name}"
             if field.validator is not None:
