@@ -7,7 +7,8 @@
 so trades = messages) and emits nothing; the sink takes the klines. With ``--latency`` the
 sink also takes the sources' batches: routing is inline (core/runtime.py), so the kline
 updates of a socket read are queued before its trades, on the same task, and both reach the
-sink in the same delivery; latency = arrival - trade T.
+sink in the same delivery; latency = arrival - the microsecond the fake built the message
+(``--stamp`` appends it to every trade id).
 
 Prints JSON lines: ``{"event":"ready", ...}`` once subscribed, ``{"event":"progress", ...}``
 every ``--progress`` seconds if asked, and ``{"event":"result", ...}`` for the measured
@@ -95,7 +96,10 @@ class CountingSink:
                 if kind is Trade:
                     trades += 1
                     if timed and self.recording:
-                        lat = now_ms - e.ts  # type: ignore[union-attr]
+                        # The fake (--stamp) ends each trade id in the microsecond it built
+                        # the message: T's whole milliseconds would add 0-1 ms to a sample.
+                        sent_us = e.trade_id.rpartition("@")[2]  # type: ignore[union-attr]
+                        lat = now_ms - int(sent_us) / 1000.0
                         self.latency.append(lat)
                         if lat > 5.0 and len(self.outliers) < 10_000:
                             self.outliers.append((now_ms, lat))

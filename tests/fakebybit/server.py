@@ -23,7 +23,10 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   have no candle (REST does not fill gaps).
 * The message-level ``ts`` is ``streamer.clock.now_ms()`` when the message is built
   (``stamp=True``: wall-clock ``time.time_ns() // 1_000_000`` instead, which benches use as
-  the send time).  Trade ``T`` is the ``ts`` passed to ``trade()`` (default now).
+  the send time).  Trade ``T`` is the ``ts`` passed to ``trade()`` (default now).  With
+  ``stamp=True`` ``run_market``'s trade ids also end in ``@<wall-clock microseconds>`` of the
+  moment the message was built, since ``T``'s whole milliseconds would overstate a latency
+  by 0-1 ms.
 * Each ``trade()`` call has one ``seq`` shared by its trades (Bybit's seq may repeat).
 * Idle connections (no client frame for ``idle_timeout`` seconds of trio time, default 600)
   are dropped without a close frame.  Client JSON that is not an object or has an
@@ -791,7 +794,8 @@ class FakeBybit:
                     "data": [inst.candle_dict(candles[live], interval, False, msg_ts)]})
         inst.live_lo, inst.live_hi = lo, hi
 
-    def _fast_message(self, inst: Instrument, k: int, ts: int, msg_ts: int) -> None:
+    def _fast_message(self, inst: Instrument, k: int, ts: int, msg_ts: int,
+                      id_suffix: str = "") -> None:
         """run_market's path: like ``trade(count=k)`` with random values, JSON built by hand
         and history kept as tuples (``history()`` turns them into dicts)."""
         rnd = self._rng.random
@@ -822,7 +826,7 @@ class FakeBybit:
             if linear:
                 tick = inst.tick_direction(p)
                 inst.exec_num += 1
-                tid = inst.uuid_prefix + str(inst.exec_num)
+                tid = inst.uuid_prefix + str(inst.exec_num) + id_suffix
                 if omit:
                     parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","L":"%s","i":"%s"}'
                                  % (ts, sym, side, qs, ps, tick, tid))
@@ -833,7 +837,7 @@ class FakeBybit:
             else:
                 tick = None
                 inst.exec_num += 1
-                tid = str(inst.exec_num)
+                tid = str(inst.exec_num) + id_suffix
                 if omit:
                     parts.append('{"T":%d,"s":"%s","S":"%s","v":"%s","p":"%s","i":"%s"}'
                                  % (ts, sym, side, qs, ps, tid))
@@ -1128,13 +1132,14 @@ class FakeBybit:
                 due = min(due, count - sent)
             ts = now_ms()
             msg_ts = self._msg_ts()
+            id_suffix = f"@{time.time_ns() // 1000}" if self.stamp else ""
             fast = self._fast_message
             for _ in range(due):
                 inst = insts[k]
                 k += 1
                 if k == n_syms:
                     k = 0
-                fast(inst, trades_per_message, ts, msg_ts)
+                fast(inst, trades_per_message, ts, msg_ts, id_suffix)
                 if tickers and now - last_ticker[inst.symbol] >= 0.1:
                     last_ticker[inst.symbol] = now
                     self._random_ticker(inst)
