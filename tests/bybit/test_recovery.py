@@ -133,12 +133,12 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await nursery.start(fake.serve)
             source = make_source(fake, symbols=SYMBOLS, recovery_deadline=20, rest_lag_max=2)
             await run_source(nursery, source, collector)
+            seed_backoff(source)
             with trio.CancelScope() as market:
                 nursery.start_soon(trade_forever, fake, SYMBOLS)
                 await trio.sleep(70)  # REST lists what is older than 60 s: it shows the rate
                 fake.drop_connections()
-                reconnected_at = None
-                await wait_sessions(source, 2)
+                await fake.wait_subscribed("linear", TOPICS)
                 reconnected_at = trio.current_time()
                 await wait_gaps(collector, 2)
                 gave_up_after = trio.current_time() - reconnected_at
@@ -147,7 +147,9 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await fake.flush()
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
-    assert gave_up_after <= 20.5
+    # REST is asked at 0, 0.25, 0.75, 1.75, 3.75 s, then every 4 s up to 19.75 s; the next
+    # ask (23.75 s) would be past recovery_deadline (20 s), so it gives up at 19.75 s.
+    assert gave_up_after == pytest.approx(19.75, abs=1e-6)
     assert source.metrics["trade_gaps"] == 2
     assert collector.gaps[-1].closed and not collector.gaps[-1].complete
     ranges = {m[1]: (int(m[2]), int(m[3])) for m in _GAP_LINE.finditer(caplog.text)}
