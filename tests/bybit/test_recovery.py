@@ -9,6 +9,7 @@ range is exactly the trades that are missing.
 from __future__ import annotations
 
 import logging
+import random
 import re
 
 import pytest
@@ -16,6 +17,7 @@ import trio
 from bybit.harness import Collector, make_source, run_source
 
 from fakebybit import FakeBybit
+from streamer._backoff import Backoff
 from streamer._events import Ticker, Trade
 from streamer._metrics import Metrics
 from streamer_bybit.recovery import GapRecovery, RecoverySettings
@@ -23,6 +25,7 @@ from streamer_bybit.rest import BybitRest
 from streamer_bybit.source import BybitLinearConfig
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+TOPICS = [f"publicTrade.{s}" for s in SYMBOLS]
 _GAP_LINE = re.compile(r"trade gap for (\w+): trades between (\d+) and (\d+) \([\d.]+ s, (.+?)\)")
 
 
@@ -39,6 +42,12 @@ async def trade_forever(fake: FakeBybit, symbols: list[str], period: float = 0.2
         for symbol in symbols:
             fake.trade("linear", symbol, count=2)
         await trio.sleep(period)
+
+
+def seed_backoff(source) -> None:
+    """Reconnect delays drawn from a fixed seed, so every run has the same timeline."""
+    for conn in source.connections:
+        conn.backoff = Backoff(initial=0.5, maximum=30, rng=random.Random(5))
 
 
 async def wait_sessions(source, n: int) -> None:
@@ -124,12 +133,12 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await nursery.start(fake.serve)
             source = make_source(fake, symbols=SYMBOLS, recovery_deadline=20, rest_lag_max=2)
             await run_source(nursery, source, collector)
+            seed_backoff(source)
             with trio.CancelScope() as market:
                 nursery.start_soon(trade_forever, fake, SYMBOLS)
                 await trio.sleep(70)  # REST lists what is older than 60 s: it shows the rate
                 fake.drop_connections()
-                reconnected_at = None
-                await wait_sessions(source, 2)
+                await fake.wait_subscribed("linear", TOPICS)
                 reconnected_at = trio.current_time()
                 await wait_gaps(collector, 2)
                 gave_up_after = trio.current_time() - reconnected_at
@@ -138,7 +147,9 @@ async def test_lag_past_the_deadline_reports_exactly_the_missing_range(
             await fake.flush()
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
-    assert gave_up_after <= 20.5
+    # REST is asked at 0, 0.25, 0.75, 1.75, 3.75 s, then every 4 s up to 19.75 s; the next
+    # ask (23.75 s) would be past recovery_deadline (20 s), so it gives up at 19.75 s.
+    assert gave_up_after == pytest.approx(19.75, abs=1e-6)
     assert source.metrics["trade_gaps"] == 2
     assert collector.gaps[-1].closed and not collector.gaps[-1].complete
     ranges = {m[1]: (int(m[2]), int(m[3])) for m in _GAP_LINE.finditer(caplog.text)}
@@ -164,6 +175,7 @@ async def test_live_data_flows_while_rest_is_slow(collector, autojump_clock):
             await nursery.start(fake.serve)
             source = make_source(fake, symbols=SYMBOLS, streams=["trades", "tickers"])
             await run_source(nursery, source, collector)
+            seed_backoff(source)
             fake.trade("linear", "BTCUSDT", count=3)  # only BTC has trades to recover
             await collector.wait_for(lambda ev: len(collector.of(Trade)) == 3)
             fake.rest_delay = 8.0  # under the source's 10 s REST timeout
@@ -172,7 +184,7 @@ async def test_live_data_flows_while_rest_is_slow(collector, autojump_clock):
             await fake.flush()
             fake.drop_connections()
             fake.resume_topic("linear", "publicTrade.BTCUSDT")
-            await wait_sessions(source, 2)
+            await fake.wait_subscribed("linear", TOPICS)
             resubscribed_at = trio.current_time()
             await trio.sleep(0.5)
             fake.trade("linear", "BTCUSDT")  # held until BTC is recovered
@@ -183,10 +195,12 @@ async def test_live_data_flows_while_rest_is_slow(collector, autojump_clock):
                 lambda ev: any(isinstance(e, Ticker) and e.fields.get("lastPrice") == 123.5
                                for e in ev)
             )
-            assert trio.current_time() - resubscribed_at < 5
+            # sent 0.5 s after the resubscribe, delivered at that instant: no wait on REST
+            assert trio.current_time() - resubscribed_at == pytest.approx(0.5, abs=1e-6)
             assert len(ids(collector, "BTCUSDT")) == 3  # BTC's live trade is held
             await wait_gaps(collector, 2)
-            assert trio.current_time() - resubscribed_at >= 7.5  # the REST answer took 8 s
+            # the REST request went out at the resubscribe and its answer took rest_delay
+            assert trio.current_time() - resubscribed_at == pytest.approx(8.0, abs=1e-6)
             nursery.cancel_scope.cancel()
     assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")
     assert ids(collector, "ETHUSDT") == history(fake, "ETHUSDT")
@@ -238,17 +252,22 @@ async def test_rest_that_never_answers_ends_at_the_deadline_with_its_cause(
             await nursery.start(fake.serve)
             source = make_source(fake, symbols=["BTCUSDT"], recovery_deadline=15)
             await run_source(nursery, source, collector)
+            seed_backoff(source)
             fake.trade("linear", "BTCUSDT")
             await collector.wait_for(lambda ev: len(ev) == 1)
             fake.rest_delay = 1000.0
+            dropped_at = trio.current_time()
             fake.drop_connections()
-            await wait_sessions(source, 2)
+            await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
             resubscribed_at = trio.current_time()
+            # the seeded first delay (0.311451 s) after the 5 ms coalescing wait of the read
+            # that found the reset
+            assert resubscribed_at - dropped_at == pytest.approx(0.005 + 0.311451, abs=1e-6)
             fake.trade("linear", "BTCUSDT")
             await wait_gaps(collector, 2)
             took = trio.current_time() - resubscribed_at
             nursery.cancel_scope.cancel()
-    assert 10 <= took <= 15.01
+    assert took == pytest.approx(15, abs=1e-6)  # recovery_deadline, from the resubscribe
     assert ids(collector, "BTCUSDT") == history(fake, "BTCUSDT")  # the held one came out
     assert source.metrics["trade_gaps"] == 1
     assert not collector.gaps[-1].complete

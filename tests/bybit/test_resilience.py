@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
 
+import pytest
 import trio
 from bybit.harness import Collector, make_source, run_source
 
@@ -40,11 +42,13 @@ async def test_stale_connection_reconnects(fake_bybit, collector, caplog, autoju
     with trio.fail_after(1000):
         async with trio.open_nursery() as nursery:
             await run_source(nursery, source, collector)
+            # The subscribe ack is the last thing heard: silence starts now.
             fake_bybit.ignore_pings = True
             lost_at = trio.current_time()
-            while source.metrics["stale"] == 0:
-                await trio.sleep(0.5)
-            assert 29 <= trio.current_time() - lost_at <= 31
+            await trio.sleep_until(lost_at + 30 - 0.001)
+            assert source.metrics["stale"] == 0
+            await trio.sleep(0.002)
+            assert source.metrics["stale"] == 1  # 30 s to the millisecond
             fake_bybit.ignore_pings = False
             await wait_sessions(source, 2)
             fake_bybit.trade("linear", "BTCUSDT")
@@ -79,15 +83,23 @@ async def test_clean_close_backs_off(fake_bybit, collector, caplog, autojump_clo
     with trio.fail_after(1000):
         async with trio.open_nursery() as nursery:
             await run_source(nursery, source, collector)
+            conn = source.connections[0]
+            conn.backoff = Backoff(initial=0.5, maximum=30, rng=random.Random(5))
             gaps = []
-            for n in range(2, 8):
+            for _ in range(6):
                 closed_at = trio.current_time()
                 fake_bybit.close_connections(code=1000)
-                await wait_sessions(source, n)
+                await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
                 gaps.append(trio.current_time() - closed_at)
             nursery.cancel_scope.cancel()
-    assert all(g > 0 for g in gaps)  # never reconnects at once after a clean close
-    assert sum(gaps) > 3  # the delays grow (full jitter, 0.5 s doubling)
+    # Each session ended at once, so the backoff was never reset: the n-th delay is drawn
+    # from [0, 0.5 * 2**n]. The values are random.Random(5).uniform(0, 0.5 * 2**n) for
+    # n = 0..5, written out so that a change of the draw or of the doubling shows here.
+    # Each gap also holds the 5 ms coalescing wait (coalesce_ms's default) after the read
+    # that carried the close frame; connecting to the fake costs no virtual time.
+    delays = [0.311451, 0.741787, 1.590387, 3.769801, 5.919189, 14.7572]
+    assert gaps == pytest.approx([0.005 + d for d in delays], abs=1e-6)
+    assert source.metrics["reconnects"] == 6
     assert "server closed the connection (code 1000" in caplog.text
 
 
@@ -181,8 +193,9 @@ async def test_gap_recovered_in_order_without_duplicates(
     symbols = ("BTCUSDT", "ETHUSDT")
     assert collector.gaps == [StreamGap("linear", symbols, 1_000),
                               StreamGap("linear", symbols, 1_000, closed=True, complete=True)]
-    assert collector.gap_positions[0] == 7
-    assert collector.gap_positions[1] >= 14
+    # The end came after ETH's wait for rest_lag_max, when all 16 trades (14 BTC, 2 ETH)
+    # were out, the 7 recovered among them.
+    assert collector.gap_positions == [7, 16]
     assert "recovered 7 missed trades from REST" in caplog.text
 
 

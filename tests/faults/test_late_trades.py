@@ -9,6 +9,7 @@ delivered inside the waiter window still counts, as the positive control.
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from faults.helpers import (
@@ -51,7 +52,9 @@ async def test_late_trades_counted_never_reopen_a_closed_kline(
             fake.trade("linear", symbol, ts=m1 - 5, price="1", size="7")
             # After the close: the candle of minute 0 is out and stays as it was.
             await sink.wait_for(lambda ev: len(closed_klines(ev, symbol)) == 1)
-            assert trio.current_time() >= clock.trio_time_at((m1 + WAITER_MS) / 1000)
+            # closed exactly at the boundary + the waiter latency
+            assert trio.current_time() == pytest.approx(
+                clock.trio_time_at((m1 + WAITER_MS) / 1000), abs=1e-6)
             closed_before = kline_tuple(closed_klines(sink.events, symbol)[0])
             late = [fake.trade("linear", symbol, ts=m1 - 1, price="999999", size="50"),
                     fake.trade("linear", symbol, ts=m0, count=3)]

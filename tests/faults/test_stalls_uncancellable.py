@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from faults.procs import wait_for_log
@@ -45,6 +44,7 @@ class Uncancellable:
     async def run(self, inbox, *, task_status=trio.TASK_STATUS_IGNORED):
         task_status.started()
         await inbox.get()
+        print("sink entering the uncancellable call", file=sys.stderr, flush=True)
         await trio.to_thread.run_sync(time.sleep, 3600)  # cancellation cannot reach it
 
 
@@ -87,23 +87,19 @@ def test_sigterm_ends_the_run_when_a_sink_ignores_cancellation(tmp_path: Path) -
         proc = subprocess.Popen([sys.executable, str(script), str(config)],
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_for_log(log_path, "pipeline running", proc, timeout=30)
-        time.sleep(0.5)
-        sent_at = time.monotonic()
+        wait_for_log(log_path, "sink entering the uncancellable call", proc, timeout=30)
         proc.send_signal(signal.SIGTERM)
         try:
-            rc = proc.wait(timeout=20)
+            rc = proc.wait(timeout=30)  # a hang, not a speed check
         except subprocess.TimeoutExpired:
-            raise AssertionError("SIGTERM did not end the run within 20 s:\n"
+            raise AssertionError("SIGTERM did not end the run within 30 s:\n"
                                  + log_path.read_text(errors="replace")[-3000:]) from None
-        took = time.monotonic() - sent_at
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
     log = log_path.read_text(errors="replace")
-    # shutdown_timeout (1 s) + the hard-stop grace (2 s) + slack for a loaded machine
-    assert took < 1.0 + 2.0 + 2.0, f"exit took {took:.2f} s\n{log[-3000:]}"
+    # The process's own hard stop ended it: shutdown_timeout (1 s) + the grace (2 s).
     assert rc == 3, log[-3000:]
     assert "shutdown took longer than 3.0s (sinks still running: stuck); exiting" in log, log
     assert "Traceback" not in log, log

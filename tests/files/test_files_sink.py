@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -138,18 +139,32 @@ async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path
     assert sizes == [4, 4, 4, 4, 4]  # 20 trades: never a file past max_rows
 
 
+async def wait_real(predicate, seconds: float = 60.0) -> None:
+    """Wait for what a worker thread does. Under a MockClock virtual time jumps whenever the
+    trio side is idle, so only a real-time bound lets a loaded machine take its time; the
+    waiting is done in a thread too, not by spinning the clock (that would starve the
+    writer of the GIL)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"not done after {seconds} s of real time"
+        await trio.to_thread.run_sync(time.sleep, 0.01)
+
+
 async def test_flush_interval_writes_without_shutdown(plugin_manager, tmp_path, autojump_clock):
     toml = PIPE.format(dir=tmp_path, format="jsonl", max_rows=1000, flush=5.0)
     async with running_pipeline(toml, plugin_manager) as pipeline:
         source = pipeline.node("in")
+        sink = pipeline.node("files")
         source.push(events(2))
         await trio.sleep(1.0)
         assert not list(tmp_path.rglob("*.zst"))
         await trio.sleep(5.0)
-        with trio.fail_after(60):  # virtual seconds; the write itself is a real thread
-            while not pipeline.node("files").files_written:
-                await trio.sleep(0.01)
-        assert len(list(tmp_path.rglob("*.zst"))) == 5  # written by the timer, still running
+        await wait_real(lambda: sink.files_written)
+        # Written by the timer while the pipeline still runs: one file per partition
+        # (linear and spot trades, klines, prices, tickers), all 12 events.
+        assert sorted(sink.files_written) == sorted(tmp_path.rglob("*.zst"))
+        assert len(sink.files_written) == 5
+        assert sum(len(v) for v in read_jsonl(tmp_path).values()) == 12
         source.finish()
 
 
@@ -157,7 +172,9 @@ async def test_shutdown_flushes_and_a_write_error_is_counted(plugin_manager, tmp
     (tmp_path / "blocked").write_text("a file where the folder should be")
     pipeline = await run_sink(plugin_manager, tmp_path / "blocked", "jsonl", [events(3)])
     counts = pipeline.metrics()["files"]
-    assert counts["write_errors"] >= 1 and counts["dropped_events"] == 18
+    # One failed chunk per partition: linear and spot trades, klines, prices, tickers.
+    assert counts["write_errors"] == 5 and counts["dropped_events"] == 18
+    assert counts.get("files_written", 0) == 0
 
 
 def test_config_errors_name_the_key(plugin_manager):
@@ -189,17 +206,26 @@ async def test_max_buffered_events_bounds_memory_before_any_timer(plugin_manager
     async with running_pipeline(toml, plugin_manager) as pipeline:
         source = pipeline.node("in")
         sink = pipeline.node("files")
-        peak = 0
+
+        def taken() -> int:  # events the sink holds or has written
+            return sink.buffered + pipeline.metrics()["files"].get("written_events", 0)
+
+        seen = []
         for i in range(0, len(evs), 5):
             source.push(evs[i:i + 5])
-            await trio.sleep(0.01)
-            peak = max(peak, sink.buffered)
-        while source.emitted < len(evs):
-            await trio.sleep(0.01)
+            # One batch at a time, so the sink flushes at exactly 20, 40, ... events.
+            await wait_real(lambda i=i: taken() == i + 5)
+            seen.append(sink.buffered)
         written_before_shutdown = len(sink.files_written)
         source.finish()
-    assert peak <= 20 + 5  # the bound plus one batch
-    assert written_before_shutdown > 0  # the bound, not the hour-long timer, wrote them
+    assert seen == [5, 10, 15, 0] * 12  # never 20 held: the 4th batch of each 20 is written
+    # Each flush writes one file per partition among its 20 events (hour i is events
+    # 6i..6i+5; hour 24 starts the second day); the hour-long timer never fired.
+    hours = [j // 6 for j in range(len(evs))]
+    parts = [{(type(evs[j]).__name__, evs[j].channel, hours[j] >= 24) for j in range(k, k + 20)}
+             for k in range(0, len(evs), 20)]
+    assert written_before_shutdown == sum(len(p) for p in parts)
+    assert len(sink.files_written) == written_before_shutdown  # nothing left for shutdown
     assert sum(len(v) for v in read_jsonl(tmp_path).values()) == len(evs)
 
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from proc_io import readline_within
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
 from server_process import free_port
@@ -51,7 +52,7 @@ def test_migrated_sample_runs_against_the_fake(tmp_path) -> None:
     streamer = None
     try:
         assert fake.stdout is not None
-        urls = json.loads(fake.stdout.readline())
+        urls = json.loads(readline_within(fake.stdout, 60, "the fake Bybit"))
         metrics_port = free_port()
         # The .env as docker compose's env_file passes it, plus overrides pointing the
         # pipeline at the fake, the test Redis and a loopback WebSocket port.
