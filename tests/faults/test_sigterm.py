@@ -31,7 +31,7 @@ from streamer import clock
 N_SYMBOLS = 20
 RATE = 20_000
 LOAD_SECONDS = 4.0
-#: The window the rate is measured over (printed, not asserted): from 0.5 s into the load
+#: The window the load is checked over: from 0.5 s into the load
 #: (warm-up) to 1.5 s before SIGTERM, so a streamer that keeps up (lagging less than 1.5 s)
 #: has received every trade of it before the cut-off.
 WINDOW = (0.5, LOAD_SECONDS - 1.5)
@@ -155,11 +155,16 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
     received = sum(1 for t in trades if window_ms[0] <= t["T"] < window_ms[1]) / window_s
     made = sum(1 for s in symbols for t in fake.history("linear", s)
                if window_ms[0] <= t["T"] < window_ms[1]) / window_s
-    # A measurement, printed (-s), never asserted: a loaded machine may run slower, and what
-    # this test proves (nothing lost or doubled up to the cut-off) holds at any rate.
     print(f"the streamer received {received:,.0f} trades/s of the fake's {made:,.0f} "
           f"(target {RATE:,}/s)")
-    assert received > 0
+    # The load this test is about was offered: the fake (the harness, not the product) made
+    # 20,000 trades/s in the window. Its pacing catches up after a late wake-up, so only a
+    # streamer that stops reading (the fake then waits for socket space) or a machine too
+    # busy to run the harness brings this down.
+    assert made >= 0.9 * RATE, f"the fake made only {made:,.0f} trades/s"
+    # Every trade of the window, which ends 1.5 s before SIGTERM, reached the sinks: the
+    # streamer kept up with that load to within 1.5 s.
+    assert received == made
 
     # Trades: per symbol a prefix of what the fake sent, in order, none doubled or skipped.
     for s in symbols:
