@@ -127,6 +127,10 @@ class BufferedWriter:
         #: what it wrote.
         self._head = 0
         self._pending_since = 0.0
+        #: trio time of the latest :meth:`add` (the gap between batches predicts the next).
+        self._last_add = 0.0
+        #: Write without waiting for the window's end (see :meth:`add`).
+        self._flush_now = False
         self._closed = False
         self._changed = trio.Event()
         self._drops_unreported = 0
@@ -167,8 +171,16 @@ class BufferedWriter:
             return
         buffer = self._buffer
         was_empty = not buffer
+        now = trio.current_time()
+        gap = now - self._last_add
+        self._last_add = now
         if was_empty:
-            self._pending_since = trio.current_time()
+            self._pending_since = now
+        elif now + gap > self._pending_since + self.flush_interval > now:
+            # If the next batch comes as far apart as this one did, the window closes before
+            # it: write now, with this wake-up, instead of waking again for the window's
+            # timer with nothing new to add (the oldest event only waits less).
+            self._flush_now = True
         buffer.extend(events)
         excess = len(buffer) - self.config.max_buffer
         if excess > 0:
@@ -184,7 +196,7 @@ class BufferedWriter:
         # (the buffer was empty) or the size threshold crossed. Waking it per add cost a task
         # switch per batch while its window was open anyway.
         size = len(buffer)
-        if was_empty or size - len(events) < self.flush_size <= size:
+        if was_empty or self._flush_now or size - len(events) < self.flush_size <= size:
             self._changed.set()
 
     @property
@@ -308,7 +320,8 @@ class BufferedWriter:
         if self.flush_interval <= 0:
             return
         with trio.move_on_at(self._pending_since + self.flush_interval):
-            while len(self._buffer) < self.flush_size and not self._closed:
+            while (len(self._buffer) < self.flush_size and not self._closed
+                   and not self._flush_now):
                 await self._wait_changed()
 
     async def _write_chunk(self) -> None:
@@ -333,6 +346,9 @@ class BufferedWriter:
             return
         try:
             replies = await run_in_worker_thread(partial(self._execute, pipe))
+            # A batch that came during the write predicted against the old window; what is
+            # left waits for its own.
+            self._flush_now = False
             errors = [r for r in replies if isinstance(r, Exception)]
             for error in errors:
                 self._raise_if_fatal(error)
