@@ -446,12 +446,13 @@ class Bench:
                 raw = out_dir / "pipeline_profile.txt"
                 prefix = [py_spy, "record", "-r", "250", "--nonblocking", "-F", "-f", "raw",
                           "-o", str(raw), "--"]
-                r = self.streamer(info, "--count", str(n), prefix=prefix)
+                r = self.streamer(info, "--count", str(n), *self._profiled(), prefix=prefix)
                 top = _py_spy_top(raw)
                 r["profile_file"] = str(raw)
             else:
                 prof = out_dir / "pipeline_profile.prof"
-                r = self.streamer(info, "--count", str(n), "--cprofile", str(prof))
+                r = self.streamer(info, "--count", str(n), "--cprofile", str(prof),
+                                  *self._profiled())
                 top = _cprofile_top(prof)
                 r["profile_file"] = str(prof)
         finally:
@@ -462,6 +463,11 @@ class Bench:
                  f"{r['msg_per_s']:,.0f} msg/s, {r['cpu_per_100k']:.3f} CPU-s/100k")
         for entry in top["self"][:12]:
             self.row(f"  self {entry['pct']:5.1f}%  {entry['name'][:40]}", entry["where"][:28])
+
+    def _profiled(self) -> list[str]:
+        if self.args.profile_pipeline == "light":
+            return []
+        return ["--pipeline", self.args.profile_pipeline, "--redis-port", str(self.redis_port())]
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -692,6 +698,8 @@ def main() -> None:
                    help="comma-separated subset of the rates section's clients (a narrow A/B "
                         "during development; the json client is the reference of the "
                         f"ratios): {','.join(CLIENTS)}")
+    p.add_argument("--profile-pipeline", choices=["light", "redis", "realistic"],
+                   default="light", help="the pipeline the profile section runs")
     p.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
     p.add_argument("--json", default="bench/results/pipeline.json",
                    help="write the results here ('' to skip)")
