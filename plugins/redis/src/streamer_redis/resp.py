@@ -18,6 +18,7 @@ username, password, timeouts) are the ones redis-py parsed from the sink's confi
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -131,7 +132,11 @@ class TrioConnection:
                 if self._unix_path is not None:
                     stream: trio.abc.Stream = await trio.open_unix_socket(self._unix_path)
                 else:
-                    stream = await trio.open_tcp_stream(self._host, self._port)
+                    tcp = await trio.open_tcp_stream(self._host, self._port)
+                    # As redis-py's socket_keepalive (on by default): a peer that vanished
+                    # without a FIN is noticed on an idle connection too.
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    stream = tcp
         except trio.TooSlowError:
             raise redis.TimeoutError("Timeout connecting to server") from None
         except OSError as exc:

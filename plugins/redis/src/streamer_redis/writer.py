@@ -401,9 +401,13 @@ class BufferedWriter:
     def _consume(self, first: int, count: int) -> None:
         """Remove the events ``first .. first+count`` (absolute indexes) from the buffer;
         drops may have removed some of them from the front during the write."""
-        done = max(0, min(first + count - self._head, len(self._buffer)))
-        for _ in range(done):
-            self._buffer.popleft()
+        buffer = self._buffer
+        done = max(0, min(first + count - self._head, len(buffer)))
+        if done == len(buffer):
+            buffer.clear()  # the usual case, without a popleft per event
+        else:
+            for _ in range(done):
+                buffer.popleft()
         self._head += done
 
     def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
