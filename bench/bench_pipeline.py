@@ -248,9 +248,10 @@ class Bench:
     # -- sections ------------------------------------------------------------------------------
 
     def rates(self) -> None:
-        self.cryptofeed_python = ensure_cryptofeed(print)
-        keys = list(CLIENTS)
-        if self.cryptofeed_python is None:
+        if "cryptofeed" in self.args.clients:
+            self.cryptofeed_python = ensure_cryptofeed(print)
+        keys = [k for k in CLIENTS if k in self.args.clients]
+        if self.cryptofeed_python is None and "cryptofeed" in keys:
             keys.remove("cryptofeed")
         out: dict[str, Any] = {}
         duration = "3" if self.quick else "4"
@@ -445,12 +446,13 @@ class Bench:
                 raw = out_dir / "pipeline_profile.txt"
                 prefix = [py_spy, "record", "-r", "250", "--nonblocking", "-F", "-f", "raw",
                           "-o", str(raw), "--"]
-                r = self.streamer(info, "--count", str(n), prefix=prefix)
+                r = self.streamer(info, "--count", str(n), *self._profiled(), prefix=prefix)
                 top = _py_spy_top(raw)
                 r["profile_file"] = str(raw)
             else:
                 prof = out_dir / "pipeline_profile.prof"
-                r = self.streamer(info, "--count", str(n), "--cprofile", str(prof))
+                r = self.streamer(info, "--count", str(n), "--cprofile", str(prof),
+                                  *self._profiled())
                 top = _cprofile_top(prof)
                 r["profile_file"] = str(prof)
         finally:
@@ -461,6 +463,11 @@ class Bench:
                  f"{r['msg_per_s']:,.0f} msg/s, {r['cpu_per_100k']:.3f} CPU-s/100k")
         for entry in top["self"][:12]:
             self.row(f"  self {entry['pct']:5.1f}%  {entry['name'][:40]}", entry["where"][:28])
+
+    def _profiled(self) -> list[str]:
+        if self.args.profile_pipeline == "light":
+            return []
+        return ["--pipeline", self.args.profile_pipeline, "--redis-port", str(self.redis_port())]
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -687,11 +694,21 @@ def main() -> None:
     p.add_argument("--summary", default=None,
                    help="Markdown summary path (default bench/results/<date>-<sections>.md; "
                         "'' to skip)")
+    p.add_argument("--clients", default=",".join(CLIENTS),
+                   help="comma-separated subset of the rates section's clients (a narrow A/B "
+                        "during development; the json client is the reference of the "
+                        f"ratios): {','.join(CLIENTS)}")
+    p.add_argument("--profile-pipeline", choices=["light", "redis", "realistic"],
+                   default="light", help="the pipeline the profile section runs")
     p.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
     p.add_argument("--json", default="bench/results/pipeline.json",
                    help="write the results here ('' to skip)")
     args = p.parse_args()
     args.rates = [int(float(r)) for r in args.rates.split(",") if r.strip()]
+    args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = set(args.clients) - set(CLIENTS)
+    if unknown or "json" not in args.clients:
+        p.error(f"--clients: unknown {sorted(unknown)} or json missing")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     bench = Bench(args)

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from streamer import Inbox, Kline, Price, Ticker, Trade
-from streamer.wire import render, render_bytes
+from streamer.wire import encode, render, render_bytes, render_encoded
 
 
 def test_kline_fields_and_grouping() -> None:
@@ -40,6 +40,32 @@ def test_trade_keeps_bybit_names_and_optional_fields() -> None:
     assert t.to_wire() == {"T": 1, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": "16578.50",
                            "L": "PlusTick", "i": "20f43950-d8dd", "BT": False, "RPI": False,
                            "seq": 1783284617}
+
+
+def test_render_encoded_is_encode_of_render_byte_for_byte() -> None:
+    trades = [
+        Trade(channel, symbol, 1_700_000_000_000 + i, side, price, "0.5", trade_id, *optional)
+        for i, (channel, symbol, side, price, trade_id, optional) in enumerate([
+            ("linear", "BTCUSDT", "Buy", "65000.5", "1", ("PlusTick", False, True, 3)),
+            ("spot", "ETHUSDT", "Sell", "2000.10", "", ()),
+            ("spot", "Ü\"sym", "Sell", "1e-8", "x", (None, True, None, None)),
+        ])
+    ]
+    klines = [
+        Kline("linear", "BTCUSDT", 60_000, 1_700_000_040_000, 1.0, 2.0, 0.5, 1.5, 10.0, 3),
+        Kline("linear", "ETHUSDT", 300_000, 1_700_000_000_000, 1, 1, 1, 1, 0, 0, closed=False),
+        Kline("spot", "X", 1_000, 0, 0.1 + 0.2, 1e16, 1e-7, 2.5, 123456.789, None,
+              closed=False, turnover=0.0, partial=True),
+        Kline("spot", "X", 1_000, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1, turnover=12.5),
+    ]
+    others = [Price("spot", "X", 1.5, 7),
+              Ticker("linear", "BTCUSDT", 9, {"symbol": "BTCUSDT", "markPrice": 1.0})]
+    batch = [klines[0], trades[0], *others, trades[1], klines[1], klines[2], trades[2],
+             klines[3]]
+    assert render_encoded(batch) == [
+        (env["channel"], env["data_type"], encode(env)) for env in render(batch)
+    ]
+    assert render_encoded([]) == []
 
 
 def test_ticker_and_price() -> None:

@@ -230,6 +230,23 @@ async def test_flush_by_interval(redis_server, redis_client, mock_clock):
             assert sink.writer.last_write_started == pytest.approx(second + 1.0)
 
 
+async def test_flush_with_a_batch_when_the_next_would_come_after_the_window(
+    redis_server, redis_client, mock_clock
+):
+    # Batches 0.6 s apart, a 1 s window: the second batch writes at once (its successor would
+    # come after the window closed), so the window's timer never fires for nothing new.
+    sink = storage_for(redis_server, flush_size=100, flush_interval=1.0)
+    with trio.fail_after(600):
+        async with running(sink) as inbox:
+            start = trio.current_time()
+            await inbox.put([ticker("BTCUSDT", markPrice=1.0)])
+            await trio.sleep(0.6)
+            await inbox.put([ticker("BTCUSDT", markPrice=2.0)])
+            await wait_until(lambda: sink.context.metrics["flushes"] == 1, step=0.05)
+            assert sink.writer.last_write_started == pytest.approx(start + 0.6)
+            assert redis_client.hgetall("bybit-streamer:price:linear") == {b"BTCUSDT": b"2.0"}
+
+
 async def test_shutdown_flushes_what_is_buffered(redis_server, redis_client):
     sink = storage_for(redis_server, flush_size=100_000, flush_interval=3600.0, history=10)
     with trio.fail_after(10):

@@ -19,7 +19,7 @@ import trio
 
 from streamer import Context, Event, Inbox
 from streamer.validators import Validator, at_least
-from streamer.wire import encode, render
+from streamer.wire import render_encoded
 from streamer_redis.connection import RedisConnectionConfig
 from streamer_redis.writer import BufferedWriter, flush_interval_option, flush_size_option
 
@@ -102,23 +102,25 @@ class RedisSink:
             )
         return name
 
-    def _envelopes(self, events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
-        """(symbol or "", envelope) in wire format; one per symbol when the template says so."""
+    def _envelopes(self, events: list[Event]) -> list[tuple[str, str, str, bytes]]:
+        """(symbol or "", channel, data_type, encoded envelope) in wire format; one per
+        symbol when the template says so."""
         if not self._per_symbol:
-            return [("", env) for env in render(events)]
+            return [("", channel, data_type, payload)
+                    for channel, data_type, payload in render_encoded(events)]
         by_symbol: dict[str, list[Event]] = {}
         for event in events:
             group = by_symbol.get(event.symbol)
             if group is None:
                 group = by_symbol[event.symbol] = []
             group.append(event)
-        return [(symbol, env) for symbol, group in by_symbol.items() for env in render(group)]
+        return [(symbol, channel, data_type, payload)
+                for symbol, group in by_symbol.items()
+                for channel, data_type, payload in render_encoded(group)]
 
     def build(self, pipe: redis.client.Pipeline, events: list[Event]) -> None:
         config = self.config
-        for symbol, env in self._envelopes(events):
-            payload = encode(env)
-            channel, data_type = env["channel"], env["data_type"]
+        for symbol, channel, data_type, payload in self._envelopes(events):
             pipe.publish(self._channel_name(channel, data_type, symbol), payload)
             if config.stream:
                 pipe.xadd(

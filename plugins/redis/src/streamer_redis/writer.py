@@ -1,10 +1,13 @@
-"""The buffered Redis writer behind both sinks: one worker-thread hop per flush, never per event.
+"""The buffered Redis writer behind both sinks: one pipeline per flush, never per event.
 
-redis-py's asyncio client does not run under trio, so writes go through the sync client in a
-worker thread (:func:`run_in_worker_thread`). A hop costs ~130 us, so every flush is one
-pipeline (``transaction=False``) of all the commands for up to ``MAX_CHUNK`` events
-(docs/background.md, "Redis from trio": 3.8k events/s with a hop per event, 62k with batches
-of 100).
+Every flush is one pipeline (``transaction=False``) of all the commands for up to
+``MAX_CHUNK`` events, built with redis-py's command methods. A plain TCP or unix-socket server
+is written on trio's own sockets (:mod:`streamer_redis.resp`): one send and one wake-up for
+the replies. redis-py's asyncio client does not run under trio, so anything else (TLS) goes
+through the sync client in a worker thread (:func:`run_in_worker_thread`), a hop of ~130 us
+and two more wake-ups per flush (docs/background.md, "Redis from trio": 3.8k events/s with a
+hop per event, 62k with batches of 100). The connection check at start and the storage
+sink's setup always use redis-py in a thread (once).
 
 The sink's task only appends to the buffer (:meth:`BufferedWriter.add`, never awaits); the
 writer runs as its own task. While Redis is down the writer backs off and retries, the sink
@@ -33,6 +36,7 @@ import trio.lowlevel
 from streamer import Backoff, Context, Event, FatalError, Inbox
 from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
+from streamer_redis.resp import TrioConnection, commands_of, supports
 
 
 def flush_size_option(default: int) -> Any:
@@ -122,11 +126,17 @@ class BufferedWriter:
         self.flush_interval = flush_interval
         self.max_chunk = max_chunk
         self._client: redis.Redis | None = None
+        self._direct: TrioConnection | None = None
+        self._direct_ok: bool | None = None
         self._buffer: deque[Event] = deque()
         #: Absolute index of ``_buffer[0]``: lets a write that raced with drops remove exactly
         #: what it wrote.
         self._head = 0
         self._pending_since = 0.0
+        #: trio time of the latest :meth:`add` (the gap between batches predicts the next).
+        self._last_add = 0.0
+        #: Write without waiting for the window's end (see :meth:`add`).
+        self._flush_now = False
         self._closed = False
         self._changed = trio.Event()
         self._drops_unreported = 0
@@ -167,8 +177,16 @@ class BufferedWriter:
             return
         buffer = self._buffer
         was_empty = not buffer
+        now = trio.current_time()
+        gap = now - self._last_add
+        self._last_add = now
         if was_empty:
-            self._pending_since = trio.current_time()
+            self._pending_since = now
+        elif now + gap > self._pending_since + self.flush_interval > now:
+            # If the next batch comes as far apart as this one did, the window closes before
+            # it: write now, with this wake-up, instead of waking again for the window's
+            # timer with nothing new to add (the oldest event only waits less).
+            self._flush_now = True
         buffer.extend(events)
         excess = len(buffer) - self.config.max_buffer
         if excess > 0:
@@ -184,7 +202,7 @@ class BufferedWriter:
         # (the buffer was empty) or the size threshold crossed. Waking it per add cost a task
         # switch per batch while its window was open anyway.
         size = len(buffer)
-        if was_empty or size - len(events) < self.flush_size <= size:
+        if was_empty or self._flush_now or size - len(events) < self.flush_size <= size:
             self._changed.set()
 
     @property
@@ -308,7 +326,8 @@ class BufferedWriter:
         if self.flush_interval <= 0:
             return
         with trio.move_on_at(self._pending_since + self.flush_interval):
-            while len(self._buffer) < self.flush_size and not self._closed:
+            while (len(self._buffer) < self.flush_size and not self._closed
+                   and not self._flush_now):
                 await self._wait_changed()
 
     async def _write_chunk(self) -> None:
@@ -332,7 +351,16 @@ class BufferedWriter:
             )
             return
         try:
-            replies = await run_in_worker_thread(partial(self._execute, pipe))
+            direct = self._direct_connection()
+            if direct is None:
+                replies = await run_in_worker_thread(partial(self._execute, pipe))
+            else:
+                if not self.setup_done and self._setup is not None:
+                    await run_in_worker_thread(partial(self._setup, self.client))
+                replies = await direct.execute(commands_of(pipe))
+            # A batch that came during the write predicted against the old window; what is
+            # left waits for its own.
+            self._flush_now = False
             errors = [r for r in replies if isinstance(r, Exception)]
             for error in errors:
                 self._raise_if_fatal(error)
@@ -373,9 +401,13 @@ class BufferedWriter:
     def _consume(self, first: int, count: int) -> None:
         """Remove the events ``first .. first+count`` (absolute indexes) from the buffer;
         drops may have removed some of them from the front during the write."""
-        done = max(0, min(first + count - self._head, len(self._buffer)))
-        for _ in range(done):
-            self._buffer.popleft()
+        buffer = self._buffer
+        done = max(0, min(first + count - self._head, len(buffer)))
+        if done == len(buffer):
+            buffer.clear()  # the usual case, without a popleft per event
+        else:
+            for _ in range(done):
+                buffer.popleft()
         self._head += done
 
     def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
@@ -397,7 +429,20 @@ class BufferedWriter:
             )
         await trio.sleep(delay)
 
+    def _direct_connection(self) -> TrioConnection | None:
+        """The trio-native connection when the server is plain TCP or a unix socket (no
+        thread hop per flush), else None: TLS goes through redis-py in a worker thread."""
+        if self._direct is None and self._direct_ok is None:
+            self._direct_ok = supports(self.client)
+            if self._direct_ok:
+                self._direct = TrioConnection(self.client)
+        return self._direct
+
     def close_client(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+            self._direct_ok = None
         if self._client is not None:
             self._client.close()
             self._client = None
