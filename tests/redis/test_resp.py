@@ -8,7 +8,15 @@ import trio
 from redis_server import RedisServer
 from sink_helpers import make_context, running, trade
 
-from streamer_redis.resp import TrioConnection, _parse, pack, supports
+from streamer import Inbox
+from streamer_redis.resp import (
+    MAX_REPLY_BYTES,
+    MAX_REPLY_DEPTH,
+    TrioConnection,
+    _parse,
+    pack,
+    supports,
+)
 from streamer_redis.sink import RedisSink, RedisSinkConfig
 
 
@@ -82,3 +90,62 @@ async def test_the_sink_writes_through_it():
                 await inbox.put([trade(1), trade(2)])
                 assert sink.writer._direct_connection() is not None
         assert server.client().xlen("bybit-streamer:stream:linear:trades") == 1  # one envelope
+
+
+@pytest.mark.parametrize("garbage", [b":12x\r\n", b"$" + b"9" * 30 + b"\r\n", b"!3\r\n",
+                                     b"*1\r\n" * (MAX_REPLY_DEPTH + 1) + b":1\r\n"])
+def test_a_malformed_reply_is_a_protocol_error(garbage):
+    with pytest.raises(redis.InvalidResponse):
+        _parse(bytearray(garbage), 0)
+
+
+async def _serve_once(answer: bytes, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """A loopback server that reads one request and answers ``answer`` (then waits)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    stream = await listeners[0].accept()
+    await stream.receive_some(65536)
+    await stream.send_all(answer)
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("answer", [
+    # A bulk reply past the bound: refused once the bytes held pass it, not after a timeout.
+    b"$%d\r\n" % (4 * MAX_REPLY_BYTES) + b"x" * (MAX_REPLY_BYTES + 200_000),
+    b"+OK\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+    b"+OK\r\n:not-a-number\r\n",
+])
+async def test_a_server_that_answers_too_much_or_garbage_costs_the_connection(answer):
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_serve_once, answer)
+        conn = TrioConnection(redis.Redis(port=port, socket_timeout=60))
+        with trio.fail_after(30), pytest.raises((redis.ConnectionError, redis.InvalidResponse)):
+            await conn.execute([("PING",), ("PUBLISH", "c", "m")])
+        assert conn._stream is None  # closed: the next write starts on a new connection
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_sink_whose_server_answers_garbage_retries_and_keeps_its_events(
+        autojump_clock):
+    """A protocol error is a failed write like a lost connection: counted, retried on a new
+    connection, the events kept in the buffer; the sink does not die."""
+    async def garbage_server(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async def answer(stream: trio.SocketStream) -> None:
+            while await stream.receive_some(65536):
+                await stream.send_all(b"?what\r\n")
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(answer, listeners)
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(garbage_server)
+        sink = RedisSink(RedisSinkConfig(port=port, stream=True), make_context("redis"))
+        inbox = Inbox("test", 100, "block")
+        await nursery.start(sink.run, inbox)
+        await inbox.put([trade(1), trade(2)])
+        with trio.fail_after(30):
+            while sink.context.metrics.snapshot().get("write_failures", 0) < 3:
+                await trio.sleep(0.05)
+        assert len(sink.writer._buffer) == 2 and sink.writer.written_events == 0
+        nursery.cancel_scope.cancel()

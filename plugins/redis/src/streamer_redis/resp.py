@@ -68,11 +68,19 @@ def pack(commands: Iterable[Sequence[Any]]) -> bytes:
     return b"".join(out)
 
 
+#: Bytes of replies held at most while a pipeline's answers come in. The sinks' commands
+#: answer with a status, an integer or an entry id (~25 bytes); a pipeline of ``MAX_CHUNK``
+#: events stays far below this. A server that sends more is not one to trust with the rest.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: Arrays nested deeper than this are refused (the sinks' replies nest at most once).
+MAX_REPLY_DEPTH = 8
+
+
 class _Incomplete(Exception):
     pass
 
 
-def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
+def _parse(buf: bytearray, pos: int, depth: int = 0) -> tuple[Any, int]:
     """One RESP2 reply from ``buf[pos:]``: (reply, position after it); raises _Incomplete."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
@@ -80,6 +88,8 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
     kind = buf[pos]
     line = bytes(buf[pos + 1:end])
     pos = end + 2
+    if kind in (58, 36, 42) and not (line.lstrip(b"-").isdigit() and len(line) < 20):
+        raise redis.InvalidResponse(f"Protocol error, bad length or integer {line[:40]!r}")
     if kind == 43:  # +
         return line, pos
     if kind == 45:  # -
@@ -97,9 +107,11 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
         count = int(line)
         if count < 0:
             return None, pos
+        if depth >= MAX_REPLY_DEPTH:
+            raise redis.InvalidResponse(f"Protocol error, arrays nested over {MAX_REPLY_DEPTH}")
         items = []
         for _ in range(count):
-            item, pos = _parse(buf, pos)
+            item, pos = _parse(buf, pos, depth + 1)
             items.append(item)
         return items, pos
     raise redis.InvalidResponse(f"Protocol error, got {chr(kind)!r} as reply type byte")
@@ -195,6 +207,10 @@ class TrioConnection:
                         break
                     except _Incomplete:
                         pass
+                    if len(buf) - pos > MAX_REPLY_BYTES:
+                        raise redis.ConnectionError(
+                            f"{self._where()} answered with more than {MAX_REPLY_BYTES} bytes "
+                            f"for {len(commands)} commands; closed")
                     data = await stream.receive_some(65536)
                     if not data:
                         raise redis.ConnectionError(

@@ -88,7 +88,9 @@ async def run_in_worker_thread(fn: Callable[[], T]) -> T:
     return value
 
 
-_TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+#: Failures worth a retry on a new connection (a protocol error too: the reply stream is
+#: out of step, the connection is closed, the next write starts afresh).
+_TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.InvalidResponse, OSError)
 #: Server replies that mean "not now" (failover, loading), worth a retry.
 _TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
