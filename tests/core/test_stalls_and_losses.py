@@ -53,12 +53,30 @@ class FatalOnFirstSink:
         raise FatalError("the server rejected the credentials")
 
 
+class BufferingSink:
+    """Keeps the newest 2 events of its input in its own buffer and counts the older ones
+    with ``metrics.lost`` (like the Redis sinks' ``max_buffer`` while Redis is down)."""
+
+    def __init__(self, config: object, context) -> None:  # type: ignore[no-untyped-def]
+        self.metrics = context.metrics
+        self.buffer: list[Trade] = []
+
+    async def run(self, inbox, *, task_status=trio.TASK_STATUS_IGNORED):  # type: ignore[no-untyped-def]
+        task_status.started()
+        while events := await inbox.get():
+            self.buffer.extend(events)
+            if len(self.buffer) > 2:
+                self.metrics.lost("buffer_dropped_events", len(self.buffer) - 2)
+                del self.buffer[:-2]
+
+
 class Plugin:
     @staticmethod
     @hookimpl
     def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
         register("test.stuck", NoOptions, StuckSink)
         register("test.fatal_first", NoOptions, FatalOnFirstSink)
+        register("test.buffering", NoOptions, BufferingSink)
 
 
 @pytest.fixture
@@ -181,6 +199,20 @@ async def test_the_batch_of_a_failed_sink_is_counted(pm, autojump_clock) -> None
         pipeline.node("src").push([trade(2)])
         await pipeline.node("stuck").wait_for(1)
     assert pipeline.losses() == {"stuck": {"lost_on_restart": 2}}
+
+
+async def test_a_sinks_own_losses_are_losses_of_the_run(pm, autojump_clock, caplog) -> None:
+    caplog.set_level(logging.ERROR, "streamer.runtime")
+    async with running_pipeline(pipe('type = "test.buffering"\n'), pm) as pipeline:
+        for i in range(5):
+            pipeline.node("src").push([trade(i)])
+        await pipeline.node("out").wait_for(5)
+        await trio.sleep(1)  # the buffering sink takes its input on its own task
+    assert pipeline.node("stuck").buffer == [trade(3), trade(4)]
+    assert pipeline.losses() == {"stuck": {"buffer_dropped_events": 3}}
+    assert pipeline.lost_total() == 3  # what makes `streamer run` exit with status 3
+    assert pipeline.metrics()["stuck"]["buffer_dropped_events"] == 3
+    assert "events lost: 3 in all; stuck buffer_dropped_events=3" in caplog.messages
 
 
 async def test_summaries_are_never_rate_limited(plugin_manager, autojump_clock) -> None:

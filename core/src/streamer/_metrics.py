@@ -41,16 +41,26 @@ class Metrics:
     """Counters of one pipeline node, keyed by a short name such as ``"malformed"``, plus the
     gauges and probes it exposes."""
 
-    __slots__ = ("counts", "gauges", "probes")
+    __slots__ = ("counts", "gauges", "loss_keys", "probes")
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        #: The counters bumped with :meth:`lost`: events this node lost.
+        self.loss_keys: set[str] = set()
         #: Gauges set with :meth:`set`, by name.
         self.gauges: dict[str, float] = {}
         #: Functions called at scrape time (see :meth:`add_probe`).
         self.probes: list[Probe] = []
 
     def inc(self, key: str, n: int = 1) -> None:
+        self.counts[key] += n
+
+    def lost(self, key: str, n: int) -> None:
+        """Count ``n`` events this sink lost by itself under ``key``: its own buffer full, an
+        event it cannot encode, what it still held when it was cut off or hit a fatal error.
+        The runtime adds every such counter to the run's losses (the ``events lost`` line and
+        ``streamer run``'s exit status 3), next to the ones it counts at the inbox."""
+        self.loss_keys.add(key)
         self.counts[key] += n
 
     def __getitem__(self, key: str) -> int:

@@ -194,7 +194,8 @@ class Pipeline:
         return out
 
     def losses(self) -> dict[str, dict[str, int]]:
-        """Per sink, the non-zero loss counters (:data:`LOSS_KEYS`)."""
+        """Per sink, the non-zero loss counters: the runtime's (:data:`LOSS_KEYS`) and the
+        sink's own (:meth:`Metrics.lost`); a name in both is the sum."""
         out: dict[str, dict[str, int]] = {}
         for name, n in self.nodes.items():
             if n.inbox is None:
@@ -205,6 +206,9 @@ class Pipeline:
                 "lost_after_stop": n.inbox.lost_events,
                 "lost_at_shutdown": n.lost_at_shutdown,
             }
+            own = n.context.metrics
+            for key in own.loss_keys:
+                counts[key] = counts.get(key, 0) + own.counts[key]
             counts = {k: v for k, v in counts.items() if v}
             if counts:
                 out[name] = counts
@@ -462,5 +466,5 @@ class Pipeline:
         losses = self.losses()
         if losses:
             log.error("events lost: %d in all; %s", self.lost_total(), "; ".join(
-                f"{name} " + ", ".join(f"{k}={counts[k]}" for k in LOSS_KEYS if k in counts)
+                f"{name} " + ", ".join(f"{k}={v}" for k, v in counts.items())
                 for name, counts in losses.items()), extra=NOT_RATE_LIMITED)

@@ -208,7 +208,7 @@ class FilesSink:
             metrics.inc("written_events", rows)
         for (channel, data_type, day), rows, exc in failed:
             metrics.inc("write_errors")
-            metrics.inc("dropped_events", rows)
+            metrics.lost("dropped_events", rows)
             self.context.logger.error(
                 "files: cannot write %d %s %s events of %s under %s (%s: %s); they are dropped",
                 rows, channel, data_type, day, self.root, type(exc).__name__, exc)

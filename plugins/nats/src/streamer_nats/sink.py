@@ -99,7 +99,7 @@ class NatsSink:
         if excess > 0:
             for _ in range(excess):
                 buffer.popleft()
-            self.metrics.inc("failed", excess)
+            self.metrics.lost("failed", excess)
             self._drops_unreported += excess
             if trio.current_time() - self._last_drop_log >= DROP_LOG_INTERVAL:
                 self._report_drops()
@@ -149,6 +149,10 @@ class NatsSink:
             await thread.call(publisher.connect, timeout)
             return True
         except StreamMismatch as exc:
+            # The sink ends here: what it still holds will never be published.
+            if self._buffer:
+                self.metrics.lost("lost_on_fatal", len(self._buffer))
+                self._buffer.clear()
             raise FatalError(str(exc)) from exc
         except Exception as exc:
             self.metrics.inc("connect_failures")
@@ -195,7 +199,7 @@ class NatsSink:
                 break
         lost = len(self._buffer)
         self._buffer.clear()
-        self.metrics.inc("lost_at_shutdown", lost)
+        self.metrics.lost("lost_at_shutdown", lost)
         self.logger.error("NATS: %d buffered events not acknowledged within %.1fs of "
                           "shutdown; lost", lost, config.shutdown_timeout)
 

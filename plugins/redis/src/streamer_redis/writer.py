@@ -195,7 +195,7 @@ class BufferedWriter:
             for _ in range(excess):
                 buffer.popleft()
             self._head += excess
-            self.context.metrics.inc("buffer_dropped_events", excess)
+            self.context.metrics.lost("buffer_dropped_events", excess)
             self._drops_unreported += excess
             now = trio.current_time()
             if now - self._last_drop_log >= DROP_LOG_INTERVAL:
@@ -264,6 +264,13 @@ class BufferedWriter:
 
     def _raise_if_fatal(self, exc: BaseException) -> None:
         if _is_auth_error(exc):
+            # The sink ends here (the run stops, or this sink alone is disabled): what it
+            # still holds will never be written.
+            lost = len(self._buffer)
+            if lost:
+                self._head += lost
+                self._buffer.clear()
+                self.context.metrics.lost("lost_on_fatal", lost)
             raise FatalError(
                 f"Redis at {self.config.describe()} rejected the credentials ({exc}); the "
                 f"password comes from ${self.config.password_env}"
@@ -312,7 +319,7 @@ class BufferedWriter:
                 lost = len(self._buffer)
                 self._head += lost
                 self._buffer.clear()
-                self.context.metrics.inc("lost_at_shutdown", lost)
+                self.context.metrics.lost("lost_at_shutdown", lost)
                 self.context.logger.error(
                     "Redis still unreachable at shutdown after %.1fs: %d buffered events lost",
                     self.config.shutdown_timeout, lost,
@@ -346,7 +353,7 @@ class BufferedWriter:
             # An event that cannot be encoded (or a bug): the buffer must not stay stuck
             # behind it, so this chunk is dropped, counted and logged.
             self._consume(first, len(chunk))
-            self.context.metrics.inc("unwritable_events", len(chunk))
+            self.context.metrics.lost("unwritable_events", len(chunk))
             self.context.logger.error(
                 "cannot build Redis commands for %d events (%s: %s); dropped them",
                 len(chunk), type(exc).__name__, exc, exc_info=exc,
