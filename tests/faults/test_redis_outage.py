@@ -109,9 +109,12 @@ async def test_redis_killed_and_restarted_buffered_writes_arrive(
             await trio.to_thread.run_sync(redis_server.kill)
             outage_start = len(out.events)
             during: list[str] = []
+            during_of: dict[str, list[str]] = {}
             for round_ in range(20):
                 for n, s in enumerate(SYMBOLS):
-                    during += [t["i"] for t in fake.trade("linear", s, count=2)]
+                    made = [t["i"] for t in fake.trade("linear", s, count=2)]
+                    during += made
+                    during_of.setdefault(s, []).extend(made)
                     fake.set_ticker("linear", s, markPrice=f"{1000 + 10 * round_ + n}.5")
                 # The collector is unaffected: it keeps up while Redis is down.
                 await out.wait_for(all_trades_in)
@@ -119,7 +122,9 @@ async def test_redis_killed_and_restarted_buffered_writes_arrive(
             metrics = pipeline.metrics()
             await wait_until(lambda: pipeline.metrics()["pub"].get("write_failures", 0) >= 1
                              and pipeline.metrics()["storage"].get("write_failures", 0) >= 1)
-            assert len(out.events) > outage_start
+            # The collector took exactly the trades made during the outage, per symbol in order.
+            for s in SYMBOLS:
+                assert trade_ids(out.events[outage_start:], s) == during_of[s], s
 
             await trio.to_thread.run_sync(redis_server.restart)
             client = redis_server.client()
@@ -142,6 +147,7 @@ async def test_redis_killed_and_restarted_buffered_writes_arrive(
             final_prices[s.encode()])
     for sink in ("pub", "storage"):
         assert metrics[sink].get("buffer_dropped_events", 0) == 0, (sink, metrics[sink])
+    assert pipeline.losses() == {}
     # nobody's inbox overflowed: the outage never backed up into the pipeline
     assert not any(m.get("inbox_dropped_batches") for m in metrics.values())
     assert all_trades_in(out.events)
@@ -313,6 +319,7 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
                 finally:
                     client.close()
                 metrics = pipeline.metrics()
+                losses = pipeline.losses()
             ticker.cancel_scope.cancel()
 
     # Exactly the newest MAX_BUFFER events of the outage were kept, the rest dropped, counted.
@@ -320,6 +327,10 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
     kept_pub = pub_outage[-MAX_BUFFER:]
     assert metrics["storage"]["buffer_dropped_events"] == len(storage_outage) - MAX_BUFFER
     assert metrics["pub"]["buffer_dropped_events"] == len(pub_outage) - MAX_BUFFER
+    # ... and they are the run's losses (`streamer run` would exit 3), nothing else is.
+    assert losses == {
+        "storage": {"buffer_dropped_events": len(storage_outage) - MAX_BUFFER},
+        "pub": {"buffer_dropped_events": len(pub_outage) - MAX_BUFFER}}
     assert metrics["storage"]["written_events"] == storage_before + MAX_BUFFER
     assert metrics["pub"]["written_events"] == pub_before + MAX_BUFFER
     # The pub/sub streams hold the kept trades and tickers, in order, once.
