@@ -186,19 +186,22 @@ def test_override_naming_no_node_is_refused_with_the_node_names(pm) -> None:
     ], errors
 
 
+@attrs.define
+class Ranged:
+    port: int = attrs.field(default=1, validator=between(1, 65535))
+    size: int = attrs.field(default=1, validator=at_least(1))
+    timeout: float = attrs.field(default=1.0, validator=greater_than(0))
+    label: str = "x"
+
+
+class RangedPlugin:
+    @staticmethod
+    @hookimpl
+    def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+        register("ranged", Ranged, lambda config, context: object())
+
+
 def test_every_range_error_at_once_with_its_path(pm) -> None:
-    @attrs.define
-    class Ranged:
-        port: int = attrs.field(default=1, validator=between(1, 65535))
-        size: int = attrs.field(default=1, validator=at_least(1))
-        timeout: float = attrs.field(default=1.0, validator=greater_than(0))
-
-    class RangedPlugin:
-        @staticmethod
-        @hookimpl
-        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
-            register("ranged", Ranged, lambda config, context: object())
-
     pm.register(RangedPlugin(), "ranged")
     errors = errors_of('[streamer]\nshutdown_timeout = -1\nstats_interval = -2\n' + SRC
                        + '[[sinks]]\ntype = "ranged"\nport = 70000\nsize = 0\ntimeout = 0\n'
@@ -215,18 +218,6 @@ def test_every_range_error_at_once_with_its_path(pm) -> None:
 
 
 def test_a_mistyped_option_does_not_hide_the_range_errors_beside_it(pm) -> None:
-    @attrs.define
-    class Ranged:
-        port: int = attrs.field(default=1, validator=between(1, 65535))
-        size: int = attrs.field(default=1, validator=at_least(1))
-        label: str = "x"
-
-    class RangedPlugin:
-        @staticmethod
-        @hookimpl
-        def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
-            register("ranged", Ranged, lambda config, context: object())
-
     pm.register(RangedPlugin(), "ranged")
     errors = errors_of(SRC + '[[sinks]]\ntype = "ranged"\nport = "eighty"\nsize = 0\n'
                        'label = 3\n', pm)
@@ -238,7 +229,7 @@ def test_a_mistyped_option_does_not_hide_the_range_errors_beside_it(pm) -> None:
     # An unknown key may be a misspelt one: its range is checked once the name is right.
     errors = errors_of(SRC + '[[sinks]]\ntype = "ranged"\nprot = 1\nsize = 0\n', pm)
     assert errors == ["s.toml: sinks[0]: unknown key(s) prot; expected one of: port, size, "
-                      "label"], errors
+                      "timeout, label"], errors
 
 
 def test_nan_and_infinity_are_refused_everywhere(pm) -> None:
