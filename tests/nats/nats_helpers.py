@@ -21,6 +21,7 @@ REPLICA_CONFIG = """
 [streamer]
 log_level = "INFO"
 shutdown_timeout = 10
+{streamer_extra}
 
 [[sources]]
 name = "linear"
@@ -57,11 +58,11 @@ waiter_latency_ms = 100
 
 def replica_config(path: Path, fake: Any, urls: list[str], *, symbols: list[str] = SYMBOLS,
                    replicas: int = 1, klines: bool = False, source_extra: str = "",
-                   sink_extra: str = "") -> Path:
+                   sink_extra: str = "", streamer_extra: str = "") -> Path:
     path.write_text(REPLICA_CONFIG.format(
         symbols=toml_list(symbols), ws=fake.ws_url("linear"), rest=fake.rest_url,
         urls=toml_list(urls), replicas=replicas, source_extra=source_extra,
-        sink_extra=sink_extra, transforms=KLINES if klines else "",
+        sink_extra=sink_extra, streamer_extra=streamer_extra, transforms=KLINES if klines else "",
         sink_inputs=toml_list(["linear", "klines"] if klines else ["linear"])))
     return path
 
