@@ -146,6 +146,36 @@ def sent_trade_ids(fake: Any, symbols: list[str] = SYMBOLS) -> list[str]:
     return [t["i"] for s in symbols for t in fake.history("linear", s)]
 
 
+def last_stats(log: Path, node: str) -> dict[str, int]:
+    """The counters of ``node`` in the newest periodic stats line (``stats_interval``)."""
+    out: dict[str, int] = {}
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        if f"stats {node}:" in line:
+            out = {}
+            for part in line.split(f"stats {node}:", 1)[1].split(","):
+                key, _, value = part.strip().partition("=")
+                out[key] = int(value)
+    return out
+
+
+async def wait_stats(log: Path, node: str, proc: subprocess.Popen[bytes], predicate: Any,
+                     timeout: float = 60.0) -> dict[str, int]:
+    """Wait until the process's own stats line for ``node`` satisfies ``predicate``; the
+    timeout only turns a hang into a failure."""
+    with trio.move_on_after(timeout):
+        while True:
+            stats = last_stats(log, node)
+            if predicate(stats):
+                return stats
+            if proc.poll() is not None:
+                raise AssertionError(f"streamer exited (rc={proc.returncode}):\n"
+                                     f"{log.read_text(errors='replace')[-3000:]}")
+            await trio.sleep(0.05)
+    raise AssertionError(f"stats {node} never matched within {timeout}s: {last_stats(log, node)}"
+                         f"\n{log.read_text(errors='replace')[-3000:]}")
+
+
 def final_metrics(log: Path, node: str) -> dict[str, int]:
     for line in log.read_text(errors="replace").splitlines():
         if f"final {node}:" in line:
