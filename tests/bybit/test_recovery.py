@@ -89,14 +89,45 @@ async def test_the_fakes_rest_lists_a_trade_only_lag_seconds_after_its_push(auto
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("lag", [0.0, 2.0, 10.0, (0.0, 8.0)], ids=["0s", "2s", "10s", "0-8s"])
-async def test_every_trade_once_in_order_whatever_the_rest_lag(lag, collector, autojump_clock):
+# The seeded reconnect delays (Random(5)) are 0.311451, 0.741787 and 1.590387 s: the sessions
+# between the drops are shorter than the 30 s stale_timeout, so the backoff is never reset.
+# The market trades 2 trades per symbol every 0.2 s, so each outage misses 2, 4 and 8 ticks of
+# 2 symbols x 2 trades (the ticks inside the 5 ms read wait + delay, plus the ones queued in the
+# fake at the drop): 8 + 16 + 32 = 56 recovered trades, whatever the lag.
+RECOVERED = 56
+# REST is asked at the resubscribe, then 0.25, 0.75, 1.75, 3.75, 7.75, 11.75 s after it, per
+# symbol. The first live trade arrives within a tick (0.2 s); REST reaches it once its lag has
+# passed since that trade (with no live trade yet, an answer is trusted only after
+# rest_lag_max, 5 s). Per symbol and drop:
+#   0 s:   asked at 0 (no live trade yet), 0.25 -> 1 retry, 2 requests
+#   2 s:   asked at 0 ... 3.75 (first >= 2.2)  -> 4 retries, 5 requests
+#   10 s:  asked at 0 ... 11.75 (first >= 10.2) -> 6 retries, 7 requests
+#   0-8 s: the lag is drawn per request from the fake's seed 3: 6, 10 and 10 retries over the
+#          three drops (both symbols) -> 26 retries, 26 + 6 requests
+# The totals are for 3 drops x 2 symbols.
+EXPECTED_ASKS = {  # lag id: (recovery_retries, recent-trade requests)
+    "0s": (3 * 2 * 1, 3 * 2 * 2),
+    "2s": (3 * 2 * 4, 3 * 2 * 5),
+    "10s": (3 * 2 * 6, 3 * 2 * 7),
+    "0-8s": (26, 32),
+}
+
+
+@pytest.mark.parametrize(
+    ("lag", "asks"),
+    [(0.0, "0s"), (2.0, "2s"), (10.0, "10s"), ((0.0, 8.0), "0-8s")],
+    ids=["0s", "2s", "10s", "0-8s"],
+)
+async def test_every_trade_once_in_order_whatever_the_rest_lag(
+    lag, asks, collector, autojump_clock
+):
     fake = FakeBybit(linear_symbols=SYMBOLS, seed=3, rest_trade_lag=lag)
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
             await nursery.start(fake.serve)
             source = make_source(fake, symbols=SYMBOLS)
             await run_source(nursery, source, collector)
+            seed_backoff(source)
             with trio.CancelScope() as market:
                 nursery.start_soon(trade_forever, fake, SYMBOLS)
                 await trio.sleep(3)
@@ -114,13 +145,13 @@ async def test_every_trade_once_in_order_whatever_the_rest_lag(lag, collector, a
         assert ids(collector, s) == history(fake, s)
     assert source.metrics["reconnects"] == 3
     assert source.metrics["trade_gaps"] == 0
-    assert source.metrics["recovered_trades"] > 0
+    assert source.metrics["recovered_trades"] == RECOVERED
     assert [g.complete for g in collector.gaps if g.closed] == [True] * 3
-    if lag == 10.0:  # REST answered before it reached the held live trades, and was asked again
-        assert source.metrics["rest_failures"] == 0
-        # asked again at 0.25, 0.75, 1.75, 3.75, 7.75 s...: at least 4 times per symbol and drop
-        assert source.metrics["recovery_retries"] >= 3 * 2 * 4
-        assert len([r for r in fake.rest_requests if r[0] == "/v5/market/recent-trade"]) > 6 * 3
+    # REST answered (short of the held live trades while it lagged) and was asked again
+    assert source.metrics["rest_failures"] == 0
+    retries, requests = EXPECTED_ASKS[asks]
+    assert source.metrics["recovery_retries"] == retries
+    assert len([r for r in fake.rest_requests if r[0] == "/v5/market/recent-trade"]) == requests
 
 
 async def test_lag_past_the_deadline_reports_exactly_the_missing_range(

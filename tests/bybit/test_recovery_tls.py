@@ -4,6 +4,7 @@ until the recovery deadline, reported as a trade gap; the source streams on (no 
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 
 import pytest
@@ -11,6 +12,7 @@ import trio
 from bybit.harness import make_source, run_source
 
 from fakebybit import FakeBybit, make_ssl_contexts
+from streamer._backoff import Backoff
 from streamer._events import Trade
 
 
@@ -71,6 +73,7 @@ async def test_tls_broken_rest_is_a_reported_gap_not_a_crash(
                 recovery_deadline=10,
             )
             await run_source(nursery, source, collector)  # symbols unchecked: REST broken
+            source.connections[0].backoff = Backoff(initial=0.5, maximum=30, rng=random.Random(5))
             fake.trade("linear", "BTCUSDT")
             await collector.wait_for(lambda ev: len(ev) == 1)
             fake.drop_connections()
@@ -85,8 +88,13 @@ async def test_tls_broken_rest_is_a_reported_gap_not_a_crash(
         t["i"] for t in fake.history("linear", "BTCUSDT")
     ]
     assert source.metrics["trade_gaps"] == 1
-    assert source.metrics["rest_failures"] >= 3  # the symbol check, then retries
-    assert rest.connections >= 3
+    # One failed symbol check, then the recovery asks at 0, 0.25, 0.75, 1.75, 3.75 and 7.75 s
+    # after the resubscribe (its fixed retry schedule, no jitter); the next one (11.75 s) would
+    # be past recovery_deadline (10 s). Each ask is one TLS connection: a broken one is never
+    # reused.
+    assert source.metrics["rest_failures"] == 1 + 6
+    assert source.metrics["recovery_retries"] == 5
+    assert rest.connections == 1 + 6
     assert not collector.gaps[-1].complete
     assert "streaming BTCUSDT unchecked" in caplog.text
     assert "(REST failed: BrokenResourceError: " in caplog.text  # the cause, named

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import re
 import socket
 
 import pytest
@@ -11,6 +13,7 @@ from bybit.harness import make_source, run_source
 
 from fakebybit import FakeBybit
 from streamer._api import FatalError
+from streamer._backoff import Backoff
 from streamer._events import Trade
 from streamer_bybit.connection import ConnectPacer
 from streamer_bybit.source import pool_topics
@@ -83,16 +86,23 @@ async def test_rest_down_load_all_logs_and_retries(fake_bybit, collector, caplog
     caplog.set_level(logging.WARNING)
     fake_bybit.reachable = False
     source = make_source(fake_bybit, load_all_symbols=True, symbols_limit=1)
+    source.symbols_backoff = Backoff(initial=1.0, maximum=30, rng=random.Random(5))
     with trio.fail_after(300):
         async with trio.open_nursery() as nursery:
+            started = trio.current_time()
             nursery.start_soon(source.run, collector)
             await trio.sleep(60)
-            failures = source.metrics["rest_failures"]
-            assert 3 <= failures < 60  # retried, with growing delays
+            # The 503s come at once; the seeded delays put the asks at 0, 0.62, 2.11, 5.29,
+            # 12.83, 24.67, 52.33 and 53.21 s; the next one (67.17 s) is past the 60 s.
+            assert source.metrics["rest_failures"] == 8
+            assert re.findall(r"next retry in ([\d.]+) s", caplog.text) == [
+                "0.6", "1.5", "3.2", "7.5", "11.8", "27.7", "0.9", "14.0"
+            ]
             assert "cannot load the linear instruments from 127.0.0.1" in caplog.text
-            assert "next retry in" in caplog.text
             fake_bybit.reachable = True
             await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+            # subscribed once the ninth ask (at 67.17 s) found REST back
+            assert trio.current_time() - started == pytest.approx(67.173816, abs=1e-6)
             nursery.cancel_scope.cancel()
 
 

@@ -21,6 +21,7 @@ REPLICA_CONFIG = """
 [streamer]
 log_level = "INFO"
 shutdown_timeout = 10
+{streamer_extra}
 
 [[sources]]
 name = "linear"
@@ -57,11 +58,11 @@ waiter_latency_ms = 100
 
 def replica_config(path: Path, fake: Any, urls: list[str], *, symbols: list[str] = SYMBOLS,
                    replicas: int = 1, klines: bool = False, source_extra: str = "",
-                   sink_extra: str = "") -> Path:
+                   sink_extra: str = "", streamer_extra: str = "") -> Path:
     path.write_text(REPLICA_CONFIG.format(
         symbols=toml_list(symbols), ws=fake.ws_url("linear"), rest=fake.rest_url,
         urls=toml_list(urls), replicas=replicas, source_extra=source_extra,
-        sink_extra=sink_extra, transforms=KLINES if klines else "",
+        sink_extra=sink_extra, streamer_extra=streamer_extra, transforms=KLINES if klines else "",
         sink_inputs=toml_list(["linear", "klines"] if klines else ["linear"])))
     return path
 
@@ -143,6 +144,36 @@ def trade_ids(msgs: list[Any]) -> collections.Counter[str]:
 
 def sent_trade_ids(fake: Any, symbols: list[str] = SYMBOLS) -> list[str]:
     return [t["i"] for s in symbols for t in fake.history("linear", s)]
+
+
+def last_stats(log: Path, node: str) -> dict[str, int]:
+    """The counters of ``node`` in the newest periodic stats line (``stats_interval``)."""
+    out: dict[str, int] = {}
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        if f"stats {node}:" in line:
+            out = {}
+            for part in line.split(f"stats {node}:", 1)[1].split(","):
+                key, _, value = part.strip().partition("=")
+                out[key] = int(value)
+    return out
+
+
+async def wait_stats(log: Path, node: str, proc: subprocess.Popen[bytes], predicate: Any,
+                     timeout: float = 60.0) -> dict[str, int]:
+    """Wait until the process's own stats line for ``node`` satisfies ``predicate``; the
+    timeout only turns a hang into a failure."""
+    with trio.move_on_after(timeout):
+        while True:
+            stats = last_stats(log, node)
+            if predicate(stats):
+                return stats
+            if proc.poll() is not None:
+                raise AssertionError(f"streamer exited (rc={proc.returncode}):\n"
+                                     f"{log.read_text(errors='replace')[-3000:]}")
+            await trio.sleep(0.05)
+    raise AssertionError(f"stats {node} never matched within {timeout}s: {last_stats(log, node)}"
+                         f"\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def final_metrics(log: Path, node: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from nats_helpers import (
     start_replica,
     stop_replica,
     trade_ids,
+    wait_stats,
     wait_stream_count,
 )
 from nats_server import stream_info
@@ -52,18 +53,26 @@ async def test_two_replicas_same_shard_each_trade_once_and_sigkill_one(
     for name in ("a", "b"):
         config = replica_config(tmp_path / f"{name}.toml", fake_bybit, [nats_server.url],
                                 symbols=LINEAR_SYMBOLS, klines=True,
-                                source_extra=f'shard = "{SHARD}"')
+                                source_extra=f'shard = "{SHARD}"',
+                                streamer_extra="stats_interval = 0.2")
         logs.append(tmp_path / f"{name}.log")
         procs.append(await start_replica(config, logs[-1]))
     try:
         await _market(fake_bybit, 2_000)
-        await trio.sleep(0.5)  # both replicas have published the first half
+        first = len(sent_trade_ids(fake_bybit, MINE))
+        # Both replicas are past the first half by their own counters (events acked by NATS,
+        # stored or found stored, at least as many as its trades): the survivor then meets
+        # what the killed one stored.
+        for proc, log in zip(procs, logs, strict=True):
+            await wait_stats(log, "nats", proc,
+                             lambda m: m.get("published", 0) + m.get("duplicates", 0) >= first)
         kill_replica(procs[0])  # SIGKILL mid-stream: no flush, no goodbye
         await _market(fake_bybit, 2_000)
         sent = sent_trade_ids(fake_bybit, MINE)
-        assert len(sent) > 1_000
+        # 4,000 messages of one trade, round-robin over the 8 symbols; 5 are in the shard
+        assert len(MINE) == 5 and len(sent) == 4_000 // 8 * 5
         await wait_stream_count(nats_server.url, len(sent))
-        await trio.sleep(0.5)  # let anything doubled arrive too
+        # anything doubled would be in the stream once the replicas are stopped (below)
     finally:
         for proc in procs:
             rc = await stop_replica(proc) if proc.poll() is None else None
@@ -73,9 +82,10 @@ async def test_two_replicas_same_shard_each_trade_once_and_sigkill_one(
                          [m for m in msgs if m.subject.split(".")[2] == "klines"], sent)
     assert {m.subject.rsplit(".", 1)[1] for m in msgs} <= set(MINE)  # only the shard's
     survivor = final_metrics(logs[1], "nats")
-    # The survivor published the second half alone and was second for most of the first.
+    # The survivor published the second half alone and met the killed replica's copies in
+    # the first: every message of the stream is one the survivor stored or found stored.
     assert survivor.get("duplicates", 0) > 0, survivor
-    assert survivor.get("published", 0) + survivor.get("duplicates", 0) >= len(sent) - 10
+    assert survivor.get("published", 0) + survivor.get("duplicates", 0) == len(msgs), survivor
     assert "failed" not in survivor
 
 
@@ -88,13 +98,12 @@ async def test_server_killed_and_restarted_mid_run_nothing_acked_lost(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_market, fake_bybit, 3_000)
-            await trio.sleep(1.0)
+            await wait_stream_count(nats_server.url, 1)  # the sink is publishing
             await trio.to_thread.run_sync(nats_server.kill)  # crash, store kept
             await trio.sleep(0.5)
             await trio.to_thread.run_sync(nats_server.start)
         sent = sent_trade_ids(fake_bybit, LINEAR_SYMBOLS)
         await wait_stream_count(nats_server.url, len(sent), timeout=30)
-        await trio.sleep(0.5)
     finally:
         rc = await stop_replica(proc)
     assert rc == 0, log.read_text()[-3000:]
@@ -116,7 +125,7 @@ async def test_stream_leader_killed_in_r3_cluster_two_replicas_each_trade_once(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_market, fake_bybit, 4_000)
-            await trio.sleep(1.0)
+            await wait_stream_count(urls, 1)  # the stream exists, the sinks are publishing
             info = await trio.to_thread.run_sync(stream_info, urls)
             assert info.config.num_replicas == 3
             leader = nats_cluster.node(info.cluster.leader)
@@ -124,7 +133,6 @@ async def test_stream_leader_killed_in_r3_cluster_two_replicas_each_trade_once(
         sent = sent_trade_ids(fake_bybit, LINEAR_SYMBOLS)
         alive = [n.url for n in nats_cluster.nodes if n is not leader]
         await wait_stream_count(alive, len(sent), timeout=40)
-        await trio.sleep(0.5)
     finally:
         for proc, log in zip(procs, logs, strict=True):
             rc = await stop_replica(proc)
@@ -146,7 +154,8 @@ async def test_two_replicas_bybit_klines_each_closed_candle_once_through_a_sigki
     procs, logs = [], []
     for name in ("a", "b"):
         config = replica_config(tmp_path / f"{name}.toml", fake_bybit, [nats_server.url],
-                                symbols=symbols, source_extra='kline_intervals = ["1m"]')
+                                symbols=symbols, source_extra='kline_intervals = ["1m"]',
+                                streamer_extra="stats_interval = 0.2")
         text = config.read_text().replace('streams = ["trades"]',
                                           'streams = ["trades", "klines"]')
         config.write_text(text)
@@ -160,13 +169,17 @@ async def test_two_replicas_bybit_klines_each_closed_candle_once_through_a_sigki
                 fake_bybit.trade("linear", symbol, ts=t0 + k * 60_000 + 1_000)
             await trio.sleep(0.05)
             if k == minutes // 2:
-                await trio.sleep(0.5)
+                # both replicas are past this point by their own counters (events acked by
+                # NATS at least as many as the trades so far)
+                so_far = len(sent_trade_ids(fake_bybit, symbols))
+                for proc, log in zip(procs, logs, strict=True):
+                    await wait_stats(log, "nats", proc, lambda m, n=so_far:
+                                     m.get("published", 0) + m.get("duplicates", 0) >= n)
                 kill_replica(procs[0])
         sent = sent_trade_ids(fake_bybit, symbols)
         closed_expected = {(s, 60_000, t0 + k * 60_000) for s in symbols
                            for k in range(minutes - 1)}
         await wait_stream_count(nats_server.url, len(sent) + len(closed_expected))
-        await trio.sleep(0.5)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -4,7 +4,7 @@ events, drops (and counts as ``failed``) beyond, and publishes the rest once NAT
 from __future__ import annotations
 
 import trio
-from nats_helpers import messages, stream_count, trade_ids
+from nats_helpers import messages, stream_count, trade_ids, wait_log
 from nats_server import NatsServer
 
 from streamer import Trade
@@ -41,12 +41,12 @@ async def test_buffer_bounded_while_nats_is_down_then_published(plugin_manager):
             source, sink = pipeline.node("src"), pipeline.node("nats")
             for i in range(0, 800, 100):  # 800 events into a 500-event buffer
                 source.push(_trades(i, 100))
-            with trio.fail_after(5):
+            with trio.fail_after(60):  # a hang, not a speed check
                 while sink.metrics["failed"] < 300:
                     await trio.sleep(0.05)
             assert sink.metrics["failed"] == 300  # the oldest 300, counted
             await trio.to_thread.run_sync(server.start)
-            with trio.fail_after(20):
+            with trio.fail_after(60):  # a hang, not a speed check
                 while sink.metrics["published"] < 500:
                     await trio.sleep(0.1)
             assert await stream_count(server.url) == 500
@@ -57,36 +57,42 @@ async def test_buffer_bounded_while_nats_is_down_then_published(plugin_manager):
 
 
 async def test_sigterm_with_nats_down_exits_within_the_shutdown_timeout(tmp_path, fake_bybit):
-    """NATS unreachable, events buffered: SIGTERM still exits promptly, counting what it
-    could not publish as ``lost_at_shutdown``; events were lost, so the status is 3."""
+    """NATS unreachable, events buffered: SIGTERM still exits once the sink's
+    shutdown_timeout is over, counting what it could not publish as ``lost_at_shutdown``;
+    events were lost, so the status is 3."""
     import signal
-    import time
 
     from nats_helpers import SYMBOLS, final_metrics, replica_config, start_replica
 
     server = NatsServer()  # never started: its port refuses connections
+    # 200 trades into a buffer of 150: the sink counts the 50 oldest as failed, so a stats
+    # line with failed=50 says that all 200 reached it, however long a loaded machine takes.
     config = replica_config(tmp_path / "a.toml", fake_bybit, [server.url],
-                            sink_extra="shutdown_timeout = 1.0")
+                            sink_extra="shutdown_timeout = 1.0\nmax_buffer = 150",
+                            streamer_extra="stats_interval = 0.2")
     log = tmp_path / "a.log"
     proc = await start_replica(config, log)
     try:
         await fake_bybit.run_market("linear", SYMBOLS, rate=1_000, count=200, tickers=False)
-        await trio.sleep(0.5)
-        sent_at = time.monotonic()
+        await wait_log(log, "failed=50", proc)
         proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(10):
+        with trio.fail_after(60):  # a hang, not a speed check
             while proc.poll() is None:
                 await trio.sleep(0.05)
-        took = time.monotonic() - sent_at
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
         server.stop()
-    assert proc.returncode == 3, log.read_text()[-3000:]
-    assert "events lost: 200 in all; nats lost_at_shutdown=200" in log.read_text()
-    assert took < 5.0, took
-    assert final_metrics(log, "nats").get("lost_at_shutdown") == 200, log.read_text()[-3000:]
+    text = log.read_text()
+    assert proc.returncode == 3, text[-3000:]
+    assert "events lost: 200 in all; nats lost_at_shutdown=150, failed=50" in text, text[-3000:]
+    # The sink's own deadline ended it (measured by the process, not by this test)
+    assert "NATS: 150 buffered events not acknowledged within 1.0s of shutdown; lost" in text, \
+        text[-3000:]
+    final = final_metrics(log, "nats")
+    assert (final.get("failed"), final.get("lost_at_shutdown")) == (50, 150), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
 
 
 PARTIAL_TOML = """
@@ -120,7 +126,7 @@ async def test_a_partial_candle_does_not_shadow_the_complete_one(plugin_manager,
         batches = [[candle(True, 3)], [candle(False, 10)], [candle(False, 10)]]
         for done, batch in enumerate(batches, start=1):
             source.push(batch)
-            with trio.fail_after(10):  # one at a time: A's partial first, then B twice
+            with trio.fail_after(60):  # one at a time: A's partial first, then B twice
                 while sink.metrics["published"] + sink.metrics["duplicates"] < done:
                     await trio.sleep(0.02)
         assert (sink.metrics["published"], sink.metrics["duplicates"]) == (2, 1)
@@ -145,8 +151,10 @@ async def test_existing_stream_with_other_subjects_is_a_fatal_error(plugin_manag
     await trio.to_thread.run_sync(lambda: asyncio.run(create()))
     failures: list[BaseException] = []
     try:
-        async with running_pipeline(PARTIAL_TOML.format(url=nats_server.url), plugin_manager):
-            await trio.sleep(10)
+        with trio.move_on_after(60):  # a hang; then ``failures`` stays empty and fails below
+            async with running_pipeline(PARTIAL_TOML.format(url=nats_server.url),
+                                        plugin_manager):
+                await trio.sleep_forever()
     except BaseException as exc:  # the pipeline stops with the FatalError inside a group
         failures.append(exc)
     leaves: list[BaseException] = []

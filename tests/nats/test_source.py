@@ -37,6 +37,27 @@ def _trades(n: int, start: int = 0) -> list[Trade]:
             for i in range(start, start + n)]
 
 
+async def wait_consumer_done(url: str, durable: str, timeout: float = 60.0) -> Any:
+    """Wait until ``durable`` has nothing left to deliver and every delivery is acked: no
+    event can reach the sinks after that (the timeout only turns a hang into a failure)."""
+    with trio.fail_after(timeout):
+        while True:
+            info = await consumer_info(url, durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return info
+            await trio.sleep(0.05)
+
+
+async def wait_consumer_exists(url: str, durable: str, timeout: float = 60.0) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                await consumer_info(url, durable)
+                return
+            except Exception:  # not created yet
+                await trio.sleep(0.05)
+
+
 SOURCE_TOML = """
 [[sources]]
 name = "edge"
@@ -78,20 +99,22 @@ async def test_every_event_kind_round_trips(nats_server, plugin_manager):
 
 
 async def test_acks_only_after_every_sink_accepted(nats_server, plugin_manager):
-    """A slow sink holds its batch for 1.5 s: meanwhile the consumer has that batch
+    """A slow sink holds its batch for 3 s: meanwhile the consumer has that batch
     delivered but not acknowledged; once the sink comes back for more, it is acked."""
     await publish_events(nats_server.url, _trades(N_TRADES))
-    toml = SOURCE_TOML.format(url=nats_server.url, deliver="all", extra="", delay=1.5)
+    toml = SOURCE_TOML.format(url=nats_server.url, deliver="all", extra="", delay=3.0)
     async with running_pipeline(toml, plugin_manager) as pipeline:
         sink = pipeline.node("collect")
-        with trio.fail_after(10):
+        with trio.fail_after(60):
             while sink.deliveries == 0:
                 await trio.sleep(0.01)
-        await trio.sleep(0.5)  # the sink is still "handling" its first batch
+        # asked at once: the sink is "handling" its first batch for 3 s (room for a loaded
+        # machine's slow answer); the first batch is 100 trades
         held = await consumer_info(nats_server.url, "edge")
+        assert sink.events == []
         assert held.num_ack_pending > 0
-        assert held.ack_floor.stream_seq < N_TRADES
-        with trio.fail_after(20):
+        assert held.ack_floor.stream_seq == 0
+        with trio.fail_after(60):
             await sink.wait_for(N_TRADES)
             while (await consumer_info(nats_server.url, "edge")).num_ack_pending:
                 await trio.sleep(0.2)
@@ -114,7 +137,7 @@ async def test_durable_resumes_after_the_last_ack_and_start_positions(nats_serve
         sink = pipeline.node("collect")
         with trio.fail_after(10):
             got = await sink.wait_for(50)
-        await trio.sleep(0.5)
+        await wait_consumer_done(nats_server.url, "edge")  # nothing more can come
     assert [e.trade_id for e in got] == [f"id-{i}" for i in range(100, 150)]
     # deliver = "sequence" on a new durable starts there; "new" sees nothing old
     seq = SOURCE_TOML.format(url=nats_server.url, deliver="sequence",
@@ -124,17 +147,17 @@ async def test_durable_resumes_after_the_last_ack_and_start_positions(nats_serve
         sink = pipeline.node("collect")
         with trio.fail_after(10):
             got = await sink.wait_for(10)
-        await trio.sleep(0.3)
+        await wait_consumer_done(nats_server.url, "by-seq")
     assert [e.trade_id for e in sink.events] == [f"id-{i}" for i in range(140, 150)]
     new = SOURCE_TOML.format(url=nats_server.url, deliver="new", extra="", delay=0)
     new = new.replace('durable = "edge"', 'durable = "only-new"')
     async with running_pipeline(new, plugin_manager) as pipeline:
-        await trio.sleep(0.5)
+        await wait_consumer_exists(nats_server.url, "only-new")  # "new" from its creation
         await publish_events(nats_server.url, _trades(5, start=150))
         sink = pipeline.node("collect")
         with trio.fail_after(10):
             await sink.wait_for(5)
-        await trio.sleep(0.3)
+        await wait_consumer_done(nats_server.url, "only-new")
     assert [e.trade_id for e in sink.events] == [f"id-{i}" for i in range(150, 155)]
 
 
@@ -247,5 +270,5 @@ async def test_deliver_by_start_time(nats_server, plugin_manager):
         sink = pipeline.node("collect")
         with trio.fail_after(10):
             await sink.wait_for(7)
-        await trio.sleep(0.3)
+        await wait_consumer_done(nats_server.url, "edge")
     assert [e.trade_id for e in sink.events] == [f"id-{i}" for i in range(20, 27)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import struct
+import time
 
 import pytest
 import trio
@@ -48,32 +50,51 @@ async def test_a_stalled_disk_drops_reads_counted_and_memory_stays_bounded(tmp_p
     conn = writer.open_connection("c")
     for _ in range(20_000):  # ~6 MB offered to a 1 MB queue
         writer.record(conn, [PAYLOAD], 1)
-    queued = writer._in_bytes - writer._out_bytes
-    assert queued <= 1 << 20
-    dropped = writer.metrics["capture_dropped_reads"]
-    assert dropped > 15_000
-    assert writer.metrics["capture_dropped_frames"] == dropped
-    assert len(writer._queue) + dropped == 20_001  # every read either queued or counted
+    # A read costs its 264 payload bytes + 4 + QUEUE_OVERHEAD_BYTES (300) = 568 bytes, the
+    # OPEN record 300 + 4 + 1 = 305: (1 MiB - 305) // 568 = 1845 reads fit, 18,155 are dropped.
+    assert len(PAYLOAD) == 264
+    assert writer._in_bytes - writer._out_bytes == 305 + 1845 * 568  # <= 1 MiB
+    assert writer.metrics["capture_dropped_reads"] == 20_000 - 1845
+    assert writer.metrics["capture_dropped_frames"] == 20_000 - 1845
+    assert len(writer._queue) == 1 + 1845  # the OPEN record and the reads that fit
+
+
+async def wait_real(predicate, seconds: float = 30.0) -> None:
+    """Wait for what the writer thread does, bounded in real time (a loaded machine may take
+    its time); the sleeping is done in a thread so that the writer gets the GIL."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"not done after {seconds} s of real time"
+        await trio.to_thread.run_sync(time.sleep, 0.005)
 
 
 async def test_rotation_by_size_gives_files_that_each_replay(tmp_path):
-    writer = _writer(tmp_path, file_bytes=4096, level=1)
+    # Incompressible reads of 200 KiB, each queued once the writer took the one before: every
+    # read is a batch of its own, so what the files hold does not depend on thread timing. A
+    # frozen writer clock means no periodic flush and no rotation by age.
+    rng = random.Random(11)
+    payloads = [rng.randbytes(200 << 10) for _ in range(5)]
+    writer = _writer(tmp_path, file_bytes=300 << 10, level=1, monotonic=lambda: 0.0)
     writer.start()
     conn = writer.open_connection("c")
-    for i in range(3000):
-        writer.record(conn, [PAYLOAD + str(i).encode()], i)
+    for i, payload in enumerate(payloads):
+        writer.record(conn, [payload], i)
+        await wait_real(lambda n=i + 1: writer.reads_written == n)
     writer.stop()
     assert await trio.to_thread.run_sync(writer.join, 10)
     files = capture_files(tmp_path)
-    assert len(files) >= 2
+    # zstd emits its output in 128 KiB blocks: after one read a file holds one block (under
+    # 300 KiB), after two it holds three (over it) and is closed; the fifth read shares the
+    # last file with the end record.
+    assert len(files) == 3
     seen = []
     for f in files:
         with open(f, "rb") as fh:
             records = list(read_records(fh))
         assert records[0][0] == 0  # each file opens with the header ...
         assert records[1][0] == 2  # ... and the connections open at that point
-        seen += [body[0] for kind, _, _, body in records if kind == FRAMES]
-    assert seen == [PAYLOAD + str(i).encode() for i in range(3000)]
+        seen.append([body[0] for kind, _, _, body in records if kind == FRAMES])
+    assert seen == [payloads[0:2], payloads[2:4], payloads[4:5]]
 
 
 async def test_a_truncated_file_yields_its_whole_records_then_says_so(tmp_path):

@@ -207,7 +207,7 @@ class Pipeline:
                 "lost_at_shutdown": n.lost_at_shutdown,
             }
             own = n.context.metrics
-            for key in own.loss_keys:
+            for key in sorted(own.loss_keys):
                 counts[key] = counts.get(key, 0) + own.counts[key]
             counts = {k: v for k, v in counts.items() if v}
             if counts:

@@ -251,6 +251,9 @@ class BybitSource:
         self.symbols: list[str] = []
         self.unknown_symbols: list[str] = []
         self.connections: list[BybitConnection] = []
+        #: Paces the retries of the start-up instruments load; an attribute (like a
+        #: connection's ``backoff``) so that a test can seed its jitter.
+        self.symbols_backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
         context.metrics.add_probe(self._samples)
         context.health.add_probe(self._health)
 
@@ -307,7 +310,8 @@ class BybitSource:
         config = self.config
         host = urlsplit(self.rest_url).netloc
         if config.load_all_symbols:
-            backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
+            backoff = self.symbols_backoff
+            backoff.reset()
             while True:
                 try:
                     instruments = await self._instruments()
