@@ -87,6 +87,10 @@ class NatsSink:
         self._in_flight = 0
         #: After a chunk with failures, no new chunk before this trio time.
         self._paused_until = 0.0
+        #: The writer's current step (a connect attempt, a backoff, a wait); shutdown moves
+        #: its deadline so none of them outlasts ``shutdown_timeout``.
+        self._writer_scope: trio.CancelScope | None = None
+        self._shutdown_deadline = float("inf")
 
     # -- the sink's side -------------------------------------------------------------------
 
@@ -139,6 +143,9 @@ class NatsSink:
                 while events := await inbox.get():
                     self.add(events)
                 self._closed = True
+                self._shutdown_deadline = trio.current_time() + config.shutdown_timeout
+                if self._writer_scope is not None:
+                    self._writer_scope.deadline = self._shutdown_deadline
                 self._changed.set()
             nursery.cancel_scope.cancel()
 
@@ -167,14 +174,11 @@ class NatsSink:
         """Start a publish task per chunk while fewer than ``max_in_flight`` events are
         unacknowledged: chunks are pipelined, none waits for the acks of the one before."""
         config = self.config
-        deadline = float("inf")
         self._in_flight = 0
         self._paused_until = 0.0
         async with trio.open_nursery() as chunks:
             while True:
-                if self._closed and deadline == float("inf"):
-                    deadline = trio.current_time() + config.shutdown_timeout
-                with trio.move_on_at(deadline):
+                with trio.move_on_at(self._shutdown_deadline) as self._writer_scope:
                     room = config.max_in_flight - self._in_flight
                     if not self._buffer or room <= 0:
                         if self._closed and not self._buffer and not self._in_flight:
