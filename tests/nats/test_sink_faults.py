@@ -3,6 +3,7 @@ events, drops (and counts as ``failed``) beyond, and publishes the rest once NAT
 
 from __future__ import annotations
 
+import pytest
 import trio
 from nats_helpers import messages, stream_count, trade_ids, wait_log
 from nats_server import NatsServer
@@ -167,3 +168,44 @@ async def test_existing_stream_with_other_subjects_is_a_fatal_error(plugin_manag
             leaves.append(exc)
     fatal = [e for e in leaves if isinstance(e, FatalError)]
     assert fatal and "do not include 'bybit.>'" in str(fatal[0]), leaves
+
+
+async def test_shutdown_cuts_a_backoff_short_with_nats_down(autojump_clock):
+    """SIGTERM while the writer sleeps between connect attempts: the sink is done exactly
+    shutdown_timeout later, not after the backoff (MockClock; NATS never started)."""
+    import logging
+
+    from streamer import Backoff, Context
+    from streamer._inbox import Inbox
+    from streamer._metrics import Metrics
+    from streamer_nats.sink import NatsSink, NatsSinkConfig
+
+    server = NatsServer()  # never started: its port refuses connections
+    context = Context(name="nats", type="nats", logger=logging.getLogger("streamer.sink.nats"),
+                      metrics=Metrics())
+    sink = NatsSink(NatsSinkConfig(url=server.url, shutdown_timeout=1.0, retry_initial=20.0,
+                                   retry_max=30.0), context)
+    sink._backoff = Backoff(20.0, 30.0, jitter=False)  # every sleep 20 s or more
+    inbox = Inbox("nats", 100)
+    given_up_at: list[float] = []
+
+    class WhenGivenUp(logging.Handler):
+        # The writer logs what it could not publish when it stops, on trio's thread: the
+        # time of that line is when the sink gave up (its asyncio thread is closed after).
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not acknowledged" in record.getMessage():
+                given_up_at.append(trio.current_time())
+
+    handler = WhenGivenUp()
+    context.logger.addHandler(handler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.run, inbox)
+        await inbox.put([Trade("linear", "BTCUSDT", 1, "Buy", "1", "1", "1")])
+        # the start-up attempt and the writer's: the writer is now in its 20 s sleep
+        while context.metrics["connect_failures"] < 2:
+            await trio.sleep(0.01)
+        closed_at = trio.current_time()
+        inbox.close()
+    context.logger.removeHandler(handler)
+    assert given_up_at == [pytest.approx(closed_at + 1.0, abs=1e-6)]
+    assert context.metrics["lost_at_shutdown"] == 1
