@@ -9,6 +9,7 @@ import pytest
 from fakebybit.market import period_start
 from streamer._config import ConfigError, structure_options
 from streamer.intervals import INTERVALS, WEEK_MS, bybit_code, candle_start, parse_interval
+from streamer.testing import config_errors
 from streamer_aggregate.passthrough import PassthroughConfig
 from streamer_aggregate.transform import KlineConfig
 
@@ -94,7 +95,6 @@ def test_rest_url_and_testnet_moved_to_the_source(options, key):
 
 def test_every_bad_option_is_reported_with_its_path(plugin_manager):
     """Field validators, not a chain that stops at the first: all three show at once."""
-    from streamer._config import load_config_text
 
     toml = """
 [[sources]]
@@ -110,9 +110,7 @@ gap_hold_s = -1
 [[sinks]]
 type = "testing.collect"
 """
-    with pytest.raises(ConfigError) as info:
-        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
-    assert info.value.errors == [
+    assert config_errors(toml, plugin_manager) == [
         "s.toml: transforms[0].waiter_latency_ms: expected 80 to 150, got 10",
         "s.toml: transforms[0].update_interval_ms: expected 50 to 3600000, got 1",
         "s.toml: transforms[0].gap_hold_s: expected 0 to 3600, got -1.0",
@@ -120,7 +118,6 @@ type = "testing.collect"
 
 
 def test_klines_verify_reports_both_bad_options_with_their_paths(plugin_manager):
-    from streamer._config import load_config_text
 
     toml = """
 [[sources]]
@@ -135,9 +132,7 @@ max_pending = 0
 [[sinks]]
 type = "testing.collect"
 """
-    with pytest.raises(ConfigError) as info:
-        load_config_text(toml, plugin_manager, filename="s.toml", environ={})
-    assert info.value.errors == [
+    assert config_errors(toml, plugin_manager) == [
         "s.toml: transforms[0].tolerance: expected at least 0 and less than 1, got 1.5",
         "s.toml: transforms[0].max_pending: expected at least 1, got 0",
     ]

@@ -152,10 +152,16 @@ def last_stats(log: Path, node: str) -> dict[str, int]:
     text = log.read_text(errors="replace") if log.exists() else ""
     for line in text.splitlines():
         if f"stats {node}:" in line:
-            out = {}
-            for part in line.split(f"stats {node}:", 1)[1].split(","):
-                key, _, value = part.strip().partition("=")
-                out[key] = int(value)
+            out = _counters(line, f"stats {node}:")
+    return out
+
+
+def _counters(line: str, marker: str) -> dict[str, int]:
+    """``key=value`` counters after ``marker`` in a stats or final line of the runtime."""
+    out = {}
+    for part in line.split(marker, 1)[1].split(","):
+        key, _, value = part.strip().partition("=")
+        out[key] = int(value)
     return out
 
 
@@ -179,11 +185,7 @@ async def wait_stats(log: Path, node: str, proc: subprocess.Popen[bytes], predic
 def final_metrics(log: Path, node: str) -> dict[str, int]:
     for line in log.read_text(errors="replace").splitlines():
         if f"final {node}:" in line:
-            out = {}
-            for part in line.split(f"final {node}:", 1)[1].split(","):
-                key, _, value = part.strip().partition("=")
-                out[key] = int(value)
-            return out
+            return _counters(line, f"final {node}:")
     return {}
 
 

@@ -8,8 +8,9 @@ Fixtures:
   ``@hookimpl`` methods) into ``plugin_manager`` for one test and unregisters it afterwards.
 
 Helpers: :func:`running_pipeline` builds a pipeline from TOML text and runs it for the body
-of an ``async with``; :class:`ScriptedSource` emits the batches a test pushes;
-:class:`CollectingSink` keeps what it receives.
+of an ``async with``; :func:`config_errors` lists what ``streamer check`` would refuse in TOML
+text; :class:`ScriptedSource` emits the batches a test pushes; :class:`CollectingSink` keeps
+what it receives.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 import trio
 
 from streamer._api import Context, Emit, StreamGap
-from streamer._config import load_config_text
+from streamer._config import ConfigError, load_config_text
 from streamer._events import Event
 from streamer._hookspecs import RegisterType, hookimpl
 from streamer._inbox import Inbox
@@ -145,6 +146,17 @@ async def running_pipeline(
             pipeline.shutdown()
 
 
+def config_errors(toml: str, pm: PluginManager, *,
+                  environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every error ``streamer check`` would report for ``toml`` (file name ``s.toml``), one
+    line each as printed (``s.toml: sinks[0].port: expected ..., got ...``); ``[]`` if valid."""
+    try:
+        load_config_text(toml, pm, filename="s.toml", environ=environ or {})
+    except ConfigError as exc:
+        return exc.errors
+    return []
+
+
 @pytest.fixture
 def plugin_manager() -> PluginManager:
     pm = load_plugin_manager(environ={})
@@ -172,6 +184,7 @@ __all__ = [
     "ScriptedSource",
     "ScriptedSourceConfig",
     "TestingPlugin",
+    "config_errors",
     "running_pipeline",
 ]
 
