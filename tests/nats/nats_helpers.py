@@ -132,6 +132,22 @@ async def wait_stream_count(urls: str | list[str], n: int, timeout: float = 30.0
     return seen
 
 
+async def wait_stream_trades(urls: str | list[str], ids: list[str],
+                             timeout: float = 30.0) -> None:
+    """Wait until every trade id of ``ids`` is in the stream. Kline messages share the
+    stream, so a message count can be reached before the last trades are stored; stopping a
+    replica then would cut off trades it had not read yet."""
+    want, have = set(ids), set()
+    with trio.move_on_after(timeout):
+        while True:
+            have = set(trade_ids(await messages(urls)))
+            if want <= have:
+                return
+            await trio.sleep(0.2)
+    raise AssertionError(f"{len(want - have)} of {len(want)} trades not in the stream "
+                         f"after {timeout}s")
+
+
 def trade_ids(msgs: list[Any]) -> collections.Counter[str]:
     out: collections.Counter[str] = collections.Counter()
     for m in msgs:

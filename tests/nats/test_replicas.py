@@ -20,6 +20,7 @@ from nats_helpers import (
     trade_ids,
     wait_stats,
     wait_stream_count,
+    wait_stream_trades,
 )
 from nats_server import stream_info
 
@@ -71,8 +72,9 @@ async def test_two_replicas_same_shard_each_trade_once_and_sigkill_one(
         sent = sent_trade_ids(fake_bybit, MINE)
         # 4,000 messages of one trade, round-robin over the 8 symbols; 5 are in the shard
         assert len(MINE) == 5 and len(sent) == 4_000 // 8 * 5
-        await wait_stream_count(nats_server.url, len(sent))
-        # anything doubled would be in the stream once the replicas are stopped (below)
+        # Every trade stored before the survivor is stopped (its SIGTERM ends its reading);
+        # anything doubled would be in the stream once the replicas are stopped (below).
+        await wait_stream_trades(nats_server.url, sent)
     finally:
         for proc in procs:
             rc = await stop_replica(proc) if proc.poll() is None else None
