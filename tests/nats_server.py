@@ -160,21 +160,22 @@ async def _read_stream(urls: list[str], stream: str, timeout: float) -> list[Any
         await nc.close()
 
 
-def read_stream(urls: str | list[str], stream: str = "BYBIT", timeout: float = 5.0
-                ) -> list[Any]:
+def read_stream(urls: str | list[str], stream: str = "BYBIT", timeout: float = 5.0,
+                patience: float = 60.0) -> list[Any]:
     """Every message of ``stream`` (nats-py ``Msg``: .subject .data .headers .metadata).
 
-    Retried a few times: just after a cluster node died the stream may still be moving its
-    consumers to the new leader, and creating the read-back consumer times out."""
+    Retried for up to ``patience`` seconds: just after a cluster node died the stream may
+    still be moving its consumers to the new leader, and creating the read-back consumer
+    times out (on a loaded 2-core machine four 5 s attempts were once not enough)."""
     servers = [urls] if isinstance(urls, str) else list(urls)
-    for attempt in range(4):
+    give_up_at = time.monotonic() + patience
+    while True:
         try:
             return asyncio.run(_read_stream(servers, stream, timeout))
         except Exception:
-            if attempt == 3:
+            if time.monotonic() >= give_up_at:
                 raise
             time.sleep(1.0)
-    raise AssertionError("unreachable")
 
 
 async def _stream_info(urls: list[str], stream: str) -> Any:
