@@ -82,11 +82,19 @@ def test_migrated_sample_runs_against_the_fake(tmp_path) -> None:
                 except OSError:
                     continue
             assert status == 200, body
-            _, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
-            families = {f.name: f for f in text_string_to_metric_families(text.decode())}
-            trades = {s.labels["node"]: s.value
-                      for s in families["streamer_source_received_trades"].samples}
-            assert trades["linear_klines"] > 0 and trades["spot_klines"] > 0
+            # Ready means connected with fresh data; each kline source's first trade may
+            # still be on its way (50 messages/s over 4 symbols and two categories).
+            trades: dict[str, float] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                _, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
+                families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+                trades = {s.labels["node"]: s.value
+                          for s in families["streamer_source_received_trades"].samples}
+                if trades.get("linear_klines", 0) > 0 and trades.get("spot_klines", 0) > 0:
+                    break
+                time.sleep(0.2)
+            assert trades["linear_klines"] > 0 and trades["spot_klines"] > 0, trades
             client = redis.client()
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not client.hlen("bybit-streamer:tickers:spot"):
