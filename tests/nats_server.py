@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from server_process import ServerProcess, free_port, server_binary
+from server_process import ServerProcess, free_port, server_binary, start_on_free_ports
 
 _START_TIMEOUT = 20.0
 
@@ -116,7 +116,7 @@ class NatsCluster:
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
     """A fresh single JetStream server per test (``.url .kill() .restart()``)."""
-    server = NatsServer().start()
+    server = start_on_free_ports(NatsServer, NatsServer.start, NatsServer.stop)
     try:
         yield server
     finally:
@@ -126,7 +126,7 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def nats_cluster() -> Iterator[NatsCluster]:
     """A fresh 3-node JetStream cluster per test (``.urls .node(name) .nodes``)."""
-    cluster = NatsCluster().start()
+    cluster = start_on_free_ports(NatsCluster, NatsCluster.start, NatsCluster.stop)
     try:
         yield cluster
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from server_process import ServerProcess, free_port, server_binary
+from server_process import ServerProcess, free_port, server_binary, start_on_free_ports
 
 from fakebybit.tls import make_self_signed
 
@@ -128,14 +128,14 @@ class RedisServer(ServerProcess):
 def _answers_ping(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
-    except redis.ConnectionError:
+    except (redis.ConnectionError, redis.TimeoutError):  # not up yet, or not redis at all
         return False
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session (``.host .port .url .client() .kill() .restart()``)."""
-    server = RedisServer().start()
+    server = start_on_free_ports(RedisServer, RedisServer.start, RedisServer.stop)
     try:
         yield server
     finally:

@@ -16,14 +16,34 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_on_free_ports(make: Callable[[], T], start: Callable[[T], Any],
+                        stop: Callable[[T], Any], attempts: int = 3) -> T:
+    """``start(make())``, again with a new ``make()`` (new ports) when the server could not
+    bind one: :func:`free_port` only knows the port was free when it asked, and another
+    process (another test suite, a server started meanwhile) may bind it first."""
+    for attempt in range(attempts):
+        server = make()
+        try:
+            start(server)
+            return server
+        except pytest.fail.Exception as exc:
+            stop(server)
+            if "address already in use" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def server_binary(name: str, env: str, *, suite: str, also: Sequence[str] = ()) -> str:
@@ -67,8 +87,10 @@ class ServerProcess:
         Past the timeout the process is stopped first: a test that fails here never reaches
         the cleanup that would stop it."""
         deadline = time.monotonic() + timeout
-        while not ready():
-            assert self.process is not None
+        assert self.process is not None
+        # Exit first: whatever answers on the port may not be this server (it may have
+        # failed to bind a port someone else holds).
+        while self.process.poll() is not None or not ready():
             if self.process.poll() is not None:
                 pytest.fail(f"{self.what} exited at start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
