@@ -105,7 +105,10 @@ async def _serve_once(answer: bytes, task_status=trio.TASK_STATUS_IGNORED) -> No
     task_status.started(listeners[0].socket.getsockname()[1])
     stream = await listeners[0].accept()
     await stream.receive_some(65536)
-    await stream.send_all(answer)
+    try:
+        await stream.send_all(answer)
+    except trio.BrokenResourceError:
+        pass  # the client hung up on the answer: what the test expects of it
     await trio.sleep_forever()
 
 
