@@ -20,7 +20,7 @@ ITEMS = (
 )
 
 
-def make_decoder(metrics: Metrics, seen: list[tuple[str, list[Trade]]]) -> MessageDecoder:
+def make_decoder(metrics: Metrics, seen: list[list[Event]]) -> MessageDecoder:
     prices = PriceTracker("linear")
     return MessageDecoder(
         "linear",
@@ -29,13 +29,13 @@ def make_decoder(metrics: Metrics, seen: list[tuple[str, list[Trade]]]) -> Messa
         TickerBook("linear", prices, emit_tickers=True, price_field=None),
         prices,
         price_from_trades=True,
-        on_trades=lambda symbol, trades: seen.append((symbol, trades)),
+        on_trades=seen.append,
     )
 
 
-def decode(payload: bytes) -> tuple[list[Event], Metrics, list[tuple[str, list[Trade]]]]:
+def decode(payload: bytes) -> tuple[list[Event], Metrics, list[list[Event]]]:
     metrics = Metrics()
-    seen: list[tuple[str, list[Trade]]] = []
+    seen: list[list[Event]] = []
     out: list[Event] = []
     assert make_decoder(metrics, seen).decode(payload, out) is None
     return out, metrics, seen
@@ -53,7 +53,7 @@ def test_fast_and_general_path_agree():
         "linear", "BTCUSDT", 1700000000001, "Buy", "65000.1", "0.5", "id-1",
         "PlusTick", False, False, 7,
     )
-    assert seen_fast == seen_general == [("BTCUSDT", got_fast[:2])]
+    assert seen_fast == seen_general == [got_fast]
     assert m_fast.snapshot() == m_general.snapshot() == {}
 
 
@@ -78,3 +78,34 @@ def test_empty_trade_list_gives_nothing():
 def test_malformed_counted_once(payload):
     out, metrics, seen = decode(payload)
     assert (out, metrics.snapshot(), seen) == ([], {"malformed": 1}, [])
+
+
+def test_one_read_decodes_in_order_and_tells_the_observer_once():
+    """The reader hands a whole read to ``decode_read``: events come out in message order
+    whichever path decoded them, op replies come back, bad messages are counted, and the
+    observer hears of the read's trades once."""
+    metrics = Metrics()
+    seen: list[list[Event]] = []
+    decoder = make_decoder(metrics, seen)
+    decoder.price_from_trades = False
+    one = (b'{"topic":"publicTrade.ETHUSDT","type":"snapshot","ts":5,"data":[{"T":1700000000003,'
+           b'"s":"ETHUSDT","S":"Buy","v":"2","p":"3000","i":"id-3"}]}')
+    general = f'{{"type":"snapshot","topic":"publicTrade.BTCUSDT","data":{ITEMS},"ts":5}}'
+    kline = (b'{"topic":"kline.1.BTCUSDT","type":"snapshot","ts":6,"data":[{"start":1700000000000,'
+             b'"end":1700000059999,"interval":"1","open":"1","close":"2","high":"3","low":"0.5",'
+             b'"volume":"10","turnover":"20","confirm":false,"timestamp":6}]}')
+    ack = b'{"success":true,"ret_msg":"","conn_id":"c","req_id":"7","op":"subscribe"}'
+    read = [one, b"not json", general.encode(), ack, kline, one]
+    out: list[Event] = []
+    replies = decoder.decode_read(read, out)
+    assert [r.req_id for r in replies] == ["7"]
+    assert [(type(e).__name__, e.symbol) for e in out] == [
+        ("Trade", "ETHUSDT"), ("Trade", "BTCUSDT"), ("Trade", "BTCUSDT"),
+        ("Kline", "BTCUSDT"), ("Trade", "ETHUSDT"),
+    ]
+    assert [t.trade_id for t in out if isinstance(t, Trade)] == ["id-3", "id-1", "id-2", "id-3"]
+    assert seen == [out]
+    assert decoder.trades == 4
+    assert metrics.snapshot() == {"malformed": 1}
+    # A read without trades does not call the observer.
+    assert decoder.decode_read([kline, ack], []) and len(seen) == 1

@@ -391,13 +391,13 @@ async def test_gap_recovery_as_one_unit(autojump_clock):
                                RecoverySettings(), collector, metrics=metrics,
                                logger=logging.getLogger("test.unit"), name="unit")
         before = as_events(fake.trade("linear", "BTCUSDT", count=3))
-        recovery.on_trades("BTCUSDT", before)  # what the decoder does for every message
+        recovery.on_trades(before)  # what the decoder does for every read
         await collector(before)
         await recovery.open_gap()  # the connection was lost
         fake.trade("linear", "BTCUSDT", count=4)  # missed: REST only (3 s later)
         recovery.begin()  # the next session
         live = as_events(fake.trade("linear", "BTCUSDT", count=2))
-        recovery.on_trades("BTCUSDT", live)
+        recovery.on_trades(live)
         assert recovery.intercepting
         await recovery.pass_live(live)
         assert recovery.held_count == 2 and len(collector.events) == 3

@@ -3,6 +3,9 @@ to tell REST recent-trade rows from trades already emitted (behaviour 7)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 import trio
 from bybit.harness import make_source, run_source
 
@@ -14,20 +17,34 @@ def trades(ts_and_ids: list[tuple[int, str]]) -> list[Trade]:
     return [Trade("linear", "BTCUSDT", ts, "Buy", "1", "1", i) for ts, i in ts_and_ids]
 
 
-def test_window_keeps_the_ids_of_the_newest_millisecond_only():
+def feeder(window: TradeWindow, how: str) -> Callable[[list[tuple[int, str]]], None]:
+    """``add``: one message's trades at once (recovery); ``note``: one by one (live reads)."""
+    if how == "add":
+        return lambda ts_and_ids: window.add(trades(ts_and_ids))
+
+    def note(ts_and_ids: list[tuple[int, str]]) -> None:
+        for t in trades(ts_and_ids):
+            window.note(t)
+
+    return note
+
+
+@pytest.mark.parametrize("how", ["add", "note"])
+def test_window_keeps_the_ids_of_the_newest_millisecond_only(how: str):
     window = TradeWindow()
+    feed = feeder(window, how)
     # A burst: 5,000 trades stamped the same millisecond, over 50 messages.
     for m in range(50):
-        window.add(trades([(1_000, f"a{m}.{k}") for k in range(100)]))
+        feed([(1_000, f"a{m}.{k}") for k in range(100)])
     assert window.newest_ts == 1_000
     assert len(window.ids()) == 5_000
     # A later millisecond: the burst's ids are forgotten.
-    window.add(trades([(1_000, "a-late"), (1_001, "b1"), (1_001, "b2")]))
+    feed([(1_000, "a-late"), (1_001, "b1"), (1_001, "b2")])
     assert (window.newest_ts, window.ids()) == (1_001, frozenset({"b1", "b2"}))
     # Older trades (recovered after newer live ones) change nothing.
-    window.add(trades([(999, "old"), (1_000, "old2")]))
+    feed([(999, "old"), (1_000, "old2")])
     assert (window.newest_ts, window.ids()) == (1_001, frozenset({"b1", "b2"}))
-    window.add(trades([(1_001, "b3")]))
+    feed([(1_001, "b3")])
     assert window.ids() == {"b1", "b2", "b3"}
 
 

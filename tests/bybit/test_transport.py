@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
 
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -155,8 +156,12 @@ def test_one_byte_reads_of_long_frames() -> None:
 
 
 def _unmasked_text(data: bytes, first: int = 0x81) -> bytes:
-    assert len(data) < 126
-    return bytes((first, len(data))) + data
+    n = len(data)
+    if n < 126:
+        return bytes((first, n)) + data
+    if n < 65536:
+        return bytes((first, 126)) + n.to_bytes(2, "big") + data
+    return bytes((first, 127)) + n.to_bytes(8, "big") + data
 
 
 def _masked_text(data: bytes) -> bytes:
@@ -199,10 +204,11 @@ def test_an_oversize_text_frame_goes_to_websockets_and_fails_with_1009() -> None
     assert reader.receive_data(b"x" * 150 + _unmasked_text(b"later")) == []
 
 
-def test_a_text_frame_inside_a_fragmented_message_is_a_protocol_error() -> None:
+@pytest.mark.parametrize("size", [18, 200, 70_000])  # 7-, 16- and 64-bit lengths
+def test_a_text_frame_inside_a_fragmented_message_is_a_protocol_error(size: int) -> None:
     server = ServerProtocol(state=State.OPEN, max_size=None)
     server.send_text(b"part", fin=False)
-    wire = b"".join(server.data_to_send()) + _unmasked_text(b"not a continuation")
+    wire = b"".join(server.data_to_send()) + _unmasked_text(b"x" * size)
     protocol = ClientProtocol(URI, state=State.OPEN, max_size=MAX_MESSAGE)
     assert MessageReader(protocol).receive_data(wire) == []
     assert protocol.close_sent is not None and protocol.close_sent.code == 1002

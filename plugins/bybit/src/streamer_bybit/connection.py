@@ -305,7 +305,7 @@ class BybitConnection:
         self._ws = None
 
     async def _reader(self, ws: WebSocket) -> None:
-        decode = self.decoder.decode
+        decode_read = self.decoder.decode_read
         emit = self.emit
         recovery = self.recovery
         coalesce = self.settings.coalesce
@@ -324,10 +324,8 @@ class BybitConnection:
                 self._binary_seen = ws.binary_frames
                 self.log.warning("unexpected_binary", "%s: binary frame dropped", self.name)
             events: list[Event] = []
-            for payload in payloads:
-                reply = decode(payload, events)
-                if reply is not None:
-                    self._on_reply(reply)
+            for reply in decode_read(payloads, events):
+                self._on_reply(reply)
             if events:
                 self.last_data = now
                 self._emitting = True

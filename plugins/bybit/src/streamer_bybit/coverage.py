@@ -47,6 +47,15 @@ class TradeWindow:
             ids.add(trades[i].trade_id)
             i -= 1
 
+    def note(self, trade: Trade) -> None:
+        """Note one live trade (a symbol's trades come oldest first)."""
+        ts = trade.ts
+        if ts > self.newest_ts:
+            self.newest_ts = ts
+            self._ids = {trade.trade_id}
+        elif ts == self.newest_ts:
+            self._ids.add(trade.trade_id)
+
     def ids(self) -> frozenset[str]:
         """The ids of the trades stamped ``newest_ts`` (a snapshot)."""
         return frozenset(self._ids)

@@ -89,8 +89,9 @@ _trades_decoder: Final = msgspec.json.Decoder(list[TradeItem])
 _klines_decoder: Final = msgspec.json.Decoder(list[KlineItem])
 _ticker_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 
-#: Called with (symbol, trades of one message) after they were added to the batch.
-TradesObserver = Callable[[str, list[Trade]], None]
+#: Called once per read that gave trades, with the events of that read (its trades among
+#: them, each message's oldest first), after they were added to the batch.
+TradesObserver = Callable[[list[Event]], None]
 
 #: How Bybit (and the fake) start every publicTrade push: the fast path's selector. A message
 #: that starts otherwise is still decoded, by the general path.
@@ -127,15 +128,56 @@ class MessageDecoder:
 
     def decode(self, payload: bytes, out: list[Event]) -> Message | None:
         """Append the events of one message to ``out``; return it if it is an op reply."""
-        if payload.startswith(TRADE_PREFIX):
-            try:
-                items = _trade_message_decoder.decode(payload).data
-            except (msgspec.DecodeError, ValueError):  # ValueError: bad UTF-8 in a string
-                pass  # the general path classifies and counts what is wrong with it
-            else:
-                if items:
-                    self._add_trades(items, out)
-                return None
+        replies = self.decode_read([payload], out)
+        return replies[0] if replies else None
+
+    def decode_read(self, payloads: list[bytes], out: list[Event]) -> list[Message]:
+        """Append the events of one read's messages to ``out``, in order; return the op
+        replies among them. Then tell ``on_trades`` (once per read, not per message: a call
+        per message cost more than the note itself)."""
+        replies: list[Message] = []
+        start = len(out)
+        channel = self.channel
+        price_from_trades = self.price_from_trades
+        trades = 0
+        for payload in payloads:
+            if payload.startswith(TRADE_PREFIX):
+                try:
+                    items = _trade_message_decoder.decode(payload).data
+                except (msgspec.DecodeError, ValueError):  # ValueError: bad UTF-8 in a string
+                    pass  # the general path below classifies and counts what is wrong with it
+                else:
+                    if len(items) == 1:  # Bybit's usual message: no list to build
+                        t = items[0]
+                        out.append(
+                            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
+                        )
+                        trades += 1
+                    elif items:
+                        out += [
+                            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
+                            for t in items
+                        ]
+                        trades += len(items)
+                    else:
+                        continue
+                    if price_from_trades:
+                        last = items[-1]
+                        self.prices.update(last.s, float(last.p), last.T, out)
+                    continue
+            n = len(out)
+            reply = self._decode_general(payload, out)
+            if reply is not None:
+                replies.append(reply)
+            elif len(out) > n and out[n].__class__ is Trade:
+                trades += sum(e.__class__ is Trade for e in out[n:])
+        if trades:
+            self.trades += trades
+            if self.on_trades is not None:
+                self.on_trades(out[start:])
+        return replies
+
+    def _decode_general(self, payload: bytes, out: list[Event]) -> Message | None:
         try:
             msg = _message_decoder.decode(payload)
         except (msgspec.DecodeError, ValueError) as exc:
@@ -164,21 +206,14 @@ class MessageDecoder:
     def _trades(self, msg: Message, out: list[Event]) -> None:
         items = _trades_decoder.decode(msg.data)
         if items:
-            self._add_trades(items, out)
-
-    def _add_trades(self, items: list[TradeItem], out: list[Event]) -> None:
-        """Append one message's trades (``items`` not empty) to ``out``."""
-        channel = self.channel
-        trades = [
-            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq) for t in items
-        ]
-        out += trades
-        self.trades += len(trades)
-        last = items[-1]
-        if self.on_trades is not None:
-            self.on_trades(last.s, trades)
-        if self.price_from_trades:
-            self.prices.update(last.s, float(last.p), last.T, out)
+            channel = self.channel
+            out += [
+                Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
+                for t in items
+            ]
+            if self.price_from_trades:
+                last = items[-1]
+                self.prices.update(last.s, float(last.p), last.T, out)
 
     def _klines(self, rest: str, msg: Message, out: list[Event]) -> None:
         code, _, symbol = rest.partition(".")

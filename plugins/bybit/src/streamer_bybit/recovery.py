@@ -141,16 +141,23 @@ class GapRecovery:
         self._retries = 0  # requests of the current run asked again
 
     # ----------------------------------------------------------------- bookkeeping
-    def on_trades(self, symbol: str, trades: list[Trade]) -> None:
-        """The decoder read ``trades`` of ``symbol`` (held ones are noted on release)."""
-        if self._pending:
-            pending = self._pending.get(symbol)
-            if pending is not None and pending.holding:
-                return
-        window = self.windows.get(symbol)
-        if window is None:
-            window = self.windows[symbol] = TradeWindow()
-        window.add(trades)
+    def on_trades(self, events: list[Event]) -> None:
+        """The decoder read ``events`` (one read's; the trades of a symbol being held are
+        noted on release, the other events are not trades)."""
+        pending = self._pending
+        windows = self.windows
+        for t in events:
+            if t.__class__ is not Trade:
+                continue
+            symbol = t.symbol
+            if pending:
+                p = pending.get(symbol)
+                if p is not None and p.holding:
+                    continue
+            window = windows.get(symbol)
+            if window is None:
+                window = windows[symbol] = TradeWindow()
+            window.note(t)
 
     @property
     def intercepting(self) -> bool:

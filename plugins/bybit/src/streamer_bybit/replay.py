@@ -328,9 +328,8 @@ class ReplaySource:
                                 end_us = time_us
                                 await self._advance(self._trio_time(time_us))
                             events: list[Event] = []
-                            decode = self._decoder(capture, conn, header).decode
-                            for payload in body:
-                                decode(payload, events)  # op replies (acks, pongs): ignored
+                            # op replies (acks, pongs): ignored
+                            self._decoder(capture, conn, header).decode_read(body, events)
                             self.frames += len(body)
                             self.reads += 1
                             if events and mirror.sessions:

@@ -131,7 +131,17 @@ class MessageReader:
         pos = 0
         append = out.append
         max_size = self.max_size
+        # Bybit's data frames are unmasked FIN text frames of 126-65535 bytes (16-bit length):
+        # checked first, in the fewest steps; everything else takes the general parse below.
+        medium_ok = max_size >= 0xFFFF
+        medium = medium_ok and not self._in_fragments
         while pos < n:
+            if medium and buf[pos] == _FIN_TEXT and n - pos >= 4 and buf[pos + 1] == 126:
+                end = pos + 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
+                if end <= n:
+                    append(buf[pos + 4 : end])
+                    pos = end
+                    continue
             if n - pos < 2:
                 self._head = buf[pos:]
                 return
@@ -178,6 +188,7 @@ class MessageReader:
                 return
             self._owed = end - stop
             pos = stop
+            medium = medium_ok and not self._in_fragments
 
     def receive_eof(self) -> list[bytes]:
         """The peer closed the socket: hand websockets any incomplete frame, then EOF."""
