@@ -27,6 +27,26 @@ def test_trade_within_waiter_after_a_later_trade_still_counts():
     assert a.metrics["late_trades"] == 0
 
 
+def test_trade_within_waiter_goes_to_its_own_candle_of_every_interval():
+    """A trade for the previous minute, after the next minute opened, while the 5-minute
+    candle spans both: the 1-minute candle it belongs to gets it, the newer one does not."""
+    a = agg(waiter_ms=100, intervals=[M, 5 * M])
+    a.add_trades([trade(B + M - 1000, 1)])
+    a.add_trades([trade(B + M, 2)])
+    a.add_trades([trade(B + M - 50, 3)])
+    a.add_trades([trade(B + M + 10, 4)])
+    (k,) = a.close_due(B + M + 100)
+    assert (k.interval, k.timestamp, k.open, k.close, k.trade_count) == (M, B, 1.0, 3.0, 2)
+    out = a.close_due(B + 5 * M + 100)
+    by_interval = {(x.interval, x.timestamp): x for x in out}
+    second = by_interval[(M, B + M)]
+    assert (second.open, second.high, second.low, second.close, second.trade_count) == (
+        2.0, 4.0, 2.0, 4.0, 2)
+    five = by_interval[(5 * M, B)]
+    assert (five.open, five.high, five.low, five.close, five.trade_count) == (
+        1.0, 4.0, 1.0, 4.0, 4)
+
+
 def test_late_trade_is_counted_and_never_reopens_the_closed_kline():
     a = agg(waiter_ms=100)
     a.add_trades([trade(B - 1000, 1)])

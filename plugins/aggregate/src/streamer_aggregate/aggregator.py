@@ -22,8 +22,9 @@ Intervals without trades become flat klines (o=h=l=c=previous close, volume 0,
 trade_count 0) when ``fill_gaps`` is set, once the symbol has a previous close.
 
 The hot path (:meth:`KlineAggregator.add_trades`) converts price and size to float once per
-trade, then per interval compares the timestamp with the open candle's bounds and updates a
-few slots: no dict, tuple or object is allocated per trade unless a candle opens or closes.
+trade, checks once whether the trade falls in every interval's newest candle (the symbol's
+:class:`~streamer_aggregate.candles.SymbolCandles` span) and then updates a few slots per
+interval: no dict, tuple or object is allocated per trade unless a candle opens or closes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Literal
 
 from streamer import Kline, Metrics, RateLimitedLog, Trade
 from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
-from streamer_aggregate.candles import Bucket, IntervalState
+from streamer_aggregate.candles import Bucket, IntervalState, SymbolCandles
 
 Updates = Literal["closed", "every_trade", "throttled"]
 FirstCandle = Literal["backfill", "partial", "skip"]
@@ -74,7 +75,7 @@ class KlineAggregator:
         self.metrics = metrics if metrics is not None else Metrics()
         self.log = logger if logger is not None else logging.getLogger("streamer.aggregate")
         self._track_updates = updates != "closed"
-        self._by_channel: dict[str, dict[str, list[IntervalState]]] = {}
+        self._by_channel: dict[str, dict[str, SymbolCandles]] = {}
         #: Timestamp of the first trade seen per channel: candles that opened before it may
         #: hold trades we never saw.
         self._first_ts: dict[str, int] = {}
@@ -106,17 +107,16 @@ class KlineAggregator:
             symbols = by_channel.get(t.channel)
             if symbols is None:
                 symbols = self._new_channel(t)
-            states = symbols.get(t.symbol)
-            if states is None:
-                states = self._new_symbol(t.channel, t.symbol)
+            group = symbols.get(t.symbol)
+            if group is None:
+                group = self._new_symbol(t.channel, t.symbol)
             ts: int = t.ts
             p = float(t.price)
             v = float(t.size)
-            for st in states:
-                b = st.cur
-                if b is not None and b.start <= ts < b.end:
-                    # _fold, inlined: this branch runs per trade and interval, and a method
-                    # call here costs more than the work itself.
+            if group.lo <= ts < group.hi:
+                # In every interval's newest candle: _fold, inlined. This runs per trade and
+                # interval, and a method call here costs more than the work itself.
+                for b in group.curs:
                     if p > b.high:
                         b.high = p
                     elif p < b.low:
@@ -134,27 +134,32 @@ class KlineAggregator:
                     if track and not b.dirty:
                         b.dirty = True
                         dirty.append(b)
-                else:
-                    self._add_slow(st, ts, p, v, out)
+            else:
+                for st in group.states:
+                    cur = st.cur
+                    if cur is not None and cur.start <= ts < cur.end:
+                        self._fold(cur, ts, p, v)
+                    else:
+                        self._add_slow(st, ts, p, v, out)
         if self.updates == "every_trade" and dirty:
             out.extend(self.flush_updates())
         return out
 
-    def _new_channel(self, t: Trade) -> dict[str, list[IntervalState]]:
-        symbols: dict[str, list[IntervalState]] = {}
+    def _new_channel(self, t: Trade) -> dict[str, SymbolCandles]:
+        symbols: dict[str, SymbolCandles] = {}
         self._by_channel[t.channel] = symbols
         self._first_ts[t.channel] = t.ts
         return symbols
 
-    def _new_symbol(self, channel: str, symbol: str) -> list[IntervalState]:
+    def _new_symbol(self, channel: str, symbol: str) -> SymbolCandles:
         states = [IntervalState(channel, symbol, ms) for ms in self.intervals]
         hold = self._holds.get((channel, symbol))
         if hold is not None:
             for st in states:
                 st.held = hold[0]
-        self._by_channel[channel][symbol] = states
+        group = self._by_channel[channel][symbol] = SymbolCandles(states)
         self._all.extend(states)
-        return states
+        return group
 
     def _add_slow(self, st: IntervalState, ts: int, p: float, v: float, out: list[Kline]) -> None:
         """A trade outside the newest open candle: older candle, new candle, or late."""
@@ -232,6 +237,8 @@ class KlineAggregator:
     def _reset_cur(st: IntervalState) -> None:
         last = st.buckets[-1] if st.buckets else None
         st.cur = last if last is not None and last.pending is None else None
+        assert st.group is not None
+        st.group.refresh()
 
     def _late(self, st: IntervalState, ts: int) -> None:
         self.metrics.inc("late_trades")
@@ -323,7 +330,8 @@ class KlineAggregator:
             if previous is not None:
                 since_ms, deadline_ms = min(since_ms, previous[0]), max(deadline_ms, previous[1])
             holds[key] = (since_ms, deadline_ms)
-            for st in by_symbol.get(symbol, ()):
+            group = by_symbol.get(symbol)
+            for st in group.states if group is not None else ():
                 st.held = since_ms
         self.metrics.inc("gap_holds")
 
@@ -335,7 +343,8 @@ class KlineAggregator:
             hold = self._holds.pop((channel, symbol), None)
             if hold is None:
                 continue
-            for st in by_symbol.get(symbol, ()):
+            group = by_symbol.get(symbol)
+            for st in group.states if group is not None else ():
                 st.held = None
                 if not complete:
                     for b in st.buckets:

@@ -57,10 +57,12 @@ class Bucket:
 class IntervalState:
     """Candles of one (channel, symbol, interval)."""
 
-    __slots__ = ("buckets", "channel", "cur", "cursor", "held", "interval", "last_close",
-                 "months", "ms", "offset", "started", "symbol")
+    __slots__ = ("buckets", "channel", "cur", "cursor", "group", "held", "interval",
+                 "last_close", "months", "ms", "offset", "started", "symbol")
 
     def __init__(self, channel: str, symbol: str, ms: int) -> None:
+        #: The states of the same (channel, symbol), all intervals; set by SymbolCandles.
+        self.group: SymbolCandles | None = None
         self.channel = channel
         self.symbol = symbol
         self.interval = interval_of_ms(ms)
@@ -86,3 +88,32 @@ class IntervalState:
 
     def end_of(self, start: int) -> int:
         return self.interval.end(start) if self.months else start + self.ms
+
+
+class SymbolCandles:
+    """The :class:`IntervalState` of every interval of one (channel, symbol), and the span of
+    trade times that every interval's newest candle takes as is (``lo <= ts < hi``).
+
+    Most trades fall in that span: the aggregator then folds them into ``curs`` without
+    looking at each candle's bounds. The span is empty while any interval has no such
+    candle. :meth:`refresh` must follow every change of an ``IntervalState.cur``.
+    """
+
+    __slots__ = ("curs", "hi", "lo", "states")
+
+    def __init__(self, states: list[IntervalState]) -> None:
+        self.states = states
+        self.curs: list[Bucket] = []
+        self.lo = 1
+        self.hi = 0
+        for st in states:
+            st.group = self
+
+    def refresh(self) -> None:
+        curs = [st.cur for st in self.states if st.cur is not None]
+        if len(curs) < len(self.states):
+            self.curs, self.lo, self.hi = [], 1, 0
+            return
+        self.curs = curs
+        self.lo = max(b.start for b in curs)
+        self.hi = min(b.end for b in curs)
