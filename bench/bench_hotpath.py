@@ -1,0 +1,133 @@
+"""Bench: the Bybit source's per-message work in one process, no sockets, no scheduler.
+
+One socket read as the fake sends it flat out (300 one-trade publicTrade frames of ~215
+bytes over 50 symbols, ~64 KiB) goes through the three steps the reader runs per read:
+
+- split: ``MessageReader.receive_data`` (frame headers -> payloads),
+- decode: ``MessageDecoder.decode_read`` (payloads -> Trade events, with the gap-recovery
+  window noting each trade, as a connection wires it),
+- aggregate: ``KlineAggregator.add_trades`` (1m 5m 1h 4h 1D, as the light pipeline).
+
+Each read has new trade times (7 ms apart), so candles open and close as in a live run.
+Prints microseconds per message for each step (median of ``--repeat`` passes of ``--reads``
+reads; the process's CPU only, so run it on an idle machine and compare commits in the same
+session). What the end-to-end bench adds on top: wake-ups, socket reads, routing, sinks.
+
+    .venv/bin/python bench/bench_hotpath.py [--reads 300] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+
+from websockets.client import ClientProtocol
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from streamer import Event, Metrics, RateLimitedLog
+from streamer_aggregate.aggregator import KlineAggregator
+from streamer_bybit.decode import MessageDecoder
+from streamer_bybit.recovery import GapRecovery, RecoverySettings
+from streamer_bybit.tickers import PriceTracker, TickerBook
+from streamer_bybit.transport import MessageReader
+
+SYMBOLS = [f"SYM{i}USDT" for i in range(50)]
+INTERVALS_MS = [60_000, 300_000, 3_600_000, 14_400_000, 86_400_000]
+MESSAGES_PER_READ = 300
+
+
+def ws_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def make_reads(n_reads: int) -> list[bytes]:
+    reads = []
+    ts = 1_700_000_000_000
+    k = 0
+    for _ in range(n_reads):
+        frames = []
+        for _ in range(MESSAGES_PER_READ):
+            s = SYMBOLS[k % len(SYMBOLS)]
+            ts += 7
+            size = f"0.{k % 997 + 1:03d}"
+            price = f"{30000 + k % 50}.{k % 100:02d}"
+            msg = (
+                f'{{"topic":"publicTrade.{s}","type":"snapshot","ts":{ts},"data":[{{"T":{ts},'
+                f'"s":"{s}","S":"Buy","v":"{size}","p":"{price}","L":"PlusTick","i":"{k}-abc",'
+                f'"BT":false,"RPI":false,"seq":{k}}}]}}'
+            )
+            frames.append(ws_frame(msg.encode()))
+            k += 1
+        reads.append(b"".join(frames))
+    return reads
+
+
+async def _no_emit(events: list[Event]) -> None:
+    raise AssertionError("the bench never recovers a gap")
+
+
+def one_pass(reads: list[bytes]) -> tuple[float, float, float]:
+    protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"))
+    protocol.state = State.OPEN
+    reader = MessageReader(protocol)
+    metrics = Metrics()
+    log = RateLimitedLog(logging.getLogger("bench.hotpath"), 10)
+    # No REST and nothing to emit: only the window of delivered trades is exercised.
+    recovery = GapRecovery("linear", SYMBOLS, None, RecoverySettings(), _no_emit,
+                           metrics=metrics, logger=logging.getLogger("bench.hotpath"),
+                           name="bench")
+    prices = PriceTracker("linear")
+    decoder = MessageDecoder("linear", metrics, log,
+                             TickerBook("linear", prices, emit_tickers=False, price_field=None),
+                             prices, on_trades=recovery.on_trades)
+    aggregator = KlineAggregator(INTERVALS_MS, first_candle="partial", metrics=metrics)
+    # getattr: the same file also measures commits from before decode_read (A/B in a worktree)
+    decode_read = getattr(decoder, "decode_read", None)
+    split = decode = aggregate = 0.0
+    clock = time.process_time
+    for data in reads:
+        t0 = clock()
+        payloads = reader.receive_data(data)
+        t1 = clock()
+        events: list[Event] = []
+        if decode_read is not None:
+            decode_read(payloads, events)
+        else:  # a commit before decode_read: one call per message
+            for payload in payloads:
+                decoder.decode(payload, events)
+        t2 = clock()
+        aggregator.add_trades(events)
+        t3 = clock()
+        split += t1 - t0
+        decode += t2 - t1
+        aggregate += t3 - t2
+    per = 1e6 / (len(reads) * MESSAGES_PER_READ)
+    return split * per, decode * per, aggregate * per
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reads", type=int, default=300)
+    p.add_argument("--repeat", type=int, default=7)
+    args = p.parse_args()
+    reads = make_reads(args.reads)
+    passes = [one_pass(reads) for _ in range(args.repeat)]
+    for i, step in enumerate(("split", "decode + trade window", "aggregate (5 intervals)")):
+        values = [x[i] for x in passes]
+        print(f"{step:<26} {statistics.median(values):.3f} us/msg "
+              f"({min(values):.3f}-{max(values):.3f}, n={len(values)})")
+    totals = [sum(x) for x in passes]
+    print(f"{'total':<26} {statistics.median(totals):.3f} us/msg "
+          f"({min(totals):.3f}-{max(totals):.3f}, n={len(totals)})")
+
+
+if __name__ == "__main__":
+    main()
