@@ -137,9 +137,10 @@ class MessageDecoder:
         per message cost more than the note itself)."""
         replies: list[Message] = []
         start = len(out)
+        before = self.trades
         channel = self.channel
         price_from_trades = self.price_from_trades
-        trades = 0
+        one = 0  # one-trade messages, counted here rather than per message on self
         for payload in payloads:
             if payload.startswith(TRADE_PREFIX):
                 try:
@@ -152,29 +153,18 @@ class MessageDecoder:
                         out.append(
                             Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
                         )
-                        trades += 1
+                        one += 1
+                        if price_from_trades:
+                            self.prices.update(t.s, float(t.p), t.T, out)
                     elif items:
-                        out += [
-                            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
-                            for t in items
-                        ]
-                        trades += len(items)
-                    else:
-                        continue
-                    if price_from_trades:
-                        last = items[-1]
-                        self.prices.update(last.s, float(last.p), last.T, out)
+                        self._add_trades(items, out)
                     continue
-            n = len(out)
             reply = self._decode_general(payload, out)
             if reply is not None:
                 replies.append(reply)
-            elif len(out) > n and out[n].__class__ is Trade:
-                trades += sum(e.__class__ is Trade for e in out[n:])
-        if trades:
-            self.trades += trades
-            if self.on_trades is not None:
-                self.on_trades(out[start:])
+        self.trades += one
+        if self.trades != before and self.on_trades is not None:
+            self.on_trades(out[start:])
         return replies
 
     def _decode_general(self, payload: bytes, out: list[Event]) -> Message | None:
@@ -206,14 +196,18 @@ class MessageDecoder:
     def _trades(self, msg: Message, out: list[Event]) -> None:
         items = _trades_decoder.decode(msg.data)
         if items:
-            channel = self.channel
-            out += [
-                Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
-                for t in items
-            ]
-            if self.price_from_trades:
-                last = items[-1]
-                self.prices.update(last.s, float(last.p), last.T, out)
+            self._add_trades(items, out)
+
+    def _add_trades(self, items: list[TradeItem], out: list[Event]) -> None:
+        """Append one message's trades (``items`` not empty) to ``out`` and count them."""
+        channel = self.channel
+        out += [
+            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq) for t in items
+        ]
+        self.trades += len(items)
+        if self.price_from_trades:
+            last = items[-1]
+            self.prices.update(last.s, float(last.p), last.T, out)
 
     def _klines(self, rest: str, msg: Message, out: list[Event]) -> None:
         code, _, symbol = rest.partition(".")
