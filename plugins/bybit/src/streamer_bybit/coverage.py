@@ -33,15 +33,11 @@ class TradeWindow:
     def add(self, trades: list[Trade]) -> None:
         """Note ``trades`` (non-empty, one message or one REST recovery, oldest first)."""
         last = trades[-1]
+        self.note(last)
         ts = last.ts
-        if ts > self.newest_ts:
-            self.newest_ts = ts
-            ids = self._ids = {last.trade_id}
-        elif ts == self.newest_ts:
-            ids = self._ids
-            ids.add(last.trade_id)
-        else:
+        if ts != self.newest_ts:
             return  # recovered trades older than live ones already noted
+        ids = self._ids
         i = len(trades) - 2
         while i >= 0 and trades[i].ts == ts:  # only the newest millisecond's trades
             ids.add(trades[i].trade_id)
