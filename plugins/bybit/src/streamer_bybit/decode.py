@@ -6,7 +6,9 @@ by their first bytes. Every other message (and a trade message that does not dec
 takes the general path: the envelope is decoded with ``data`` left raw, then ``data`` is
 decoded by the decoder of its topic. A malformed or unexpected message is counted in
 ``context.metrics`` and logged (rate-limited); it never raises out of
-:meth:`MessageDecoder.decode`.
+:meth:`MessageDecoder.decode`. That holds for any exception, not only the decode errors
+foreseen (a ``data`` nested 50,000 deep makes msgspec raise ``RecursionError``): a message
+that raises is counted ``malformed`` and adds nothing, none of its events, to the read.
 """
 
 from __future__ import annotations
@@ -145,19 +147,27 @@ class MessageDecoder:
             if payload.startswith(TRADE_PREFIX):
                 try:
                     items = _trade_message_decoder.decode(payload).data
-                except (msgspec.DecodeError, ValueError):  # ValueError: bad UTF-8 in a string
+                except Exception:  # DecodeError, ValueError (bad UTF-8), RecursionError, ...
                     pass  # the general path below classifies and counts what is wrong with it
                 else:
-                    if len(items) == 1:  # Bybit's usual message: no list to build
-                        t = items[0]
-                        out.append(
-                            Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq)
-                        )
-                        one += 1
-                        if price_from_trades:
-                            self.prices.update(t.s, float(t.p), t.T, out)
-                    elif items:
-                        self._add_trades(items, out)
+                    # Each trade is counted only once its message went through whole: a message
+                    # that raises half-way (a price that is no number) is taken back out.
+                    mark = len(out)
+                    try:
+                        if len(items) == 1:  # Bybit's usual message: no list to build
+                            t = items[0]
+                            out.append(
+                                Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI,
+                                      t.seq)
+                            )
+                            if price_from_trades:
+                                self.prices.update(t.s, float(t.p), t.T, out)
+                            one += 1
+                        elif items:
+                            self._add_trades(items, out)
+                    except Exception as exc:  # any (see the module doc)
+                        del out[mark:]
+                        self._bad("malformed", payload, exc)
                     continue
             reply = self._decode_general(payload, out)
             if reply is not None:
@@ -170,7 +180,7 @@ class MessageDecoder:
     def _decode_general(self, payload: bytes, out: list[Event]) -> Message | None:
         try:
             msg = _message_decoder.decode(payload)
-        except (msgspec.DecodeError, ValueError) as exc:
+        except Exception as exc:  # RecursionError too (see the module doc)
             self._bad("malformed", payload, exc)
             return None
         topic = msg.topic
@@ -180,6 +190,7 @@ class MessageDecoder:
                 return None
             return msg
         kind, _, rest = topic.partition(".")
+        mark = len(out)
         try:
             if kind == "publicTrade":
                 self._trades(msg, out)
@@ -189,7 +200,8 @@ class MessageDecoder:
                 self._ticker(rest, msg, out)
             else:
                 self._bad("unknown_topic", payload, f"topic {topic!r}")
-        except (msgspec.DecodeError, ValueError) as exc:
+        except Exception as exc:  # any (see the module doc)
+            del out[mark:]  # what the message added before it failed
             self._bad("malformed", payload, exc)
         return None
 
@@ -204,10 +216,10 @@ class MessageDecoder:
         out += [
             Trade(channel, t.s, t.T, t.S, t.p, t.v, t.i, t.L, t.BT, t.RPI, t.seq) for t in items
         ]
-        self.trades += len(items)
         if self.price_from_trades:
             last = items[-1]
             self.prices.update(last.s, float(last.p), last.T, out)
+        self.trades += len(items)  # last: a message that raised above is not counted
 
     def _klines(self, rest: str, msg: Message, out: list[Event]) -> None:
         code, _, symbol = rest.partition(".")
