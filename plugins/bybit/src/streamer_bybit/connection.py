@@ -230,8 +230,19 @@ class BybitConnection:
 
     # -------------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect and stream forever; ``started()`` once the first session is subscribed."""
+        """Connect and stream forever; ``started()`` once the first session is subscribed.
+
+        Run again after an earlier run was cancelled (its source failed and is restarted:
+        see :class:`~streamer_bybit.source.BybitSource`), it resumes where that one stopped:
+        the stream gap is reported and the first session recovers the trades missed since
+        the last one delivered.
+        """
         url = self.settings.url
+        sessions_before = self.sessions
+        if self.sessions > 0:
+            self.logger.warning("%s: resuming after the source restarted", self.name)
+            if self.recovery is not None:
+                await self.recovery.open_gap()
         while True:
             await self.pacer.wait()
             try:
@@ -259,12 +270,15 @@ class BybitConnection:
                 with trio.CancelScope(shield=True):
                     await ws.aclose()
                     if self.recovery is not None:
-                        if not ended:  # stopping: no session will recover the held trades
+                        # Stopping (or the source restarting): the held trades go now; a
+                        # resumed run recovers from after them.
+                        if not ended:
                             with trio.move_on_after(5):
                                 await self.recovery.stop()
                         self.recovery.end_session()
-            if self.sessions > 0:
+            if self.sessions > sessions_before:  # started() was called
                 task_status = trio.TASK_STATUS_IGNORED
+            if self.sessions > 0:
                 if self.recovery is not None:
                     await self.recovery.open_gap()
             cause = self._cause
@@ -296,13 +310,15 @@ class BybitConnection:
         # After a reconnect, live trades of the symbols to recover wait for the missed ones.
         if self.sessions > 0 and self.recovery is not None:
             self.recovery.begin()
-        async with trio.open_nursery() as nursery:
-            self._scope = nursery.cancel_scope
-            nursery.start_soon(self._heartbeat, ws)
-            nursery.start_soon(self._subscriber, ws, task_status)
-            await self._reader(ws)
-        self._scope = None
-        self._ws = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._heartbeat, ws)
+                nursery.start_soon(self._subscriber, ws, task_status)
+                await self._reader(ws)
+        finally:  # cancelled too: a connection resumed later must not look connected meanwhile
+            self._scope = None
+            self._ws = None
 
     async def _reader(self, ws: WebSocket) -> None:
         decode_read = self.decoder.decode_read
@@ -413,9 +429,8 @@ class BybitConnection:
         self.subscribed_at = trio.current_time()
         first = self.sessions == 0
         self.sessions += 1
-        if first:
-            task_status.started()
-        else:
+        task_status.started()  # TASK_STATUS_IGNORED after the first session of a run
+        if not first:
             self.logger.info("%s: resubscribed %d topics", self.name, len(self.active_topics))
         if self.recovery is not None:
             await self.recovery.run()

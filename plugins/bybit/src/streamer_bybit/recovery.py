@@ -377,13 +377,16 @@ class GapRecovery:
                     await self.emit(batch)
 
     async def stop(self) -> None:
-        """The source is stopping in the middle of a recovery: no session follows, so emit
-        the held trades and report what could not be recovered."""
+        """The source is stopping (or failed) in the middle of a recovery: emit the held
+        trades and report what could not be recovered. They are noted as delivered: if the
+        source is restarted, its next session recovers from after them."""
         batch: list[Event] = []
         for symbol, p in self._pending.items():
             end = p.first_live.ts if p.first_live is not None else now_ms()
             self._gap(symbol, p.mark[0], end, None, "stopped during recovery")
-            batch.extend(p.held)
+            if p.held:
+                self._note(symbol, p.held)
+                batch.extend(p.held)
             p.held = []
         self._pending.clear()
         self.held_count = 0

@@ -383,6 +383,13 @@ class BybitSource:
     async def run(
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        if self.connections:
+            # Run again: the runtime restarts a source whose run failed (with the same emit).
+            # Its connections go on with their recovery state (the last trade delivered per
+            # symbol), so the trades missed meanwhile are recovered from REST or reported as a
+            # trade gap; new connections would start blank and lose them unreported.
+            await self._run_connections(task_status)
+            return
         config = self.config
         universe = await self.resolve_symbols()
         self.symbols = shard_symbols(universe, config.shard)
@@ -427,6 +434,11 @@ class BybitSource:
             BybitConnection(index, pool, settings, emit, shared)
             for index, pool in enumerate(pools)
         ]
+        await self._run_connections(task_status)
+
+    async def _run_connections(self, task_status: trio.TaskStatus[None]) -> None:
+        """Run the connections (and the capture); ``started()`` once each is subscribed."""
+        config = self.config
         async with trio.open_nursery() as nursery:
             remaining = len(self.connections)
             all_subscribed = trio.Event()
@@ -445,10 +457,11 @@ class BybitSource:
                 nursery.start_soon(start, connection)
             await all_subscribed.wait()
             refused = sum(len(c.refused) for c in self.connections)
+            topics = sum(len(c.topics) for c in self.connections)
             self.logger.info(
                 "%s: subscribed %d topics (%d refused) for %d symbols over %d connections",
                 self.context.name,
-                len(topics) - refused,
+                topics - refused,
                 refused,
                 len(self.symbols),
                 len(self.connections),
