@@ -3,7 +3,6 @@ answers what it does not serve with a status that says why."""
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 
@@ -11,13 +10,13 @@ import pytest
 import trio
 
 from ops.httpget import get, get_json
+from ops.opsserver import TOML, connect_from, serving, wait_until
 from streamer import _metrics_http as metrics_http
 from streamer._config import load_config_text
 from streamer._metrics_http import (
     HEALTH_MAX_LAG,
-    MAX_CONNECTIONS,
     MAX_REQUEST_BYTES,
-    REQUEST_TIMEOUT,
+    OpsLimits,
     OpsServer,
     parse_address,
     serve_ops,
@@ -25,18 +24,12 @@ from streamer._metrics_http import (
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
 
-TOML = '[[sources]]\ntype = "bybit.linear"\nsymbols = ["BTCUSDT"]\n[[sinks]]\ntype = "console"\n'
-
 
 @pytest.fixture
 async def ops():
-    pm = load_plugin_manager()
-    pipeline = Pipeline(load_config_text(TOML, pm, environ={}), pm)
-    async with trio.open_nursery() as nursery:
-        server: OpsServer = await nursery.start(
-            functools.partial(serve_ops, pipeline, "127.0.0.1:0"))
+    server: OpsServer
+    async with serving() as server:
         yield server
-        nursery.cancel_scope.cancel()
 
 
 async def test_oversized_request_head_is_refused(ops) -> None:
@@ -57,21 +50,27 @@ async def test_a_client_that_never_finishes_its_request_times_out(ops, autojump_
     while chunk := await stream.receive_some(4096):
         reply += chunk
     assert reply.startswith(b"HTTP/1.1 408")
-    assert trio.current_time() - start == pytest.approx(REQUEST_TIMEOUT, abs=1e-6)
+    assert trio.current_time() - start == pytest.approx(OpsLimits().head_timeout, abs=1e-6)
     await stream.aclose()
 
 
-async def test_connections_beyond_the_ceiling_are_refused_then_served(ops, autojump_clock) -> None:
-    idle = [await trio.open_tcp_stream("127.0.0.1", ops.port) for _ in range(MAX_CONNECTIONS)]
-    await trio.sleep(0.1)
-    assert ops.connections == MAX_CONNECTIONS
-    status, doc = await get_json(ops.port, "/healthz")
-    assert status == 503 and doc == {"error": "too many connections"}
-    assert ops.refused == 1
-    await trio.sleep(REQUEST_TIMEOUT + 1)  # the idle ones time out and are closed
-    assert ops.connections == 0
+async def test_a_connection_past_the_ceiling_takes_the_place_of_the_oldest(
+        ops, autojump_clock) -> None:
+    limits = ops.limits
+    per_address = limits.max_connections_per_address
+    sources = [f"127.0.0.{2 + i}" for i in range(limits.max_connections // per_address)]
+    idle = [await connect_from(source, ops.port) for source in sources
+            for _ in range(per_address)]
+    await wait_until(lambda: ops.connections == limits.max_connections)
+    assert ops.admission.evicted == 0
+    newest = await connect_from("127.0.0.200", ops.port)
+    assert await idle[0].receive_some(100) == b""  # the oldest, closed unanswered
+    assert (ops.connections, ops.admission.evicted) == (limits.max_connections, 1)
+    # A probe takes the place of the next oldest and is answered.
     assert (await get(ops.port, "/healthz"))[0] == 200
-    for stream in idle:
+    assert await idle[1].receive_some(100) == b""
+    assert ops.admission.evicted == 2
+    for stream in (*idle, newest):
         await stream.aclose()
 
 
@@ -120,10 +119,26 @@ def test_config_checks_the_metrics_settings() -> None:
     pm = load_plugin_manager()
     for settings, message in (('metrics = "9464"', "expected host:port"),
                               ("ready_max_data_age = 0",
-                               "ready_max_data_age: expected more than 0")):
+                               "ready_max_data_age: expected more than 0"),
+                              ("metrics_max_connections_per_address = 0",
+                               "metrics_max_connections_per_address: expected at least 1"),
+                              ("metrics_max_connections = 4",
+                               r"metrics_max_connections \(4\) must be at least "
+                               r"metrics_max_connections_per_address \(8\)"),
+                              ("metrics_head_timeout = 0",
+                               "metrics_head_timeout: expected more than 0"),
+                              ("metrics_request_timeout = 2",
+                               r"metrics_request_timeout \(2\) must be at least "
+                               r"metrics_head_timeout \(5\)")):
         with pytest.raises(ConfigError, match=message):
             load_config_text(f"[streamer]\n{settings}\n{TOML}", pm, environ={})
     config = load_config_text(f'[streamer]\nmetrics = "127.0.0.1:9464"\n{TOML}', pm,
                               environ={})
     assert config.settings.metrics == "127.0.0.1:9464"
     assert config.settings.ready_max_data_age == 60.0
+    # The settings' defaults are the listener's.
+    assert OpsLimits.from_settings(config.settings) == OpsLimits()
+    config = load_config_text(
+        "[streamer]\nmetrics_max_connections = 10\nmetrics_max_connections_per_address = 2\n"
+        f"metrics_head_timeout = 1.5\nmetrics_request_timeout = 3\n{TOML}", pm, environ={})
+    assert OpsLimits.from_settings(config.settings) == OpsLimits(10, 2, 1.5, 3.0)

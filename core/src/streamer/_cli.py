@@ -121,10 +121,11 @@ async def _run_pipeline(pipeline: Pipeline) -> None:
         s = pipeline.config.settings
         ops = None
         if s.metrics is not None:
-            from streamer._metrics_http import serve_ops
+            from streamer._metrics_http import OpsLimits, serve_ops
 
             ops = await nursery.start(partial(serve_ops, pipeline, s.metrics,
-                                              max_data_age=s.ready_max_data_age))
+                                              max_data_age=s.ready_max_data_age,
+                                              limits=OpsLimits.from_settings(s)))
         try:
             # Not nursery.start: a signal before every source is up ends pipeline.run without
             # it ever reporting started, and that is a normal stop, not an error.

@@ -35,7 +35,7 @@ from streamer._structure import (
     structure_collecting,
 )
 from streamer._toml_depth import nesting_exceeds
-from streamer.validators import at_least, between, greater_than
+from streamer.validators import at_least, at_least_field, between, greater_than
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,6 +76,13 @@ class StreamerSettings:
     metrics: str | None = None
     #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
     ready_max_data_age: float = attrs.field(default=60.0, validator=greater_than(0))
+    #: Ceilings of the metrics listener (``streamer._metrics_http.OpsLimits``, same defaults).
+    metrics_max_connections_per_address: int = attrs.field(default=8, validator=at_least(1))
+    metrics_max_connections: int = attrs.field(
+        default=64, validator=[at_least(1), at_least_field("metrics_max_connections_per_address")])
+    metrics_head_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
+    metrics_request_timeout: float = attrs.field(
+        default=10.0, validator=[greater_than(0), at_least_field("metrics_head_timeout")])
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
         if self.metrics is not None:

@@ -13,6 +13,7 @@ Names (docs/operations.md lists them):
   with the sample's own labels added;
 - per sink: ``streamer_sink_inbox_depth_batches``, ``..._inbox_capacity_batches``,
   ``..._inbox_dropped_batches_total``, ``..._inbox_dropped_events_total``;
+- ``streamer_ops_*``: the ops listener's own connection counts (``listener`` samples);
 - ``streamer_event_loop_lag_seconds``, ``streamer_ready``, ``streamer_info``, and the
   standard ``process_*`` metrics (RSS, CPU seconds, open files) of ``ProcessCollector``.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 
 import streamer
 from streamer._health import Health
+from streamer._metrics import Sample
 
 if TYPE_CHECKING:
     from streamer._runtime import Pipeline
@@ -110,10 +112,12 @@ class PipelineCollector(Collector):
     """Reads a running :class:`~streamer._runtime.Pipeline` whenever it is collected."""
 
     def __init__(self, pipeline: Pipeline, lag: LoopLag,
-                 readiness: Callable[[], dict[str, list[str]]]) -> None:
+                 readiness: Callable[[], dict[str, list[str]]],
+                 listener: Callable[[], Iterable[Sample]] | None = None) -> None:
         self.pipeline = pipeline
         self.lag = lag
         self.readiness = readiness
+        self.listener = listener
 
     def collect(self) -> Iterator[Metric]:
         families = _Families()
@@ -139,6 +143,9 @@ class PipelineCollector(Collector):
                 families.add(metric_name("sink_inbox_dropped_events_total"), "counter",
                              "Events in the batches dropped by a full inbox", base,
                              inbox.dropped_events)
+        for sample in self.listener() if self.listener is not None else ():
+            families.add(metric_name("ops", sample.name), sample.kind, sample.help,
+                         dict(sample.labels), sample.value)
         families.add(metric_name("event_loop_lag_seconds"), "gauge",
                      "How late the trio event loop woke a sleeping task (newest sample)",
                      {}, self.lag.lag)

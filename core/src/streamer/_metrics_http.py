@@ -2,11 +2,12 @@
 text format, rendered by ``prometheus_client.generate_latest``), ``/healthz`` and ``/readyz``.
 
 A deliberately small HTTP/1.0-style server on trio: one ``GET`` (or ``HEAD``) per connection,
-answered and closed. Everything a client sends is bounded (docs/operations.md):
-``MAX_CONNECTIONS`` at once (more are answered 503 without reading their request, up to
-``MAX_CONNECTIONS`` more at once; beyond that they are closed unanswered),
-``MAX_REQUEST_BYTES`` of request head (431 beyond), ``REQUEST_TIMEOUT`` seconds to send it
-(408 after) and ``WRITE_TIMEOUT`` seconds to take the answer. A request body is never read.
+answered and closed. Everything a client sends is bounded (docs/operations.md, the figures are
+:class:`OpsLimits`): connections per source address and in all (``streamer._ops_admission``:
+past the total the oldest slow connection makes room, so a probe is always let in),
+``MAX_REQUEST_BYTES`` of request head (431 beyond), ``head_timeout`` seconds from connecting
+to send it (408 after) and ``request_timeout`` seconds from connecting to closing, the answer
+and the linger after it included. A request body is never read.
 """
 
 from __future__ import annotations
@@ -17,21 +18,22 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamer._api import FatalError
 from streamer._exposition import LoopLag, PipelineCollector, make_registry, not_ready
+from streamer._metrics import Sample
+from streamer._ops_admission import Admission, OpsConnection
 
 if TYPE_CHECKING:
+    from streamer._config import StreamerSettings
     from streamer._runtime import Pipeline
 
 log = logging.getLogger("streamer.metrics")
 
-MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 8192
-REQUEST_TIMEOUT = 5.0
-WRITE_TIMEOUT = 10.0
 #: After answering, unread client bytes are discarded for this long / up to this many.
 LINGER_TIMEOUT = 1.0
 LINGER_BYTES = 65536
@@ -42,6 +44,25 @@ HEALTH_MAX_LAG = 2.0
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}
+
+
+@attrs.frozen
+class OpsLimits:
+    """The listener's ceilings; ``[streamer] metrics_*`` settings (docs/config.md)."""
+
+    #: Connections open at once; one more takes the place of the oldest slow one.
+    max_connections: int = 64
+    #: Connections open at once from one source address; one more is closed unanswered.
+    max_connections_per_address: int = 8
+    #: Seconds from connecting to the end of the request head (header read deadline).
+    head_timeout: float = 5.0
+    #: Seconds from connecting to closing: reading, answering and lingering (whole request).
+    request_timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: StreamerSettings) -> OpsLimits:
+        return cls(settings.metrics_max_connections, settings.metrics_max_connections_per_address,
+                   settings.metrics_head_timeout, settings.metrics_request_timeout)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -68,23 +89,47 @@ def _json(status: int, doc: object, head_only: bool = False) -> bytes:
 class OpsServer:
     """Serves one pipeline's metrics, health and readiness."""
 
-    def __init__(self, pipeline: Pipeline, *, max_data_age: float | None = 60.0) -> None:
+    def __init__(self, pipeline: Pipeline, *, max_data_age: float | None = 60.0,
+                 limits: OpsLimits = OpsLimits()) -> None:
         self.pipeline = pipeline
         self.max_data_age = max_data_age
+        self.limits = limits
         self.lag = LoopLag()
         #: Set by the caller once ``pipeline.run`` reported started (every node is up).
         self.pipeline_started = False
-        self.registry = make_registry(PipelineCollector(pipeline, self.lag, self.not_ready))
-        self.connections = 0
+        self.admission = Admission(limits.max_connections, limits.max_connections_per_address)
+        #: Connections answered 408: no complete request head within ``head_timeout``.
+        self.head_timeouts = 0
+        #: Connections closed at ``request_timeout`` while answering or lingering.
+        self.request_timeouts = 0
+        self.registry = make_registry(PipelineCollector(pipeline, self.lag, self.not_ready,
+                                                        self.samples))
         #: The bound TCP port (known once ``run`` started).
         self.port = 0
-        #: Connections refused because MAX_CONNECTIONS were open.
-        self.refused = 0
-        #: Refused connections still being answered 503 (at most MAX_CONNECTIONS).
-        self._refusing = 0
+
+    @property
+    def connections(self) -> int:
+        return len(self.admission)
 
     def not_ready(self) -> dict[str, list[str]]:
         return not_ready(self.pipeline, self.max_data_age, self.pipeline_started)
+
+    def samples(self) -> list[Sample]:
+        """The listener's own metrics (``streamer_ops_*``)."""
+        admission = self.admission
+        return [
+            Sample("connections", len(admission), help="Open connections of the ops listener"),
+            Sample("connections_refused", admission.refused, kind="counter",
+                   help="Connections closed unanswered: their address had "
+                        "metrics_max_connections_per_address open"),
+            Sample("connections_evicted", admission.evicted, kind="counter",
+                   help="Connections closed to make room (metrics_max_connections open)"),
+            Sample("request_timeouts", self.head_timeouts, {"deadline": "head"}, "counter",
+                   "Connections closed at a deadline: head = metrics_head_timeout (408), "
+                   "request = metrics_request_timeout"),
+            Sample("request_timeouts", self.request_timeouts, {"deadline": "request"},
+                   "counter"),
+        ]
 
     # -- answers -------------------------------------------------------------------------
 
@@ -129,27 +174,34 @@ class OpsServer:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
-            if self.connections >= MAX_CONNECTIONS:
-                self.refused += 1
-                if self._refusing < MAX_CONNECTIONS:  # else close at once, unanswered
-                    self._refusing += 1
-                    try:
-                        await _reply(stream, _json(503, {"error": "too many connections"}))
-                    finally:
-                        self._refusing -= 1
-                return
-            self.connections += 1
             try:
-                await self._serve_one(stream)
+                address = str(stream.socket.getpeername()[0])
+            except OSError:
+                return  # gone before it was seen
+            conn = self.admission.enter(address,
+                                        trio.current_time() + self.limits.request_timeout)
+            if conn is None:
+                log.warning("metrics: %s already has %d connections open "
+                            "(metrics_max_connections_per_address); closing its new one",
+                            address, self.limits.max_connections_per_address)
+                return
+            try:
+                with conn.scope:
+                    await self._serve_one(stream, conn)
+                if conn.scope.cancelled_caught and not conn.evicted:
+                    self.request_timeouts += 1
             finally:
-                self.connections -= 1
+                self.admission.leave(conn)
 
-    async def _serve_one(self, stream: trio.SocketStream) -> None:
+    async def _serve_one(self, stream: trio.SocketStream, conn: OpsConnection) -> None:
         reply: bytes | None = None
-        with trio.move_on_after(REQUEST_TIMEOUT):
+        head_timeout = self.limits.head_timeout
+        with trio.move_on_at(conn.opened + head_timeout):
             reply = await self._read_request(stream)
+        conn.reading = False
         if reply is None:
-            reply = _json(408, {"error": f"no complete request in {REQUEST_TIMEOUT:g} s"})
+            self.head_timeouts += 1
+            reply = _json(408, {"error": f"no complete request in {head_timeout:g} s"})
         await _reply(stream, reply)
 
     async def _read_request(self, stream: trio.SocketStream) -> bytes:
@@ -174,11 +226,11 @@ class OpsServer:
 
 async def _reply(stream: trio.SocketStream, data: bytes) -> None:
     """Send ``data``, then half-close and discard what the client still sends (bounded):
-    closing with unread bytes would reset the connection and lose the answer."""
+    closing with unread bytes would reset the connection and lose the answer. The caller's
+    ``request_timeout`` bounds the sending."""
     try:
-        with trio.move_on_after(WRITE_TIMEOUT):
-            await stream.send_all(data)
-            await stream.send_eof()
+        await stream.send_all(data)
+        await stream.send_eof()
         with trio.move_on_after(LINGER_TIMEOUT):
             drained = 0
             while drained < LINGER_BYTES and (chunk := await stream.receive_some(16384)):
@@ -189,12 +241,12 @@ async def _reply(stream: trio.SocketStream, data: bytes) -> None:
 
 async def serve_ops(
     pipeline: Pipeline, address: str, *, max_data_age: float | None = 60.0,
-    on_bound: Callable[[str], None] | None = None,
+    limits: OpsLimits = OpsLimits(), on_bound: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[OpsServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` of ``pipeline`` on ``address``."""
     host, port = parse_address(address)
-    server = OpsServer(pipeline, max_data_age=max_data_age)
+    server = OpsServer(pipeline, max_data_age=max_data_age, limits=limits)
     listeners = await server.listen(host, port)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, listeners)
