@@ -20,6 +20,11 @@ import attrs
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
+#: ``attrs.field(default=None, metadata=RETIRED)``: an option that is no longer one, kept so
+#: that setting it gets an error saying where it went; it is not listed among the expected
+#: keys when a key is unknown.
+RETIRED = {"retired": True}
+
 
 def _bound(value: float) -> str:
     """An int bound as written (``3600000``, not ``3.6e+06``), a float bound shortest."""
