@@ -22,9 +22,11 @@ from cattrs.errors import (
 )
 from cattrs.v import transform_error
 
+from streamer._config_values import shown
+
 
 def describe_value(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "a table"
+    return shown(value) if not isinstance(value, dict) else "a table"
 
 
 class _Expected(TypeError):
