@@ -136,3 +136,32 @@ type = "testing.collect"
         "s.toml: transforms[0].tolerance: expected at least 0 and less than 1, got 1.5",
         "s.toml: transforms[0].max_pending: expected at least 1, got 0",
     ]
+
+
+def test_an_unknown_key_lists_only_the_keys_a_user_writes_and_guesses_the_one_meant(
+        plugin_manager):
+    """Not the field the class fills itself (interval_ms) nor the retired ones (rest_url,
+    testnet: they moved to the source); a close match is named."""
+    toml = """
+[[sources]]
+type = "testing.scripted"
+
+[[transforms]]
+type = "klines.from_trades"
+intervls = ["1m"]
+
+[[sinks]]
+type = "testing.collect"
+"""
+    assert config_errors(toml, plugin_manager) == [
+        "s.toml: transforms[0]: unknown key(s) intervls; did you mean `intervals`? expected "
+        "one of: intervals, waiter, waiter_latency_ms, updates, update_interval_ms, "
+        "fill_gaps, turnover, first_candle, backfill_timeout_s, gap_hold_s"]
+    two = toml.replace('intervls = ["1m"]', 'intervls = ["1m"]\nwaitr = true\nzzz = 1')
+    assert config_errors(two, plugin_manager)[0].startswith(
+        "s.toml: transforms[0]: unknown key(s) intervls, waitr, zzz; did you mean `intervals` "
+        "for `intervls`? did you mean `waiter` for `waitr`? expected one of: intervals, ")
+    passthrough = toml.replace("klines.from_trades", "klines.passthrough")
+    assert config_errors(passthrough, plugin_manager) == [
+        "s.toml: transforms[0]: unknown key(s) intervls; did you mean `intervals`? expected "
+        "one of: updates, intervals"]

@@ -209,3 +209,32 @@ type = "testing.collect"
         "got 5000.0",
         "s.toml: sources[0].capture_level: expected 1 to 19, got 20",
     ]
+
+
+def test_check_refuses_a_capture_dir_that_cannot_take_files(plugin_manager, tmp_path):
+    """A capture that could write nothing would lose the whole recording while the source
+    streams on: `check` (and so `run`) refuses it. Failure modes that hold for root too."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    (tmp_path / "file").write_text("")
+    toml = """
+[[sources]]
+type = "bybit.spot"
+symbols = ["BTCUSDT"]
+capture_dir = "{where}"
+
+[[sinks]]
+type = "testing.collect"
+"""
+    assert config_errors(toml.format(where=loop), plugin_manager) == [
+        f"s.toml: sources[0]: capture_dir: '{loop}' cannot be resolved: Too many levels of "
+        "symbolic links"]
+    assert config_errors(toml.format(where=tmp_path / "file" / "c"), plugin_manager) == [
+        f"s.toml: sources[0]: capture_dir: '{tmp_path}/file' is not a folder"]
+    assert config_errors(toml.format(where="/proc/captures"), plugin_manager) == [
+        "s.toml: sources[0]: capture_dir: cannot create a file in '/proc' (to create "
+        "'/proc/captures' in it): No such file or directory"]
+    # A missing folder under a writable one is made when the capture starts, as before.
+    assert config_errors(toml.format(where=tmp_path / "new" / "c"), plugin_manager) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "loop", "loop2"]

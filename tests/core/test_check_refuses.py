@@ -39,6 +39,15 @@ def check(tmp_path: Path, text: str | bytes, capsys: pytest.CaptureFixture[str]
      "sinks[0].auth_key_env: expected the name of an environment variable"),
     ('type = "redis"\nurl = "redis://127.0.0.1:6379/0?password=hunter2"\n',
      "sinks[0].url: query parameter 'password' in a URL; secrets are not read from the file"),
+    ('type = "files"\ndir = "/proc"\n',
+     "sinks[0]: dir: cannot create a file in '/proc': No such file or directory"),
+    ('type = "console"\n[[sources]]\ntype = "bybit.spot"\nsymbols = ["BTCUSDT"]\n'
+     'capture_dir = "/proc/captures"\n',
+     "sources[1]: capture_dir: cannot create a file in '/proc' (to create '/proc/captures' in "
+     "it): No such file or directory"),
+    ('type = "files"\ndir = "' + "z" * 5000 + '"\n',
+     "sinks[0].dir: expected a string of at most 4,096 characters, got '" + "z" * 80
+     + "'... (5,000 characters)"),
 ])
 def test_check_refuses_what_run_refuses(tmp_path, capsys, monkeypatch, sink: str,
                                         expected: str) -> None:
@@ -46,7 +55,8 @@ def test_check_refuses_what_run_refuses(tmp_path, capsys, monkeypatch, sink: str
     rc, lines = check(tmp_path, SRC + "[[sinks]]\n" + sink, capsys)
     assert rc == 2
     assert any(expected in line for line in lines), lines
-    assert not any("hunter2" in line or "sk-live" in line for line in lines), lines
+    assert not any("hunter2" in line or "sk-live" in line or "z" * 81 in line
+                   for line in lines), lines
 
 
 def test_check_refuses_a_log_file_it_cannot_open(tmp_path, capsys) -> None:

@@ -228,8 +228,8 @@ def test_a_mistyped_option_does_not_hide_the_range_errors_beside_it(pm) -> None:
     ]), errors
     # An unknown key may be a misspelt one: its range is checked once the name is right.
     errors = errors_of(SRC + '[[sinks]]\ntype = "ranged"\nprot = 1\nsize = 0\n', pm)
-    assert errors == ["s.toml: sinks[0]: unknown key(s) prot; expected one of: port, size, "
-                      "timeout, label"], errors
+    assert errors == ["s.toml: sinks[0]: unknown key(s) prot; did you mean `port`? expected "
+                      "one of: port, size, timeout, label"], errors
 
 
 def test_nan_and_infinity_are_refused_everywhere(pm) -> None:

@@ -169,8 +169,10 @@ async def test_flush_interval_writes_without_shutdown(plugin_manager, tmp_path, 
 
 
 async def test_shutdown_flushes_and_a_write_error_is_counted(plugin_manager, tmp_path):
-    (tmp_path / "blocked").write_text("a file where the folder should be")
-    pipeline = await run_sink(plugin_manager, tmp_path / "blocked", "jsonl", [events(3)])
+    # Files where the channels' folders should be: `check` cannot see that coming.
+    for channel in ("linear", "spot"):
+        (tmp_path / channel).write_text("a file where the folder should be")
+    pipeline = await run_sink(plugin_manager, tmp_path, "jsonl", [events(3)])
     counts = pipeline.metrics()["files"]
     # One failed chunk per partition: linear and spot trades, klines, prices, tickers.
     assert counts["write_errors"] == 5 and counts["dropped_events"] == 18
@@ -248,3 +250,71 @@ def test_every_bad_option_is_reported_with_its_path(plugin_manager):
     with pytest.raises(ConfigError) as err:
         load_config_text(toml, plugin_manager, filename="t.toml", environ={})
     assert err.value.errors == ["t.toml: sinks[0].max_rows: expected at least 1, got 0"]
+
+
+async def test_readiness_goes_down_on_a_failed_write_and_back_on_a_good_one(
+        plugin_manager, tmp_path):
+    """/readyz sees what the sink sees: a flush that loses a file makes it not ready, with the
+    cause; the next flush that writes every file makes it ready again."""
+    from streamer._exposition import not_ready
+
+    blocker = tmp_path / "linear"
+    blocker.write_text("a file where the channel's folder should be")
+    toml = PIPE.format(dir=tmp_path, format="jsonl", max_rows=1, flush=3600.0)
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        source = pipeline.node("in")
+        counts = pipeline.metrics
+
+        def ready() -> dict[str, list[str]]:
+            return not_ready(pipeline, None, True)
+
+        assert ready() == {}  # nothing written yet: nothing to say
+        source.push([Price("linear", "BTCUSDT", 1.5, T0)])
+        await wait_real(lambda: counts()["files"].get("write_errors", 0) == 1)
+        assert ready() == {"files": [
+            f"writes: 1 of 1 files not written, last: NotADirectoryError: [Errno 20] Not a "
+            f"directory: '{blocker}/price/date=2025-11-26'"]}
+        blocker.unlink()
+        source.push([Price("linear", "BTCUSDT", 2.5, T0)])
+        await wait_real(lambda: counts()["files"].get("files_written", 0) == 1)
+        assert ready() == {}
+        source.finish()
+    assert counts()["files"]["dropped_events"] == 1
+
+
+def _check_dir(plugin_manager, where: str) -> list[str]:
+    from streamer.testing import config_errors
+
+    return config_errors(PIPE.format(dir=where, format="jsonl", max_rows=1, flush=1),
+                         plugin_manager)
+
+
+def test_check_refuses_a_dir_that_cannot_take_files(plugin_manager, tmp_path):
+    """Failure modes that hold for root too (the tests run as root): mode bits would not."""
+    (tmp_path / "file").write_text("")
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert _check_dir(plugin_manager, "/proc") == [
+        "s.toml: sinks[0]: dir: cannot create a file in '/proc': No such file or directory"]
+    assert _check_dir(plugin_manager, "/proc/streamer/out") == [
+        "s.toml: sinks[0]: dir: cannot create a file in '/proc' (to create "
+        "'/proc/streamer/out' in it): No such file or directory"]
+    assert _check_dir(plugin_manager, f"{tmp_path}/file/out") == [
+        f"s.toml: sinks[0]: dir: '{tmp_path}/file' is not a folder"]
+    assert _check_dir(plugin_manager, f"{loop}/out") == [
+        f"s.toml: sinks[0]: dir: '{loop}/out' cannot be resolved: Too many levels of symbolic "
+        "links"]
+    assert _check_dir(plugin_manager, f"{tmp_path}/dangling") == [
+        f"s.toml: sinks[0]: dir: '{tmp_path}/dangling' is a symbolic link to nothing "
+        f"('{tmp_path}/nowhere')"]
+
+
+def test_check_accepts_a_dir_it_would_create_and_leaves_nothing_behind(
+        plugin_manager, tmp_path):
+    """A missing folder is made at the first write (parents too), as before: `check` only
+    tries its nearest existing ancestor, and removes its probe file."""
+    assert _check_dir(plugin_manager, f"{tmp_path}/a/b") == []
+    assert _check_dir(plugin_manager, str(tmp_path)) == []
+    assert list(tmp_path.iterdir()) == []

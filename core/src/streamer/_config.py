@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from streamer._config_values import cut_long_values, refuse_oversized
 from streamer._env_overrides import apply_overrides, blame_overrides
 from streamer._inbox import Overflow
 from streamer._logs import url_secret
@@ -281,7 +282,7 @@ def load_config_text(
 def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
                  environ: Mapping[str, str] | None = None) -> PipelineConfig:
     env = os.environ if environ is None else environ
-    errors: list[str] = []
+    errors = refuse_oversized(data, filename)
     for key in data:
         if key != "streamer" and key not in KINDS:
             errors.append(f"{filename}: {key}: unknown section; expected one of: "
@@ -310,8 +311,8 @@ def build_config(data: dict[str, Any], pm: PluginManager, *, filename: str,
     _check_graph(config, errors)
     errors += [f"{filename}: {path}: expected a finite number, got {value!r}"
                for path, value in _non_finite(data)]
-    if errors:
-        raise ConfigError(list(dict.fromkeys(errors)))  # a float field reports it too: once
+    if errors:  # a float field reports a NaN too: once
+        raise ConfigError(cut_long_values(list(dict.fromkeys(errors)), data))
     return config
 
 

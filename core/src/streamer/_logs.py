@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -15,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 #: Repeats of one message template per logger allowed per window before suppression.
 BURST = 5
 WINDOW_SECONDS = 10.0
+#: Keys (message kinds) a rate limiter tracks at once; see :class:`RateLimiter`.
+MAX_KEYS = 10_000
 #: ``logger.info(..., extra=NOT_RATE_LIMITED)``: summaries (stats, final counts, losses),
 #: one line per node by design, which the limiter must never swallow.
 NOT_RATE_LIMITED = {"rate_limit": False}
@@ -26,27 +29,47 @@ class RateLimiter:
 
     The one limiting algorithm behind both :class:`RateLimitedLog` (hot call sites, checked
     before a ``LogRecord`` exists) and :class:`RateLimitFilter` (the handler's safety net for
-    every other call site). Bounded: past ``max_keys`` keys the state starts over.
+    every other call site).
+
+    Bounded with any number of keys: the table holds at most ``max_keys`` keys, least
+    recently used first out. A key is only pushed out once its window is over (its own
+    held-back count goes with it); while all ``max_keys`` keys are inside their window a new
+    key is held back too, counted in :attr:`untracked` (:meth:`take_untracked`), so the lines
+    that pass stay at most ``max_keys * burst`` per window however many keys there are.
     """
 
-    def __init__(self, burst: int, window: float, *, max_keys: int = 10_000,
+    def __init__(self, burst: int, window: float, *, max_keys: int = MAX_KEYS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.burst = burst
         self.window = window
         self.max_keys = max_keys
         self.clock = clock
-        self._state: dict[Hashable, list[float]] = {}  # key -> [window_start, n, held back]
+        #: key -> [window_start, n, held back], least recently used first
+        self._state: OrderedDict[Hashable, list[float]] = OrderedDict()
+        #: Events held back because the table was full of keys inside their window.
+        self.untracked = 0
+
+    def __len__(self) -> int:
+        return len(self._state)
 
     def admit(self, key: Hashable) -> int | None:
         """None: hold this one back (counted). Otherwise it passes, and the number is how many
         of this key were held back since the last one that passed after a window."""
         now = self.clock()
         state = self._state.get(key)
-        if state is None or now - state[0] >= self.window:
-            suppressed = int(state[2]) if state else 0
-            if state is None and len(self._state) >= self.max_keys:
-                self._state.clear()
+        if state is None:
+            if len(self._state) >= self.max_keys:
+                oldest = next(iter(self._state.values()))
+                if now - oldest[0] < self.window:  # every key was seen within its window
+                    self.untracked += 1
+                    return None
+                self._state.popitem(last=False)
             self._state[key] = [now, 1, 0]
+            return 0
+        self._state.move_to_end(key)
+        if now - state[0] >= self.window:
+            suppressed = int(state[2])
+            state[:] = [now, 1, 0]
             return suppressed
         state[1] += 1
         if state[1] <= self.burst:
@@ -54,15 +77,26 @@ class RateLimiter:
         state[2] += 1
         return None
 
+    def take_untracked(self) -> int:
+        """How many events were held back without a key since the last call."""
+        n, self.untracked = self.untracked, 0
+        return n
+
+
+def _untracked_note(n: int, max_keys: int) -> str:
+    return (f" ({n} other messages suppressed while {max_keys} kinds of message were "
+            "being limited)")
+
 
 class RateLimitFilter(logging.Filter):
     """Let ``BURST`` records of one (logger, template) through per window, then suppress; the
     next record after the window carries a note with how many were suppressed. Records with
     ``extra=NOT_RATE_LIMITED`` always pass."""
 
-    def __init__(self, burst: int = BURST, window: float = WINDOW_SECONDS) -> None:
+    def __init__(self, burst: int = BURST, window: float = WINDOW_SECONDS, *,
+                 max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.limiter = RateLimiter(burst, window)
+        self.limiter = RateLimiter(burst, window, max_keys=max_keys, clock=clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "rate_limit", True) is False:
@@ -72,6 +106,9 @@ class RateLimitFilter(logging.Filter):
             return False
         if suppressed:
             record.msg = f"{record.msg} (suppressed {suppressed} similar messages)"
+        untracked = self.limiter.take_untracked()
+        if untracked:
+            record.msg = f"{record.msg}{_untracked_note(untracked, self.limiter.max_keys)}"
         return True
 
 
@@ -130,6 +167,9 @@ class RateLimitedLog:
         if suppressed:
             msg += " (%d similar messages suppressed)"
             args = (*args, suppressed)
+        untracked = self.limiter.take_untracked()
+        if untracked:
+            msg += _untracked_note(untracked, self.limiter.max_keys).replace("%", "%%")
         self.logger.log(level, msg, *args)
 
     def debug(self, key: str, msg: str, *args: Any) -> None:

@@ -6,6 +6,7 @@ run one by one after structuring so that each failure is reported.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args, get_origin
@@ -21,9 +22,11 @@ from cattrs.errors import (
 )
 from cattrs.v import transform_error
 
+from streamer._config_values import shown
+
 
 def describe_value(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "a table"
+    return shown(value) if not isinstance(value, dict) else "a table"
 
 
 class _Expected(TypeError):
@@ -102,9 +105,14 @@ _converter = make_converter()
 
 def _format_exception(exc: BaseException, _type: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        allowed = user_keys(exc.cl)
         keys = ", ".join(sorted(exc.extra_fields))
-        return f"unknown key(s) {keys}; expected one of: {', '.join(allowed) or '(none)'}"
+        guesses = [f"did you mean `{match[0]}` for `{key}`?" if len(exc.extra_fields) > 1
+                   else f"did you mean `{match[0]}`?"
+                   for key in sorted(exc.extra_fields)
+                   if (match := difflib.get_close_matches(key, allowed, n=1))]
+        return (f"unknown key(s) {keys}; {' '.join(guesses) + ' ' if guesses else ''}"
+                f"expected one of: {', '.join(allowed) or '(none)'}")
     if isinstance(exc, KeyError):
         return "required key is missing"
     if isinstance(exc, (_Expected, ValueError)):
@@ -112,6 +120,15 @@ def _format_exception(exc: BaseException, _type: Any) -> str:
     if isinstance(exc, TypeError) and "NoneType" not in str(exc):
         return str(exc)
     return f"invalid value ({exc})"
+
+
+def user_keys(cls: type) -> list[str]:
+    """The keys a user may write for ``cls``: its fields, less those set by the class itself
+    (``init=False``) and retired ones (``metadata=RETIRED``, kept only to explain that they
+    moved)."""
+    if not attrs.has(cls):
+        return []
+    return [f.name for f in attrs.fields(cls) if f.init and not f.metadata.get("retired")]
 
 
 def structure_collecting(data: Any, cls: type, path: str, filename: str, errors: list[str]) -> Any:

@@ -9,12 +9,21 @@ wrong too; the loader drops that prefix where the path already names the field.
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+#: ``attrs.field(default=None, metadata=RETIRED)``: an option that is no longer one, kept so
+#: that setting it gets an error saying where it went; it is not listed among the expected
+#: keys when a key is unknown.
+RETIRED = {"retired": True}
 
 
 def _bound(value: float) -> str:
@@ -69,3 +78,37 @@ def at_least_field(other: str) -> Validator:
                              f"({_bound(bound)})")
 
     return check
+
+
+def unwritable_dir(path: str) -> str | None:
+    """Why files cannot be written in the folder ``path``, or None when they can.
+
+    For a ``validate(environ)`` step (``streamer check`` and ``streamer run``). A missing
+    folder is fine when the writer could create it (as the files sink and the capture do,
+    parents included): then the nearest existing ancestor is the one that must take a file.
+    Writability is tried, not inferred from mode bits (root passes ``os.access`` on a
+    read-only mount or ``/proc``): a probe file is created there and removed at once.
+    Refused: a symlink loop or a dangling symlink on the way, a file where a folder should
+    be, a folder that does not take a new file.
+    """
+    target = Path(path)
+    for place in (target, *target.parents):
+        try:
+            mode = os.stat(place).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(place):
+                return f"{str(place)!r} is a symbolic link to nothing ({os.readlink(place)!r})"
+            continue  # missing: it would be created, so its parent must take it
+        except OSError as exc:  # ELOOP, EACCES on the way, name too long
+            return f"{str(place)!r} cannot be resolved: {exc.strerror or exc}"
+        if not stat.S_ISDIR(mode):
+            return f"{str(place)!r} is not a folder"
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".streamer-write-check-", dir=place)
+        except OSError as exc:
+            what = "" if place == target else f" (to create {str(target)!r} in it)"
+            return f"cannot create a file in {str(place)!r}{what}: {exc.strerror or exc}"
+        os.close(fd)
+        os.unlink(probe)
+        return None
+    return f"{path!r}: no existing folder on the way"  # pragma: no cover - "/" or "." exists

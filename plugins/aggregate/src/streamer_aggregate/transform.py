@@ -26,7 +26,7 @@ import trio
 from streamer import Context, Emit, Event, RateLimitedLog, StreamGap, clock
 from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_of_ms, parse_interval
-from streamer.validators import between
+from streamer.validators import RETIRED, between
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
 from streamer_aggregate.backfill import (
     BackfillRequest,
@@ -94,8 +94,8 @@ class KlineConfig:
     #: this long for the recovered trades before closing anyway, flagged partial.
     gap_hold_s: float = attrs.field(default=60.0, validator=between(0, 3600))
     #: Moved to the source: setting either is a configuration error that says so.
-    rest_url: Any = None
-    testnet: Any = None
+    rest_url: Any = attrs.field(default=None, metadata=RETIRED)
+    testnet: Any = attrs.field(default=None, metadata=RETIRED)
 
     #: Interval lengths in ms, parsed from ``intervals``.
     interval_ms: list[int] = attrs.field(init=False, factory=list)

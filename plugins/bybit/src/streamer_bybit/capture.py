@@ -23,14 +23,14 @@ for a worse ratio. Compression is most of the capture's cost (bench/bench_captur
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 import trio
 
 from streamer import Metrics, StreamGap, Trade, clock
-from streamer.validators import between, greater_than
+from streamer.validators import between, greater_than, unwritable_dir
 from streamer_bybit.capture_format import (
     GAP,
     HOLDING,
@@ -70,6 +70,14 @@ class CaptureOptions:
     capture_queue_mb: float = attrs.field(default=64.0, validator=_queue_mb)
     #: zstd level (1 fastest .. 19 smallest).
     capture_level: int = attrs.field(default=1, validator=between(1, 19))
+
+    def validate(self, environ: Mapping[str, str]) -> list[str]:
+        """``capture_dir`` must take files now (``check`` and ``run``): a capture that could
+        write none would lose the whole recording while the source streams on."""
+        if not self.capture_dir:
+            return []
+        problem = unwritable_dir(self.capture_dir)
+        return [f"capture_dir: {problem}"] if problem else []
 
 
 class CaptureTap:

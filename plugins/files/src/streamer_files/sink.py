@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from pyarrow import ArrowException
 
 from streamer import Context, Event, Inbox
 from streamer.clock import now, now_ms, trio_time_at
-from streamer.validators import at_least, at_least_field, between
+from streamer.validators import at_least, at_least_field, between, unwritable_dir
 
 Partition = tuple[str, str, str]  # channel, data_type, "YYYY-MM-DD"
 
@@ -61,6 +62,12 @@ class FilesConfig:
     max_buffered_events: int = attrs.field(default=500_000, validator=at_least_field("max_rows"))
     #: zstd level of the JSON lines (1 fastest .. 19 smallest).
     zstd_level: int = attrs.field(default=3, validator=between(1, 19))
+
+    def validate(self, environ: Mapping[str, str]) -> list[str]:
+        """``dir`` must take files now (``check`` and ``run``): a run that could write none
+        would drop every event."""
+        problem = unwritable_dir(self.dir) if self.dir else None
+        return [f"dir: {problem}"] if problem else []
 
 
 def _event_ms(data_type: str, item: dict[str, Any]) -> int | None:
@@ -98,6 +105,8 @@ class FilesSink:
         self.buffered = 0
         self.files_written: list[Path] = []
         self._seq = 0
+        #: Readiness last reported to ``context.health`` (None: nothing written yet).
+        self._reported_ready: bool | None = None
 
     # -- buffering (trio thread) --------------------------------------------------------
 
@@ -212,6 +221,20 @@ class FilesSink:
             self.context.logger.error(
                 "files: cannot write %d %s %s events of %s under %s (%s: %s); they are dropped",
                 rows, channel, data_type, day, self.root, type(exc).__name__, exc)
+        if failed:
+            _, _, exc = failed[-1]
+            self._report_health(False, f"{len(failed)} of {len(chunks)} files not written, "
+                                f"last: {type(exc).__name__}: {exc}")
+        else:
+            self._report_health(True)
+
+    def _report_health(self, ready: bool, reason: str = "") -> None:
+        """/readyz: not ready after a flush that lost a file (with the cause), ready again
+        after one that wrote every file; a success is reported only when it changes the state
+        (it comes once per flush)."""
+        if not (ready and self._reported_ready):
+            self._reported_ready = ready
+            self.context.health.set("writes", ready, reason)
 
     # -- the sink -----------------------------------------------------------------------
 
