@@ -3,7 +3,6 @@ guessed keys. Real clients on 127.0.0.1 (several source addresses of the loopbac
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ import trio
 
 from websocket.helpers import (
     StartSink,
+    basic,
     client_frame,
     connect,
     expect_rejected,
@@ -33,10 +33,6 @@ KEY_ENV = "STREAMER_TEST_WS_HOSTILE_KEY"
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, "s3cret-key")
     return "s3cret-key"
-
-
-def basic(user: str, key: str) -> list[tuple[bytes, bytes]]:
-    return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{key}".encode()))]
 
 
 async def auth_sink(start_sink: StartSink, **options: Any) -> Any:
