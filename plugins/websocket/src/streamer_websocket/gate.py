@@ -175,7 +175,7 @@ class Gate:
         # Refused whatever it presents: a right key must not be learnable by trying.
         self.metrics.inc("auth_lockouts")
         self._log.warning("lockout", "websocket client %s: refused, %d failed "
-                          "authentications (%s) within %ss", key[0],
+                          "authentications for %s within %ss", key[0],
                           self.config.max_auth_failures, _user_label(key),
                           self.config.auth_failure_window)
         return True
@@ -186,7 +186,7 @@ class Gate:
         in_window = admission.record_failure(key, trio.current_time())
         self.metrics.inc("auth_failures")
         self._log.warning(
-            "auth", "websocket client %s: %s failed (%d from this address (%s) within %ss, "
+            "auth", "websocket client %s: %s failed (%d for %s from this address within %ss, "
             "%d failed authentications in total)", key[0], how, in_window, _user_label(key),
             self.config.auth_failure_window, admission.failures_total)
 
