@@ -208,7 +208,8 @@ def test_client_address_from_forwarded() -> None:
         ({"trusted_proxies": ["10.0.0.1/24"]}, "has host bits set"),
         ({"trusted_proxies": ["traefik"]}, "trusted_proxies: 'traefik' is not"),
         ({"max_unauthenticated": 16, "max_unauthenticated_per_address": 4},
-         "max_unauthenticated_per_address (4) must be at most max_unauthenticated / 8 (2)"),
+         "max_unauthenticated_per_address: expected at most max_unauthenticated / 8 (2), "
+         "got 4"),
     ],
 )
 def test_config_refuses(options: dict, error: str) -> None:

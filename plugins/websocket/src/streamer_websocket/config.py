@@ -38,9 +38,9 @@ def _share_of_pool(instance: Any, attribute: attrs.Attribute[int], value: int) -
     share = MIN_ADDRESSES_TO_FILL_POOL
     if value * share > instance.max_unauthenticated:
         raise ValueError(
-            f"{attribute.name} ({value}) must be at most max_unauthenticated / {share} "
-            f"({instance.max_unauthenticated // share}): fewer than {share} addresses must "
-            "never fill the pool")
+            f"{attribute.name}: expected at most max_unauthenticated / {share} "
+            f"({instance.max_unauthenticated // share}), got {value}: fewer than {share} "
+            "addresses must never fill the pool")
 
 
 def _tls_pair(instance: Any, attribute: attrs.Attribute[str | None], value: str | None) -> None:
