@@ -6,6 +6,7 @@ HEALTHCHECK command works against a real /healthz."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import shlex
@@ -44,9 +45,12 @@ def compose(name: str = "docker-compose.yml") -> dict:
     return yaml.safe_load((ROOT / name).read_text())
 
 
-def container_config():
+def container_config(environment: dict[str, str] | None = None):
+    """deploy/streamer.toml as the container reads it, with a compose file's ``environment``
+    (its literal values: overrides such as STREAMER_SINKS__...) on top."""
     # The compose file passes the WebSocket key in; `streamer run` refuses to start without it.
-    environ = {"STREAMER_WSS_AUTH_KEY": "a key from the compose environment"}
+    environ = {"STREAMER_WSS_AUTH_KEY": "a key from the compose environment",
+               **(environment or {})}
     return load_config_file(ROOT / "deploy" / "streamer.toml", load_plugin_manager(),
                             environ=environ)
 
@@ -118,6 +122,29 @@ def test_traefik_variant_routes_tls_to_the_websocket_sink() -> None:
     traefik = doc["services"]["traefik"]
     assert "443:443" in traefik["ports"]
     assert any("websecure.address=:443" in c for c in traefik["command"])
+
+
+def test_traefik_variant_makes_the_sink_trust_traefik_alone() -> None:
+    """Behind Traefik the sink's per-address limits must count each client: the Traefik file
+    sets trusted_proxies of the mounted config's websocket sink (an environment override) to
+    exactly Traefik's fixed address, a /32 of the compose network it pins (nothing else on
+    it, the Docker gateway included, is believed)."""
+    doc = compose("docker-compose.traefik.yml")
+    traefik_ip = ipaddress.ip_address(
+        doc["services"]["traefik"]["networks"]["default"]["ipv4_address"])
+    (pool,) = doc["networks"]["default"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(pool["subnet"])
+    assert traefik_ip in subnet and traefik_ip != next(subnet.hosts())  # not the gateway
+    environment = doc["services"]["streamer"]["environment"]
+    websocket = next(n for n in container_config(environment).sinks
+                     if n.type == "websocket").options
+    assert websocket.trusted_proxies == [f"{traefik_ip}/32"]
+    assert websocket.forwarded_header == "x-forwarded-for"
+    # Traefik writes X-Forwarded-For itself: it must not be told to pass on a client's.
+    assert not any("forwardedheaders" in c.lower() for c in doc["services"]["traefik"]["command"])
+    # The plain compose setup has no proxy: there the header is never believed.
+    plain = next(n for n in container_config().sinks if n.type == "websocket").options
+    assert plain.trusted_proxies == []
 
 
 async def test_the_healthcheck_command_passes_against_a_live_listener(tmp_path) -> None:

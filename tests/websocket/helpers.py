@@ -27,6 +27,11 @@ from streamer_websocket.sink import WebSocketSink
 StartSink = Callable[..., Awaitable[tuple[WebSocketSink, Inbox]]]
 
 
+def basic(user: str, key: str) -> list[tuple[bytes, bytes]]:
+    """An ``Authorization: Basic`` header for ``user`` and ``key``."""
+    return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{key}".encode()))]
+
+
 def make_sink(**options: Any) -> WebSocketSink:
     options.setdefault("port", 0)
     config = WebSocketConfig(**options)
@@ -115,13 +120,15 @@ async def raw_handshake(
     *,
     source: str = "127.0.0.1",
     headers: list[tuple[bytes, bytes]] | None = None,
+    port: int | None = None,
 ) -> tuple[trio.socket.SocketType, bytes]:
     """A raw WebSocket client from ``source`` (any 127.x address): (socket, HTTP response).
+    It connects to the sink, or to ``port`` (a proxy in front of it).
 
     Its receive buffer is pinned small, so the server's sends to it block soon once it stops
     reading.
     """
-    port = sink.port
+    port = sink.port if port is None else port
     assert port is not None
     sock = trio.socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -146,10 +153,10 @@ async def raw_handshake(
 
 
 async def stalled_client(
-    sink: WebSocketSink, path: str = "/", *, source: str = "127.0.0.1"
+    sink: WebSocketSink, path: str = "/", *, source: str = "127.0.0.1", port: int | None = None
 ) -> trio.socket.SocketType:
     """A raw WebSocket client that completes the handshake and then never reads."""
-    sock, response = await raw_handshake(sink, path, source=source)
+    sock, response = await raw_handshake(sink, path, source=source, port=port)
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
 
@@ -227,6 +234,24 @@ async def read_close_code(sock: trio.socket.SocketType) -> int | None:
         opcode, payload = frame
         if opcode == 0x8:
             return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+
+async def answer(sock: trio.socket.SocketType) -> tuple[str | None, int | None]:
+    """After a first message: the server's text reply (if any) and its close code (None:
+    cut without one); (reply, None) at once when authenticated (the connection stays open)."""
+    reader = FrameReader(sock)
+    text = None
+    while True:
+        frame = await reader.next()
+        if frame is None:
+            return text, None
+        opcode, payload = frame
+        if opcode == 0x1:
+            text = payload.decode()
+            if text == '{"status":"authenticated"}':
+                return text, None
+        elif opcode == 0x8:
+            return text, int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
 
 
 def close_code(exc: ConnectionClosed) -> int:

@@ -3,7 +3,6 @@ serve a non-loopback interface without auth."""
 
 from __future__ import annotations
 
-import base64
 import hmac
 from typing import Any
 
@@ -16,6 +15,7 @@ from streamer_websocket import auth as auth_module
 from streamer_websocket.config import WebSocketConfig
 from websocket.helpers import (
     StartSink,
+    basic,
     close_code,
     connect,
     expect_rejected,
@@ -32,11 +32,6 @@ KEY_ENV = "STREAMER_TEST_WS_KEY"
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, "s3cret-key")
     return "s3cret-key"
-
-
-def basic(user: str, key: str) -> list[tuple[bytes, bytes]]:
-    token = base64.b64encode(f"{user}:{key}".encode())
-    return [(b"Authorization", b"Basic " + token)]
 
 
 async def auth_sink(start_sink: StartSink, **options: Any) -> Any:

@@ -3,7 +3,6 @@ guessed keys. Real clients on 127.0.0.1 (several source addresses of the loopbac
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ import trio
 
 from websocket.helpers import (
     StartSink,
+    basic,
     client_frame,
     connect,
     expect_rejected,
@@ -33,10 +33,6 @@ KEY_ENV = "STREAMER_TEST_WS_HOSTILE_KEY"
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, "s3cret-key")
     return "s3cret-key"
-
-
-def basic(user: str, key: str) -> list[tuple[bytes, bytes]]:
-    return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{key}".encode()))]
 
 
 async def auth_sink(start_sink: StartSink, **options: Any) -> Any:
@@ -134,16 +130,17 @@ async def test_unauthenticated_sockets_cannot_lock_users_out(
     start_sink: StartSink, nursery, key: str
 ) -> None:
     with trio.fail_after(10):
-        sink, inbox = await auth_sink(start_sink, max_clients=2, max_unauthenticated=4,
-                                      max_unauthenticated_per_address=2, auth_timeout=60)
+        sink, inbox = await auth_sink(start_sink, max_clients=2, max_unauthenticated=8,
+                                      max_unauthenticated_per_address=1, auth_timeout=60)
         await inbox.put([kline()])
-        idle = [await stalled_client(sink, source="127.0.0.2") for _ in range(2)]
+        idle = [await stalled_client(sink, source="127.0.0.2")]
         # Past the per-address limit: closed at once with 1013.
         extra = await stalled_client(sink, source="127.0.0.2")
         assert await read_close_code(extra) == 1013
-        idle += [await stalled_client(sink, source="127.0.0.3") for _ in range(2)]
+        # Eight addresses (the fewest that can) fill the pool.
+        idle += [await stalled_client(sink, source=f"127.0.0.{i}") for i in range(3, 10)]
         # Past the total: 1013 for another address too.
-        other = await stalled_client(sink, source="127.0.0.4")
+        other = await stalled_client(sink, source="127.0.0.10")
         assert await read_close_code(other) == 1013
         assert sink.metrics["rejected_unauthenticated"] == 2
         # Users who authenticate are admitted up to max_clients, whatever waits unauthenticated,
@@ -157,7 +154,7 @@ async def test_unauthenticated_sockets_cannot_lock_users_out(
         assert sink.metrics["rejected_max_clients"] == 0
         # A first-message client authenticates once a place is free, and frees it on success.
         idle.pop().close()
-        while sink.unauthenticated > 3:
+        while sink.unauthenticated > 7:
             await trio.sleep(0.001)
         await users.pop().aclose()
         await sink.wait_for_clients(1)
@@ -165,10 +162,10 @@ async def test_unauthenticated_sockets_cannot_lock_users_out(
         await send(ws, {"user": "alice", "key": key})
         assert await recv(ws) == {"status": "authenticated"}
         await sink.wait_for_clients(2)
-        assert sink.unauthenticated == 3  # the authenticated one left its place
-        late, response = await raw_handshake(sink, source="127.0.0.3")
+        assert sink.unauthenticated == 7  # the authenticated one left its place
+        late, response = await raw_handshake(sink, source="127.0.0.9")
         assert response.startswith(b"HTTP/1.1 101")
-        while sink.unauthenticated < 4:
+        while sink.unauthenticated < 8:
             await trio.sleep(0.001)
         for sock in [*idle, extra, other, late]:
             sock.close()

@@ -44,9 +44,15 @@ type = "websocket"
 port = 70000
 max_clients = 0
 tls_certfile = "cert.pem"
+max_unauthenticated_per_address = 9
+trusted_proxies = ["10.0.0.0/8", "10.0.0.1/8"]
 """
     assert config_errors(toml, plugin_manager) == [
         "s.toml: sinks[0].port: expected 0 to 65535, got 70000",
         "s.toml: sinks[0].max_clients: expected at least 1, got 0",
+        "s.toml: sinks[0].max_unauthenticated_per_address: expected at most "
+        "max_unauthenticated / 8 (8), got 9: fewer than 8 addresses must never fill the pool",
+        "s.toml: sinks[0].trusted_proxies: '10.0.0.1/8' is not an address or network "
+        "(10.0.0.1/8 has host bits set)",
         "s.toml: sinks[0].tls_keyfile: tls_certfile and tls_keyfile must be set together",
     ]

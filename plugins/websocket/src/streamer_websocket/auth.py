@@ -39,19 +39,25 @@ class Credentials:
         key_ok = hmac.compare_digest(key.encode(), self._key)
         return user_ok & key_ok
 
-    def check_basic(self, authorization: bytes) -> bool:
-        """Check an ``Authorization: Basic ...`` header value."""
-        scheme, _, encoded = authorization.strip().partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, key = decoded.partition(":")
-        if not sep:
-            return False
-        return self.check(user, key)
+    def names_user(self, user: object) -> bool:
+        """Whether ``user`` is the configured user: failures are counted per user."""
+        return isinstance(user, str) and hmac.compare_digest(user.encode(), self._user)
+
+
+def parse_basic(authorization: bytes) -> tuple[str | None, str | None]:
+    """(user, key) of an ``Authorization: Basic ...`` header value; (None, None) if it is
+    not one."""
+    scheme, _, encoded = authorization.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    user, sep, key = decoded.partition(":")
+    if not sep:
+        return None, None
+    return user, key
 
 
 def authorization_header(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:

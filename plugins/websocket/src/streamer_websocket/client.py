@@ -97,6 +97,7 @@ class Client:
         ws: WebSocketConnection,
         *,
         client_id: int,
+        address: str,
         queue_size: int,
         max_dropped: int,
         max_replies: int = 64,
@@ -107,6 +108,8 @@ class Client:
     ) -> None:
         self.ws = ws
         self.client_id = client_id
+        #: The client's address (its proxy's forwarded one if trusted), for limits and logs.
+        self.address = address
         self.subscription: Subscription | None = None
         self.queue: deque[Envelope] = deque()
         self.control: deque[str] = deque()
@@ -129,7 +132,7 @@ class Client:
         self._wakeup = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
-        return f"<Client {self.client_id} {self.ws.remote}>"
+        return f"<Client {self.client_id} {self.address}>"
 
     # -- called from the pipeline side: never awaits -------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -25,10 +25,33 @@ def _not_empty_if_set(_: Any, attribute: attrs.Attribute[str | None], value: str
         raise ValueError(f"{attribute.name}: must not be empty (leave it out instead)")
 
 
+def _networks(_: Any, attribute: attrs.Attribute[list[str]], value: list[str]) -> None:
+    from streamer_websocket.forwarded import parse_networks
+
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ValueError(f"{attribute.name}: {exc}") from None
+
+
+def _share_of_pool(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    share = MIN_ADDRESSES_TO_FILL_POOL
+    if value * share > instance.max_unauthenticated:
+        raise ValueError(
+            f"{attribute.name}: expected at most max_unauthenticated / {share} "
+            f"({instance.max_unauthenticated // share}), got {value}: fewer than {share} "
+            "addresses must never fill the pool")
+
+
 def _tls_pair(instance: Any, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     _not_empty_if_set(instance, attribute, value)
     if (instance.tls_certfile is None) != (value is None):
         raise ValueError("tls_keyfile: tls_certfile and tls_keyfile must be set together")
+
+
+#: Source addresses needed at least to fill the pool of unauthenticated places: one address
+#: may hold at most this fraction of it, so a few addresses can never turn every other away.
+MIN_ADDRESSES_TO_FILL_POOL = 8
 
 
 @attrs.define
@@ -50,13 +73,24 @@ class WebSocketConfig:
     max_clients: int = attrs.field(default=100, validator=at_least(1))
     #: Connections not yet authenticated at most, in total; more are closed with 1013.
     #: Kept apart from max_clients so sockets that never authenticate cannot lock users out.
-    max_unauthenticated: int = attrs.field(default=16, validator=at_least(1))
-    #: Connections not yet authenticated at most from one source address.
-    max_unauthenticated_per_address: int = attrs.field(default=4, validator=at_least(1))
+    max_unauthenticated: int = attrs.field(default=64, validator=at_least(1))
+    #: Connections not yet authenticated at most from one client address; at most
+    #: max_unauthenticated / 8, so that no fewer than 8 addresses can fill the pool.
+    max_unauthenticated_per_address: int = attrs.field(
+        default=4, validator=[at_least(1), _share_of_pool])
+    #: Reverse proxies (addresses or CIDR networks) whose forwarding header is believed:
+    #: from them, per-address limits count the client the header names; from any other
+    #: peer the header is ignored. Empty: every limit counts the TCP peer.
+    trusted_proxies: list[str] = attrs.field(factory=list, validator=_networks)
+    #: The header the trusted proxies write: "x-forwarded-for" (Traefik, nginx's
+    #: $proxy_add_x_forwarded_for) or "forwarded" (RFC 7239). Only that one is read, so a
+    #: client cannot slip in the other past a proxy that passes it through.
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     #: Seconds a failed authentication waits before it is answered (slows guessing).
     auth_failure_delay: float = attrs.field(default=1.0, validator=at_least(0))
-    #: Failed authentications from one address within auth_failure_window before every
-    #: further attempt from it is refused (HTTP 429) until the window ends.
+    #: Failed authentications of one (client address, user) within auth_failure_window before
+    #: every further attempt of that user from that address is refused (HTTP 429, or close
+    #: code 4429 for first-message auth), right key or not, until the window ends.
     max_auth_failures: int = attrs.field(default=10, validator=at_least(1))
     #: Seconds over which max_auth_failures is counted.
     auth_failure_window: float = attrs.field(default=60.0, validator=greater_than(0))

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
 from streamer import Metrics, RateLimitedLog
 from streamer_websocket.client import Client
+from streamer_websocket.client_json import BadClientJSON, decode_client_json
 from streamer_websocket.config import WebSocketConfig
-from streamer_websocket.gate import Gate, address_of
+from streamer_websocket.gate import CLOSE_MESSAGE_TOO_BIG, Gate
 from streamer_websocket.snapshot import SnapshotStore
 from streamer_websocket.subscription import (
     Subscription,
@@ -37,7 +37,13 @@ class Session:
         while True:
             try:
                 raw = await client.ws.get_message()
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
+                if exc.reason is not None and exc.reason.code == CLOSE_MESSAGE_TOO_BIG:
+                    # trio-websocket has closed it with 1009 already; counted like bad JSON.
+                    self.metrics.inc("bad_client_messages")
+                    self._log.warning("bad_message", "websocket client %s: message over %d "
+                                      "bytes, closed with 1009", client.address,
+                                      self.config.max_client_message)
                 if not client.closing:
                     client.cancel_scope.cancel()
                 return
@@ -58,14 +64,14 @@ class Session:
 
     def _bad_message(self, client: Client, error: str, reply: dict[str, Any]) -> None:
         self.metrics.inc("bad_client_messages")
-        self._log.warning("bad_message", "websocket client %s: %s", client.ws.remote, error)
+        self._log.warning("bad_message", "websocket client %s: %s", client.address, error)
         client.reply(reply)
 
     def _on_message(self, client: Client, raw: str | bytes) -> None:
         try:
-            message = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            self._bad_message(client, "invalid JSON", {"error": "invalid JSON"})
+            message = decode_client_json(raw)
+        except BadClientJSON as exc:
+            self._bad_message(client, str(exc), {"error": str(exc)})
             return
         if not isinstance(message, dict):
             self._bad_message(client, "not an object", {"error": "expected a JSON object"})
@@ -81,10 +87,11 @@ class Session:
         elif "user" in message or "key" in message:
             # Older clients may (re)send credentials once connected: answer, never close.
             creds = self._gate.credentials
-            if creds is None or creds.check(message.get("user"), message.get("key")):
+            user = message.get("user")
+            if creds is None or creds.check(user, message.get("key")):
                 client.reply({"status": "authenticated"})
             else:
-                self._gate.count_failure(address_of(client.ws.remote),
+                self._gate.count_failure((client.address, creds.names_user(user)),
                                          "authentication (in session)")
                 client.reply({"error": "Authentication failed"})
         else:

@@ -143,7 +143,7 @@ class WebSocketSink:
 
     # -- serving an admitted client ---------------------------------------------------------
 
-    async def _serve(self, ws: WebSocketConnection) -> None:
+    async def _serve(self, ws: WebSocketConnection, address: str) -> None:
         """Serve an admitted connection until it ends: registered for the fan-out, given the
         snapshot first."""
         config = self.config
@@ -151,6 +151,7 @@ class WebSocketSink:
             client = Client(
                 ws,
                 client_id=next(self._ids),
+                address=address,
                 queue_size=config.client_queue_size,
                 max_dropped=config.max_dropped,
                 max_replies=config.max_queued_replies,
@@ -181,7 +182,7 @@ class WebSocketSink:
                 self._clients_changed.unpark_all()
                 self.metrics.inc("clients_disconnected")
         if client.kicked is not None:
-            self._log.warning("kick", "websocket client %s disconnected: %s", ws.remote,
+            self._log.warning("kick", "websocket client %s disconnected: %s", address,
                               client.kicked)
             if client.kick_code is not None:
                 # Say why if the socket takes it at once; a client that reads nothing
