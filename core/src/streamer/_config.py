@@ -131,6 +131,8 @@ class NodeConfig:
     overflow: Overflow = "block"
     on_fatal: OnFatal = "stop"
     stall_timeout: float = 5.0
+    #: ``overflow`` was set in the table, not taken from the sink type's default.
+    overflow_chosen: bool = False
 
     @property
     def path(self) -> str:
@@ -374,7 +376,7 @@ def _build_node(
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
                       tuple(inputs or ()) if valid_inputs and kind != "source" else (),
                       options, spec, sink.queue_size, overflow, sink.on_fatal,
-                      sink.stall_timeout)
+                      sink.stall_timeout, sink.overflow is not None)
 
 
 def _check_graph(config: PipelineConfig, errors: list[str]) -> None:
