@@ -11,7 +11,7 @@ def counters_in(line: str, marker: str) -> dict[str, int]:
         rest = rest.split(";", 1)[1]
     out = {}
     for part in rest.split(","):
-        key, _, value = part.strip().partition("=")
-        if key:
+        key, equals, value = part.strip().partition("=")
+        if equals:  # not the throughput of a line without counters
             out[key] = int(value)
     return out
