@@ -35,7 +35,7 @@ from streamer._structure import (
     structure_collecting,
 )
 from streamer._toml_depth import nesting_exceeds
-from streamer.validators import at_least, between, greater_than
+from streamer.validators import at_least, between, greater_than, off_or_at_least
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -70,8 +70,8 @@ class StreamerSettings:
     log_file: str | None = None
     #: Seconds allowed for sinks to flush after SIGINT/SIGTERM before they are cancelled.
     shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-    #: Seconds between metric summaries in the log; 0 turns them off.
-    stats_interval: float = attrs.field(default=60.0, validator=at_least(0))
+    #: Seconds between throughput lines in the log (streamer._stats); 0 turns them off.
+    stats_interval: float = attrs.field(default=60.0, validator=off_or_at_least(0.1))
     #: "host:port" of the /metrics, /healthz and /readyz listener; None: off.
     metrics: str | None = None
     #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
