@@ -3,7 +3,7 @@ a ``final`` line per node with the totals when the run ends.
 
 A source's line::
 
-    stats bybit: 120.0 msg/s in, 250.5 events/s out, 0 dropped, lag 0.015 s; messages=7200
+    stats bybit: 120.0 msg/s in, 250.5 events/s out, 0 dropped, lag 0.015 s; reconnects=1
 
 A *message* is a batch: what one exchange message or socket read produced (the source
 contract), or what a transform made of one. For a source, ``msg/s in`` counts the batches it
@@ -18,7 +18,7 @@ counters since the start, as before. Transforms keep their counters-only line.
 
 The ``final`` line has the totals of the whole run in the same order::
 
-    final bybit: 432000 msg in, 901800 events out, 0 dropped, lag 0.015 s; messages=432000
+    final bybit: 432000 msg in, 901800 events out, 0 dropped, lag 0.015 s; reconnects=1
 
 Counting costs the hot path two integer adds and one reference per batch (no per-event work):
 the newest event is kept, its time read only when a line is written.
