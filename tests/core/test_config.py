@@ -208,13 +208,24 @@ def test_every_range_error_at_once_with_its_path(pm) -> None:
                        'queue_size = 0\nstall_timeout = 0\n', pm)
     assert sorted(errors) == sorted([
         "s.toml: streamer.shutdown_timeout: expected more than 0, got -1.0",
-        "s.toml: streamer.stats_interval: expected at least 0, got -2.0",
+        "s.toml: streamer.stats_interval: expected 0 (off) or at least 0.1, got -2.0",
         "s.toml: sinks[0].port: expected 1 to 65535, got 70000",
         "s.toml: sinks[0].size: expected at least 1, got 0",
         "s.toml: sinks[0].timeout: expected more than 0, got 0.0",
         "s.toml: sinks[0].queue_size: expected at least 1, got 0",
         "s.toml: sinks[0].stall_timeout: expected more than 0, got 0.0",
     ]), errors
+
+
+def test_stats_interval_is_off_or_at_least_a_tenth_of_a_second(pm) -> None:
+    # A shorter period would fill the log with lines per node faster than anyone reads them.
+    sink = '[[sinks]]\ntype = "fake.sink"\n'
+    assert errors_of('[streamer]\nstats_interval = 0.05\n' + SRC + sink, pm) == [
+        "s.toml: streamer.stats_interval: expected 0 (off) or at least 0.1, got 0.05"]
+    for fine in (0, 0.1, 60):
+        config = load_config_text(f'[streamer]\nstats_interval = {fine}\n' + SRC + sink, pm,
+                                  environ={})
+        assert config.settings.stats_interval == fine
 
 
 def test_a_mistyped_option_does_not_hide_the_range_errors_beside_it(pm) -> None:

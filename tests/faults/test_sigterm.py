@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import trio
+from runtime_log import counters_in
 
 from fakebybit import FakeBybit
 from fakebybit.__main__ import symbols as fake_symbols
@@ -201,9 +202,6 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
 def _final_count(log: str, sink: str) -> int:
     """``written_events`` of a sink's ``final`` metrics line (the runtime logs it at exit)."""
     for line in log.splitlines():
-        if f"final {sink}:" in line:
-            for part in line.split(f"final {sink}:", 1)[1].split(","):
-                key, _, value = part.strip().partition("=")
-                if key == "written_events":
-                    return int(value)
+        if f"final {sink}:" in line and "written_events" in counters_in(line, f"final {sink}:"):
+            return counters_in(line, f"final {sink}:")["written_events"]
     raise AssertionError(f"no written_events in a 'final {sink}' line:\n{log[-3000:]}")

@@ -14,6 +14,7 @@ import trio
 from faults.helpers import toml_list
 from faults.procs import start_streamer
 from nats_server import read_stream, stream_info
+from runtime_log import counters_in
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
 
@@ -168,16 +169,7 @@ def last_stats(log: Path, node: str) -> dict[str, int]:
     text = log.read_text(errors="replace") if log.exists() else ""
     for line in text.splitlines():
         if f"stats {node}:" in line:
-            out = _counters(line, f"stats {node}:")
-    return out
-
-
-def _counters(line: str, marker: str) -> dict[str, int]:
-    """``key=value`` counters after ``marker`` in a stats or final line of the runtime."""
-    out = {}
-    for part in line.split(marker, 1)[1].split(","):
-        key, _, value = part.strip().partition("=")
-        out[key] = int(value)
+            out = counters_in(line, f"stats {node}:")
     return out
 
 
@@ -201,7 +193,7 @@ async def wait_stats(log: Path, node: str, proc: subprocess.Popen[bytes], predic
 def final_metrics(log: Path, node: str) -> dict[str, int]:
     for line in log.read_text(errors="replace").splitlines():
         if f"final {node}:" in line:
-            return _counters(line, f"final {node}:")
+            return counters_in(line, f"final {node}:")
     return {}
 
 

@@ -22,7 +22,7 @@ from streamer._api import (
 from streamer._backoff import Backoff
 from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
 from streamer._health import Health, PartState
-from streamer._hookspecs import RegisterCommand, RegisterType, hookimpl
+from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, hookimpl
 from streamer._inbox import Inbox
 from streamer._logs import RateLimitedLog, redact_url, url_secret
 from streamer._metrics import Metrics, Sample
@@ -50,6 +50,7 @@ __all__ = [
     "Price",
     "RateLimitedLog",
     "RegisterCommand",
+    "RegisterSource",
     "RegisterType",
     "Sample",
     "Sink",

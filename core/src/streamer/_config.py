@@ -36,7 +36,7 @@ from streamer._structure import (
     structure_collecting,
 )
 from streamer._toml_depth import nesting_exceeds
-from streamer.validators import at_least, at_least_field, between, greater_than
+from streamer.validators import at_least, at_least_field, between, greater_than, off_or_at_least
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,8 +71,8 @@ class StreamerSettings:
     log_file: str | None = None
     #: Seconds allowed for sinks to flush after SIGINT/SIGTERM before they are cancelled.
     shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-    #: Seconds between metric summaries in the log; 0 turns them off.
-    stats_interval: float = attrs.field(default=60.0, validator=at_least(0))
+    #: Seconds between throughput lines in the log (streamer._stats); 0 turns them off.
+    stats_interval: float = attrs.field(default=60.0, validator=off_or_at_least(0.1))
     #: "host:port" of the /metrics, /healthz and /readyz listener; None: off.
     metrics: str | None = None
     #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
@@ -139,6 +139,8 @@ class NodeConfig:
     overflow: Overflow = "block"
     on_fatal: OnFatal = "stop"
     stall_timeout: float = 5.0
+    #: ``overflow`` was set in the table, not taken from the sink type's default.
+    overflow_chosen: bool = False
 
     @property
     def path(self) -> str:
@@ -382,7 +384,7 @@ def _build_node(
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
                       tuple(inputs or ()) if valid_inputs and kind != "source" else (),
                       options, spec, sink.queue_size, overflow, sink.on_fatal,
-                      sink.stall_timeout)
+                      sink.stall_timeout, sink.overflow is not None)
 
 
 def _check_graph(config: PipelineConfig, errors: list[str]) -> None:

@@ -32,6 +32,15 @@ class RegisterType(Protocol):
     def __call__(self, type_name: str, config_class: type, factory: Factory) -> None: ...
 
 
+class RegisterSource(Protocol):
+    """``register(type_name, config_class, factory, *, live=True)``, handed to
+    ``streamer_register_sources``: :class:`RegisterType` plus what the source declares."""
+
+    def __call__(
+        self, type_name: str, config_class: type, factory: Factory, *, live: bool = True
+    ) -> None: ...
+
+
 class RegisterCommand(Protocol):
     """``register(name, help, configure, main)``, handed to ``streamer_register_commands``."""
 
@@ -45,10 +54,10 @@ class RegisterCommand(Protocol):
 
 
 @hookspec
-def streamer_register_sources(register: RegisterType) -> None:
+def streamer_register_sources(register: RegisterSource) -> None:
     """Add source types.
 
-    Call ``register(type_name, config_class, factory)`` once per type:
+    Call ``register(type_name, config_class, factory, *, live=True)`` once per type:
 
     - ``type_name``: what ``type = "..."`` in a ``[[sources]]`` table selects, dotted by
       convention (``"bybit.linear"``). Two plugins registering the same name is an error.
@@ -59,6 +68,13 @@ def streamer_register_sources(register: RegisterType) -> None:
     - ``factory(config, context)``: returns an object with
       ``async def run(self, emit, *, task_status=trio.TASK_STATUS_IGNORED)``
       (:class:`streamer.Source`). ``context`` is a :class:`streamer.Context`.
+    - ``live``: whether the source follows data as it happens, with a deadline: what it does
+      not read in time is lost upstream (an exchange's WebSocket, which disconnects a reader
+      that falls behind). Declare ``live=False`` for a source that reads stored data at its
+      own pace (a capture file, a JetStream stream it acknowledges): when no source of a
+      pipeline is live, every sink whose table does not set ``overflow`` blocks when full
+      instead of taking its type's default (the console's ``drop_oldest``), so a replay at
+      any speed into any sink loses nothing. ``streamer plugins`` shows it.
 
     ``run`` calls ``task_status.started()`` once connected and then ``await emit(batch)`` for
     every batch (a non-empty ``list`` of events, one per socket read or exchange message).
@@ -128,5 +144,6 @@ HOOK_NAMES: tuple[str, ...] = (
     "streamer_transform_event",
 )
 
-__all__ = ["HOOK_NAMES", "RegisterCommand", "RegisterType", "hookimpl", "hookspec"]
+__all__ = ["HOOK_NAMES", "RegisterCommand", "RegisterSource", "RegisterType", "hookimpl",
+           "hookspec"]
 

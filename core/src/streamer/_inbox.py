@@ -62,6 +62,9 @@ class Inbox:
         #: Batches the sink took with its latest ``get``, accepted at its next one.
         self._taken = 0
         self._accepted_changed = trio.lowlevel.ParkingLot()
+        #: Events ever returned by ``get`` and the newest of them (the throughput log).
+        self.taken_events = 0
+        self.newest: Event | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -69,6 +72,11 @@ class Inbox:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def queued_batches(self) -> int:
+        """Batches ever queued (dropped ones included)."""
+        return self._queued_total
 
     @property
     def queued_events(self) -> int:
@@ -143,6 +151,8 @@ class Inbox:
         self._taken = n_batches
         self.takes += 1
         self.in_flight = len(events)
+        self.taken_events += len(events)
+        self.newest = events[-1]
         if self._not_full:
             self._not_full.unpark_all()
         return events

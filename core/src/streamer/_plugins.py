@@ -45,6 +45,9 @@ class TypeSpec:
     config_class: type
     factory: Factory
     plugin: str
+    #: Sources only: declared with ``register(..., live=False)`` when the source reads stored
+    #: data at its own pace (see ``streamer_register_sources``).
+    live: bool = True
 
 
 @attrs.define(frozen=True)
@@ -171,7 +174,19 @@ class PluginManager:
                     factory: Factory,
                     _kind: NodeKind = kind,
                     _plugin: str = plugin_name,
+                    *,
+                    live: bool = True,
                 ) -> None:
+                    if not isinstance(live, bool):
+                        raise PluginError(
+                            f"plugin {_plugin!r}: {_kind} {type_name!r}: live must be True "
+                            f"or False, got {live!r}"
+                        )
+                    if _kind != "source" and not live:
+                        raise PluginError(
+                            f"plugin {_plugin!r}: live= is declared by sources only, not by "
+                            f"{_kind} {type_name!r}"
+                        )
                     if not attrs.has(config_class):
                         raise PluginError(
                             f"plugin {_plugin!r}: config class for {_kind} {type_name!r} "
@@ -184,7 +199,7 @@ class PluginManager:
                             f"{known.plugin!r} and {_plugin!r}"
                         )
                     types[_kind][type_name] = TypeSpec(
-                        _kind, type_name, config_class, factory, _plugin
+                        _kind, type_name, config_class, factory, _plugin, live
                     )
 
                 self._hook_of(plugin_name, hook_name)(register=register)
@@ -243,7 +258,8 @@ class PluginManager:
             dist, version = self._dists.get(name, (None, None))
             types: list[str] = []
             for kind in ("source", "transform", "sink"):
-                types += [f"{kind}:{t}" for t, s in collected[kind].items() if s.plugin == name]
+                types += [f"{kind}:{t}" + ("" if s.live else " (not live: reads stored data)")
+                          for t, s in collected[kind].items() if s.plugin == name]
             types += [f"command:{c}" for c, s in commands.items() if s.plugin == name]
             infos.append(PluginInfo(name, dist, version, tuple(types)))
         return infos

@@ -1,10 +1,11 @@
 """Run a pipeline: start sinks, transforms and sources in one trio nursery, route batches,
 supervise, and shut down gracefully.
 
-Routing is inline: ``await emit(batch)`` runs each downstream transform's ``process`` and
-queues the batch into each downstream sink's :class:`~streamer.Inbox`, on the emitting
-task. A batch therefore travels from the socket read to every sink queue without a task
-switch; the only wake-up is the sink's own.
+Routing is inline (:mod:`streamer._route`): ``await emit(batch)`` runs each downstream
+transform's ``process`` and queues the batch into each downstream sink's
+:class:`~streamer.Inbox`, on the emitting task; the only wake-up is the sink's own. When no
+source is live, sinks that did not choose their ``overflow`` block (:mod:`streamer._liveness`).
+The throughput log is :mod:`streamer._stats`.
 
 Every event the pipeline accepted and did not hand to a sink is counted per sink (see
 :meth:`Pipeline.losses`): dropped by a full ``drop_oldest`` inbox, held by a sink that failed
@@ -17,22 +18,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import trio
 
-import streamer
-from streamer._api import Context, Emit, FatalError, StreamGap
+from streamer._api import Context, Emit, FatalError
 from streamer._backoff import Backoff
 from streamer._config import NodeConfig, PipelineConfig
-from streamer._events import Event
 from streamer._inbox import Inbox
+from streamer._liveness import block_when_offline
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
 from streamer._plugins import PluginManager
+from streamer._route import Route, hook_applier
 from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
+from streamer._stats import StatsLog
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -74,76 +76,12 @@ class Node:
         return self.config.name
 
 
-class Route:
-    """The ``emit`` of one producer: its downstream transforms (run inline) and sink inboxes."""
-
-    __slots__ = ("_apply_hooks", "_inboxes", "_transforms")
-
-    def __init__(
-        self,
-        transforms: list[tuple[Node, Emit]],
-        inboxes: list[Inbox],
-        apply_hooks: Callable[[list[Event]], list[Event]] | None,
-    ) -> None:
-        self._transforms = transforms
-        self._inboxes = inboxes
-        self._apply_hooks = apply_hooks
-
-    async def __call__(self, batch: list[Event]) -> None:
-        if self._apply_hooks is not None:
-            batch = self._apply_hooks(batch)
-            if not batch:
-                return
-        # Sinks first: a sink fed by both sees a trade before the kline it produced.
-        for inbox in self._inboxes:
-            await inbox.put(batch)
-        for tnode, temit in self._transforms:
-            try:
-                out = tnode.obj.process(batch)
-            except Exception as exc:  # one bad transform must not stop a source
-                _transform_failed(tnode, "a batch", exc)
-                continue
-            if out:
-                await temit(out)
-
-    def _reachable_inboxes(self) -> list[Inbox]:
-        inboxes = list(self._inboxes)
-        for _, temit in self._transforms:
-            if isinstance(temit, Route):
-                inboxes.extend(i for i in temit._reachable_inboxes() if i not in inboxes)
-        return inboxes
-
-    async def accepted(self) -> None:
-        """Wait until every sink fed by this producer, directly or through inline transforms,
-        has accepted everything queued so far (:meth:`Inbox.wait_accepted`)."""
-        for inbox in self._reachable_inboxes():
-            await inbox.wait_accepted(inbox.mark())
-
-    async def gap(self, gap: StreamGap) -> None:
-        for tnode, temit in self._transforms:
-            on_gap = getattr(tnode.obj, "on_gap", None)
-            if on_gap is None:
-                continue
-            try:
-                out = on_gap(gap)
-            except Exception as exc:  # nor a bad gap handler
-                _transform_failed(tnode, "a stream gap", exc)
-                continue
-            if out:
-                await temit(out)
-
-
-def _transform_failed(node: Node, what: str, exc: Exception) -> None:
-    node.context.metrics.inc("errors")
-    node.context.logger.error("transform %r failed on %s: %s: %s", node.name, what,
-                              type(exc).__name__, exc, exc_info=exc)
-
-
 class Pipeline:
     """A built pipeline. ``await nursery.start(pipeline.run)``; ``pipeline.shutdown()``."""
 
     def __init__(self, config: PipelineConfig, pm: PluginManager) -> None:
         self.config = config
+        block_when_offline(config)
         self.nodes: dict[str, Node] = {}
         for nc in config.nodes():
             context = Context(
@@ -158,7 +96,7 @@ class Pipeline:
             self.nodes[nc.name] = Node(nc, obj, context, inbox)
         self._wire_history()
         self._event_hooks = pm.event_transformers()
-        self._emits: dict[str, Emit] = {}
+        self._emits: dict[str, Route] = {}
         for node in self.nodes.values():
             if node.config.kind != "sink":
                 self._emit_for(node.name)
@@ -166,6 +104,7 @@ class Pipeline:
         self._shutdown_requested = False
         self._watch = SinkWatch(self.nodes.values())
         self._running_sinks: set[str] = set()
+        self._stats = StatsLog(self)
         self.fatal: FatalError | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -183,6 +122,10 @@ class Pipeline:
             names = ", ".join(name for name, _ in clocks)
             raise ValueError(f"sources {names} each want to drive the clock; only one may")
         return clocks[0][1] if clocks else None
+
+    def route_of(self, producer: str) -> Route:
+        """The ``emit`` handed to the source or transform named ``producer``."""
+        return self._emits[producer]
 
     def metrics(self) -> dict[str, dict[str, int]]:
         out = {name: n.context.metrics.snapshot() for name, n in self.nodes.items()}
@@ -248,6 +191,9 @@ class Pipeline:
                 await self._start_all(sink_nursery, sinks)
                 async with trio.open_nursery() as producer_nursery:
                     producer_nursery.start_soon(self._report_loop)
+                    if self.config.settings.stats_interval:
+                        producer_nursery.start_soon(self._stats.run,
+                                                    self.config.settings.stats_interval)
                     await self._start_all(producer_nursery, transforms)
                     with trio.CancelScope() as sources_scope:
                         self._sources_scope = sources_scope
@@ -393,7 +339,7 @@ class Pipeline:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _emit_for(self, producer: str) -> Emit:
+    def _emit_for(self, producer: str) -> Route:
         if producer in self._emits:
             return self._emits[producer]
         transforms: list[tuple[Node, Emit]] = []
@@ -406,41 +352,15 @@ class Pipeline:
                     inboxes.append(node.inbox)
         is_source = self.nodes[producer].config.kind == "source"
         hooks = self._event_hooks if is_source else []
-        apply_hooks = self._hook_applier(producer, hooks) if hooks else None
+        apply_hooks = hook_applier(producer, hooks) if hooks else None
         route = Route(transforms, inboxes, apply_hooks)
         self._emits[producer] = route
         return route
 
-    @staticmethod
-    def _hook_applier(
-        source: str, hooks: list[Callable[..., Any]]
-    ) -> Callable[[list[Event]], list[Event]]:
-        drop = streamer.DROP
-
-        def apply(batch: list[Event]) -> list[Event]:
-            out: list[Event] = []
-            for event in batch:
-                current: Any = event
-                for hook in hooks:
-                    result = hook(event=current, source=source)
-                    if result is drop:
-                        current = None
-                        break
-                    if result is not None:
-                        current = result
-                if current is not None:
-                    out.append(current)
-            return out
-
-        return apply
-
     # -- reporting -------------------------------------------------------------------------
 
     async def _report_loop(self) -> None:
-        interval = self.config.settings.stats_interval
-        now = trio.current_time()
-        next_stats = now + interval if interval else float("inf")
-        next_drops = now + DROP_REPORT_INTERVAL
+        next_drops = trio.current_time() + DROP_REPORT_INTERVAL
         while True:
             await trio.sleep(WATCH_INTERVAL)
             now = trio.current_time()
@@ -448,21 +368,10 @@ class Pipeline:
             if now >= next_drops:
                 next_drops += DROP_REPORT_INTERVAL
                 self._watch.report_drops()
-            if now >= next_stats:
-                next_stats += interval
-                for name, counts in self.metrics().items():
-                    if counts:
-                        log.info("stats %s: %s", name,
-                                 ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-                                 extra=NOT_RATE_LIMITED)
 
     def _log_summary(self) -> None:
         self._watch.report_drops()
-        for name, counts in self.metrics().items():
-            if counts:
-                log.info("final %s: %s", name,
-                         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-                         extra=NOT_RATE_LIMITED)
+        self._stats.log_final()
         losses = self.losses()
         if losses:
             log.error("events lost: %d in all; %s", self.lost_total(), "; ".join(

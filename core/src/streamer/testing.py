@@ -26,7 +26,7 @@ import trio
 from streamer._api import Context, Emit, StreamGap
 from streamer._config import ConfigError, load_config_text
 from streamer._events import Event
-from streamer._hookspecs import RegisterType, hookimpl
+from streamer._hookspecs import RegisterSource, RegisterType, hookimpl
 from streamer._inbox import Inbox
 from streamer._plugins import PluginManager, load_plugin_manager
 from streamer._runtime import Pipeline
@@ -118,12 +118,14 @@ class CollectingSink:
 
 
 class TestingPlugin:
-    """Registers ``testing.scripted`` and ``testing.collect``."""
+    """Registers ``testing.scripted``, ``testing.stored`` (the same source declared not live,
+    as a replay is) and ``testing.collect``."""
 
     @staticmethod
     @hookimpl
-    def streamer_register_sources(register: RegisterType) -> None:
+    def streamer_register_sources(register: RegisterSource) -> None:
         register("testing.scripted", ScriptedSourceConfig, ScriptedSource)
+        register("testing.stored", ScriptedSourceConfig, ScriptedSource, live=False)
 
     @staticmethod
     @hookimpl

@@ -67,6 +67,18 @@ def between(low: float, high: float) -> Validator:
     return check
 
 
+def off_or_at_least(bound: float) -> Validator:
+    """``value == 0`` (off) or ``value >= bound`` (None passes)."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and value != 0 and not value >= bound:
+            raise ValueError(
+                f"{attribute.name}: expected 0 (off) or at least {_bound(bound)}, got {value!r}"
+            )
+
+    return check
+
+
 def at_least_field(other: str) -> Validator:
     """``value >= instance.<other>``: a check across fields, on the later field so that the
     loader reports it with the others (the bound's own validator reports a bad bound)."""

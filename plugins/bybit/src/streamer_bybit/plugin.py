@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer import Context, RegisterType, hookimpl
+from streamer import Context, RegisterSource, hookimpl
 from streamer_bybit.replay import ReplayConfig, make_replay
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
 
@@ -16,7 +16,8 @@ def make_spot(config: BybitSpotConfig, context: Context) -> BybitSource:
 
 
 @hookimpl
-def streamer_register_sources(register: RegisterType) -> None:
+def streamer_register_sources(register: RegisterSource) -> None:
     register("bybit.linear", BybitLinearConfig, make_linear)
     register("bybit.spot", BybitSpotConfig, make_spot)
-    register("bybit.replay", ReplayConfig, make_replay)
+    # A capture file has no deadline: a replay waits for slow sinks rather than drop.
+    register("bybit.replay", ReplayConfig, make_replay, live=False)

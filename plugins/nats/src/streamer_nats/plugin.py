@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer import RegisterType, hookimpl
+from streamer import RegisterSource, RegisterType, hookimpl
 from streamer_nats.sink import NatsSink, NatsSinkConfig
 from streamer_nats.source import NatsSource, NatsSourceConfig
 
@@ -13,5 +13,7 @@ def streamer_register_sinks(register: RegisterType) -> None:
 
 
 @hookimpl
-def streamer_register_sources(register: RegisterType) -> None:
-    register("nats", NatsSourceConfig, NatsSource)
+def streamer_register_sources(register: RegisterSource) -> None:
+    # Not live: the stream holds what the source has not acknowledged (within its retention),
+    # and the source acknowledges once the sinks accepted it: waiting for a sink loses nothing.
+    register("nats", NatsSourceConfig, NatsSource, live=False)
