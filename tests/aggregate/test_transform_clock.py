@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
+import math
 
+import pytest
 import trio
 
 from aggregate.helpers import trade
@@ -32,15 +33,22 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, list[Kline]]] = []
+        self.trio_times: list[float] = []
         self.event = trio.Event()
 
     async def __call__(self, batch):
         self.batches.append((clock.now_ms(), list(batch)))
+        self.trio_times.append(trio.current_time())
         self.event.set()
         self.event = trio.Event()
 
     def klines(self):
         return [(t, k) for t, batch in self.batches for k in batch]
+
+    def trio_klines(self):
+        """Each kline with the trio time of its batch (exact, where ``klines`` has ms)."""
+        return [(t, k) for t, (_, batch) in zip(self.trio_times, self.batches, strict=True)
+                for k in batch]
 
 
 async def sleep_to(ms: int) -> None:
@@ -119,19 +127,21 @@ async def test_throttled_updates_every_interval(autojump_clock):
             start = trio.current_time()
             await nursery.start(tr.run, rec)
             b = next_boundary(clock.now_ms(), M)
-            await sleep_to(b + 10)
-            t0 = trio.current_time()
-            for i in range(10):  # a trade every 100 ms for one second
+            # The flushes fall on start + n * 250 ms; the trades begin 20 ms after one of
+            # them (past b + 10 ms), one every 100 ms for one second.
+            t0 = start + math.ceil((clock.trio_time_at((b + 10) / 1000) - start) / 0.25) * 0.25
+            t0 += 0.02
+            await trio.sleep_until(t0)
+            for i in range(10):
                 assert tr.process([trade(b + 10 + i * 100, 1 + i)]) == []
                 await trio.sleep(0.1)
-            updates = [(when, k) for when, k in rec.klines() if not k.closed]
-            assert 3 <= len(updates) <= 5
-            times = [when for when, _ in updates]
-            assert all(later - earlier >= 249 for earlier, later in itertools.pairwise(times))
+            updates = [(when, k) for when, k in rec.trio_klines() if not k.closed]
+            # Flushes at t0 + 230, 480, 730 and 980 ms: the trades sent by then are those
+            # at t0 + 0-200 (3), 0-400 (5), 0-700 (8) and 0-900 ms (10).
+            assert [k.trade_count for _, k in updates] == [3, 5, 8, 10]
+            assert [when - t0 for when, _ in updates] == pytest.approx(
+                [0.23, 0.48, 0.73, 0.98], abs=1e-9)
             assert all(k.timestamp == b for _, k in updates)
-            counts = [k.trade_count for _, k in updates]
-            assert counts == sorted(counts)
-            assert t0 > start
             await sleep_to(b + M + 200)
             closed = [k for _, k in rec.klines() if k.closed]
             assert [(k.timestamp, k.trade_count, k.close) for k in closed] == [(b, 10, 10.0)]

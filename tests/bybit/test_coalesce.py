@@ -110,9 +110,13 @@ async def test_heartbeat_and_staleness_unchanged_by_coalescing(
             fake_bybit.ignore_pings = True
             lost_at = trio.current_time()
             fake_bybit.trade("linear", "BTCUSDT")
-            while source.metrics["stale"] == 0:
-                await trio.sleep(0.01)
-            assert 29.9 <= trio.current_time() - lost_at <= 30.2
+            # The trade arrives at lost_at (loopback costs no virtual time): stale exactly
+            # 30 s later. Looked at 1 us either side, since a timer restarted after the
+            # 100 ms wait would only fire at 30.1 s.
+            await trio.sleep_until(lost_at + 30 - 1e-6)
+            assert source.metrics["stale"] == 0
+            await trio.sleep_until(lost_at + 30 + 1e-6)
+            assert source.metrics["stale"] == 1
             nursery.cancel_scope.cancel()
     assert "no data and no pong for 30 s" in caplog.text
 

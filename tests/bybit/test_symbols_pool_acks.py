@@ -115,11 +115,23 @@ async def test_websocket_unreachable_is_logged_and_retried(
     source = make_source(fake_bybit, symbols=["BTCUSDT"], url=url, reconnect_max_delay=8)
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
+            started = trio.current_time()
             nursery.start_soon(source.run, collector)
-            await trio.sleep(120)
-            attempts = source.metrics["connect_failures"]
-            # capped backoff: at least 120 s / 8 s attempts, far fewer than without backoff
-            assert 15 <= attempts <= 400
+            # Seed the reconnect jitter before the first attempt: the connection exists once
+            # the symbols are resolved, and connects in a later task (checkpoints cost no
+            # virtual time, so the clock stands still meanwhile).
+            while not source.connections:
+                await trio.lowlevel.checkpoint()
+            conn = source.connections[0]
+            assert conn.metrics["connect_failures"] == 0
+            conn.backoff = Backoff(conn.backoff.initial, conn.backoff.maximum,
+                                   conn.backoff.factor, rng=random.Random(5))
+            await trio.sleep_until(started + 120)
+            # A refused connect costs no virtual time, so the attempts are at the running
+            # sums of random.Random(5).uniform(0, min(8, 0.5 * 2**n)), n = 0, 1, ...: the
+            # 34th at 119.01 s, the 35th at 126.70 s (the connect pacer's 1.5/s never
+            # binds). A cap of 2 s instead of 8 s makes it 122.
+            assert source.metrics["connect_failures"] == 34
             assert f"cannot connect to {url}" in caplog.text and "next retry in" in caplog.text
             second = FakeBybit(linear_symbols=["BTCUSDT"], port=port)
             await nursery.start(second.serve)

@@ -4,8 +4,8 @@ bybit.linear -> klines.from_trades -> storage (real redis-server) + console (JSO
 a file), and gets SIGTERM while the fake is still sending.
 
 The fake runs in the test's own process (its own OS process, apart from the streamer), so its
-full history is here to compare with: the rate it sent is measured from the trades the
-streamer received, and every sink's output is compared with what the fake sent. The
+full history is here to compare with: every sink's output is compared with what the fake
+sent (the rates are printed, not asserted: throughput is bench/bench_e2e_streamer.py's). The
 documented cut-off (docs/config.md): on SIGTERM the sources stop reading, and whatever they
 had read reaches every sink, which drains its inbox and flushes. So per symbol the console
 holds a prefix of the fake's trades (in order, none doubled, none skipped), and the storage
@@ -32,9 +32,8 @@ from streamer import clock
 N_SYMBOLS = 20
 RATE = 20_000
 LOAD_SECONDS = 4.0
-#: The window the load is checked over: from 0.5 s into the load
-#: (warm-up) to 1.5 s before SIGTERM, so a streamer that keeps up (lagging less than 1.5 s)
-#: has received every trade of it before the cut-off.
+#: The window the printed rates are taken over: from 0.5 s into the load (warm-up) to 1.5 s
+#: before SIGTERM.
 WINDOW = (0.5, LOAD_SECONDS - 1.5)
 HISTORY = 50
 
@@ -150,22 +149,19 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
 
     printed = read_console(console_path)
     trades, tickers = printed["trades"], printed.get("ticker", [])
-    # The load was real: the trades the fake made inside the window that reached the
-    # streamer before the cut-off, per second (so sent, and received, at that rate).
+    # For the record: the trades the fake made inside the window, and those of them that
+    # reached the streamer before the cut-off, per second.
     window_s = (window_ms[1] - window_ms[0]) / 1000
     received = sum(1 for t in trades if window_ms[0] <= t["T"] < window_ms[1]) / window_s
     made = sum(1 for s in symbols for t in fake.history("linear", s)
                if window_ms[0] <= t["T"] < window_ms[1]) / window_s
     print(f"the streamer received {received:,.0f} trades/s of the fake's {made:,.0f} "
           f"(target {RATE:,}/s)")
-    # The load this test is about was offered: the fake (the harness, not the product) made
-    # 20,000 trades/s in the window. Its pacing catches up after a late wake-up, so only a
-    # streamer that stops reading (the fake then waits for socket space) or a machine too
-    # busy to run the harness brings this down.
-    assert made >= 0.9 * RATE, f"the fake made only {made:,.0f} trades/s"
-    # Every trade of the window, which ends 1.5 s before SIGTERM, reached the sinks: the
-    # streamer kept up with that load to within 1.5 s.
-    assert received == made
+    # No speed is asserted (a busy machine must not fail a correctness test). What is: the
+    # cut-off fell mid-stream, the fake still sending when the streamer stopped reading, so
+    # the checks below are about a cut under load, not a drained quiet stream.
+    sent = sum(len(fake.history("linear", s)) for s in symbols)
+    assert 0 < len(trades) < sent, (len(trades), sent)
 
     # Trades: per symbol a prefix of what the fake sent, in order, none doubled or skipped.
     for s in symbols:

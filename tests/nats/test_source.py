@@ -257,13 +257,16 @@ def _count_items(path: Path) -> int:
 
 
 async def test_deliver_by_start_time(nats_server, plugin_manager):
-    from datetime import datetime, timezone
+    from datetime import timedelta, timezone
 
+    # The start time lies between the server's stamps of the two batches: 1 ms after the
+    # first batch's last one (reading it back takes longer than that, checked below).
     await publish_events(nats_server.url, _trades(20))
-    await trio.sleep(0.3)
-    since = datetime.now(timezone.utc).isoformat()
-    await trio.sleep(0.3)
+    last = (await messages(nats_server.url))[-1].metadata.timestamp
+    since_at = last + timedelta(milliseconds=1)
+    since = since_at.astimezone(timezone.utc).isoformat()
     await publish_events(nats_server.url, _trades(7, start=20))
+    assert (await messages(nats_server.url))[20].metadata.timestamp > since_at
     toml = SOURCE_TOML.format(url=nats_server.url, deliver="time",
                               extra=f'start_time = "{since}"', delay=0)
     async with running_pipeline(toml, plugin_manager) as pipeline:

@@ -3,8 +3,10 @@ captures what it receives, and a replay of that capture under the replay's own c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -119,7 +121,7 @@ STREAM_TOPICS = {"trades": "publicTrade.BTCUSDT", "klines": "kline.1.ETHUSDT",
 async def _live(toml: str, streams: list[str], corrupt: bool, late: bool, tail_ms: int,
                 phase_3m: int | None, prepare: Callable[[FakeBybit], None] | None,
                 market: Callable[[FakeBybit], Awaitable[None]] | None,
-                ) -> tuple[list[Event], Pipeline, FakeBybit]:
+                ) -> tuple[list[Event], dict[str, Any], FakeBybit]:
     fake = FakeBybit(linear_symbols=SYMBOLS, spot_symbols=[], seed=7)
     if prepare is not None:
         prepare(fake)
@@ -132,12 +134,14 @@ async def _live(toml: str, streams: list[str], corrupt: bool, late: bool, tail_m
                 await _market(fake, corrupt, late, tail_ms, phase_3m)
             else:
                 await market(fake)
-            # What the sinks had when the capture stopped: under the MockClock, timers go
-            # on firing (in virtual time) while shutdown waits for the writer thread.
+            # What the sinks had and the counters said when the market ended: under the
+            # MockClock, timers go on firing (in virtual time, as many as the real time the
+            # shutdown waits for the writer thread allows), so later values vary by run.
             events = list(pipeline.node("out").events)
+            metrics = copy.deepcopy(pipeline.metrics())
         fake.stop()
         nursery.cancel_scope.cancel()
-    return events, pipeline, fake
+    return events, metrics, fake
 
 
 def live_run(capture: Path, pipeline_toml: str | None = None, *,
@@ -146,9 +150,10 @@ def live_run(capture: Path, pipeline_toml: str | None = None, *,
              phase_3m: int | None = None, prepare: Callable[[FakeBybit], None] | None = None,
              market: Callable[[FakeBybit], Awaitable[None]] | None = None,
              recover_gaps: bool = False,
-             ) -> tuple[list[Event], Pipeline, FakeBybit]:
+             ) -> tuple[list[Event], dict[str, Any], FakeBybit]:
     """Run the live pipeline under a MockClock (virtual time, real sockets); ``prepare``
-    sets up the fake before it serves, ``market`` replaces the default trades."""
+    sets up the fake before it serves, ``market`` replaces the default trades. Returns the
+    events the sink got and the pipeline's metrics, both as the market ended, and the fake."""
     live = LIVE.replace("{capture}", str(capture)).replace(
         "{recover_gaps}", "true" if recover_gaps else "false").replace(
         "{streams}", "[" + ", ".join(f'"{s}"' for s in streams) + "]")

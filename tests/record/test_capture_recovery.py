@@ -16,6 +16,8 @@ async def _market_with_a_reconnect(fake) -> None:
     """Four minutes of trades; near the end of the second, trades the socket never delivers
     (REST lists them), then the connection drops: recovery runs across the boundary."""
     m0 = (clock.now_ms() // M + 1) * M
+    while (m0 // M) % 3 != 2:  # two minutes into a 3m candle: the same candles every run
+        m0 += M
     for minute in range(4):
         base = m0 + minute * M
         for offset in (1_000, 20_000, 40_000):
@@ -36,9 +38,9 @@ async def _market_with_a_reconnect(fake) -> None:
 
 
 def test_a_run_with_a_reconnect_replays_to_the_same_klines(tmp_path):
-    live, pipeline, fake = live_run(tmp_path, market=_market_with_a_reconnect,
-                                    recover_gaps=True)
-    source = pipeline.metrics()["bybit"]
+    live, metrics, fake = live_run(tmp_path, market=_market_with_a_reconnect,
+                                   recover_gaps=True)
+    source = metrics["bybit"]
     assert source["reconnects"] == 1 and source["recovered_trades"] == 5, source
     assert source.get("trade_gaps", 0) == 0
     kinds = [kind for f in capture_files(tmp_path) for kind, *_ in read_records(open(f, "rb"))]
@@ -51,7 +53,10 @@ def test_a_run_with_a_reconnect_replays_to_the_same_klines(tmp_path):
         return [k for k in events if isinstance(k, Kline)]
 
     closed = [k for k in klines(live) if k.closed]
-    assert len(closed) >= 8
+    # Per symbol the transform's 1m candles 0-4 (4 flat, closed by the timer) and 3m ones of
+    # minute 0 and 1-3; the source's stream confirms 1m 0, 1 and 2 (each on the next
+    # minute's first trade; 3 has none): 2 * (5 + 2 + 3).
+    assert len(closed) == 20
     assert wire_lines(klines(replayed)) == wire_lines(klines(live))
     # the same trades in the same order: the recovered ones, then the live ones held meanwhile
     trades = [t for t in replayed if isinstance(t, Trade)]

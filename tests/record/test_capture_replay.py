@@ -23,25 +23,29 @@ from .helpers import REPLAY, live_run, pipe, replay_run, wire_lines
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     capture = tmp_path_factory.mktemp("capture")
-    events, pipeline, fake = live_run(capture)
-    return capture, events, pipeline, fake
+    # The first minute two minutes into a 3m candle, as in test_verify.py: the same candles
+    # every run.
+    events, metrics, fake = live_run(capture, phase_3m=2)
+    return capture, events, metrics, fake
 
 
 def test_capture_writes_complete_files(recorded):
-    capture, _, pipeline, _ = recorded
+    capture, _, metrics, _ = recorded
     files = sorted(Path(capture).iterdir())
     assert files and all(f.name.endswith(SUFFIX) for f in files)  # no .part left behind
     kinds = set()
-    frames = 0
+    trade_frames = 0
     for f in capture_files(capture):
         with open(f, "rb") as fh:
             for kind, _, _, body in read_records(fh):
                 kinds.add(kind)
                 if kind == 1:
-                    frames += len(body)
+                    trade_frames += sum(b'"topic":"publicTrade.' in frame for frame in body)
     assert kinds == {0, 1, 2, 3}  # header, frames, connection opened, end
-    assert frames > 40
-    assert pipeline.metrics()["bybit"].get("capture_dropped_reads", 0) == 0
+    # Every trade message the fake sent: in minutes 0, 1, 3 and 4, five per symbol, one
+    # ETHUSDT inside the waiter and one late BTCUSDT.
+    assert trade_frames == 4 * (5 * 2 + 2)
+    assert metrics["bybit"].get("capture_dropped_reads", 0) == 0
 
 
 def test_replay_twice_is_byte_identical_and_equals_the_live_run(recorded):
@@ -54,12 +58,17 @@ def test_replay_twice_is_byte_identical_and_equals_the_live_run(recorded):
         return [k for k in events if isinstance(k, Kline)]
 
     live_klines = klines(live)
-    assert len([k for k in live_klines if k.closed]) >= 10
+    # Per symbol the transform's 1m candles 0-6 (6 closes 100 ms after minute 7, before the
+    # end) and 3m ones of minute 0, 1-3 and 4-6; the source's stream confirms 1m 0, 1 and 3
+    # (each on a later minute's first trade): 2 * (7 + 3 + 3).
+    assert len([k for k in live_klines if k.closed]) == 26
     assert any(k.volume == 0 for k in live_klines)  # the flat minute, closed by the timer
     assert wire_lines(klines(first)) == wire_lines(live_klines)
     # the trades too, including the one inside the waiter and the late one
     assert [t for t in first if isinstance(t, Trade)] == [t for t in live if isinstance(t, Trade)]
-    assert pipeline.metrics()["klines"].get("late_trades", 0) >= 3
+    # The BTCUSDT trade 400 ms late after minutes 0, 1, 3, 4, dropped from its 1m candle and
+    # also from the 3m one where the minute ends it (0 and 3).
+    assert pipeline.metrics()["klines"]["late_trades"] == 6
 
 
 def test_replay_at_a_finite_speed_gives_the_same_klines(recorded):

@@ -160,8 +160,12 @@ async def test_rotation_by_time_closes_the_file_when_its_time_is_up(tmp_path):
     writer.start()
     conn = writer.open_connection("c")
     writer.record(conn, [PAYLOAD], 1)
-    await trio.sleep(0.1)
-    assert writer.files_written == []  # the file is open, still .part
+    with trio.fail_after(10):
+        while writer.reads_written < 1:  # the thread has written the read
+            await trio.sleep(0.01)
+    # its clock stands still: the file stays open, still .part
+    assert writer.files_written == []
+    assert [p.name.endswith(".part") for p in tmp_path.iterdir()] == [True]
     now[0] += 61.0
     with trio.fail_after(10):
         while not writer.files_written:  # the idle writer notices within its 20 ms poll
