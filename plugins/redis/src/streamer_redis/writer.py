@@ -21,11 +21,12 @@ repeats those commands (a message published twice, a history entry pushed twice)
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import redis
@@ -37,6 +38,7 @@ from streamer import Backoff, Context, Event, FatalError, Inbox
 from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
 from streamer_redis.resp import TrioConnection, commands_of, supports
+from streamer_redis.worker_thread import run_in_worker_thread
 
 
 def flush_size_option(default: int) -> Any:
@@ -63,30 +65,6 @@ FAILURE_LOG_EVERY = 10
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
 #: Runs in the worker thread before the first write (e.g. the storage sink's startup clean).
 Setup = Callable[[redis.Redis], None]
-
-T = TypeVar("T")
-
-
-async def run_in_worker_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` in one of trio's cached worker threads and return its result (or raise).
-
-    The hop of every flush. ``trio.to_thread.run_sync`` adds a capacity limiter, a context
-    copy and checkpoints around the same hand-off; at ~100 flushes/s they were ~40% of the
-    hop's CPU (docs/performance.md). Like ``to_thread.run_sync`` (the default),
-    it cannot be cancelled while ``fn`` runs: a pipeline half-sent must come back first.
-    """
-    task = trio.lowlevel.current_task()
-    token = trio.lowlevel.current_trio_token()
-
-    def deliver(result: Any) -> None:  # in the worker thread: an outcome of fn()
-        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-
-    trio.lowlevel.start_thread_soon(fn, deliver, name="streamer-redis-writer")
-    value: T = await trio.lowlevel.wait_task_rescheduled(
-        lambda _: trio.lowlevel.Abort.FAILED
-    )
-    return value
-
 
 #: Failures worth a retry on a new connection (a protocol error too: the reply stream is
 #: out of step, the connection is closed, the next write starts afresh).
@@ -140,6 +118,14 @@ class BufferedWriter:
         #: Write without waiting for the window's end (see :meth:`add`).
         self._flush_now = False
         self._closed = False
+        #: trio time by which a closed writer has written its buffer or counted it lost
+        #: (``shutdown_timeout`` after :meth:`close`); no scope of the writer, shielded or
+        #: not, outlives it.
+        self._shutdown_deadline = math.inf
+        #: The writer's loop, and the shield of the write in flight: :meth:`close` moves
+        #: their deadlines to the shutdown deadline.
+        self._run_scope: trio.CancelScope | None = None
+        self._write_scope: trio.CancelScope | None = None
         self._changed = trio.Event()
         self._drops_unreported = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
@@ -214,10 +200,17 @@ class BufferedWriter:
     def reopen(self) -> None:
         """Accept events again (the sink's ``run`` was restarted)."""
         self._closed = False
+        self._shutdown_deadline = math.inf
 
     def close(self) -> None:
-        """No more events: write what is buffered, then :meth:`run` returns."""
+        """No more events: write what is buffered within ``shutdown_timeout`` from now (the
+        write in flight included), then :meth:`run` counts what is left as lost and
+        returns, whatever the server does meanwhile."""
         self._closed = True
+        self._shutdown_deadline = trio.current_time() + self.config.shutdown_timeout
+        for scope in (self._run_scope, self._write_scope):
+            if scope is not None:
+                scope.deadline = self._shutdown_deadline
         self._changed.set()
 
     def _report_drops(self) -> None:
@@ -301,31 +294,36 @@ class BufferedWriter:
     # -- the writer task -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write the buffer whenever a flush is due; return once closed and written."""
+        """Write the buffer whenever a flush is due; return once closed and written, or at
+        the shutdown deadline with what is left counted in ``lost_at_shutdown``."""
         task_status.started()
-        while True:
-            await self._wait_for_flush()
-            if not self._buffer:
-                if self._closed:
-                    return
-                continue
-            if not self._closed:
-                await self._write_chunk()
-                continue
-            with trio.move_on_after(self.config.shutdown_timeout):
-                while self._buffer:
-                    await self._write_chunk()
-            if self._buffer:
-                lost = len(self._buffer)
-                self._head += lost
-                self._buffer.clear()
-                self.context.metrics.lost("lost_at_shutdown", lost)
-                self.context.logger.error(
-                    "Redis still unreachable at shutdown after %.1fs: %d buffered events lost",
-                    self.config.shutdown_timeout, lost,
-                )
-            self._report_drops()
-            return
+        try:
+            with trio.CancelScope(deadline=self._shutdown_deadline) as self._run_scope:
+                # The time test too: a write cut off by the deadline returns inside its
+                # shield, where the run scope's cancel was never delivered.
+                while ((self._buffer or not self._closed)
+                       and trio.current_time() < self._shutdown_deadline):
+                    await self._wait_for_flush()
+                    if self._buffer:
+                        await self._write_chunk()
+        finally:
+            self._run_scope = None
+            if self._closed:
+                # Also when the pipeline cut the writer off: what it held is lost, counted.
+                self._count_lost_at_shutdown()
+
+    def _count_lost_at_shutdown(self) -> None:
+        lost = len(self._buffer)
+        if lost:
+            self._head += lost
+            self._buffer.clear()
+            self.context.metrics.lost("lost_at_shutdown", lost)
+            self.context.logger.error(
+                "Redis at %s did not take the buffer within shutdown_timeout (%.1fs): %d "
+                "buffered events lost", self.config.describe(), self.config.shutdown_timeout,
+                lost,
+            )
+        self._report_drops()
 
     async def _wait_for_flush(self) -> None:
         """Until the buffer holds ``flush_size`` events, its oldest waited ``flush_interval``,
@@ -360,13 +358,9 @@ class BufferedWriter:
             )
             return
         try:
-            direct = self._direct_connection()
-            if direct is None:
-                replies = await run_in_worker_thread(partial(self._execute, pipe))
-            else:
-                if not self.setup_done and self._setup is not None:
-                    await run_in_worker_thread(partial(self._setup, self.client))
-                replies = await direct.execute(commands_of(pipe))
+            replies = await self._send(pipe)
+            if replies is None:
+                return  # the shutdown deadline cut the write off; run counts what is left
             # A batch that came during the write predicted against the old window; what is
             # left waits for its own.
             self._flush_now = False
@@ -406,6 +400,25 @@ class BufferedWriter:
         """Until :attr:`written_events` reaches ``count`` (benchmarks, tests)."""
         while self.written_events < count:
             await self._progress.park()
+
+    async def _send(self, pipe: redis.client.Pipeline) -> list[Any] | None:
+        """The pipeline's replies; None if the shutdown deadline came first. Shielded until
+        that deadline: a cancel from outside (a restart) does not cut a write half-sent, it
+        comes back or fails within ``socket_timeout``."""
+        replies: list[Any] | None = None
+        with trio.CancelScope(shield=True, deadline=self._shutdown_deadline) as scope:
+            self._write_scope = scope
+            try:
+                direct = self._direct_connection()
+                if direct is None:
+                    replies = await run_in_worker_thread(partial(self._execute, pipe))
+                else:
+                    if not self.setup_done and self._setup is not None:
+                        await run_in_worker_thread(partial(self._setup, self.client))
+                    replies = await direct.execute(commands_of(pipe))
+            finally:
+                self._write_scope = None
+        return replies
 
     def _consume(self, first: int, count: int) -> None:
         """Remove the events ``first .. first+count`` (absolute indexes) from the buffer;
