@@ -27,7 +27,9 @@ WRITTEN, BUFFERED = 10, 1500
 def build(kind: str, server: RedisServer) -> Any:
     options: dict[str, Any] = dict(port=server.port, shutdown_timeout=SHUTDOWN_TIMEOUT,
                                    socket_timeout=SOCKET_TIMEOUT, flush_interval=0.01)
-    if kind == "redis":
+    if server.tls_cert:
+        options.update(url=f"rediss://127.0.0.1:{server.port}/0", tls_ca_file=server.tls_cert)
+    if kind.startswith("redis"):
         return RedisSink(RedisSinkConfig(**options), make_context(kind))
     return StorageSink(StorageConfig(**options), make_context(kind))
 
@@ -37,11 +39,12 @@ def tickers(first: int, count: int) -> list[Any]:
     return [ticker(f"S{i}", markPrice=f"{i}.5") for i in range(first, first + count)]
 
 
-@pytest.mark.parametrize("kind", ["redis", "storage"])
+@pytest.mark.parametrize("kind", ["redis", "storage", "redis-tls"])
 async def test_a_hung_server_costs_shutdown_timeout_and_the_buffer_is_counted(
         kind, mock_clock, caplog):
+    """redis-tls: TLS goes through redis-py in a worker thread; the deadline abandons it."""
     caplog.set_level(logging.ERROR)
-    with RedisServer() as server:
+    with RedisServer(tls=kind.endswith("tls")) as server:
         sink = build(kind, server)
         metrics = sink.context.metrics
         inbox = Inbox("test", 1000, "block")
