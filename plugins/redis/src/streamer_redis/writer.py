@@ -15,6 +15,11 @@ keeps draining its inbox into the bounded buffer, and beyond ``max_buffer`` even
 are dropped and counted, so a Redis outage never stalls the source or the other sinks. When
 Redis is back the buffer is written in order.
 
+Shutdown (:meth:`BufferedWriter.close`) gives the writer ``shutdown_timeout``: the write in
+flight, every retry and backoff end by then, shielded or not (a hung server, e.g. a
+SIGSTOPped redis-server, answers nothing), and what is left is counted in
+``lost_at_shutdown``; so is what the writer holds when the pipeline cuts it off.
+
 Delivery is at-least-once: if a connection dies after Redis ran part of a pipeline, the retry
 repeats those commands (a message published twice, a history entry pushed twice).
 """
@@ -28,30 +33,21 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-import attrs
 import redis
 import redis.client
 import trio
 import trio.lowlevel
 
 from streamer import Backoff, Context, Event, FatalError, Inbox
-from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
+from streamer_redis.failures import (
+    TRANSIENT_ERRORS,
+    TRANSIENT_REPLIES,
+    Transient,
+    is_auth_error,
+)
 from streamer_redis.resp import TrioConnection, commands_of, supports
 from streamer_redis.worker_thread import run_in_worker_thread
-
-
-def flush_size_option(default: int) -> Any:
-    """The ``flush_size`` option of a sink config (each sink has its own default): write once
-    this many events are buffered, at least 1."""
-    return attrs.field(default=default, validator=at_least(1))
-
-
-def flush_interval_option(default: float) -> Any:
-    """The ``flush_interval`` option of a sink config: seconds the oldest buffered event waits
-    at most, 0 or more (0: write as soon as events arrive)."""
-    return attrs.field(default=default, validator=at_least(0))
-
 
 #: Events per pipeline at most: bounds the size of one pipeline (and one pub/sub message)
 #: when a long outage ends with a full buffer.
@@ -65,24 +61,6 @@ FAILURE_LOG_EVERY = 10
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
 #: Runs in the worker thread before the first write (e.g. the storage sink's startup clean).
 Setup = Callable[[redis.Redis], None]
-
-#: Failures worth a retry on a new connection (a protocol error too: the reply stream is
-#: out of step, the connection is closed, the next write starts afresh).
-_TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.InvalidResponse, OSError)
-#: Server replies that mean "not now" (failover, loading), worth a retry.
-_TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
-
-
-class _Transient(Exception):
-    """A reply that asks us to retry later."""
-
-
-def _is_auth_error(exc: BaseException) -> bool:
-    if isinstance(exc, redis.AuthenticationError):
-        return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(_AUTH_REPLIES)
-
 
 class BufferedWriter:
     """A bounded FIFO of events and the task that writes it to Redis."""
@@ -243,7 +221,7 @@ class BufferedWriter:
             await trio.to_thread.run_sync(probe)
         except Exception as exc:
             self._raise_if_fatal(exc)
-            if not isinstance(exc, _TRANSIENT_ERRORS):
+            if not isinstance(exc, TRANSIENT_ERRORS):
                 raise
             self.context.logger.warning(
                 "Redis at %s is unreachable (%s: %s); buffering up to %d events until it is "
@@ -256,7 +234,7 @@ class BufferedWriter:
         return True
 
     def _raise_if_fatal(self, exc: BaseException) -> None:
-        if _is_auth_error(exc):
+        if is_auth_error(exc):
             # The sink ends here (the run stops, or this sink alone is disabled): what it
             # still holds will never be written.
             lost = len(self._buffer)
@@ -367,9 +345,9 @@ class BufferedWriter:
             errors = [r for r in replies if isinstance(r, Exception)]
             for error in errors:
                 self._raise_if_fatal(error)
-                if str(error).startswith(_TRANSIENT_REPLIES):
-                    raise _Transient(str(error))
-        except (*_TRANSIENT_ERRORS, _Transient) as exc:
+                if str(error).startswith(TRANSIENT_REPLIES):
+                    raise Transient(str(error))
+        except (*TRANSIENT_ERRORS, Transient) as exc:
             self._raise_if_fatal(exc)
             await self._failed(exc)
             return
