@@ -112,9 +112,22 @@ class ServerProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def stop(self, remove: bool = True) -> None:
-        """SIGTERM (SIGKILL after 10 s); ``remove`` deletes the working directory too."""
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs. Its kernel still accepts connections and buffers what
+        is sent; nothing is read or answered until :meth:`resume`."""
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def stop(self, remove: bool = True) -> None:
+        """SIGTERM (SIGKILL after 10 s); ``remove`` deletes the working directory too. A
+        paused server is resumed first (a stopped process does not act on SIGTERM)."""
+        if self.process is not None and self.process.poll() is None:
+            self.resume()
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)

@@ -1,7 +1,8 @@
 """SIGTERM ends ``streamer run`` even when a sink is blocked where cancellation cannot reach:
 a worker thread started without ``abandon_on_cancel`` (an hour-long blocking call). The run
 gives the sinks ``shutdown_timeout``, then a short grace, then exits with status 3 naming the
-sink it could not wait for. A real subprocess running the real ``streamer run`` code path
+sink it could not wait for, after the run's ``final`` and ``events lost`` lines (what the
+stuck sink took is counted). A real subprocess running the real ``streamer run`` code path
 with a test plugin registered in it.
 """
 
@@ -103,3 +104,6 @@ def test_sigterm_ends_the_run_when_a_sink_ignores_cancellation(tmp_path: Path) -
     assert rc == 3, log[-3000:]
     assert "shutdown took longer than 3.0s (sinks still running: stuck); exiting" in log, log
     assert "Traceback" not in log, log
+    # Its final lines all the same: the trade the stuck sink took is counted as lost.
+    assert "final stuck: lost_at_shutdown=1" in log, log
+    assert "events lost: 1 in all; stuck lost_at_shutdown=1" in log, log

@@ -85,14 +85,16 @@ async def _hard_stop_after(
     seconds: float, pipeline: Pipeline,
     *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Exit the process after ``seconds`` even if a task ignores cancellation; shielded so the
-    second signal's cancel does not stop it, and cancelled once the pipeline has returned."""
+    """Exit the process after ``seconds`` even if a task ignores cancellation, with the run's
+    ``final`` and ``events lost`` lines first; shielded so the second signal's cancel does
+    not stop it, and cancelled once the pipeline has returned."""
     with trio.CancelScope(shield=True) as scope:
         task_status.started(scope)
         await trio.sleep(seconds)
         log.error("shutdown took longer than %.1fs (sinks still running: %s); exiting without "
                   "waiting for them, what they held is lost", seconds,
                   ", ".join(pipeline.running_sinks()) or "none")
+        pipeline.report_cut_off()
         logging.shutdown()  # flush the log: os._exit skips it
         os._exit(EXIT_LOST)
 

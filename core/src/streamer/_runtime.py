@@ -176,6 +176,13 @@ class Pipeline:
                 timeout = max(timeout, float(own) + REPORT_GRACE)
         return timeout
 
+    def report_cut_off(self) -> None:
+        """The hard stop's last word, when a sink that cancellation cannot reach holds up the
+        run: count what the sinks' inboxes still hold (the batch in a stuck sink's hands
+        included) and log the ``final`` and ``events lost`` lines ``run`` would have."""
+        self._count_left_over([n for n in self.nodes.values() if n.inbox is not None])
+        self._log_summary()
+
     def shutdown(self) -> None:
         """Stop the sources; ``run`` then drains the inboxes, lets sinks flush and returns."""
         self._shutdown_requested = True

@@ -78,6 +78,18 @@ class RedisConnectionConfig:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+def flush_size_option(default: int) -> Any:
+    """The ``flush_size`` option of a sink config (each sink has its own default): write once
+    this many events are buffered, at least 1."""
+    return attrs.field(default=default, validator=at_least(1))
+
+
+def flush_interval_option(default: float) -> Any:
+    """The ``flush_interval`` option of a sink config: seconds the oldest buffered event waits
+    at most, 0 or more (0: write as soon as events arrive)."""
+    return attrs.field(default=default, validator=at_least(0))
+
+
 def make_client(config: RedisConnectionConfig) -> redis.Redis:
     """A sync client for the worker thread.
 

@@ -177,15 +177,13 @@ class TrioConnection:
 
     async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``commands`` as one write, return one reply per command (errors as
-        ``ResponseError`` values). Not cancellable, bounded by ``socket_timeout``: a pipeline
-        half-sent must come back first, like redis-py's in its thread."""
+        ``ResponseError`` values). Bounded by ``socket_timeout``. A cancel closes the
+        connection (the replies of a half-sent pipeline must not answer the next one); the
+        writer shields its writes up to its shutdown deadline."""
         payload = pack(commands)
-        replies: list[Any] = []
-        with trio.CancelScope(shield=True):
-            if self._stream is None:
-                await self._connect()
-            replies = await self._round_trip(commands, payload)
-        return replies
+        if self._stream is None:
+            await self._connect()
+        return await self._round_trip(commands, payload)
 
     async def _round_trip(self, commands: Sequence[Sequence[Any]],
                           payload: bytes | None = None) -> list[Any]:

@@ -20,8 +20,12 @@ import trio
 from streamer import Context, Event, Inbox
 from streamer.validators import Validator, at_least
 from streamer.wire import render_encoded
-from streamer_redis.connection import RedisConnectionConfig
-from streamer_redis.writer import BufferedWriter, flush_interval_option, flush_size_option
+from streamer_redis.connection import (
+    RedisConnectionConfig,
+    flush_interval_option,
+    flush_size_option,
+)
+from streamer_redis.writer import BufferedWriter
 
 _CHANNEL_FIELDS = {"main_key", "channel", "data_type", "symbol"}
 _STREAM_FIELDS = {"main_key", "channel", "data_type"}

@@ -22,8 +22,8 @@ from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
 from streamer.validators import at_least
 from streamer_redis import BufferedWriter, RedisConnectionConfig
+from streamer_redis.connection import flush_interval_option, flush_size_option
 from streamer_redis.storage_keys import StorageKeys, key_label, last_closed_ttl_ms
-from streamer_redis.writer import flush_interval_option, flush_size_option
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.

@@ -15,41 +15,39 @@ keeps draining its inbox into the bounded buffer, and beyond ``max_buffer`` even
 are dropped and counted, so a Redis outage never stalls the source or the other sinks. When
 Redis is back the buffer is written in order.
 
+Shutdown (:meth:`BufferedWriter.close`) gives the writer ``shutdown_timeout``: the write in
+flight, every retry and backoff end by then, shielded or not (a hung server, e.g. a
+SIGSTOPped redis-server, answers nothing), and what is left is counted in
+``lost_at_shutdown``; so is what the writer holds when the pipeline cuts it off.
+
 Delivery is at-least-once: if a connection dies after Redis ran part of a pipeline, the retry
 repeats those commands (a message published twice, a history entry pushed twice).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
-import attrs
 import redis
 import redis.client
 import trio
 import trio.lowlevel
 
 from streamer import Backoff, Context, Event, FatalError, Inbox
-from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
+from streamer_redis.failures import (
+    TRANSIENT_ERRORS,
+    TRANSIENT_REPLIES,
+    Transient,
+    is_auth_error,
+)
 from streamer_redis.resp import TrioConnection, commands_of, supports
-
-
-def flush_size_option(default: int) -> Any:
-    """The ``flush_size`` option of a sink config (each sink has its own default): write once
-    this many events are buffered, at least 1."""
-    return attrs.field(default=default, validator=at_least(1))
-
-
-def flush_interval_option(default: float) -> Any:
-    """The ``flush_interval`` option of a sink config: seconds the oldest buffered event waits
-    at most, 0 or more (0: write as soon as events arrive)."""
-    return attrs.field(default=default, validator=at_least(0))
-
+from streamer_redis.worker_thread import run_in_worker_thread
 
 #: Events per pipeline at most: bounds the size of one pipeline (and one pub/sub message)
 #: when a long outage ends with a full buffer.
@@ -63,48 +61,6 @@ FAILURE_LOG_EVERY = 10
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
 #: Runs in the worker thread before the first write (e.g. the storage sink's startup clean).
 Setup = Callable[[redis.Redis], None]
-
-T = TypeVar("T")
-
-
-async def run_in_worker_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` in one of trio's cached worker threads and return its result (or raise).
-
-    The hop of every flush. ``trio.to_thread.run_sync`` adds a capacity limiter, a context
-    copy and checkpoints around the same hand-off; at ~100 flushes/s they were ~40% of the
-    hop's CPU (docs/performance.md). Like ``to_thread.run_sync`` (the default),
-    it cannot be cancelled while ``fn`` runs: a pipeline half-sent must come back first.
-    """
-    task = trio.lowlevel.current_task()
-    token = trio.lowlevel.current_trio_token()
-
-    def deliver(result: Any) -> None:  # in the worker thread: an outcome of fn()
-        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-
-    trio.lowlevel.start_thread_soon(fn, deliver, name="streamer-redis-writer")
-    value: T = await trio.lowlevel.wait_task_rescheduled(
-        lambda _: trio.lowlevel.Abort.FAILED
-    )
-    return value
-
-
-#: Failures worth a retry on a new connection (a protocol error too: the reply stream is
-#: out of step, the connection is closed, the next write starts afresh).
-_TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.InvalidResponse, OSError)
-#: Server replies that mean "not now" (failover, loading), worth a retry.
-_TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
-
-
-class _Transient(Exception):
-    """A reply that asks us to retry later."""
-
-
-def _is_auth_error(exc: BaseException) -> bool:
-    if isinstance(exc, redis.AuthenticationError):
-        return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(_AUTH_REPLIES)
-
 
 class BufferedWriter:
     """A bounded FIFO of events and the task that writes it to Redis."""
@@ -140,6 +96,14 @@ class BufferedWriter:
         #: Write without waiting for the window's end (see :meth:`add`).
         self._flush_now = False
         self._closed = False
+        #: trio time by which a closed writer has written its buffer or counted it lost
+        #: (``shutdown_timeout`` after :meth:`close`); no scope of the writer, shielded or
+        #: not, outlives it.
+        self._shutdown_deadline = math.inf
+        #: The writer's loop, and the shield of the write in flight: :meth:`close` moves
+        #: their deadlines to the shutdown deadline.
+        self._run_scope: trio.CancelScope | None = None
+        self._write_scope: trio.CancelScope | None = None
         self._changed = trio.Event()
         self._drops_unreported = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
@@ -214,10 +178,17 @@ class BufferedWriter:
     def reopen(self) -> None:
         """Accept events again (the sink's ``run`` was restarted)."""
         self._closed = False
+        self._shutdown_deadline = math.inf
 
     def close(self) -> None:
-        """No more events: write what is buffered, then :meth:`run` returns."""
+        """No more events: write what is buffered within ``shutdown_timeout`` from now (the
+        write in flight included), then :meth:`run` counts what is left as lost and
+        returns, whatever the server does meanwhile."""
         self._closed = True
+        self._shutdown_deadline = trio.current_time() + self.config.shutdown_timeout
+        for scope in (self._run_scope, self._write_scope):
+            if scope is not None:
+                scope.deadline = self._shutdown_deadline
         self._changed.set()
 
     def _report_drops(self) -> None:
@@ -250,7 +221,7 @@ class BufferedWriter:
             await trio.to_thread.run_sync(probe)
         except Exception as exc:
             self._raise_if_fatal(exc)
-            if not isinstance(exc, _TRANSIENT_ERRORS):
+            if not isinstance(exc, TRANSIENT_ERRORS):
                 raise
             self.context.logger.warning(
                 "Redis at %s is unreachable (%s: %s); buffering up to %d events until it is "
@@ -263,7 +234,7 @@ class BufferedWriter:
         return True
 
     def _raise_if_fatal(self, exc: BaseException) -> None:
-        if _is_auth_error(exc):
+        if is_auth_error(exc):
             # The sink ends here (the run stops, or this sink alone is disabled): what it
             # still holds will never be written.
             lost = len(self._buffer)
@@ -301,31 +272,36 @@ class BufferedWriter:
     # -- the writer task -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write the buffer whenever a flush is due; return once closed and written."""
+        """Write the buffer whenever a flush is due; return once closed and written, or at
+        the shutdown deadline with what is left counted in ``lost_at_shutdown``."""
         task_status.started()
-        while True:
-            await self._wait_for_flush()
-            if not self._buffer:
-                if self._closed:
-                    return
-                continue
-            if not self._closed:
-                await self._write_chunk()
-                continue
-            with trio.move_on_after(self.config.shutdown_timeout):
-                while self._buffer:
-                    await self._write_chunk()
-            if self._buffer:
-                lost = len(self._buffer)
-                self._head += lost
-                self._buffer.clear()
-                self.context.metrics.lost("lost_at_shutdown", lost)
-                self.context.logger.error(
-                    "Redis still unreachable at shutdown after %.1fs: %d buffered events lost",
-                    self.config.shutdown_timeout, lost,
-                )
-            self._report_drops()
-            return
+        try:
+            with trio.CancelScope(deadline=self._shutdown_deadline) as self._run_scope:
+                # The time test too: a write cut off by the deadline returns inside its
+                # shield, where the run scope's cancel was never delivered.
+                while ((self._buffer or not self._closed)
+                       and trio.current_time() < self._shutdown_deadline):
+                    await self._wait_for_flush()
+                    if self._buffer:
+                        await self._write_chunk()
+        finally:
+            self._run_scope = None
+            if self._closed:
+                # Also when the pipeline cut the writer off: what it held is lost, counted.
+                self._count_lost_at_shutdown()
+
+    def _count_lost_at_shutdown(self) -> None:
+        lost = len(self._buffer)
+        if lost:
+            self._head += lost
+            self._buffer.clear()
+            self.context.metrics.lost("lost_at_shutdown", lost)
+            self.context.logger.error(
+                "Redis at %s did not take the buffer within shutdown_timeout (%.1fs): %d "
+                "buffered events lost", self.config.describe(), self.config.shutdown_timeout,
+                lost,
+            )
+        self._report_drops()
 
     async def _wait_for_flush(self) -> None:
         """Until the buffer holds ``flush_size`` events, its oldest waited ``flush_interval``,
@@ -360,22 +336,18 @@ class BufferedWriter:
             )
             return
         try:
-            direct = self._direct_connection()
-            if direct is None:
-                replies = await run_in_worker_thread(partial(self._execute, pipe))
-            else:
-                if not self.setup_done and self._setup is not None:
-                    await run_in_worker_thread(partial(self._setup, self.client))
-                replies = await direct.execute(commands_of(pipe))
+            replies = await self._send(pipe)
+            if replies is None:
+                return  # the shutdown deadline cut the write off; run counts what is left
             # A batch that came during the write predicted against the old window; what is
             # left waits for its own.
             self._flush_now = False
             errors = [r for r in replies if isinstance(r, Exception)]
             for error in errors:
                 self._raise_if_fatal(error)
-                if str(error).startswith(_TRANSIENT_REPLIES):
-                    raise _Transient(str(error))
-        except (*_TRANSIENT_ERRORS, _Transient) as exc:
+                if str(error).startswith(TRANSIENT_REPLIES):
+                    raise Transient(str(error))
+        except (*TRANSIENT_ERRORS, Transient) as exc:
             self._raise_if_fatal(exc)
             await self._failed(exc)
             return
@@ -406,6 +378,25 @@ class BufferedWriter:
         """Until :attr:`written_events` reaches ``count`` (benchmarks, tests)."""
         while self.written_events < count:
             await self._progress.park()
+
+    async def _send(self, pipe: redis.client.Pipeline) -> list[Any] | None:
+        """The pipeline's replies; None if the shutdown deadline came first. Shielded until
+        that deadline: a cancel from outside (a restart) does not cut a write half-sent, it
+        comes back or fails within ``socket_timeout``."""
+        replies: list[Any] | None = None
+        with trio.CancelScope(shield=True, deadline=self._shutdown_deadline) as scope:
+            self._write_scope = scope
+            try:
+                direct = self._direct_connection()
+                if direct is None:
+                    replies = await run_in_worker_thread(partial(self._execute, pipe))
+                else:
+                    if not self.setup_done and self._setup is not None:
+                        await run_in_worker_thread(partial(self._setup, self.client))
+                    replies = await direct.execute(commands_of(pipe))
+            finally:
+                self._write_scope = None
+        return replies
 
     def _consume(self, first: int, count: int) -> None:
         """Remove the events ``first .. first+count`` (absolute indexes) from the buffer;
