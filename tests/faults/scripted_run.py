@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from runtime_log import counters_in
+
 SCRIPT = '''
 import argparse, sys
 import attrs, trio
@@ -110,8 +112,7 @@ def final_counts(log: str, sink: str) -> dict[str, int]:
     """The counters of a sink's ``final`` line (the runtime logs it at exit)."""
     for line in log.splitlines():
         if f"final {sink}: " in line:
-            pairs = line.split(f"final {sink}: ", 1)[1].split(", ")
-            return {k: int(v) for k, _, v in (p.strip().partition("=") for p in pairs)}
+            return counters_in(line, f"final {sink}:")
     raise AssertionError(f"no 'final {sink}' line:\n{log[-3000:]}")
 
 

@@ -105,5 +105,6 @@ def test_sigterm_ends_the_run_when_a_sink_ignores_cancellation(tmp_path: Path) -
     assert "shutdown took longer than 3.0s (sinks still running: stuck); exiting" in log, log
     assert "Traceback" not in log, log
     # Its final lines all the same: the trade the stuck sink took is counted as lost.
-    assert "final stuck: lost_at_shutdown=1" in log, log
+    assert "final stuck: 1 msg in, 1 events out, 1 dropped" in log, log
+    assert "; lost_at_shutdown=1\n" in log, log
     assert "events lost: 1 in all; stuck lost_at_shutdown=1" in log, log
