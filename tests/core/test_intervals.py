@@ -1,4 +1,5 @@
-"""The interval table every plugin shares: labels, ms on the wire, boundaries, Bybit codes."""
+"""The interval table every plugin shares: labels, ms on the wire, boundaries; the Bybit
+plugin's codes for them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from streamer.intervals import (
     DAY_MS,
     INTERVALS,
     MONTH_MS,
-    bybit_code,
     interval,
     interval_label,
-    interval_of_code,
     interval_of_ms,
     parse_interval,
 )
+from streamer_bybit.intervals import CODES, bybit_code, interval_of_code
 
 
 def utc(*args: int) -> int:
@@ -30,7 +30,9 @@ def test_bybit_labels_ms_and_codes_round_trip() -> None:
     assert parse_interval("1W") == 604_800_000
     assert [bybit_code(parse_interval(label)) for label in INTERVALS] == [
         "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M"]
-    for label, (ms, code) in INTERVALS.items():
+    assert list(CODES) == list(INTERVALS)
+    for label, ms in INTERVALS.items():
+        code = CODES[label]
         assert interval_label(ms) == label
         assert interval_of_code(code) == ms
 

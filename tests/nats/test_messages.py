@@ -34,6 +34,9 @@ def test_subjects() -> None:
     assert subject_of("x.y", Ticker("spot", "ETHUSDT", 5, {})) == "x.y.spot.ticker.ETHUSDT"
     assert subject_of("bybit", Price("spot", "ETHUSDT", 1.0, 5)) == "bybit.spot.price.ETHUSDT"
     assert token("A.B*C>D E") == "A_B_C_D_E"  # never a wildcard or an extra token
+    # Channels are the source's own names; one that is not a safe name stays one token.
+    assert subject_of("p", Price("futures", "ABC-PERP", 1.0, 5)) == "p.futures.price.ABC-PERP"
+    assert subject_of("p", Price("a.b>", "X", 1.0, 5)) == "p.a_b_.price.X"
 
 
 def test_ids_are_deterministic_and_per_event() -> None:
@@ -70,7 +73,11 @@ def test_payload_is_the_wire_envelope_of_one_event_and_decodes_back() -> None:
 
 @pytest.mark.parametrize("bad", [b"", b"{", b"[]", b'{"channel":"linear"}',
                                  b'{"channel":"linear","data_type":"nope","data":[]}',
-                                 b'{"channel":"linear","data_type":"trades","data":[{}]}'])
+                                 b'{"channel":"linear","data_type":"trades","data":[{}]}',
+                                 # Channels end up in keys, subjects and folder names.
+                                 b'{"channel":"../../etc","data_type":"price","data":[]}',
+                                 b'{"channel":"a:b","data_type":"price","data":[]}',
+                                 b'{"channel":7,"data_type":"price","data":[]}'])
 def test_garbage_is_a_decode_error(bad: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_payload(bad)

@@ -369,3 +369,42 @@ flush_interval = -1
         "s.toml: sinks[0].flush_size: expected at least 1, got 0",
         "s.toml: sinks[0].flush_interval: expected at least 0, got -1.0",
     ]
+
+
+async def test_any_channel_name_with_its_own_price_field(redis_server, redis_client):
+    """Channels are the sources' own names; each takes its price from the ticker field that
+    price_fields names, over the Bybit defaults (linear: markPrice), which the older
+    linear_price_field / spot_price_field still set."""
+    sink = storage_for(redis_server, channels=["linear", "futures"], intervals=["1m"],
+                       price_fields={"futures": "index"})
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put([ticker("ABC-PERP", "futures", index=101.5, lastPrice=1.0),
+                             ticker("BTCUSDT", markPrice=65000.0, lastPrice=1.0),
+                             kline("ABC-PERP", T0, channel="futures", close=7.5)])
+    assert redis_client.hgetall("bybit-streamer:price:futures") == {b"ABC-PERP": b"101.5"}
+    assert redis_client.hgetall("bybit-streamer:price:linear") == {b"BTCUSDT": b"65000.0"}
+    assert [k["close"] for k in decode(
+        redis_client.get("bybit-streamer:last-closed:futures:1m"))] == [7.5]
+    assert StorageConfig(linear_price_field="lastPrice").price_field_of() == {
+        "linear": "lastPrice", "spot": "lastPrice"}
+    assert StorageConfig(price_fields={"spot": "markPrice"}).price_field_of() == {
+        "linear": "markPrice", "spot": "markPrice"}
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"channels": ["futures"]},
+     "price_fields names no ticker field for channel 'futures': add price_fields.futures"),
+    ({"channels": ["a:b"]}, "channels: bad channel name 'a:b'"),
+    ({"channels": ["linear*"]}, "channels: bad channel name 'linear\\*'"),
+    ({"price_fields": {"x.y": "last"}}, "price_fields: bad channel name 'x.y'"),
+    ({"linear_price_field": "lastPrice", "price_fields": {"linear": "markPrice"}},
+     "linear_price_field \\('lastPrice'\\) and price_fields.linear \\('markPrice'\\) disagree"),
+])
+def test_channel_and_price_field_errors(options, error):
+    with pytest.raises(ValueError, match=error):
+        StorageConfig(**options)
+
+
+def test_a_channel_without_price_field_is_fine_when_prices_come_from_price_events():
+    assert StorageConfig(channels=["futures"], price_from="price").channels == ["futures"]

@@ -107,7 +107,7 @@ async def test_subscription_set_is_capped_and_grows_in_place(
         reply = await subscribe([{"channel": "linear", "data_type": "trades", "symbols": more}])
         assert reply["success"] is False and "subscription limit reached" in reply["error"]
         assert held.size == 30  # a refused request changes nothing
-        # No channel/data_type: the symbols count once per (channel, data_type) pair.
+        # No channel/data_type: the symbols count once per data_type (for every channel).
         reply = await subscribe([{"symbols": ["X1", "X2", "X3", "X4", "X5", "X6", "X7"]}])
         assert reply["success"] is False
         assert (await subscribe([{"channel": "linear", "data_type": "trades",

@@ -5,8 +5,17 @@ far less than an attrs class structured by cattrs (docs/background.md, "JSON dec
 ``gc=False`` because events never hold reference cycles and the hot path creates millions.
 
 What flows between stages is never a single event but a *batch*: a ``list`` of events, one
-per socket read or per Bybit message. A batch may mix kinds and channels;
+per socket read or per exchange message. A batch may mix kinds and channels;
 :func:`streamer.wire.render` groups it into wire envelopes.
+
+``channel`` is the source's own name for the part of its market an event belongs to (the
+Bybit plugin's ``"linear"`` and ``"spot"``, another exchange's ``"futures"``): the core
+gives it no meaning. Sinks use it in keys, subjects and folder names, so a source names its
+channels within :data:`streamer.validators.CHANNEL_NAME`.
+
+The field names of ``to_wire`` are the format consumers of the older streamer read (Bybit's
+short trade keys ``T s S v p i``, Bybit's ticker keys): a source for another exchange maps
+its messages onto them.
 """
 
 from __future__ import annotations
@@ -15,15 +24,18 @@ from typing import Any, Literal
 
 import msgspec
 
-Channel = Literal["linear", "spot"]
+#: A channel name, chosen by the source (see the module doc).
+Channel = str
 DataType = Literal["trades", "klines", "ticker", "price"]
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
-    """One public trade, with Bybit's values kept as Bybit sends them.
+    """One public trade, with the exchange's values kept as it sends them.
 
-    ``price`` and ``size`` stay strings (Bybit's ``p`` and ``v``), so nothing is lost to float
-    formatting; consumers that aggregate call ``float()`` once.
+    ``price`` and ``size`` stay strings (the wire's ``p`` and ``v``), so nothing is lost to
+    float formatting; consumers that aggregate call ``float()`` once. The comments name the
+    wire keys. The optional fields are extras some exchanges send (Bybit's ``L``, ``BT``,
+    ``RPI``, ``seq``): nothing may rely on them, and the wire leaves them out when None.
     """
 
     channel: str
@@ -33,7 +45,7 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
     price: str  # p
     size: str  # v
     trade_id: str  # i
-    tick_direction: str | None = None  # L (linear only)
+    tick_direction: str | None = None  # L
     block_trade: bool | None = None  # BT
     rpi: bool | None = None  # RPI
     seq: int | None = None  # seq (may repeat across trades)
@@ -64,7 +76,8 @@ class Kline(msgspec.Struct, frozen=True, gc=False):
     """One OHLCV candle.
 
     ``interval`` is the candle length in ms, ``timestamp`` its open time in epoch ms.
-    ``trade_count`` is ``None`` when unknown (Bybit's own kline stream does not carry it).
+    ``trade_count`` is ``None`` when unknown (an exchange's own kline stream, such as Bybit's,
+    does not carry it).
     ``closed`` is true exactly once per candle, on the final value.
     """
 
@@ -105,10 +118,12 @@ class Kline(msgspec.Struct, frozen=True, gc=False):
 
 
 class Ticker(msgspec.Struct, frozen=True, gc=False):
-    """A full ticker snapshot (linear deltas already merged) with Bybit's field names.
+    """A full ticker snapshot (deltas already merged by the source).
 
-    ``fields`` holds Bybit's keys (``symbol``, ``lastPrice``, ``markPrice``, ...); numeric
-    strings are converted to numbers, empty strings stay as they are. Treat it as read-only.
+    ``fields`` holds the ticker's keys, named as the wire format names them (Bybit's
+    ``symbol``, ``lastPrice``, ``markPrice``, ...: a source for another exchange maps its
+    own onto them where they mean the same); numeric strings are converted to numbers, empty
+    strings stay as they are. Treat it as read-only.
     """
 
     channel: str

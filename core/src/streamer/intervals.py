@@ -1,9 +1,9 @@
 """Kline intervals: the labels the configuration writes ("500ms", "1m", "4h", "1D", "2M"),
-their length in ms (what :class:`streamer.Kline` carries on the wire), candle boundaries, and
-Bybit's interval codes ("1", "240", "D").
+their length in ms (what :class:`streamer.Kline` carries on the wire) and candle boundaries.
 
-One table for every plugin: the Bybit source subscribes ``kline.<code>.<symbol>``, the
-aggregator builds candles of any interval, the storage sink names keys by label.
+One table for every plugin: the aggregator builds candles of any interval, the storage sink
+names keys by label, a source maps the labels onto its exchange's own interval codes (the
+Bybit plugin's ``streamer_bybit.intervals``).
 
 Labels: ``<n><unit>`` with a whole ``n >= 1`` and a unit of ``ms``, ``s``, ``m`` (minute),
 ``h``, ``D``, ``W`` or ``M`` (calendar month), from 100 ms up to 366 days or 12 months. Each
@@ -51,21 +51,22 @@ MIN_INTERVAL_MS = 100
 MAX_INTERVAL_MS = 366 * DAY_MS
 MAX_MONTHS = 12
 
-#: The intervals Bybit has, label -> (length in ms, Bybit code), in increasing length.
-INTERVALS: dict[str, tuple[int, str]] = {
-    "1m": (MINUTE_MS, "1"),
-    "3m": (3 * MINUTE_MS, "3"),
-    "5m": (5 * MINUTE_MS, "5"),
-    "15m": (15 * MINUTE_MS, "15"),
-    "30m": (30 * MINUTE_MS, "30"),
-    "1h": (HOUR_MS, "60"),
-    "2h": (2 * HOUR_MS, "120"),
-    "4h": (4 * HOUR_MS, "240"),
-    "6h": (6 * HOUR_MS, "360"),
-    "12h": (12 * HOUR_MS, "720"),
-    "1D": (DAY_MS, "D"),
-    "1W": (WEEK_MS, "W"),
-    "1M": (MONTH_MS, "M"),
+#: The usual candle lengths, label -> length in ms, in increasing length: those exchanges
+#: commonly offer (the storage sink's default intervals are these but 1M).
+INTERVALS: dict[str, int] = {
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": HOUR_MS,
+    "2h": 2 * HOUR_MS,
+    "4h": 4 * HOUR_MS,
+    "6h": 6 * HOUR_MS,
+    "12h": 12 * HOUR_MS,
+    "1D": DAY_MS,
+    "1W": WEEK_MS,
+    "1M": MONTH_MS,
 }
 
 #: Fixed units, largest first (months are handled apart).
@@ -75,8 +76,6 @@ _UNITS: tuple[tuple[str, int], ...] = (
 )
 _UNIT_MS = dict(_UNITS)
 _LABEL = re.compile(r"([1-9][0-9]{0,9})(ms|s|m|h|D|W|M)")
-_CODE_BY_MS = {ms: code for ms, code in INTERVALS.values()}
-_MS_BY_CODE = {code: ms for ms, code in INTERVALS.values()}
 _VALID = (
     "1m, 5m, 1h, 1D, 1W, 1M, or any <n><unit> from 100ms to 366D (12M) written in its largest "
     "whole unit (unit: ms, s, m, h, D, W, M; e.g. 500ms, 10s, 50m, 2h, 2M)"
@@ -203,19 +202,3 @@ def candle_start(ts_ms: int, interval_ms: int) -> int:
 def next_boundary(ts_ms: int, interval_ms: int) -> int:
     """The first boundary of this interval strictly after ``ts_ms``."""
     return interval_of_ms(interval_ms).next_boundary(ts_ms)
-
-
-def bybit_code(ms: int) -> str:
-    """Bybit's interval code ("1", "60", "D", "W", "M") of an interval length in ms."""
-    try:
-        return _CODE_BY_MS[ms]
-    except KeyError:
-        raise ValueError(f"no Bybit interval is {ms} ms long") from None
-
-
-def interval_of_code(code: str) -> int:
-    """The length in ms of Bybit's interval code ("1" -> 60000, "D" -> 86400000)."""
-    try:
-        return _MS_BY_CODE[code]
-    except KeyError:
-        raise ValueError(f"unknown Bybit interval code {code!r}") from None

@@ -10,6 +10,7 @@ wrong too; the loader drops that prefix where the path already names the field.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,23 @@ Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 #: that setting it gets an error saying where it went; it is not listed among the expected
 #: keys when a key is unknown.
 RETIRED = {"retired": True}
+
+
+#: A channel name: what a source calls the part of its market an event belongs to (its own
+#: vocabulary: Bybit's "linear" and "spot", another exchange's "futures"). Sinks put it in
+#: Redis keys, NATS subjects and folder names, so it is 1-32 ASCII letters, digits, "_" or
+#: "-", starting with a letter or digit: never a separator (":", ".", "/"), a wildcard or a
+#: glob character.
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+def channel_problem(name: object) -> str | None:
+    """Why ``name`` is not a safe channel name (:data:`CHANNEL_NAME`), or None if it is."""
+    if isinstance(name, str) and CHANNEL_NAME.fullmatch(name):
+        return None
+    shown = repr(name[:40]) if isinstance(name, str) else type(name).__name__
+    return (f"bad channel name {shown}: 1-32 characters of A-Z a-z 0-9 _ -, starting with a "
+            "letter or digit")
 
 
 def _bound(value: float) -> str:

@@ -19,12 +19,12 @@ from typing import Any, Final
 import msgspec
 
 from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
-from streamer.intervals import INTERVALS
+from streamer_bybit.intervals import MS_BY_CODE
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Bybit's kline interval codes and their length in ms (the core's table; "M" is a nominal
 #: 30 days so that the interval stays a stable key for consumers).
-KLINE_INTERVAL_MS: Final[dict[str, int]] = {code: ms for ms, code in INTERVALS.values()}
+KLINE_INTERVAL_MS: Final[dict[str, int]] = MS_BY_CODE
 
 
 class TradeItem(msgspec.Struct, gc=False):

@@ -23,7 +23,8 @@ from streamer.history import (
     HistoryUnavailable,
     RecentTrades,
 )
-from streamer.intervals import INTERVALS, bybit_code, interval_label
+from streamer.intervals import interval_label
+from streamer_bybit.intervals import MS_BY_CODE, bybit_code
 from streamer_bybit.recovery import REST_ERRORS, trade_from_rest
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest
 
@@ -37,7 +38,7 @@ _ANSWER_ERRORS = (KeyError, ValueError, TypeError, IndexError)
 class BybitHistory:
     """:class:`streamer.history.History` of one Bybit category."""
 
-    candle_intervals: frozenset[int] = frozenset(ms for ms, _ in INTERVALS.values())
+    candle_intervals: frozenset[int] = frozenset(MS_BY_CODE.values())
     max_candles: int = MAX_KLINE_ROWS
 
     def __init__(self, rest: BybitRest, channel: str) -> None:

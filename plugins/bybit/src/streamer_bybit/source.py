@@ -17,7 +17,6 @@ import attrs
 import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
-from streamer.intervals import INTERVALS
 from streamer.validators import Validator, at_least, between, greater_than
 from streamer_bybit.capture import CaptureOptions, run_capture
 from streamer_bybit.connection import (
@@ -29,6 +28,7 @@ from streamer_bybit.connection import (
     _describe,
 )
 from streamer_bybit.history import BybitHistory
+from streamer_bybit.intervals import CODES
 from streamer_bybit.recovery import RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.shard import parse_shard, shard_symbols
@@ -196,7 +196,7 @@ def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
     """Bybit topics for ``symbols``, grouped per symbol."""
     streams = set(config.streams)
     tickers = "tickers" in streams or ("price" in streams and "trades" not in streams)
-    codes = [INTERVALS[i][1] for i in dict.fromkeys(config.kline_intervals)]
+    codes = [CODES[i] for i in dict.fromkeys(config.kline_intervals)]
     topics: list[str] = []
     for symbol in symbols:
         if "trades" in streams:

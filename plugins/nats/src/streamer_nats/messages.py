@@ -4,7 +4,7 @@ One event is one message, so that de-duplication works per event whatever batche
 replicas happened to read. The payload is the wire envelope with a one-element ``data``
 (``{"channel","data_type","data":[...]}``), the same JSON as every other sink.
 
-Subjects (``<p>`` = ``subject_prefix``, ``<ch>`` = ``linear``/``spot``)::
+Subjects (``<p>`` = ``subject_prefix``, ``<ch>`` = the source's channel, e.g. ``linear``)::
 
     <p>.<ch>.trades.<SYMBOL>
     <p>.<ch>.klines.<interval label>.<SYMBOL>      e.g. bybit.linear.klines.1m.BTCUSDT
@@ -37,6 +37,7 @@ import msgspec
 
 from streamer import Event, Kline, Price, Ticker, Trade
 from streamer.intervals import interval_label
+from streamer.validators import channel_problem
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -65,7 +66,7 @@ def _label(interval_ms: int) -> str:
 
 
 def subject_of(prefix: str, event: Event) -> str:
-    ch = event.channel
+    ch = token(event.channel)  # a source's name for it: one token whatever it is
     if isinstance(event, Trade):
         return f"{prefix}.{ch}.trades.{token(event.symbol)}"
     if isinstance(event, Kline):
@@ -134,6 +135,9 @@ def decode_payload(payload: bytes) -> list[Event]:
     try:
         env = _decoder.decode(payload)
         channel = env["channel"]
+        problem = channel_problem(channel)
+        if problem is not None:  # it becomes a key, a subject token, a folder name downstream
+            raise ValueError(problem)
         build = _DECODERS[env["data_type"]]
         return [build(channel, d) for d in env["data"]]
     except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:

@@ -20,7 +20,7 @@ import trio
 
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
 from streamer.intervals import INTERVALS, parse_interval
-from streamer.validators import at_least
+from streamer.validators import at_least, channel_problem
 from streamer_redis import BufferedWriter, RedisConnectionConfig
 from streamer_redis.connection import flush_interval_option, flush_size_option
 from streamer_redis.storage_keys import StorageKeys, key_label, last_closed_ttl_ms
@@ -45,9 +45,43 @@ def format_price(value: Any) -> str | None:
     return format(Decimal(repr(number)), "f")
 
 
+#: Ticker field used as the price of a channel that ``price_fields`` does not name: the
+#: Bybit source's channels, as the older streamer stored them.
+DEFAULT_PRICE_FIELDS = {"linear": "markPrice", "spot": "lastPrice"}
+
+
 def _channels(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
-        raise ValueError("channels must list at least one of 'linear', 'spot'")
+        raise ValueError("channels must list at least one channel, e.g. ['linear', 'spot']")
+    for channel in value:
+        problem = channel_problem(channel)
+        if problem is not None:
+            raise ValueError(f"channels: {problem}")
+
+
+def _price_fields(
+    config: StorageConfig, _: attrs.Attribute[dict[str, str]], value: dict[str, str]
+) -> None:
+    """Names are channel names; the older per-channel options do not contradict it; with
+    ``price_from = "ticker"`` every stored channel has a price field."""
+    for channel, field in value.items():
+        problem = channel_problem(channel)
+        if problem is not None:
+            raise ValueError(f"price_fields: {problem}")
+        if not field:
+            raise ValueError(f"price_fields.{channel}: expected a ticker field name, got ''")
+    for channel, old in (("linear", config.linear_price_field),
+                         ("spot", config.spot_price_field)):
+        if old is not None and value.get(channel, old) != old:
+            raise ValueError(f"{channel}_price_field ({old!r}) and price_fields.{channel} "
+                             f"({value[channel]!r}) disagree: keep price_fields.{channel}")
+    if config.price_from == "ticker":
+        fields = config.price_field_of()
+        missing = [c for c in config.channels if channel_problem(c) is None and c not in fields]
+        if missing:
+            raise ValueError(
+                f"price_fields names no ticker field for channel {missing[0]!r}: add "
+                f'price_fields.{missing[0]} = "<ticker field>", or set price_from = "price"')
 
 
 def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -60,7 +94,8 @@ def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None
 @attrs.define
 class StorageConfig(RedisConnectionConfig):
     #: Channels stored and cleaned; events of other channels are ignored (and counted).
-    channels: list[Literal["linear", "spot"]] = attrs.field(
+    #: Names are the sources' channel names (``streamer.validators.CHANNEL_NAME``).
+    channels: list[str] = attrs.field(
         factory=lambda: ["linear", "spot"], validator=_channels
     )
     #: Kline intervals stored and cleaned, as labels ("1m", "1h", "1D", ...); closed klines of
@@ -73,9 +108,13 @@ class StorageConfig(RedisConnectionConfig):
     #: Where the price hash comes from: a field of the ticker events ("ticker") or the
     #: pipeline's price events ("price").
     price_from: Literal["ticker", "price"] = "ticker"
-    #: Ticker field used as the price with price_from = "ticker".
-    linear_price_field: str = "markPrice"
-    spot_price_field: str = "lastPrice"
+    #: The older options: the ticker field used as the price of channel "linear" / "spot"
+    #: with price_from = "ticker" (the same as price_fields.linear / price_fields.spot).
+    linear_price_field: str | None = None
+    spot_price_field: str | None = None
+    #: Ticker field used as the price with price_from = "ticker", per channel, over
+    #: :data:`DEFAULT_PRICE_FIELDS`; every stored channel needs one.
+    price_fields: dict[str, str] = attrs.field(factory=dict, validator=_price_fields)
     #: Interval labels in the keys: "lower" (1m, 1h, 1d, 1w: the older streamer's keys) or
     #: "config" (as written in intervals: 1D, 1W).
     key_labels: Literal["lower", "config"] = "lower"
@@ -83,6 +122,16 @@ class StorageConfig(RedisConnectionConfig):
     clean_on_start: bool = True
     flush_size: int = flush_size_option(100)
     flush_interval: float = flush_interval_option(1.0)
+
+    def price_field_of(self) -> dict[str, str]:
+        """channel -> the ticker field its price comes from (price_from = "ticker")."""
+        fields = dict(DEFAULT_PRICE_FIELDS)
+        if self.linear_price_field is not None:
+            fields["linear"] = self.linear_price_field
+        if self.spot_price_field is not None:
+            fields["spot"] = self.spot_price_field
+        fields.update(self.price_fields)
+        return fields
 
     def interval_labels(self) -> dict[int, str]:
         """ms -> label of the configured intervals, as keys carry it."""
@@ -97,8 +146,7 @@ class StorageSink:
         self.keys = StorageKeys(config.main_key)
         self._channels = frozenset(config.channels)
         self._labels = config.interval_labels()
-        self._price_fields = {"linear": config.linear_price_field,
-                              "spot": config.spot_price_field}
+        self._price_fields = config.price_field_of()
         #: (channel, interval ms) -> symbol -> its last closed kline: last-closed holds all.
         self._last_closed: dict[tuple[str, int], dict[str, Kline]] = {}
         self._warned_ignored: set[str] = set()

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamer_websocket.envelope import Envelope
-from streamer_websocket.subscription import CHANNELS, Subscription
+from streamer_websocket.subscription import Subscription
 
 # The order a snapshot is sent in: what a dashboard shows first.
 _SNAPSHOT_TYPES = ("ticker", "price", "klines")
@@ -22,6 +22,8 @@ class SnapshotStore:
 
     def __init__(self) -> None:
         self._latest: dict[tuple[str, str], dict[str, dict[int | None, _Item]]] = {}
+        #: The channels seen, in name order: a snapshot lists them so.
+        self._channels: list[str] = []
         self._size = 0
 
     def update(self, envelopes: list[Envelope]) -> None:
@@ -32,6 +34,8 @@ class SnapshotStore:
             by_symbol = latest.get(env.key)
             if by_symbol is None:
                 by_symbol = latest[env.key] = {}
+                if env.channel not in self._channels:
+                    self._channels = sorted([*self._channels, env.channel])
             for item in env.data:
                 symbol = item["symbol"]
                 per_interval = by_symbol.get(symbol)
@@ -53,7 +57,7 @@ class SnapshotStore:
         """
         out: list[Envelope] = []
         for data_type in _SNAPSHOT_TYPES:
-            for channel in CHANNELS:
+            for channel in self._channels:
                 key = (channel, data_type)
                 by_symbol = self._latest.get(key)
                 if not by_symbol or (sub is not None and key not in sub):

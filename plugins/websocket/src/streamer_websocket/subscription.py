@@ -2,6 +2,13 @@
 
 A subscription maps ``(channel, data_type)`` to a set of symbols, or to ``None`` for every
 symbol. A client that never subscribed has no subscription at all and gets everything.
+
+Channels are the sources' own names (``"linear"``, ``"spot"``, another exchange's
+``"futures"``): the sink does not know them in advance, so an arg without ``channel`` is
+held once per data type under :data:`ANY_CHANNEL` and matches every channel, including ones
+that appear later. Unsubscribing one channel from it carves that channel out (at most
+:data:`MAX_CARVED` channels per data type), so the result is what naming every channel
+would give.
 """
 
 from __future__ import annotations
@@ -9,12 +16,17 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
-from streamer import Channel, DataType
+from streamer import DataType
+from streamer.validators import channel_problem
 
-CHANNELS: tuple[str, ...] = get_args(Channel)
 DATA_TYPES: tuple[str, ...] = get_args(DataType)
 MAX_ARGS = 100
 MAX_SYMBOLS = 2000
+#: Channels one client may carve out of an all-channels subscription, per data type.
+MAX_CARVED = 100
+#: The channel part of a key that holds an arg without ``channel``: not a channel name
+#: (:data:`streamer.validators.CHANNEL_NAME`), so it never meets a real one.
+ANY_CHANNEL = "*"
 #: Exchange symbols are short ASCII names ("BTCUSDT", "BTC-26DEC25"); anything else is
 #: refused, which also keeps an acknowledgement no larger than its request.
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
@@ -43,8 +55,9 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
         out: dict[str, Any] = {}
         channel = arg.get("channel")
         if channel is not None:
-            if channel not in CHANNELS:
-                raise SubscriptionError(f"channel must be one of {', '.join(CHANNELS)}")
+            problem = channel_problem(channel)
+            if problem is not None:
+                raise SubscriptionError(f"channel: {problem}")
             out["channel"] = channel
         data_type = arg.get("data_type")
         if data_type is not None:
@@ -71,26 +84,32 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
 
 
 def _keys(arg: dict[str, Any]) -> list[Key]:
-    channels = [arg["channel"]] if "channel" in arg else CHANNELS
+    channel = arg.get("channel", ANY_CHANNEL)
     data_types = [arg["data_type"]] if "data_type" in arg else DATA_TYPES
-    return [(c, d) for c in channels for d in data_types]
+    return [(channel, d) for d in data_types]
 
 
 class Subscription:
     """What one client asked for: per ``(channel, data_type)`` a set of symbols or ``None``.
 
-    Mutated in place, so a subscribe costs time proportional to its request, never to the set
-    already held. ``size`` counts (key, symbol) entries, an "all symbols" key counting one;
-    :meth:`subscribe` refuses to grow it past ``limit``. The frozen copy that the fan-out uses
-    to share filtered envelopes between clients is rebuilt lazily, at most once per change
-    and fan-out, never per request.
+    A key's channel is a channel name or :data:`ANY_CHANNEL` (an arg without ``channel``);
+    a concrete ``(channel, data_type)`` selects the union of its own entry and, unless that
+    channel was carved out of it (``_carved``), the data type's any-channel entry.
+
+    Mutated in place, so a subscribe costs time proportional to its request (and to the
+    channels carved out), never to the symbols already held. ``size`` counts (key, symbol)
+    entries, an "all symbols" key counting one; :meth:`subscribe` refuses to grow it past
+    ``limit``. The frozen sets the fan-out uses to share filtered envelopes between clients
+    are rebuilt lazily, at most once per change and fan-out, never per request.
     """
 
-    __slots__ = ("_frozen", "_symbols", "size")
+    __slots__ = ("_carved", "_frozen", "_symbols", "size")
 
     def __init__(self) -> None:
         self._symbols: dict[Key, set[str] | None] = {}
-        self._frozen: dict[Key, frozenset[str]] = {}
+        #: data_type -> channels taken out of its any-channel entry.
+        self._carved: dict[str, set[str]] = {}
+        self._frozen: dict[Key, frozenset[str] | None] = {}
         self.size = 0
 
     @classmethod
@@ -100,8 +119,14 @@ class Subscription:
         sub.subscribe(args, limit=None)
         return sub
 
+    def _any(self, key: Key) -> bool:
+        """Whether the any-channel entry of ``key``'s data type covers ``key``'s channel."""
+        channel, data_type = key
+        return ((ANY_CHANNEL, data_type) in self._symbols
+                and channel not in self._carved.get(data_type, ()))
+
     def __contains__(self, key: object) -> bool:
-        return key in self._symbols
+        return key in self._symbols or self._any(key)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self._symbols)
@@ -110,20 +135,22 @@ class Subscription:
         return list(self._symbols)
 
     def symbols(self, key: Key) -> frozenset[str] | None:
-        """The symbols of ``key`` (``None``: all); ``key`` must be subscribed."""
-        current = self._symbols[key]
-        if current is None:
-            return None
-        frozen = self._frozen.get(key)
-        if frozen is None:
-            frozen = self._frozen[key] = frozenset(current)
+        """The symbols of ``key`` (``None``: all); ``key`` must be selected (``in``)."""
+        if key in self._frozen:
+            return self._frozen[key]
+        table = self._symbols
+        held = [table[k] for k in (key, (ANY_CHANNEL, key[1]))
+                if k in table and (k == key or self._any(key))]
+        frozen = (None if any(h is None for h in held)
+                  else frozenset().union(*held))  # type: ignore[arg-type]
+        self._frozen[key] = frozen
         return frozen
 
     def matches(self, channel: str, data_type: str, symbol: str) -> bool:
         key = (channel, data_type)
-        if key not in self._symbols:
+        if key not in self:
             return False
-        symbols = self._symbols[key]
+        symbols = self.symbols(key)
         return symbols is None or symbol in symbols
 
     def _growth(self, args: list[dict[str, Any]]) -> int:
@@ -131,12 +158,13 @@ class Subscription:
         growth = 0
         for arg in args:
             for key in _keys(arg):
+                carved = len(self._carved.get(key[1], ())) if key[0] == ANY_CHANNEL else 0
                 if key not in self._symbols:
-                    growth += len(arg["symbols"]) if "symbols" in arg else 1
+                    growth += (len(arg["symbols"]) if "symbols" in arg else 1) * (1 + carved)
                     continue
                 held = self._symbols[key]
                 if held is not None:
-                    growth += sum(s not in held for s in arg.get("symbols", ()))
+                    growth += sum(s not in held for s in arg.get("symbols", ())) * (1 + carved)
         return growth
 
     def subscribe(self, args: list[dict[str, Any]], limit: int | None) -> None:
@@ -148,58 +176,106 @@ class Subscription:
                     f"subscription limit reached: {self.size} entries held, this request "
                     f"adds up to {growth}, at most {limit} per client"
                 )
-        table = self._symbols
+        self._frozen.clear()
         for arg in args:
             symbols = arg.get("symbols")
             for key in _keys(arg):
-                self._frozen.pop(key, None)
-                if key not in table:
-                    table[key] = None if symbols is None else set(symbols)
-                    self.size += 1 if symbols is None else len(symbols)
-                    continue
-                held = table[key]
-                if held is None:
-                    continue
-                if symbols is None:
-                    self.size -= len(held) - 1
-                    table[key] = None
-                    continue
-                before = len(held)
-                held.update(symbols)
-                self.size += len(held) - before
+                self._add(key, symbols)
+                if key[0] == ANY_CHANNEL:
+                    # A carved-out channel is every channel too: it gets the symbols itself.
+                    for channel in self._carved.get(key[1], ()):
+                        self._add((channel, key[1]), symbols)
+
+    def _add(self, key: Key, symbols: list[str] | None) -> None:
+        table = self._symbols
+        if key not in table:
+            table[key] = None if symbols is None else set(symbols)
+            self.size += 1 if symbols is None else len(symbols)
+            return
+        held = table[key]
+        if held is None:
+            return
+        if symbols is None:
+            self.size -= len(held) - 1
+            table[key] = None
+            return
+        before = len(held)
+        held.update(symbols)
+        self.size += len(held) - before
+
+    def _drop(self, key: Key, symbols: list[str] | None) -> None:
+        table = self._symbols
+        if key not in table:
+            return
+        held = table[key]
+        if symbols is None:
+            del table[key]
+            self.size -= 1 if held is None else len(held)
+            return
+        assert held is not None
+        before = len(held)
+        held.difference_update(symbols)
+        self.size -= before - len(held)
+        if not held:
+            del table[key]
 
     def check_unsubscribe(self, args: list[dict[str, Any]]) -> None:
+        carving: dict[str, set[str]] = {}
         for arg in args:
-            if "symbols" not in arg:
-                continue
             for key in _keys(arg):
-                if key in self._symbols and self._symbols[key] is None:
-                    raise SubscriptionError(
-                        f"cannot unsubscribe single symbols from all symbols of {key[0]} "
-                        f"{key[1]}: unsubscribe that channel and data_type, then subscribe "
-                        "the symbols wanted"
-                    )
+                channel, data_type = key
+                if channel == ANY_CHANNEL:
+                    covered = [k for k in self._symbols if k[1] == data_type]
+                else:
+                    covered = [k for k in (key, (ANY_CHANNEL, data_type))
+                               if k in self._symbols and (k == key or self._any(key))]
+                    if self._any(key):
+                        carving.setdefault(data_type, set()).add(channel)
+                if "symbols" not in arg:
+                    continue
+                for k in covered:
+                    if self._symbols[k] is None:
+                        raise SubscriptionError(
+                            f"cannot unsubscribe single symbols from all symbols of "
+                            f"{'every channel' if k[0] == ANY_CHANNEL else k[0]} {k[1]}: "
+                            "unsubscribe that channel and data_type, then subscribe the "
+                            "symbols wanted"
+                        )
+        for data_type, channels in carving.items():
+            if len(self._carved.get(data_type, set()) | channels) > MAX_CARVED:
+                raise SubscriptionError(
+                    f"at most {MAX_CARVED} channels can be unsubscribed from a subscription "
+                    f"to every channel ({data_type}): unsubscribe {data_type}, then "
+                    "subscribe the channels wanted"
+                )
 
     def unsubscribe(self, args: list[dict[str, Any]]) -> None:
         """Remove what ``args`` name (all or nothing). Empty means: receive nothing."""
         self.check_unsubscribe(args)
+        self._frozen.clear()
         table = self._symbols
         for arg in args:
+            symbols = arg.get("symbols")
             for key in _keys(arg):
-                if key not in table:
+                channel, data_type = key
+                if channel == ANY_CHANNEL:
+                    for k in [k for k in table if k[1] == data_type]:
+                        self._drop(k, symbols)
+                    if symbols is None:
+                        self._carved.pop(data_type, None)
                     continue
-                self._frozen.pop(key, None)
-                held = table[key]
-                if "symbols" not in arg:
-                    del table[key]
-                    self.size -= 1 if held is None else len(held)
-                    continue
-                assert held is not None
-                before = len(held)
-                held.difference_update(arg["symbols"])
-                self.size -= before - len(held)
-                if not held:
-                    del table[key]
+                if self._any(key):
+                    # Carve the channel out of "every channel", keeping the rest of what it
+                    # had from there: as if every channel had been named one by one.
+                    if symbols is not None:
+                        wild = table[(ANY_CHANNEL, data_type)]
+                        assert wild is not None  # check_unsubscribe refused that
+                        self._add(key, sorted(wild))
+                    self._carved.setdefault(data_type, set()).add(channel)
+                self._drop(key, symbols)
+            for data_type in list(self._carved):
+                if (ANY_CHANNEL, data_type) not in table:
+                    del self._carved[data_type]  # nothing left to carve from
 
 
 def everything() -> Subscription:

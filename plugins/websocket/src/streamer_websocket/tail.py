@@ -25,7 +25,7 @@ from trio_websocket import (
 )
 
 from streamer_websocket.auth import is_loopback
-from streamer_websocket.subscription import CHANNELS, DATA_TYPES
+from streamer_websocket.subscription import DATA_TYPES
 
 DEFAULT_URL = "ws://127.0.0.1:9500/"
 DEFAULT_KEY_ENV = "STREAMER_WSS_AUTH_KEY"
@@ -34,7 +34,8 @@ HELP = "connect to a websocket sink and print what it sends"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"sink URL (default {DEFAULT_URL})")
-    parser.add_argument("--channel", choices=CHANNELS, help="only this channel")
+    parser.add_argument("--channel", help="only this channel (the source's name for it: "
+                        "linear, spot, ...)")
     parser.add_argument("--type", dest="data_type", choices=DATA_TYPES,
                         help="only this data type")
     parser.add_argument("--symbol", dest="symbols", action="extend", nargs="+",
