@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import trio
 
-import streamer
-from streamer._api import Context, Emit, FatalError, StreamGap
+from streamer._api import Context, Emit, FatalError
 from streamer._backoff import Backoff
 from streamer._config import NodeConfig, PipelineConfig
-from streamer._events import Event
 from streamer._inbox import Inbox
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
 from streamer._plugins import PluginManager
+from streamer._route import Route, hook_applier
 from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -72,71 +71,6 @@ class Node:
     @property
     def name(self) -> str:
         return self.config.name
-
-
-class Route:
-    """The ``emit`` of one producer: its downstream transforms (run inline) and sink inboxes."""
-
-    __slots__ = ("_apply_hooks", "_inboxes", "_transforms")
-
-    def __init__(
-        self,
-        transforms: list[tuple[Node, Emit]],
-        inboxes: list[Inbox],
-        apply_hooks: Callable[[list[Event]], list[Event]] | None,
-    ) -> None:
-        self._transforms = transforms
-        self._inboxes = inboxes
-        self._apply_hooks = apply_hooks
-
-    async def __call__(self, batch: list[Event]) -> None:
-        if self._apply_hooks is not None:
-            batch = self._apply_hooks(batch)
-            if not batch:
-                return
-        # Sinks first: a sink fed by both sees a trade before the kline it produced.
-        for inbox in self._inboxes:
-            await inbox.put(batch)
-        for tnode, temit in self._transforms:
-            try:
-                out = tnode.obj.process(batch)
-            except Exception as exc:  # one bad transform must not stop a source
-                _transform_failed(tnode, "a batch", exc)
-                continue
-            if out:
-                await temit(out)
-
-    def _reachable_inboxes(self) -> list[Inbox]:
-        inboxes = list(self._inboxes)
-        for _, temit in self._transforms:
-            if isinstance(temit, Route):
-                inboxes.extend(i for i in temit._reachable_inboxes() if i not in inboxes)
-        return inboxes
-
-    async def accepted(self) -> None:
-        """Wait until every sink fed by this producer, directly or through inline transforms,
-        has accepted everything queued so far (:meth:`Inbox.wait_accepted`)."""
-        for inbox in self._reachable_inboxes():
-            await inbox.wait_accepted(inbox.mark())
-
-    async def gap(self, gap: StreamGap) -> None:
-        for tnode, temit in self._transforms:
-            on_gap = getattr(tnode.obj, "on_gap", None)
-            if on_gap is None:
-                continue
-            try:
-                out = on_gap(gap)
-            except Exception as exc:  # nor a bad gap handler
-                _transform_failed(tnode, "a stream gap", exc)
-                continue
-            if out:
-                await temit(out)
-
-
-def _transform_failed(node: Node, what: str, exc: Exception) -> None:
-    node.context.metrics.inc("errors")
-    node.context.logger.error("transform %r failed on %s: %s: %s", node.name, what,
-                              type(exc).__name__, exc, exc_info=exc)
 
 
 class Pipeline:
@@ -406,33 +340,11 @@ class Pipeline:
                     inboxes.append(node.inbox)
         is_source = self.nodes[producer].config.kind == "source"
         hooks = self._event_hooks if is_source else []
-        apply_hooks = self._hook_applier(producer, hooks) if hooks else None
+        metrics = self.nodes[producer].context.metrics
+        apply_hooks = hook_applier(producer, hooks, metrics) if hooks else None
         route = Route(transforms, inboxes, apply_hooks)
         self._emits[producer] = route
         return route
-
-    @staticmethod
-    def _hook_applier(
-        source: str, hooks: list[Callable[..., Any]]
-    ) -> Callable[[list[Event]], list[Event]]:
-        drop = streamer.DROP
-
-        def apply(batch: list[Event]) -> list[Event]:
-            out: list[Event] = []
-            for event in batch:
-                current: Any = event
-                for hook in hooks:
-                    result = hook(event=current, source=source)
-                    if result is drop:
-                        current = None
-                        break
-                    if result is not None:
-                        current = result
-                if current is not None:
-                    out.append(current)
-            return out
-
-        return apply
 
     # -- reporting -------------------------------------------------------------------------
 

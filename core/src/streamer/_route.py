@@ -1,0 +1,132 @@
+"""How a producer's batches travel: its ``emit`` (:class:`Route`) and, for a source, the
+``streamer_transform_event`` hooks applied to each event first.
+
+Nothing a plugin's code raises here leaves the ``emit``: a source awaiting it has already
+noted the batch as delivered (Bybit's gap recovery marks the newest trade), so an exception
+thrown back into it would lose the batch unreported. A failing transform is counted in its
+``errors`` and the batch goes on to the others; a failing event hook is counted in the
+source's ``hook_failures`` and the event goes on as it was before that hook.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import streamer
+from streamer._api import Emit, StreamGap
+from streamer._events import Event
+from streamer._inbox import Inbox
+from streamer._logs import RateLimitedLog
+from streamer._metrics import Metrics
+
+if TYPE_CHECKING:
+    from streamer._runtime import Node
+
+log = logging.getLogger("streamer.runtime")
+
+
+class Route:
+    """The ``emit`` of one producer: its downstream transforms (run inline) and sink inboxes."""
+
+    __slots__ = ("_apply_hooks", "_inboxes", "_transforms")
+
+    def __init__(
+        self,
+        transforms: list[tuple[Node, Emit]],
+        inboxes: list[Inbox],
+        apply_hooks: Callable[[list[Event]], list[Event]] | None,
+    ) -> None:
+        self._transforms = transforms
+        self._inboxes = inboxes
+        self._apply_hooks = apply_hooks
+
+    async def __call__(self, batch: list[Event]) -> None:
+        if self._apply_hooks is not None:
+            batch = self._apply_hooks(batch)
+            if not batch:
+                return
+        # Sinks first: a sink fed by both sees a trade before the kline it produced.
+        for inbox in self._inboxes:
+            await inbox.put(batch)
+        for tnode, temit in self._transforms:
+            try:
+                out = tnode.obj.process(batch)
+            except Exception as exc:  # one bad transform must not stop a source
+                _transform_failed(tnode, "a batch", exc)
+                continue
+            if out:
+                await temit(out)
+
+    def _reachable_inboxes(self) -> list[Inbox]:
+        inboxes = list(self._inboxes)
+        for _, temit in self._transforms:
+            if isinstance(temit, Route):
+                inboxes.extend(i for i in temit._reachable_inboxes() if i not in inboxes)
+        return inboxes
+
+    async def accepted(self) -> None:
+        """Wait until every sink fed by this producer, directly or through inline transforms,
+        has accepted everything queued so far (:meth:`Inbox.wait_accepted`)."""
+        for inbox in self._reachable_inboxes():
+            await inbox.wait_accepted(inbox.mark())
+
+    async def gap(self, gap: StreamGap) -> None:
+        for tnode, temit in self._transforms:
+            on_gap = getattr(tnode.obj, "on_gap", None)
+            if on_gap is None:
+                continue
+            try:
+                out = on_gap(gap)
+            except Exception as exc:  # nor a bad gap handler
+                _transform_failed(tnode, "a stream gap", exc)
+                continue
+            if out:
+                await temit(out)
+
+
+def _transform_failed(node: Node, what: str, exc: Exception) -> None:
+    node.context.metrics.inc("errors")
+    node.context.logger.error("transform %r failed on %s: %s: %s", node.name, what,
+                              type(exc).__name__, exc, exc_info=exc)
+
+
+def hook_applier(
+    source: str, hooks: list[Callable[..., Any]], metrics: Metrics
+) -> Callable[[list[Event]], list[Event]]:
+    """The ``streamer_transform_event`` chain over one source's batches. A hook that raises
+    leaves that event as it was and the chain goes on; each failure is counted in the source's
+    ``hook_failures``, logged once per hook and exception type (rate-limited: a hook that
+    fails on every event must not write a line per event)."""
+    drop = streamer.DROP
+    failures = RateLimitedLog(log)
+
+    def failed(hook: Callable[..., Any], event: Any, exc: Exception) -> None:
+        metrics.inc("hook_failures")
+        name = f"{hook.__module__}.{hook.__qualname__}"
+        failures.error(f"{name} {type(exc).__name__}",
+                       "event hook %s failed on a %s of source %r: %s: %s; the event goes on "
+                       "as it was (counted in hook_failures)", name, type(event).__name__,
+                       source, type(exc).__name__, exc)
+
+    def apply(batch: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in batch:
+            current: Any = event
+            for hook in hooks:
+                try:
+                    result = hook(event=current, source=source)
+                except Exception as exc:
+                    failed(hook, current, exc)
+                    continue
+                if result is drop:
+                    current = None
+                    break
+                if result is not None:
+                    current = result
+            if current is not None:
+                out.append(current)
+        return out
+
+    return apply
