@@ -293,3 +293,29 @@ async def test_a_malformed_recent_trade_answer_falls_back_to_partial(fake_bybit,
     assert tr.context.metrics["backfill_failed"] == 1
     (k,) = tr.aggregator.close_due(b + 10_000 + 100)
     assert k.partial and k.open == 60.0 and k.trade_count == 1
+
+
+class TradesWithBadNumbers(TradesOnly):
+    """A history (not Bybit's, which checks its rows) whose recent trades include some that
+    are priced or sized with no number."""
+
+    async def trades_since(self, channel, symbol, since_ms):
+        from streamer.history import RecentTrades
+
+        b = since_ms
+        return RecentTrades((trade(b + 1000, 50), trade(b + 1500, "nan"), trade(b + 2000, "x"),
+                             trade(b + 2500, 70, size="-2"), trade(b + 3000, 40, size="3")),
+                            complete=True)
+
+
+async def test_backfilled_trades_with_no_number_are_dropped_and_counted():
+    b = candle_start(clock.now_ms(), 10_000) - 60_000
+    tr = make(history=TradesWithBadNumbers(), intervals=["10s"])
+    with trio.fail_after(10):
+        tr.process([trade(b + 5000, 60, size="2")])
+        await drain(tr)
+    assert tr.context.metrics["malformed_trades"] == 3
+    (k,) = tr.aggregator.close_due(b + 10_000 + 100)
+    assert (k.open, k.high, k.low, k.close, k.volume, k.trade_count) == (
+        50.0, 60.0, 40.0, 60.0, 6.0, 3)
+    assert not k.partial
