@@ -247,3 +247,75 @@ async def test_past_the_queue_bound_first_candles_are_partial_at_once():
     dropped = [k for k in tr.aggregator.open_klines() if k.partial]
     assert sorted(k.symbol for k in dropped) == [f"S{BACKFILL_QUEUE}USDT",
                                                  f"S{BACKFILL_QUEUE + 1}USDT"]
+
+
+#: Answers that are no kline list: nested past the JSON decoder's depth (RecursionError), a
+#: list that is an object, rows that are not 7 strings, a price that is no finite number.
+_DEEP = b"[" * 50_000 + b"]" * 50_000
+_BAD_KLINE_ANSWERS = {
+    "deep": b'{"retCode":0,"result":{"list":' + _DEEP + b'},"time":1}',
+    "list-is-object": b'{"retCode":0,"result":{"list":{"a":1}},"time":1}',
+    "rows-not-lists": b'{"retCode":0,"result":{"list":[1,{"a":1}]},"time":1}',
+    "nan": b'{"retCode":0,"result":{"list":[["1","nan","1","1","1","1","1"]]},"time":1}',
+    "time-is-text": b'{"retCode":0,"result":{"list":[]},"time":"soon"}',
+}
+_BAD_TRADE_ANSWERS = {
+    "deep": b'{"retCode":0,"result":{"list":' + _DEEP + b'},"time":1}',
+    "rows-not-objects": b'{"retCode":0,"result":{"list":[1,"x"]},"time":1}',
+    "price-is-a-word": (b'{"retCode":0,"result":{"list":[{"execId":"1","symbol":"BTCUSDT",'
+                        b'"price":"cheap","size":"1","side":"Buy","time":"1"}]},"time":1}'),
+}
+
+
+@pytest.mark.parametrize("body", list(_BAD_KLINE_ANSWERS.values()), ids=list(_BAD_KLINE_ANSWERS))
+async def test_a_malformed_kline_answer_falls_back_to_partial(fake_bybit, body):
+    fake_bybit.rest_bodies["/v5/market/kline"] = [body]
+    b = candle_start(clock.now_ms(), 5 * M) - 10 * M
+    tr = make(fake_bybit, intervals=["1m"])
+    with trio.fail_after(10):
+        tr.process([trade(b + 30_000, 100)])
+        await drain(tr)
+    assert fake_bybit.rest_bodies["/v5/market/kline"] == []  # it was asked, and answered so
+    assert tr.context.metrics["backfill_failed"] == 1
+    (k,) = tr.aggregator.close_due(b + M + 100)
+    assert k.partial and k.open == 100.0 and k.trade_count == 1
+
+
+@pytest.mark.parametrize("body", list(_BAD_TRADE_ANSWERS.values()), ids=list(_BAD_TRADE_ANSWERS))
+async def test_a_malformed_recent_trade_answer_falls_back_to_partial(fake_bybit, body):
+    fake_bybit.rest_bodies["/v5/market/recent-trade"] = [body]
+    b = candle_start(clock.now_ms(), 10_000) - 60_000
+    tr = make(fake_bybit, intervals=["10s"])
+    with trio.fail_after(10):
+        tr.process([trade(b + 5000, 60)])
+        await drain(tr)
+    assert fake_bybit.rest_bodies["/v5/market/recent-trade"] == []
+    assert tr.context.metrics["backfill_failed"] == 1
+    (k,) = tr.aggregator.close_due(b + 10_000 + 100)
+    assert k.partial and k.open == 60.0 and k.trade_count == 1
+
+
+class TradesWithBadNumbers(TradesOnly):
+    """A history (not Bybit's, which checks its rows) whose recent trades include some that
+    are priced or sized with no number."""
+
+    async def trades_since(self, channel, symbol, since_ms):
+        from streamer.history import RecentTrades
+
+        b = since_ms
+        return RecentTrades((trade(b + 1000, 50), trade(b + 1500, "nan"), trade(b + 2000, "x"),
+                             trade(b + 2500, 70, size="-2"), trade(b + 3000, 40, size="3")),
+                            complete=True)
+
+
+async def test_backfilled_trades_with_no_number_are_dropped_and_counted():
+    b = candle_start(clock.now_ms(), 10_000) - 60_000
+    tr = make(history=TradesWithBadNumbers(), intervals=["10s"])
+    with trio.fail_after(10):
+        tr.process([trade(b + 5000, 60, size="2")])
+        await drain(tr)
+    assert tr.context.metrics["malformed_trades"] == 3
+    (k,) = tr.aggregator.close_due(b + 10_000 + 100)
+    assert (k.open, k.high, k.low, k.close, k.volume, k.trade_count) == (
+        50.0, 60.0, 40.0, 60.0, 6.0, 3)
+    assert not k.partial

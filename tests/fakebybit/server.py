@@ -39,7 +39,9 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   can. Trades made before a lag was first set count as pushed long ago.
 * ``rest_delay`` seconds (trio time) pass before any REST answer is written, plus
   ``rest_path_delay[path]`` for that path (one slow endpoint); paths in ``rest_failing``
-  answer HTTP 503.
+  answer HTTP 503. ``rest_bodies[path]`` is a list of raw bodies: each request of that path
+  takes the first one and gets it as it is with HTTP 200 (a malformed answer), until the list
+  is empty and the normal answers resume.
 """
 
 from __future__ import annotations
@@ -318,6 +320,8 @@ class FakeBybit:
         self.rest_path_delay: dict[str, float] = {}
         #: REST paths answered with HTTP 503 (a failing endpoint).
         self.rest_failing: set[str] = set()
+        #: REST paths whose next requests are answered, one each, with these raw bodies.
+        self.rest_bodies: dict[str, list[bytes]] = {}
         self.refused_topics: set[str] = set()
         self.ignore_pings = False
         self.reachable = True
@@ -957,6 +961,9 @@ class FakeBybit:
         self.rest_requests.append((path, query))
         if not self.reachable or path in self.rest_failing:
             return 503, b'{"error":"service unavailable"}'
+        raw = self.rest_bodies.get(path)
+        if raw:
+            return 200, raw.pop(0)
         if self.rest_rate_limit is not None:
             n, window = self.rest_rate_limit
             now = trio.current_time()

@@ -13,6 +13,7 @@ start, not a ``TypeError`` on every batch.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import os
 from collections.abc import Callable
@@ -283,13 +284,14 @@ def _positional(
     if argnames == ("event", "source"):
         return function
     if argnames == ("event",):
-        return lambda event, source: function(event)
+        def call(event: Event, source: str) -> Any:
+            return function(event)
+    else:
+        def call(event: Event, source: str) -> Any:
+            given = {"event": event, "source": source}
+            return function(**{name: given[name] for name in argnames})
 
-    def call(event: Event, source: str) -> Any:
-        given = {"event": event, "source": source}
-        return function(**{name: given[name] for name in argnames})
-
-    return call
+    return functools.update_wrapper(call, function)  # its name, for the failure log line
 
 
 def load_plugin_manager(environ: dict[str, str] | None = None) -> PluginManager:

@@ -4,10 +4,17 @@
 each downstream sink's :class:`~streamer.Inbox`, on the emitting task, so a batch travels from
 the socket read to every sink queue without a task switch. Sources' batches first go through
 the ``streamer_transform_event`` hooks (:func:`hook_applier`).
+
+Nothing a plugin's code raises here leaves the ``emit``: a source awaiting it has already
+noted the batch as delivered (Bybit's gap recovery marks the newest trade), so an exception
+thrown back into it would lose the batch unreported. A failing transform is counted in its
+``errors`` and the batch goes on to the others; a failing event hook is counted in the
+source's ``hook_failures`` and the event goes on as it was before that hook.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +22,13 @@ import streamer
 from streamer._api import Emit, StreamGap
 from streamer._events import Event
 from streamer._inbox import Inbox
+from streamer._logs import RateLimitedLog
+from streamer._metrics import Metrics
 
 if TYPE_CHECKING:
     from streamer._runtime import Node
+
+log = logging.getLogger("streamer.runtime")
 
 
 class Route:
@@ -93,18 +104,33 @@ def _transform_failed(node: Node, what: str, exc: Exception) -> None:
 
 
 def hook_applier(
-    source: str, hooks: list[Callable[..., Any]]
+    source: str, hooks: list[Callable[..., Any]], metrics: Metrics
 ) -> Callable[[list[Event]], list[Event]]:
-    """The ``streamer_transform_event`` implementations ``hooks`` chained over a batch of
-    ``source``."""
+    """The ``streamer_transform_event`` chain over one source's batches. A hook that raises
+    leaves that event as it was and the chain goes on; each failure is counted in the source's
+    ``hook_failures``, logged once per hook and exception type (rate-limited: a hook that
+    fails on every event must not write a line per event)."""
     drop = streamer.DROP
+    failures = RateLimitedLog(log)
+
+    def failed(hook: Callable[..., Any], event: Any, exc: Exception) -> None:
+        metrics.inc("hook_failures")
+        name = f"{hook.__module__}.{hook.__qualname__}"
+        failures.error(f"{name} {type(exc).__name__}",
+                       "event hook %s failed on a %s of source %r: %s: %s; the event goes on "
+                       "as it was (counted in hook_failures)", name, type(event).__name__,
+                       source, type(exc).__name__, exc)
 
     def apply(batch: list[Event]) -> list[Event]:
         out: list[Event] = []
         for event in batch:
             current: Any = event
             for hook in hooks:
-                result = hook(event=current, source=source)
+                try:
+                    result = hook(event=current, source=source)
+                except Exception as exc:
+                    failed(hook, current, exc)
+                    continue
                 if result is drop:
                     current = None
                     break

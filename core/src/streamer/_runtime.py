@@ -359,7 +359,8 @@ class Pipeline:
                     inboxes.append(node.inbox)
         is_source = self.nodes[producer].config.kind == "source"
         hooks = self._event_hooks if is_source else []
-        apply_hooks = hook_applier(producer, hooks) if hooks else None
+        metrics = self.nodes[producer].context.metrics
+        apply_hooks = hook_applier(producer, hooks, metrics) if hooks else None
         route = Route(transforms, inboxes, apply_hooks)
         self._emits[producer] = route
         return route

@@ -127,7 +127,8 @@ async def get_json(
 ) -> Any:
     """GET ``url`` (with ``params`` as the query string) and decode the JSON body.
 
-    Raises :class:`HttpError` for a non-2xx status or a body that is not JSON, ``OSError``
+    Raises :class:`HttpError` for a non-2xx status or a body that does not decode (whatever
+    the decoder raised, so a hostile body never raises anything else), ``OSError``
     for connection trouble and ``trio.TooSlowError`` past ``timeout`` seconds in all.
     """
     parts = urlsplit(url)
@@ -163,5 +164,6 @@ async def get_json(
         raise HttpError(full_url, status, body, reason)
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise HttpError(full_url, status, body, f"invalid JSON ({exc})") from None
+    except Exception as exc:  # DecodeError; RecursionError for a body nested ~1,000 deep
+        why = str(exc) if isinstance(exc, msgspec.DecodeError) else f"{type(exc).__name__}: {exc}"
+        raise HttpError(full_url, status, body, f"invalid JSON ({why})") from None

@@ -21,6 +21,9 @@ Intervals are any :class:`streamer.intervals.Interval`: fixed lengths aligned to
 Intervals without trades become flat klines (o=h=l=c=previous close, volume 0,
 trade_count 0) when ``fill_gaps`` is set, once the symbol has a previous close.
 
+A trade whose price or size is not a positive finite number is dropped and counted in
+``malformed_trades`` (the strings are the source's; this is where they are read as numbers).
+
 The hot path (:meth:`KlineAggregator.add_trades`) converts price and size to float once per
 trade, checks once whether the trade falls in every interval's newest candle (the symbol's
 :class:`~streamer_aggregate.candles.SymbolCandles` span) and then updates a few slots per
@@ -41,6 +44,7 @@ Updates = Literal["closed", "every_trade", "throttled"]
 FirstCandle = Literal["backfill", "partial", "skip"]
 
 _LATE_LOG_EVERY_S = 10.0
+_INF = float("inf")
 
 
 class KlineAggregator:
@@ -104,6 +108,14 @@ class KlineAggregator:
         for t in trades:
             if t.__class__ is not Trade:
                 continue
+            try:
+                p = float(t.price)
+                v = float(t.size)
+            except (ValueError, TypeError):
+                p = v = -1.0
+            if not (0.0 < p < _INF and 0.0 < v < _INF):  # NaN fails both tests too
+                self._malformed(t)
+                continue
             symbols = by_channel.get(t.channel)
             if symbols is None:
                 symbols = self._new_channel(t)
@@ -111,8 +123,6 @@ class KlineAggregator:
             if group is None:
                 group = self._new_symbol(t.channel, t.symbol)
             ts: int = t.ts
-            p = float(t.price)
-            v = float(t.size)
             if group.lo <= ts < group.hi:
                 # In every interval's newest candle: _fold, inlined. This runs per trade and
                 # interval, and a method call here costs more than the work itself.
@@ -239,6 +249,24 @@ class KlineAggregator:
         st.cur = last if last is not None and last.pending is None else None
         assert st.group is not None
         st.group.refresh()
+
+    def _numbers(self, t: Trade) -> tuple[float, float] | None:
+        """Price and size, or None for a malformed trade (add_trades inlines this)."""
+        try:
+            p, v = float(t.price), float(t.size)
+        except (ValueError, TypeError):
+            p = v = -1.0
+        if 0.0 < p < _INF and 0.0 < v < _INF:
+            return p, v
+        self._malformed(t)
+        return None
+
+    def _malformed(self, t: Trade) -> None:
+        self.metrics.inc("malformed_trades")
+        self._late_log.warning(
+            "malformed", "trade dropped: %s %s %r: price %.40r or size %.40r is not a positive "
+            "number (counted in malformed_trades)", t.channel, t.symbol, t.trade_id, t.price,
+            t.size)
 
     def _late(self, st: IntervalState, ts: int) -> None:
         self.metrics.inc("late_trades")
@@ -483,7 +511,9 @@ class KlineAggregator:
         self._stop_pending(bucket)
         earlier = [t for t in trades if t.ts < pending.first_ts]
         for t in earlier:
-            self._fold(bucket, t.ts, float(t.price), float(t.size))
+            numbers = self._numbers(t)
+            if numbers is not None:
+                self._fold(bucket, t.ts, *numbers)
         if complete:
             bucket.backfilled = True
             self.metrics.inc("backfilled_klines")

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from streamer import Trade
+from streamer_bybit.decode import check_trade_numbers
 
 
 class TradeWindow:
@@ -67,21 +68,30 @@ class TradeWindow:
 RecoveryMark = tuple[int, frozenset[str]]
 
 
-def trade_from_rest(channel: str, row: dict[str, Any]) -> Trade:
+def trade_from_rest(channel: str, row: Any) -> Trade:
+    """A recent-trade row as a :class:`Trade`; ValueError for a row that is not one (a
+    field missing or of another JSON type, a price or size that is not a positive number)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"a recent-trade row is a {type(row).__name__}, not an object")
+    names = ("symbol", "side", "price", "size", "execId", "time")
+    fields = [f for f in (row.get(k) for k in names) if isinstance(f, str)]
+    if len(fields) != len(names):
+        raise ValueError("a recent-trade row without symbol, side, price, size, execId and "
+                         f"time as strings: {sorted(row)[:10]}")
+    symbol, side, price, size, exec_id, time = fields
+    check_trade_numbers(exec_id, price, size)
     seq = row.get("seq")
-    return Trade(
-        channel,
-        str(row["symbol"]),
-        int(row["time"]),
-        str(row["side"]),
-        str(row["price"]),
-        str(row["size"]),
-        str(row["execId"]),
-        None,
-        row.get("isBlockTrade"),
-        row.get("isRPITrade"),
-        int(seq) if seq not in (None, "") else None,
-    )
+    block, rpi = row.get("isBlockTrade"), row.get("isRPITrade")
+    if not (_optional_bool(block) and _optional_bool(rpi) and (
+            seq is None or type(seq) in (str, int))):
+        raise ValueError(f"recent-trade row {exec_id!r}: isBlockTrade, isRPITrade or seq of "
+                         "another JSON type")
+    return Trade(channel, symbol, int(time), side, price, size, exec_id, None, block, rpi,
+                 int(seq) if seq not in (None, "") else None)
+
+
+def _optional_bool(value: object) -> bool:
+    return value is None or type(value) is bool
 
 
 @attrs.define

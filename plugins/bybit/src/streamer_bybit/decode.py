@@ -95,6 +95,24 @@ _ticker_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 #: them, each message's oldest first), after they were added to the batch.
 TradesObserver = Callable[[list[Event]], None]
 
+_INF: Final = float("inf")
+
+
+def check_trade_numbers(trade_id: str, price: str, size: str) -> float:
+    """``price`` as a float; ValueError unless price and size are positive finite numbers.
+    A trade's price and size travel on as the strings Bybit sent; every consumer (the
+    aggregator, a sink's reader) reads them as numbers, so one that is not is refused here."""
+    try:
+        p = float(price)
+        ok = 0.0 < p < _INF and 0.0 < float(size) < _INF
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"trade {trade_id!r}: price {price!r} or size {size!r} is not a "
+                         "positive number")
+    return p
+
+
 #: How Bybit (and the fake) start every publicTrade push: the fast path's selector. A message
 #: that starts otherwise is still decoded, by the general path.
 TRADE_PREFIX: Final = b'{"topic":"publicTrade.'

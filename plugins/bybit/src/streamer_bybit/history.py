@@ -12,7 +12,8 @@ IP with gap recovery and symbol loading sharing the budget).
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from typing import Any, Final
 
 import trio
 
@@ -25,14 +26,13 @@ from streamer.history import (
 )
 from streamer.intervals import interval_label
 from streamer_bybit.intervals import MS_BY_CODE, bybit_code
-from streamer_bybit.recovery import REST_ERRORS, trade_from_rest
+from streamer_bybit.recovery import REST_ERRORS, describe, trade_from_rest
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest
 
 CONCURRENCY: Final = 8
 START_INTERVAL_S: Final = 0.01
 #: Bybit's most kline rows per request.
 MAX_KLINE_ROWS: Final = 1000
-_ANSWER_ERRORS = (KeyError, ValueError, TypeError, IndexError)
 
 
 class BybitHistory:
@@ -76,13 +76,10 @@ class BybitHistory:
             except REST_ERRORS as exc:
                 raise HistoryError(f"GET /v5/market/kline: {type(exc).__name__}: {exc}") from exc
         try:
-            candles = [
-                HistoryCandle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]),
-                              float(r[5]), float(r[6]))
-                for r in rows
-            ]
-        except _ANSWER_ERRORS as exc:
-            raise HistoryError(f"GET /v5/market/kline: malformed row: {exc!r}") from exc
+            candles = [_candle(r) for r in rows]
+        except Exception as exc:  # any: a malformed answer is a failed request, never more
+            raise HistoryError(f"GET /v5/market/kline: malformed row: {describe(exc)}"
+                               ) from exc
         candles.sort(key=lambda c: c.start)
         return Candles(interval_ms, tuple(c for c in candles if c.start >= start_ms), snapshot)
 
@@ -98,9 +95,20 @@ class BybitHistory:
                     f"GET /v5/market/recent-trade: {type(exc).__name__}: {exc}") from exc
         try:
             trades = sorted((trade_from_rest(channel, row) for row in rows), key=lambda t: t.ts)
-        except _ANSWER_ERRORS as exc:
-            raise HistoryError(f"GET /v5/market/recent-trade: malformed row: {exc!r}") from exc
+        except Exception as exc:  # any, as above
+            raise HistoryError(f"GET /v5/market/recent-trade: malformed row: {describe(exc)}"
+                               ) from exc
         # Fewer rows than asked: Bybit has no older trades. Otherwise complete only if the
         # oldest row is already before since_ms.
         complete = len(rows) < cap or (bool(trades) and trades[0].ts < since_ms)
         return RecentTrades(tuple(t for t in trades if t.ts >= since_ms), complete)
+
+
+def _candle(row: Any) -> HistoryCandle:
+    """A kline row ``[start, open, high, low, close, volume, turnover]`` of strings."""
+    if not isinstance(row, list) or len(row) < 7 or not all(isinstance(f, str) for f in row):
+        raise ValueError(f"a kline row is not 7 strings: a {type(row).__name__}")
+    numbers = [float(f) for f in row[1:7]]
+    if not all(math.isfinite(n) for n in numbers):
+        raise ValueError(f"kline row {row[0]!r}: a value that is not a finite number")
+    return HistoryCandle(int(row[0]), *numbers)

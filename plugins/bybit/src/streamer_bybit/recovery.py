@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from streamer import Emit, Event, Metrics, StreamGap, Trade
+from streamer import Emit, Event, Metrics, RateLimitedLog, StreamGap, Trade
 from streamer.clock import now_ms
 from streamer.http import HttpError
 from streamer_bybit.coverage import (
@@ -139,6 +139,7 @@ class GapRecovery:
         #: Set by the capture (``capture_dir``): told what it holds, recovers and reports.
         self.capture: CaptureTap | None = None
         self._retries = 0  # requests of the current run asked again
+        self._bad_answers = RateLimitedLog(logger)
 
     # ----------------------------------------------------------------- bookkeeping
     def on_trades(self, events: list[Event]) -> None:
@@ -317,9 +318,12 @@ class GapRecovery:
             except REST_ERRORS as exc:
                 self.metrics.inc("rest_failures")
                 why = f"REST failed: {describe(exc)}"
-            except (KeyError, ValueError, TypeError) as exc:
+            except Exception as exc:  # any other: a row that is no trade, or worse
                 self.metrics.inc("malformed")
-                why = f"bad REST answer: {exc!r}"
+                why = f"bad REST answer: {describe(exc)}"
+                self._bad_answers.warning(
+                    "bad_rest_answer", "%s: bad REST recent-trade answer for %s: %s; asking "
+                    "again (counted in malformed)", self.name, symbol, why)
             else:
                 quiet_ok = asked_at >= started + self.settings.rest_lag_max
                 last = coverage(rows, p.mark, p.first_live, full, quiet_ok)

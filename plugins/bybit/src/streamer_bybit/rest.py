@@ -1,7 +1,10 @@
 """Bybit V5 public market REST calls on ``streamer.http.get_json``.
 
 Bybit wraps every answer in ``{"retCode", "retMsg", "result", "retExtInfo", "time"}``; a
-``retCode`` other than 0 is an error even with HTTP 200, raised as :class:`BybitRestError`.
+``retCode`` other than 0 is an error even with HTTP 200, raised as :class:`BybitRestError`;
+so is an answer whose shape is not the endpoint's (no envelope, ``result.list`` not an array
+of objects, a ``retCode`` or ``time`` that is not a number). The rows' fields are the
+caller's to check.
 Network trouble surfaces as ``OSError`` / ``trio.TooSlowError`` and HTTP errors as
 ``streamer.http.HttpError``, unchanged, so callers can log them plainly.
 """
@@ -46,10 +49,32 @@ class BybitRest:
             self.base_url + path, params, timeout=self.timeout, ssl_context=self.ssl_context
         )
         if not isinstance(body, dict) or "retCode" not in body:
-            raise BybitRestError(path, -1, f"not a Bybit envelope: {str(body)[:200]}")
-        if body["retCode"] != 0:
-            raise BybitRestError(path, int(body["retCode"]), str(body.get("retMsg", "")))
+            # the type only: the repr of a hostile body can be huge or too deep to build
+            raise BybitRestError(path, -1, f"not a Bybit envelope: a JSON {_kind(body)}")
+        code = body["retCode"]
+        if type(code) is not int:
+            raise BybitRestError(path, -1, f"not a Bybit envelope: retCode is a JSON {_kind(code)}")
+        if code != 0:
+            msg = body.get("retMsg")
+            raise BybitRestError(path, code, msg[:200] if isinstance(msg, str) else _kind(msg))
         return body
+
+    @staticmethod
+    def _rows(path: str, result: dict[str, Any]) -> list[Any]:
+        """``result.list``: a JSON array (missing or null: empty)."""
+        rows = result.get("list")
+        if rows is None:
+            return []
+        if not isinstance(rows, list):
+            raise BybitRestError(path, -1, f"bad answer: result.list is a JSON {_kind(rows)}")
+        return rows
+
+    @staticmethod
+    def _objects(path: str, rows: list[Any]) -> list[dict[str, Any]]:
+        for row in rows:
+            if not isinstance(row, dict):
+                raise BybitRestError(path, -1, f"bad answer: a row is a JSON {_kind(row)}")
+        return rows
 
     async def instruments(
         self, category: str, *, status: str | None = "Trading"
@@ -60,11 +85,18 @@ class BybitRest:
             params["limit"] = INSTRUMENTS_PAGE
         out: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
-            result = await self._get("/v5/market/instruments-info", params)
-            out.extend(result.get("list") or [])
+            path = "/v5/market/instruments-info"
+            result = await self._get(path, params)
+            page = self._objects(path, self._rows(path, result))
+            if not all(isinstance(i.get("symbol"), str) for i in page):
+                raise BybitRestError(path, -1, "bad answer: an instrument without a symbol")
+            out.extend(page)
             cursor = result.get("nextPageCursor")
             if category == "spot" or not cursor:
                 return out
+            if not isinstance(cursor, str):
+                raise BybitRestError(path, -1, f"bad answer: nextPageCursor is a JSON "
+                                     f"{_kind(cursor)}")
             params["cursor"] = cursor
         raise BybitRestError("/v5/market/instruments-info", -1, "too many pages")
 
@@ -74,10 +106,9 @@ class BybitRest:
         """Recent public trades, newest first as Bybit returns them (limit capped per category)."""
         cap = RECENT_TRADES_MAX.get(category, 60)
         limit = cap if limit is None else max(1, min(limit, cap))
-        result = await self._get(
-            "/v5/market/recent-trade", {"category": category, "symbol": symbol, "limit": limit}
-        )
-        return list(result.get("list") or [])
+        path = "/v5/market/recent-trade"
+        result = await self._get(path, {"category": category, "symbol": symbol, "limit": limit})
+        return list(self._objects(path, self._rows(path, result)))
 
     async def klines(
         self,
@@ -103,5 +134,28 @@ class BybitRest:
             },
         )
         result = body.get("result")
-        rows = result.get("list") if isinstance(result, dict) else None
-        return list(rows or []), int(body.get("time") or 0)
+        rows = self._rows("/v5/market/kline", result) if isinstance(result, dict) else []
+        snapshot = body.get("time") or 0
+        if type(snapshot) is not int:
+            raise BybitRestError("/v5/market/kline", -1,
+                                 f"bad answer: time is a JSON {_kind(snapshot)}")
+        return list(rows), snapshot
+
+
+def trading_symbols(instruments: list[dict[str, Any]]) -> list[str]:
+    """The names of the instruments listed as trading (no status: trading), in order."""
+    return [i["symbol"] for i in instruments
+            if i.get("status", "Trading") == "Trading" and i["symbol"]]
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of a decoded ``value`` (what an error may say of a hostile answer)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"

@@ -30,7 +30,7 @@ from streamer_bybit.connection import (
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.intervals import CODES
 from streamer_bybit.recovery import RecoverySettings
-from streamer_bybit.rest import BybitRest
+from streamer_bybit.rest import BybitRest, trading_symbols
 from streamer_bybit.shard import parse_shard, shard_symbols
 from streamer_bybit.tickers import PriceTracker
 
@@ -328,11 +328,7 @@ class BybitSource:
                         delay,
                     )
                     await trio.sleep(delay)
-            symbols = [
-                str(i["symbol"])
-                for i in instruments
-                if i.get("status", "Trading") == "Trading" and i.get("symbol")
-            ]
+            symbols = trading_symbols(instruments)
             if config.symbols_limit is not None:
                 symbols = symbols[: config.symbols_limit]
             if not symbols:
@@ -357,9 +353,7 @@ class BybitSource:
                 ", ".join(wanted),
             )
             return wanted[: config.symbols_limit] if config.symbols_limit else wanted
-        known = {
-            str(i.get("symbol")) for i in instruments if i.get("status", "Trading") == "Trading"
-        }
+        known = set(trading_symbols(instruments))
         self.unknown_symbols = [s for s in wanted if s not in known]
         symbols = [s for s in wanted if s in known]
         if self.unknown_symbols:
