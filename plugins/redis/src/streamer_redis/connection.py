@@ -7,16 +7,16 @@ that holds it, read when the sink starts.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from streamer import redact_url, url_secret
 from streamer.validators import at_least, at_least_field, between, greater_than
+
+if TYPE_CHECKING:
+    import redis
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -85,6 +85,10 @@ def make_client(config: RedisConnectionConfig) -> redis.Redis:
     to the sink at once, which keeps buffering and retries with its own backoff instead of
     sleeping inside a worker thread.
     """
+    import redis  # here, not at the top: registering the plugin must not import redis-py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     password = os.environ.get(config.password_env) or None
     options: dict[str, Any] = {
         "password": password,

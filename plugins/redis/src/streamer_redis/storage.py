@@ -10,20 +10,17 @@ symbols, not with the message rate. Key layout: :mod:`streamer_redis.storage_key
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import msgspec
 import redis
 import redis.client
 import trio
 
 from streamer import Context, Event, Inbox, Kline, Price, Ticker
-from streamer.intervals import INTERVALS, parse_interval
-from streamer.validators import at_least
-from streamer_redis import BufferedWriter, RedisConnectionConfig
-from streamer_redis.storage_keys import StorageKeys, key_label, last_closed_ttl_ms
-from streamer_redis.writer import flush_interval_option, flush_size_option
+from streamer_redis.config import StorageConfig
+from streamer_redis.storage_keys import StorageKeys, last_closed_ttl_ms
+from streamer_redis.writer import BufferedWriter
 
 _encoder = msgspec.json.Encoder()
 #: Keys per DEL when cleaning history keys found by SCAN.
@@ -43,51 +40,6 @@ def format_price(value: Any) -> str | None:
     if number != number or number in (float("inf"), float("-inf")):
         return None
     return format(Decimal(repr(number)), "f")
-
-
-def _channels(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
-    if not value:
-        raise ValueError("channels must list at least one of 'linear', 'spot'")
-
-
-def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
-    if not value:
-        raise ValueError("intervals must list at least one interval, e.g. ['1m']")
-    for label in value:
-        parse_interval(label)
-
-
-@attrs.define
-class StorageConfig(RedisConnectionConfig):
-    #: Channels stored and cleaned; events of other channels are ignored (and counted).
-    channels: list[Literal["linear", "spot"]] = attrs.field(
-        factory=lambda: ["linear", "spot"], validator=_channels
-    )
-    #: Kline intervals stored and cleaned, as labels ("1m", "1h", "1D", ...); closed klines of
-    #: other intervals are ignored (and counted).
-    intervals: list[str] = attrs.field(
-        factory=lambda: [label for label in INTERVALS if label != "1M"], validator=_intervals
-    )
-    #: Keep the last N closed klines per symbol and interval in a list (0: no history).
-    history: int = attrs.field(default=0, validator=at_least(0))
-    #: Where the price hash comes from: a field of the ticker events ("ticker") or the
-    #: pipeline's price events ("price").
-    price_from: Literal["ticker", "price"] = "ticker"
-    #: Ticker field used as the price with price_from = "ticker".
-    linear_price_field: str = "markPrice"
-    spot_price_field: str = "lastPrice"
-    #: Interval labels in the keys: "lower" (1m, 1h, 1d, 1w: the older streamer's keys) or
-    #: "config" (as written in intervals: 1D, 1W).
-    key_labels: Literal["lower", "config"] = "lower"
-    #: Delete this sink's documented keys at start (never anything else).
-    clean_on_start: bool = True
-    flush_size: int = flush_size_option(100)
-    flush_interval: float = flush_interval_option(1.0)
-
-    def interval_labels(self) -> dict[int, str]:
-        """ms -> label of the configured intervals, as keys carry it."""
-        return {parse_interval(label): key_label(label, self.key_labels)
-                for label in self.intervals}
 
 
 class StorageSink:

@@ -27,29 +27,14 @@ from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
 
-import attrs
 import redis
 import redis.client
 import trio
 import trio.lowlevel
 
 from streamer import Backoff, Context, Event, FatalError, Inbox
-from streamer.validators import at_least
 from streamer_redis.connection import RedisConnectionConfig, make_client
 from streamer_redis.resp import TrioConnection, commands_of, supports
-
-
-def flush_size_option(default: int) -> Any:
-    """The ``flush_size`` option of a sink config (each sink has its own default): write once
-    this many events are buffered, at least 1."""
-    return attrs.field(default=default, validator=at_least(1))
-
-
-def flush_interval_option(default: float) -> Any:
-    """The ``flush_interval`` option of a sink config: seconds the oldest buffered event waits
-    at most, 0 or more (0: write as soon as events arrive)."""
-    return attrs.field(default=default, validator=at_least(0))
-
 
 #: Events per pipeline at most: bounds the size of one pipeline (and one pub/sub message)
 #: when a long outage ends with a full buffer.
