@@ -8,7 +8,8 @@ give two (an old commit's worktree and this one) to compare them in the same run
 interleaved so both see the same load. For each install and each of ``--runs`` rounds:
 
 - ``check``: ``streamer check -c streamer.toml.example`` (its ``bin/streamer``), wall time
-  from fork to exit and the child's peak RSS (``ru_maxrss`` from ``wait4``).
+  from fork to exit, the child's CPU seconds and peak RSS (``ru_maxrss``, both from
+  ``wait4``). On a loaded machine the CPU time is the steadier figure.
 - ``run``: ``streamer run`` of the example's pipeline (``bybit.linear`` trades -> the
   ``klines.from_trades`` transform, an update per trade -> the ``console`` sink, stdout to
   a file whose lines are counted) against the fake Bybit on 127.0.0.1 (2 symbols, ``--rate``
@@ -65,31 +66,32 @@ def streamer_bin(python: str) -> str:
     return str(Path(python).parent / "streamer")
 
 
-def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int]:
-    """Reap ``proc`` with ``wait4``: (exit status, peak RSS in KiB). SIGKILL past ``timeout``."""
+def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float]:
+    """Reap ``proc`` with ``wait4``: (exit status, peak RSS in KiB, CPU seconds user + system).
+    SIGKILL past ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it
-            return proc.returncode, usage.ru_maxrss
+            return proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             proc.kill()
             deadline = float("inf")
         time.sleep(0.005)
 
 
-def time_check(python: str) -> tuple[float, int]:
-    """Seconds from fork to exit of ``streamer check`` and its peak RSS (KiB)."""
+def time_check(python: str) -> tuple[float, int, float]:
+    """Seconds from fork to exit of ``streamer check``, its peak RSS (KiB) and CPU seconds."""
     start = time.perf_counter()
     proc = subprocess.Popen([streamer_bin(python), "check", "-c", str(EXAMPLE)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    code, rss = wait_child(proc, CHECK_TIMEOUT)
+    code, rss, cpu = wait_child(proc, CHECK_TIMEOUT)
     elapsed = time.perf_counter() - start
     if code != 0:
         assert proc.stderr is not None
         raise RuntimeError(f"streamer check exited {code}: {proc.stderr.read().decode()[-500:]}")
-    return elapsed, rss
+    return elapsed, rss, cpu
 
 
 def pipeline_toml(info: dict[str, str]) -> str:
@@ -140,7 +142,7 @@ def run_pipeline(python: str, config: Path, seconds: float) -> tuple[int, int, i
             log += proc.stderr.read() or b""
         time.sleep(seconds)  # the pipeline streams meanwhile; nothing to wait for
         proc.send_signal(signal.SIGTERM)
-        code, rss = wait_child(proc, 15.0)
+        code, rss, _cpu = wait_child(proc, 15.0)
     except BaseException:
         if proc.returncode is None:
             proc.kill()
@@ -171,7 +173,7 @@ def main() -> int:
     installs = [describe(py) for py in pythons]
     machine = machine_info()
     children = Children()
-    checks: list[list[tuple[float, int]]] = [[] for _ in pythons]
+    checks: list[list[tuple[float, int, float]]] = [[] for _ in pythons]
     runs: list[list[tuple[int, int, int]]] = [[] for _ in pythons]
     try:
         _fake, info = start_fake(children, symbols=2, rate=args.rate, duration=1800.0)
@@ -188,7 +190,8 @@ def main() -> int:
                     checks[i].append(time_check(pythons[i]))
                     runs[i].append(run_pipeline(pythons[i], config, args.seconds))
                     print(f"round {round_no + 1} {installs[i]['commit']}: check "
-                          f"{checks[i][-1][0]:.3f} s, run peak RSS {runs[i][-1][1] / 1024:.1f} MB"
+                          f"{checks[i][-1][0]:.3f} s ({checks[i][-1][2]:.3f} s CPU), run peak RSS "
+                          f"{runs[i][-1][1] / 1024:.1f} MB"
                           f" (exit {runs[i][-1][0]}, {runs[i][-1][2]} console lines)",
                           flush=True)
     finally:
@@ -208,20 +211,22 @@ def main() -> int:
         "",
         f"Settings: {args.runs} rounds (installs interleaved, order alternating), one untimed "
         f"`check` per install first; `check` = `streamer check -c streamer.toml.example`, "
-        f"wall time fork to exit; `run` = the example's pipeline (bybit.linear trades -> "
+        f"wall time fork to exit and CPU (user + system, from `wait4`: less sensitive to "
+        f"the load than the wall time); `run` = the example's pipeline (bybit.linear trades -> "
         f"klines.from_trades 1m 5m 1h, every trade's update -> console, stdout to a file) "
         f"against the fake Bybit (2 symbols, {args.rate:g} msg/s) for {args.seconds:g} s "
         f"after `pipeline running`, then SIGTERM; peak RSS = `ru_maxrss` of the child from "
         f"`wait4`. Median (min-max).",
         "",
-        "| install | commit | `check` wall s | `check` peak RSS MB | `run` peak RSS MB | "
-        "`run` console lines | `run` exit codes |",
-        "|---|---|---|---|---|---|---|",
+        "| install | commit | `check` wall s | `check` CPU s | `check` peak RSS MB | "
+        "`run` peak RSS MB | `run` console lines | `run` exit codes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, inst in enumerate(installs):
         lines.append(
             f"| `{inst['tree']}` | {inst['commit']} ({inst['subject']}) | "
             f"{spread([c[0] for c in checks[i]], '.3f')} | "
+            f"{spread([c[2] for c in checks[i]], '.3f')} | "
             f"{spread([c[1] / 1024 for c in checks[i]], '.1f')} | "
             f"{spread([r[1] / 1024 for r in runs[i]], '.1f')} | "
             f"{spread([float(r[2]) for r in runs[i]], '.0f')} | "
