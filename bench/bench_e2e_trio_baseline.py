@@ -1,4 +1,4 @@
-"""Diagnostic baseline: the source's own trio transport (streamer_bybit.transport.WebSocket,
+"""Diagnostic baseline: the source's own trio transport (streamer.net.WebSocket,
 websockets' sans-I/O protocol, one list of messages per socket read) + orjson per message,
 without the pipeline. Separates what trio itself costs per wake-up from what the pipeline
 (decoding to events, aggregation, the sink's task) adds.
@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import trio
 
-from streamer_bybit.transport import WebSocket
+from streamer.net import WebSocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import cpu_seconds, emit_line, symbol_names

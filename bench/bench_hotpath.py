@@ -28,11 +28,11 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from streamer import Event, Metrics, RateLimitedLog
+from streamer.net._websocket import MessageReader
 from streamer_aggregate.aggregator import KlineAggregator
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.recovery import GapRecovery, RecoverySettings
 from streamer_bybit.tickers import PriceTracker, TickerBook
-from streamer_bybit.transport import MessageReader
 
 SYMBOLS = [f"SYM{i}USDT" for i in range(50)]
 INTERVALS_MS = [60_000, 300_000, 3_600_000, 14_400_000, 86_400_000]

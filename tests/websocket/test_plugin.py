@@ -10,7 +10,6 @@ from streamer import _hookspecs as hookspecs
 from streamer.testing import config_errors
 from streamer_websocket import plugin, tail
 from streamer_websocket.config import WebSocketConfig
-from streamer_websocket.sink import WebSocketSink
 
 
 def test_entry_point_is_published() -> None:
@@ -27,7 +26,7 @@ def test_hooks_register_sink_and_command() -> None:
     commands: list[tuple] = []
     pm.hook.streamer_register_sinks(register=lambda *a: sinks.append(a))
     pm.hook.streamer_register_commands(register=lambda *a: commands.append(a))
-    assert sinks == [("websocket", WebSocketConfig, WebSocketSink)]
+    assert sinks == [("websocket", WebSocketConfig, plugin.make_websocket)]
     assert commands == [("tail", tail.HELP, tail.configure, tail.main)]
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from streamer._address import parse_address
 from streamer._config_values import cut_long_values, refuse_oversized
 from streamer._env_overrides import apply_overrides, blame_overrides
 from streamer._inbox import Overflow
@@ -87,8 +88,6 @@ class StreamerSettings:
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
         if self.metrics is not None:
-            from streamer._metrics_http import parse_address
-
             try:
                 parse_address(self.metrics)
             except ValueError as exc:

@@ -22,6 +22,7 @@ import attrs
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streamer._address import parse_address
 from streamer._api import FatalError
 from streamer._exposition import LoopLag, PipelineCollector, make_registry, not_ready
 from streamer._metrics import Sample
@@ -63,15 +64,6 @@ class OpsLimits:
     def from_settings(cls, settings: StreamerSettings) -> OpsLimits:
         return cls(settings.metrics_max_connections, settings.metrics_max_connections_per_address,
                    settings.metrics_head_timeout, settings.metrics_request_timeout)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` / ``":9464"`` -> (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise ValueError(f"expected host:port such as '127.0.0.1:9464', got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
 
 
 def _response(status: int, body: bytes, content_type: str, head_only: bool = False) -> bytes:

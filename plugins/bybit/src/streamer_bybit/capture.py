@@ -23,14 +23,12 @@ for a worse ratio. Compression is most of the capture's cost (bench/bench_captur
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-import attrs
 import trio
 
 from streamer import Metrics, StreamGap, Trade, clock
-from streamer.validators import between, greater_than, unwritable_dir
 from streamer_bybit.capture_format import (
     GAP,
     HOLDING,
@@ -40,44 +38,10 @@ from streamer_bybit.capture_format import (
     recovered_bodies,
 )
 from streamer_bybit.capture_writer import CaptureWriter, now_us
+from streamer_bybit.config import CaptureOptions
 
 #: How long shutdown waits for the writer to finish the current file.
 CLOSE_TIMEOUT_S: Final = 10.0
-
-
-#: The most ``capture_queue_mb`` may hold back from the disk.
-QUEUE_MB_MAX: Final = 4096
-
-
-def _queue_mb(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 < value <= QUEUE_MB_MAX:
-        raise ValueError(f"{attribute.name}: expected more than 0 and at most {QUEUE_MB_MAX}, "
-                         f"got {value!r}")
-
-
-@attrs.define
-class CaptureOptions:
-    """Capture settings shared by the Bybit sources (see docs/recording.md). Validated by
-    field validators, so the sources' own ``__attrs_post_init__`` need not call up."""
-
-    #: Write every raw frame received to zstd files in this folder (replay: bybit.replay).
-    capture_dir: str | None = None
-    #: Start a new capture file past this many MB (compressed).
-    capture_file_mb: float = attrs.field(default=256.0, validator=greater_than(0))
-    #: Start a new capture file after this many seconds.
-    capture_rotate_s: float = attrs.field(default=3600.0, validator=greater_than(0))
-    #: Reads waiting for the disk, in MB at most; beyond this new reads are dropped, counted.
-    capture_queue_mb: float = attrs.field(default=64.0, validator=_queue_mb)
-    #: zstd level (1 fastest .. 19 smallest).
-    capture_level: int = attrs.field(default=1, validator=between(1, 19))
-
-    def validate(self, environ: Mapping[str, str]) -> list[str]:
-        """``capture_dir`` must take files now (``check`` and ``run``): a capture that could
-        write none would lose the whole recording while the source streams on."""
-        if not self.capture_dir:
-            return []
-        problem = unwritable_dir(self.capture_dir)
-        return [f"capture_dir: {problem}"] if problem else []
 
 
 class CaptureTap:

@@ -24,6 +24,7 @@ import msgspec
 import trio
 
 from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
+from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.recovery import (
@@ -35,7 +36,6 @@ from streamer_bybit.recovery import (
 )
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.tickers import PriceTracker, TickerBook
-from streamer_bybit.transport import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 
 #: Errors that mean "the network or the server is not there right now": log and retry.
 NETWORK_ERRORS = (

@@ -1,18 +1,38 @@
-"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources."""
+"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources.
+
+Registering imports only the configuration (plugin loading and ``streamer check`` stay
+cheap); each factory imports its source, with websockets, zstandard, ..., when the pipeline
+builds one.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from streamer import Context, RegisterSource, hookimpl
-from streamer_bybit.replay import ReplayConfig, make_replay
-from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
+from streamer_bybit.config import BybitLinearConfig, BybitSpotConfig, ReplayConfig
+
+if TYPE_CHECKING:
+    from streamer_bybit.replay import ReplaySource
+    from streamer_bybit.source import BybitSource
 
 
 def make_linear(config: BybitLinearConfig, context: Context) -> BybitSource:
+    from streamer_bybit.source import BybitSource
+
     return BybitSource(config, context, "linear")
 
 
 def make_spot(config: BybitSpotConfig, context: Context) -> BybitSource:
+    from streamer_bybit.source import BybitSource
+
     return BybitSource(config, context, "spot")
+
+
+def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
+    from streamer_bybit.replay import make_replay
+
+    return make_replay(config, context)
 
 
 @hookimpl

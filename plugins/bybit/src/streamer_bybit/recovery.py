@@ -31,7 +31,7 @@ import trio
 
 from streamer import Emit, Event, Metrics, RateLimitedLog, StreamGap, Trade
 from streamer.clock import now_ms
-from streamer.http import HttpError
+from streamer.net import HttpError
 from streamer_bybit.coverage import (
     Coverage,
     RecoveryMark,

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-import attrs
 import msgspec
 import trio
 import trio.testing
@@ -55,47 +54,13 @@ from streamer_bybit.capture_format import (
     read_records,
     read_recovered,
 )
+from streamer_bybit.config import ReplayConfig
 from streamer_bybit.coverage import TradeWindow
 from streamer_bybit.decode import MessageDecoder
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
 CHECKPOINT_EVERY: Final = 64
-
-
-#: The fastest finite ``speed``: past it, ``"max"`` is what is meant.
-SPEED_MAX: Final = 1_000_000
-
-
-def _path(_: Any, __: attrs.Attribute[str], value: str) -> None:
-    if not value:
-        raise ValueError(f"path: expected a capture file or a folder of captures, got {value!r}")
-
-
-def _speed(_: Any, __: attrs.Attribute[Any], value: Any) -> None:
-    if value == "max":
-        return
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and 0 < value <= SPEED_MAX):
-        raise ValueError(f'speed: expected a number more than 0 and at most {SPEED_MAX} or '
-                         f'"max", got {value!r}')
-
-
-@attrs.define
-class ReplayConfig:
-    """Every option is checked by its field validator, so the config loader reports all bad
-    ones at once, each with its path."""
-
-    #: A capture file (.bybitcap.zst) or a folder of them (played in name order).
-    path: str = attrs.field(default="", validator=_path)
-    #: "linear" or "spot", for captures whose header does not say.
-    category: Literal["linear", "spot"] | None = None
-    #: 1.0 = recorded speed, 10.0 = ten times faster, "max" = as fast as possible.
-    speed: Any = attrs.field(default=1.0, validator=_speed)
-
-    @property
-    def speed_factor(self) -> float:
-        return math.inf if self.speed == "max" else float(self.speed)
 
 
 # -- time --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Bybit V5 public market REST calls on ``streamer.http.get_json``.
+"""Bybit V5 public market REST calls on ``streamer.net.get_json``.
 
 Bybit wraps every answer in ``{"retCode", "retMsg", "result", "retExtInfo", "time"}``; a
 ``retCode`` other than 0 is an error even with HTTP 200, raised as :class:`BybitRestError`;
@@ -6,7 +6,7 @@ so is an answer whose shape is not the endpoint's (no envelope, ``result.list`` 
 of objects, a ``retCode`` or ``time`` that is not a number). The rows' fields are the
 caller's to check.
 Network trouble surfaces as ``OSError`` / ``trio.TooSlowError`` and HTTP errors as
-``streamer.http.HttpError``, unchanged, so callers can log them plainly.
+``streamer.net.HttpError``, unchanged, so callers can log them plainly.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Final
 
-from streamer.http import get_json
+from streamer.net import get_json
 
 #: Largest ``limit`` Bybit accepts for /v5/market/recent-trade, per category.
 RECENT_TRADES_MAX: Final = {"linear": 1000, "spot": 60}

@@ -16,59 +16,16 @@ or an earlier attempt was first), ``retried``, ``failed``, ``lost_at_shutdown``.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Literal
 
-import attrs
 import trio
 
 from streamer import Backoff, Context, Event, FatalError, Inbox
-from streamer.validators import at_least, at_least_field, between, greater_than
 from streamer_nats.bridge import AsyncioThread
-from streamer_nats.connection import NatsConnectionConfig
-from streamer_nats.messages import token
+from streamer_nats.config import NatsSinkConfig
 from streamer_nats.publisher import Publisher, StreamMismatch
 
 #: Seconds between two "dropped N events" log lines.
 DROP_LOG_INTERVAL = 10.0
-
-
-def _subject_prefix(_: Any, __: attrs.Attribute[str], value: str) -> None:
-    if not value or any(token(t) != t for t in value.split(".")):
-        raise ValueError(f"subject_prefix: expected tokens of letters, digits, '_' or '-', "
-                         f"separated by '.', got {value!r}")
-
-
-@attrs.define
-class NatsSinkConfig(NatsConnectionConfig):
-    """Every option is checked by its field validator (the one across fields included), so
-    the config loader reports all bad ones at once, each with its path."""
-
-    #: First token of every subject: ``<prefix>.<channel>.<data_type>...``.
-    subject_prefix: str = attrs.field(default="bybit", validator=_subject_prefix)
-    #: Stream replicas when the sink creates the stream (1, or 3 on a 3-node cluster).
-    replicas: int = attrs.field(default=1, validator=between(1, 5))
-    #: JetStream's de-duplication window: a message id seen within it is stored once.
-    duplicate_window_s: float = attrs.field(default=120.0, validator=greater_than(0))
-    #: Stream retention when the sink creates it: max age (s, 0 = unlimited) and storage.
-    max_age_s: float = attrs.field(default=86_400.0, validator=at_least(0))
-    storage: Literal["file", "memory"] = "file"
-    #: Create the stream if missing (else it must exist); an existing one is checked.
-    create_stream: bool = True
-    #: Unacknowledged publishes at most (a chunk is never larger).
-    max_in_flight: int = attrs.field(default=4_000, validator=at_least(1))
-    #: Events per hand-over to the asyncio thread.
-    max_chunk: int = attrs.field(default=4_000, validator=at_least(1))
-    #: Seconds to wait for the acks of a chunk before publishing the missing ones again.
-    ack_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-    #: Events held while NATS is down or slow; beyond it the oldest are dropped (``failed``).
-    max_buffer: int = attrs.field(default=100_000, validator=at_least(1))
-    #: Publish closed klines flagged ``partial`` (under their own id, see the docs).
-    publish_partial_klines: bool = True
-    #: Retry backoff bounds, seconds.
-    retry_initial: float = attrs.field(default=0.2, validator=greater_than(0))
-    retry_max: float = attrs.field(default=5.0, validator=at_least_field("retry_initial"))
-    #: At shutdown, how long to keep publishing what is buffered.
-    shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
 
 
 class NatsSink:

@@ -13,78 +13,15 @@ Metrics: ``received`` (messages), ``events``, ``acked``, ``malformed``.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import trio
 
 from streamer import Backoff, Context, Emit, Event, FatalError
-from streamer.validators import at_least, between, greater_than
 from streamer_nats.bridge import AsyncioThread
-from streamer_nats.connection import NatsConnectionConfig, name_without_wildcards
+from streamer_nats.config import NatsSourceConfig
 from streamer_nats.consumer import Consumer
 from streamer_nats.messages import DecodeError, decode_payload
-
-
-def _subjects(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
-    if not value or any(not s or " " in s for s in value):
-        raise ValueError(f'subjects: expected one or more subject filters without spaces, '
-                         f'e.g. ["bybit.>"], got {value!r}')
-
-
-def _start_time(instance: Any, _: attrs.Attribute[str | None], value: str | None) -> None:
-    if instance.deliver == "time":
-        if value is None:
-            raise ValueError('start_time: deliver = "time" needs start_time (ISO 8601)')
-        _parse_time(value)
-
-
-def _start_sequence(instance: Any, _: attrs.Attribute[int | None], value: int | None) -> None:
-    if instance.deliver == "sequence" and (value is None or value < 1):
-        raise ValueError(f'start_sequence: deliver = "sequence" needs start_sequence >= 1, '
-                         f'got {value!r}')
-
-
-def _parse_time(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"start_time {value!r} is not ISO 8601") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"start_time {value!r} needs a time zone (e.g. Z)")
-    return parsed
-
-
-@attrs.define
-class NatsSourceConfig(NatsConnectionConfig):
-    """Every option is checked by its field validator (those that depend on ``deliver``
-    included), so the config loader reports all bad ones at once, each with its path."""
-
-    #: Subject filters, one durable consumer each (e.g. ["bybit.linear.trades.>"]).
-    subjects: list[str] = attrs.field(factory=lambda: ["bybit.>"], validator=_subjects)
-    #: Durable consumer name (kept by the server: a restart resumes after the last ack).
-    durable: str = attrs.field(default="streamer", validator=name_without_wildcards)
-    #: Where a new consumer starts: "new" (from now), "all", "last", "last_per_subject",
-    #: "time" (start_time) or "sequence" (start_sequence). An existing durable resumes.
-    deliver: Literal["new", "all", "last", "last_per_subject", "time", "sequence"] = "new"
-    #: ISO 8601 time for deliver = "time", e.g. "2026-12-01T10:00:00+00:00".
-    start_time: str | None = attrs.field(default=None, validator=_start_time)
-    #: Stream sequence for deliver = "sequence".
-    start_sequence: int | None = attrs.field(default=None, validator=_start_sequence)
-    #: Messages per fetch (and per emitted batch) at most.
-    batch: int = attrs.field(default=1_000, validator=between(1, 10_000))
-    #: Seconds a fetch waits for the first message.
-    fetch_timeout: float = attrs.field(default=1.0, validator=greater_than(0))
-    #: Seconds before JetStream redelivers an unacknowledged message.
-    ack_wait: float = attrs.field(default=30.0, validator=greater_than(0))
-    #: Unacknowledged messages per consumer at most (JetStream stops delivering beyond).
-    max_ack_pending: int = attrs.field(default=20_000, validator=at_least(1))
-
-    def parsed_start_time(self) -> datetime | None:
-        if self.start_time is None or self.deliver != "time":
-            return None
-        return _parse_time(self.start_time)
 
 
 class NatsSource:

@@ -2,7 +2,19 @@
 (the older Bybit streamer's snapshot keys), sharing one connection config and one buffered
 writer."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from streamer_redis.connection import RedisConnectionConfig, make_client
-from streamer_redis.writer import BufferedWriter
 
 __all__ = ["BufferedWriter", "RedisConnectionConfig", "make_client"]
+
+
+def __getattr__(name: str) -> Any:
+    # The writer imports redis-py: only when asked for (plugin loading imports this package).
+    if name == "BufferedWriter":
+        from streamer_redis.writer import BufferedWriter
+
+        return BufferedWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,16 +7,16 @@ that holds it, read when the sink starts.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from streamer import redact_url, url_secret
 from streamer.validators import at_least, at_least_field, between, greater_than
+
+if TYPE_CHECKING:
+    import redis
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -78,18 +78,6 @@ class RedisConnectionConfig:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
-def flush_size_option(default: int) -> Any:
-    """The ``flush_size`` option of a sink config (each sink has its own default): write once
-    this many events are buffered, at least 1."""
-    return attrs.field(default=default, validator=at_least(1))
-
-
-def flush_interval_option(default: float) -> Any:
-    """The ``flush_interval`` option of a sink config: seconds the oldest buffered event waits
-    at most, 0 or more (0: write as soon as events arrive)."""
-    return attrs.field(default=default, validator=at_least(0))
-
-
 def make_client(config: RedisConnectionConfig) -> redis.Redis:
     """A sync client for the worker thread.
 
@@ -97,6 +85,10 @@ def make_client(config: RedisConnectionConfig) -> redis.Redis:
     to the sink at once, which keeps buffering and retries with its own backoff instead of
     sleeping inside a worker thread.
     """
+    import redis  # here, not at the top: registering the plugin must not import redis-py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     password = os.environ.get(config.password_env) or None
     options: dict[str, Any] = {
         "password": password,

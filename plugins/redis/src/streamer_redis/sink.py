@@ -10,69 +10,13 @@ group. Each envelope is encoded once and the same bytes go to PUBLISH and XADD.
 
 from __future__ import annotations
 
-import string
-from typing import Any
-
-import attrs
 import redis.client
 import trio
 
 from streamer import Context, Event, Inbox
-from streamer.validators import Validator, at_least
 from streamer.wire import render_encoded
-from streamer_redis.connection import (
-    RedisConnectionConfig,
-    flush_interval_option,
-    flush_size_option,
-)
+from streamer_redis.config import RedisSinkConfig
 from streamer_redis.writer import BufferedWriter
-
-_CHANNEL_FIELDS = {"main_key", "channel", "data_type", "symbol"}
-_STREAM_FIELDS = {"main_key", "channel", "data_type"}
-
-
-def _check_template(name: str, template: str, allowed: set[str]) -> None:
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise ValueError(f"{name} {template!r}: {exc}") from None
-    unknown = fields - allowed
-    if unknown:
-        raise ValueError(
-            f"{name} {template!r}: unknown placeholder(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join('{' + f + '}' for f in sorted(allowed))}"
-        )
-    if not template:
-        raise ValueError(f"{name} must not be empty")
-
-
-def _template(allowed: set[str]) -> Validator:
-    def check(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_template(attribute.name, value, allowed)
-
-    return check
-
-
-@attrs.define
-class RedisSinkConfig(RedisConnectionConfig):
-    #: Pub/sub channel of each envelope; placeholders {main_key} {channel} {data_type}
-    #: {symbol} ({symbol} publishes one envelope per symbol).
-    channel_template: str = attrs.field(default="{main_key}",
-                                        validator=_template(_CHANNEL_FIELDS))
-    #: Also XADD each envelope to a Redis Stream.
-    stream: bool = False
-    #: Stream key; placeholders {main_key} {channel} {data_type}.
-    stream_template: str = attrs.field(default="{main_key}:stream:{channel}:{data_type}",
-                                       validator=_template(_STREAM_FIELDS))
-    #: Approximate stream length (XADD MAXLEN ~).
-    stream_maxlen: int = attrs.field(default=100_000, validator=at_least(1))
-    #: Write once this many events are buffered ...
-    flush_size: int = flush_size_option(1000)
-    #: ... or the oldest waited this long (s). 0: write as soon as events arrive (events
-    #: arriving while a write is in flight go together in the next pipeline). The 10 ms
-    #: default bounds the worker-thread hops to ~100/s at light load (at 2,000 msg/s, 0 made
-    #: ~700 hops/s of ~3 events each) for at most 10 ms of extra latency.
-    flush_interval: float = flush_interval_option(0.01)
 
 
 class RedisSink:

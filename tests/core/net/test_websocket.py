@@ -17,7 +17,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from streamer_bybit.transport import MAX_MESSAGE, MessageReader, WebSocket, WebSocketClosed
+from streamer.net import MAX_MESSAGE, WebSocket, WebSocketClosed
+from streamer.net._websocket import MessageReader
 
 URI = parse_uri("ws://127.0.0.1:1/x")
 

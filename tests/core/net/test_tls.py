@@ -1,6 +1,7 @@
-"""The drain-all TLS stream against a tiny raw TLS server on 127.0.0.1 (handshake, tickets,
-close_notify both ways, EOF without close_notify, garbage), and the Bybit source recovering
-from a TLS-level failure behind a proxy in front of the fake Bybit over wss://."""
+"""The drain-all TLS stream (``streamer.net.TLSStream``) against a tiny raw TLS server on
+127.0.0.1 (handshake, tickets, close_notify both ways, EOF without close_notify, garbage) and
+against ``trio.SSLStream`` (random records and reads). The Bybit source recovering from a
+TLS-level failure is in tests/bybit/test_source_tls.py."""
 
 from __future__ import annotations
 
@@ -13,13 +14,11 @@ from itertools import pairwise
 import pytest
 import trio
 import trio.testing
-from bybit.harness import Collector, make_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakebybit import FakeBybit, make_ssl_contexts
-from streamer_bybit.tls import TLSStream, open_tls_over_tcp_stream
-from streamer_bybit.transport import HandshakeError, WebSocket
+from fakebybit import make_ssl_contexts
+from streamer.net import HandshakeError, TLSStream, WebSocket, open_tls_over_tcp_stream
 
 
 class ServerTLS:
@@ -326,79 +325,6 @@ async def test_eof_during_the_handshake(contexts) -> None:
             with pytest.raises(trio.BrokenResourceError, match="handshake failed"):
                 await open_tls_over_tcp_stream("127.0.0.1", port, client_ctx)
             nursery.cancel_scope.cancel()
-
-
-# ---------------------------------------------------------------- the source over wss://
-async def _proxy(
-    target_port: int,
-    inject: trio.Event,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """TCP proxy to the fake. Once ``inject`` is set, the first connection gets garbage
-    in place of the server's bytes (mid TLS stream); later connections pass through."""
-    connections = 0
-
-    async def pipe(source: trio.SocketStream, sink: trio.SocketStream, poison: bool) -> None:
-        async with trio.open_nursery() as inner:
-            if poison:
-
-                async def corrupt() -> None:
-                    await inject.wait()
-                    await sink.send_all(b"\x17\x03\x03\x00\x40" + b"\x5a" * 64)
-
-                inner.start_soon(corrupt)
-            try:
-                while data := await source.receive_some(65536):
-                    if poison and inject.is_set():
-                        continue  # drop the real bytes from now on
-                    await sink.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-            inner.cancel_scope.cancel()
-        await sink.aclose()
-
-    async def handler(client: trio.SocketStream) -> None:
-        nonlocal connections
-        connections += 1
-        first = connections == 1
-        server = await trio.open_tcp_stream("127.0.0.1", target_port)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pipe, client, server, False)
-            nursery.start_soon(pipe, server, client, first)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        task_status.started(listeners[0].socket.getsockname()[1])
-
-
-async def test_the_source_reconnects_after_tls_garbage(tmp_path, collector: Collector) -> None:
-    server_ctx, _client_ctx, ca_file = make_ssl_contexts(str(tmp_path))
-    fake = FakeBybit(linear_symbols=["BTCUSDT"], ssl_context=server_ctx)
-    inject = trio.Event()
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(fake.serve)
-            proxy_port = await nursery.start(_proxy, fake.port, inject)
-            source = make_source(
-                fake,
-                symbols=["BTCUSDT"],
-                ca_file=ca_file,
-                url=f"wss://127.0.0.1:{proxy_port}/v5/public/linear",
-            )
-            await nursery.start(source.run, collector)
-            fake.trade("linear", "BTCUSDT", count=2)
-            await collector.wait_for(lambda ev: len(ev) >= 2)
-            inject.set()
-            # The garbage breaks the TLS stream: the source reconnects through the proxy
-            # (a clean second connection) and streams again.
-            while fake.total_connections_opened < 2 or not fake.connections:
-                await trio.sleep(0.01)
-            await fake.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
-            fake.trade("linear", "BTCUSDT", count=3)
-            await collector.wait_for(lambda ev: len(ev) >= 5)
-            nursery.cancel_scope.cancel()
-    assert fake.total_connections_opened == 2
 
 
 # ---------------------------------------------------------------- properties vs trio.SSLStream

@@ -1,11 +1,11 @@
-"""streamer.http bounds what a server can make it buffer, whatever the body's framing."""
+"""streamer.net.get_json bounds what a server can make it buffer, whatever the body's framing."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from streamer.http import get_json
+from streamer.net import get_json
 
 
 class RawServer:

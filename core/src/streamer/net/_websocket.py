@@ -5,15 +5,17 @@ caps ingest at a fraction of what the socket delivers (docs/background.md, "Inge
 one ``receive()`` is one socket read: every complete message of that read comes back as one
 list, so the caller can decode and emit the whole read as a single batch.
 
-Frames: Bybit's data frames are all complete, unmasked FIN text frames. After the opening
-handshake :class:`MessageReader` parses frame headers itself and slices those payloads out of
-the read directly; websockets' generator-based parser cost ~31% of the CPU flat out
-(docs/performance.md, item 7). Every other frame (ping, close, binary, fragments, anything
-malformed or oversize) goes to ``ClientProtocol.receive_data`` whole, as today, so control
-frames, errors and the closing handshake behave exactly as websockets defines them.
+Frames: market-data servers (Bybit's among them) send their data as complete, unmasked FIN
+text frames. After the opening handshake :class:`MessageReader` parses frame headers itself
+and slices those payloads out of the read directly; websockets' generator-based parser cost
+~31% of the CPU flat out (docs/performance.md, item 7). Every other frame (ping, close,
+binary, fragments, anything malformed or oversize) goes to ``ClientProtocol.receive_data``
+whole, so control frames, errors and the closing handshake behave exactly as websockets
+defines them. Nothing here knows an exchange: application-level pings, subscriptions and
+URLs belong to the plugin that uses the client.
 
 TLS: :func:`open_byte_stream` is the only place that knows about TLS. wss:// uses the
-drain-all :class:`~streamer_bybit.tls.TLSStream` (one socket read per ``receive_some``,
+drain-all :class:`~streamer.net.TLSStream` (one socket read per ``receive_some``,
 docs/background.md, "TLS"); anything that is a ``trio.abc.Stream`` can replace it there.
 """
 
@@ -29,11 +31,11 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from streamer.http import default_ssl_context
-from streamer_bybit.tls import open_tls_over_tcp_stream
+from streamer.net._http import default_ssl_context
+from streamer.net._tls import open_tls_over_tcp_stream
 
 READ_SIZE: Final = 65536  # 64 KiB reads measured faster than 256 KiB (docs/background.md)
-MAX_MESSAGE: Final = 16 * 1024 * 1024  # Bybit messages are far smaller; a bound, not a tuning
+MAX_MESSAGE: Final = 16 * 1024 * 1024  # market-data messages are far smaller: a bound, not a tuning
 
 _FIN_TEXT: Final = 0x81  # FIN set, RSV1-3 clear, opcode 0x1 (text)
 _HTTP_HEAD_END: Final = b"\r\n\r\n"
@@ -82,7 +84,7 @@ class MessageReader:
         self.max_size = max_size
         #: Set once a close frame arrived (the caller raises it after the read's messages).
         self.closed: WebSocketClosed | None = None
-        #: Binary data frames received and dropped (Bybit's public streams send text only).
+        #: Binary data frames received and dropped (the client delivers text messages only).
         self.binary_frames = 0
         # Fast path off for extensions (permessage-deflate sets RSV1 on data frames).
         self._passthrough = bool(protocol.extensions)
@@ -131,7 +133,7 @@ class MessageReader:
         pos = 0
         append = out.append
         max_size = self.max_size
-        # Bybit's data frames are unmasked FIN text frames of 126-65535 bytes (16-bit length):
+        # Market-data frames are mostly unmasked FIN text frames of 126-65535 bytes (16-bit length):
         # checked first, in the fewest steps; everything else takes the general parse below.
         medium_ok = max_size >= 0xFFFF
         medium = medium_ok and not self._in_fragments
@@ -215,8 +217,8 @@ class MessageReader:
     def take_frame(self, frame: object, out: list[bytes]) -> None:
         """Collect one frame parsed by websockets (handshake leftovers use this too)."""
         # Text payloads stay bytes: msgspec decodes bytes directly (and checks UTF-8), so a
-        # str round-trip would only cost time. Bybit never sends binary data frames; they are
-        # counted in ``binary_frames`` and dropped.
+        # str round-trip would only cost time. Binary data frames are counted in
+        # ``binary_frames`` and dropped.
         if not isinstance(frame, Frame):
             return
         opcode = frame.opcode
@@ -280,7 +282,7 @@ class WebSocket:
 
     @property
     def binary_frames(self) -> int:
-        """Binary data frames received and dropped (Bybit's public streams send text only)."""
+        """Binary data frames received and dropped (the client delivers text messages only)."""
         return self._reader.binary_frames
 
     @classmethod

@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 JSON GET client for trio (Bybit's REST API, health checks).
+"""A minimal HTTP/1.1 JSON GET client for trio (exchange REST APIs, health checks).
 
 The core must stay trio-only, and the plugins only ever need ``GET`` of small JSON documents,
 so a few dozen lines over ``trio.open_tcp_stream`` beat adding an HTTP client dependency.
