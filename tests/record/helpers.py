@@ -139,6 +139,8 @@ async def _live(toml: str, streams: list[str], corrupt: bool, late: bool, tail_m
             # shutdown waits for the writer thread allows), so later values vary by run.
             events = list(pipeline.node("out").events)
             metrics = copy.deepcopy(pipeline.metrics())
+            # The REST requests made by then (later ones answer the later timers).
+            metrics["fake"] = {"rest_requests_at_market_end": len(fake.rest_requests)}
         fake.stop()
         nursery.cancel_scope.cancel()
     return events, metrics, fake
@@ -153,7 +155,9 @@ def live_run(capture: Path, pipeline_toml: str | None = None, *,
              ) -> tuple[list[Event], dict[str, Any], FakeBybit]:
     """Run the live pipeline under a MockClock (virtual time, real sockets); ``prepare``
     sets up the fake before it serves, ``market`` replaces the default trades. Returns the
-    events the sink got and the pipeline's metrics, both as the market ended, and the fake."""
+    events the sink got and the pipeline's metrics, both as the market ended, and the fake.
+    ``metrics["fake"]["rest_requests_at_market_end"]``: how many of the fake's
+    ``rest_requests`` had been made when the market ended."""
     live = LIVE.replace("{capture}", str(capture)).replace(
         "{recover_gaps}", "true" if recover_gaps else "false").replace(
         "{streams}", "[" + ", ".join(f'"{s}"' for s in streams) + "]")

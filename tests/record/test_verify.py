@@ -108,7 +108,8 @@ def test_without_a_kline_stream_every_candle_is_checked_through_the_history(tmp_
     assert counts.get("no_reference", 0) == 0
     # flat minutes 2, 5, 6: no trades, no candle at the source
     assert counts["matched_empty"] == 6
-    kline_calls = [q for path, q in fake.rest_requests if path == "/v5/market/kline"]
+    made = fake.rest_requests[:metrics["fake"]["rest_requests_at_market_end"]]
+    kline_calls = [q for path, q in made if path == "/v5/market/kline"]
     # one call per symbol and close time: the 3m candles ride on the 1m rows
     assert kline_calls and all(q["interval"] == "1" for q in kline_calls)
     assert len(kline_calls) < counts["checked"] + counts["matched_empty"]
