@@ -135,6 +135,40 @@ def wanted(args: argparse.Namespace, envelope: dict[str, Any]) -> dict[str, Any]
     return {**envelope, "data": kept}
 
 
+class LatestPrinted:
+    """The latest state item (ticker, price, kline) printed per series, to drop repeats.
+
+    The server sends its latest state on connect and again for a subscription, and its
+    reply to the subscription may come before or after the first: the same item twice.
+    An item equal to the one printed last for its series (channel, data type, symbol,
+    interval) says nothing new and is dropped. Trades are never dropped. At most one item
+    per series is kept (the server's snapshot holds as many)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[Any, ...], Any] = {}
+
+    def new_items(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+        """``envelope`` without repeats (None if nothing is left); what is left is noted
+        as printed."""
+        data = envelope.get("data")
+        if envelope.get("data_type") == "trades" or not isinstance(data, list):
+            return envelope
+        latest = self._latest
+        kept = []
+        for item in data:
+            if not isinstance(item, dict):
+                kept.append(item)
+                continue
+            series = (envelope.get("channel"), envelope.get("data_type"), item.get("symbol"),
+                      item.get("interval"))
+            if latest.get(series) != item:
+                latest[series] = item
+                kept.append(item)
+        if not kept:
+            return None
+        return envelope if len(kept) == len(data) else {**envelope, "data": kept}
+
+
 def client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     if urlsplit(args.url).scheme != "wss":
         return None
@@ -235,6 +269,7 @@ async def _receive(
     if request is not None:
         await ws.send_message(encode(request).decode())
     printed = 0
+    latest = LatestPrinted()
     while args.count is None or printed < args.count:
         try:
             raw = await ws.get_message()
@@ -253,6 +288,8 @@ async def _receive(
             continue
         if "data" in message and "data_type" in message:
             selected = wanted(args, message)
+            if selected is not None:
+                selected = latest.new_items(selected)
             if selected is None:
                 continue
             if args.format == "json":
