@@ -198,3 +198,13 @@ def test_latest_printed_drops_only_a_repeated_state() -> None:
     assert latest.new_items(env) == {**env, "data": [env["data"][1]]}  # back to close 1
     trades = {"channel": "linear", "data_type": "trades", "data": [{"s": "A", "i": "1"}]}
     assert latest.new_items(trades) is trades and latest.new_items(trades) is trades
+
+
+def test_pretty_lines_show_times_interval_labels_and_partial() -> None:
+    env = {"channel": "linear", "data_type": "klines", "data": [
+        {"symbol": "BTCUSDT", "interval": 500, "timestamp": 1_764_143_940_500, "open": 1.0,
+         "high": 1.0, "low": 1.0, "close": 1.0, "volume": 2.5, "trade_count": 1,
+         "closed": False, "partial": True}]}
+    assert tail.pretty_lines(env) == [
+        "linear klines  BTCUSDT        500ms 2025-11-26T07:59:00.500Z open   "
+        "O 1 H 1 L 1 C 1 V 2.5 n 1 partial"]

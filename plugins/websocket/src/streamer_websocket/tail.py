@@ -24,6 +24,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from streamer.pretty import envelope_lines
 from streamer_websocket.auth import is_loopback
 from streamer_websocket.subscription import CHANNELS, DATA_TYPES
 
@@ -64,37 +65,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
 
-def _num(value: Any) -> str:
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
-
-
 def pretty_lines(envelope: dict[str, Any]) -> list[str]:
-    """One short line per item of a wire envelope."""
-    prefix = f"{envelope.get('channel', '?'):<6} {envelope.get('data_type', '?'):<7}"
-    lines = []
-    for item in envelope.get("data", []):
-        data_type = envelope.get("data_type")
-        try:
-            if data_type == "klines":
-                state = "closed" if item.get("closed") else "open  "
-                body = (
-                    f"{item['symbol']:<14} {item['interval'] // 1000:>6}s {item['timestamp']} "
-                    f"{state} O {_num(item['open'])} H {_num(item['high'])} "
-                    f"L {_num(item['low'])} C {_num(item['close'])} V {_num(item['volume'])} "
-                    f"n {item.get('trade_count')}"
-                )
-            elif data_type == "trades":
-                body = f"{item['s']:<14} {item['T']} {item['S']:<4} {item['v']} @ {item['p']}"
-            elif data_type == "price":
-                body = f"{item['symbol']:<14} {item['timestamp']} {_num(item['price'])}"
-            else:
-                body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')}"
-                if "markPrice" in item:
-                    body += f" mark {item['markPrice']}"
-        except (KeyError, TypeError):
-            body = msgspec.json.encode(item).decode()
-        lines.append(f"{prefix} {body}")
-    return lines
+    """One short line per item of a wire envelope (:mod:`streamer.pretty`)."""
+    return envelope_lines(envelope)
 
 
 def subscription_request(args: argparse.Namespace) -> dict[str, Any] | None:
