@@ -82,8 +82,8 @@ class KlineConfig:
     update_interval_ms: int = attrs.field(default=1000, validator=between(50, 3_600_000))
     #: Emit flat klines (o=h=l=c=previous close, volume 0) for intervals without trades.
     fill_gaps: bool = True
-    #: Add turnover (sum of price*size) to every kline.
-    turnover: bool = False
+    #: Add turnover (the exact sum of price*size, as Bybit's klines carry) to every kline.
+    turnover: bool = True
     #: The first candle of a symbol opened before we were listening: complete it from the
     #: input source's history ("backfill", falls back to "partial" if that fails or the
     #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
