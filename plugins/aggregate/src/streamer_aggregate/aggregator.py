@@ -41,6 +41,7 @@ from streamer import Kline, Metrics, RateLimitedLog, Trade
 from streamer_aggregate.amounts import Amounts
 from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
 from streamer_aggregate.candles import Bucket, IntervalState, SymbolCandles
+from streamer_aggregate.first_candles import WaitingFirstCandles
 from streamer_aggregate.gap_holds import GapHolds
 
 Updates = Literal["closed", "every_trade", "throttled"]
@@ -88,9 +89,7 @@ class KlineAggregator:
         self._all: list[IntervalState] = []
         self.amounts = Amounts(self._open_buckets, turnover)
         self._dirty: list[Bucket] = []
-        self._backfill_requests: list[BackfillRequest] = []
-        #: First candles waiting for their history (at most symbols x intervals).
-        self._pending: list[Bucket] = []
+        self._pending = WaitingFirstCandles(backfill_deadline_ms)
         self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
         self._holds = GapHolds(self._by_channel, self.metrics, self.log)
 
@@ -202,7 +201,7 @@ class KlineAggregator:
         if not st.started:
             st.started = True
             if start < self._first_ts[st.channel]:
-                self._first_candle_incomplete(st, b, ts)
+                self._first_candle_incomplete(b, ts)
         buckets = st.buckets
         if not buckets or start > buckets[-1].start:
             buckets.append(b)
@@ -236,7 +235,7 @@ class KlineAggregator:
             b.dirty = True
             self._dirty.append(b)
 
-    def _first_candle_incomplete(self, st: IntervalState, b: Bucket, ts: int) -> None:
+    def _first_candle_incomplete(self, b: Bucket, ts: int) -> None:
         """The first candle of this key opened before we were listening."""
         mode = self.first_candle
         if mode == "partial":
@@ -247,10 +246,7 @@ class KlineAggregator:
         else:
             b.pending = PendingBackfill(ts)
             b.pending.mark(ts, *b.totals(self.amounts))
-            self._pending.append(b)
-            self._backfill_requests.append(
-                BackfillRequest(st.channel, st.symbol, st.ms, start=b.start)
-            )
+            self._pending.add(b)
 
     @staticmethod
     def _reset_cur(st: IntervalState) -> None:
@@ -359,14 +355,7 @@ class KlineAggregator:
     def take_backfill_requests(self, now_ms: int) -> list[BackfillRequest]:
         """History the aggregator wants (first candles that opened before we listened); each
         of these candles waits at most ``backfill_deadline_ms`` from ``now_ms``."""
-        requests = self._backfill_requests
-        if requests:
-            self._backfill_requests = []
-            deadline = now_ms + self.backfill_deadline_ms
-            for b in self._pending:
-                if b.pending is not None and b.pending.deadline_ms is None:
-                    b.pending.deadline_ms = deadline
-        return requests
+        return self._pending.take_requests(now_ms)
 
     def pending_backfills(self) -> int:
         """First candles waiting for their history now."""
@@ -374,13 +363,10 @@ class KlineAggregator:
 
     def next_backfill_deadline(self) -> int | None:
         """When the earliest waiting first candle gives up (ms), or ``None``."""
-        return min((b.pending.deadline_ms for b in self._pending
-                    if b.pending is not None and b.pending.deadline_ms is not None),
-                   default=None)
+        return self._pending.next_deadline()
 
     def _expire_backfills(self, now_ms: int) -> None:
-        for b in [b for b in self._pending if b.pending is not None
-                  and b.pending.deadline_ms is not None and b.pending.deadline_ms <= now_ms]:
+        for b in self._pending.expired(now_ms):
             self._stop_pending(b)
             b.partial = True
             self.metrics.inc("backfill_deadline")
@@ -393,18 +379,10 @@ class KlineAggregator:
 
     def waiting(self, request: BackfillRequest) -> bool:
         """Whether the candle of ``request`` still waits for its history."""
-        return self._pending_bucket(request) is not None
-
-    def _pending_bucket(self, request: BackfillRequest) -> Bucket | None:
-        for b in self._pending:
-            st = b.state
-            if (b.start == request.start and st.ms == request.interval
-                    and st.symbol == request.symbol and st.channel == request.channel):
-                return b
-        return None
+        return self._pending.find(request) is not None
 
     def _find_pending(self, request: BackfillRequest) -> Bucket | None:
-        bucket = self._pending_bucket(request)
+        bucket = self._pending.find(request)
         if bucket is None:
             self.metrics.inc("backfill_discarded")
         return bucket
