@@ -108,3 +108,16 @@ def test_parse_decimal(text, parsed):
 def test_parse_decimal_refuses_what_is_not_a_non_negative_decimal(text):
     with pytest.raises(ValueError, match="not a non-negative decimal"):
         parse_decimal(text)
+
+
+def test_the_units_caches_stay_bounded_and_the_sums_exact():
+    from streamer_aggregate.amounts import CACHE_ENTRIES
+
+    n = CACHE_ENTRIES + 5_000
+    trades = [trade(B + i % MINUTE_MS, f"{i}.5", f"0.{i:06d}") for i in range(1, n + 1)]
+    agg = KlineAggregator([MINUTE_MS], waiter_ms=0, turnover=True, first_candle="partial")
+    agg.add_trades(trades)
+    assert len(agg.amounts.sizes) <= CACHE_ENTRIES and len(agg.amounts.prices) <= CACHE_ENTRIES
+    [k] = agg.close_due(B + MINUTE_MS)
+    assert k.volume == float(sum(Decimal(t.size) for t in trades))
+    assert k.turnover == float(sum(Decimal(t.price) * Decimal(t.size) for t in trades))
