@@ -121,3 +121,15 @@ def test_the_units_caches_stay_bounded_and_the_sums_exact():
     [k] = agg.close_due(B + MINUTE_MS)
     assert k.volume == float(sum(Decimal(t.size) for t in trades))
     assert k.turnover == float(sum(Decimal(t.price) * Decimal(t.size) for t in trades))
+
+
+@pytest.mark.parametrize("turnover", [True, False])
+def test_a_trade_with_a_bad_size_or_price_is_dropped_counted_and_logged(turnover, caplog):
+    agg = KlineAggregator([MINUTE_MS], waiter_ms=0, turnover=turnover, first_candle="partial")
+    bad = [trade(B + 1, "1", "-0.5"), trade(B + 2, "1", "abc"), trade(B + 3, "x", "1")]
+    agg.add_trades([trade(B, "2", "0.1"), *bad, trade(B + 4, "3", "0.2")])
+    [k] = agg.close_due(B + MINUTE_MS)
+    assert (repr(k.volume), k.trade_count, k.high) == ("0.3", 2, 3.0)
+    assert agg.metrics["bad_trades"] == 3
+    assert (f"trade linear BTCUSDT id-{B + 1} dropped: not a non-negative decimal number: "
+            "'-0.5'") in caplog.text

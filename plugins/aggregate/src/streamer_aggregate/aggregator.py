@@ -91,7 +91,9 @@ class KlineAggregator:
         self._dirty: list[Bucket] = []
         self._pending = WaitingFirstCandles(backfill_deadline_ms)
         self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
-        self._holds = GapHolds(self._by_channel, self.metrics, self.log)
+        #: Stream gaps being recovered (the transform holds and releases them; call
+        #: :meth:`close_due` after a release).
+        self.holds = GapHolds(self._by_channel, self.metrics, self.log)
 
     # -- trades -------------------------------------------------------------------------
 
@@ -119,18 +121,22 @@ class KlineAggregator:
             if group is None:
                 group = self._new_symbol(t.channel, t.symbol)
             ts: int = t.ts
-            v = sizes.get(t.size)
-            if v is None:
-                v = amounts.size_units(t.size)
-            if with_turnover:
-                price = prices.get(t.price)
-                if price is None:
-                    price = amounts.price_units(t.price)
-                p = price[0]
-                tv = price[1] * v
-            else:
-                p = float(t.price)
-                tv = 0
+            try:
+                v = sizes.get(t.size)
+                if v is None:
+                    v = amounts.size_units(t.size)
+                if with_turnover:
+                    price = prices.get(t.price)
+                    if price is None:
+                        price = amounts.price_units(t.price)
+                    p = price[0]
+                    tv = price[1] * v
+                else:
+                    p = float(t.price)
+                    tv = 0
+            except ValueError as exc:
+                self._bad_trade(t, exc)
+                continue
             if group.lo <= ts < group.hi:
                 # In every interval's newest candle: _fold, inlined. This runs per trade and
                 # interval, and a method call here costs more than the work itself.
@@ -174,7 +180,7 @@ class KlineAggregator:
 
     def _new_symbol(self, channel: str, symbol: str) -> SymbolCandles:
         states = [IntervalState(channel, symbol, ms) for ms in self.intervals]
-        held = self._holds.since(channel, symbol)
+        held = self.holds.since(channel, symbol)
         if held is not None:
             for st in states:
                 st.held = held
@@ -255,6 +261,11 @@ class KlineAggregator:
         assert st.group is not None
         st.group.refresh()
 
+    def _bad_trade(self, t: Trade, exc: ValueError) -> None:
+        self.metrics.inc("bad_trades")
+        self._late_log.warning("bad", "trade %s %s %s dropped: %s", t.channel, t.symbol,
+                               t.trade_id, exc)
+
     def _late(self, st: IntervalState, ts: int) -> None:
         self.metrics.inc("late_trades")
         self._late_log.debug(
@@ -269,8 +280,8 @@ class KlineAggregator:
         flat klines for empty intervals up to then. Klines of one key come out in time order.
         """
         out: list[Kline] = []
-        if self._holds:
-            self._holds.expire(now_ms)
+        if self.holds:
+            self.holds.expire(now_ms)
         if self._pending:
             self._expire_backfills(now_ms)
         limit = now_ms - self.waiter_ms
@@ -320,21 +331,6 @@ class KlineAggregator:
             self.metrics.inc("backfill_too_late")
         if not b.skip:
             out.append(b.kline(True, self.amounts))
-
-    # -- stream gaps ----------------------------------------------------------------------
-
-    def hold(self, channel: str, symbols: Iterable[str], since_ms: int, deadline_ms: int) -> None:
-        """See :meth:`streamer_aggregate.gap_holds.GapHolds.hold`."""
-        self._holds.hold(channel, symbols, since_ms, deadline_ms)
-
-    def release(self, channel: str, symbols: Iterable[str], complete: bool) -> None:
-        """See :meth:`streamer_aggregate.gap_holds.GapHolds.release`; call
-        :meth:`close_due` next."""
-        self._holds.release(channel, symbols, complete)
-
-    def next_hold_deadline(self) -> int | None:
-        """When the earliest hold gives up waiting (ms), or ``None`` without holds."""
-        return self._holds.next_deadline()
 
     # -- open-kline updates ----------------------------------------------------------------
 
@@ -421,8 +417,12 @@ class KlineAggregator:
         amounts = self.amounts
         for t in trades:
             if t.ts < pending.first_ts:
-                v = amounts.size_units(t.size)
-                p, price_units = amounts.price_units(t.price)
+                try:
+                    v = amounts.size_units(t.size)
+                    p, price_units = amounts.price_units(t.price)
+                except ValueError as exc:
+                    self._bad_trade(t, exc)
+                    continue
                 self._fold(bucket, t.ts, p, v, price_units * v if self.turnover else 0)
         if complete:
             bucket.backfilled = True

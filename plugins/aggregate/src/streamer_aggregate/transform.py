@@ -171,9 +171,9 @@ class KlineTransform:
         if not gap.closed:
             if self.config.gap_hold_s > 0:
                 deadline = clock.now_ms() + int(self.config.gap_hold_s * 1000)
-                agg.hold(gap.channel, gap.symbols, gap.since_ms, deadline)
+                agg.holds.hold(gap.channel, gap.symbols, gap.since_ms, deadline)
             return []
-        agg.release(gap.channel, gap.symbols, gap.complete)
+        agg.holds.release(gap.channel, gap.symbols, gap.complete)
         return list(agg.close_due(clock.now_ms()))
 
     # -- background --------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class KlineTransform:
         w = self.waiter_ms
         due = min(iv.next_boundary(now_ms - w) + w for iv in self._intervals)
         agg = self.aggregator
-        for deadline in (agg.next_hold_deadline(), agg.next_backfill_deadline()):
+        for deadline in (agg.holds.next_deadline(), agg.next_backfill_deadline()):
             if deadline is not None:
                 due = max(now_ms, min(due, deadline))
         return due
