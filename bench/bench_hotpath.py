@@ -6,14 +6,15 @@ bytes over 50 symbols, ~64 KiB) goes through the three steps the reader runs per
 - split: ``MessageReader.receive_data`` (frame headers -> payloads),
 - decode: ``MessageDecoder.decode_read`` (payloads -> Trade events, with the gap-recovery
   window noting each trade, as a connection wires it),
-- aggregate: ``KlineAggregator.add_trades`` (1m 5m 1h 4h 1D, as the light pipeline).
+- aggregate: ``KlineAggregator.add_trades`` (1m 5m 1h 4h 1D, as the light pipeline; with
+  ``--turnover`` the klines' turnover too, as ``klines.from_trades`` by default).
 
 Each read has new trade times (7 ms apart), so candles open and close as in a live run.
 Prints microseconds per message for each step (median of ``--repeat`` passes of ``--reads``
 reads; the process's CPU only, so run it on an idle machine and compare commits in the same
 session). What the end-to-end bench adds on top: wake-ups, socket reads, routing, sinks.
 
-    .venv/bin/python bench/bench_hotpath.py [--reads 300] [--repeat 7]
+    .venv/bin/python bench/bench_hotpath.py [--reads 300] [--repeat 7] [--turnover]
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ async def _no_emit(events: list[Event]) -> None:
     raise AssertionError("the bench never recovers a gap")
 
 
-def one_pass(reads: list[bytes]) -> tuple[float, float, float]:
+def one_pass(reads: list[bytes], turnover: bool = False) -> tuple[float, float, float]:
     protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"))
     protocol.state = State.OPEN
     reader = MessageReader(protocol)
@@ -88,7 +89,8 @@ def one_pass(reads: list[bytes]) -> tuple[float, float, float]:
     decoder = MessageDecoder("linear", metrics, log,
                              TickerBook("linear", prices, emit_tickers=False, price_field=None),
                              prices, on_trades=recovery.on_trades)
-    aggregator = KlineAggregator(INTERVALS_MS, first_candle="partial", metrics=metrics)
+    aggregator = KlineAggregator(INTERVALS_MS, first_candle="partial", metrics=metrics,
+                                 turnover=turnover)
     # getattr: the same file also measures commits from before decode_read (A/B in a worktree)
     decode_read = getattr(decoder, "decode_read", None)
     split = decode = aggregate = 0.0
@@ -117,9 +119,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reads", type=int, default=300)
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--turnover", action="store_true", help="klines with turnover")
     args = p.parse_args()
     reads = make_reads(args.reads)
-    passes = [one_pass(reads) for _ in range(args.repeat)]
+    passes = [one_pass(reads, args.turnover) for _ in range(args.repeat)]
     for i, step in enumerate(("split", "decode + trade window", "aggregate (5 intervals)")):
         values = [x[i] for x in passes]
         print(f"{step:<26} {statistics.median(values):.3f} us/msg "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from decimal import Decimal
 
 from streamer._events import Kline, Trade
 
@@ -42,7 +43,7 @@ def reference_klines(
         prices = [float(t.price) for t in ts]
         out[(ch, sym, ms, start)] = (
             ch, sym, ms, start, prices[first], max(prices), min(prices), prices[last],
-            sum(float(t.size) for t in ts), len(ts),
+            float(sum(Decimal(t.size) for t in ts)), len(ts),
         )
     if fill_gaps:
         keys = defaultdict(list)
@@ -68,8 +69,5 @@ def kline_key(k: Kline) -> tuple:
 
 
 def assert_same(got: list[tuple], want: list[tuple]) -> None:
-    """Equal, with volumes compared to 1e-9 relative (float sums in another order)."""
-    assert [g[:8] for g in got] == [w[:8] for w in want]
-    for g, w in zip(got, want, strict=True):
-        assert abs(g[8] - w[8]) <= 1e-9 * max(1.0, abs(w[8])), (g, w)
-        assert g[9] == w[9], (g, w)
+    """Equal, volumes too: the float nearest the exact decimal sum."""
+    assert got == want

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
+
 from streamer._api import Context
 from streamer._config import structure_options
 from streamer._events import Kline, Trade
@@ -44,3 +46,19 @@ def test_all_updates_but_nothing_after_the_close():
 def test_interval_filter():
     p = make(intervals=["5m"])
     assert p.process([k(0, True), k(0, True, interval=5 * M)]) == [k(0, True, interval=5 * M)]
+
+
+def test_bybit_volume_and_turnover_reach_the_wire_as_bybit_wrote_them():
+    from bybit.test_decode import make_decoder
+
+    from streamer.wire import render
+
+    message = (b'{"topic":"kline.5.BTCUSDT","type":"snapshot","ts":6,"data":[{"start":'
+               b'1672324800000,"end":1672325099999,"interval":"5","open":"16649.5","close":'
+               b'"16677","high":"16677","low":"16608","volume":"2.081","turnover":"34666.4005",'
+               b'"confirm":true,"timestamp":6}]}')
+    events: list = []
+    make_decoder(Metrics(), []).decode_read([message], events)
+    [kline] = make().process(events)
+    wire = msgspec.json.encode(render([kline])).decode()
+    assert '"volume":2.081,' in wire and '"turnover":34666.4005' in wire

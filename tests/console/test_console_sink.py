@@ -11,6 +11,8 @@ from streamer.testing import running_pipeline
 
 EVENTS = [
     Kline("linear", "BTCUSDT", 60_000, 1_764_143_940_000, 1.0, 2.0, 0.5, 1.5, 10.0, 3),
+    Kline("linear", "BTCUSDT", 500, 1_764_143_940_500, 1.0, 1.0, 1.0, 1.0, 2.5, 1, False,
+          partial=True),
     Trade("spot", "ETHUSDT", 1_764_143_940_001, "Sell", "2000.10", "0.5", "224"),
     Price("linear", "BTCUSDT", 91234.5, 1_764_143_940_002),
     Ticker("linear", "BTCUSDT", 1_764_143_940_003, {"symbol": "BTCUSDT", "lastPrice": 91234.5,
@@ -34,15 +36,19 @@ async def test_json_lines_are_wire_envelopes(plugin_manager, capfd) -> None:
     assert [(e["channel"], e["data_type"]) for e in envelopes] == [
         ("linear", "klines"), ("spot", "trades"), ("linear", "price"), ("linear", "ticker")]
     assert envelopes[0]["data"][0]["trade_count"] == 3
+    assert envelopes[0]["data"][1]["partial"] is True
 
 
 async def test_pretty_table(plugin_manager, capfd) -> None:
     await run_console(plugin_manager, "pretty")
     out, _ = capfd.readouterr()
     assert out.splitlines() == [
-        "linear klines  BTCUSDT             60s 1764143940000 closed O 1 H 2 L 0.5 C 1.5 V 10 n 3",
-        "spot   trades  ETHUSDT        1764143940001 Sell 0.5 @ 2000.10",
-        "linear price   BTCUSDT        1764143940002 91234.5",
+        "linear klines  BTCUSDT           1m 2025-11-26T07:59:00.000Z closed "
+        "O 1 H 2 L 0.5 C 1.5 V 10 n 3",
+        "linear klines  BTCUSDT        500ms 2025-11-26T07:59:00.500Z open   "
+        "O 1 H 1 L 1 C 1 V 2.5 n 1 partial",
+        "spot   trades  ETHUSDT        2025-11-26T07:59:00.001Z Sell 0.5 @ 2000.10",
+        "linear price   BTCUSDT        2025-11-26T07:59:00.002Z 91234.5",
         "linear ticker  BTCUSDT        last 91234.5 mark 91230.0",
     ]
 

@@ -4,6 +4,7 @@ and event-driven waits on pipeline metrics."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -61,12 +62,12 @@ def expected_klines(history: Iterable[Mapping[str, Any]], interval_ms: int = MIN
     """OHLCV + trade count per candle start, from trades in history (= arrival) order.
 
     Open is the first trade with the smallest ``T``, close the last with the largest (the
-    aggregator orders by trade time, ties by arrival); volume is summed in the same order as
-    the aggregator sums it, so the floats compare exactly.
+    aggregator orders by trade time, ties by arrival); volume is the exact decimal sum, as
+    the float nearest it (what the aggregator emits), so the floats compare exactly.
     """
     out: dict[int, list[Any]] = {}
     for t in history:
-        ts, price, size = int(t["T"]), float(t["p"]), float(t["v"])
+        ts, price, size = int(t["T"]), float(t["p"]), Decimal(t["v"])
         start = ts - ts % interval_ms
         c = out.get(start)
         if c is None:
@@ -80,7 +81,7 @@ def expected_klines(history: Iterable[Mapping[str, Any]], interval_ms: int = MIN
         c[2] = min(c[2], price)
         c[4] += size
         c[5] += 1
-    return {s: (c[0], c[1], c[2], c[3], c[4], c[5]) for s, c in out.items()}
+    return {s: (c[0], c[1], c[2], c[3], float(c[4]), c[5]) for s, c in out.items()}
 
 
 def closed_klines(events: Iterable[Event], symbol: str, interval_ms: int = MINUTE_MS

@@ -64,18 +64,20 @@ def script(t0: int) -> tuple[list[list[Deal]], list[Quote], dict[str, list[list[
 
 def expected_klines(t0: int) -> list[dict[str, Any]]:
     def k(symbol: str, start: int, o: float, h: float, low: float, c: float, v: float,
-          n: int) -> dict[str, Any]:
+          n: int, turnover: float) -> dict[str, Any]:
         return {"symbol": symbol, "interval": SECOND, "timestamp": start, "open": o, "high": h,
-                "low": low, "close": c, "volume": v, "trade_count": n, "closed": True}
+                "low": low, "close": c, "volume": v, "trade_count": n, "closed": True,
+                "turnover": turnover}
 
     return [
         # First candles: open from history, high/low over both, close ours (stamped after
-        # the history's snapshot), volume = history's + ours; trade_count counts ours.
-        k("ABC-PERP", t0, 100.0, 101.0, 99.9, 101.0, 8.0, 2),
-        k("ABC-PERP", t0 + SECOND, 99.5, 100.0, 99.5, 100.0, 3.5, 2),
-        k("ABC-PERP", t0 + 3 * SECOND, 102.25, 102.25, 102.25, 102.25, 4.0, 1),
-        k("XYZ-PERP", t0, 9.5, 10.5, 9.5, 10.0, 10.0, 1),
-        k("XYZ-PERP", t0 + 2 * SECOND, 11.0, 11.0, 11.0, 11.0, 1.0, 1),
+        # the history's snapshot), volume and turnover = history's + ours (500.5 + 100.5 x 2
+        # + 101 x 1; 30 + 10 x 7); trade_count counts ours.
+        k("ABC-PERP", t0, 100.0, 101.0, 99.9, 101.0, 8.0, 2, 802.5),
+        k("ABC-PERP", t0 + SECOND, 99.5, 100.0, 99.5, 100.0, 3.5, 2, 348.5),
+        k("ABC-PERP", t0 + 3 * SECOND, 102.25, 102.25, 102.25, 102.25, 4.0, 1, 409.0),
+        k("XYZ-PERP", t0, 9.5, 10.5, 9.5, 10.0, 10.0, 1, 100.0),
+        k("XYZ-PERP", t0 + 2 * SECOND, 11.0, 11.0, 11.0, 11.0, 1.0, 1, 11.0),
     ]
 
 

@@ -1,26 +1,34 @@
 """The Dockerfile and the compose files, checked without a Docker engine: they parse, and
-their services, ports, volumes and health checks agree with the container's streamer.toml
-and with each other; the Dockerfile installs with the command scripts/setup uses; its
-HEALTHCHECK command works against a real /healthz."""
+their services, ports, volumes, ownership, passwords and health checks agree with the
+configs they ship (deploy/image.toml in the image, deploy/streamer.toml in compose) and with
+each other; the Dockerfile installs with the command scripts/setup uses; its HEALTHCHECK
+command works against a real /healthz, and compose's Redis command and health check against
+a real redis-server."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import attrs
+import pytest
 import trio
 import yaml
+from redis_server import RedisServer
 
 from streamer._config import load_config_file
 from streamer._metrics_http import parse_address, serve_ops
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
+from streamer_redis.connection import make_client
+from streamer_redis.resp import TrioConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/etc/streamer/streamer.toml"
@@ -45,14 +53,25 @@ def compose(name: str = "docker-compose.yml") -> dict:
     return yaml.safe_load((ROOT / name).read_text())
 
 
-def container_config(environment: dict[str, str] | None = None):
-    """deploy/streamer.toml as the container reads it, with a compose file's ``environment``
-    (its literal values: overrides such as STREAMER_SINKS__...) on top."""
+def container_config(name: str = "streamer.toml", environment: dict[str, str] | None = None):
+    """deploy/streamer.toml (compose mounts it) or deploy/image.toml (the image's own), with a
+    compose file's ``environment`` (its literal values: overrides such as STREAMER_SINKS__...)
+    on top."""
     # The compose file passes the WebSocket key in; `streamer run` refuses to start without it.
     environ = {"STREAMER_WSS_AUTH_KEY": "a key from the compose environment",
                **(environment or {})}
-    return load_config_file(ROOT / "deploy" / "streamer.toml", load_plugin_manager(),
-                            environ=environ)
+    return load_config_file(ROOT / "deploy" / name, load_plugin_manager(), environ=environ)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """What docker compose makes of ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}``."""
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"compose refuses to start without {name}: {arg}"
+        return arg if op == ":-" else ""
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
 
 def healthcheck_code(test: list[str]) -> str:
@@ -69,15 +88,40 @@ def test_dockerfile_slim_non_root_installs_like_setup() -> None:
     assert any(r.startswith("./scripts/install") for r in instructions("RUN"))
     assert "./scripts/install --editable --dev" in (ROOT / "scripts" / "setup").read_text()
     copies = [c.split() for c in instructions("COPY")]
-    assert ["deploy/streamer.toml", CONFIG_IN_IMAGE] in copies
+    assert ["deploy/image.toml", CONFIG_IN_IMAGE] in copies
     assert ["scripts/install", "./scripts/install"] in copies
     entry = json.loads(instructions("ENTRYPOINT")[0]) + json.loads(instructions("CMD")[0])
     assert entry == ["streamer", "run", "-c", CONFIG_IN_IMAGE]
-    # The ports it exposes are those of the config it carries.
-    config = container_config()
+    # The ports it exposes are those of the config it carries, which serves the metrics
+    # its HEALTHCHECK asks and needs no host that only compose has (no Redis at "redis").
+    config = container_config("image.toml")
+    assert config.settings.metrics is not None
+    metrics_port = parse_address(config.settings.metrics)[1]
     exposed = {int(p) for p in instructions("EXPOSE")[0].split()}
     websocket = next(n for n in config.sinks if n.type == "websocket").options
-    assert exposed == {parse_address(config.settings.metrics)[1], websocket.port}
+    assert exposed == {metrics_port, websocket.port}
+    (docker_check,) = instructions("HEALTHCHECK")
+    assert f"http://127.0.0.1:{metrics_port}/healthz" in docker_check
+    assert "redis://redis" not in (ROOT / "deploy" / "image.toml").read_text()
+
+
+def test_the_working_directory_is_a_volume_the_user_owns() -> None:
+    """A relative path of a config (a files sink, capture_dir) lands in the working
+    directory: it must be writable by the user the image runs as, and a volume."""
+    (useradd,) = [r for r in instructions("RUN") if "useradd" in r]
+    user = useradd.split("&&")[0].split()[-1]
+    assert instructions("USER")[-1] == user
+    workdir = instructions("WORKDIR")[-1]
+    assert f"install -d -o {user} -g {user} " in useradd and useradd.endswith(f" {workdir}")
+    assert json.loads(instructions("VOLUME")[-1]) == [workdir]
+    # Docker keeps what a volume holds before VOLUME only: the directory is made first.
+    order = [i for i, _ in dockerfile()]
+    run_at = next(i for i, (k, a) in enumerate(dockerfile()) if k == "RUN" and a == useradd)
+    assert run_at < order.index("VOLUME")
+    # compose keeps it in a named volume across re-creations of the container.
+    doc = compose()
+    mounts = [v for v in doc["services"]["streamer"]["volumes"] if v.endswith(f":{workdir}")]
+    assert len(mounts) == 1 and mounts[0].split(":")[0] in doc["volumes"]
 
 
 def test_compose_agrees_with_the_config_and_the_dockerfile() -> None:
@@ -136,7 +180,7 @@ def test_traefik_variant_makes_the_sink_trust_traefik_alone() -> None:
     subnet = ipaddress.ip_network(pool["subnet"])
     assert traefik_ip in subnet and traefik_ip != next(subnet.hosts())  # not the gateway
     environment = doc["services"]["streamer"]["environment"]
-    websocket = next(n for n in container_config(environment).sinks
+    websocket = next(n for n in container_config(environment=environment).sinks
                      if n.type == "websocket").options
     assert websocket.trusted_proxies == [f"{traefik_ip}/32"]
     assert websocket.forwarded_header == "x-forwarded-for"
@@ -166,3 +210,60 @@ async def test_the_healthcheck_command_passes_against_a_live_listener(tmp_path) 
     result = await trio.run_process([sys.executable, "-c", code.replace(":9464/", f":{port}/")],
                                     check=False, stderr=subprocess.DEVNULL)
     assert result.returncode != 0
+
+
+class ComposeRedis(RedisServer):
+    """A redis-server whose password comes from compose's command alone; ``password`` is
+    only what the harness's readiness probe authenticates with."""
+
+    def _args(self) -> list[str]:
+        password, self.password = self.password, None
+        try:
+            return super()._args()
+        finally:
+            self.password = password
+
+
+@pytest.mark.parametrize("password", ["s3cret pass", ""])
+async def test_compose_redis_takes_the_password_the_streamer_sends(password, monkeypatch) -> None:
+    """compose's own Redis command and health check, run on a real redis-server, with the
+    password in STREAMER_REDIS_PASSWORD or none: every Redis sink of the mounted config
+    connects (on the sinks' own connection) with the password compose hands the streamer,
+    and the health check says
+    healthy only with the right password."""
+    doc = compose()
+    env = {"STREAMER_REDIS_PASSWORD": password, "STREAMER_WSS_AUTH_KEY": "k"}
+    redis_service, streamer = doc["services"]["redis"], doc["services"]["streamer"]
+    command = [interpolate(a, env) for a in redis_service["command"]]
+    assert command[0] == "redis-server"
+    streamer_env = {k: interpolate(str(v), env) for k, v in streamer["environment"].items()}
+    redis_env = {k: interpolate(str(v), env) for k, v in redis_service["environment"].items()}
+    # The test's server stays in its own directory on loopback; compose's options follow.
+    with ComposeRedis(extra_args=command[1:], password=password or None) as server:
+        for node in container_config().sinks:
+            if node.type not in ("redis", "storage"):
+                continue
+            for name in ("STREAMER_REDIS_PASSWORD", node.options.password_env):
+                monkeypatch.delenv(name, raising=False)
+            if node.options.password_env in streamer_env:
+                monkeypatch.setenv(node.options.password_env,
+                                   streamer_env[node.options.password_env])
+            client = make_client(attrs.evolve(node.options, url=server.url))
+            connection = TrioConnection(client)
+            try:
+                assert await connection.execute([["PING"]]) == [b"PONG"], node.type
+            finally:
+                connection.close()
+                client.close()
+        kind, check = redis_service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        check = check.replace("redis-cli", f"redis-cli -h 127.0.0.1 -p {server.port}")
+
+        def health(auth: str) -> int:
+            run_env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+            return subprocess.run(["sh", "-c", check], env=run_env | {"REDISCLI_AUTH": auth},
+                                  capture_output=True, timeout=30).returncode
+
+        assert health(redis_env["REDISCLI_AUTH"]) == 0
+        if password:
+            assert health("wrong") != 0

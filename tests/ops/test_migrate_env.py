@@ -143,3 +143,25 @@ def test_run_warns_once_by_name_about_ignored_old_variables(caplog) -> None:
     assert "STREAMER_BYBIT_SYMBOLS, STREAMER_KLINES_MODE are from the older" in warnings[0]
     assert "migrate-env" in warnings[0]
     assert warn_ignored_old_env({"HOME": "/"}, logging.getLogger("t")) == []
+
+
+@pytest.mark.parametrize("mode", ["false", "true"])
+def test_intervals_as_docs_migrating_says(pm, mode) -> None:
+    """docs/migrating.md, "Intervals": built from trades every length is kept; in kline mode
+    only Bybit's lengths, the others become comments."""
+    text = migrate(sample_env(STREAMER_KLINE_INTERVALS="500ms,15s,7m,60m,1M,2M",
+                              STREAMER_KLINES_MODE=mode))
+    names = {n.name: n for n in check(text, pm).nodes()}
+    comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    if mode == "false":
+        assert names["klines"].options.intervals == ["500ms", "15s", "7m", "1h", "1M", "2M"]
+        assert "STREAMER_KLINE_INTERVALS" not in comments
+    else:
+        assert names["klines"].options.intervals == ["1h", "1M"]
+        assert names["linear_klines"].options.kline_intervals == ["1h", "1M"]
+        for label in ("500ms", "15s", "7m", "2M"):
+            assert f"STREAMER_KLINE_INTERVALS: '{label}': Bybit has no such kline" in comments
+    docs = " ".join(DOCS.read_text().split())
+    assert ("Built from trades (the default), every length it accepted is kept: `500ms`, "
+            "`15s`, `7m`, `1M`") in docs
+    assert "In kline mode only Bybit's lengths" in docs

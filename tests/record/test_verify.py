@@ -68,10 +68,11 @@ def test_a_corrupted_trade_is_found_with_both_values(tmp_path, caplog):
     assert counts["mismatch.BTCUSDT.1m"] == 1  # against the kline stream
     assert counts["mismatch.BTCUSDT.3m"] == 1  # against the history
     assert counts["mismatch_field.high"] == 2 and counts["mismatch_field.volume"] == 2
+    assert counts["mismatch_field.turnover"] == 2  # the klines carry turnover by default
     assert counts.get("mismatch_field.low", 0) == 0
     one_minute = [e for e in events if isinstance(e, KlineCheck) and e.interval == 60_000]
     (check,) = one_minute
-    assert not check.ok and check.mismatched == "high,volume"
+    assert not check.ok and check.mismatched == "high,volume,turnover"
     assert check.to_wire()["high"] == 99999.0 and check.to_wire()["ref_high"] < 99999.0
     assert "kline mismatch linear BTCUSDT 1m" in caplog.text
     assert "high ours 99999.0 reference" in caplog.text
@@ -124,7 +125,7 @@ def test_a_corrupted_trade_is_found_through_the_history(tmp_path, caplog):
     assert counts["mismatch.BTCUSDT.1m"] == 1 and counts["mismatch.BTCUSDT.3m"] == 1
     checks = [e for e in events if isinstance(e, KlineCheck)]
     assert {(c.interval, c.mismatched) for c in checks} == {
-        (60_000, "high,volume"), (180_000, "high,volume")}
+        (60_000, "high,volume,turnover"), (180_000, "high,volume,turnover")}
     assert all(c.to_wire()["high"] == 99999.0 and c.to_wire()["ref_high"] < 99999.0
                for c in checks)
     assert "high ours 99999.0 reference" in caplog.text

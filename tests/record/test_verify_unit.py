@@ -32,11 +32,28 @@ def ref(start: int, close: float = 1.5, volume: float = 3.0, symbol: str = "BTCU
 
 def test_either_order_matches_and_tolerance_is_relative():
     v = _verify(tolerance=1e-6, emit="all")
-    out = v.process([ref(0)]) + v.process([built(0, volume=3.0 * (1 + 1e-7))])
+    out = v.process([ref(0)]) + v.process([built(0, close=1.5 * (1 + 1e-7))])
     out += v.process([built(M, close=1.6)]) + v.process([ref(M)])
     assert [(c.timestamp, c.ok, c.mismatched) for c in out if isinstance(c, KlineCheck)] == [
         (0, True, ""), (M, False, "close")]
     assert v.metrics["mismatch.BTCUSDT.1m"] == 1 and v.metrics["matched"] == 1
+
+
+def test_volume_and_turnover_are_compared_exactly_whatever_the_tolerance():
+    v = _verify(tolerance=1e-3, emit="all")
+    # What Bybit sends ("97.048", "242629.7048") against the float sums of the same trades.
+    exact = [Kline("linear", "BTCUSDT", M, s, 1.0, 2.0, 0.5, 1.5, 97.048, c, True, 242629.7048)
+             for s, c in ((0, 4), (M, None))]
+    noisy = [Kline("linear", "BTCUSDT", M, s, 1.0, 2.0, 0.5, 1.5, v, 4, True, t)
+             for s, v, t in ((M, 97.04799999999999, 242629.7048),
+                             (2 * M, 97.048, 242629.70479999995))]
+    ref_2 = Kline("linear", "BTCUSDT", M, 2 * M, 1.0, 2.0, 0.5, 1.5, 97.048, None, True,
+                  242629.7048)
+    out = v.process(exact[:1]) + v.process([ref(0, volume=97.048)])
+    out += v.process(noisy[:1]) + v.process(exact[1:])
+    out += v.process(noisy[1:]) + v.process([ref_2])
+    assert [(c.timestamp, c.mismatched) for c in out if isinstance(c, KlineCheck)] == [
+        (0, ""), (M, "volume"), (2 * M, "turnover")]
 
 
 def test_open_and_partial_candles_are_not_kept():

@@ -31,7 +31,7 @@ async def test_tail_prints_live_klines_for_its_subscription(start_sink: StartSin
     with trio.fail_after(10):
         sink, inbox = await start_sink()
         await inbox.put([kline("BTCUSDT", 100.0)])
-        args = parse("--url", sink.url, "--type", "klines", "--symbol", "BTCUSDT", "--count", "3")
+        args = parse("--url", sink.url, "--type", "klines", "--symbol", "BTCUSDT", "--count", "2")
         result: list[tuple[int, str, str]] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: _collect(result, args))
@@ -39,12 +39,14 @@ async def test_tail_prints_live_klines_for_its_subscription(start_sink: StartSin
             (client,) = sink.clients
             while client.subscription is None:  # tail's subscribe not processed yet
                 await trio.sleep(0.001)
-            await inbox.put([kline("ETHUSDT", 1.0), trade("BTCUSDT"), kline("BTCUSDT", 101.0)])
-            await inbox.put([kline("BTCUSDT", 102.0, closed=True)])
+            # One batch: one message (--count counts messages).
+            await inbox.put([kline("ETHUSDT", 1.0), trade("BTCUSDT"), kline("BTCUSDT", 101.0),
+                             kline("BTCUSDT", 102.0, closed=True)])
         status, out, err = result[0]
         assert status == 0, err
         lines = out.splitlines()
-        # the connect snapshot, the subscribe snapshot, then live klines
+        # the latest state once (sent on connect and again on subscribe), then live klines
+        assert len(lines) == 3 and " C 100 " in lines[0], lines
         assert all(line.startswith("linear klines  BTCUSDT") for line in lines), lines
         assert " C 101 " in lines[-2] and "open" in lines[-2]
         assert " C 102 " in lines[-1] and "closed" in lines[-1]
@@ -157,3 +159,52 @@ async def test_tail_filters_apply_to_the_snapshot_sent_on_connect(start_sink: St
         for line in out.splitlines():
             env = msgspec.json.decode(line)
             assert {item["symbol"] for item in env["data"]} == {"ETHUSDT"}, env
+
+
+async def test_tail_prints_the_latest_kline_once_not_again_from_the_subscribe_snapshot(
+    start_sink: StartSink,
+) -> None:
+    with trio.fail_after(10):
+        sink, inbox = await start_sink()
+        await inbox.put([kline("ETHUSDT", 1.0), kline("BTCUSDT", 5.0)])
+        while len(sink.snapshot) < 2:
+            await trio.sleep(0.001)
+        args = parse("--url", sink.url, "--json", "--count", "2", "--symbol", "ETHUSDT",
+                     "--type", "klines")
+        result: list[tuple[int, str, str]] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _collect(result, args))
+            await sink.wait_for_clients(1)
+            (client,) = sink.clients
+            while client.subscription is None:  # the subscribe snapshot is queued by now
+                await trio.sleep(0.001)
+            await inbox.put([kline("ETHUSDT", 2.0)])
+        status, out, err = result[0]
+        assert status == 0, err
+        closes = [item["close"] for line in out.splitlines()
+                  for item in msgspec.json.decode(line)["data"]]
+        assert closes == [1.0, 2.0]
+
+
+def test_latest_printed_drops_only_a_repeated_state() -> None:
+    latest = tail.LatestPrinted()
+    env = {"channel": "linear", "data_type": "klines",
+           "data": [{"symbol": "A", "interval": 60_000, "close": 1},
+                    {"symbol": "A", "interval": 300_000, "close": 1}]}
+    assert latest.new_items(env) is env
+    changed = {**env, "data": [env["data"][0], {**env["data"][1], "close": 2}]}
+    assert latest.new_items(changed) == {**env, "data": [changed["data"][1]]}
+    assert latest.new_items(changed) is None
+    assert latest.new_items(env) == {**env, "data": [env["data"][1]]}  # back to close 1
+    trades = {"channel": "linear", "data_type": "trades", "data": [{"s": "A", "i": "1"}]}
+    assert latest.new_items(trades) is trades and latest.new_items(trades) is trades
+
+
+def test_pretty_lines_show_times_interval_labels_and_partial() -> None:
+    env = {"channel": "linear", "data_type": "klines", "data": [
+        {"symbol": "BTCUSDT", "interval": 500, "timestamp": 1_764_143_940_500, "open": 1.0,
+         "high": 1.0, "low": 1.0, "close": 1.0, "volume": 2.5, "trade_count": 1,
+         "closed": False, "partial": True}]}
+    assert tail.pretty_lines(env) == [
+        "linear klines  BTCUSDT        500ms 2025-11-26T07:59:00.500Z open   "
+        "O 1 H 1 L 1 C 1 V 2.5 n 1 partial"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer._oldenv import OLD_VARIABLES, parse_dotenv
+from streamer.intervals import INTERVALS as BYBIT_INTERVALS
 from streamer.intervals import MONTH_MS, interval_label, parse_interval
 
 #: The older streamer's interval units, in ms (``<n>ms`` too, from 100 ms).
@@ -108,7 +109,9 @@ class _Env:
         return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def _intervals(env: _Env, out: _Out) -> list[str]:
+def _intervals(env: _Env, out: _Out, passthrough: bool) -> list[str]:
+    """The intervals to build (any length here) or, in kline mode, to take from Bybit's kline
+    stream (Bybit's lengths only)."""
     labels = []
     for text in env.get_list("STREAMER_KLINE_INTERVALS") or ["1m"]:
         label = _interval_label(text)
@@ -116,6 +119,9 @@ def _intervals(env: _Env, out: _Out) -> list[str]:
             out.note(f"STREAMER_KLINE_INTERVALS: {text!r} has no equivalent (intervals here: "
                      "<n> ms (from 100), s, m, h, D, W or M, e.g. 500ms 15s 1m 4h 1D 1W 1M); "
                      "left out")
+        elif passthrough and label not in BYBIT_INTERVALS:
+            out.note(f"STREAMER_KLINE_INTERVALS: {text!r}: Bybit has no such kline stream "
+                     f"(kline mode takes {' '.join(BYBIT_INTERVALS)}); left out")
         elif label not in labels:
             labels.append(label)
     return labels
@@ -177,7 +183,7 @@ def migrate(env: Mapping[str, str], source_name: str = ".env") -> str:
                                           ("STREAMER_ENABLE_TICKER_STREAM", "tickers"),
                                           ("STREAMER_ENABLE_PRICE_STREAM", "price"))
                    if e.get_bool(var, False)]
-    intervals = _intervals(e, out) if klines_on else []
+    intervals = _intervals(e, out, passthrough) if klines_on else []
     if klines_on and not intervals:
         out.note("no usable kline interval: klines are off")
         klines_on = False

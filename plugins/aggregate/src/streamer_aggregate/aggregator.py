@@ -21,11 +21,12 @@ Intervals are any :class:`streamer.intervals.Interval`: fixed lengths aligned to
 Intervals without trades become flat klines (o=h=l=c=previous close, volume 0,
 trade_count 0) when ``fill_gaps`` is set, once the symbol has a previous close.
 
-A trade whose price or size is not a positive finite number is dropped and counted in
-``malformed_trades`` (the strings are the source's; this is where they are read as numbers).
+Volume and turnover are exact decimal sums, counted in integer units
+(:mod:`streamer_aggregate.amounts`).
 
-The hot path (:meth:`KlineAggregator.add_trades`) converts price and size to float once per
-trade, checks once whether the trade falls in every interval's newest candle (the symbol's
+The hot path (:meth:`KlineAggregator.add_trades`) looks the units of a trade's size (and
+price, with turnover) up in the symbol's cache once per trade, checks once whether the trade
+falls in every interval's newest candle (the symbol's
 :class:`~streamer_aggregate.candles.SymbolCandles` span) and then updates a few slots per
 interval: no dict, tuple or object is allocated per trade unless a candle opens or closes.
 """
@@ -33,12 +34,15 @@ interval: no dict, tuple or object is allocated per trade unless a candle opens 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 from streamer import Kline, Metrics, RateLimitedLog, Trade
+from streamer_aggregate.amounts import Amounts
 from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
 from streamer_aggregate.candles import Bucket, IntervalState, SymbolCandles
+from streamer_aggregate.first_candles import WaitingFirstCandles
+from streamer_aggregate.gap_holds import GapHolds
 
 Updates = Literal["closed", "every_trade", "throttled"]
 FirstCandle = Literal["backfill", "partial", "skip"]
@@ -84,13 +88,13 @@ class KlineAggregator:
         #: hold trades we never saw.
         self._first_ts: dict[str, int] = {}
         self._all: list[IntervalState] = []
+        self.amounts = Amounts(self._open_buckets, turnover)
         self._dirty: list[Bucket] = []
-        self._backfill_requests: list[BackfillRequest] = []
-        #: First candles waiting for their history (at most symbols x intervals).
-        self._pending: list[Bucket] = []
+        self._pending = WaitingFirstCandles(backfill_deadline_ms)
         self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
-        #: (channel, symbol) -> (since_ms, deadline_ms) of a stream gap being recovered.
-        self._holds: dict[tuple[str, str], tuple[int, int]] = {}
+        #: Stream gaps being recovered (the transform holds and releases them; call
+        #: :meth:`close_due` after a release).
+        self.holds = GapHolds(self._by_channel, self.metrics, self.log)
 
     # -- trades -------------------------------------------------------------------------
 
@@ -104,17 +108,33 @@ class KlineAggregator:
         by_channel = self._by_channel
         track = self._track_updates
         with_turnover = self.turnover
+        amounts = self.amounts
+        sizes = amounts.sizes
+        prices = amounts.prices
         dirty = self._dirty
         for t in trades:
             if t.__class__ is not Trade:
                 continue
+            # The strings are the source's; this is where they are read as numbers. The
+            # caches hold only amounts that passed (Amounts refuses zero, negative, NaN and
+            # infinite ones), so a hit needs no check.
             try:
-                p = float(t.price)
-                v = float(t.size)
-            except (ValueError, TypeError):
-                p = v = -1.0
-            if not (0.0 < p < _INF and 0.0 < v < _INF):  # NaN fails both tests too
-                self._malformed(t)
+                v = sizes.get(t.size)
+                if v is None:
+                    v = amounts.size_units(t.size)
+                if with_turnover:
+                    price = prices.get(t.price)
+                    if price is None:
+                        price = amounts.price_units(t.price)
+                    p = price[0]
+                    tv = price[1] * v
+                else:
+                    p = float(t.price)
+                    if not 0.0 < p < _INF:  # NaN fails it too
+                        raise ValueError(f"price {t.price!r:.40} is not a positive number")
+                    tv = 0
+            except (ValueError, TypeError) as exc:
+                self._malformed(t, exc)
                 continue
             symbols = by_channel.get(t.channel)
             if symbols is None:
@@ -140,7 +160,7 @@ class KlineAggregator:
                     b.volume += v
                     b.trade_count += 1
                     if with_turnover:
-                        b.turnover += p * v
+                        b.turnover += tv
                     if track and not b.dirty:
                         b.dirty = True
                         dirty.append(b)
@@ -148,12 +168,15 @@ class KlineAggregator:
                 for st in group.states:
                     cur = st.cur
                     if cur is not None and cur.start <= ts < cur.end:
-                        self._fold(cur, ts, p, v)
+                        self._fold(cur, ts, p, v, tv)
                     else:
-                        self._add_slow(st, ts, p, v, out)
+                        self._add_slow(st, ts, p, v, tv, out)
         if self.updates == "every_trade" and dirty:
             out.extend(self.flush_updates())
         return out
+
+    def _open_buckets(self) -> Iterator[Bucket]:
+        return (b for st in self._all for b in st.buckets)
 
     def _new_channel(self, t: Trade) -> dict[str, SymbolCandles]:
         symbols: dict[str, SymbolCandles] = {}
@@ -163,15 +186,17 @@ class KlineAggregator:
 
     def _new_symbol(self, channel: str, symbol: str) -> SymbolCandles:
         states = [IntervalState(channel, symbol, ms) for ms in self.intervals]
-        hold = self._holds.get((channel, symbol))
-        if hold is not None:
+        held = self.holds.since(channel, symbol)
+        if held is not None:
             for st in states:
-                st.held = hold[0]
+                st.held = held
         group = self._by_channel[channel][symbol] = SymbolCandles(states)
         self._all.extend(states)
         return group
 
-    def _add_slow(self, st: IntervalState, ts: int, p: float, v: float, out: list[Kline]) -> None:
+    def _add_slow(
+        self, st: IntervalState, ts: int, p: float, v: int, tv: int, out: list[Kline]
+    ) -> None:
         """A trade outside the newest open candle: older candle, new candle, or late."""
         if st.cursor is not None and ts < st.cursor:
             self._late(st, ts)
@@ -179,18 +204,16 @@ class KlineAggregator:
         start = st.start_of(ts)
         for b in st.buckets:
             if b.start == start:
-                self._fold(b, ts, p, v)
+                self._fold(b, ts, p, v, tv)
                 return
         # Close what this trade proves is over before opening its candle, so that klines
         # come out in time order.
         self._advance(st, ts - self.waiter_ms if self.waiter_ms else start, out)
-        b = Bucket(st, start, ts, p, v)
-        if not self.turnover:
-            b.turnover = 0.0
+        b = Bucket(st, start, ts, p, v, tv)
         if not st.started:
             st.started = True
             if start < self._first_ts[st.channel]:
-                self._first_candle_incomplete(st, b, ts, p, v)
+                self._first_candle_incomplete(b, ts)
         buckets = st.buckets
         if not buckets or start > buckets[-1].start:
             buckets.append(b)
@@ -204,7 +227,7 @@ class KlineAggregator:
             b.dirty = True
             self._dirty.append(b)
 
-    def _fold(self, b: Bucket, ts: int, p: float, v: float) -> None:
+    def _fold(self, b: Bucket, ts: int, p: float, v: int, tv: int) -> None:
         if p > b.high:
             b.high = p
         elif p < b.low:
@@ -217,17 +240,14 @@ class KlineAggregator:
             b.open_ts = ts
         b.volume += v
         b.trade_count += 1
-        if self.turnover:
-            b.turnover += p * v
+        b.turnover += tv
         if b.pending is not None:
-            b.pending.mark(ts, b.volume, b.turnover)
+            b.pending.mark(ts, *b.totals(self.amounts))
         if self._track_updates and not b.dirty:
             b.dirty = True
             self._dirty.append(b)
 
-    def _first_candle_incomplete(
-        self, st: IntervalState, b: Bucket, ts: int, p: float, v: float
-    ) -> None:
+    def _first_candle_incomplete(self, b: Bucket, ts: int) -> None:
         """The first candle of this key opened before we were listening."""
         mode = self.first_candle
         if mode == "partial":
@@ -237,11 +257,8 @@ class KlineAggregator:
             self.metrics.inc("skipped_first_klines")
         else:
             b.pending = PendingBackfill(ts)
-            b.pending.mark(ts, b.volume, b.turnover)
-            self._pending.append(b)
-            self._backfill_requests.append(
-                BackfillRequest(st.channel, st.symbol, st.ms, start=b.start)
-            )
+            b.pending.mark(ts, *b.totals(self.amounts))
+            self._pending.add(b)
 
     @staticmethod
     def _reset_cur(st: IntervalState) -> None:
@@ -250,23 +267,10 @@ class KlineAggregator:
         assert st.group is not None
         st.group.refresh()
 
-    def _numbers(self, t: Trade) -> tuple[float, float] | None:
-        """Price and size, or None for a malformed trade (add_trades inlines this)."""
-        try:
-            p, v = float(t.price), float(t.size)
-        except (ValueError, TypeError):
-            p = v = -1.0
-        if 0.0 < p < _INF and 0.0 < v < _INF:
-            return p, v
-        self._malformed(t)
-        return None
-
-    def _malformed(self, t: Trade) -> None:
+    def _malformed(self, t: Trade, exc: Exception) -> None:
         self.metrics.inc("malformed_trades")
-        self._late_log.warning(
-            "malformed", "trade dropped: %s %s %r: price %.40r or size %.40r is not a positive "
-            "number (counted in malformed_trades)", t.channel, t.symbol, t.trade_id, t.price,
-            t.size)
+        self._late_log.warning("malformed", "trade dropped: %s %s %r: %s (counted in "
+                               "malformed_trades)", t.channel, t.symbol, t.trade_id, exc)
 
     def _late(self, st: IntervalState, ts: int) -> None:
         self.metrics.inc("late_trades")
@@ -282,8 +286,8 @@ class KlineAggregator:
         flat klines for empty intervals up to then. Klines of one key come out in time order.
         """
         out: list[Kline] = []
-        if self._holds:
-            self._expire_holds(now_ms)
+        if self.holds:
+            self.holds.expire(now_ms)
         if self._pending:
             self._expire_backfills(now_ms)
         limit = now_ms - self.waiter_ms
@@ -298,7 +302,6 @@ class KlineAggregator:
         """Close the intervals of ``st`` that end at or before ``limit``."""
         if st.held is not None and limit > st.held:
             limit = st.held
-        ms = st.ms
         buckets = st.buckets
         while True:
             if st.cursor is not None:
@@ -318,10 +321,7 @@ class KlineAggregator:
                 self._reset_cur(st)
             elif self.fill_gaps and st.last_close is not None:
                 c = st.last_close
-                out.append(
-                    Kline(st.channel, st.symbol, ms, s, c, c, c, c, 0.0, 0, True,
-                          0.0 if self.turnover else None)
-                )
+                out.append(st.flat_kline(s, c, self.turnover))
                 st.cursor = end
             else:
                 # Nothing to emit for the empty stretch: jump over it.
@@ -335,81 +335,20 @@ class KlineAggregator:
             self._stop_pending(b)
             b.partial = True
             self.metrics.inc("backfill_too_late")
-        if b.skip:
-            return
-        st = b.state
-        out.append(
-            Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low, b.close,
-                  b.volume, b.trade_count, True, b.turnover if self.turnover else None,
-                  b.partial)
-        )
-
-    # -- stream gaps ----------------------------------------------------------------------
-
-    def hold(self, channel: str, symbols: Iterable[str], since_ms: int, deadline_ms: int) -> None:
-        """The source lost its stream of ``symbols`` after ``since_ms``: keep their candles
-        that end after ``since_ms`` open until :meth:`release` (trades it recovers from REST
-        then still count instead of being late), or until ``deadline_ms``."""
-        holds = self._holds
-        by_symbol = self._by_channel.get(channel, {})
-        for symbol in symbols:
-            key = (channel, symbol)
-            previous = holds.get(key)
-            if previous is not None:
-                since_ms, deadline_ms = min(since_ms, previous[0]), max(deadline_ms, previous[1])
-            holds[key] = (since_ms, deadline_ms)
-            group = by_symbol.get(symbol)
-            for st in group.states if group is not None else ():
-                st.held = since_ms
-        self.metrics.inc("gap_holds")
-
-    def release(self, channel: str, symbols: Iterable[str], complete: bool) -> None:
-        """The gap is over. If not ``complete`` (trades may be missing for good), the candles
-        it overlapped are flagged ``partial``. Call :meth:`close_due` next."""
-        by_symbol = self._by_channel.get(channel, {})
-        for symbol in symbols:
-            hold = self._holds.pop((channel, symbol), None)
-            if hold is None:
-                continue
-            group = by_symbol.get(symbol)
-            for st in group.states if group is not None else ():
-                st.held = None
-                if not complete:
-                    for b in st.buckets:
-                        if b.end > hold[0] and not b.partial:
-                            b.partial = True
-                            self.metrics.inc("gap_partial_klines")
-
-    def next_hold_deadline(self) -> int | None:
-        """When the earliest hold gives up waiting (ms), or ``None`` without holds."""
-        return min((d for _, d in self._holds.values()), default=None)
-
-    def _expire_holds(self, now_ms: int) -> None:
-        expired = [key for key, (_, deadline) in self._holds.items() if deadline <= now_ms]
-        for channel, symbol in expired:
-            since = self._holds[(channel, symbol)][0]
-            self.metrics.inc("gap_hold_expired")
-            self.log.warning(
-                "%s %s: the source did not recover its gap since %d in time; closing the "
-                "candles it overlapped flagged partial", channel, symbol, since)
-            self.release(channel, (symbol,), complete=False)
+        if not b.skip:
+            out.append(b.kline(True, self.amounts))
 
     # -- open-kline updates ----------------------------------------------------------------
 
     def flush_updates(self) -> list[Kline]:
         """Open klines changed since the last flush (``closed=False``), oldest change first."""
         out: list[Kline] = []
-        turnover = self.turnover
+        amounts = self.amounts
         for b in self._dirty:
             b.dirty = False
             if b.closed or b.skip or b.pending is not None:
                 continue
-            st = b.state
-            out.append(
-                Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low, b.close,
-                      b.volume, b.trade_count, False, b.turnover if turnover else None,
-                      b.partial)
-            )
+            out.append(b.kline(False, amounts))
         self._dirty = []
         return out
 
@@ -418,14 +357,7 @@ class KlineAggregator:
     def take_backfill_requests(self, now_ms: int) -> list[BackfillRequest]:
         """History the aggregator wants (first candles that opened before we listened); each
         of these candles waits at most ``backfill_deadline_ms`` from ``now_ms``."""
-        requests = self._backfill_requests
-        if requests:
-            self._backfill_requests = []
-            deadline = now_ms + self.backfill_deadline_ms
-            for b in self._pending:
-                if b.pending is not None and b.pending.deadline_ms is None:
-                    b.pending.deadline_ms = deadline
-        return requests
+        return self._pending.take_requests(now_ms)
 
     def pending_backfills(self) -> int:
         """First candles waiting for their history now."""
@@ -433,13 +365,10 @@ class KlineAggregator:
 
     def next_backfill_deadline(self) -> int | None:
         """When the earliest waiting first candle gives up (ms), or ``None``."""
-        return min((b.pending.deadline_ms for b in self._pending
-                    if b.pending is not None and b.pending.deadline_ms is not None),
-                   default=None)
+        return self._pending.next_deadline()
 
     def _expire_backfills(self, now_ms: int) -> None:
-        for b in [b for b in self._pending if b.pending is not None
-                  and b.pending.deadline_ms is not None and b.pending.deadline_ms <= now_ms]:
+        for b in self._pending.expired(now_ms):
             self._stop_pending(b)
             b.partial = True
             self.metrics.inc("backfill_deadline")
@@ -452,18 +381,10 @@ class KlineAggregator:
 
     def waiting(self, request: BackfillRequest) -> bool:
         """Whether the candle of ``request`` still waits for its history."""
-        return self._pending_bucket(request) is not None
-
-    def _pending_bucket(self, request: BackfillRequest) -> Bucket | None:
-        for b in self._pending:
-            st = b.state
-            if (b.start == request.start and st.ms == request.interval
-                    and st.symbol == request.symbol and st.channel == request.channel):
-                return b
-        return None
+        return self._pending.find(request) is not None
 
     def _find_pending(self, request: BackfillRequest) -> Bucket | None:
-        bucket = self._pending_bucket(request)
+        bucket = self._pending.find(request)
         if bucket is None:
             self.metrics.inc("backfill_discarded")
         return bucket
@@ -483,17 +404,7 @@ class KlineAggregator:
         if candle is None:
             bucket.partial = True
         else:
-            snap = candle.snapshot_ms
-            volume_before, turnover_before = pending.before(snap)
-            bucket.open = candle.open
-            bucket.open_ts = bucket.start
-            bucket.high = max(bucket.high, candle.high)
-            bucket.low = min(bucket.low, candle.low)
-            if bucket.close_ts <= snap:
-                bucket.close = candle.close
-            bucket.volume = candle.volume + bucket.volume - volume_before
-            if self.turnover:
-                bucket.turnover = candle.turnover + bucket.turnover - turnover_before
+            bucket.merge(candle, pending.before(candle.snapshot_ms), self.amounts)
             bucket.backfilled = True
             self.metrics.inc("backfilled_klines")
         return self._mark_changed(bucket)
@@ -509,11 +420,16 @@ class KlineAggregator:
         pending = bucket.pending
         assert pending is not None
         self._stop_pending(bucket)
-        earlier = [t for t in trades if t.ts < pending.first_ts]
-        for t in earlier:
-            numbers = self._numbers(t)
-            if numbers is not None:
-                self._fold(bucket, t.ts, *numbers)
+        amounts = self.amounts
+        for t in trades:
+            if t.ts < pending.first_ts:
+                try:
+                    v = amounts.size_units(t.size)
+                    p, price_units = amounts.price_units(t.price)
+                except (ValueError, TypeError) as exc:
+                    self._malformed(t, exc)
+                    continue
+                self._fold(bucket, t.ts, p, v, price_units * v if self.turnover else 0)
         if complete:
             bucket.backfilled = True
             self.metrics.inc("backfilled_klines")
@@ -535,12 +451,4 @@ class KlineAggregator:
 
     def open_klines(self) -> list[Kline]:
         """Every open candle as a ``closed=False`` kline (for tests and shutdown reports)."""
-        out = []
-        for st in self._all:
-            for b in st.buckets:
-                out.append(
-                    Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low,
-                          b.close, b.volume, b.trade_count, False,
-                          b.turnover if self.turnover else None, b.partial)
-                )
-        return out
+        return [b.kline(False, self.amounts) for st in self._all for b in st.buckets]

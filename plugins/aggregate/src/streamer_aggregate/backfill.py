@@ -31,6 +31,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 import attrs
 
@@ -121,10 +122,16 @@ def candle_from(candles: Candles, interval: Interval, start: int) -> SourceCandl
         high=max(c.high for c in rows),
         low=min(c.low for c in rows),
         close=rows[-1].close,
-        volume=sum(c.volume for c in rows),
-        turnover=sum(c.turnover for c in rows),
+        volume=exact_sum(c.volume for c in rows),
+        turnover=exact_sum(c.turnover for c in rows),
         snapshot_ms=candles.snapshot_ms,
     )
+
+
+def exact_sum(values: Iterable[float]) -> float:
+    """The sum of the decimals the floats read as (a source's amounts came as decimal
+    strings), as the nearest float: no float noise from adding them."""
+    return float(sum((Decimal(repr(float(v))) for v in values), Decimal(0)))
 
 
 def trades_in(trades: Iterable[Trade], start: int, end: int) -> list[Trade]:

@@ -4,8 +4,10 @@ aggregator's hot path reads and writes their attributes directly."""
 
 from __future__ import annotations
 
+from streamer import Kline
 from streamer.intervals import interval_of_ms
-from streamer_aggregate.backfill import PendingBackfill
+from streamer_aggregate.amounts import Amounts
+from streamer_aggregate.backfill import PendingBackfill, SourceCandle
 
 
 class Bucket:
@@ -33,7 +35,8 @@ class Bucket:
     )
 
     def __init__(
-        self, state: IntervalState, start: int, ts: int, price: float, size: float
+        self, state: IntervalState, start: int, ts: int, price: float, size: int,
+        turnover: int,
     ) -> None:
         self.state = state
         self.start = start
@@ -42,8 +45,9 @@ class Bucket:
         self.open_ts = self.close_ts = ts
         self.end = state.end_of(start)
         self.open = self.high = self.low = self.close = price
+        #: Exact sums in units of the aggregator's :class:`~streamer_aggregate.amounts.Amounts`.
         self.volume = size
-        self.turnover = price * size
+        self.turnover = turnover
         self.trade_count = 1
         self.closed = False
         self.dirty = False
@@ -52,6 +56,37 @@ class Bucket:
         self.backfilled = False
         #: What the candle keeps while its history is asked for; ``None`` when not pending.
         self.pending: PendingBackfill | None = None
+
+    def kline(self, closed: bool, amounts: Amounts) -> Kline:
+        """The candle as it stands, as the one kind of event it becomes."""
+        st = self.state
+        return Kline(st.channel, st.symbol, st.ms, self.start, self.open, self.high, self.low,
+                     self.close, self.volume / amounts.volume_scale, self.trade_count, closed,
+                     self.turnover / amounts.turnover_scale if amounts.turnover else None,
+                     self.partial)
+
+    def merge(
+        self, candle: SourceCandle, ours_before: tuple[float, float], amounts: Amounts
+    ) -> None:
+        """Merge the source's candle, which stood as it was at its snapshot, given our
+        volume and turnover stamped until then (exact and estimated: backfill.py)."""
+        self.open = candle.open
+        self.open_ts = self.start
+        self.high = max(self.high, candle.high)
+        self.low = min(self.low, candle.low)
+        if self.close_ts <= candle.snapshot_ms:
+            self.close = candle.close
+        # Units first: reading them may widen the scale (and this candle's sums with it).
+        added = amounts.volume_units(candle.volume) - amounts.volume_units(ours_before[0])
+        self.volume += added
+        if amounts.turnover:
+            added = amounts.turnover_units(candle.turnover) - amounts.turnover_units(
+                ours_before[1])
+            self.turnover += added
+
+    def totals(self, amounts: Amounts) -> tuple[float, float]:
+        """Volume and turnover as floats (for the backfill's marks)."""
+        return self.volume / amounts.volume_scale, self.turnover / amounts.turnover_scale
 
 
 class IntervalState:
@@ -80,6 +115,11 @@ class IntervalState:
         self.started = False
         #: While the source recovers a gap: candles ending after this stay open.
         self.held: int | None = None
+
+    def flat_kline(self, start: int, price: float, turnover: bool) -> Kline:
+        """The kline of an interval without trades: every price the previous close."""
+        return Kline(self.channel, self.symbol, self.ms, start, price, price, price, price,
+                     0.0, 0, True, 0.0 if turnover else None)
 
     def start_of(self, ts: int) -> int:
         if self.months:

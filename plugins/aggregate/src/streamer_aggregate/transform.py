@@ -82,8 +82,8 @@ class KlineConfig:
     update_interval_ms: int = attrs.field(default=1000, validator=between(50, 3_600_000))
     #: Emit flat klines (o=h=l=c=previous close, volume 0) for intervals without trades.
     fill_gaps: bool = True
-    #: Add turnover (sum of price*size) to every kline.
-    turnover: bool = False
+    #: Add turnover (the exact sum of price*size, as Bybit's klines carry) to every kline.
+    turnover: bool = True
     #: The first candle of a symbol opened before we were listening: complete it from the
     #: input source's history ("backfill", falls back to "partial" if that fails or the
     #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
@@ -171,9 +171,9 @@ class KlineTransform:
         if not gap.closed:
             if self.config.gap_hold_s > 0:
                 deadline = clock.now_ms() + int(self.config.gap_hold_s * 1000)
-                agg.hold(gap.channel, gap.symbols, gap.since_ms, deadline)
+                agg.holds.hold(gap.channel, gap.symbols, gap.since_ms, deadline)
             return []
-        agg.release(gap.channel, gap.symbols, gap.complete)
+        agg.holds.release(gap.channel, gap.symbols, gap.complete)
         return list(agg.close_due(clock.now_ms()))
 
     # -- background --------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class KlineTransform:
         w = self.waiter_ms
         due = min(iv.next_boundary(now_ms - w) + w for iv in self._intervals)
         agg = self.aggregator
-        for deadline in (agg.next_hold_deadline(), agg.next_backfill_deadline()):
+        for deadline in (agg.holds.next_deadline(), agg.next_backfill_deadline()):
             if deadline is not None:
                 due = max(now_ms, min(due, deadline))
         return due

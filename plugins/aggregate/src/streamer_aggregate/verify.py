@@ -18,8 +18,10 @@ paces its own requests. Only when the history cannot answer (no source offers on
 such interval, it failed or timed out, it has no such candle) is the candle counted
 ``no_reference``, with the cause counted and logged apart.
 
-Then open, high, low, close and volume (and turnover when both have it) are compared with a
-relative ``tolerance``. A mismatch is counted per symbol and interval
+Then open, high, low and close are compared with a relative ``tolerance``, volume (and
+turnover when both have it) exactly: ours are the exact decimal sums of the trades
+(:mod:`streamer_aggregate.amounts`), the exchange's are its decimal strings, and the nearest
+floats of two equal decimals are equal. A mismatch is counted per symbol and interval
 (``mismatch.<symbol>.<interval>``) and per field (``mismatch_field.<field>``), logged
 (rate-limited per symbol and interval) with both values, and, with ``emit = "mismatches"``
 or ``"all"``, sent downstream as a ``kline_check`` event.
@@ -49,6 +51,9 @@ from streamer_aggregate.kline_check import FIELDS, KlineCheck, differs
 
 Series = tuple[str, str, int]  # channel, symbol, interval
 
+#: Compared exactly, whatever the tolerance.
+EXACT_FIELDS = frozenset({"volume"})
+
 #: Symbols queued for a history check between the timer and the worker; beyond this their
 #: due candles count ``history_dropped`` (and ``no_reference``).
 HISTORY_QUEUE = 10_000
@@ -64,7 +69,8 @@ def _tolerance(_: Any, __: attrs.Attribute[float], value: float) -> None:
 
 @attrs.define
 class VerifyConfig:
-    #: Largest relative difference still equal: |a - b| <= tolerance * max(|a|, |b|).
+    #: Largest relative difference of prices still equal: |a - b| <= tolerance * max(|a|, |b|)
+    #: (volume and turnover are compared exactly).
     tolerance: float = attrs.field(default=1e-9, validator=_tolerance)
     #: Send kline_check events downstream: "none", only "mismatches", or "all" checks.
     emit: Literal["none", "mismatches", "all"] = "none"
@@ -191,9 +197,11 @@ class KlineVerify:
         tol = self.config.tolerance
         a = tuple(float(getattr(ours, f)) for f in FIELDS)
         b = tuple(float(getattr(ref, f)) for f in FIELDS)
-        bad = [f for f, x, y in zip(FIELDS, a, b, strict=True) if differs(x, y, tol)]
+        # Prices within the tolerance; volume and turnover, exact sums on both sides, exactly.
+        bad = [f for f, x, y in zip(FIELDS, a, b, strict=True)
+               if (x != y if f in EXACT_FIELDS else differs(x, y, tol))]
         if ours.turnover is not None and ref.turnover is not None and \
-                differs(ours.turnover, ref.turnover, tol):
+                ours.turnover != ref.turnover:
             bad.append("turnover")
         self.metrics.inc("checked")
         label = interval_label(ours.interval)

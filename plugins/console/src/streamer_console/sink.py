@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import select
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import attrs
 import trio
 
 from streamer import Context, Event, Inbox
+from streamer.pretty import envelope_lines
 from streamer.wire import encode, render
 
 
@@ -37,36 +38,9 @@ class ConsoleConfig:
     stream: Literal["stdout", "stderr"] = "stdout"
 
 
-def _num(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
-
-
 def pretty_lines(events: list[Event]) -> list[str]:
-    """One short human line per event."""
-    lines = []
-    for env in render(events):
-        prefix = f"{env['channel']:<6} {env['data_type']:<7}"
-        for item in env["data"]:
-            if env["data_type"] == "klines":
-                state = "closed" if item.get("closed") else "open  "
-                body = (
-                    f"{item['symbol']:<14} {item['interval'] // 1000:>7}s {item['timestamp']} "
-                    f"{state} O {_num(item['open'])} H {_num(item['high'])} "
-                    f"L {_num(item['low'])} C {_num(item['close'])} "
-                    f"V {_num(item['volume'])} n {item['trade_count']}"
-                )
-            elif env["data_type"] == "trades":
-                body = f"{item['s']:<14} {item['T']} {item['S']:<4} {item['v']} @ {item['p']}"
-            elif env["data_type"] == "price":
-                body = f"{item['symbol']:<14} {item['timestamp']} {_num(item['price'])}"
-            else:
-                body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')} " + (
-                    f"mark {item['markPrice']}" if "markPrice" in item else ""
-                )
-            lines.append(f"{prefix} {body}")
-    return lines
+    """One short human line per event (:mod:`streamer.pretty`)."""
+    return [line for env in render(events) for line in envelope_lines(env)]
 
 
 def write_all(fd: int, data: bytes) -> None:

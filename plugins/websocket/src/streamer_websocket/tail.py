@@ -24,43 +24,16 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from streamer.pretty import envelope_lines
 from streamer_websocket.auth import is_loopback
 from streamer_websocket.tail_cli import HELP as HELP  # the command's face, re-exported
 from streamer_websocket.tail_cli import configure as configure
 from streamer_websocket.tail_cli import main as main
 
 
-def _num(value: Any) -> str:
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
-
-
 def pretty_lines(envelope: dict[str, Any]) -> list[str]:
-    """One short line per item of a wire envelope."""
-    prefix = f"{envelope.get('channel', '?'):<6} {envelope.get('data_type', '?'):<7}"
-    lines = []
-    for item in envelope.get("data", []):
-        data_type = envelope.get("data_type")
-        try:
-            if data_type == "klines":
-                state = "closed" if item.get("closed") else "open  "
-                body = (
-                    f"{item['symbol']:<14} {item['interval'] // 1000:>6}s {item['timestamp']} "
-                    f"{state} O {_num(item['open'])} H {_num(item['high'])} "
-                    f"L {_num(item['low'])} C {_num(item['close'])} V {_num(item['volume'])} "
-                    f"n {item.get('trade_count')}"
-                )
-            elif data_type == "trades":
-                body = f"{item['s']:<14} {item['T']} {item['S']:<4} {item['v']} @ {item['p']}"
-            elif data_type == "price":
-                body = f"{item['symbol']:<14} {item['timestamp']} {_num(item['price'])}"
-            else:
-                body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')}"
-                if "markPrice" in item:
-                    body += f" mark {item['markPrice']}"
-        except (KeyError, TypeError):
-            body = msgspec.json.encode(item).decode()
-        lines.append(f"{prefix} {body}")
-    return lines
+    """One short line per item of a wire envelope (:mod:`streamer.pretty`)."""
+    return envelope_lines(envelope)
 
 
 def subscription_request(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -99,6 +72,40 @@ def wanted(args: argparse.Namespace, envelope: dict[str, Any]) -> dict[str, Any]
     if len(kept) == len(data):
         return envelope
     return {**envelope, "data": kept}
+
+
+class LatestPrinted:
+    """The latest state item (ticker, price, kline) printed per series, to drop repeats.
+
+    The server sends its latest state on connect and again for a subscription, and its
+    reply to the subscription may come before or after the first: the same item twice.
+    An item equal to the one printed last for its series (channel, data type, symbol,
+    interval) says nothing new and is dropped. Trades are never dropped. At most one item
+    per series is kept (the server's snapshot holds as many)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[Any, ...], Any] = {}
+
+    def new_items(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+        """``envelope`` without repeats (None if nothing is left); what is left is noted
+        as printed."""
+        data = envelope.get("data")
+        if envelope.get("data_type") == "trades" or not isinstance(data, list):
+            return envelope
+        latest = self._latest
+        kept = []
+        for item in data:
+            if not isinstance(item, dict):
+                kept.append(item)
+                continue
+            series = (envelope.get("channel"), envelope.get("data_type"), item.get("symbol"),
+                      item.get("interval"))
+            if latest.get(series) != item:
+                latest[series] = item
+                kept.append(item)
+        if not kept:
+            return None
+        return envelope if len(kept) == len(data) else {**envelope, "data": kept}
 
 
 def client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -201,6 +208,7 @@ async def _receive(
     if request is not None:
         await ws.send_message(encode(request).decode())
     printed = 0
+    latest = LatestPrinted()
     while args.count is None or printed < args.count:
         try:
             raw = await ws.get_message()
@@ -219,6 +227,8 @@ async def _receive(
             continue
         if "data" in message and "data_type" in message:
             selected = wanted(args, message)
+            if selected is not None:
+                selected = latest.new_items(selected)
             if selected is None:
                 continue
             if args.format == "json":
