@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 import streamer
-from streamer._api import FatalError
+from streamer._api import FatalError, HasCheckLines
 from streamer._config import ConfigError, PipelineConfig, load_config_file
 from streamer._logs import setup_logging
 from streamer._migrate_env import add_migrate_env_command
@@ -57,9 +57,8 @@ def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
         inputs = f" <- {', '.join(node.inputs)}" if node.inputs else ""
         print(f"{node.kind:<9} {node.name} ({node.type}){inputs}")
         # A config class may add lines of its own (e.g. a source's shard of the symbols).
-        check_lines = getattr(node.options, "check_lines", None)
-        if callable(check_lines):
-            for line in check_lines():
+        if isinstance(node.options, HasCheckLines):
+            for line in node.options.check_lines():
                 print(f"{'':<9} {line}")
     print(f"{args.config}: OK")
     return 0

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from streamer._api import HasDefaultOverflow
 from streamer._config_values import cut_long_values, refuse_oversized
 from streamer._env_overrides import apply_overrides, blame_overrides
 from streamer._inbox import Overflow
@@ -379,7 +380,8 @@ def _build_node(
     run_validate(options, path, filename, environ, errors)
     # Even an invalid node takes part in the graph checks, so every error shows at once.
     valid_inputs = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
-    type_default: Overflow = getattr(spec.config_class, "default_overflow", "block")
+    type_default: Overflow = (spec.config_class.default_overflow
+                              if isinstance(spec.config_class, HasDefaultOverflow) else "block")
     overflow: Overflow = sink.overflow if sink.overflow is not None else type_default
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
                       tuple(inputs or ()) if valid_inputs and kind != "source" else (),

@@ -22,7 +22,7 @@ import attrs
 import pluggy
 
 from streamer import _hookspecs as hookspecs
-from streamer._api import Factory
+from streamer._api import Factory, check_capabilities
 from streamer._events import Event
 
 ENTRY_POINT_GROUP = "streamer.plugins"
@@ -192,6 +192,11 @@ class PluginManager:
                             f"plugin {_plugin!r}: config class for {_kind} {type_name!r} "
                             "must be an attrs class"
                         )
+                    try:
+                        check_capabilities(config_class)
+                    except TypeError as exc:
+                        raise PluginError(f"plugin {_plugin!r}: config class for {_kind} "
+                                          f"{type_name!r}: {exc}") from None
                     known = types[_kind].get(type_name)
                     if known is not None:
                         raise PluginError(

@@ -24,7 +24,15 @@ from typing import Any
 import attrs
 import trio
 
-from streamer._api import Context, Emit, FatalError
+from streamer._api import (
+    Context,
+    DrivesClock,
+    Emit,
+    FatalError,
+    HasHistory,
+    HasShutdownTimeout,
+    check_capabilities,
+)
 from streamer._backoff import Backoff
 from streamer._config import NodeConfig, PipelineConfig
 from streamer._inbox import Inbox
@@ -92,6 +100,7 @@ class Pipeline:
                 inputs=nc.inputs,
             )
             obj = nc.spec.factory(nc.options, context)
+            check_capabilities(obj)
             inbox = Inbox(nc.name, nc.queue_size, nc.overflow) if nc.kind == "sink" else None
             self.nodes[nc.name] = Node(nc, obj, context, inbox)
         self._wire_history()
@@ -116,8 +125,8 @@ class Pipeline:
     def trio_clock(self) -> trio.abc.Clock | None:
         """The clock a source asks trio to run with (its ``trio_clock`` attribute, e.g. a
         replay driving time from its recording), or ``None``. At most one source may."""
-        clocks = [(n.name, c) for n in self.nodes.values() if n.config.kind == "source"
-                  and (c := getattr(n.obj, "trio_clock", None)) is not None]
+        clocks = [(n.name, n.obj.trio_clock) for n in self.nodes.values()
+                  if n.config.kind == "source" and isinstance(n.obj, DrivesClock)]
         if len(clocks) > 1:
             names = ", ".join(name for name, _ in clocks)
             raise ValueError(f"sources {names} each want to drive the clock; only one may")
@@ -171,9 +180,9 @@ class Pipeline:
         that is longer (so it can report what it failed to write before it is cut off)."""
         timeout = self.config.settings.shutdown_timeout
         for node in self.nodes.values():
-            own = getattr(node.config.options, "shutdown_timeout", None)
-            if node.inbox is not None and isinstance(own, (int, float)):
-                timeout = max(timeout, float(own) + REPORT_GRACE)
+            options = node.config.options
+            if node.inbox is not None and isinstance(options, HasShutdownTimeout):
+                timeout = max(timeout, float(options.shutdown_timeout) + REPORT_GRACE)
         return timeout
 
     def shutdown(self) -> None:
@@ -234,9 +243,8 @@ class Pipeline:
                 if upstream.config.kind == "transform":
                     pending.extend(upstream.config.inputs)
                     continue
-                history = getattr(upstream.obj, "history", None)
-                if history is not None:
-                    node.context.history.add(name, history)
+                if isinstance(upstream.obj, HasHistory):
+                    node.context.history.add(name, upstream.obj.history)
 
     # -- starting and supervising -----------------------------------------------------------
 
