@@ -18,9 +18,10 @@ import trio
 import yaml
 
 from streamer._config import load_config_file
-from streamer._metrics_http import parse_address, serve_ops
+from streamer._metrics_http import serve_ops
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
+from streamer._settings import parse_address
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/etc/streamer/streamer.toml"

@@ -20,7 +20,7 @@ from streamer._logs import setup_logging
 from streamer._migrate_env import add_migrate_env_command
 from streamer._oldenv import warn_ignored_old_env
 from streamer._plugins import PluginManager, load_plugin_manager
-from streamer._runtime import Pipeline, _leaves
+from streamer._runtime import Pipeline, exception_leaves
 
 log = logging.getLogger("streamer.cli")
 DEFAULT_CONFIG = "streamer.toml"
@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     try:
         trio.run(_run_pipeline, pipeline, clock=trio_clock)
     except (Exception, BaseExceptionGroup) as exc:
-        leaves = _leaves(exc)
+        leaves = exception_leaves(exc)
         fatal = [e for e in leaves if isinstance(e, FatalError)]
         if fatal:
             log.error("stopped: %s", fatal[0])

@@ -26,10 +26,10 @@ from streamer._api import FatalError
 from streamer._exposition import LoopLag, PipelineCollector, make_registry, not_ready
 from streamer._metrics import Sample
 from streamer._ops_admission import Admission, OpsConnection
+from streamer._settings import StreamerSettings, parse_address
 
 if TYPE_CHECKING:
-    from streamer._config import StreamerSettings
-    from streamer._runtime import Pipeline
+    from streamer._node import PipelineView
 
 log = logging.getLogger("streamer.metrics")
 
@@ -65,15 +65,6 @@ class OpsLimits:
                    settings.metrics_head_timeout, settings.metrics_request_timeout)
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` / ``":9464"`` -> (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise ValueError(f"expected host:port such as '127.0.0.1:9464', got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
-
-
 def _response(status: int, body: bytes, content_type: str, head_only: bool = False) -> bytes:
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
@@ -89,7 +80,7 @@ def _json(status: int, doc: object, head_only: bool = False) -> bytes:
 class OpsServer:
     """Serves one pipeline's metrics, health and readiness."""
 
-    def __init__(self, pipeline: Pipeline, *, max_data_age: float | None = 60.0,
+    def __init__(self, pipeline: PipelineView, *, max_data_age: float | None = 60.0,
                  limits: OpsLimits = OpsLimits()) -> None:
         self.pipeline = pipeline
         self.max_data_age = max_data_age
@@ -240,7 +231,7 @@ async def _reply(stream: trio.SocketStream, data: bytes) -> None:
 
 
 async def serve_ops(
-    pipeline: Pipeline, address: str, *, max_data_age: float | None = 60.0,
+    pipeline: PipelineView, address: str, *, max_data_age: float | None = 60.0,
     limits: OpsLimits = OpsLimits(), on_bound: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[OpsServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -17,7 +17,7 @@ from streamer._events import Event
 from streamer._inbox import Inbox
 
 if TYPE_CHECKING:
-    from streamer._runtime import Node
+    from streamer._node import Node
 
 
 class Route:

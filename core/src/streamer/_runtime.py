@@ -21,7 +21,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import trio
 
 from streamer._api import (
@@ -34,13 +33,14 @@ from streamer._api import (
     check_capabilities,
 )
 from streamer._backoff import Backoff
-from streamer._config import NodeConfig, PipelineConfig
 from streamer._inbox import Inbox
 from streamer._liveness import block_when_offline
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
+from streamer._node import Node
 from streamer._plugins import PluginManager
 from streamer._route import Route, hook_applier
+from streamer._settings import PipelineConfig
 from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
 from streamer._stats import StatsLog
 
@@ -58,30 +58,15 @@ REPORT_GRACE = 1.0
 LOSS_KEYS = ("inbox_dropped_events", "lost_on_restart", "lost_after_stop", "lost_at_shutdown")
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, exception groups flattened (``exc`` alone if it is no
+    group): what supervision and ``streamer run`` decide on."""
     if isinstance(exc, BaseExceptionGroup):
         out: list[BaseException] = []
         for inner in exc.exceptions:
-            out.extend(_leaves(inner))
+            out.extend(exception_leaves(inner))
         return out
     return [exc]
-
-
-@attrs.define(eq=False)
-class Node:
-    config: NodeConfig
-    obj: Any
-    context: Context
-    inbox: Inbox | None = None
-    #: Between a failure and the restart (the watchdog names that as the cause).
-    restarting: bool = False
-    #: Counted by the runtime; see :data:`LOSS_KEYS`.
-    lost_on_restart: int = 0
-    lost_at_shutdown: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
 
 class Pipeline:
@@ -283,7 +268,7 @@ class Pipeline:
                         task_status.started()
                     backoff.reset()
             except (Exception, BaseExceptionGroup) as exc:
-                leaves = _leaves(exc)
+                leaves = exception_leaves(exc)
                 if all(isinstance(e, trio.Cancelled) for e in leaves):
                     raise
                 fatal = next((e for e in leaves if isinstance(e, FatalError)), None)

@@ -17,7 +17,7 @@ from streamer._api import ReportsBusy
 from streamer._logs import NOT_RATE_LIMITED
 
 if TYPE_CHECKING:
-    from streamer._runtime import Node
+    from streamer._node import Node
 
 #: How often the sinks are checked for a stall (seconds).
 WATCH_INTERVAL = 1.0
