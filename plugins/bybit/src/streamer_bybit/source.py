@@ -26,10 +26,9 @@ from streamer_bybit.connection import (
     ConnectionSettings,
     ConnectionShared,
     ConnectPacer,
-    _describe,
 )
 from streamer_bybit.history import BybitHistory
-from streamer_bybit.recovery import RecoverySettings
+from streamer_bybit.recovery import RecoverySettings, describe
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.shard import parse_shard, shard_symbols
 from streamer_bybit.tickers import PriceTracker
@@ -324,7 +323,7 @@ class BybitSource:
                         self.context.name,
                         self.category,
                         host,
-                        _describe(exc),
+                        describe(exc),
                         delay,
                     )
                     await trio.sleep(delay)
@@ -353,7 +352,7 @@ class BybitSource:
                 "%s: cannot check the symbols against %s (%s); streaming %s unchecked",
                 self.context.name,
                 host,
-                _describe(exc),
+                describe(exc),
                 ", ".join(wanted),
             )
             return wanted[: config.symbols_limit] if config.symbols_limit else wanted
