@@ -119,3 +119,13 @@ class PipelineConfig:
 
     def nodes(self) -> list[NodeConfig]:
         return [*self.sources, *self.transforms, *self.sinks]
+
+    def read_env(self) -> frozenset[str]:
+        """The environment variables the nodes read through their ``*_env`` options."""
+        names: set[str] = set()
+        for node in self.nodes():
+            if attrs.has(type(node.options)):
+                names.update(value for field in attrs.fields(type(node.options))
+                             if field.name.endswith("_env")
+                             and isinstance(value := getattr(node.options, field.name), str))
+        return frozenset(names)
