@@ -16,11 +16,11 @@ import trio
 
 import streamer
 from streamer import Event, StreamGap, Trade, hookimpl
-from streamer._api import CAPABILITIES, check_capabilities
+from streamer._api import CAPABILITIES, NODE_CAPABILITIES, check_capabilities
 from streamer._config import load_config_text
 from streamer._plugins import PluginError
 from streamer._runtime import Pipeline
-from streamer.testing import running_pipeline
+from streamer.testing import CollectingSink, running_pipeline
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -205,6 +205,35 @@ async def test_a_misspelt_gap_handler_is_not_called(plugin_manager, register_plu
         src.push([trade])
         assert await out.wait_for(1) == [trade]
     assert pipeline.nodes["t"].context.metrics.counts["errors"] == 0
+
+
+class SinkWithOtherMeanings(CollectingSink):
+    """Members named like capabilities of other kinds of node mean something else here."""
+
+    history = ("a", "plain", "attribute")  # not a source's History
+    on_gap = None
+    trio_clock = "not a clock"
+
+
+class Sinks:
+    @staticmethod
+    @hookimpl
+    def streamer_register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+        register("test.other_meanings", NoOptions, lambda c, ctx: SinkWithOtherMeanings())
+
+
+async def test_only_the_capabilities_of_a_node_s_kind_are_looked_for(plugin_manager,
+                                                                     register_plugin) -> None:
+    register_plugin(Sinks())
+    trade = Trade("linear", "BTCUSDT", 1_700_000_000_000, "Buy", "100", "1", "1")
+    toml = PIPE.format(transform="test.misspelt").replace("testing.collect",
+                                                          "test.other_meanings")
+    register_plugin(Plugin())
+    async with running_pipeline(toml, plugin_manager) as pipeline:
+        pipeline.node("src").push([trade])
+        assert await pipeline.node("out").wait_for(1) == [trade]
+    assert check_capabilities(SinkWithOtherMeanings(), NODE_CAPABILITIES["sink"]) == []
+    assert pipeline.trio_clock() is None
 
 
 def test_a_config_class_with_a_broken_capability_is_refused_at_registration(

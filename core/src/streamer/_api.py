@@ -241,6 +241,14 @@ class HasDefaultOverflow(Protocol):
 #: Every optional capability, in the order docs/plugin_hooks.md lists them.
 CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, ReportsBusy, Validates,
                                   HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)
+#: Which a node object of each kind may have: only those are looked for (and checked), so a
+#: sink's unrelated ``history`` attribute is none of the core's business.
+NODE_CAPABILITIES: dict[str, tuple[type, ...]] = {
+    "source": (HasHistory, DrivesClock), "transform": (HandlesGaps,), "sink": (ReportsBusy,)}
+#: Which a config class of each kind of node may have.
+CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
+    "source": (Validates, HasCheckLines), "transform": (Validates, HasCheckLines),
+    "sink": (Validates, HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)}
 
 #: What the attributes of the capabilities must hold: (attribute, test, what it must be).
 _VALUES: dict[type, tuple[str, Callable[[Any], bool], str]] = {
@@ -270,8 +278,9 @@ def shown_signature(signature: inspect.Signature) -> str:
     return str(signature).replace("'", "")
 
 
-def check_capabilities(obj: object) -> list[type]:
-    """The capabilities ``obj`` (a node object, a config instance or class) has; raise
+def check_capabilities(obj: object, among: Sequence[type] = CAPABILITIES) -> list[type]:
+    """The capabilities ``among`` that ``obj`` (a node object, a config instance or class) has
+    (see :data:`NODE_CAPABILITIES` and :data:`CONFIG_CAPABILITIES`); raise
     :class:`TypeError` naming the first one it declares in a shape the core cannot use (a
     method it cannot call with the protocol's arguments, or an ``async`` one, or an
     attribute holding the wrong kind of value), so the mistake shows when the pipeline is
@@ -279,7 +288,7 @@ def check_capabilities(obj: object) -> list[type]:
     found = []
     is_class = isinstance(obj, type)
     owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
-    for protocol in CAPABILITIES:
+    for protocol in among:
         if not isinstance(obj, protocol):
             continue
         for name, wanted in capability_methods(protocol).items():

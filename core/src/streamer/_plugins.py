@@ -22,7 +22,7 @@ import attrs
 import pluggy
 
 from streamer import _hookspecs as hookspecs
-from streamer._api import Factory, check_capabilities
+from streamer._api import CONFIG_CAPABILITIES, Factory, check_capabilities
 from streamer._events import Event
 
 ENTRY_POINT_GROUP = "streamer.plugins"
@@ -193,7 +193,7 @@ class PluginManager:
                             "must be an attrs class"
                         )
                     try:
-                        check_capabilities(config_class)
+                        check_capabilities(config_class, CONFIG_CAPABILITIES[_kind])
                     except TypeError as exc:
                         raise PluginError(f"plugin {_plugin!r}: config class for {_kind} "
                                           f"{type_name!r}: {exc}") from None

@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from streamer._api import (
+    NODE_CAPABILITIES,
     Context,
     DrivesClock,
     Emit,
@@ -85,7 +86,7 @@ class Pipeline:
                 inputs=nc.inputs,
             )
             obj = nc.spec.factory(nc.options, context)
-            check_capabilities(obj)
+            check_capabilities(obj, NODE_CAPABILITIES[nc.kind])
             inbox = Inbox(nc.name, nc.queue_size, nc.overflow) if nc.kind == "sink" else None
             self.nodes[nc.name] = Node(nc, obj, context, inbox)
         self._wire_history()
