@@ -27,11 +27,11 @@ What a node object or a config class may offer beyond ``run`` / ``process``. Eac
 protocol exported by ``streamer``; the core finds it with ``isinstance(obj, <protocol>)``
 and nothing else, and only where it belongs (the kind of node and object each protocol
 names: a sink's ``history`` attribute is left alone), so a member with another name
-(``on_gaps``) is simply not one. When the
-pipeline is built (for config classes: when the plugin registers the type) the core checks
-the shape of each capability an object has and refuses with a ``TypeError`` naming it a
-method it cannot call with the protocol's arguments, an ``async`` one where a plain ``def``
-is wanted, or an attribute of the wrong kind.
+(``on_gaps``) is simply not one. When the pipeline is built (for config classes: when the
+plugin registers the type) the core checks the shape of each capability an object has and
+refuses with a ``TypeError`` naming it a method it cannot call with the protocol's
+arguments, an ``async`` one where a plain ``def`` is wanted, or an attribute of the wrong
+kind.
 """
 
 
