@@ -23,8 +23,9 @@ import trio
 import yaml
 from redis_server import RedisServer
 
+from streamer._address import parse_address
 from streamer._config import load_config_file
-from streamer._metrics_http import parse_address, serve_ops
+from streamer._metrics_http import serve_ops
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
 from streamer_redis.connection import make_client

@@ -8,18 +8,19 @@ own ``run`` opens and owns.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, get_args, runtime_checkable
 
 import attrs
 import trio
 
 from streamer._events import Event
 from streamer._health import Health
-from streamer._inbox import Inbox
+from streamer._inbox import Inbox, Overflow
 from streamer._metrics import Metrics
-from streamer.history import HistoryRouter
+from streamer.history import History, HistoryRouter
 
 
 @attrs.frozen
@@ -112,8 +113,8 @@ class Transform(Protocol):
         """Return the events this batch produces (may be empty). Must not block or await."""
         ...
 
-    # Optional: ``def on_gap(self, gap: StreamGap) -> list[Event]``, called inline when an
-    # input source reports a gap (see :class:`StreamGap`); returns events to emit now.
+    # Optional: ``on_gap`` (:class:`HandlesGaps`), called inline when an input source
+    # reports a gap (see :class:`StreamGap`); returns events to emit now.
 
     async def run(
         self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -151,3 +152,174 @@ class BaseTransform:
 
 #: ``factory(config, context)`` builds a source, transform or sink from its structured config.
 Factory = Callable[[Any, Context], Any]
+
+
+# -- optional capabilities -------------------------------------------------------------------
+# What a plugin object or config class may add to the contract above. The core finds each
+# with ``isinstance(obj, <protocol>)`` and nothing else, so a capability is exactly what its
+# protocol declares; :func:`check_capabilities` refuses one whose shape the core cannot use.
+
+
+@runtime_checkable
+class HasHistory(Protocol):
+    """A **source** whose stream's past can be asked about (:mod:`streamer.history`).
+
+    Read once every node is built: the core adds it to the ``context.history`` of every
+    transform downstream of the source."""
+
+    history: History
+
+
+@runtime_checkable
+class DrivesClock(Protocol):
+    """A **source** that drives trio's clock, e.g. a replay running time from its recording.
+
+    Read by ``streamer run`` when the pipeline is built (``Pipeline.trio_clock()``) and given
+    to ``trio.run(clock=...)``; at most one source of a pipeline may have it."""
+
+    trio_clock: trio.abc.Clock
+
+
+@runtime_checkable
+class HandlesGaps(Protocol):
+    """A **transform** that hears of stream gaps (:class:`StreamGap`) of its input sources.
+
+    Called inline, on the task of the source that reported the gap, like ``process``: it must
+    not block. The events it returns are emitted downstream at once."""
+
+    def on_gap(self, gap: StreamGap) -> list[Event]: ...
+
+
+@runtime_checkable
+class ReportsBusy(Protocol):
+    """A **sink** that says what it is blocked in: ``busy_with`` is set while it is inside a
+    call that may hang (a write to a pipe nobody reads), ``None`` otherwise.
+
+    Read when the sink is reported as stalled, to name the cause in the warning."""
+
+    busy_with: str | None
+
+
+@runtime_checkable
+class Validates(Protocol):
+    """A **config class** (of any node, or the ``[streamer]`` table) with checks that depend
+    on the environment: a variable that must be set, a directory that must exist.
+
+    Called by ``streamer check`` and ``streamer run`` once the table is structured; each
+    message returned is reported under the node's path."""
+
+    def validate(self, environ: Mapping[str, str]) -> list[str]: ...
+
+
+@runtime_checkable
+class HasCheckLines(Protocol):
+    """A **config class** that adds lines to ``streamer check``'s listing of its node (the
+    Bybit sources print their shard's symbols). Called by ``streamer check`` only."""
+
+    def check_lines(self) -> list[str]: ...
+
+
+@runtime_checkable
+class HasShutdownTimeout(Protocol):
+    """A **sink config class** with a ``shutdown_timeout`` of its own (seconds it takes to
+    flush at shutdown). Read when the pipeline stops: the sinks get that long plus a second
+    to report what they could not write, when it is longer than ``[streamer]
+    shutdown_timeout``."""
+
+    shutdown_timeout: float
+
+
+@runtime_checkable
+class HasDefaultOverflow(Protocol):
+    """A **sink config class** whose ``overflow`` default is not ``"block"`` (the console's
+    ``"drop_oldest"``): a class attribute. Read when the configuration is loaded, for every
+    sink whose table does not set ``overflow``."""
+
+    default_overflow: ClassVar[Overflow]
+
+
+#: Every optional capability, in the order docs/plugin_hooks.md lists them.
+CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, ReportsBusy, Validates,
+                                  HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)
+#: Which a node object of each kind may have: only those are looked for (and checked), so a
+#: sink's unrelated ``history`` attribute is none of the core's business.
+NODE_CAPABILITIES: dict[str, tuple[type, ...]] = {
+    "source": (HasHistory, DrivesClock), "transform": (HandlesGaps,), "sink": (ReportsBusy,)}
+#: Which a config class of each kind of node may have.
+CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
+    "source": (Validates, HasCheckLines), "transform": (Validates, HasCheckLines),
+    "sink": (Validates, HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)}
+
+#: What the attributes of the capabilities must hold: (attribute, test, what it must be).
+_VALUES: dict[type, tuple[str, Callable[[Any], bool], str]] = {
+    HasHistory: ("history", lambda v: v is not None, "a streamer.history.History"),
+    DrivesClock: ("trio_clock", lambda v: isinstance(v, trio.abc.Clock), "a trio.abc.Clock"),
+    ReportsBusy: ("busy_with", lambda v: v is None or isinstance(v, str), "a str or None"),
+    HasShutdownTimeout: ("shutdown_timeout",
+                         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                         "a number of seconds"),
+    HasDefaultOverflow: ("default_overflow", lambda v: v in get_args(Overflow),
+                         " or ".join(repr(o) for o in get_args(Overflow))),
+}
+
+
+def capability_methods(protocol: type) -> dict[str, inspect.Signature]:
+    """The methods ``protocol`` declares, with their signatures (``self`` left out)."""
+    out = {}
+    for name, value in vars(protocol).items():
+        if inspect.isfunction(value) and not name.startswith("_"):
+            signature = inspect.signature(value)
+            out[name] = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return out
+
+
+def shown_signature(signature: inspect.Signature) -> str:
+    """``signature`` as written in the source (annotations are strings here)."""
+    return str(signature).replace("'", "")
+
+
+def check_capabilities(obj: object, among: Sequence[type] = CAPABILITIES) -> list[type]:
+    """The capabilities ``among`` that ``obj`` (a node object, a config instance or class) has
+    (see :data:`NODE_CAPABILITIES` and :data:`CONFIG_CAPABILITIES`); raise
+    :class:`TypeError` naming the first one it declares in a shape the core cannot use (a
+    method it cannot call with the protocol's arguments, or an ``async`` one, or an
+    attribute holding the wrong kind of value), so the mistake shows when the pipeline is
+    built rather than when the capability is first needed."""
+    found = []
+    is_class = isinstance(obj, type)
+    owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    for protocol in among:
+        if not isinstance(obj, protocol):
+            continue
+        for name, wanted in capability_methods(protocol).items():
+            _check_method(obj, owner, name, wanted, protocol.__name__)
+        check = _VALUES.get(protocol)
+        # A config class holds its fields' descriptors, not values: only class attributes.
+        if check is not None and (not is_class or protocol is HasDefaultOverflow):
+            attribute, fits, what = check
+            value = getattr(obj, attribute)
+            if not fits(value):
+                raise TypeError(f"{owner}.{attribute} must be {what} "
+                                f"({protocol.__name__}), got {value!r}")
+        found.append(protocol)
+    return found
+
+
+def _check_method(obj: object, owner: str, name: str, wanted: inspect.Signature,
+                  protocol: str) -> None:
+    method = getattr(obj, name)
+    shown, want = f"{owner}.{name}", f"def {name}{shown_signature(wanted)}"
+    if not callable(method):
+        raise TypeError(f"{shown} is not a method; {protocol} wants {want}")
+    if inspect.iscoroutinefunction(method):
+        raise TypeError(f"{shown} is async; {protocol} wants a plain {want} (the core calls "
+                        "it without awaiting)")
+    actual = inspect.signature(method)
+    if isinstance(obj, type) and inspect.isfunction(inspect.getattr_static(obj, name)):
+        # Looked up on the class, ``self`` is not bound yet: as an instance would see it.
+        actual = actual.replace(parameters=list(actual.parameters.values())[1:])
+    try:
+        actual.bind(*[None] * len(wanted.parameters))
+    except TypeError:
+        raise TypeError(f"{shown}{shown_signature(actual)} cannot be called as {protocol} "
+                        f"calls it: {want}") from None

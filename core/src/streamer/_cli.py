@@ -14,13 +14,11 @@ from typing import Any
 import trio
 
 import streamer
-from streamer._api import FatalError
+from streamer._api import FatalError, HasCheckLines
 from streamer._config import ConfigError, PipelineConfig, load_config_file
 from streamer._logs import setup_logging
-from streamer._migrate_env import add_migrate_env_command
-from streamer._oldenv import warn_ignored_old_env
-from streamer._plugins import PluginManager, load_plugin_manager
-from streamer._runtime import Pipeline, _leaves
+from streamer._plugins import CommandSpec, PluginManager, load_plugin_manager
+from streamer._runtime import Pipeline, exception_leaves
 
 log = logging.getLogger("streamer.cli")
 DEFAULT_CONFIG = "streamer.toml"
@@ -57,9 +55,8 @@ def cmd_check(args: argparse.Namespace, pm: PluginManager) -> int:
         inputs = f" <- {', '.join(node.inputs)}" if node.inputs else ""
         print(f"{node.kind:<9} {node.name} ({node.type}){inputs}")
         # A config class may add lines of its own (e.g. a source's shard of the symbols).
-        check_lines = getattr(node.options, "check_lines", None)
-        if callable(check_lines):
-            for line in check_lines():
+        if isinstance(node.options, HasCheckLines):
+            for line in node.options.check_lines():
                 print(f"{'':<9} {line}")
     print(f"{args.config}: OK")
     return 0
@@ -156,7 +153,8 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
         return 2
     s = config.settings
     setup_logging(args.log_level or s.log_level, s.log_format, s.log_file)
-    warn_ignored_old_env(os.environ, log, [node.options for node in config.nodes()])
+    for warning in pm.environment_warnings(os.environ, config.read_env()):
+        log.warning("%s", warning)
     for failure in pm.failures:
         log.error("plugin %r failed to load: %s", failure.name, failure.error)
     try:
@@ -168,7 +166,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     try:
         trio.run(_run_pipeline, pipeline, clock=trio_clock)
     except (Exception, BaseExceptionGroup) as exc:
-        leaves = _leaves(exc)
+        leaves = exception_leaves(exc)
         fatal = [e for e in leaves if isinstance(e, FatalError)]
         if fatal:
             log.error("stopped: %s", fatal[0])
@@ -181,7 +179,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     return 0
 
 
-def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, CommandSpec]]:
     parser = argparse.ArgumentParser(
         prog="streamer", description="Real-time Bybit V5 market data, fanned out to sinks."
     )
@@ -194,9 +192,9 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, 
     p = sub.add_parser("check", help="validate a streamer.toml without connecting anywhere")
     _add_config_arg(p)
     sub.add_parser("plugins", help="list installed plugins and the types they add")
-    extra: dict[str, object] = {"migrate-env": add_migrate_env_command(sub)}
+    extra: dict[str, CommandSpec] = {}
     for name, spec in sorted(pm.commands().items()):
-        if name in {"run", "check", "plugins", "migrate-env"}:
+        if name in {"run", "check", "plugins"}:
             continue
         p = sub.add_parser(name, help=f"{spec.help} [plugin {spec.plugin}]")
         spec.configure(p)
@@ -219,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return cmd_plugins(args, pm)
         spec = extra[args.command]
-        return int(spec.main(args))  # type: ignore[attr-defined]
+        return int(spec.main(args))
     except BrokenPipeError:
         # `streamer plugins | head`: the reader has what it wanted. Point stdout at /dev/null
         # so the interpreter's final flush does not fail again.

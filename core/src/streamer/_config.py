@@ -20,16 +20,21 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import attrs
-
-from streamer._address import parse_address
+from streamer._api import HasDefaultOverflow
 from streamer._config_values import cut_long_values, refuse_oversized
 from streamer._env_overrides import apply_overrides, blame_overrides
 from streamer._inbox import Overflow
 from streamer._logs import url_secret
-from streamer._plugins import NodeKind, PluginManager, TypeSpec
+from streamer._plugins import NodeKind, PluginManager
+from streamer._settings import (
+    SINK_KEYS,
+    NodeConfig,
+    PipelineConfig,
+    SinkSettings,
+    StreamerSettings,
+)
 from streamer._structure import (
     describe_value,
     make_converter,
@@ -37,7 +42,7 @@ from streamer._structure import (
     structure_collecting,
 )
 from streamer._toml_depth import nesting_exceeds
-from streamer.validators import at_least, at_least_field, between, greater_than, off_or_at_least
+from streamer.validators import at_least, between, greater_than
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,7 +57,6 @@ SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|auth_key|api_key|token)$"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Tables and arrays nested deeper than this are refused (no config needs more than a few).
 MAX_DEPTH = 32
-OnFatal = Literal["stop", "disable"]
 
 
 class ConfigError(Exception):
@@ -61,101 +65,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
         super().__init__("\n".join(errors))
-
-
-@attrs.define
-class StreamerSettings:
-    """The ``[streamer]`` table."""
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    log_file: str | None = None
-    #: Seconds allowed for sinks to flush after SIGINT/SIGTERM before they are cancelled.
-    shutdown_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-    #: Seconds between throughput lines in the log (streamer._stats); 0 turns them off.
-    stats_interval: float = attrs.field(default=60.0, validator=off_or_at_least(0.1))
-    #: "host:port" of the /metrics, /healthz and /readyz listener; None: off.
-    metrics: str | None = None
-    #: /readyz: a source part whose newest data is older than this (seconds) is not ready.
-    ready_max_data_age: float = attrs.field(default=60.0, validator=greater_than(0))
-    #: Ceilings of the metrics listener (``streamer._metrics_http.OpsLimits``, same defaults).
-    metrics_max_connections_per_address: int = attrs.field(default=8, validator=at_least(1))
-    metrics_max_connections: int = attrs.field(
-        default=64, validator=[at_least(1), at_least_field("metrics_max_connections_per_address")])
-    metrics_head_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-    metrics_request_timeout: float = attrs.field(
-        default=10.0, validator=[greater_than(0), at_least_field("metrics_head_timeout")])
-
-    def validate(self, environ: Mapping[str, str]) -> list[str]:
-        if self.metrics is not None:
-            try:
-                parse_address(self.metrics)
-            except ValueError as exc:
-                return [f"metrics: {exc}"]
-        if self.log_file is None:
-            return []
-        target = Path(self.log_file)
-        parent = target.parent if str(target.parent) else Path(".")
-        if target.is_dir():
-            return [f"log_file: {self.log_file!r} is a directory; name a file in it"]
-        if not parent.is_dir():
-            return [f"log_file: the directory {str(parent)!r} does not exist"]
-        if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-            return [f"log_file: {self.log_file!r} is not writable"]
-        return []
-
-
-@attrs.define
-class SinkSettings:
-    """The keys every ``[[sinks]]`` table takes besides name/type/inputs."""
-
-    #: Batches the inbox holds.
-    queue_size: int = attrs.field(default=1000, validator=at_least(1))
-    #: What a full inbox does; None: the sink type's default (``block`` unless its config
-    #: class sets ``default_overflow``).
-    overflow: Overflow | None = None
-    #: A FatalError of this sink: "stop" the whole run, or "disable" this sink alone.
-    on_fatal: OnFatal = "stop"
-    #: Seconds without taking from a non-empty inbox before the sink is reported as stalled.
-    stall_timeout: float = attrs.field(default=5.0, validator=greater_than(0))
-
-
-SINK_KEYS = {f.name for f in attrs.fields(SinkSettings)}
-
-
-@attrs.define
-class NodeConfig:
-    """One ``[[sources]]``, ``[[transforms]]`` or ``[[sinks]]`` table, structured."""
-
-    kind: NodeKind
-    index: int
-    name: str
-    type: str
-    inputs: tuple[str, ...]
-    options: Any
-    spec: TypeSpec
-    queue_size: int = 1000
-    overflow: Overflow = "block"
-    on_fatal: OnFatal = "stop"
-    stall_timeout: float = 5.0
-    #: ``overflow`` was set in the table, not taken from the sink type's default.
-    overflow_chosen: bool = False
-
-    @property
-    def path(self) -> str:
-        return f"{self.kind}s[{self.index}]"
-
-
-@attrs.define
-class PipelineConfig:
-    filename: str
-    settings: StreamerSettings
-    sources: list[NodeConfig]
-    transforms: list[NodeConfig]
-    sinks: list[NodeConfig]
-
-    def nodes(self) -> list[NodeConfig]:
-        return [*self.sources, *self.transforms, *self.sinks]
 
 
 # -- environment overrides ------------------------------------------------------------------
@@ -378,7 +287,8 @@ def _build_node(
     run_validate(options, path, filename, environ, errors)
     # Even an invalid node takes part in the graph checks, so every error shows at once.
     valid_inputs = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
-    type_default: Overflow = getattr(spec.config_class, "default_overflow", "block")
+    type_default: Overflow = (spec.config_class.default_overflow
+                              if isinstance(spec.config_class, HasDefaultOverflow) else "block")
     overflow: Overflow = sink.overflow if sink.overflow is not None else type_default
     return NodeConfig(kind, index, name if isinstance(name, str) else f"<{path}>", type_name,
                       tuple(inputs or ()) if valid_inputs and kind != "source" else (),

@@ -10,7 +10,7 @@ published under the entry-point group ``streamer.plugins``::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING, Protocol
 
 import pluggy
@@ -138,12 +138,29 @@ def streamer_transform_event(event: Event, source: str) -> Event | None:
     """
 
 
+@hookspec
+def streamer_environment_warnings(environ: Mapping[str, str], read: Set[str]) -> list[str]:
+    """Warn about the environment ``streamer run`` starts in: variables a plugin recognises
+    that nothing will read (an older program's settings, say, which the pipeline file
+    replaces).
+
+    Called once by ``streamer run``, after the configuration is loaded and logging set up,
+    before the pipeline is built, whatever the pipeline holds. ``environ`` is the process
+    environment; ``read`` the names of the variables the pipeline reads through its
+    ``*_env`` options, which are not ignored. Return the warnings, one line each; each is
+    logged once (logger ``streamer.cli``). The bybit plugin names the older streamer's
+    ``.env`` variables this way.
+    """
+    return []  # a spec's body never runs; this keeps its return type honest
+
+
 HOOK_NAMES: tuple[str, ...] = (
     "streamer_register_sources",
     "streamer_register_transforms",
     "streamer_register_sinks",
     "streamer_register_commands",
     "streamer_transform_event",
+    "streamer_environment_warnings",
 )
 
 __all__ = ["HOOK_NAMES", "RegisterCommand", "RegisterSource", "RegisterType", "hookimpl",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from streamer._config import PipelineConfig
+from streamer._settings import PipelineConfig
 
 log = logging.getLogger("streamer.runtime")
 

@@ -16,14 +16,14 @@ import argparse
 import functools
 import importlib.metadata
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from typing import Any, Literal
 
 import attrs
 import pluggy
 
 from streamer import _hookspecs as hookspecs
-from streamer._api import Factory
+from streamer._api import CONFIG_CAPABILITIES, Factory, check_capabilities
 from streamer._events import Event
 
 ENTRY_POINT_GROUP = "streamer.plugins"
@@ -193,6 +193,11 @@ class PluginManager:
                             f"plugin {_plugin!r}: config class for {_kind} {type_name!r} "
                             "must be an attrs class"
                         )
+                    try:
+                        check_capabilities(config_class, CONFIG_CAPABILITIES[_kind])
+                    except TypeError as exc:
+                        raise PluginError(f"plugin {_plugin!r}: config class for {_kind} "
+                                          f"{type_name!r}: {exc}") from None
                     known = types[_kind].get(type_name)
                     if known is not None:
                         raise PluginError(
@@ -249,6 +254,24 @@ class PluginManager:
         # fewer arguments (pluggy allows it) is called with just those.
         # pluggy calls the last registered first; keep that order for chaining.
         return [_positional(impl.function, impl.argnames) for impl in reversed(impls)]
+
+    def environment_warnings(self, environ: Mapping[str, str],
+                             read: Set[str]) -> list[str]:
+        """What the ``streamer_environment_warnings`` implementations say about ``environ``,
+        in call order; one that raises is named in a warning of its own, the others still
+        speak."""
+        out: list[str] = []
+        for plugin_name in self._implementers("streamer_environment_warnings"):
+            hook = self._hook_of(plugin_name, "streamer_environment_warnings")
+            try:
+                for said in hook(environ=environ, read=frozenset(read)):
+                    if not (isinstance(said, list) and all(isinstance(s, str) for s in said)):
+                        raise TypeError(f"expected a list of str, got {said!r}")
+                    out.extend(said)
+            except Exception as exc:
+                out.append(f"plugin {plugin_name!r}: streamer_environment_warnings failed: "
+                           f"{type(exc).__name__}: {exc}")
+        return out
 
     def plugins(self) -> list[PluginInfo]:
         """Every registered plugin with its distribution, version and the types it adds."""

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import streamer
-from streamer._api import Emit, StreamGap
+from streamer._api import Emit, HandlesGaps, StreamGap
 from streamer._events import Event
 from streamer._inbox import Inbox
 from streamer._logs import RateLimitedLog
 from streamer._metrics import Metrics
 
 if TYPE_CHECKING:
-    from streamer._runtime import Node
+    from streamer._node import Node
 
 log = logging.getLogger("streamer.runtime")
 
@@ -85,7 +85,7 @@ class Route:
 
     async def gap(self, gap: StreamGap) -> None:
         for tnode, temit in self._transforms:
-            on_gap = getattr(tnode.obj, "on_gap", None)
+            on_gap = tnode.obj.on_gap if isinstance(tnode.obj, HandlesGaps) else None
             if on_gap is None:
                 continue
             try:

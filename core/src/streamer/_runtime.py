@@ -21,18 +21,27 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import trio
 
-from streamer._api import Context, Emit, FatalError
+from streamer._api import (
+    NODE_CAPABILITIES,
+    Context,
+    DrivesClock,
+    Emit,
+    FatalError,
+    HasHistory,
+    HasShutdownTimeout,
+    check_capabilities,
+)
 from streamer._backoff import Backoff
-from streamer._config import NodeConfig, PipelineConfig
 from streamer._inbox import Inbox
 from streamer._liveness import block_when_offline
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
+from streamer._node import Node
 from streamer._plugins import PluginManager
 from streamer._route import Route, hook_applier
+from streamer._settings import PipelineConfig
 from streamer._sink_watch import WATCH_INTERVAL, SinkWatch
 from streamer._stats import StatsLog
 
@@ -50,30 +59,15 @@ REPORT_GRACE = 1.0
 LOSS_KEYS = ("inbox_dropped_events", "lost_on_restart", "lost_after_stop", "lost_at_shutdown")
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, exception groups flattened (``exc`` alone if it is no
+    group): what supervision and ``streamer run`` decide on."""
     if isinstance(exc, BaseExceptionGroup):
         out: list[BaseException] = []
         for inner in exc.exceptions:
-            out.extend(_leaves(inner))
+            out.extend(exception_leaves(inner))
         return out
     return [exc]
-
-
-@attrs.define(eq=False)
-class Node:
-    config: NodeConfig
-    obj: Any
-    context: Context
-    inbox: Inbox | None = None
-    #: Between a failure and the restart (the watchdog names that as the cause).
-    restarting: bool = False
-    #: Counted by the runtime; see :data:`LOSS_KEYS`.
-    lost_on_restart: int = 0
-    lost_at_shutdown: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
 
 class Pipeline:
@@ -92,6 +86,7 @@ class Pipeline:
                 inputs=nc.inputs,
             )
             obj = nc.spec.factory(nc.options, context)
+            check_capabilities(obj, NODE_CAPABILITIES[nc.kind])
             inbox = Inbox(nc.name, nc.queue_size, nc.overflow) if nc.kind == "sink" else None
             self.nodes[nc.name] = Node(nc, obj, context, inbox)
         self._wire_history()
@@ -116,8 +111,8 @@ class Pipeline:
     def trio_clock(self) -> trio.abc.Clock | None:
         """The clock a source asks trio to run with (its ``trio_clock`` attribute, e.g. a
         replay driving time from its recording), or ``None``. At most one source may."""
-        clocks = [(n.name, c) for n in self.nodes.values() if n.config.kind == "source"
-                  and (c := getattr(n.obj, "trio_clock", None)) is not None]
+        clocks = [(n.name, n.obj.trio_clock) for n in self.nodes.values()
+                  if n.config.kind == "source" and isinstance(n.obj, DrivesClock)]
         if len(clocks) > 1:
             names = ", ".join(name for name, _ in clocks)
             raise ValueError(f"sources {names} each want to drive the clock; only one may")
@@ -171,9 +166,9 @@ class Pipeline:
         that is longer (so it can report what it failed to write before it is cut off)."""
         timeout = self.config.settings.shutdown_timeout
         for node in self.nodes.values():
-            own = getattr(node.config.options, "shutdown_timeout", None)
-            if node.inbox is not None and isinstance(own, (int, float)):
-                timeout = max(timeout, float(own) + REPORT_GRACE)
+            options = node.config.options
+            if node.inbox is not None and isinstance(options, HasShutdownTimeout):
+                timeout = max(timeout, float(options.shutdown_timeout) + REPORT_GRACE)
         return timeout
 
     def report_cut_off(self) -> None:
@@ -241,9 +236,8 @@ class Pipeline:
                 if upstream.config.kind == "transform":
                     pending.extend(upstream.config.inputs)
                     continue
-                history = getattr(upstream.obj, "history", None)
-                if history is not None:
-                    node.context.history.add(name, history)
+                if isinstance(upstream.obj, HasHistory):
+                    node.context.history.add(name, upstream.obj.history)
 
     # -- starting and supervising -----------------------------------------------------------
 
@@ -282,7 +276,7 @@ class Pipeline:
                         task_status.started()
                     backoff.reset()
             except (Exception, BaseExceptionGroup) as exc:
-                leaves = _leaves(exc)
+                leaves = exception_leaves(exc)
                 if all(isinstance(e, trio.Cancelled) for e in leaves):
                     raise
                 fatal = next((e for e in leaves if isinstance(e, FatalError)), None)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from streamer._api import ReportsBusy
 from streamer._logs import NOT_RATE_LIMITED
 
 if TYPE_CHECKING:
-    from streamer._runtime import Node
+    from streamer._node import Node
 
 #: How often the sinks are checked for a stall (seconds).
 WATCH_INTERVAL = 1.0
@@ -54,7 +55,7 @@ class SinkWatch:
                 continue
             seen.stalled = True
             node.context.metrics.inc("stalls")
-            busy = getattr(node.obj, "busy_with", None)
+            busy = node.obj.busy_with if isinstance(node.obj, ReportsBusy) else None
             if node.restarting:
                 cause = "it failed and waits to be restarted"
             elif busy:

@@ -27,7 +27,8 @@ the newest event is kept, its time read only when a line is written.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -37,7 +38,8 @@ from streamer._events import Event, Kline, Price, Ticker, Trade
 from streamer._logs import NOT_RATE_LIMITED
 
 if TYPE_CHECKING:
-    from streamer._runtime import Pipeline
+    from streamer._node import Node
+    from streamer._route import Route
 
 log = logging.getLogger("streamer.runtime")
 
@@ -74,10 +76,23 @@ def counters_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
+class Flows(Protocol):
+    """What the stats log reads of a pipeline (``streamer._runtime.Pipeline``)."""
+
+    @property
+    def nodes(self) -> Mapping[str, Node]: ...
+
+    def route_of(self, producer: str) -> Route: ...
+
+    def losses(self) -> dict[str, dict[str, int]]: ...
+
+    def metrics(self) -> dict[str, dict[str, int]]: ...
+
+
 class StatsLog:
     """Writes the periodic and final lines of one pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Flows) -> None:
         self._pipeline = pipeline
         self._last: dict[str, Flow] = {}
 

@@ -22,6 +22,7 @@ from cattrs.errors import (
 )
 from cattrs.v import transform_error
 
+from streamer._api import Validates
 from streamer._config_values import shown
 
 
@@ -192,12 +193,11 @@ def _run_field_validators(obj: Any, path: str, filename: str, errors: list[str],
 
 def run_validate(obj: Any, path: str, filename: str, environ: Mapping[str, str],
                   errors: list[str]) -> None:
-    """The config class's own ``validate(environ)`` step, if it has one."""
-    validate = getattr(obj, "validate", None)
-    if obj is None or not callable(validate):
+    """The config class's own ``validate(environ)`` step, if it has one (:class:`Validates`)."""
+    if not isinstance(obj, Validates):
         return
     try:
-        problems: Iterable[str] = validate(environ)
+        problems: Iterable[str] = obj.validate(environ)
     except Exception as exc:  # a broken validate names itself rather than crash the check
         errors.append(f"{filename}: {path}: validate() failed: {type(exc).__name__}: {exc}")
         return

@@ -255,7 +255,7 @@ class BybitConnection:
                     "%s: cannot connect to %s: %s; next retry in %.1f s",
                     self.name,
                     url,
-                    _describe(exc),
+                    describe(exc),
                     delay,
                 )
                 await trio.sleep(delay)
@@ -294,7 +294,7 @@ class BybitConnection:
                 "%s: connection to %s lost (%s); reconnecting in %.1f s",
                 self.name,
                 url,
-                _describe(cause) if cause is not None else "unknown cause",
+                describe(cause) if cause is not None else "unknown cause",
                 delay,
             )
             await trio.sleep(delay)
@@ -487,8 +487,6 @@ class BybitConnection:
             topic,
             ret_msg,
         )
-
-_describe = describe
 
 
 __all__ = [

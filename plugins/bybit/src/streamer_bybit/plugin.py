@@ -1,4 +1,6 @@
-"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources.
+"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources, the
+``streamer migrate-env`` command (the older Bybit streamer's ``.env`` to a streamer.toml), and
+warns at ``streamer run`` about that ``.env``'s variables when they are set but not read.
 
 Registering imports only the configuration (plugin loading and ``streamer check`` stay
 cheap); each factory imports its source, with websockets, zstandard, ..., when the pipeline
@@ -7,9 +9,11 @@ builds one.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING
 
-from streamer import Context, RegisterSource, hookimpl
+from streamer import Context, RegisterCommand, RegisterSource, hookimpl
 from streamer_bybit.config import BybitLinearConfig, BybitSpotConfig, ReplayConfig
 
 if TYPE_CHECKING:
@@ -41,3 +45,28 @@ def streamer_register_sources(register: RegisterSource) -> None:
     register("bybit.spot", BybitSpotConfig, make_spot)
     # A capture file has no deadline: a replay waits for slow sinks rather than drop.
     register("bybit.replay", ReplayConfig, make_replay, live=False)
+
+
+def _configure_migrate_env(parser: argparse.ArgumentParser) -> None:
+    from streamer_bybit.migrate_env import configure
+
+    configure(parser)
+
+
+def _migrate_env(args: argparse.Namespace) -> int:
+    from streamer_bybit.migrate_env import main
+
+    return main(args)
+
+
+@hookimpl
+def streamer_register_commands(register: RegisterCommand) -> None:
+    register("migrate-env", "print the streamer.toml equivalent to the older streamer's .env",
+             _configure_migrate_env, _migrate_env)
+
+
+@hookimpl
+def streamer_environment_warnings(environ: Mapping[str, str], read: Set[str]) -> list[str]:
+    from streamer_bybit.oldenv import ignored_warning
+
+    return ignored_warning(environ, read)

@@ -26,11 +26,10 @@ from streamer_bybit.connection import (
     ConnectionSettings,
     ConnectionShared,
     ConnectPacer,
-    _describe,
 )
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.intervals import CODES
-from streamer_bybit.recovery import RecoverySettings
+from streamer_bybit.recovery import RecoverySettings, describe
 from streamer_bybit.rest import BybitRest, trading_symbols
 from streamer_bybit.shard import shard_symbols
 from streamer_bybit.tickers import PriceTracker
@@ -177,7 +176,7 @@ class BybitSource:
                         self.context.name,
                         self.category,
                         host,
-                        _describe(exc),
+                        describe(exc),
                         delay,
                     )
                     await trio.sleep(delay)
@@ -202,7 +201,7 @@ class BybitSource:
                 "%s: cannot check the symbols against %s (%s); streaming %s unchecked",
                 self.context.name,
                 host,
-                _describe(exc),
+                describe(exc),
                 ", ".join(wanted),
             )
             return wanted[: config.symbols_limit] if config.symbols_limit else wanted

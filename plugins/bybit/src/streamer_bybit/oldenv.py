@@ -1,18 +1,15 @@
 """The older Bybit klines streamer's ``.env`` (``STREAMER_*`` variables): read it, and warn
-about its variables, which this streamer does not read (it reads streamer.toml).
+about its variables, which this streamer does not read (it reads streamer.toml): the plugin's
+``streamer_environment_warnings``.
 
-docs/migrating.md lists every variable and what it becomes; :mod:`streamer._migrate_env`
+docs/migrating.md lists every variable and what it becomes; :mod:`streamer_bybit.migrate_env`
 turns a ``.env`` into a streamer.toml.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import attrs
 
 #: Every variable the older streamer's README documents, with what it meant.
 OLD_VARIABLES: dict[str, str] = {
@@ -74,33 +71,20 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return out
 
 
-def referenced_env(options: Iterable[Any]) -> set[str]:
-    """Variable names a pipeline reads through ``*_env`` options (those are not ignored)."""
-    names = set()
-    for opts in options:
-        if attrs.has(type(opts)):
-            for field in attrs.fields(type(opts)):
-                value = getattr(opts, field.name, None)
-                if field.name.endswith("_env") and isinstance(value, str):
-                    names.add(value)
-    return names
-
-
 def ignored_old_variables(environ: Mapping[str, str], used: Iterable[str] = ()) -> list[str]:
     """The older streamer's variables set in ``environ`` that nothing reads."""
     skip = set(used)
     return sorted(k for k in environ if k in OLD_VARIABLES and k not in skip)
 
 
-def warn_ignored_old_env(environ: Mapping[str, str], log: logging.Logger,
-                         options: Iterable[Any] = ()) -> list[str]:
-    """Log one warning naming the older streamer's variables that are set but ignored."""
-    names = ignored_old_variables(environ, referenced_env(options))
-    if names:
-        log.warning(
-            "ignored: %s %s the older streamer's .env and %s not read here (the pipeline "
-            "comes from streamer.toml); `streamer migrate-env .env` writes an equivalent "
-            "streamer.toml", ", ".join(names), "is from" if len(names) == 1 else "are from",
-            "is" if len(names) == 1 else "are",
-        )
-    return names
+def ignored_warning(environ: Mapping[str, str], read: Iterable[str] = ()) -> list[str]:
+    """One line naming the older streamer's variables set in ``environ`` and not ``read`` by
+    the pipeline (through a ``*_env`` option); none when there are none."""
+    names = ignored_old_variables(environ, read)
+    if not names:
+        return []
+    one = len(names) == 1
+    return [f"ignored: {', '.join(names)} {'is from' if one else 'are from'} the older "
+            f"streamer's .env and {'is' if one else 'are'} not read here (the pipeline comes "
+            "from streamer.toml); `streamer migrate-env .env` writes an equivalent "
+            "streamer.toml"]

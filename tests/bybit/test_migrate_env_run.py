@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
 from server_process import free_port
 
-from streamer._oldenv import parse_dotenv
+from streamer_bybit.oldenv import parse_dotenv
 
 TESTS = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).with_name("older-streamer.env")

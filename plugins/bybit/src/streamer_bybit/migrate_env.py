@@ -1,8 +1,8 @@
 """``streamer migrate-env [PATH]``: print the streamer.toml equivalent to the older Bybit
-klines streamer's ``.env``.
+klines streamer's ``.env`` (a command of this plugin).
 
-The output names the bundled plugins' types (``bybit.linear``, ``klines.from_trades``,
-``redis``, ...) as text only: the core imports no plugin. Anything without an equivalent
+The output names the bundled plugins' types (``klines.from_trades``, ``redis``, ...) as text
+only: no plugin imports another. Anything without an equivalent
 becomes a ``#`` comment saying so; secrets become ``*_env`` references to the variable that
 holds them, never values. docs/migrating.md is the table this follows.
 """
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamer._oldenv import OLD_VARIABLES, parse_dotenv
-from streamer.intervals import INTERVALS as BYBIT_INTERVALS
 from streamer.intervals import MONTH_MS, interval_label, parse_interval
+from streamer_bybit.intervals import CODES as BYBIT_INTERVALS
+from streamer_bybit.oldenv import OLD_VARIABLES, parse_dotenv
 
 #: The older streamer's interval units, in ms (``<n>ms`` too, from 100 ms).
 _UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000, "D": 86_400_000, "d": 86_400_000,
@@ -380,26 +380,17 @@ def _websocket_items(e: _Env, out: _Out) -> list[tuple[str, Any]]:
 # -- the command -----------------------------------------------------------------------------
 
 
-class MigrateEnvCommand:
+def configure(parser: argparse.ArgumentParser) -> None:
     """``streamer migrate-env [PATH]`` (PATH defaults to ./.env)."""
-
-    help = "print the streamer.toml equivalent to the older streamer's .env"
-
-    def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("path", nargs="?", default=".env",
-                            help="the older streamer's .env (default: ./.env)")
-
-    def main(self, args: argparse.Namespace) -> int:
-        try:
-            text = Path(args.path).read_text(encoding="utf-8")
-        except OSError as exc:
-            print(f"{args.path}: cannot read the file: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        sys.stdout.write(migrate(parse_dotenv(text), source_name=args.path))
-        return 0
+    parser.add_argument("path", nargs="?", default=".env",
+                        help="the older streamer's .env (default: ./.env)")
 
 
-def add_migrate_env_command(sub: Any) -> MigrateEnvCommand:
-    command = MigrateEnvCommand()
-    command.configure(sub.add_parser("migrate-env", help=command.help))
-    return command
+def main(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"{args.path}: cannot read the file: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(migrate(parse_dotenv(text), source_name=args.path))
+    return 0

@@ -1,18 +1,18 @@
-"""`streamer migrate-env`: the older streamer's .env becomes a streamer.toml that
-`streamer check` accepts; `streamer run` names the older variables it ignores."""
+"""`streamer migrate-env` (a command of the bybit plugin): the older streamer's .env becomes a
+streamer.toml that `streamer check` accepts; `streamer run` names the older variables it
+ignores (the plugin's `streamer_environment_warnings`)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import attrs
 import pytest
 
+from streamer._cli import build_parser
 from streamer._config import load_config_text
-from streamer._migrate_env import migrate
-from streamer._oldenv import OLD_VARIABLES, parse_dotenv, warn_ignored_old_env
 from streamer._plugins import load_plugin_manager
+from streamer_bybit.migrate_env import migrate
+from streamer_bybit.oldenv import OLD_VARIABLES, parse_dotenv
 
 SAMPLE = Path(__file__).with_name("older-streamer.env")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrating.md"
@@ -126,23 +126,23 @@ def test_every_old_variable_is_documented_and_in_the_sample() -> None:
         assert name in sample, name
 
 
-def test_run_warns_once_by_name_about_ignored_old_variables(caplog) -> None:
-    caplog.set_level(logging.WARNING)
+IGNORED = ("ignored: STREAMER_BYBIT_SYMBOLS, STREAMER_KLINES_MODE are from the older "
+           "streamer's .env and are not read here (the pipeline comes from streamer.toml); "
+           "`streamer migrate-env .env` writes an equivalent streamer.toml")
+
+
+def test_the_plugin_names_the_older_variables_set_and_not_read(pm) -> None:
     environ = {"STREAMER_BYBIT_SYMBOLS": "BTCUSDT", "STREAMER_KLINES_MODE": "true",
                "STREAMER_REDIS_PASSWORD": "x", "STREAMER_SINKS__REDIS__PORT": "1",
                "STREAMER_DISABLE_PLUGINS": "", "HOME": "/root"}
-
-    @attrs.define
-    class RedisOptions:  # a sink that reads the password through password_env
-        password_env: str = "STREAMER_REDIS_PASSWORD"
-
-    names = warn_ignored_old_env(environ, logging.getLogger("t"), [RedisOptions(), object()])
-    assert names == ["STREAMER_BYBIT_SYMBOLS", "STREAMER_KLINES_MODE"]
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1
-    assert "STREAMER_BYBIT_SYMBOLS, STREAMER_KLINES_MODE are from the older" in warnings[0]
-    assert "migrate-env" in warnings[0]
-    assert warn_ignored_old_env({"HOME": "/"}, logging.getLogger("t")) == []
+    # A sink reads the password through password_env: that one is not ignored.
+    assert pm.environment_warnings(environ, {"STREAMER_REDIS_PASSWORD"}) == [IGNORED]
+    assert pm.environment_warnings({**environ, "STREAMER_KLINES_MODE": ""},
+                                   {"STREAMER_REDIS_PASSWORD", "STREAMER_BYBIT_SYMBOLS"}) == [
+        "ignored: STREAMER_KLINES_MODE is from the older streamer's .env and is not read here "
+        "(the pipeline comes from streamer.toml); `streamer migrate-env .env` writes an "
+        "equivalent streamer.toml"]
+    assert pm.environment_warnings({"HOME": "/"}, set()) == []
 
 
 @pytest.mark.parametrize("mode", ["false", "true"])
@@ -165,3 +165,14 @@ def test_intervals_as_docs_migrating_says(pm, mode) -> None:
     assert ("Built from trades (the default), every length it accepted is kept: `500ms`, "
             "`15s`, `7m`, `1M`") in docs
     assert "In kline mode only Bybit's lengths" in docs
+
+
+def test_migrate_env_is_the_bybit_plugin_s_command(pm, tmp_path, capsys) -> None:
+    assert pm.commands()["migrate-env"].plugin == "bybit"
+    parser, commands = build_parser(pm)
+    args = parser.parse_args(["migrate-env", str(SAMPLE)])
+    assert commands["migrate-env"].main(args) == 0
+    assert capsys.readouterr().out == migrate(sample_env(), source_name=str(SAMPLE))
+    args = parser.parse_args(["migrate-env", str(tmp_path / "missing.env")])
+    assert commands["migrate-env"].main(args) == 2
+    assert capsys.readouterr().err.startswith(f"{tmp_path / 'missing.env'}: cannot read the file")

@@ -1,0 +1,42 @@
+"""A built node of a pipeline, and the read-only view of a running pipeline that the
+operations listener (:mod:`streamer._metrics_http`) serves, so that it depends on this and not
+on the runtime that runs the nodes (:mod:`streamer._runtime`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from streamer._api import Context
+from streamer._inbox import Inbox
+from streamer._settings import NodeConfig
+
+
+@attrs.define(eq=False)
+class Node:
+    """One source, transform or sink: its table, the object its factory built, and what the
+    runtime keeps about it."""
+
+    config: NodeConfig
+    obj: Any
+    context: Context
+    inbox: Inbox | None = None
+    #: Between a failure and the restart (the watchdog names that as the cause).
+    restarting: bool = False
+    #: Counted by the runtime; see ``streamer._runtime.LOSS_KEYS``.
+    lost_on_restart: int = 0
+    lost_at_shutdown: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class PipelineView(Protocol):
+    """What the ops listener reads of a pipeline: its nodes, by name, in pipeline order
+    (their counters, probes, health and inboxes)."""
+
+    @property
+    def nodes(self) -> Mapping[str, Node]: ...
