@@ -26,6 +26,8 @@ import trio
 from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
+from streamer_bybit.hold_book import HoldBook
+from streamer_bybit.outlet import Outlet
 from streamer_bybit.recovery import (
     REST_ERRORS,
     GapRecovery,
@@ -132,11 +134,16 @@ class ConnectPacer:
             await trio.sleep_until(allowed_at)
 
 
-class BybitConnection:
-    """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled."""
+def connection_name(source: str, index: int) -> str:
+    """How the log lines, metrics and capture name connection ``index`` of ``source``."""
+    return f"{source}#{index}"
 
-    #: Set by the source when ``capture_dir`` is configured: sees every socket read.
-    capture: CaptureTap | None = None
+
+class BybitConnection:
+    """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled.
+
+    ``capture`` (``capture_dir``): sees every socket read and what gap recovery does.
+    """
 
     def __init__(
         self,
@@ -145,17 +152,18 @@ class BybitConnection:
         settings: ConnectionSettings,
         emit: Emit,
         shared: ConnectionShared,
+        capture: CaptureTap | None = None,
     ) -> None:
         logger, metrics, rest, prices = shared.logger, shared.metrics, shared.rest, shared.prices
         self.index = index
         self.topics = list(dict.fromkeys(topics))
         self.settings = settings
-        self.emit = emit
         self.logger = logger
         self.metrics = metrics
         self.pacer = shared.pacer
         self.rest = rest
-        self.name = f"{shared.name}#{index}"
+        self.name = connection_name(shared.name, index)
+        self.capture = capture
         self.log = RateLimitedLog(logger)
         self.refused: dict[str, str] = {}
         self.book = TickerBook(
@@ -166,18 +174,8 @@ class BybitConnection:
         self.trade_symbols = tuple(
             t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
         )
-        self.recovery: GapRecovery | None = None
-        if settings.recover_gaps:
-            self.recovery = GapRecovery(
-                settings.channel,
-                self.trade_symbols,
-                rest,
-                settings.recovery,
-                emit,
-                metrics=metrics,
-                logger=logger,
-                name=self.name,
-            )
+        # The flow of one read: the reader -> the decoder -> the outlet (through the hold
+        # book when gaps are recovered) -> emit. Recovery feeds the same outlet.
         self.decoder = MessageDecoder(
             settings.channel,
             metrics,
@@ -185,8 +183,22 @@ class BybitConnection:
             self.book,
             prices,
             price_from_trades=settings.price_from_trades,
-            on_trades=self.recovery.on_trades if self.recovery is not None else None,
         )
+        hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
+                     else None)
+        self.outlet = Outlet(emit, hold_book, capture, logger=logger, name=self.name)
+        self.recovery: GapRecovery | None = None
+        if settings.recover_gaps:
+            self.recovery = GapRecovery(
+                settings.channel,
+                self.trade_symbols,
+                rest,
+                settings.recovery,
+                self.outlet,
+                metrics=metrics,
+                logger=logger,
+                name=self.name,
+            )
         self.backoff = Backoff(initial=0.5, maximum=max(0.5, settings.reconnect_max_delay))
         self.sessions = 0  # sessions that reached "subscribed"
         self.reconnects = 0
@@ -306,6 +318,8 @@ class BybitConnection:
         self._last_activity = trio.current_time()
         self.subscribed = trio.Event()
         self._ws = ws
+        if self.capture is not None:
+            self.capture.session(self.reconnects)
         self.book.reset()  # a fresh snapshot follows the subscribe
         # After a reconnect, live trades of the symbols to recover wait for the missed ones.
         if self.sessions > 0 and self.recovery is not None:
@@ -322,8 +336,7 @@ class BybitConnection:
 
     async def _reader(self, ws: WebSocket) -> None:
         decode_read = self.decoder.decode_read
-        emit = self.emit
-        recovery = self.recovery
+        send = self.outlet.send
         coalesce = self.settings.coalesce
         while True:
             try:
@@ -346,10 +359,7 @@ class BybitConnection:
                 self.last_data = now
                 self._emitting = True
                 try:
-                    if recovery is not None and recovery.intercepting:
-                        await recovery.pass_live(events)
-                    else:
-                        await emit(events)
+                    await send(events)
                 finally:
                     self._emitting = False
                 if self._cause is not None:  # failed meanwhile: end the session now

@@ -18,7 +18,7 @@ import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
 from streamer.validators import Validator, at_least, between, greater_than
-from streamer_bybit.capture import CaptureOptions, run_capture
+from streamer_bybit.capture import CaptureOptions, CaptureTap, run_capture
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -26,6 +26,7 @@ from streamer_bybit.connection import (
     ConnectionShared,
     ConnectPacer,
     _describe,
+    connection_name,
 )
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.intervals import CODES
@@ -424,8 +425,11 @@ class BybitSource:
             pacer=ConnectPacer(config.connect_rate), rest=self.rest,
             prices=PriceTracker(self.category),
         )
+        capture = bool(config.capture_dir)
         self.connections = [
-            BybitConnection(index, pool, settings, emit, shared)
+            BybitConnection(
+                index, pool, settings, emit, shared,
+                capture=CaptureTap(connection_name(shared.name, index)) if capture else None)
             for index, pool in enumerate(pools)
         ]
         await self._run_connections(task_status)
