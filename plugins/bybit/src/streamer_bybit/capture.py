@@ -4,9 +4,9 @@
 each connection hands every socket read (its list of text payloads, exactly as the decoder
 gets them) to :meth:`CaptureTap.record`, which stamps it with the pipeline's wall time
 (:func:`streamer.clock.now`, the time base the kline timers use, so a replay can put frames
-and timers back in the same order) and appends it to a bounded in-memory queue. Its gap
-recovery hands over what it does besides the socket reads: the symbols whose live trades it
-holds after a reconnect, the trades it recovers from REST and the stream gaps it reports
+and timers back in the same order) and appends it to a bounded in-memory queue. Its outlet
+hands over what gap recovery does besides the socket reads: the symbols whose live trades
+are held after a reconnect, the trades recovered from REST and the stream gaps reported
 (:meth:`CaptureTap.holding`, :meth:`CaptureTap.recovered`, :meth:`CaptureTap.gap`). A writer
 thread drains the queue, frames the records and writes them zstd-compressed. The socket task
 never waits for the disk: when the queue holds more than ``capture_queue_mb`` the read is

@@ -17,6 +17,12 @@ recovered ones follow as soon as they are found (still before the gap closes, so
 exact; the order of those trades is then by arrival, counted in ``recovery_hold_overflows``).
 A symbol with no live trade since the resubscribe cannot be checked forward; it is taken as
 covered by an answer asked at least ``rest_lag_max`` seconds after the resubscribe.
+
+Where it sits: this module is the REST side only (asking, retrying, judging coverage,
+reporting gaps), async and in the subscriber's task. What is held, released and dropped is
+the connection's :class:`~streamer_bybit.hold_book.HoldBook`; a settled symbol is handed to
+the connection's :class:`~streamer_bybit.outlet.Outlet` (:meth:`GapRecovery._settle`), the
+same way downstream as the reader's live events.
 """
 
 from __future__ import annotations

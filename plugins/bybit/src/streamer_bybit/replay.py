@@ -19,7 +19,8 @@ Gap recovery: what a live source's gap recovery did besides the socket reads is 
 capture as records of its own (the symbols it held after a reconnect, the trades it
 recovered from REST, the stream gaps it reported), played at their recorded time; with them
 :class:`RecoveryMirror` holds, releases and drops the replayed live trades as the live
-source did, so the replay emits the same trades in the same order.
+source did (it runs the live source's :class:`~streamer_bybit.hold_book.HoldBook`), so the
+replay emits the same trades in the same order.
 
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
