@@ -199,7 +199,8 @@ async def test_spot_subscribes_at_most_10_args_per_request(fake_bybit, collector
             while conn.sessions < 2:
                 await trio.sleep(0.01)
             await fake_bybit.wait_subscribed("spot", fake_bybit.connections[0].topics)
-            assert conn.subscription.requests == 4 and conn.refused == {}  # resubscribed in chunks too
+            # resubscribed in chunks too
+            assert conn.subscription.requests == 4 and conn.refused == {}
             nursery.cancel_scope.cancel()
 
 
