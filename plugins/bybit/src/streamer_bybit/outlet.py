@@ -65,21 +65,28 @@ class Outlet:
         book = self.book
         if book is None:
             await self.emit(events)
-        elif not self._shared:
-            await self._send(book, events)
-        else:
+        elif self._shared:
             async with self._lock:
                 await self._send(book, events)
+        else:  # _send inlined: the reader's usual path, one coroutine less per read
+            out = book.live(events)
+            if book.over:
+                out = self._release_held(book) + out
+            if out:
+                await self.emit(out)
 
     async def _send(self, book: HoldBook, events: list[Event]) -> None:
         out = book.live(events)
         if book.over:
-            out = book.release_held() + out
-            self.logger.warning(
-                "%s: recovery held more than %d live trades; emitting them now, the "
-                "recovered trades follow as they are found", self.name, book.max_held)
+            out = self._release_held(book) + out
         if out:
             await self.emit(out)
+
+    def _release_held(self, book: HoldBook) -> list[Event]:
+        self.logger.warning(
+            "%s: recovery held more than %d live trades; emitting them now, the recovered "
+            "trades follow as they are found", self.name, book.max_held)
+        return book.release_held()
 
     def hold(self, symbols: list[str]) -> None:
         """A session after a lost one: hold the live trades of ``symbols`` until each is
