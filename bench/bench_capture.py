@@ -119,7 +119,7 @@ async def live_client(args: argparse.Namespace) -> dict[str, Any]:
         await sink.reached.wait()
         c1, t1, n1 = cpu_seconds(), time.perf_counter(), sink.trades
         taps = [c.capture for c in pipeline.node("src").connections if c.capture is not None]
-        writer = taps[0]._writer if taps else None
+        writer = taps[0].writer if taps else None
         pipeline.shutdown()
     metrics = pipeline.metrics()["src"]
     return {"messages": n1 - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0,

@@ -58,7 +58,7 @@ def test_bybit_volume_and_turnover_reach_the_wire_as_bybit_wrote_them():
                b'"16677","high":"16677","low":"16608","volume":"2.081","turnover":"34666.4005",'
                b'"confirm":true,"timestamp":6}]}')
     events: list = []
-    make_decoder(Metrics(), []).decode_read([message], events)
+    make_decoder(Metrics()).decode_read([message], events)
     [kline] = make().process(events)
     wire = msgspec.json.encode(render([kline])).decode()
     assert '"volume":2.081,' in wire and '"turnover":34666.4005' in wire

@@ -20,7 +20,7 @@ ITEMS = (
 )
 
 
-def make_decoder(metrics: Metrics, seen: list[list[Event]]) -> MessageDecoder:
+def make_decoder(metrics: Metrics) -> MessageDecoder:
     prices = PriceTracker("linear")
     return MessageDecoder(
         "linear",
@@ -29,37 +29,34 @@ def make_decoder(metrics: Metrics, seen: list[list[Event]]) -> MessageDecoder:
         TickerBook("linear", prices, emit_tickers=True, price_field=None),
         prices,
         price_from_trades=True,
-        on_trades=seen.append,
     )
 
 
-def decode(payload: bytes) -> tuple[list[Event], Metrics, list[list[Event]]]:
+def decode(payload: bytes) -> tuple[list[Event], Metrics]:
     metrics = Metrics()
-    seen: list[list[Event]] = []
     out: list[Event] = []
-    assert make_decoder(metrics, seen).decode(payload, out) is None
-    return out, metrics, seen
+    assert make_decoder(metrics).decode(payload, out) is None
+    return out, metrics
 
 
 def test_fast_and_general_path_agree():
     fast = f'{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":5,"data":{ITEMS}}}'.encode()
     general = f'{{"type":"snapshot","topic":"publicTrade.BTCUSDT","data":{ITEMS},"ts":5}}'
     assert fast.startswith(TRADE_PREFIX) and not general.startswith('{"topic"')
-    got_fast, m_fast, seen_fast = decode(fast)
-    got_general, m_general, seen_general = decode(general.encode())
+    got_fast, m_fast = decode(fast)
+    got_general, m_general = decode(general.encode())
     assert got_fast == got_general
     assert [type(e) for e in got_fast] == [Trade, Trade, Price]
     assert got_fast[0] == Trade(
         "linear", "BTCUSDT", 1700000000001, "Buy", "65000.1", "0.5", "id-1",
         "PlusTick", False, False, 7,
     )
-    assert seen_fast == seen_general == [got_fast]
     assert m_fast.snapshot() == m_general.snapshot() == {}
 
 
 def test_empty_trade_list_gives_nothing():
-    out, metrics, seen = decode(b'{"topic":"publicTrade.BTCUSDT","ts":1,"data":[]}')
-    assert (out, metrics.snapshot(), seen) == ([], {}, [])
+    out, metrics = decode(b'{"topic":"publicTrade.BTCUSDT","ts":1,"data":[]}')
+    assert (out, metrics.snapshot()) == ([], {})
 
 
 @pytest.mark.parametrize(
@@ -76,17 +73,15 @@ def test_empty_trade_list_gives_nothing():
     ],
 )
 def test_malformed_counted_once(payload):
-    out, metrics, seen = decode(payload)
-    assert (out, metrics.snapshot(), seen) == ([], {"malformed": 1}, [])
+    out, metrics = decode(payload)
+    assert (out, metrics.snapshot()) == ([], {"malformed": 1})
 
 
-def test_one_read_decodes_in_order_and_tells_the_observer_once():
+def test_one_read_decodes_in_order():
     """The reader hands a whole read to ``decode_read``: events come out in message order
-    whichever path decoded them, op replies come back, bad messages are counted, and the
-    observer hears of the read's trades once."""
+    whichever path decoded them, op replies come back, bad messages are counted."""
     metrics = Metrics()
-    seen: list[list[Event]] = []
-    decoder = make_decoder(metrics, seen)
+    decoder = make_decoder(metrics)
     decoder.price_from_trades = False
     one = (b'{"topic":"publicTrade.ETHUSDT","type":"snapshot","ts":5,"data":[{"T":1700000000003,'
            b'"s":"ETHUSDT","S":"Buy","v":"2","p":"3000","i":"id-3"}]}')
@@ -104,8 +99,5 @@ def test_one_read_decodes_in_order_and_tells_the_observer_once():
         ("Kline", "BTCUSDT"), ("Trade", "ETHUSDT"),
     ]
     assert [t.trade_id for t in out if isinstance(t, Trade)] == ["id-3", "id-1", "id-2", "id-3"]
-    assert seen == [out]
     assert decoder.trades == 4
     assert metrics.snapshot() == {"malformed": 1}
-    # A read without trades does not call the observer.
-    assert decoder.decode_read([kline, ack], []) and len(seen) == 1

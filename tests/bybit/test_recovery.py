@@ -20,6 +20,8 @@ from fakebybit import FakeBybit
 from streamer._backoff import Backoff
 from streamer._events import Ticker, Trade
 from streamer._metrics import Metrics
+from streamer_bybit.hold_book import HoldBook
+from streamer_bybit.outlet import Outlet
 from streamer_bybit.recovery import GapRecovery, RecoverySettings
 from streamer_bybit.rest import BybitRest
 from streamer_bybit.source import BybitLinearConfig
@@ -381,25 +383,24 @@ def as_events(rows: list[dict]) -> list[Trade]:
 
 
 async def test_gap_recovery_as_one_unit(autojump_clock):
-    """GapRecovery needs a REST client and an emit, no WebSocket: fed by hand here."""
+    """GapRecovery needs a REST client and an outlet, no WebSocket: fed by hand here."""
     fake = FakeBybit(linear_symbols=["BTCUSDT"], seed=11, rest_trade_lag=3.0)
     collector = Collector()
     metrics = Metrics()
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
+        logger = logging.getLogger("test.unit")
+        outlet = Outlet(collector, HoldBook(metrics, 20_000), None, logger=logger, name="unit")
         recovery = GapRecovery("linear", ["BTCUSDT"], BybitRest(fake.rest_url),
-                               RecoverySettings(), collector, metrics=metrics,
-                               logger=logging.getLogger("test.unit"), name="unit")
+                               RecoverySettings(), outlet, metrics=metrics, logger=logger,
+                               name="unit")
         before = as_events(fake.trade("linear", "BTCUSDT", count=3))
-        recovery.on_trades(before)  # what the decoder does for every read
-        await collector(before)
+        await outlet.send(before)  # what the reader does with every read
         await recovery.open_gap()  # the connection was lost
         fake.trade("linear", "BTCUSDT", count=4)  # missed: REST only (3 s later)
         recovery.begin()  # the next session
         live = as_events(fake.trade("linear", "BTCUSDT", count=2))
-        recovery.on_trades(live)
-        assert recovery.intercepting
-        await recovery.pass_live(live)
+        await outlet.send(live)
         assert recovery.held_count == 2 and len(collector.events) == 3
         started = trio.current_time()
         await recovery.run()
@@ -411,4 +412,5 @@ async def test_gap_recovery_as_one_unit(autojump_clock):
     # fifth ask is the first past the fake's 3 s REST lag.
     assert metrics["recovered_trades"] == 4 and metrics["recovery_retries"] == 4
     assert took == pytest.approx(3.75, abs=1e-9)
-    assert not recovery.intercepting and recovery.windows["BTCUSDT"].newest_ts == live[-1].ts
+    assert outlet.book is not None and outlet.book.idle
+    assert recovery.windows["BTCUSDT"].newest_ts == live[-1].ts

@@ -193,13 +193,14 @@ async def test_spot_subscribes_at_most_10_args_per_request(fake_bybit, collector
             await run_source(nursery, source, collector)
             (conn,) = source.connections
             assert len(fake_bybit.connections[0].topics) == 20
-            assert conn._req == 2 and conn.refused == {}  # 10 + 10, never refused
+            assert conn.subscription.requests == 2 and conn.refused == {}  # 10 + 10, never refused
             fake_bybit.drop_connections()
             await conn.subscribed.wait()  # the old session's event is already set
             while conn.sessions < 2:
                 await trio.sleep(0.01)
             await fake_bybit.wait_subscribed("spot", fake_bybit.connections[0].topics)
-            assert conn._req == 4 and conn.refused == {}  # resubscribed in chunks too
+            # resubscribed in chunks too
+            assert conn.subscription.requests == 4 and conn.refused == {}
             nursery.cancel_scope.cancel()
 
 
@@ -298,7 +299,7 @@ async def test_already_subscribed_is_harmless(fake_bybit, collector):
             (conn,) = source.connections
             assert conn._ws is not None
             # one topic already subscribed in the batch: Bybit refuses the whole request
-            await conn._subscribe_batch(conn._ws, ["publicTrade.BTCUSDT", "tickers.BTCUSDT"])
+            await conn.subscription.subscribe(conn._ws, ["publicTrade.BTCUSDT", "tickers.BTCUSDT"])
             assert fake_bybit.connections[0].topics == {"publicTrade.BTCUSDT", "tickers.BTCUSDT"}
             nursery.cancel_scope.cancel()
     assert conn.refused == {}

@@ -45,6 +45,9 @@ def test_past_max_held_every_held_trade_goes_at_once():
     # the recovered trades come later, alone
     assert mirror.recovered(1, 2, settled("BTCUSDT", [trade(20, "r")], holding=False)) == [
         trade(20, "r")]
+    # counted as the live source counted them
+    assert mirror.metrics.snapshot() == {"recovery_hold_overflows": 1,
+                                         "late_recovered_trades": 1}
 
 
 def test_live_trades_covered_by_a_quiet_symbols_recovery_are_duplicates_until_one_is_not():

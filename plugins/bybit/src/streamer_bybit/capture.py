@@ -4,9 +4,9 @@
 each connection hands every socket read (its list of text payloads, exactly as the decoder
 gets them) to :meth:`CaptureTap.record`, which stamps it with the pipeline's wall time
 (:func:`streamer.clock.now`, the time base the kline timers use, so a replay can put frames
-and timers back in the same order) and appends it to a bounded in-memory queue. Its gap
-recovery hands over what it does besides the socket reads: the symbols whose live trades it
-holds after a reconnect, the trades it recovers from REST and the stream gaps it reports
+and timers back in the same order) and appends it to a bounded in-memory queue. Its outlet
+hands over what gap recovery does besides the socket reads: the symbols whose live trades
+are held after a reconnect, the trades recovered from REST and the stream gaps reported
 (:meth:`CaptureTap.holding`, :meth:`CaptureTap.recovered`, :meth:`CaptureTap.gap`). A writer
 thread drains the queue, frames the records and writes them zstd-compressed. The socket task
 never waits for the disk: when the queue holds more than ``capture_queue_mb`` the read is
@@ -45,57 +45,79 @@ CLOSE_TIMEOUT_S: Final = 10.0
 
 
 class CaptureTap:
-    """What one connection's reader calls for each socket read: ``tap.record(payloads)``.
+    """One connection's way into the capture, given to it when it is made; the reader calls
+    ``tap.record(payloads, received)`` for each socket read, its outlet the rest.
 
-    A new socket session (the connection's ``reconnects`` count moved on) gets a new
-    connection number, so a replay starts it with a fresh decoder, as the live source did.
+    It writes only while a capture runs (:func:`run_capture` opens it on that run's writer,
+    and closes it). A new socket session (:meth:`session`) gets a new connection number in
+    the capture, so a replay starts it with a fresh decoder, as the live source did.
     """
 
-    __slots__ = ("_conn", "_connection", "_offset", "_session", "_writer")
+    __slots__ = ("_conn", "_offset", "_open", "_session", "_wanted", "name", "writer")
 
-    def __init__(self, writer: CaptureWriter, connection: Any) -> None:
-        self._writer = writer
-        self._connection = connection
-        self._session = -1
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: The writer of the current capture run (kept after it, for its figures).
+        self.writer: CaptureWriter | None = None
+        self._open: CaptureWriter | None = None  # the writer while the capture runs
+        self._wanted = 0  # the connection's session number
+        self._session = -1  # the session number ``_conn`` was opened for
         self._conn = 0
         self._offset = 0.0
+
+    def open(self, writer: CaptureWriter) -> None:
+        self.writer = self._open = writer
+        self._session = -1
+        self._conn = 0
+
+    def close(self) -> None:
+        self._open = None
+
+    def session(self, number: int) -> None:
+        """The connection started socket session ``number`` (its reconnects so far)."""
+        self._wanted = number
 
     def record(self, payloads: Sequence[bytes], received: float) -> None:
         """``received``: ``trio.current_time()`` when the read returned (the reader has it
         already; turned into wall time with the pipeline clock's offset, fixed per run)."""
-        conn = self._session_conn()
-        self._writer.record(conn, payloads, int((received + self._offset) * 1_000_000))
+        writer = self._open
+        if writer is not None:
+            conn = self._session_conn(writer)
+            writer.record(conn, payloads, int((received + self._offset) * 1_000_000))
 
-    def _session_conn(self) -> int:
-        session = self._connection.reconnects
+    def _session_conn(self, writer: CaptureWriter) -> int:
+        session = self._wanted
         if session != self._session:
             self._session = session
             self._offset = clock.now() - trio.current_time()
-            self._conn = self._writer.open_connection(
-                f"{self._connection.name} session {session + 1}")
+            self._conn = writer.open_connection(f"{self.name} session {session + 1}")
         return self._conn
 
     # What gap recovery emits besides the socket reads, so that a replay emits it too.
 
     def gap(self, gap: StreamGap) -> None:
         """The source reported a stream gap (opened or closed)."""
-        self._writer.record_event(GAP, self._conn, gap_body(gap))
+        if self._open is not None:
+            self._open.record_event(GAP, self._conn, gap_body(gap))
 
     def holding(self, symbols: Sequence[str], max_held: int) -> None:
         """A session after a lost one holds the live trades of ``symbols`` until each is
         recovered (at most ``max_held`` in all, then it emits them)."""
-        conn = self._session_conn()
-        self._writer.record_event(
-            HOLDING, conn, holding_body(self._connection.name, symbols, max_held))
+        writer = self._open
+        if writer is not None:
+            conn = self._session_conn(writer)
+            writer.record_event(HOLDING, conn, holding_body(self.name, symbols, max_held))
 
     def recovered(self, symbol: str, trades: Sequence[Trade], *, quiet: bool,
                   holding: bool) -> None:
         """The recovery of ``symbol`` settled: ``trades`` from REST (maybe none) are emitted
         now, followed by its held live trades if it is still ``holding``; ``quiet``: no live
         trade of it came since the resubscribe (live ones these cover will be dropped)."""
-        conn = self._session_conn()
-        for body in recovered_bodies(symbol, trades, quiet=quiet, holding=holding):
-            self._writer.record_event(RECOVERED, conn, body)
+        writer = self._open
+        if writer is not None:
+            conn = self._session_conn(writer)
+            for body in recovered_bodies(symbol, trades, quiet=quiet, holding=holding):
+                writer.record_event(RECOVERED, conn, body)
 
 
 def capture_header(source: str, connections: Sequence[Any]) -> dict[str, Any]:
@@ -123,8 +145,9 @@ async def run_capture(
     *,
     task_status: trio.TaskStatus[CaptureWriter] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Tap ``connections`` and run the capture writer until cancelled; then finish the
-    current file (bounded by ``CLOSE_TIMEOUT_S``)."""
+    """Run the capture writer into which the taps ``connections`` were made with
+    (``capture``) write, until cancelled; then finish the current file (bounded by
+    ``CLOSE_TIMEOUT_S``)."""
     assert options.capture_dir is not None
     connections = list(connections)
     writer = CaptureWriter(
@@ -136,10 +159,9 @@ async def run_capture(
         level=options.capture_level,
     )
     writer.start()
-    for connection in connections:
-        connection.capture = tap = CaptureTap(writer, connection)
-        if connection.recovery is not None:
-            connection.recovery.capture = tap
+    taps = [c.capture for c in connections if c.capture is not None]
+    for tap in taps:
+        tap.open(writer)
     logger.info("%s: capturing raw frames to %s", source, options.capture_dir)
     try:
         task_status.started(writer)
@@ -147,10 +169,8 @@ async def run_capture(
             await trio.sleep(5.0)
             writer.report()
     finally:
-        for connection in connections:
-            connection.capture = None
-            if connection.recovery is not None:
-                connection.recovery.capture = None
+        for tap in taps:
+            tap.close()
         writer.stop()
         # Bounded by the thread join's own real-time timeout rather than a trio deadline,
         # so a virtual clock (tests, replays) cannot cut the last file short.

@@ -1,23 +1,36 @@
 """One Bybit WebSocket connection's lifecycle: connect, subscribe, read, heartbeat, reconnect.
 
 A connection owns a fixed list of topics. Each session (one socket) runs three tasks in a
-nursery: the reader (the only task that receives; one ``emit`` per socket read), the
-heartbeat (ping every ``ping_interval``; the connection is stale when nothing at all arrived
-for ``stale_timeout``) and the subscriber (sends subscribe requests in chunks, checks every
-ack, then lets :class:`~streamer_bybit.recovery.GapRecovery` recover the trades missed while
-the previous session was down). The first task to hit
-a problem records the cause and cancels the session; the connection then backs off and
-starts a new session. Causes are recorded rather than raised so that one clean log line per
-reconnect comes out, instead of an ExceptionGroup.
+nursery: the reader (the only task that receives), the heartbeat (ping every
+``ping_interval``; the connection is stale when nothing at all arrived for ``stale_timeout``)
+and the subscriber (:class:`~streamer_bybit.subscription.Subscription`: subscribe requests in
+chunks, every ack checked; then :class:`~streamer_bybit.recovery.GapRecovery` recovers the
+trades missed while the previous session was down). The first task to hit a problem records
+the cause and cancels the session; the connection then backs off and starts a new session.
+Causes are recorded rather than raised so that one clean log line per reconnect comes out,
+instead of an ExceptionGroup.
+
+The flow of one socket read, top-down (all in the reader task, no task switch):
+
+1. read: ``ws.receive()`` returns every complete message of one socket read; the capture
+   (``capture_dir``) records them raw;
+2. decode: :class:`~streamer_bybit.decode.MessageDecoder` turns them into events (op replies
+   go to the subscription);
+3. hold book: the connection's :class:`~streamer_bybit.outlet.Outlet` passes them through
+   its :class:`~streamer_bybit.hold_book.HoldBook` (after a reconnect, the live trades of the
+   symbols being recovered wait there; otherwise it only notes the newest trade per symbol);
+4. emit: what the book lets through goes downstream in one ``emit``.
+
+Gap recovery feeds the same outlet from its own task: a symbol's recovered trades (fetched
+from REST) go through the hold book, which releases its held live trades after them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import msgspec
@@ -27,6 +40,9 @@ from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
+from streamer_bybit.hold_book import HoldBook
+from streamer_bybit.outlet import Outlet
+from streamer_bybit.pacer import ConnectPacer
 from streamer_bybit.recovery import (
     REST_ERRORS,
     GapRecovery,
@@ -35,6 +51,7 @@ from streamer_bybit.recovery import (
     describe,
 )
 from streamer_bybit.rest import BybitRest
+from streamer_bybit.subscription import AckTimeout, Subscription, named_topic
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Errors that mean "the network or the server is not there right now": log and retry.
@@ -53,24 +70,11 @@ NETWORK_ERRORS = (
 #: (a 64 KiB socket read decrypts to less than 64 KiB) still counts as a large read.
 COALESCE_SKIP: Final = READ_SIZE // 2
 
-_NAMED_TOPIC = re.compile(r"topic:(\S+)|\[([^\]]+)\]")
 _encode = msgspec.json.Encoder().encode
 
 
 class StaleConnection(Exception):
     """Nothing arrived (no data, no pong) for ``stale_timeout`` seconds."""
-
-
-class AckTimeout(Exception):
-    """A subscribe request got no answer in time."""
-
-
-def named_topic(ret_msg: str) -> str | None:
-    """The topic Bybit names in an error (``...,topic:T`` linear, ``[T]`` spot)."""
-    m = _NAMED_TOPIC.search(ret_msg)
-    if m is None:
-        return None
-    return m.group(1) or m.group(2)
 
 
 @attrs.define(frozen=True)
@@ -111,32 +115,16 @@ class ConnectionShared:
     prices: PriceTracker
 
 
-class ConnectPacer:
-    """Spaces connection attempts of one source: ``rate`` per second after a ``burst``.
-
-    Bybit allows 500 connections per 5 minutes per IP; a reconnect storm of a large pool
-    must not exceed it. Slots are reserved before sleeping, so waiters go in order.
-    """
-
-    def __init__(self, rate: float, burst: int = 5) -> None:
-        self.interval = 1.0 / rate
-        self.burst = burst
-        self._tat = -float("inf")
-
-    async def wait(self) -> None:
-        now = trio.current_time()
-        tat = max(self._tat, now)
-        allowed_at = tat - (self.burst - 1) * self.interval
-        self._tat = tat + self.interval
-        if allowed_at > now:
-            await trio.sleep_until(allowed_at)
+def connection_name(source: str, index: int) -> str:
+    """How the log lines, metrics and capture name connection ``index`` of ``source``."""
+    return f"{source}#{index}"
 
 
 class BybitConnection:
-    """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled."""
+    """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled.
 
-    #: Set by the source when ``capture_dir`` is configured: sees every socket read.
-    capture: CaptureTap | None = None
+    ``capture`` (``capture_dir``): sees every socket read and what gap recovery does.
+    """
 
     def __init__(
         self,
@@ -145,19 +133,23 @@ class BybitConnection:
         settings: ConnectionSettings,
         emit: Emit,
         shared: ConnectionShared,
+        capture: CaptureTap | None = None,
     ) -> None:
         logger, metrics, rest, prices = shared.logger, shared.metrics, shared.rest, shared.prices
         self.index = index
         self.topics = list(dict.fromkeys(topics))
         self.settings = settings
-        self.emit = emit
         self.logger = logger
         self.metrics = metrics
         self.pacer = shared.pacer
         self.rest = rest
-        self.name = f"{shared.name}#{index}"
+        self.name = connection_name(shared.name, index)
+        self.capture = capture
         self.log = RateLimitedLog(logger)
-        self.refused: dict[str, str] = {}
+        self.subscription = Subscription(
+            index, self.topics, chunk=settings.subscribe_chunk,
+            ack_timeout=settings.ack_timeout, metrics=metrics, logger=logger, name=self.name,
+        )
         self.book = TickerBook(
             settings.channel, prices, emit_tickers=settings.emit_tickers,
             price_field=settings.ticker_price_field,
@@ -166,18 +158,8 @@ class BybitConnection:
         self.trade_symbols = tuple(
             t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
         )
-        self.recovery: GapRecovery | None = None
-        if settings.recover_gaps:
-            self.recovery = GapRecovery(
-                settings.channel,
-                self.trade_symbols,
-                rest,
-                settings.recovery,
-                emit,
-                metrics=metrics,
-                logger=logger,
-                name=self.name,
-            )
+        # The flow of one read: the reader -> the decoder -> the outlet (through the hold
+        # book when gaps are recovered) -> emit. Recovery feeds the same outlet.
         self.decoder = MessageDecoder(
             settings.channel,
             metrics,
@@ -185,14 +167,26 @@ class BybitConnection:
             self.book,
             prices,
             price_from_trades=settings.price_from_trades,
-            on_trades=self.recovery.on_trades if self.recovery is not None else None,
         )
+        hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
+                     else None)
+        self.outlet = Outlet(emit, hold_book, capture, logger=logger, name=self.name)
+        self.recovery: GapRecovery | None = None
+        if settings.recover_gaps:
+            self.recovery = GapRecovery(
+                settings.channel,
+                self.trade_symbols,
+                rest,
+                settings.recovery,
+                self.outlet,
+                metrics=metrics,
+                logger=logger,
+                name=self.name,
+            )
         self.backoff = Backoff(initial=0.5, maximum=max(0.5, settings.reconnect_max_delay))
         self.sessions = 0  # sessions that reached "subscribed"
         self.reconnects = 0
         self.subscribed = trio.Event()  # set whenever the current session is subscribed
-        self._acks: dict[str, list[Any]] = {}
-        self._req = 0
         self._last_activity = 0.0
         #: trio time of the newest data message (not pongs) and of the current session's
         #: subscribe; read at scrape time by the source's metrics and health probes.
@@ -225,8 +219,13 @@ class BybitConnection:
         return self._ws is not None
 
     @property
+    def refused(self) -> dict[str, str]:
+        """Topics Bybit refused, with its message."""
+        return self.subscription.refused
+
+    @property
     def active_topics(self) -> list[str]:
-        return [t for t in self.topics if t not in self.refused]
+        return self.subscription.active_topics
 
     # -------------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -301,11 +300,13 @@ class BybitConnection:
 
     async def _session(self, ws: WebSocket, task_status: trio.TaskStatus[None]) -> None:
         self._cause = None
-        self._acks.clear()
+        self.subscription.new_session()
         self._binary_seen = 0
         self._last_activity = trio.current_time()
         self.subscribed = trio.Event()
         self._ws = ws
+        if self.capture is not None:
+            self.capture.session(self.reconnects)
         self.book.reset()  # a fresh snapshot follows the subscribe
         # After a reconnect, live trades of the symbols to recover wait for the missed ones.
         if self.sessions > 0 and self.recovery is not None:
@@ -322,8 +323,7 @@ class BybitConnection:
 
     async def _reader(self, ws: WebSocket) -> None:
         decode_read = self.decoder.decode_read
-        emit = self.emit
-        recovery = self.recovery
+        send = self.outlet.send
         coalesce = self.settings.coalesce
         while True:
             try:
@@ -346,10 +346,7 @@ class BybitConnection:
                 self.last_data = now
                 self._emitting = True
                 try:
-                    if recovery is not None and recovery.intercepting:
-                        await recovery.pass_live(events)
-                    else:
-                        await emit(events)
+                    await send(events)
                 finally:
                     self._emitting = False
                 if self._cause is not None:  # failed meanwhile: end the session now
@@ -371,10 +368,7 @@ class BybitConnection:
     def _on_reply(self, reply: Message) -> None:
         if reply.op == "ping" or reply.ret_msg == "pong":
             return  # a pong: its arrival already counted as activity
-        pending = self._acks.pop(reply.req_id, None) if reply.req_id else None
-        if pending is not None:
-            pending[1] = reply
-            pending[0].set()
+        if self.subscription.on_reply(reply):
             return
         if reply.op == "unsubscribe" and reply.success:
             return
@@ -417,11 +411,8 @@ class BybitConnection:
         ws: WebSocket,
         task_status: trio.TaskStatus[None],
     ) -> None:
-        topics = self.active_topics
-        chunk = self.settings.subscribe_chunk
         try:
-            for i in range(0, len(topics), chunk):
-                await self._subscribe_batch(ws, topics[i : i + chunk])
+            await self.subscription.subscribe_all(ws)
         except (WebSocketClosed, AckTimeout) as exc:
             self._fail(exc)
             return
@@ -435,58 +426,6 @@ class BybitConnection:
         if self.recovery is not None:
             await self.recovery.run()
 
-    async def _request(self, ws: WebSocket, args: list[str]) -> Message:
-        self._req += 1
-        req_id = f"{self.index}.{self._req}"
-        pending: list[Any] = [trio.Event(), None]
-        self._acks[req_id] = pending
-        await ws.send_text(_encode({"op": "subscribe", "args": args, "req_id": req_id}).decode())
-        with trio.move_on_after(self.settings.ack_timeout):
-            await pending[0].wait()
-        self._acks.pop(req_id, None)
-        if pending[1] is None:
-            raise AckTimeout(
-                f"no answer to a subscribe of {len(args)} topics in {self.settings.ack_timeout:g} s"
-            )
-        reply: Message = pending[1]
-        return reply
-
-    async def _subscribe_batch(self, ws: WebSocket, args: list[str]) -> None:
-        """Subscribe ``args``; isolate and drop refused topics, keep the rest subscribed.
-
-        Bybit refuses a whole request for one bad topic, so a refused request is bisected
-        until the bad topic stands alone. "already subscribed" means that topic is fine, but
-        the rest of its request was not subscribed: it is re-sent without it.
-        """
-        if not args:
-            return
-        reply = await self._request(ws, args)
-        if reply.success:
-            return
-        msg = reply.ret_msg
-        named = named_topic(msg)
-        if "already subscribed" in msg:
-            if len(args) == 1:
-                return
-            if named in args:
-                await self._subscribe_batch(ws, [a for a in args if a != named])
-                return
-        elif len(args) == 1:
-            self._refuse(args[0], msg)
-            return
-        half = len(args) // 2
-        await self._subscribe_batch(ws, args[:half])
-        await self._subscribe_batch(ws, args[half:])
-
-    def _refuse(self, topic: str, ret_msg: str) -> None:
-        self.refused[topic] = ret_msg
-        self.metrics.inc("refused_topics")
-        self.logger.warning(
-            "%s: Bybit refused topic %s (%s); the other topics stay subscribed",
-            self.name,
-            topic,
-            ret_msg,
-        )
 
 
 __all__ = [

@@ -13,7 +13,6 @@ that raises is counted ``malformed`` and adds nothing, none of its events, to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -91,10 +90,6 @@ _trades_decoder: Final = msgspec.json.Decoder(list[TradeItem])
 _klines_decoder: Final = msgspec.json.Decoder(list[KlineItem])
 _ticker_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 
-#: Called once per read that gave trades, with the events of that read (its trades among
-#: them, each message's oldest first), after they were added to the batch.
-TradesObserver = Callable[[list[Event]], None]
-
 _INF: Final = float("inf")
 
 
@@ -134,7 +129,6 @@ class MessageDecoder:
         prices: PriceTracker,
         *,
         price_from_trades: bool = False,
-        on_trades: TradesObserver | None = None,
     ) -> None:
         self.channel = channel
         self.metrics = metrics
@@ -142,7 +136,6 @@ class MessageDecoder:
         self.book = book
         self.prices = prices
         self.price_from_trades = price_from_trades
-        self.on_trades = on_trades
         #: Trades decoded so far (one add per message, read by the metrics).
         self.trades = 0
 
@@ -153,11 +146,8 @@ class MessageDecoder:
 
     def decode_read(self, payloads: list[bytes], out: list[Event]) -> list[Message]:
         """Append the events of one read's messages to ``out``, in order; return the op
-        replies among them. Then tell ``on_trades`` (once per read, not per message: a call
-        per message cost more than the note itself)."""
+        replies among them."""
         replies: list[Message] = []
-        start = len(out)
-        before = self.trades
         channel = self.channel
         price_from_trades = self.price_from_trades
         one = 0  # one-trade messages, counted here rather than per message on self
@@ -191,8 +181,6 @@ class MessageDecoder:
             if reply is not None:
                 replies.append(reply)
         self.trades += one
-        if self.trades != before and self.on_trades is not None:
-            self.on_trades(out[start:])
         return replies
 
     def _decode_general(self, payload: bytes, out: list[Event]) -> Message | None:

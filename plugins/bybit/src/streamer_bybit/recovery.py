@@ -17,6 +17,12 @@ recovered ones follow as soon as they are found (still before the gap closes, so
 exact; the order of those trades is then by arrival, counted in ``recovery_hold_overflows``).
 A symbol with no live trade since the resubscribe cannot be checked forward; it is taken as
 covered by an answer asked at least ``rest_lag_max`` seconds after the resubscribe.
+
+Where it sits: this module is the REST side only (asking, retrying, judging coverage,
+reporting gaps), async and in the subscriber's task. What is held, released and dropped is
+the connection's :class:`~streamer_bybit.hold_book.HoldBook`; a settled symbol is handed to
+the connection's :class:`~streamer_bybit.outlet.Outlet` (:meth:`GapRecovery._settle`), the
+same way downstream as the reader's live events.
 """
 
 from __future__ import annotations
@@ -24,12 +30,11 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
-from streamer import Emit, Event, Metrics, RateLimitedLog, StreamGap, Trade
+from streamer import Metrics, RateLimitedLog, StreamGap, Trade
 from streamer.clock import now_ms
 from streamer.net import HttpError
 from streamer_bybit.coverage import (
@@ -39,10 +44,9 @@ from streamer_bybit.coverage import (
     coverage,
     trade_from_rest,
 )
+from streamer_bybit.hold_book import HeldSymbol, HoldBook
+from streamer_bybit.outlet import Outlet
 from streamer_bybit.rest import RECENT_TRADES_MAX, BybitRest, BybitRestError
-
-if TYPE_CHECKING:
-    from streamer_bybit.capture import CaptureTap
 
 #: Everything a REST call can raise for "the endpoint is not usable right now": network,
 #: timeout, HTTP status, Bybit retCode, and TLS trouble (trio wraps SSL errors of an open
@@ -60,7 +64,6 @@ REST_ERRORS = (
 REST_CONCURRENCY = 8
 RETRY_INITIAL = 0.25
 RETRY_MAX = 4.0
-EMIT_GRACE = 5.0  # seconds a recovered batch may take to emit once the session is ending
 
 
 @attrs.define(frozen=True)
@@ -87,18 +90,6 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-class _Pending:
-    """A symbol being recovered."""
-
-    __slots__ = ("first_live", "held", "holding", "mark")
-
-    def __init__(self, mark: RecoveryMark) -> None:
-        self.mark = mark
-        self.first_live: Trade | None = None
-        self.held: list[Trade] = []
-        self.holding = True
-
-
 class GapRecovery:
     """Recovers the trades one connection missed; see the module doc."""
 
@@ -108,143 +99,51 @@ class GapRecovery:
         trade_symbols: Iterable[str],
         rest: BybitRest | None,
         settings: RecoverySettings,
-        emit: Emit,
+        outlet: Outlet,
         *,
         metrics: Metrics,
         logger: logging.Logger,
         name: str,
     ) -> None:
+        assert outlet.book is not None
         self.channel = channel
         self.trade_symbols = tuple(trade_symbols)
         self.rest = rest
         self.settings = settings
-        self.emit = emit
+        self.outlet = outlet
+        self.book: HoldBook = outlet.book
         self.metrics = metrics
         self.logger = logger
         self.name = name
-        self.windows: dict[str, TradeWindow] = {}
-        self._pending: dict[str, _Pending] = {}
-        #: After a quiet symbol was recovered: live trades it covers are duplicates.
-        self._dedupe: dict[str, TradeWindow] = {}
-        self.held_count = 0
-        #: Set while ``run`` may emit concurrently with the reader (then emits take the lock,
-        #: so a symbol's recovered trades and its later live ones cannot overtake each other).
-        self.running = False
-        self._lock = trio.Lock()
-        self._overflow = False
+        #: Per symbol being recovered: the newest trade delivered before the loss.
+        self._marks: dict[str, RecoveryMark] = {}
         self._limiter = trio.CapacityLimiter(REST_CONCURRENCY)
         self._gap_since: int | None = None  # newest trade before the loss, while a gap is open
         self._gap_lost = False  # a trade gap was reported during this gap
         self._recovered = 0  # trades recovered by the current run
-        #: Set by the capture (``capture_dir``): told what it holds, recovers and reports.
-        self.capture: CaptureTap | None = None
         self._retries = 0  # requests of the current run asked again
         self._bad_answers = RateLimitedLog(logger)
 
-    # ----------------------------------------------------------------- bookkeeping
-    def on_trades(self, events: list[Event]) -> None:
-        """The decoder read ``events`` (one read's; the trades of a symbol being held are
-        noted on release, the other events are not trades)."""
-        pending = self._pending
-        windows = self.windows
-        for t in events:
-            if t.__class__ is not Trade:
-                continue
-            symbol = t.symbol
-            if pending:
-                p = pending.get(symbol)
-                if p is not None and p.holding:
-                    continue
-            window = windows.get(symbol)
-            if window is None:
-                window = windows[symbol] = TradeWindow()
-            window.note(t)
+    @property
+    def windows(self) -> dict[str, TradeWindow]:
+        """Per symbol, the newest trade delivered (the hold book notes what it lets out)."""
+        return self.book.delivered
 
     @property
-    def intercepting(self) -> bool:
-        """Live events must go through :meth:`pass_live`."""
-        return bool(self._pending) or bool(self._dedupe)
+    def held_count(self) -> int:
+        return self.book.held_count
 
     def begin(self) -> None:
         """A new session after a lost one: hold the live trades of every symbol traded so far
-        until it is recovered."""
-        self._dedupe.clear()
+        until it is recovered (a symbol kept from a session lost mid-recovery keeps its
+        mark)."""
+        new: list[str] = []
         if self.rest is not None:
-            for symbol, window in self.windows.items():
-                if symbol not in self._pending:  # else: kept from a session lost mid-recovery
-                    self._pending[symbol] = _Pending((window.newest_ts, window.ids()))
-        if self.capture is not None:
-            self.capture.holding(list(self._pending), self.settings.max_held)
-
-    def _split(self, events: list[Event]) -> list[Event]:
-        """Hold the trades of symbols being recovered, drop duplicates; the rest go on."""
-        pending, dedupe = self._pending, self._dedupe
-        out: list[Event] = []
-        held = 0
-        for e in events:
-            if e.__class__ is Trade:
-                p = pending.get(e.symbol)
-                if p is not None:
-                    if p.first_live is None:
-                        p.first_live = e
-                    if p.holding:
-                        p.held.append(e)
-                        held += 1
-                        continue
-                elif dedupe:
-                    window = dedupe.get(e.symbol)
-                    if window is not None:
-                        if window.covers(e):
-                            self.metrics.inc("duplicate_trades")
-                            continue
-                        del dedupe[e.symbol]
-            out.append(e)
-        self.held_count += held
-        if self.held_count > self.settings.max_held:
-            self._overflow = True
-        return out
-
-    async def pass_live(self, events: list[Event]) -> None:
-        """Emit live ``events`` read while recovering (see :attr:`intercepting`)."""
-        now = self._split(events)
-        if not self.running:  # the only emitter: no lock needed
-            if self._overflow:
-                now = self._release_held() + now
-            if now:
-                await self.emit(now)
-            return
-        async with self._lock:
-            if self._overflow:
-                now = self._release_held() + now
-            if now:
-                await self.emit(now)
-
-    def _release_held(self) -> list[Event]:
-        """Over ``max_held``: stop holding; the held trades go now, recovered ones later."""
-        self._overflow = False
-        out: list[Event] = []
-        for symbol, p in self._pending.items():
-            if p.holding:
-                p.holding = False
-                if p.held:
-                    self._note(symbol, p.held)
-                    out.extend(p.held)
-                    p.held = []
-        self.metrics.inc("recovery_hold_overflows")
-        self.logger.warning(
-            "%s: recovery held more than %d live trades; emitting them now, the recovered "
-            "trades follow as they are found",
-            self.name,
-            self.settings.max_held,
-        )
-        self.held_count = 0
-        return out
-
-    def _note(self, symbol: str, trades: list[Trade]) -> None:
-        window = self.windows.get(symbol)
-        if window is None:
-            window = self.windows[symbol] = TradeWindow()
-        window.add(trades)
+            for symbol, window in self.book.delivered.items():
+                if symbol not in self._marks:
+                    self._marks[symbol] = (window.newest_ts, window.ids())
+                    new.append(symbol)
+        self.outlet.hold(new)
 
     # ----------------------------------------------------------------- stream gaps
     async def open_gap(self) -> None:
@@ -254,10 +153,7 @@ class GapRecovery:
             return
         self._gap_since = min((w.newest_ts for w in self.windows.values()), default=now_ms())
         self._gap_lost = False
-        gap = StreamGap(self.channel, self.trade_symbols, self._gap_since)
-        if self.capture is not None:
-            self.capture.gap(gap)
-        await self.emit.gap(gap)
+        await self.outlet.gap(StreamGap(self.channel, self.trade_symbols, self._gap_since))
 
     async def close_gap(self) -> None:
         if self._gap_since is None:
@@ -265,25 +161,20 @@ class GapRecovery:
         since, self._gap_since = self._gap_since, None
         # Without REST, whatever traded during the outage is gone.
         lost = self._gap_lost or (self.rest is None and bool(self.windows))
-        gap = StreamGap(self.channel, self.trade_symbols, since, closed=True, complete=not lost)
-        if self.capture is not None:
-            self.capture.gap(gap)
-        await self.emit.gap(gap)
+        await self.outlet.gap(StreamGap(self.channel, self.trade_symbols, since, closed=True,
+                                        complete=not lost))
 
     # ----------------------------------------------------------------- recovering
     async def run(self) -> None:
         """Recover every held symbol, then close the stream gap."""
-        if self._pending:
+        if self._marks:
             started = trio.current_time()
             deadline_at = started + self.settings.deadline
-            self.running = True
             self._recovered = self._retries = 0
-            try:
+            with self.outlet.shared():
                 async with trio.open_nursery() as nursery:
-                    for symbol in list(self._pending):
+                    for symbol in list(self._marks):
                         nursery.start_soon(self._recover_symbol, symbol, started, deadline_at)
-            finally:
-                self.running = False
             total = self._recovered
             self.metrics.inc("recovered_trades", 0)  # reported even when nothing was missed
             if total or self._retries:
@@ -307,7 +198,8 @@ class GapRecovery:
         return [trade_from_rest(self.channel, row) for row in rows], full
 
     async def _recover_symbol(self, symbol: str, started: float, deadline_at: float) -> None:
-        p = self._pending[symbol]
+        mark = self._marks[symbol]
+        held = self.book.held[symbol]  # first_live is set by the reader meanwhile
         delay = RETRY_INITIAL
         last: Coverage | None = None
         why = "no REST answer"
@@ -326,7 +218,7 @@ class GapRecovery:
                     "again (counted in malformed)", self.name, symbol, why)
             else:
                 quiet_ok = asked_at >= started + self.settings.rest_lag_max
-                last = coverage(rows, p.mark, p.first_live, full, quiet_ok)
+                last = coverage(rows, mark, held.first_live, full, quiet_ok)
                 if last.forward:  # a later answer cannot reach further back
                     break
                 why = "REST recent-trade did not reach the first live trade (it lags)"
@@ -337,15 +229,16 @@ class GapRecovery:
             self.metrics.inc("recovery_retries")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
-        await self._settle(symbol, p, last, why)
+        await self._settle(symbol, mark, held, last, why)
 
-    async def _settle(self, symbol: str, p: _Pending, cov: Coverage | None, why: str) -> None:
+    async def _settle(self, symbol: str, mark: RecoveryMark, held: HeldSymbol,
+                      cov: Coverage | None, why: str) -> None:
         """Emit what was recovered of ``symbol`` and its held trades; report what was not."""
-        last_ts = p.mark[0]
-        first_live_ts = p.first_live.ts if p.first_live is not None else now_ms()
+        last_ts = mark[0]
+        first_live_ts = held.first_live.ts if held.first_live is not None else now_ms()
         new = cov.new if cov is not None else []
         if cov is None:  # no REST answer: the held live trades show the rate, if any
-            self._gap(symbol, last_ts, first_live_ts, p.held or None, why)
+            self._gap(symbol, last_ts, first_live_ts, held.trades or None, why)
         else:
             if not cov.back:
                 oldest = cov.rows[0].ts
@@ -354,48 +247,22 @@ class GapRecovery:
             if not cov.forward:
                 newest = max(last_ts, cov.rows[-1].ts) if cov.rows else last_ts
                 self._gap(symbol, newest, first_live_ts, cov.rows, why)
-        async with self._lock:
-            del self._pending[symbol]
-            if self.capture is not None:
-                self.capture.recovered(symbol, new, quiet=p.first_live is None,
-                                       holding=p.holding)
-            batch: list[Event] = list(new)
-            if new:
-                self._note(symbol, new)
-            if p.holding and p.held:
-                self._note(symbol, p.held)
-                batch.extend(p.held)
-                self.held_count -= len(p.held)
-            elif not p.holding and new:
-                self.metrics.inc("late_recovered_trades", len(new))
-            if p.first_live is None and new:
-                window = TradeWindow()
-                window.add(new)
-                self._dedupe[symbol] = window
-            self._recovered += len(new)
-            self.metrics.inc("recovered_trades", len(new))
-            if batch:
-                # Noted as delivered above: a connection lost right now must not cancel the
-                # emit half-way (bounded, so that a blocked sink cannot hold a shutdown).
-                with trio.CancelScope(shield=True), trio.move_on_after(EMIT_GRACE):
-                    await self.emit(batch)
+        await self.outlet.settle(symbol, new)
+        # Only once settled: cancelled before (waiting for the outlet), the symbol is still
+        # held and keeps its mark for the next session.
+        del self._marks[symbol]
+        self._recovered += len(new)
+        self.metrics.inc("recovered_trades", len(new))
 
     async def stop(self) -> None:
         """The source is stopping (or failed) in the middle of a recovery: emit the held
         trades and report what could not be recovered. They are noted as delivered: if the
         source is restarted, its next session recovers from after them."""
-        batch: list[Event] = []
-        for symbol, p in self._pending.items():
-            end = p.first_live.ts if p.first_live is not None else now_ms()
-            self._gap(symbol, p.mark[0], end, None, "stopped during recovery")
-            if p.held:
-                self._note(symbol, p.held)
-                batch.extend(p.held)
-            p.held = []
-        self._pending.clear()
-        self.held_count = 0
-        if batch:
-            await self.emit(batch)
+        for symbol, held in self.book.held.items():
+            end = held.first_live.ts if held.first_live is not None else now_ms()
+            self._gap(symbol, self._marks[symbol][0], end, None, "stopped during recovery")
+        self._marks.clear()
+        await self.outlet.release_all()
 
     def end_session(self) -> None:
         """The session ended (cancelled or lost), maybe in the middle of a recovery.
@@ -403,18 +270,10 @@ class GapRecovery:
         A symbol still holding drops its held trades and keeps its mark: they are in REST's
         history, so the next session recovers them with the rest. A symbol whose held trades
         were already emitted cannot be recovered exactly any more: its gap is reported."""
-        self.running = False
-        self._dedupe.clear()
-        for symbol, p in list(self._pending.items()):
-            if not p.holding:
-                end = p.first_live.ts if p.first_live is not None else now_ms()
-                self._gap(symbol, p.mark[0], end, None, "connection lost during recovery")
-                del self._pending[symbol]
-            else:
-                p.held = []
-                p.first_live = None
-        self.held_count = 0
-        self._overflow = False
+        for symbol, held in self.book.end_session().items():
+            end = held.first_live.ts if held.first_live is not None else now_ms()
+            self._gap(symbol, self._marks.pop(symbol)[0], end, None,
+                      "connection lost during recovery")
 
     def _gap(
         self, symbol: str, from_ts: int, to_ts: int, rows: list[Trade] | None, why: str

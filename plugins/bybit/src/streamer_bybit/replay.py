@@ -19,7 +19,8 @@ Gap recovery: what a live source's gap recovery did besides the socket reads is 
 capture as records of its own (the symbols it held after a reconnect, the trades it
 recovered from REST, the stream gaps it reported), played at their recorded time; with them
 :class:`RecoveryMirror` holds, releases and drops the replayed live trades as the live
-source did, so the replay emits the same trades in the same order.
+source did (it runs the live source's :class:`~streamer_bybit.hold_book.HoldBook`), so the
+replay emits the same trades in the same order.
 
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
@@ -36,7 +37,7 @@ import msgspec
 import trio
 import trio.testing
 
-from streamer import Context, Emit, Event, FatalError, Metrics, RateLimitedLog, Trade
+from streamer import Context, Emit, Event, FatalError, Metrics, RateLimitedLog
 from streamer_bybit.capture_format import (
     END,
     FRAMES,
@@ -55,8 +56,8 @@ from streamer_bybit.capture_format import (
     read_recovered,
 )
 from streamer_bybit.config import ReplayConfig
-from streamer_bybit.coverage import TradeWindow
 from streamer_bybit.decode import MessageDecoder
+from streamer_bybit.hold_book import HoldBook
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Records between two checkpoints at ``speed = "max"`` (cancellation stays prompt).
@@ -112,33 +113,20 @@ class ReplayClock(trio.abc.Clock):
 # -- gap recovery ------------------------------------------------------------------------
 
 
-class _Held:
-    """What one socket session's gap recovery holds, as the live source did."""
-
-    __slots__ = ("count", "max_held", "pending", "quiet")
-
-    def __init__(self, symbols: list[str], max_held: int) -> None:
-        #: symbol -> its held live trades; ``None`` once they were released (over max_held)
-        self.pending: dict[str, list[Trade] | None] = {s: [] for s in symbols}
-        self.count = 0
-        self.max_held = max_held
-        #: symbol -> the trades recovered for it while quiet: live ones covered are duplicates
-        self.quiet: dict[str, TradeWindow] = {}
-
-
 class RecoveryMirror:
     """Does to the replayed live trades what the live source's gap recovery did, from the
-    capture's HOLDING and RECOVERED records (see :mod:`streamer_bybit.recovery`): after a
+    capture's HOLDING and RECOVERED records, with the same rules: a
+    :class:`~streamer_bybit.hold_book.HoldBook` per recorded socket session (after a
     reconnect the live trades of the symbols being recovered are held, and emitted after
-    their recovered trades when the recovery settles (or all at once past ``max_held``); live
+    their recovered trades when the recovery settles, or all at once past ``max_held``; live
     trades covered by the recovery of a quiet symbol are dropped as duplicates until one is
-    not; a session lost before its recovery settled drops what it held (the next session
-    recovers those trades from REST). Memory: one held session per recorded connection, at
-    most ``max_held`` trades each (plus one read)."""
+    not). A session lost before its recovery settled drops its book with what it held (the
+    next session recovers those trades from REST). Memory: one book per recorded connection,
+    at most ``max_held`` trades each (plus one read)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.sessions: dict[tuple[int, int], _Held] = {}
+        self.sessions: dict[tuple[int, int], HoldBook] = {}
         #: (capture, connection name) -> the key of its newest session in ``sessions``
         self._newest: dict[tuple[int, str], tuple[int, int]] = {}
 
@@ -147,62 +135,27 @@ class RecoveryMirror:
         if previous is not None:
             self.sessions.pop(previous, None)  # lost before it settled: its held trades go
         self._newest[(capture, body.connection)] = (capture, conn)
-        self.sessions[(capture, conn)] = _Held(body.symbols, body.max_held)
+        book = self.sessions[(capture, conn)] = HoldBook(self.metrics, body.max_held,
+                                                         track_delivered=False)
+        book.hold(body.symbols)
 
     def live(self, capture: int, conn: int, events: list[Event]) -> list[Event]:
-        held = self.sessions.get((capture, conn))
-        if held is None:
+        book = self.sessions.get((capture, conn))
+        if book is None:
             return events
-        pending, quiet = held.pending, held.quiet
-        if not pending and not quiet:  # settled and no duplicates left: stream directly
+        if book.idle:  # settled and no duplicates left: stream directly
             del self.sessions[(capture, conn)]
             return events
-        out: list[Event] = []
-        n = 0
-        for e in events:
-            if e.__class__ is Trade:
-                assert isinstance(e, Trade)
-                if e.symbol in pending:
-                    kept = pending[e.symbol]
-                    if kept is not None:
-                        kept.append(e)
-                        n += 1
-                        continue
-                elif quiet:
-                    window = quiet.get(e.symbol)
-                    if window is not None:
-                        if window.covers(e):
-                            self.metrics.inc("duplicate_trades")
-                            continue
-                        del quiet[e.symbol]
-            out.append(e)
-        held.count += n
-        if held.count > held.max_held:
-            released: list[Event] = []
-            for symbol, kept in pending.items():
-                if kept is not None:
-                    released.extend(kept)
-                    pending[symbol] = None
-            held.count = 0
-            out = released + out
+        out = book.live(events)
+        if book.over:
+            out = book.release_held() + out
         return out
 
-    def recovered(self, capture: int, conn: int, body: RecoveredBody) -> list[Trade]:
-        out = list(body.trades)
-        held = self.sessions.get((capture, conn))
-        if held is None:  # e.g. a file that starts in the middle of a recovery
-            return out
-        if body.quiet and body.trades:
-            window = held.quiet.get(body.symbol)
-            if window is None:
-                window = held.quiet[body.symbol] = TradeWindow()
-            window.add(body.trades)
-        if not body.more:
-            kept = held.pending.pop(body.symbol, None)
-            if kept:
-                out.extend(kept)
-                held.count -= len(kept)
-        return out
+    def recovered(self, capture: int, conn: int, body: RecoveredBody) -> list[Event]:
+        book = self.sessions.get((capture, conn))
+        if book is None:  # e.g. a file that starts in the middle of a recovery
+            return list(body.trades)
+        return book.settle(body.symbol, body.trades, quiet=body.quiet, more=body.more)
 
 
 # -- the source --------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The ``bybit.linear`` and ``bybit.spot`` sources: configuration, symbols, topic pool.
+"""The ``bybit.linear`` and ``bybit.spot`` sources: symbols, the connection pool, metrics.
+
+The options are in :mod:`streamer_bybit.config`, the topics they subscribe in
+:mod:`streamer_bybit.topics`.
 
 ``BybitSource.run`` resolves the symbols (instruments-info), spreads the topics over a pool
 of :class:`~streamer_bybit.connection.BybitConnection` and reports ``started`` once every
@@ -16,66 +19,30 @@ from urllib.parse import urlsplit
 import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
-from streamer_bybit.capture import run_capture
-from streamer_bybit.config import BybitConfig
-from streamer_bybit.config import BybitLinearConfig as BybitLinearConfig  # where they were
-from streamer_bybit.config import BybitSpotConfig as BybitSpotConfig
+from streamer_bybit.capture import CaptureTap, run_capture
+from streamer_bybit.config import BybitConfig, BybitLinearConfig, BybitSpotConfig
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
     ConnectionSettings,
     ConnectionShared,
     ConnectPacer,
+    connection_name,
 )
 from streamer_bybit.history import BybitHistory
-from streamer_bybit.intervals import CODES
 from streamer_bybit.recovery import RecoverySettings, describe
 from streamer_bybit.rest import BybitRest, trading_symbols
 from streamer_bybit.shard import shard_symbols
 from streamer_bybit.tickers import PriceTracker
+from streamer_bybit.topics import build_topics, pool_topics
 
 MAINNET_WS: Final = "wss://stream.bybit.com/v5/public/{category}"
 TESTNET_WS: Final = "wss://stream-testnet.bybit.com/v5/public/{category}"
 MAINNET_REST: Final = "https://api.bybit.com"
 TESTNET_REST: Final = "https://api-testnet.bybit.com"
 
-MAX_ARGS_CHARS: Final = 21_000  # Bybit's limit on the args of one connection
 SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size >10" beyond 10
 SYMBOL_CHECK_TIMEOUT: Final = 10.0
-
-
-def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
-    """Bybit topics for ``symbols``, grouped per symbol."""
-    streams = set(config.streams)
-    tickers = "tickers" in streams or ("price" in streams and "trades" not in streams)
-    codes = [CODES[i] for i in dict.fromkeys(config.kline_intervals)]
-    topics: list[str] = []
-    for symbol in symbols:
-        if "trades" in streams:
-            topics.append(f"publicTrade.{symbol}")
-        if "klines" in streams:
-            topics.extend(f"kline.{code}.{symbol}" for code in codes)
-        if tickers:
-            topics.append(f"tickers.{symbol}")
-    return topics
-
-
-def pool_topics(topics: list[str], per_connection: int) -> list[list[str]]:
-    """Split topics over connections: at most ``per_connection`` each, args under 21,000
-    characters (counted as JSON: quotes and comma included, for margin)."""
-    pools: list[list[str]] = []
-    current: list[str] = []
-    chars = 0
-    for topic in topics:
-        cost = len(topic) + 3
-        if current and (len(current) >= per_connection or chars + cost >= MAX_ARGS_CHARS):
-            pools.append(current)
-            current, chars = [], 0
-        current.append(topic)
-        chars += cost
-    if current:
-        pools.append(current)
-    return pools
 
 
 class BybitSource:
@@ -276,8 +243,11 @@ class BybitSource:
             pacer=ConnectPacer(config.connect_rate), rest=self.rest,
             prices=PriceTracker(self.category),
         )
+        capture = bool(config.capture_dir)
         self.connections = [
-            BybitConnection(index, pool, settings, emit, shared)
+            BybitConnection(
+                index, pool, settings, emit, shared,
+                capture=CaptureTap(connection_name(shared.name, index)) if capture else None)
             for index, pool in enumerate(pools)
         ]
         await self._run_connections(task_status)
@@ -313,3 +283,13 @@ class BybitSource:
                 len(self.connections),
             )
             task_status.started()
+
+
+__all__ = [
+    "BybitConfig",
+    "BybitLinearConfig",
+    "BybitSource",
+    "BybitSpotConfig",
+    "build_topics",
+    "pool_topics",
+]

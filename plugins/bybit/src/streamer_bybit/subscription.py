@@ -1,0 +1,147 @@
+"""Subscribing one connection's topics: requests in chunks, every ack checked, refusals isolated.
+
+Each subscribe request carries a ``req_id``; the connection's reader hands every op reply to
+:meth:`Subscription.on_reply`, which wakes the request it answers. Bybit refuses a whole
+request for one bad topic (``error:handler not found,topic:T`` linear, ``Invalid symbol :[T]``
+spot), so a refused request is bisected until the bad topic stands alone; it is logged,
+counted (``refused_topics``) and left out of every later (re)subscribe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from streamer import Metrics
+from streamer_bybit.decode import Message
+
+_NAMED_TOPIC = re.compile(r"topic:(\S+)|\[([^\]]+)\]")
+_encode = msgspec.json.Encoder().encode
+
+
+class AckTimeout(Exception):
+    """A subscribe request got no answer in time."""
+
+
+def named_topic(ret_msg: str) -> str | None:
+    """The topic Bybit names in an error (``...,topic:T`` linear, ``[T]`` spot)."""
+    m = _NAMED_TOPIC.search(ret_msg)
+    if m is None:
+        return None
+    return m.group(1) or m.group(2)
+
+
+class TextSender(Protocol):
+    async def send_text(self, text: str) -> None: ...
+
+
+class Subscription:
+    """The topics of one connection and what Bybit made of them (``refused``)."""
+
+    def __init__(
+        self,
+        index: int,
+        topics: list[str],
+        *,
+        chunk: int,
+        ack_timeout: float,
+        metrics: Metrics,
+        logger: logging.Logger,
+        name: str,
+    ) -> None:
+        self.index = index
+        self.topics = topics
+        self.chunk = chunk
+        self.ack_timeout = ack_timeout
+        self.metrics = metrics
+        self.logger = logger
+        self.name = name
+        #: Topics Bybit refused, with its message; left out from then on.
+        self.refused: dict[str, str] = {}
+        #: Subscribe requests sent so far (their req_ids are ``index.n``).
+        self.requests = 0
+        self._acks: dict[str, list[Any]] = {}
+
+    @property
+    def active_topics(self) -> list[str]:
+        return [t for t in self.topics if t not in self.refused]
+
+    def new_session(self) -> None:
+        """A new socket: no request of the last one will be answered."""
+        self._acks.clear()
+
+    def on_reply(self, reply: Message) -> bool:
+        """``reply`` answers a pending request: hand it over (True)."""
+        pending = self._acks.pop(reply.req_id, None) if reply.req_id else None
+        if pending is None:
+            return False
+        pending[1] = reply
+        pending[0].set()
+        return True
+
+    async def subscribe_all(self, ws: TextSender) -> None:
+        """Subscribe every active topic, ``chunk`` per request; raises AckTimeout (or the
+        socket's error) when that fails."""
+        topics = self.active_topics
+        for i in range(0, len(topics), self.chunk):
+            await self.subscribe(ws, topics[i : i + self.chunk])
+
+    async def _request(self, ws: TextSender, args: list[str]) -> Message:
+        self.requests += 1
+        req_id = f"{self.index}.{self.requests}"
+        pending: list[Any] = [trio.Event(), None]
+        self._acks[req_id] = pending
+        await ws.send_text(_encode({"op": "subscribe", "args": args, "req_id": req_id}).decode())
+        with trio.move_on_after(self.ack_timeout):
+            await pending[0].wait()
+        self._acks.pop(req_id, None)
+        if pending[1] is None:
+            raise AckTimeout(
+                f"no answer to a subscribe of {len(args)} topics in {self.ack_timeout:g} s"
+            )
+        reply: Message = pending[1]
+        return reply
+
+    async def subscribe(self, ws: TextSender, args: list[str]) -> None:
+        """Subscribe ``args``; isolate and drop refused topics, keep the rest subscribed.
+
+        Bybit refuses a whole request for one bad topic, so a refused request is bisected
+        until the bad topic stands alone. "already subscribed" means that topic is fine, but
+        the rest of its request was not subscribed: it is re-sent without it.
+        """
+        if not args:
+            return
+        reply = await self._request(ws, args)
+        if reply.success:
+            return
+        msg = reply.ret_msg
+        named = named_topic(msg)
+        if "already subscribed" in msg:
+            if len(args) == 1:
+                return
+            if named in args:
+                await self.subscribe(ws, [a for a in args if a != named])
+                return
+        elif len(args) == 1:
+            self._refuse(args[0], msg)
+            return
+        half = len(args) // 2
+        await self.subscribe(ws, args[:half])
+        await self.subscribe(ws, args[half:])
+
+    def _refuse(self, topic: str, ret_msg: str) -> None:
+        self.refused[topic] = ret_msg
+        self.metrics.inc("refused_topics")
+        self.logger.warning(
+            "%s: Bybit refused topic %s (%s); the other topics stay subscribed",
+            self.name,
+            topic,
+            ret_msg,
+        )
+
+
+__all__ = ["AckTimeout", "Subscription", "TextSender", "named_topic"]
