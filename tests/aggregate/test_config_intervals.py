@@ -6,12 +6,12 @@ import datetime as dt
 
 import pytest
 
-from fakebybit.market import period_start
 from streamer._config import ConfigError, structure_options
 from streamer.intervals import INTERVALS, WEEK_MS, bybit_code, candle_start, parse_interval
 from streamer.testing import config_errors
 from streamer_aggregate.passthrough import PassthroughConfig
 from streamer_aggregate.transform import KlineConfig
+from streamer_bybit.simulator.market import period_start
 
 
 def test_the_aggregator_takes_the_core_labels():

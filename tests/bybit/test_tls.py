@@ -17,7 +17,7 @@ from bybit.harness import Collector, make_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakebybit import FakeBybit, make_ssl_contexts
+from streamer_bybit.simulator import FakeBybit, make_ssl_contexts
 from streamer_bybit.tls import TLSStream, open_tls_over_tcp_stream
 from streamer_bybit.transport import HandshakeError, WebSocket
 

@@ -1,4 +1,4 @@
-"""``python -m fakebybit``: serve a random market for benchmarks.
+"""``python -m streamer_bybit.simulator``: serve a random market for benchmarks.
 
 Prints one JSON line ``{"port","ws_linear","ws_spot","rest"[,"cafile"]}`` once bound, then
 streams each category's random market (all its symbols, round-robin) while some connection
@@ -58,7 +58,7 @@ async def amain(args) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fakebybit", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m streamer_bybit.simulator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from .server import FakeBybit
+from streamer_bybit.simulator import FakeBybit
 
 LINEAR_SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "1000PEPEUSDT", "DOGEUSDT",
                   "BNBUSDT", "ADAUSDT"]

@@ -64,14 +64,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-try:
-    from streamer.clock import now_ms
-except ImportError:  # core not installed: use the source tree next to tests/
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "core", "src"))
-    from streamer.clock import now_ms
+from streamer.clock import now_ms
 
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .tls import TLSServerStream
