@@ -8,10 +8,10 @@ import io
 
 import pytest
 import trio
+from tls_certs import make_self_signed
 from trio_websocket import ConnectionTimeout, HandshakeError, open_websocket_url
 
 from streamer import FatalError, Inbox
-from streamer_bybit.simulator import make_self_signed
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig
 from websocket.helpers import StartSink, kline, make_sink

@@ -57,7 +57,7 @@ import time
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
+import msgspec
 import trio
 from websockets.frames import Opcode
 from websockets.http11 import Request
@@ -77,7 +77,8 @@ MAX_ARGS_CHARS = 21_000
 SPOT_MAX_ARGS = 10
 TRADES_PER_MESSAGE_MAX = 1024
 _HIGH_WATER = 1 << 20  # run_market waits while a connection has more than this queued
-_dumps = orjson.dumps
+_dumps = msgspec.json.encode
+_loads = msgspec.json.decode
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
@@ -587,8 +588,8 @@ class FakeBybit:
 
     def _on_client_message(self, conn: Connection, data) -> None:
         try:
-            msg = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            msg = _loads(data)
+        except msgspec.DecodeError:
             msg = None
         if not isinstance(msg, dict):
             conn._enqueue(self._ack(conn, "", False, "error:unsupported op", None))
