@@ -10,6 +10,7 @@ fake built it, just before writing it; benches use it to measure latency (no ext
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -52,9 +53,10 @@ async def amain(args) -> None:
                 info["cafile"] = cafile
             print(json.dumps(info), flush=True)
             for cat in ("linear", "spot"):
-                nursery.start_soon(lambda c=cat: fake.run_market(
-                    c, None, rate=args.rate, trades_per_message=args.trades_per_message,
-                    tickers=not args.no_tickers, wait_for_subscribers=True))
+                nursery.start_soon(functools.partial(
+                    fake.run_market, cat, None, rate=args.rate,
+                    trades_per_message=args.trades_per_message, tickers=not args.no_tickers,
+                    wait_for_subscribers=True))
 
 
 def main(argv=None) -> None:

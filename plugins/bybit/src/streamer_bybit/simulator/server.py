@@ -55,11 +55,12 @@ import struct
 import sys
 import time
 from collections.abc import Iterable
+from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import trio
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -186,7 +187,7 @@ class Connection:
                 self._pump_protocol()
                 raise _Closed
             protocol.receive_data(data)
-            events = protocol.events_received()
+            events = cast("list[Frame]", protocol.events_received())
             for ev in events:
                 op = ev.opcode
                 if op is Opcode.TEXT or op is Opcode.BINARY:
@@ -521,7 +522,7 @@ class FakeBybit:
             response = protocol.accept(request)
         protocol.send_response(response)
         out = b"".join(protocol.data_to_send())
-        if response.status_code != 101:
+        if category is None or response.status_code != 101:
             await io.send_all(out)
             return
         # registered before the 101 goes out: a client that sees the 101 sees the connection
@@ -538,7 +539,7 @@ class FakeBybit:
                     nursery.start_soon(conn._idle_watch)
                     if rest:
                         protocol.receive_data(rest)
-                        for ev in protocol.events_received():
+                        for ev in cast("list[Frame]", protocol.events_received()):
                             if ev.opcode in (Opcode.TEXT, Opcode.BINARY):
                                 conn.messages_received += 1
                                 self._on_client_message(conn, ev.data)
