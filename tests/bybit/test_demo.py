@@ -152,3 +152,13 @@ def test_symbols_accept_commas_spaces_and_repeats() -> None:
     args = parser.parse_args(["--symbols", "btcusdt, ethusdt", "--symbols", "SOLUSDT"])
     assert args.symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert parser.parse_args([]).intervals == list(demo.DEFAULT_INTERVALS)
+
+
+async def test_more_symbols_than_the_ceiling_are_refused_before_anything_starts(capsys) -> None:
+    parser = argparse.ArgumentParser()
+    demo.configure(parser)
+    too_many = [f"C{i:04d}USDT" for i in range(demo.MAX_SYMBOLS + 1)]
+    args = parser.parse_args(["--symbols", ",".join(too_many)])
+    assert await demo.demo(args) == demo.EXIT_CONFIG
+    assert f"at most {demo.MAX_SYMBOLS} symbols, got {demo.MAX_SYMBOLS + 1}" in (
+        capsys.readouterr().err)

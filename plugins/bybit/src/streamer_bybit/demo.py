@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import re
 import signal
@@ -139,8 +140,8 @@ async def demo(args: argparse.Namespace) -> int:
                      history_limit=HISTORY_LIMIT, non_trading_instruments=False)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(fake.serve)
-        nursery.start_soon(lambda: fake.run_market(
-            "linear", symbols, rate=args.rate, wait_for_subscribers=True))
+        nursery.start_soon(functools.partial(
+            fake.run_market, "linear", symbols, rate=args.rate, wait_for_subscribers=True))
         with tempfile.TemporaryDirectory(prefix="streamer-demo-") as workdir:
             config = os.path.join(workdir, "demo.toml")
             with open(config, "w") as f:
