@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_backfill_memory.py                 # 3 runs of ~30 s
     .venv/bin/python bench/bench_backfill_memory.py --duration 25 --rate 20000
 
-Each run starts a fresh fake Bybit in its own process (``python -m fakebybit``, 50 symbols,
-``--rate`` trade messages/s on linear) and the streamer child (``bench_e2e_streamer.py``:
-``bybit.linear -> klines.from_trades (1m 5m 1h 4h 1D) -> bench.count``), then samples the
-streamer's RSS every ``--progress`` seconds over ``--duration`` seconds:
+Each run starts a fresh fake Bybit in its own process (``python -m streamer_bybit.simulator``,
+50 symbols, ``--rate`` trade messages/s on linear) and the streamer child
+(``bench_e2e_streamer.py``: ``bybit.linear -> klines.from_trades (1m 5m 1h 4h 1D) ->
+bench.count``), then samples the streamer's RSS every ``--progress`` seconds over
+``--duration`` seconds:
 
 - ``partial``: ``first_candle = "partial"``, no history asked (the reference);
 - ``backfill-failing``: ``first_candle = "backfill"``, GET /v5/market/kline answers 503;
@@ -36,9 +37,9 @@ def one_run(args: argparse.Namespace, name: str, first_candle: str,
     children = Children()
     try:
         fake = children.start(
-            [PYTHON, "-m", "fakebybit", "--symbols", str(args.symbols), "--rate",
+            [PYTHON, "-m", "streamer_bybit.simulator", "--symbols", str(args.symbols), "--rate",
              str(args.rate), "--duration", str(args.duration + 60), "--idle-timeout", "0",
-             "--no-tickers", *fake_extra], fake_env(), name="fakebybit")
+             "--no-tickers", *fake_extra], fake_env(), name="simulator")
         info = fake.read_json(timeout=30)
         streamer = children.start(
             [PYTHON, str(BENCH / "bench_e2e_streamer.py"), "--ws-linear", info["ws_linear"],

@@ -174,7 +174,7 @@ class Children:
 
 
 def fake_env() -> dict[str, str]:
-    """Environment for ``python -m fakebybit`` (the package lives in tests/)."""
+    """Environment for ``python -m streamer_bybit.simulator`` (the package lives in tests/)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "tests") + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -184,21 +184,23 @@ def start_fake(children: Children, *, symbols: int, rate: float, tls: bool = Fal
                stamp: bool = False, tickers: bool = False, duration: float = 900.0,
                seed: int = 1) -> tuple[Child, dict[str, Any]]:
     """Start the fake Bybit in its own process; return it and its ``{"ws_linear", ...}``."""
-    argv = [PYTHON, "-m", "fakebybit", "--symbols", str(symbols), "--rate", str(rate),
-            "--duration", str(duration), "--seed", str(seed), "--idle-timeout", "0"]
+    argv = [PYTHON, "-m", "streamer_bybit.simulator", "--symbols", str(symbols),
+            "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
+            "--idle-timeout", "0"]
     if tls:
         argv.append("--tls")
     if stamp:
         argv.append("--stamp")
     if not tickers:
         argv.append("--no-tickers")
-    child = children.start(argv, fake_env(), name="fakebybit")
+    child = children.start(argv, fake_env(), name="simulator")
     info = child.read_json(timeout=30)
     return child, info
 
 
 def symbol_names(n: int) -> list[str]:
-    """The fake's symbol names for ``--symbols n`` (same rule as fakebybit.__main__)."""
+    """The fake's symbol names for ``--symbols n`` (the rule of
+    streamer_bybit.simulator.__main__)."""
     bases = ["BTC", "ETH", "SOL", "XRP", "1000PEPE", "DOGE", "BNB", "ADA"]
     out = [b + "USDT" for b in bases[:n]]
     i = 0

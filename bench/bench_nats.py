@@ -8,11 +8,11 @@ JetStream server, and a 3-node cluster with an R3 stream.
 - ``throughput``: the sink alone, flat out: N trades pushed into its inbox in batches of 100
   (one socket read's worth), timed until every one is acknowledged by JetStream; CPU is the
   whole process (trio thread + asyncio thread), ``time.process_time``.
-- ``latency``: the real thing at 2,000 trades/s: ``python -m fakebybit`` -> ``streamer run``
-  (bybit.linear -> nats sink) -> a nats-py consumer in this process; latency = arrival time
-  at the consumer - the trade's time ``T`` (set by the fake from its wall clock when it made
-  the trade; ms resolution). ``stored_*``: the same up to the leader's storage timestamp
-  (message metadata), which splits publish from delivery.
+- ``latency``: the real thing at 2,000 trades/s: ``python -m streamer_bybit.simulator`` ->
+  ``streamer run`` (bybit.linear -> nats sink) -> a nats-py consumer in this process;
+  latency = arrival time at the consumer - the trade's time ``T`` (set by the fake from its
+  wall clock when it made the trade; ms resolution). ``stored_*``: the same up to the leader's
+  storage timestamp (message metadata), which splits publish from delivery.
 
     .venv/bin/python bench/bench_nats.py [--quick] [--only hop,throughput,latency]
 """
@@ -174,7 +174,7 @@ def bench_latency(urls: list[str], replicas: int, rate: int, seconds: float
     from faults.procs import fake_bybit_process, start_streamer
 
     n_symbols = 10
-    from fakebybit.__main__ import symbols as fake_symbols
+    from streamer_bybit.simulator.__main__ import symbols as fake_symbols
     syms = fake_symbols(n_symbols)
     with tempfile.TemporaryDirectory() as tmp, fake_bybit_process(
             "--symbols", str(n_symbols), "--rate", str(rate), "--no-tickers") as fake:

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bybit.harness import Collector, make_source
 
-from fakebybit import FakeBybit
 from streamer._events import Trade
+from streamer_bybit.simulator import FakeBybit
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
 TOPICS = [f"publicTrade.{s}" for s in SYMBOLS]

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 
+from bybit_simulator import fake_bybit  # noqa: F401
 from hypothesis import settings
 from nats_server import nats_cluster, nats_server  # noqa: F401
 from redis_server import redis_client, redis_server  # noqa: F401
-
-from fakebybit.fixtures import fake_bybit  # noqa: F401
 
 # Property tests: under CI (CI set, as .ci/run does) every run tries the same examples, drawn
 # from a seed derived from each test, and keeps no example database, so a red build is

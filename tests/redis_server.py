@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import redis
 from server_process import ServerProcess, free_port, server_binary, start_on_free_ports
-
-from fakebybit.tls import make_self_signed
+from tls_certs import make_self_signed
 
 _START_TIMEOUT = 10.0
 

@@ -51,7 +51,7 @@ def test_streamer_run_prints_klines_of_both_modes(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     fake = subprocess.Popen(
-        [sys.executable, "-m", "fakebybit", "--symbols", "4", "--rate", "50"],
+        [sys.executable, "-m", "streamer_bybit.simulator", "--symbols", "4", "--rate", "50"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     streamer = None

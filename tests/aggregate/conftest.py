@@ -1,5 +1,6 @@
-"""Fixtures of the aggregate tests: the fake Bybit (tests/fakebybit) and small helpers."""
+"""Fixtures of the aggregate tests: the Bybit simulator (``fake_bybit``, tests/bybit_simulator.py)
+and small helpers."""
 
 from __future__ import annotations
 
-from fakebybit.fixtures import fake_bybit  # noqa: F401  (pytest fixture)
+from bybit_simulator import fake_bybit  # noqa: F401  (pytest fixture)

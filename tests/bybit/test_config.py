@@ -150,7 +150,7 @@ inputs = ["linear"]
 
 
 async def test_wss_and_https_with_a_custom_ca(collector, tmp_path):
-    from fakebybit import FakeBybit, make_ssl_contexts
+    from streamer_bybit.simulator import FakeBybit, make_ssl_contexts
 
     server_ctx, _client_ctx, ca_file = make_ssl_contexts(str(tmp_path))
     fake = FakeBybit(linear_symbols=["BTCUSDT"], ssl_context=server_ctx)

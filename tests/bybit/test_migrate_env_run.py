@@ -47,8 +47,9 @@ def test_migrated_sample_runs_against_the_fake(tmp_path) -> None:
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     redis = RedisServer(password=old["STREAMER_REDIS_PASSWORD"]).start()
-    fake = subprocess.Popen([sys.executable, "-m", "fakebybit", "--symbols", "4", "--rate", "50"],
-                            env=base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    fake = subprocess.Popen([sys.executable, "-m", "streamer_bybit.simulator", "--symbols", "4",
+                             "--rate", "50"], env=base, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     streamer = None
     try:
         assert fake.stdout is not None

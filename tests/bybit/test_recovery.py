@@ -16,7 +16,6 @@ import pytest
 import trio
 from bybit.harness import Collector, make_source, run_source
 
-from fakebybit import FakeBybit
 from streamer._backoff import Backoff
 from streamer._events import Ticker, Trade
 from streamer._metrics import Metrics
@@ -24,6 +23,7 @@ from streamer_bybit.hold_book import HoldBook
 from streamer_bybit.outlet import Outlet
 from streamer_bybit.recovery import GapRecovery, RecoverySettings
 from streamer_bybit.rest import BybitRest
+from streamer_bybit.simulator import FakeBybit
 from streamer_bybit.source import BybitLinearConfig
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

@@ -11,9 +11,9 @@ import pytest
 import trio
 from bybit.harness import make_source, run_source
 
-from fakebybit import FakeBybit, make_ssl_contexts
 from streamer._backoff import Backoff
 from streamer._events import Trade
+from streamer_bybit.simulator import FakeBybit, make_ssl_contexts
 
 
 class BrokenTlsRest:

@@ -9,10 +9,10 @@ import pytest
 import trio
 from bybit.harness import Collector, make_source, run_source
 
-from fakebybit import FakeBybit
 from streamer._api import StreamGap
 from streamer._backoff import Backoff
 from streamer._events import Ticker, Trade
+from streamer_bybit.simulator import FakeBybit
 
 
 async def wait_sessions(source, n: int) -> None:

@@ -14,8 +14,8 @@ import pytest
 import trio
 from bybit.harness import Collector, make_source, run_source
 
-from fakebybit import FakeBybit
 from streamer._events import Trade
+from streamer_bybit.simulator import FakeBybit
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 TOPICS = [f"publicTrade.{s}" for s in SYMBOLS]

@@ -8,7 +8,7 @@ from functools import partial
 import trio
 from bybit.harness import Collector, make_source
 
-from fakebybit import FakeBybit, make_ssl_contexts
+from streamer_bybit.simulator import FakeBybit, make_ssl_contexts
 
 
 async def _proxy(

@@ -28,7 +28,7 @@ async def test_trades_keep_bybit_strings_and_wire_order(fake_bybit, collector: C
 
 
 async def test_spot_trades_without_optional_fields(collector: Collector):
-    from fakebybit import FakeBybit
+    from streamer_bybit.simulator import FakeBybit
 
     fake = FakeBybit(spot_symbols=["BTCUSDT"], omit_optional_trade_fields=True)
     with trio.fail_after(10):

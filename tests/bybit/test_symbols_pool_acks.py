@@ -11,11 +11,11 @@ import pytest
 import trio
 from bybit.harness import make_source, run_source
 
-from fakebybit import FakeBybit
 from streamer._api import FatalError
 from streamer._backoff import Backoff
 from streamer._events import Trade
 from streamer_bybit.connection import ConnectPacer
+from streamer_bybit.simulator import FakeBybit
 from streamer_bybit.source import pool_topics
 
 

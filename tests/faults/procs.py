@@ -1,5 +1,5 @@
 """Subprocess helpers of the fault suite: the fake Bybit in its own process
-(``python -m fakebybit``) and ``python -m streamer run``."""
+(``python -m streamer_bybit.simulator``) and ``python -m streamer run``."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def _env_with_tests_path() -> dict[str, str]:
 
 @contextmanager
 def fake_bybit_process(*args: str, start_timeout: float = 20.0) -> Iterator[dict[str, Any]]:
-    """Run ``python -m fakebybit --port 0 *args``; yield its JSON info line (port, urls)."""
+    """Run ``python -m streamer_bybit.simulator --port 0 *args``; yield its JSON info line
+    (port, urls)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fakebybit", "--port", "0", *args],
+        [sys.executable, "-m", "streamer_bybit.simulator", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env_with_tests_path(),
     )
     try:
@@ -48,10 +49,10 @@ def fake_bybit_process(*args: str, start_timeout: float = 20.0) -> Iterator[dict
 
 def _readline_within(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     assert proc.stdout is not None
-    line = readline_within(proc.stdout, timeout, "fakebybit")
+    line = readline_within(proc.stdout, timeout, "simulator")
     if not line:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise AssertionError(f"fakebybit exited at start (rc={proc.poll()}):\n{err}")
+        raise AssertionError(f"simulator exited at start (rc={proc.poll()}):\n{err}")
     return line
 
 

@@ -24,10 +24,10 @@ import msgspec
 import trio
 from runtime_log import counters_in
 
-from fakebybit import FakeBybit
-from fakebybit.__main__ import symbols as fake_symbols
 from faults.helpers import toml_list
 from streamer import clock
+from streamer_bybit.simulator import FakeBybit
+from streamer_bybit.simulator.__main__ import symbols as fake_symbols
 
 N_SYMBOLS = 20
 RATE = 20_000

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from fakebybit.__main__ import symbols as fake_symbols
 from faults.helpers import toml_list
 from faults.procs import fake_bybit_process, start_streamer, wait_for_log
+from streamer_bybit.simulator.__main__ import symbols as fake_symbols
 
 N_SYMBOLS = 20
 RATE = 2_000

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fakebybit.__main__ import symbols as fake_symbols
 from faults.helpers import toml_list
 from faults.procs import fake_bybit_process, start_streamer, wait_for_log
+from streamer_bybit.simulator.__main__ import symbols as fake_symbols
 
 STREAM_KEY = "bybit-streamer:stream:linear:trades"
 SHUTDOWN_TIMEOUT = 2.0

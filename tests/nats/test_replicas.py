@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from bybit_simulator import LINEAR_SYMBOLS
 from nats_helpers import (
     closed_kline_keys,
     final_metrics,
@@ -24,7 +25,6 @@ from nats_helpers import (
 )
 from nats_server import stream_info
 
-from fakebybit.fixtures import LINEAR_SYMBOLS
 from streamer_bybit.shard import shard_symbols
 
 SHARD = "1/2"

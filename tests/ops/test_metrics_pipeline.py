@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakebybit.server import FakeBybit
 from ops.httpget import get, get_json
 from streamer._config import load_config_text
 from streamer._metrics_http import OpsServer, serve_ops
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
+from streamer_bybit.simulator.server import FakeBybit
 
 CONFIG = """
 [[sources]]

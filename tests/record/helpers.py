@@ -11,7 +11,6 @@ from typing import Any
 import trio
 import trio.testing
 
-from fakebybit import FakeBybit
 from streamer import clock
 from streamer._config import load_config_text
 from streamer._events import Event
@@ -19,6 +18,7 @@ from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
 from streamer.testing import TestingPlugin, running_pipeline
 from streamer.wire import render_bytes
+from streamer_bybit.simulator import FakeBybit
 
 M = 60_000
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

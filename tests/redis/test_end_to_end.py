@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 import trio
+from bybit_simulator import fake_bybit  # noqa: F401  (fixture)
 
-from fakebybit.fixtures import fake_bybit  # noqa: F401  (fixture)
 from streamer import clock
 from streamer.testing import running_pipeline
 

@@ -8,9 +8,9 @@ import io
 
 import pytest
 import trio
+from tls_certs import make_self_signed
 from trio_websocket import ConnectionTimeout, HandshakeError, open_websocket_url
 
-from fakebybit import make_self_signed
 from streamer import FatalError, Inbox
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig

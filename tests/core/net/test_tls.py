@@ -16,8 +16,8 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tls_certs import make_ssl_contexts
 
-from fakebybit import make_ssl_contexts
 from streamer.net import HandshakeError, TLSStream, WebSocket, open_tls_over_tcp_stream
 
 

@@ -272,7 +272,7 @@ async def test_frames_of_every_size_over_ws(fake_bybit) -> None:
 
 
 async def test_frames_of_every_size_over_wss_one_record_per_message(tmp_path) -> None:
-    from fakebybit import FakeBybit, make_ssl_contexts
+    from streamer_bybit.simulator import FakeBybit, make_ssl_contexts
 
     server_ctx, client_ctx, _ca_file = make_ssl_contexts(str(tmp_path))
     fake = FakeBybit(linear_symbols=["BTCUSDT"], ssl_context=server_ctx)

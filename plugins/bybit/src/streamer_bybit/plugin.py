@@ -1,6 +1,7 @@
 """Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources, the
 ``streamer migrate-env`` command (the older Bybit streamer's ``.env`` to a streamer.toml), and
-warns at ``streamer run`` about that ``.env``'s variables when they are set but not read.
+warns at ``streamer run`` about that ``.env``'s variables when they are set but not read; and
+``streamer demo`` (the simulated market through the example pipeline).
 
 Registering imports only the configuration (plugin loading and ``streamer check`` stay
 cheap); each factory imports its source, with websockets, zstandard, ..., when the pipeline
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING
 
 from streamer import Context, RegisterCommand, RegisterSource, hookimpl
+from streamer_bybit import demo
 from streamer_bybit.config import BybitLinearConfig, BybitSpotConfig, ReplayConfig
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ def _migrate_env(args: argparse.Namespace) -> int:
 def streamer_register_commands(register: RegisterCommand) -> None:
     register("migrate-env", "print the streamer.toml equivalent to the older streamer's .env",
              _configure_migrate_env, _migrate_env)
+    register("demo", demo.HELP, demo.configure, demo.main)
 
 
 @hookimpl

@@ -11,7 +11,9 @@ import calendar
 import collections
 import datetime as _dt
 import random
+from collections.abc import MutableSequence
 from decimal import Decimal
+from typing import Any
 
 INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 _MINUTE = 60_000
@@ -160,7 +162,8 @@ class Instrument:
         self.live_lo, self.live_hi = 0, -1  # ts range where every live candle stays live
         self.tracked: list = []
         self.tracked_ts = self.tracked_n = -1
-        self.history: list[dict] = []  # a deque when FakeBybit(history_limit=...)
+        # dicts (trade()) or tuples (run_market); a deque when FakeBybit(history_limit=...)
+        self.history: MutableSequence[Any] = []
         self.appended = 0  # trades ever appended to history (it may be a bounded deque)
         #: (trio time, ``appended`` then) after each push, while a REST lag is in use
         self.pushes: collections.deque[tuple[float, int]] = collections.deque()

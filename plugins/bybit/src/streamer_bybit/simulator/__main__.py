@@ -1,4 +1,4 @@
-"""``python -m fakebybit``: serve a random market for benchmarks.
+"""``python -m streamer_bybit.simulator``: serve a random market for benchmarks.
 
 Prints one JSON line ``{"port","ws_linear","ws_spot","rest"[,"cafile"]}`` once bound, then
 streams each category's random market (all its symbols, round-robin) while some connection
@@ -10,6 +10,7 @@ fake built it, just before writing it; benches use it to measure latency (no ext
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -52,13 +53,14 @@ async def amain(args) -> None:
                 info["cafile"] = cafile
             print(json.dumps(info), flush=True)
             for cat in ("linear", "spot"):
-                nursery.start_soon(lambda c=cat: fake.run_market(
-                    c, None, rate=args.rate, trades_per_message=args.trades_per_message,
-                    tickers=not args.no_tickers, wait_for_subscribers=True))
+                nursery.start_soon(functools.partial(
+                    fake.run_market, cat, None, rate=args.rate,
+                    trades_per_message=args.trades_per_message, tickers=not args.no_tickers,
+                    wait_for_subscribers=True))
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m fakebybit", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m streamer_bybit.simulator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

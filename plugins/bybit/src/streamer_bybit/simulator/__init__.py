@@ -1,10 +1,10 @@
 """A faithful in-process fake of Bybit's V5 public WebSocket + REST market API (trio).
 
-    from fakebybit import FakeBybit
+    from streamer_bybit.simulator import FakeBybit
     fake = FakeBybit(linear_symbols=[...], spot_symbols=[...], seed=1)
     port = await nursery.start(fake.serve)
 
-See ``fakebybit.server`` for the behaviour and the choices the fake makes.
+See ``streamer_bybit.simulator.server`` for the behaviour and the choices the fake makes.
 """
 
 from .market import INTERVALS, period_end, period_start

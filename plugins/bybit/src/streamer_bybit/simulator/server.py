@@ -57,23 +57,17 @@ import struct
 import sys
 import time
 from collections.abc import Iterable
+from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
+import msgspec
 import trio
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-try:
-    from streamer.clock import now_ms
-except ImportError:  # core not installed: use the source tree next to tests/
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "core", "src"))
-    from streamer.clock import now_ms
+from streamer.clock import now_ms
 
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .tls import TLSServerStream
@@ -86,7 +80,8 @@ MAX_ARGS_CHARS = 21_000
 SPOT_MAX_ARGS = 10
 TRADES_PER_MESSAGE_MAX = 1024
 _HIGH_WATER = 1 << 20  # run_market waits while a connection has more than this queued
-_dumps = orjson.dumps
+_dumps = msgspec.json.encode
+_loads = msgspec.json.decode
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
@@ -194,7 +189,7 @@ class Connection:
                 self._pump_protocol()
                 raise _Closed
             protocol.receive_data(data)
-            events = protocol.events_received()
+            events = cast("list[Frame]", protocol.events_received())
             for ev in events:
                 op = ev.opcode
                 if op is Opcode.TEXT or op is Opcode.BINARY:
@@ -531,7 +526,7 @@ class FakeBybit:
             response = protocol.accept(request)
         protocol.send_response(response)
         out = b"".join(protocol.data_to_send())
-        if response.status_code != 101:
+        if category is None or response.status_code != 101:
             await io.send_all(out)
             return
         # registered before the 101 goes out: a client that sees the 101 sees the connection
@@ -548,7 +543,7 @@ class FakeBybit:
                     nursery.start_soon(conn._idle_watch)
                     if rest:
                         protocol.receive_data(rest)
-                        for ev in protocol.events_received():
+                        for ev in cast("list[Frame]", protocol.events_received()):
                             if ev.opcode in (Opcode.TEXT, Opcode.BINARY):
                                 conn.messages_received += 1
                                 self._on_client_message(conn, ev.data)
@@ -598,8 +593,8 @@ class FakeBybit:
 
     def _on_client_message(self, conn: Connection, data) -> None:
         try:
-            msg = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            msg = _loads(data)
+        except msgspec.DecodeError:
             msg = None
         if not isinstance(msg, dict):
             conn._enqueue(self._ack(conn, "", False, "error:unsupported op", None))

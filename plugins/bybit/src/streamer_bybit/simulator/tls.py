@@ -20,7 +20,7 @@ def make_self_signed(directory: str | None = None) -> tuple[str, str]:
     """Write a self-signed cert for ``localhost`` / ``127.0.0.1``; return (certfile, keyfile).
 
     Uses the ``openssl`` CLI (the ``cryptography`` package is not installed here)."""
-    directory = directory or tempfile.mkdtemp(prefix="fakebybit-tls-")
+    directory = directory or tempfile.mkdtemp(prefix="bybit-simulator-tls-")
     cert = os.path.join(directory, "cert.pem")
     key = os.path.join(directory, "key.pem")
     subprocess.run(

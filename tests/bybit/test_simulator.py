@@ -12,13 +12,13 @@ import orjson
 import pytest
 import trio
 import trio.testing
+from bybit_simulator import fake_bybit  # noqa: F401  (the fixture under test)
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from fakebybit import FakeBybit, make_ssl_contexts, period_end, period_start
-from fakebybit.fixtures import fake_bybit  # noqa: F401  (the fixture under test)
+from streamer_bybit.simulator import FakeBybit, make_ssl_contexts, period_end, period_start
 
 LINEAR = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "1000PEPEUSDT"]
 SPOT = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
