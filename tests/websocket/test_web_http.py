@@ -7,9 +7,9 @@ import json
 
 import pytest
 import trio
+from server_process import free_port
 from trio_websocket import open_websocket_url
 
-from server_process import free_port
 from streamer_websocket.front import MAX_REQUEST_HEAD
 from websocket.web_helpers import WEB_PIPE, Streamer, http_request, split_response
 
