@@ -1,6 +1,6 @@
 """The core's modules import each other without a circle, counting every import (those under
 ``TYPE_CHECKING`` and inside functions too), and the operations listener reads the pipeline
-through ``streamer._node.PipelineView``, never the runtime module it serves."""
+through ``streamer._node.PipelineNodes``, never the runtime module it serves."""
 
 from __future__ import annotations
 

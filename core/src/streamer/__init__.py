@@ -34,6 +34,7 @@ from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, h
 from streamer._inbox import Inbox
 from streamer._logs import RateLimitedLog, redact_url, url_secret
 from streamer._metrics import Metrics, Sample
+from streamer._pipeline_view import NodeStatus, PipelineView
 
 __version__ = "0.1.0"
 
@@ -60,7 +61,9 @@ __all__ = [
     "Inbox",
     "Kline",
     "Metrics",
+    "NodeStatus",
     "PartState",
+    "PipelineView",
     "Price",
     "RateLimitedLog",
     "RegisterCommand",

@@ -20,6 +20,7 @@ from streamer._events import Event
 from streamer._health import Health
 from streamer._inbox import Inbox, Overflow
 from streamer._metrics import Metrics
+from streamer._pipeline_view import PipelineView
 from streamer.history import History, HistoryRouter
 
 
@@ -87,6 +88,9 @@ class Context:
     history: HistoryRouter = attrs.field(factory=HistoryRouter, eq=False)
     #: Where the node reports its readiness (``/readyz``): see :mod:`streamer._health`.
     health: Health = attrs.field(factory=Health)
+    #: A read-only view of every node of the pipeline (status pages): see
+    #: :mod:`streamer._pipeline_view`.
+    pipeline: PipelineView = attrs.field(factory=PipelineView, eq=False)
 
 
 class Source(Protocol):

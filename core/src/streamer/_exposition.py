@@ -35,7 +35,7 @@ from streamer._health import Health
 from streamer._metrics import Sample
 
 if TYPE_CHECKING:
-    from streamer._node import PipelineView
+    from streamer._node import PipelineNodes
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 #: How often the event-loop lag is sampled (seconds).
@@ -111,7 +111,7 @@ class _Families:
 class PipelineCollector(Collector):
     """Reads a running pipeline whenever it is collected."""
 
-    def __init__(self, pipeline: PipelineView, lag: LoopLag,
+    def __init__(self, pipeline: PipelineNodes, lag: LoopLag,
                  readiness: Callable[[], dict[str, list[str]]],
                  listener: Callable[[], Iterable[Sample]] | None = None) -> None:
         self.pipeline = pipeline
@@ -163,7 +163,7 @@ class PipelineCollector(Collector):
         yield from families.by_name.values()
 
 
-def not_ready(pipeline: PipelineView, max_data_age: float | None,
+def not_ready(pipeline: PipelineNodes, max_data_age: float | None,
               started: bool) -> dict[str, list[str]]:
     """Node name -> why it is not ready; empty when the whole pipeline is ready."""
     out: dict[str, list[str]] = {}

@@ -30,7 +30,7 @@ from streamer._ops_admission import Admission, OpsConnection
 from streamer._settings import StreamerSettings
 
 if TYPE_CHECKING:
-    from streamer._node import PipelineView
+    from streamer._node import PipelineNodes
 
 log = logging.getLogger("streamer.metrics")
 
@@ -81,7 +81,7 @@ def _json(status: int, doc: object, head_only: bool = False) -> bytes:
 class OpsServer:
     """Serves one pipeline's metrics, health and readiness."""
 
-    def __init__(self, pipeline: PipelineView, *, max_data_age: float | None = 60.0,
+    def __init__(self, pipeline: PipelineNodes, *, max_data_age: float | None = 60.0,
                  limits: OpsLimits = OpsLimits()) -> None:
         self.pipeline = pipeline
         self.max_data_age = max_data_age
@@ -232,7 +232,7 @@ async def _reply(stream: trio.SocketStream, data: bytes) -> None:
 
 
 async def serve_ops(
-    pipeline: PipelineView, address: str, *, max_data_age: float | None = 60.0,
+    pipeline: PipelineNodes, address: str, *, max_data_age: float | None = 60.0,
     limits: OpsLimits = OpsLimits(), on_bound: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[OpsServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:

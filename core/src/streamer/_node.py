@@ -34,7 +34,7 @@ class Node:
         return self.config.name
 
 
-class PipelineView(Protocol):
+class PipelineNodes(Protocol):
     """What the ops listener reads of a pipeline: its nodes, by name, in pipeline order
     (their counters, probes, health and inboxes)."""
 

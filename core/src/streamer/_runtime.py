@@ -39,6 +39,7 @@ from streamer._liveness import block_when_offline
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
 from streamer._node import Node
+from streamer._pipeline_view import NodeStatus, PipelineView
 from streamer._plugins import PluginManager
 from streamer._route import Route, hook_applier
 from streamer._settings import PipelineConfig
@@ -77,6 +78,7 @@ class Pipeline:
         self.config = config
         block_when_offline(config)
         self.nodes: dict[str, Node] = {}
+        view = PipelineView()
         for nc in config.nodes():
             context = Context(
                 name=nc.name,
@@ -84,6 +86,7 @@ class Pipeline:
                 logger=logging.getLogger(f"streamer.{nc.kind}.{nc.name}"),
                 metrics=Metrics(),
                 inputs=nc.inputs,
+                pipeline=view,
             )
             obj = nc.spec.factory(nc.options, context)
             check_capabilities(obj, NODE_CAPABILITIES[nc.kind])
@@ -100,6 +103,7 @@ class Pipeline:
         self._watch = SinkWatch(self.nodes.values())
         self._running_sinks: set[str] = set()
         self._stats = StatsLog(self)
+        view.bind(self.status)
         self.fatal: FatalError | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -129,6 +133,23 @@ class Pipeline:
             if n.inbox is not None and n.inbox.dropped_batches:
                 out[name]["inbox_dropped_batches"] = n.inbox.dropped_batches
             out[name].update(losses.get(name, {}))
+        return out
+
+    def status(self) -> list[NodeStatus]:
+        """Every node as it is now (``context.pipeline.nodes()``)."""
+        flows = self._stats.flows()
+        counters = self.metrics()
+        out = []
+        for name, n in self.nodes.items():
+            flow = flows.get(name)
+            inbox = n.inbox
+            out.append(NodeStatus(
+                name, n.config.kind, n.config.type, counters[name],
+                n.context.metrics.samples(), n.context.health.states(),
+                messages=flow.messages if flow else 0, events=flow.events if flow else 0,
+                lost=flow.dropped if flow else 0,
+                inbox_depth=None if inbox is None else len(inbox),
+                inbox_capacity=None if inbox is None else inbox.maxsize))
         return out
 
     def losses(self) -> dict[str, dict[str, int]]:

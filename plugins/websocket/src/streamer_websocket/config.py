@@ -59,6 +59,9 @@ class WebSocketConfig:
     """Every option is checked by its field validator, so the config loader reports all bad
     ones at once, each with its path (non-finite numbers are refused by the loader)."""
 
+    #: Serve the web view (a status and market page, docs/plugins/websocket.md) at ``/`` on
+    #: the same host and port, to the same credentials; WebSocket clients are unaffected.
+    web: bool = False
     #: Interface to listen on. Any host other than loopback requires authentication.
     host: str = "127.0.0.1"
     #: TCP port; 0 picks a free one (the sink exposes the bound port as ``sink.port``).

@@ -13,7 +13,7 @@ and answered only after ``auth_failure_delay``. An admitted connection is handed
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
@@ -46,11 +46,6 @@ def normalise_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def address_of(remote: object) -> str:
-    """The source address of a connection (without port): the TCP peer's."""
-    return str(getattr(remote, "address", remote))
-
-
 async def close_within(ws: WebSocketConnection, code: int, reason: str, timeout: float) -> None:
     with trio.move_on_after(timeout):
         await ws.aclose(code, reason)
@@ -79,10 +74,10 @@ class Gate:
         self._serve = serve
         self._path = normalise_path(config.path)
 
-    async def handle(self, request: WebSocketRequest) -> None:
-        """The server's handler for every request."""
+    async def handle(self, request: WebSocketRequest, peer: str) -> None:
+        """The front door's handler for every WebSocket request from TCP peer ``peer``."""
         try:
-            await self._handle_request(request)
+            await self._handle_request(request, peer)
         except ConnectionClosed:
             pass  # the client went away mid-handshake or mid-auth
         except Exception:
@@ -90,10 +85,9 @@ class Gate:
             self.metrics.inc("client_errors")
             self._log.logger.exception("websocket client handler failed")
 
-    def client_address(self, request: WebSocketRequest) -> str:
+    def client_address(self, peer: str, headers: Sequence[tuple[bytes, bytes]]) -> str:
         """The address per-address limits count: the peer's, or the one its proxy names."""
-        peer = address_of(request.remote)
-        address, unusable = self.addresses.client_of(peer, request.headers)
+        address, unusable = self.addresses.client_of(peer, headers)
         if unusable:
             self.metrics.inc("bad_forwarded_headers")
             self._log.warning("forwarded", "websocket: trusted proxy %s sent a %s naming no "
@@ -101,9 +95,9 @@ class Gate:
                               self.config.forwarded_header)
         return address
 
-    async def _handle_request(self, request: WebSocketRequest) -> None:
+    async def _handle_request(self, request: WebSocketRequest, peer: str) -> None:
         creds = self.credentials
-        address = self.client_address(request)
+        address = self.client_address(peer, request.headers)
         if normalise_path(request.path) != self._path:
             ws = await request.accept()
             self.metrics.inc("wrong_path")

@@ -4,6 +4,7 @@ client that sends much and reads little only hurts itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -25,8 +26,11 @@ from streamer_websocket.subscription import (
 
 class Session:
     def __init__(self, config: WebSocketConfig, metrics: Metrics, log: RateLimitedLog,
-                 snapshot: SnapshotStore, gate: Gate) -> None:
+                 snapshot: SnapshotStore, gate: Gate,
+                 status: Callable[[], dict[str, Any]] | None = None) -> None:
         self.config = config
+        #: Answers ``{"op": "status"}`` (the web view's status); None: not offered.
+        self._status = status
         self.metrics = metrics
         self.snapshot = snapshot
         self._log = log
@@ -84,6 +88,8 @@ class Session:
             self._on_subscription(client, op, message.get("args"))
         elif op == "ping":
             client.reply({"op": "pong"})
+        elif op == "status" and self._status is not None:
+            client.reply({"op": "status", "data": self._status()})
         elif "user" in message or "key" in message:
             # Older clients may (re)send credentials once connected: answer, never close.
             creds = self._gate.credentials

@@ -9,12 +9,14 @@ with three children: a reader and a pinger (:mod:`streamer_websocket.session`) a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+from typing import TYPE_CHECKING
 
 import trio
 import trio.lowlevel
-from trio_websocket import WebSocketConnection, WebSocketServer
+from trio_websocket import WebSocketConnection
 
 from streamer import Context, FatalError, Inbox, RateLimitedLog
 from streamer.wire import render
@@ -22,10 +24,14 @@ from streamer_websocket.auth import resolve_credentials
 from streamer_websocket.client import Client, FilterCache
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.envelope import Envelope
+from streamer_websocket.front import FrontDoor
 from streamer_websocket.gate import Gate, close_within
 from streamer_websocket.session import Session
 from streamer_websocket.snapshot import SnapshotStore
 from streamer_websocket.tls import server_ssl_context
+
+if TYPE_CHECKING:
+    from streamer_websocket.web.status import StatusBoard
 
 CLOSE_GOING_AWAY = 1001
 
@@ -43,6 +49,11 @@ class WebSocketSink:
         self._log = RateLimitedLog(context.logger)
         self._gate = Gate(config, None, self.metrics, self._log, self._serve)
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate)
+        self._status: StatusBoard | None = None
+        if config.web:
+            from streamer_websocket.web.status import StatusBoard
+
+            self._status = StatusBoard(context.pipeline)
         self._tls = False
         self._clients_changed = trio.lowlevel.ParkingLot()
         self._ids = itertools.count(1)
@@ -76,7 +87,14 @@ class WebSocketSink:
         self._tls = ssl_context is not None
         self.clients = set()
         self._gate = Gate(config, credentials, self.metrics, self._log, self._serve)
-        self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate)
+        self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
+                                None if self._status is None else self._status.status)
+        pages = None
+        if config.web:
+            from streamer_websocket.web.pages import Pages
+
+            pages = Pages(self._gate, self.metrics, config.path, credentials is not None).serve
+        front = FrontDoor(config, self._gate.handle, pages)
         try:
             tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         except OSError as exc:
@@ -91,16 +109,9 @@ class WebSocketSink:
             listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True)
                          for listener in tcp_listeners]
         async with trio.open_nursery() as handlers:
-            server = WebSocketServer(
-                self._gate.handle,
-                listeners,
-                handler_nursery=handlers,
-                max_message_size=config.max_client_message,
-                connect_timeout=config.auth_timeout,
-                disconnect_timeout=config.send_timeout,
-            )
             async with trio.open_nursery() as listening:
-                await listening.start(server.run)
+                await listening.start(functools.partial(
+                    trio.serve_listeners, front.handle, listeners, handler_nursery=handlers))
                 self.port = tcp_listeners[0].socket.getsockname()[1]
                 self.context.logger.info(
                     "websocket sink listening on %s (auth %s)",

@@ -1,0 +1,125 @@
+"""The web view in a real browser: Debian's chromium driven by Playwright (never
+``playwright install``), against the fake Bybit. Playwright's sync API runs in one worker
+thread; it calls back into trio (fake trades, a restart) with ``trio.from_thread``."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+import pytest
+import trio
+from server_process import free_port
+
+from websocket.web_helpers import WEB_PIPE, Streamer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+KEY = "browser-key-0123456789"
+#: Milliseconds any one wait in the browser may take.
+WAIT_MS = 20_000
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="needs Debian's chromium (scripts/test installs it)")
+
+
+def log_in(page, key: str) -> None:
+    page.wait_for_selector("#login-form", state="visible", timeout=WAIT_MS)
+    page.fill("#login-user", "viewer")
+    page.fill("#login-key", key)
+    page.click("#login-submit")
+
+
+def browse(url: str, fake, streamer: Streamer, shots: str | None = None) -> list[str]:
+    """The whole browser session; returns the console errors seen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1100, "height": 720})
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            # A wrong key: the login comes back with an error.
+            log_in(page, "wrong")
+            # (CSP forbids eval, so every wait is on a selector, never a JS predicate.)
+            page.wait_for_selector("#login-error:has-text('Wrong user or key')",
+                                   timeout=WAIT_MS)
+            assert page.is_visible("#login-form")
+            # The right key: every source shows as connected.
+            log_in(page, KEY)
+            page.wait_for_selector('#sources tr[data-node="bybit"][data-state="connected"]',
+                                   timeout=WAIT_MS)
+            page.wait_for_selector('#sinks tr[data-node="wss"]', timeout=WAIT_MS)
+            # The market view: candles grow as the fake trades, quotes are the fake's tickers.
+            page.click("#tab-market")
+            now = trio.from_thread.run_sync(fake_now)
+            # Each trade a minute after the one before closes the candle before it; the
+            # aggregator may add candles of its own (gaps filled up to now), hence "at least".
+            for i in range(4):
+                trio.from_thread.run_sync(lambda i=i: fake.trade(
+                    "linear", "BTCUSDT", price=100 + i, size=1,
+                    ts=now - 300_000 + i * 60_000))
+                if i:
+                    expect(page.locator("#chart")).to_have_attribute(
+                        "data-candles", at_least(i), timeout=WAIT_MS)
+            ticker = fake.ticker("linear", "BTCUSDT")
+            expect(page.locator("#bid")).not_to_have_text("-", timeout=WAIT_MS)
+            expect(page.locator("#ask")).not_to_have_text("-", timeout=WAIT_MS)
+            assert float(page.text_content("#bid")) == float(ticker["bid1Price"])
+            assert float(page.text_content("#ask")) == float(ticker["ask1Price"])
+            assert page.get_attribute("#chart", "data-symbol") == "linear BTCUSDT"
+            assert page.locator("#trades tbody tr").count() == 4
+            if shots:
+                page.screenshot(path=os.path.join(shots, "webview-market.png"))
+            # The streamer restarts: the page reconnects and keeps working.
+            trio.from_thread.run(streamer.restart)
+            page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+            trio.from_thread.run(lambda: fake.wait_subscribed("linear",
+                                                              ["publicTrade.BTCUSDT"]))
+            trio.from_thread.run_sync(lambda: fake.trade(
+                "linear", "BTCUSDT", price=110, size=2, ts=now - 60_000))
+            page.wait_for_selector("#trades tbody tr:first-child td.num:has-text('110.')",
+                                   timeout=WAIT_MS)
+            page.click("#tab-status")
+            page.wait_for_selector('#sources tr[data-node="bybit"][data-state="connected"]',
+                                   timeout=WAIT_MS)
+            if shots:
+                page.screenshot(path=os.path.join(shots, "webview-status.png"))
+        finally:
+            browser.close()
+    return errors
+
+
+def at_least(n: int) -> re.Pattern[str]:
+    """A pattern of the decimal numbers from ``n`` (1-9) up."""
+    return re.compile(rf"^([{n}-9]|[1-9][0-9]+)$")
+
+
+def fake_now() -> int:
+    from streamer import clock
+
+    return clock.now_ms()
+
+
+async def test_web_view_in_chromium(fake_bybit, plugin_manager, nursery, monkeypatch) -> None:
+    monkeypatch.setenv("STREAMER_WSS_AUTH_KEY", KEY)
+    port = free_port()
+    toml = WEB_PIPE.format(ws=fake_bybit.ws_url("linear"), rest=fake_bybit.rest_url, port=port)
+    streamer = Streamer(toml, plugin_manager)
+    with trio.fail_after(100):
+        await streamer.start(nursery)
+        await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+        errors = await trio.to_thread.run_sync(
+            browse, f"http://127.0.0.1:{port}/", fake_bybit, streamer,
+            os.environ.get("STREAMER_WEB_SCREENSHOTS"))
+        await streamer.stop()
+    # A refused login logs its close as no error; anything else would be a page fault.
+    assert errors == []
