@@ -59,6 +59,11 @@ class Busy:
     busy_with: str | None = None
 
 
+class Holding:
+    def held_events(self) -> int:
+        return 0
+
+
 class Clocked:
     trio_clock = Clock()
 
@@ -75,7 +80,8 @@ class Dropping:
 HOLDERS: dict[type, object] = {
     streamer.HasHistory: History(), streamer.DrivesClock: Clocked(),
     streamer.HandlesGaps: Gaps(), streamer.ReportsBusy: Busy(),
-    streamer.Validates: Validating(), streamer.HasCheckLines: Lines(),
+    streamer.HoldsEvents: Holding(), streamer.Validates: Validating(),
+    streamer.HasCheckLines: Lines(),
     streamer.HasShutdownTimeout: Flushing(), streamer.HasDefaultOverflow: Dropping,
 }
 
@@ -99,6 +105,7 @@ class Misspelt(Transform):
         return []
 
     busywith = "a write"
+    held = 3
     trio_clok = Clock()
 
 
@@ -127,6 +134,11 @@ class ClockOfAnotherKind(Transform):
     trio_clock = "fast"
 
 
+class AsyncHeld:
+    async def held_events(self) -> int:
+        return 0
+
+
 class ValidateOfAnotherShape:
     def validate(self, environ: Mapping[str, str], strict: bool) -> list[str]:
         return []
@@ -145,6 +157,8 @@ class OverflowNotAPolicy:
                       "StreamGap) -> list[Event]"),
     (ClockOfAnotherKind(), "ClockOfAnotherKind.trio_clock must be a trio.abc.Clock "
                            "(DrivesClock), got 'fast'"),
+    (AsyncHeld(), "AsyncHeld.held_events is async; HoldsEvents wants a plain def "
+                  "held_events() -> int (the core calls it without awaiting)"),
     (ValidateOfAnotherShape, "ValidateOfAnotherShape.validate(environ: Mapping[str, str], "
                              "strict: bool) -> list[str] cannot be called as Validates calls it: "
                              "def validate(environ: Mapping[str, str]) -> list[str]"),

@@ -78,22 +78,26 @@ def source_toml(first: int, then: int = 0) -> str:
 
 
 @contextmanager
-def streamer_run(tmp_path: Path, config_text: str
+def streamer_run(tmp_path: Path, config_text: str, stdout: int = subprocess.DEVNULL
                  ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """``streamer run`` of ``config_text`` with the ``test.tickers`` source registered; stdin
-    is a pipe (:func:`emit_the_rest`); yields the process and its log's path."""
+    is a pipe (:func:`emit_the_rest`), stdout ``stdout`` (``subprocess.PIPE``: a pipe the
+    test never reads, closed at the end); yields the process and its log's path."""
     script, config, log_path = tmp_path / "run.py", tmp_path / "s.toml", tmp_path / "log"
     script.write_text(SCRIPT)
     config.write_text(config_text)
     with open(log_path, "wb") as err:
         proc = subprocess.Popen([sys.executable, str(script), str(config)],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+                                stdin=subprocess.PIPE, stdout=stdout, stderr=err)
     try:
         yield proc, log_path
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def sigterm_and_wait(proc: subprocess.Popen[bytes], log_path: Path) -> tuple[int, float]:

@@ -205,6 +205,25 @@ class ReportsBusy(Protocol):
 
 
 @runtime_checkable
+class HoldsEvents(Protocol):
+    """A **sink** that keeps events it took from its inbox in a buffer of its own (rows
+    waiting for their file, a write in progress), so that the batch it took last is not
+    the measure of what it has not written.
+
+    ``held_events`` returns how many events the sink took and has neither written nor
+    counted in its own losses (:meth:`Metrics.lost`), the write in progress included. The
+    core counts that, instead of the batch the sink took last, in ``lost_at_shutdown`` when
+    the pipeline stops (after the sink's ``run`` ended, or when the hard stop gives up on a
+    sink blocked where cancellation cannot reach) and in ``lost_after_stop`` when the sink
+    stops or is disabled; a restart counts nothing (the sink still holds its buffer). Called
+    on the trio thread, possibly while the sink's worker thread is blocked: it must not
+    block. Its answer is final: whatever the sink still writes after it is not counted as
+    written (already counted as lost)."""
+
+    def held_events(self) -> int: ...
+
+
+@runtime_checkable
 class Validates(Protocol):
     """A **config class** (of any node, or the ``[streamer]`` table) with checks that depend
     on the environment: a variable that must be set, a directory that must exist.
@@ -243,12 +262,14 @@ class HasDefaultOverflow(Protocol):
 
 
 #: Every optional capability, in the order docs/plugin_hooks.md lists them.
-CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, ReportsBusy, Validates,
-                                  HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)
+CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, ReportsBusy, HoldsEvents,
+                                  Validates, HasCheckLines, HasShutdownTimeout,
+                                  HasDefaultOverflow)
 #: Which a node object of each kind may have: only those are looked for (and checked), so a
 #: sink's unrelated ``history`` attribute is none of the core's business.
 NODE_CAPABILITIES: dict[str, tuple[type, ...]] = {
-    "source": (HasHistory, DrivesClock), "transform": (HandlesGaps,), "sink": (ReportsBusy,)}
+    "source": (HasHistory, DrivesClock), "transform": (HandlesGaps,),
+    "sink": (ReportsBusy, HoldsEvents)}
 #: Which a config class of each kind of node may have.
 CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
     "source": (Validates, HasCheckLines), "transform": (Validates, HasCheckLines),

@@ -74,6 +74,11 @@ class Inbox:
         return self._closed
 
     @property
+    def discarding(self) -> bool:
+        """The sink is gone (:meth:`discard`): what it held is counted already."""
+        return self._discarding
+
+    @property
     def queued_batches(self) -> int:
         """Batches ever queued (dropped ones included)."""
         return self._queued_total
@@ -164,19 +169,20 @@ class Inbox:
         self._not_full.unpark_all()
         self._accepted_changed.unpark_all()
 
-    def take_left_over(self) -> int:
-        """Close and empty the inbox; return how many events it still held, queued or in the
-        sink's hands (:attr:`in_flight`), for the caller to count."""
-        left = self.queued_events + self.in_flight
+    def take_left_over(self, in_hand: int | None = None) -> int:
+        """Close and empty the inbox; return how many events it still held, for the caller
+        to count: queued, plus those in the sink's hands: ``in_hand`` when the sink counts
+        them itself (``streamer.HoldsEvents``), else :attr:`in_flight`."""
+        left = self.queued_events + (self.in_flight if in_hand is None else in_hand)
         self._queue.clear()
         self.in_flight = 0
         self.close()
         return left
 
-    def discard(self) -> int:
+    def discard(self, in_hand: int | None = None) -> int:
         """The sink is gone: count what is left (:meth:`take_left_over`) and every batch put
         from now on in :attr:`lost_events`. Returns the events lost by this call."""
-        lost = self.take_left_over()
+        lost = self.take_left_over(in_hand)
         self.lost_events += lost
         self._discarding = True
         return lost

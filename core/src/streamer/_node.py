@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from streamer._api import Context
+from streamer._api import Context, HoldsEvents
 from streamer._inbox import Inbox
 from streamer._settings import NodeConfig
 
@@ -32,6 +32,16 @@ class Node:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def held_events(self) -> int | None:
+        """What a sink that keeps a buffer of its own (:class:`HoldsEvents`) took and has not
+        written; ``None`` for any other node (the core counts the batch it took last). Asked
+        once: after the sink stopped or was disabled its buffer is counted already (0)."""
+        if not isinstance(self.obj, HoldsEvents):
+            return None
+        if self.inbox is not None and self.inbox.discarding:
+            return 0
+        return self.obj.held_events()
 
 
 class PipelineNodes(Protocol):

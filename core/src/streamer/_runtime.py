@@ -31,6 +31,7 @@ from streamer._api import (
     FatalError,
     HasHistory,
     HasShutdownTimeout,
+    HoldsEvents,
     check_capabilities,
 )
 from streamer._backoff import Backoff
@@ -194,8 +195,9 @@ class Pipeline:
 
     def report_cut_off(self) -> None:
         """The hard stop's last word, when a sink that cancellation cannot reach holds up the
-        run: count what the sinks' inboxes still hold (the batch in a stuck sink's hands
-        included) and log the ``final`` and ``events lost`` lines ``run`` would have."""
+        run: count what the sinks' inboxes still hold and what each sink holds (the batch in
+        a stuck sink's hands, or its own buffer and blocked write: HoldsEvents) and log the
+        ``final`` and ``events lost`` lines ``run`` would have."""
         self._count_left_over([n for n in self.nodes.values() if n.inbox is not None])
         self._log_summary()
 
@@ -316,7 +318,7 @@ class Pipeline:
             if failure is None:
                 # run() returned: a source that ran out, or a sink told to stop.
                 if kind == "sink" and node.inbox is not None and not node.inbox.closed:
-                    lost = node.inbox.discard()
+                    lost = node.inbox.discard(node.held_events())
                     node.context.logger.warning(
                         "sink %r stopped; its input is discarded and counted in "
                         "lost_after_stop (%d so far)", node.name, lost)
@@ -326,7 +328,9 @@ class Pipeline:
             delay = backoff.next()
             node.context.metrics.inc("restarts")
             if node.inbox is not None and node.inbox.in_flight:
-                node.lost_on_restart += node.inbox.in_flight
+                # A sink that holds a buffer of its own (HoldsEvents) still holds the batch.
+                if not isinstance(node.obj, HoldsEvents):
+                    node.lost_on_restart += node.inbox.in_flight
                 node.inbox.in_flight = 0
             node.context.logger.error(
                 "%s %r failed: %s: %s; restarting in %.1fs", kind, node.name,
@@ -343,7 +347,7 @@ class Pipeline:
 
     def _disable(self, node: Node, error: FatalError) -> None:
         assert node.inbox is not None
-        lost = node.inbox.discard()
+        lost = node.inbox.discard(node.held_events())
         node.context.metrics.inc("disabled")
         node.context.logger.error(
             "sink %r disabled (on_fatal = \"disable\"): %s; the other sinks go on, its events "
@@ -353,11 +357,12 @@ class Pipeline:
 
     def _count_left_over(self, sinks: Sequence[Node]) -> None:
         """What the sinks still held or had queued when they were cut off (the shutdown
-        deadline, or a fatal error stopping the run) is lost."""
+        deadline, a fatal error stopping the run, the hard stop) is lost: the batch each
+        took last, or what a sink with a buffer of its own says it holds (HoldsEvents)."""
         for node in sinks:
             inbox = node.inbox
             assert inbox is not None
-            node.lost_at_shutdown += inbox.take_left_over()
+            node.lost_at_shutdown += inbox.take_left_over(node.held_events())
 
     # -- routing ---------------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ a whole file or none.
 
 Writing happens in a worker thread, one flush at a time; the sink takes no new batch from its
 inbox while a flush runs, so memory is bounded by ``max_buffered_events`` plus the core's
-inbox (``queue_size`` / ``overflow``).
+inbox (``queue_size`` / ``overflow``). The thread is never abandoned, so a disk that hangs
+(a stuck network mount) holds the sink until the core's hard stop; the sink tells the core
+what it holds (``held_events``: the rows of the blocked flush not yet written, and the
+buffered ones), which the run counts as lost. The thread counts each file as it is done.
 
 Formats: ``"jsonl"``: zstd-compressed JSON lines, each the wire envelope of one event
 (``{"channel", "data_type", "data": [one item]}``), so a file's bytes depend only on the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,12 @@ class FilesSink:
         self._seq = 0
         #: Readiness last reported to ``context.health`` (None: nothing written yet).
         self._reported_ready: bool | None = None
+        #: Guards what the worker thread counts as it goes and what :meth:`held_events` reads.
+        self._progress = threading.Lock()
+        #: Rows handed to the running flush and not yet written or counted as dropped.
+        self._writing = 0
+        #: Set by :meth:`held_events`: the core has counted what is held as lost.
+        self._counted_lost = False
 
     # -- buffering (trio thread) --------------------------------------------------------
 
@@ -112,6 +122,15 @@ class FilesSink:
         self.buffered = 0
         return chunks
 
+    def held_events(self) -> int:
+        """The rows taken from the inbox and not yet written nor dropped: those of the flush
+        in progress (possibly blocked on a hung disk) and the buffered ones. The core asks
+        once, when it counts them as lost: a file finished afterwards is not counted as
+        written (``streamer.HoldsEvents``)."""
+        with self._progress:
+            self._counted_lost = True
+            return self._writing + self.buffered
+
     # -- writing (worker thread) --------------------------------------------------------
 
     def _path(self, key: Partition, rows: list[dict[str, Any]]) -> Path:
@@ -124,14 +143,29 @@ class FilesSink:
     def _write_chunks(
         self, chunks: list[tuple[Partition, list[dict[str, Any]]]]
     ) -> tuple[list[tuple[Path, int]], list[tuple[Partition, int, Exception]]]:
-        """Write each chunk as a file; a chunk that fails is reported, the others go on."""
+        """Write each chunk as a file; a chunk that fails is reported, the others go on. Each
+        is counted (written, or dropped) as soon as it is done, so that the flush a hung disk
+        blocks holds only what it has not written (:meth:`held_events`)."""
         written: list[tuple[Path, int]] = []
         failed: list[tuple[Partition, int, Exception]] = []
+        metrics = self.context.metrics
         for key, rows in chunks:
             try:
-                written.append((self._write_one(key, rows), len(rows)))
+                path = self._write_one(key, rows)
             except (OSError, ValueError, TypeError, ArrowException) as exc:
                 failed.append((key, len(rows), exc))
+                with self._progress:
+                    self._writing -= len(rows)
+                    if not self._counted_lost:
+                        metrics.inc("write_errors")
+                        metrics.lost("dropped_events", len(rows))
+                continue
+            written.append((path, len(rows)))
+            with self._progress:
+                self._writing -= len(rows)
+                if not self._counted_lost:
+                    metrics.inc("files_written")
+                    metrics.inc("written_events", len(rows))
         return written, failed
 
     def _write_one(self, key: Partition, rows: list[dict[str, Any]]) -> Path:
@@ -176,16 +210,11 @@ class FilesSink:
     async def _flush(self, chunks: list[tuple[Partition, list[dict[str, Any]]]]) -> None:
         if not chunks:
             return
+        self._writing += sum(len(rows) for _, rows in chunks)
         # Not abandoned on cancel: a file is either finished and renamed or removed.
         written, failed = await trio.to_thread.run_sync(self._write_chunks, chunks)
-        metrics = self.context.metrics
-        for path, rows in written:
-            self.files_written.append(path)
-            metrics.inc("files_written")
-            metrics.inc("written_events", rows)
+        self.files_written.extend(path for path, _ in written)
         for (channel, data_type, day), rows, exc in failed:
-            metrics.inc("write_errors")
-            metrics.lost("dropped_events", rows)
             self.context.logger.error(
                 "files: cannot write %d %s %s events of %s under %s (%s: %s); they are dropped",
                 rows, channel, data_type, day, self.root, type(exc).__name__, exc)
