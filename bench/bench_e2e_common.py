@@ -88,12 +88,16 @@ class Window:
         self.server_pid = server_pid
 
     def start(self) -> None:
+        self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
         self.c0, self.t0, self.x0 = cpu_seconds(), time.perf_counter(), ctx_switches()
         self.s0 = proc_cpu_seconds(self.server_pid) if self.server_pid else 0.0
 
     def stop(self) -> dict[str, Any]:
         c1, t1, x1 = cpu_seconds(), time.perf_counter(), ctx_switches()
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
         out: dict[str, Any] = {"cpu_s": c1 - self.c0, "wall_s": t1 - self.t0,
+                               "user_s": ru1.ru_utime - self.ru0.ru_utime,
+                               "sys_s": ru1.ru_stime - self.ru0.ru_stime,
                                "ctx_voluntary": x1[0] - self.x0[0],
                                "ctx_involuntary": x1[1] - self.x0[1]}
         if self.server_pid:

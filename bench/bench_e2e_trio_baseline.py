@@ -36,18 +36,20 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
         topics = [f"publicTrade.{s}" for s in symbol_names(args.symbols)]
         await ws.send_text(json.dumps({"op": "subscribe", "args": topics, "req_id": "t1"}))
         count = reads = 0
+        waited = False
 
         async def read_once() -> None:
             # As the source's reader does: after a read under COALESCE_SKIP, wait until
             # ``coalesce`` after it, so the next read carries what arrived meanwhile.
-            nonlocal count, reads
-            payloads = await ws.receive()
+            nonlocal count, reads, waited
+            payloads = await ws.receive(checkpointed=waited)
             t_read = trio.current_time()
             reads += 1
             for raw in payloads:
                 if "topic" in loads(raw):
                     count += 1
-            if coalesce and ws.last_read_size < COALESCE_SKIP:
+            waited = bool(coalesce) and ws.last_read_size < COALESCE_SKIP
+            if waited:
                 await trio.sleep_until(t_read + coalesce)
 
         warm_until = None
@@ -70,6 +72,22 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
     return {"messages": count - n0, "reads": reads - r0, **measured}
 
 
+async def timer_only(args: argparse.Namespace) -> dict[str, object]:
+    """No socket: the coalescing wait alone, ``sleep_until(read + coalesce)`` in a loop,
+    for ``--duration`` s after ``--warmup`` s. What one trio timer wake-up costs here."""
+    coalesce = args.coalesce_ms / 1000.0
+    with trio.move_on_after(args.warmup):
+        while True:
+            await trio.sleep_until(trio.current_time() + coalesce)
+    window, cycles = Window(), 0
+    window.start()
+    with trio.move_on_after(args.duration):
+        while True:
+            await trio.sleep_until(trio.current_time() + coalesce)
+            cycles += 1
+    return {"messages": 0, "reads": cycles, **window.stop()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--url", required=True)
@@ -80,12 +98,17 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--coalesce-ms", type=float, default=0.0,
                    help="wait like the source's reader after a small read (0: never)")
+    p.add_argument("--timer-only", action="store_true",
+                   help="no connection: only the coalescing wait, in a loop (needs "
+                        "--coalesce-ms and --duration)")
     p.add_argument("--ca-file", default=None)
     p.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
-    result = trio.run(consume, args)
+    if args.timer_only and not (args.coalesce_ms and args.duration):
+        p.error("--timer-only needs --coalesce-ms and --duration")
+    result = trio.run(timer_only if args.timer_only else consume, args)
     emit_line({"event": "result", "client": "trio-sansio+orjson", **result})
 
 

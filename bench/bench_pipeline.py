@@ -89,6 +89,7 @@ CLIENTS = {
     "floor": "floor: source's transport + orjson, no coalescing (a floor flat out only)",
     "floor_c5": "floor: source's transport + orjson, coalescing like the pipeline (5)",
     "cryptofeed": "cryptofeed (Bybit feed, trades)",
+    "timer_c5": "trio timer alone: the 5 ms wait in a loop, no socket",
 }
 
 #: Every setting of each client of the rates section (written into the summary).
@@ -112,6 +113,9 @@ CLIENT_SETTINGS = {
              "at once after every read",
     "floor_c5": "as floor, waits until 5 ms after a read under 32 KiB (the source's rule)",
     "cryptofeed": f"{CRYPTOFEED} Bybit feed, TRADES channel, a counting callback, uvloop",
+    "timer_c5": "bench_e2e_trio_baseline.py --timer-only: trio.sleep_until(now + 5 ms) in a "
+                "loop, no connection: the cost of the coalescing wait's wake-up alone "
+                "(per read: per wake-up; no messages, so no CPU per message nor ratio)",
 }
 
 #: The settings of the other sections' rows.
@@ -130,6 +134,9 @@ SECTION_SETTINGS = {
     "profile": "fake flat out, 50 symbols; the profiled pipeline with the default "
                "coalesce_ms (5)",
 }
+
+#: The per-read figures (also of clients without messages: the timer alone).
+PER_READ = ("cpu_per_read_us", "reads_per_s", "wakeups_per_s")
 
 #: Clients that talk to a server the bench runs (its CPU is reported beside theirs).
 WITH_SERVER = ("redis", "redis_c5", "real", "real_c5")
@@ -249,6 +256,11 @@ class Bench:
         if key in ("floor", "floor_c5"):
             return self.trio_baseline(info, *window, "--coalesce-ms", coalesce,
                                       timeout=timeout)
+        if key == "timer_c5":
+            if "--duration" not in window:
+                return None  # flat out has no waits
+            return self.trio_baseline(info, *window, "--coalesce-ms", coalesce,
+                                      "--timer-only", timeout=timeout)
         if key == "cryptofeed":
             return self.cryptofeed(info, *window, timeout=timeout)
         raise ValueError(key)
@@ -266,6 +278,10 @@ class Bench:
                   if " ERROR " in ln or "Traceback" in ln]
         if errors:
             result["errors"] = errors[:20]
+        if result.get("reads") and not result.get("messages"):  # the timer alone
+            result["reads_per_s"] = result["reads"] / result["wall_s"]
+            result["cpu_per_read_us"] = result["cpu_s"] / result["reads"] * 1e6
+            result["wakeups_per_s"] = result.get("ctx_voluntary", 0) / result["wall_s"]
         if result.get("messages"):
             result["msg_per_s"] = result["messages"] / result["wall_s"]
             result["cpu_per_100k"] = result["cpu_s"] / result["messages"] * 100_000
@@ -344,13 +360,15 @@ class Bench:
                  f"{la[0][0]:.2f} / {la[1][0]:.2f} (1 min)")
         for key in summary["clients"]:
             s = summary["clients"][key]
+            if not s["cpu_per_100k"]["n"]:
+                continue  # the timer alone: per-read rows only
             self.row(f"{label}: {CLIENTS[key]}",
                      f"{fmt_spread(s['cpu_per_100k'], '.3f')} CPU-s/100k",
                      f"{s['msg_per_s']['median']:,.0f} msg/s")
         ratios = summary["ratio_vs_json"]
         cf = ratios.get("cryptofeed", {}).get("median", float("nan"))
         for key in summary["clients"]:
-            if key == "json":
+            if key == "json" or not ratios[key]["n"]:
                 continue
             sp = ratios[key]
             target, verdict = "", ""
@@ -381,7 +399,8 @@ class Bench:
             if s["cpu_per_read_us"]["n"]:
                 parts.append(f"{fmt_spread(s['cpu_per_read_us'], '.0f')} us CPU/read")
                 parts.append(f"{s['reads_per_s']['median']:,.0f} reads/s")
-                parts.append(f"{s['messages_per_read']['median']:.1f} msg/read")
+                if s["messages_per_read"]["n"]:
+                    parts.append(f"{s['messages_per_read']['median']:.1f} msg/read")
             if s["wakeups_per_s"]["n"]:
                 parts.append(f"{s['wakeups_per_s']['median']:,.0f} wake-ups/s")
             if not parts:
@@ -697,11 +716,13 @@ def summarise(runs: dict[str, list[dict[str, Any]]], base: str) -> dict[str, Any
     clients: dict[str, Any] = {}
     for key, rs in runs.items():
         ok = [r for r in rs if r.get("messages")]
-        clients[key] = {name: spread([r[name] for r in ok if name in r])
+        timed = [r for r in rs if "cpu_per_read_us" in r]
+        clients[key] = {name: spread([r[name] for r in (timed if name in PER_READ else ok)
+                                      if name in r])
                         for name in ("cpu_per_100k", "msg_per_s", "cpu_with_server_per_100k",
                                      "cpu_per_read_us", "reads_per_s", "messages_per_read",
                                      "wakeups_per_s")}
-        clients[key]["failed"] = len(rs) - len(ok)
+        clients[key]["failed"] = sum(1 for r in rs if "failed" in r)
     ratios: dict[str, Any] = {}
     with_server: dict[str, Any] = {}
     base_by_round = {r["round"]: r for r in runs.get(base, []) if r.get("messages")}
