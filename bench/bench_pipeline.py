@@ -135,9 +135,6 @@ SECTION_SETTINGS = {
                "coalesce_ms (5)",
 }
 
-#: The per-read figures (also of clients without messages: the timer alone).
-PER_READ = ("cpu_per_read_us", "reads_per_s", "wakeups_per_s")
-
 #: Clients that talk to a server the bench runs (its CPU is reported beside theirs).
 WITH_SERVER = ("redis", "redis_c5", "real", "real_c5")
 
@@ -715,10 +712,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], base: str) -> dict[str, Any
     per-round ratios to ``base``, without and with the server's CPU."""
     clients: dict[str, Any] = {}
     for key, rs in runs.items():
-        ok = [r for r in rs if r.get("messages")]
-        timed = [r for r in rs if "cpu_per_read_us" in r]
-        clients[key] = {name: spread([r[name] for r in (timed if name in PER_READ else ok)
-                                      if name in r])
+        # a figure is computed only for the runs it applies to (see Bench._run)
+        clients[key] = {name: spread([r[name] for r in rs if name in r])
                         for name in ("cpu_per_100k", "msg_per_s", "cpu_with_server_per_100k",
                                      "cpu_per_read_us", "reads_per_s", "messages_per_read",
                                      "wakeups_per_s")}
