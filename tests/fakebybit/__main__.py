@@ -2,7 +2,9 @@
 
 Prints one JSON line ``{"port","ws_linear","ws_spot","rest"[,"cafile"]}`` once bound, then
 streams each category's random market (all its symbols, round-robin) while some connection
-of that category is subscribed.  ``--rate 0`` = flat out.  ``--stamp``: the message-level
+of that category is subscribed.  ``--rate 0`` = flat out.  ``--pacing even``: one message
+every 1/rate s, each its own write (default ``batched``: every message due at a millisecond
+wake-up, in shared writes).  ``--stamp``: the message-level
 ``ts`` of every message is the wall-clock time (ms, ``time.time_ns() // 10**6``) when the
 fake built it, just before writing it; benches use it to measure latency (no extra keys).
 """
