@@ -25,7 +25,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import cpu_seconds, emit_line, symbol_names
+from bench_e2e_common import Window, emit_line, symbol_names
 
 
 @asynccontextmanager
@@ -58,7 +58,8 @@ async def warmed_up(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, i
 async def consume(args: argparse.Namespace) -> dict[str, object]:
     """Fixed-count window: no clock read per message."""
     async with warmed_up(args) as (ws, loads, count):
-        c0, t0, n0 = cpu_seconds(), time.perf_counter(), count
+        window, n0 = Window(), count
+        window.start()
         stop_at = n0 + args.count
         async for raw in ws:
             msg = loads(raw)
@@ -66,15 +67,16 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
                 count += 1
                 if count >= stop_at:
                     break
-        c1, t1 = cpu_seconds(), time.perf_counter()
-    return {"messages": count - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0}
+        measured = window.stop()
+    return {"messages": count - n0, **measured}
 
 
 async def consume_for(args: argparse.Namespace) -> dict[str, object]:
     """Fixed-duration window with one clock check per message (cheap next to a recv)."""
     async with warmed_up(args) as (ws, loads, count):
-        c0, t0, n0 = cpu_seconds(), time.perf_counter(), count
-        end = t0 + args.duration
+        window, n0 = Window(), count
+        window.start()
+        end = window.t0 + args.duration
         clock = time.perf_counter
         async for raw in ws:
             msg = loads(raw)
@@ -82,8 +84,8 @@ async def consume_for(args: argparse.Namespace) -> dict[str, object]:
                 count += 1
             if clock() >= end:
                 break
-        c1, t1 = cpu_seconds(), time.perf_counter()
-    return {"messages": count - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0}
+        measured = window.stop()
+    return {"messages": count - n0, **measured}
 
 
 def main() -> None:

@@ -56,6 +56,55 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def ctx_switches(pid: int | str = "self") -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of ``pid``, from /proc.
+
+    A voluntary switch is a block in the kernel (``epoll_wait`` that sleeps, a lock): for an
+    event loop, one per wake-up from idle. (0, 0) where /proc has no such fields."""
+    vol = invol = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0, 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return vol, invol
+
+
+class Window:
+    """A measured window: this process's CPU, wall time and context switches (and,
+    optionally, a server process's CPU: redis-server, nats-server) from :meth:`start` to
+    :meth:`stop`."""
+
+    def __init__(self, server_pid: int = 0) -> None:
+        self.server_pid = server_pid
+
+    def start(self) -> None:
+        self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        self.c0, self.t0, self.x0 = cpu_seconds(), time.perf_counter(), ctx_switches()
+        self.s0 = proc_cpu_seconds(self.server_pid) if self.server_pid else 0.0
+
+    def stop(self) -> dict[str, Any]:
+        c1, t1, x1 = cpu_seconds(), time.perf_counter(), ctx_switches()
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        out: dict[str, Any] = {"cpu_s": c1 - self.c0, "wall_s": t1 - self.t0,
+                               "user_s": ru1.ru_utime - self.ru0.ru_utime,
+                               "sys_s": ru1.ru_stime - self.ru0.ru_stime,
+                               "ctx_voluntary": x1[0] - self.x0[0],
+                               "ctx_involuntary": x1[1] - self.x0[1]}
+        if self.server_pid:
+            out["server_cpu_s"] = proc_cpu_seconds(self.server_pid) - self.s0
+        return out
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -182,11 +231,13 @@ def fake_env() -> dict[str, str]:
 
 def start_fake(children: Children, *, symbols: int, rate: float, tls: bool = False,
                stamp: bool = False, tickers: bool = False, duration: float = 900.0,
-               seed: int = 1) -> tuple[Child, dict[str, Any]]:
-    """Start the fake Bybit in its own process; return it and its ``{"ws_linear", ...}``."""
+               seed: int = 1, pacing: str = "batched") -> tuple[Child, dict[str, Any]]:
+    """Start the fake Bybit in its own process; return it and its ``{"ws_linear", ...}``.
+    ``pacing`` at a fixed rate: "batched" (every message due at a millisecond wake-up, in
+    shared writes) or "even" (one message every 1/rate s, each its own write)."""
     argv = [PYTHON, "-m", "streamer_bybit.simulator", "--symbols", str(symbols),
             "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
-            "--idle-timeout", "0"]
+            "--idle-timeout", "0", "--pacing", pacing]
     if tls:
         argv.append("--tls")
     if stamp:

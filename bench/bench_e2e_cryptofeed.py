@@ -46,6 +46,20 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def voluntary_switches() -> int:
+    """Voluntary context switches of every thread (as bench_e2e_common.ctx_switches)."""
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -96,13 +110,14 @@ def main() -> None:
     from cryptofeed.exchanges import Bybit
 
     state: dict[str, Any] = {"n": 0, "warm_until": None, "c0": 0.0, "t0": 0.0, "n0": 0,
-                             "end": None}
+                             "end": None, "x0": 0}
     clock = time.perf_counter
 
     def finish() -> None:
         c1, t1 = cpu_seconds(), clock()
         emit({"event": "result", "client": "cryptofeed", "messages": state["n"] - state["n0"],
               "cpu_s": c1 - state["c0"], "wall_s": t1 - state["t0"],
+              "ctx_voluntary": voluntary_switches() - state["x0"],
               "version": metadata.version("cryptofeed"),
               "uvloop": "uvloop" in sys.modules})
         os._exit(0)  # the feed handler has no "stop after N"; the bench reads the line
@@ -116,6 +131,7 @@ def main() -> None:
         if state["end"] is None:
             if now >= state["warm_until"]:
                 state["c0"], state["t0"], state["n0"] = cpu_seconds(), now, state["n"]
+                state["x0"] = voluntary_switches()
                 state["end"] = (state["n"] + args.count) if args.count else now + args.duration
             return
         if (state["n"] >= state["end"]) if args.count else (now >= state["end"]):

@@ -45,7 +45,7 @@ from streamer._runtime import Pipeline
 from streamer.intervals import parse_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import cpu_seconds, emit_line, rss_kib, symbol_names
+from bench_e2e_common import Window, cpu_seconds, emit_line, rss_kib, symbol_names
 
 
 @attrs.define
@@ -133,11 +133,15 @@ class TapTransform(BaseTransform):
     def __init__(self, config: TapConfig, context: Context) -> None:
         self.trades = 0
         self.tickers = 0
+        #: Batches seen: the source emits one per socket read that held events, so at one
+        #: trade per message this is the read cycles that carried trades.
+        self.batches = 0
         self.first_trade = trio.Event()
         self.target: int | None = None
         self.reached = trio.Event()
 
     def process(self, batch: Sequence[Event]) -> list[Event]:
+        self.batches += 1
         n = 0
         for e in batch:
             if e.__class__ is Trade:
@@ -261,7 +265,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 nursery.start_soon(progress, sink, tap, args.progress, progress_scope)
             await tap.first_trade.wait()
             await trio.sleep(args.warmup)
-            c0, t0, n0 = cpu_seconds(), time.perf_counter(), tap.trades
+            window, n0, b0 = Window(args.server_pid), tap.trades, tap.batches
+            window.start()
             k0, tk0, d0 = sink.kline_updates, tap.tickers, sink.deliveries
             t_wall0 = time.time()
             sink.recording = True
@@ -280,12 +285,12 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 left = wait_until / 1000 + 1.0 - time.time()
                 if left > 0:
                     await trio.sleep(left)
-            c1, t1, n1 = cpu_seconds(), time.perf_counter(), tap.trades
+            measured, n1 = window.stop(), tap.trades
             sink.recording = False
             result = {
                 "messages": n1 - n0,
-                "cpu_s": c1 - c0,
-                "wall_s": t1 - t0,
+                **measured,
+                "reads": tap.batches - b0,
                 "kline_updates": sink.kline_updates - k0,
                 "tickers": tap.tickers - tk0,
                 "klines_closed": sink.klines_closed,
@@ -452,6 +457,8 @@ def main() -> None:
                         "every-trade klines to redis; realistic: the same to redis and to "
                         "the websocket sink")
     p.add_argument("--redis-port", type=int, default=0)
+    p.add_argument("--server-pid", type=int, default=0,
+                   help="also measure this server's CPU (redis-server) over the window")
     p.add_argument("--ws-clients", type=int, default=10)
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)

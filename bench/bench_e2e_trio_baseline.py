@@ -1,6 +1,8 @@
 """Diagnostic baseline: the source's own trio transport (streamer.net.WebSocket,
 websockets' sans-I/O protocol, one list of messages per socket read) + orjson per message,
-without the pipeline. Separates what trio itself costs per wake-up from what the pipeline
+without the pipeline; with ``--coalesce-ms`` it waits after a small read exactly as the
+source's reader does, so at a fixed rate it makes the same reads as the pipeline.
+Separates what trio itself costs per wake-up from what the pipeline
 (decoding to events, aggregation, the sink's task) adds.
 
 Same measuring protocol and output as bench_e2e_baseline.py.
@@ -19,42 +21,71 @@ import orjson
 import trio
 
 from streamer.net import WebSocket
+from streamer_bybit.connection import COALESCE_SKIP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import cpu_seconds, emit_line, symbol_names
+from bench_e2e_common import Window, emit_line, symbol_names
 
 
 async def consume(args: argparse.Namespace) -> dict[str, object]:
     ctx = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
     loads = orjson.loads
+    coalesce = args.coalesce_ms / 1000.0
     with trio.fail_after(args.timeout):
         ws = await WebSocket.connect(args.url, ssl_context=ctx)
         topics = [f"publicTrade.{s}" for s in symbol_names(args.symbols)]
         await ws.send_text(json.dumps({"op": "subscribe", "args": topics, "req_id": "t1"}))
-        count = 0
-        warm_until = None
-        while warm_until is None or time.perf_counter() < warm_until:
-            for raw in await ws.receive():
+        count = reads = 0
+        waited = False
+
+        async def read_once() -> None:
+            # As the source's reader does: after a read under COALESCE_SKIP, wait until
+            # ``coalesce`` after it, so the next read carries what arrived meanwhile.
+            nonlocal count, reads, waited
+            payloads = await ws.receive(checkpointed=waited)
+            t_read = trio.current_time()
+            reads += 1
+            for raw in payloads:
                 if "topic" in loads(raw):
                     count += 1
+            waited = bool(coalesce) and ws.last_read_size < COALESCE_SKIP
+            if waited:
+                await trio.sleep_until(t_read + coalesce)
+
+        warm_until = None
+        while warm_until is None or time.perf_counter() < warm_until:
+            await read_once()
             if count and warm_until is None:
                 warm_until = time.perf_counter() + args.warmup
-        c0, t0, n0 = cpu_seconds(), time.perf_counter(), count
+        window, n0, r0 = Window(), count, reads
+        window.start()
         if args.count:
             stop_at = n0 + args.count
             while count < stop_at:
-                for raw in await ws.receive():
-                    if "topic" in loads(raw):
-                        count += 1
+                await read_once()
         else:
             with trio.move_on_after(args.duration):
                 while True:
-                    for raw in await ws.receive():
-                        if "topic" in loads(raw):
-                            count += 1
-        c1, t1 = cpu_seconds(), time.perf_counter()
+                    await read_once()
+        measured = window.stop()
         await ws.aclose()
-    return {"messages": count - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0}
+    return {"messages": count - n0, "reads": reads - r0, **measured}
+
+
+async def timer_only(args: argparse.Namespace) -> dict[str, object]:
+    """No socket: the coalescing wait alone, ``sleep_until(read + coalesce)`` in a loop,
+    for ``--duration`` s after ``--warmup`` s. What one trio timer wake-up costs here."""
+    coalesce = args.coalesce_ms / 1000.0
+    with trio.move_on_after(args.warmup):
+        while True:
+            await trio.sleep_until(trio.current_time() + coalesce)
+    window, cycles = Window(), 0
+    window.start()
+    with trio.move_on_after(args.duration):
+        while True:
+            await trio.sleep_until(trio.current_time() + coalesce)
+            cycles += 1
+    return {"messages": 0, "reads": cycles, **window.stop()}
 
 
 def main() -> None:
@@ -65,12 +96,19 @@ def main() -> None:
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--duration", type=float, default=0.0)
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--coalesce-ms", type=float, default=0.0,
+                   help="wait like the source's reader after a small read (0: never)")
+    p.add_argument("--timer-only", action="store_true",
+                   help="no connection: only the coalescing wait, in a loop (needs "
+                        "--coalesce-ms and --duration)")
     p.add_argument("--ca-file", default=None)
     p.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
-    result = trio.run(consume, args)
+    if args.timer_only and not (args.coalesce_ms and args.duration):
+        p.error("--timer-only needs --coalesce-ms and --duration")
+    result = trio.run(timer_only if args.timer_only else consume, args)
     emit_line({"event": "result", "client": "trio-sansio+orjson", **result})
 
 

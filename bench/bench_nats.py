@@ -7,12 +7,13 @@ JetStream server, and a 3-node cluster with an R3 stream.
   against ``trio.to_thread.run_sync``, with a no-op: why the sink hands over whole chunks.
 - ``throughput``: the sink alone, flat out: N trades pushed into its inbox in batches of 100
   (one socket read's worth), timed until every one is acknowledged by JetStream; CPU is the
-  whole process (trio thread + asyncio thread), ``time.process_time``.
+  whole process (trio thread + asyncio thread), ``time.process_time``, and beside it the
+  nats-server processes' CPU over the same window (/proc), and the sum.
 - ``latency``: the real thing at 2,000 trades/s: ``python -m streamer_bybit.simulator`` ->
   ``streamer run`` (bybit.linear -> nats sink) -> a nats-py consumer in this process;
   latency = arrival time at the consumer - the trade's time ``T`` (set by the fake from its
-  wall clock when it made the trade; ms resolution). ``stored_*``: the same up to the leader's
-  storage timestamp (message metadata), which splits publish from delivery.
+  wall clock when it made the trade; ms resolution). ``stored_*``: the same up to the leader's storage timestamp
+  (message metadata), which splits publish from delivery.
 
     .venv/bin/python bench/bench_nats.py [--quick] [--only hop,throughput,latency]
 """
@@ -37,6 +38,9 @@ import trio
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from nats_server import NatsCluster, NatsServer, stream_info
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_e2e_common import proc_cpu_seconds
 
 from streamer import Context, Inbox, Trade
 from streamer._metrics import Metrics
@@ -82,7 +86,13 @@ async def bench_hop(n: int) -> dict[str, float]:
 
 # -- throughput -----------------------------------------------------------------------------
 
-async def bench_throughput(urls: list[str], replicas: int, n: int) -> dict[str, float]:
+def servers_cpu(pids: list[int]) -> float:
+    """utime + stime of the nats-server processes (they are this bench's children)."""
+    return sum(proc_cpu_seconds(pid) for pid in pids)
+
+
+async def bench_throughput(urls: list[str], replicas: int, n: int,
+                           server_pids: list[int]) -> dict[str, float]:
     events = trades(n)
     config = NatsSinkConfig(url=urls, replicas=replicas, stream=f"BENCH{replicas}",
                             subject_prefix=f"bench{replicas}", max_buffer=n + 1)
@@ -97,17 +107,24 @@ async def bench_throughput(urls: list[str], replicas: int, n: int) -> dict[str, 
             await trio.sleep(0.01)
         base = ctx.metrics["published"] + ctx.metrics["duplicates"]
         cpu, wall = time.process_time(), time.perf_counter()
+        server_cpu = servers_cpu(server_pids)
         for i in range(0, n, 100):
             await inbox.put(events[i:i + 100])
             await trio.lowlevel.checkpoint()
         while ctx.metrics["published"] + ctx.metrics["duplicates"] - base < n:
             await trio.sleep(0.001)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        server_cpu = servers_cpu(server_pids) - server_cpu
         inbox.close()
     m = ctx.metrics.snapshot()
     state = (await trio.to_thread.run_sync(stream_info, urls, config.stream)).state
     return {"events": n, "events_per_s": round(n / wall), "cpu_s_per_100k": round(
-        cpu / n * 100_000, 2), "wall_s": round(wall, 2), "retried": m.get("retried", 0),
+        cpu / n * 100_000, 2),
+        # the nats-server processes over the same window: what the sink's publishing
+        # costs the machine, not only this process
+        "server_cpu_s_per_100k": round(server_cpu / n * 100_000, 2),
+        "cpu_with_servers_s_per_100k": round((cpu + server_cpu) / n * 100_000, 2),
+        "wall_s": round(wall, 2), "retried": m.get("retried", 0),
         "failed": m.get("failed", 0),
         "stored_bytes_per_message": round(state.bytes / max(1, state.messages))}
 
@@ -227,9 +244,11 @@ def main() -> None:
     single = NatsServer().start()
     cluster = NatsCluster().start()
     try:
-        for name, urls, replicas in (("single", [single.url], 1), ("r3", cluster.urls, 3)):
+        for name, urls, replicas, servers in (("single", [single.url], 1, [single]),
+                                              ("r3", cluster.urls, 3, cluster.nodes)):
             if "throughput" in only:
-                r = trio.run(bench_throughput, urls, replicas, n)
+                pids = [srv.process.pid for srv in servers if srv.process is not None]
+                r = trio.run(bench_throughput, urls, replicas, n, pids)
                 results[f"throughput_{name}"] = r
                 print(f"throughput {name}", r, flush=True)
             if "latency" in only:

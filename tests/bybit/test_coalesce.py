@@ -20,9 +20,12 @@ class TimedCollector(Collector):
     def __init__(self) -> None:
         super().__init__()
         self.times: list[float] = []
+        #: The task that emitted last (the connection's reader).
+        self.task: trio.lowlevel.Task | None = None
 
     async def __call__(self, batch: list[Event]) -> None:
         self.times.append(trio.current_time())
+        self.task = trio.lowlevel.current_task()
         await super().__call__(batch)
 
 
@@ -69,6 +72,44 @@ async def test_coalescing_groups_messages_within_its_delay(
         assert 3 <= len(collector.batches) <= max_batches
         assert max(delays) <= coalesce_ms / 1000 + 1e-6
         assert any(len(b) > 1 for b in collector.batches)
+
+
+class _StepCounter(trio.abc.Instrument):
+    """Counts the scheduler steps of one task (``task``, once known)."""
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_a_read_after_the_wait_takes_one_scheduler_step(fake_bybit, autojump_clock):
+    """The wait is the read's checkpoint: the reader wakes from it, reads what gathered,
+    hands it on and waits again, all in one step of its task. (Through trio's socket it
+    would yield once more after the read: a second pass of the scheduler, with its own
+    epoll_wait, per read.)"""
+    collector = TimedCollector()
+    counter = _StepCounter()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=20)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            counter.task = collector.task
+            trio.lowlevel.add_instrument(counter)
+            await _trickle(fake_bybit, 40, 0.005)  # 200 ms: ~10 reads of ~4 messages
+            await collector.wait_for(lambda ev: len(ev) == 41)
+            trio.lowlevel.remove_instrument(counter)
+            nursery.cancel_scope.cancel()
+    reads = len(collector.batches) - 1
+    assert 8 <= reads <= 12
+    # one step per read, plus at most one where the wait found the socket still empty
+    assert reads <= counter.steps <= reads + 1
 
 
 async def test_a_large_read_is_not_followed_by_the_wait(fake_bybit, autojump_clock):

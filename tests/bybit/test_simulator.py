@@ -728,6 +728,38 @@ async def test_run_market_non_power_of_two_rate_does_not_spin(autojump_clock):
     assert trio.current_time() - t == pytest.approx(599 / 3000)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("pacing", ["batched", "even"])
+async def test_run_market_even_pacing_writes_every_message_alone(pacing):
+    """5,000 messages/s in real time. Batched pacing wakes on epoll's whole milliseconds and
+    writes the ~5 messages due at once; even pacing (a timerfd) makes one message every
+    0.2 ms and writes each on its own: writes == messages exactly. A timer cannot fire
+    early, so 500 messages take at least 499 / 5000 s either way."""
+    f = FakeBybit(linear_symbols=["BTCUSDT", "ETHUSDT"], spot_symbols=[], pacing=pacing)
+    n = 500
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(f.serve)
+            ws = await subscribed(f, "linear", ["publicTrade.BTCUSDT", "publicTrade.ETHUSDT"])
+            await f.flush()
+            (conn,) = f.connections
+            writes0 = conn.writes
+            t0 = trio.current_time()
+            made = await f.run_market("linear", rate=5000, count=n, tickers=False)
+            elapsed = trio.current_time() - t0
+            await f.flush()
+            writes = conn.writes - writes0
+            got = [(await ws.recv_topic("publicTrade"))["data"][0]["s"] for _ in range(n)]
+            f.stop()
+    assert made == n
+    assert got == ["BTCUSDT", "ETHUSDT"] * (n // 2)
+    assert elapsed >= (n - 1) / 5000
+    if pacing == "even":
+        assert writes == n
+    else:
+        assert writes < n
+
+
 async def test_tls_wss_and_https(tmp_path):
     server_ctx, client_ctx, _ = make_ssl_contexts(str(tmp_path))
     f = FakeBybit(linear_symbols=["BTCUSDT"], spot_symbols=["BTCUSDT"], ssl_context=server_ctx)

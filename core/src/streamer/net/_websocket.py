@@ -21,6 +21,7 @@ docs/background.md, "TLS"); anything that is a ``trio.abc.Stream`` can replace i
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Final
 
@@ -276,6 +277,9 @@ class WebSocket:
         self._pending: list[bytes] = []  # messages read along with the handshake
         self._reader = MessageReader(protocol)
         self._closed: WebSocketClosed | None = None
+        #: The plain TCP socket under ``stream``, read directly by ``receive(checkpointed=
+        #: True)``; None over TLS (its records go through the TLS stream).
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         #: Bytes the latest :meth:`receive` read from the stream (a read-coalescing caller
         #: reads again at once after a large read: more is likely waiting).
         self.last_read_size = 0
@@ -359,11 +363,16 @@ class WebSocket:
             if not data or protocol.state is State.CLOSED:
                 raise HandshakeError("connection closed during the WebSocket handshake")
 
-    async def receive(self) -> list[bytes]:
+    async def receive(self, *, checkpointed: bool = False) -> list[bytes]:
         """Wait for one socket read; return every complete message it held (maybe none).
 
         Each item is the UTF-8 payload of one text message, as ``bytes``. Raises
         :class:`WebSocketClosed` once the connection is over.
+
+        ``checkpointed``: the caller has just passed a checkpoint (a read-coalescing wait),
+        so over plain TCP the socket is read at once, without trio's own checkpoint after a
+        successful read: that is a second pass of the scheduler, with its ``epoll_wait``,
+        per read. Only when nothing is there yet does it wait as usual.
         """
         if self._pending:
             pending, self._pending = self._pending, []
@@ -371,7 +380,9 @@ class WebSocket:
         if self._closed is not None:
             raise self._closed
         try:
-            data = bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
+            data = self._read_now() if checkpointed else None
+            if data is None:
+                data = bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closed = WebSocketClosed(f"connection lost: {exc!r}")
             raise self._closed from exc
@@ -389,6 +400,17 @@ class WebSocket:
             await trio.aclose_forcefully(self._stream)
             raise self._closed
         return out
+
+    def _read_now(self) -> bytes | None:
+        """One non-blocking read of the plain TCP socket: its bytes (b"" at EOF), or None
+        when nothing is waiting (or over TLS). Raises ``OSError`` as ``recv`` does."""
+        sock = self._socket
+        if sock is None or sock.fileno() < 0:
+            return None
+        try:
+            return os.read(sock.fileno(), READ_SIZE)
+        except BlockingIOError:
+            return None
 
     async def _flush(self) -> None:
         chunks = self._protocol.data_to_send()

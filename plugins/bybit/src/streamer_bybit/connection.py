@@ -325,9 +325,10 @@ class BybitConnection:
         decode_read = self.decoder.decode_read
         send = self.outlet.send
         coalesce = self.settings.coalesce
+        waited = False  # the coalescing wait just ended: it was the checkpoint of this read
         while True:
             try:
-                payloads = await ws.receive()
+                payloads = await ws.receive(checkpointed=waited)
             except WebSocketClosed as exc:
                 self._fail(exc)
                 return
@@ -362,8 +363,11 @@ class BybitConnection:
                 # _last_activity, set just above, and coalesce < stale_timeout. A sleep is a
                 # checkpoint: cancelling the session ends it here at once.
                 deadline = now + coalesce
-                if deadline > trio.current_time():
+                waited = deadline > trio.current_time()
+                if waited:
                     await trio.sleep_until(deadline)
+            else:
+                waited = False
 
     def _on_reply(self, reply: Message) -> None:
         if reply.op == "ping" or reply.ret_msg == "pong":

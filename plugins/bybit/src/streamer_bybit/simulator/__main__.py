@@ -2,7 +2,9 @@
 
 Prints one JSON line ``{"port","ws_linear","ws_spot","rest"[,"cafile"]}`` once bound, then
 streams each category's random market (all its symbols, round-robin) while some connection
-of that category is subscribed.  ``--rate 0`` = flat out.  ``--stamp``: the message-level
+of that category is subscribed.  ``--rate 0`` = flat out.  ``--pacing even``: one message
+every 1/rate s, each its own write (default ``batched``: every message due at a millisecond
+wake-up, in shared writes).  ``--stamp``: the message-level
 ``ts`` of every message is the wall-clock time (ms, ``time.time_ns() // 10**6``) when the
 fake built it, just before writing it; benches use it to measure latency (no extra keys).
 """
@@ -16,7 +18,7 @@ import sys
 
 import trio
 
-from .server import FakeBybit
+from .server import PACINGS, FakeBybit
 from .tls import make_ssl_contexts
 
 _BASES = ["BTC", "ETH", "SOL", "XRP", "1000PEPE", "DOGE", "BNB", "ADA"]
@@ -38,7 +40,8 @@ async def amain(args) -> None:
     syms = symbols(args.symbols)
     fake = FakeBybit(linear_symbols=syms, spot_symbols=syms, seed=args.seed, ssl_context=ctx,
                      host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
-                     non_trading_instruments=False, rest_trade_lag=args.rest_trade_lag)
+                     non_trading_instruments=False, rest_trade_lag=args.rest_trade_lag,
+                     pacing=args.pacing)
     fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
     if args.kline_fail:
         fake.rest_failing.add("/v5/market/kline")
@@ -67,6 +70,9 @@ def main(argv=None) -> None:
     p.add_argument("--symbols", type=int, default=50)
     p.add_argument("--rate", type=float, default=50000.0,
                    help="messages/s per category; 0 = flat out")
+    p.add_argument("--pacing", choices=PACINGS, default="batched",
+                   help="batched: at each (millisecond) wake-up every message due, sharing "
+                        "writes; even: one message every 1/rate s, each its own write")
     p.add_argument("--trades-per-message", type=int, default=1)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--duration", type=float, default=None, help="exit after S seconds")

@@ -70,6 +70,7 @@ from websockets.server import ServerProtocol
 from streamer.clock import now_ms
 
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
+from .pacing import EvenTicker
 from .tls import TLSServerStream
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -79,6 +80,7 @@ WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
 MAX_ARGS_CHARS = 21_000
 SPOT_MAX_ARGS = 10
 TRADES_PER_MESSAGE_MAX = 1024
+PACINGS = ("batched", "even")
 _HIGH_WATER = 1 << 20  # run_market waits while a connection has more than this queued
 _dumps = msgspec.json.encode
 _loads = msgspec.json.decode
@@ -110,6 +112,8 @@ class Connection:
         self.conn_id = conn_id
         self.pings_received = 0
         self.messages_received = 0
+        #: Writes to the socket (``send_all`` calls, or TLS record batches).
+        self.writes = 0
         self.closed = False
         self._stream = stream  # the raw trio stream (TCP)
         self._tls: TLSServerStream | None = tls
@@ -160,6 +164,7 @@ class Connection:
     # -- tasks ---------------------------------------------------------------------
     async def _writer(self) -> None:
         one_record = self.fake.one_record_per_message
+        one_write = self.fake.pacing == "even"
         tls = self._tls
         while True:
             await self._wake.wait()
@@ -169,7 +174,11 @@ class Connection:
                 self._out_bytes = 0
                 self._sending = True
                 self._drained.unpark_all()  # space again for run_market
-                if tls is None:
+                self.writes += 1 if tls is None and not one_write else len(frames)
+                if tls is None and one_write:
+                    for frame in frames:  # even pacing: every message its own write
+                        await self._stream.send_all(frame)
+                elif tls is None:
                     await self._stream.send_all(b"".join(frames))
                 elif one_record:
                     await tls.send_records(frames)
@@ -283,7 +292,12 @@ class FakeBybit:
         non_trading_instruments: bool = True,
         rest_trade_lag: float | tuple[float, float] = 0.0,
         rest_delay: float = 0.0,
+        pacing: str = "batched",
     ) -> None:
+        if pacing not in PACINGS:
+            raise ValueError(f"pacing must be one of {PACINGS}")
+        #: How ``run_market`` spaces its messages at a fixed rate (see its doc).
+        self.pacing = pacing
         self._rng = random.Random(seed)
         self._lag_rng = random.Random(seed * 7919 + 1)
         self._rest_trade_lag: float | tuple[float, float] = 0.0
@@ -1089,12 +1103,16 @@ class FakeBybit:
                          duration: float | None = None, count: int | None = None,
                          tickers: bool = True, wait_for_subscribers: bool = False) -> int:
         """Seeded random walk: ``rate`` publicTrade messages/s in total over ``symbols``
-        (round-robin), ``rate <= 0`` = flat out (as fast as the sockets take it).  Paced
-        with ``trio.sleep_until``; when behind, a whole backlog is generated before the
-        next checkpoint, so writes batch.  Tickers (if asked) get a delta per symbol at most
-        every 100 ms.  Stops after ``count`` messages or ``duration`` seconds (trio time);
-        returns the number of messages made.  ``wait_for_subscribers``: idle while no
-        connection of the category is subscribed to anything."""
+        (round-robin), ``rate <= 0`` = flat out (as fast as the sockets take it).  Pacing
+        (``FakeBybit.pacing``): "batched" sleeps with ``trio.sleep_until`` (whole
+        milliseconds through epoll) and makes the whole backlog due at each wake-up before
+        the next checkpoint, so several messages share a write; "even" (real time only, a
+        Linux timerfd: :class:`~streamer_bybit.simulator.pacing.EvenTicker`) makes one message every
+        ``1 / rate`` s and writes every message on its own.  Tickers (if asked) get a delta
+        per symbol at most every 100 ms.  Stops after ``count`` messages or ``duration``
+        seconds (trio time); returns the number of messages made.
+        ``wait_for_subscribers``: idle while no connection of the category is subscribed to
+        anything."""
         syms = list(symbols) if symbols is not None else [
             s for s, i in self.markets[category].items() if i.status == "Trading"]
         if not syms:
@@ -1107,50 +1125,85 @@ class FakeBybit:
         k = 0
         last_ticker = {s: -math.inf for s in syms}
         n_syms = len(syms)
-        while True:
-            now = trio.current_time()
-            if now >= stop_at or (count is not None and sent >= count):
-                return sent
-            if wait_for_subscribers and not any(
-                    c.category == category and c.topics for c in self.connections):
-                await self._sub_changed.park()
-                start, paced = trio.current_time(), 0
-                continue
-            if rate > 0:
-                due = int((now - start) * rate) + 1 - paced
-                next_at = start + paced / rate
-                if due <= 0:
-                    if now < next_at:
-                        await trio.sleep_until(min(stop_at, next_at))
+        even = rate > 0 and self.pacing == "even"
+        ticker: EvenTicker | None = None
+        try:
+            while True:
+                now = trio.current_time()
+                if now >= stop_at or (count is not None and sent >= count):
+                    return sent
+                if wait_for_subscribers and not any(
+                        c.category == category and c.topics for c in self.connections):
+                    if ticker is not None:
+                        ticker.close()
+                        ticker = None
+                    await self._sub_changed.park()
+                    start, paced = trio.current_time(), 0
+                    continue
+                if even:
+                    if ticker is None:
+                        ticker = EvenTicker(1.0 / rate)
+                    due = 0
+                    with trio.move_on_at(stop_at):
+                        due = min(await ticker.wait(), 10_000)
+                    if not due:
                         continue
-                    # Woken at next_at, float rounding can still make due 0 (3,000/s:
-                    # 0.001 * 3000 = 2.9999...); the message is due, so make it, or the
-                    # loop would sleep until the current time forever.
-                    due = 1
-                due = min(due, 10_000)
-            else:
-                due = 512
-            if count is not None:
-                due = min(due, count - sent)
-            ts = now_ms()
-            msg_ts = self._msg_ts()
-            id_suffix = f"@{time.time_ns() // 1000}" if self.stamp else ""
-            fast = self._fast_message
-            for _ in range(due):
-                inst = insts[k]
-                k += 1
-                if k == n_syms:
-                    k = 0
-                fast(inst, trades_per_message, ts, msg_ts, id_suffix)
-                if tickers and now - last_ticker[inst.symbol] >= 0.1:
-                    last_ticker[inst.symbol] = now
-                    self._random_ticker(inst)
-            sent += due
-            paced += due
-            for c in self.connections:
-                if c._out_bytes > _HIGH_WATER:
-                    await c._wait_space()
-            await trio.lowlevel.checkpoint()
+                    now = trio.current_time()
+                    if count is not None:
+                        due = min(due, count - sent)
+                else:
+                    due = self._batched_due(rate, now, start, paced)
+                    if not due:
+                        await trio.sleep_until(min(stop_at, start + paced / rate))
+                        continue
+                    if count is not None:
+                        due = min(due, count - sent)
+                sent += due
+                paced += due
+                await self._make_messages(insts, due, k, tickers, last_ticker, now,
+                                          trades_per_message)
+                k = (k + due) % n_syms
+        finally:
+            if ticker is not None:
+                ticker.close()
+
+    @staticmethod
+    def _batched_due(rate: float, now: float, start: float, paced: int) -> int:
+        """Messages due now under batched pacing (0: sleep until the next one)."""
+        if rate <= 0:
+            return 512
+        due = int((now - start) * rate) + 1 - paced
+        if due <= 0:
+            if now < start + paced / rate:
+                return 0
+            # Woken at the due time, float rounding can still make due 0 (3,000/s:
+            # 0.001 * 3000 = 2.9999...); the message is due, so make it, or the loop would
+            # sleep until the current time forever.
+            return 1
+        return min(due, 10_000)
+
+    async def _make_messages(self, insts: list[Instrument], due: int, k: int, tickers: bool,
+                             last_ticker: dict[str, float], now: float,
+                             trades_per_message: int) -> None:
+        """``due`` messages round-robin from ``insts[k]``, then wait for slow connections."""
+        ts = now_ms()
+        msg_ts = self._msg_ts()
+        id_suffix = f"@{time.time_ns() // 1000}" if self.stamp else ""
+        fast = self._fast_message
+        n_syms = len(insts)
+        for _ in range(due):
+            inst = insts[k]
+            k += 1
+            if k == n_syms:
+                k = 0
+            fast(inst, trades_per_message, ts, msg_ts, id_suffix)
+            if tickers and now - last_ticker[inst.symbol] >= 0.1:
+                last_ticker[inst.symbol] = now
+                self._random_ticker(inst)
+        for c in self.connections:
+            if c._out_bytes > _HIGH_WATER:
+                await c._wait_space()
+        await trio.lowlevel.checkpoint()
 
     def _random_ticker(self, inst: Instrument) -> None:
         p, pd = inst.price, inst.pd
