@@ -12,8 +12,8 @@ JetStream server, and a 3-node cluster with an R3 stream.
 - ``latency``: the real thing at 2,000 trades/s: ``python -m streamer_bybit.simulator`` ->
   ``streamer run`` (bybit.linear -> nats sink) -> a nats-py consumer in this process;
   latency = arrival time at the consumer - the trade's time ``T`` (set by the fake from its
-  wall clock when it made the trade; ms resolution). ``stored_*``: the same up to the leader's storage timestamp
-  (message metadata), which splits publish from delivery.
+  wall clock when it made the trade; ms resolution). ``stored_*``: the same up to the
+  leader's storage timestamp (message metadata), which splits publish from delivery.
 
     .venv/bin/python bench/bench_nats.py [--quick] [--only hop,throughput,latency]
 """
