@@ -10,11 +10,11 @@ hop per event, 62k with batches of 100). The connection check at start and the s
 sink's setup always use redis-py in a thread (once).
 
 Its one entry point is :meth:`BufferedWriter.serve`, the body of a sink's ``run``; what it
-holds is the ``buffered_events`` gauge. The sink's task only appends to the buffer (``BufferedWriter._add``, never awaits); the
-writer runs as its own task. While Redis is down the writer backs off and retries, the sink
-keeps draining its inbox into the bounded buffer, and beyond ``max_buffer`` events the oldest
-are dropped and counted, so a Redis outage never stalls the source or the other sinks. When
-Redis is back the buffer is written in order.
+holds is the ``buffered_events`` gauge. The sink's task only appends to the buffer (never
+awaits); the writer runs as its own task. While Redis is down the writer backs off and
+retries, the sink keeps draining its inbox into the bounded buffer, and beyond
+``max_buffer`` events the oldest are dropped and counted, so a Redis outage never stalls
+the source or the other sinks. When Redis is back the buffer is written in order.
 
 Shutdown (``inbox.get()`` returned ``[]``) gives the writer ``shutdown_timeout``: the write in
 flight, every retry and backoff end by then, shielded or not (a hung server, e.g. a
