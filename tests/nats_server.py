@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from server_process import ServerProcess, free_port, server_binary, start_on_free_ports
+from server_process import ServerProcess, free_port, running_on_free_ports, server_binary
 
 _START_TIMEOUT = 20.0
 
@@ -116,21 +116,13 @@ class NatsCluster:
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
     """A fresh single JetStream server per test (``.url .kill() .restart()``)."""
-    server = start_on_free_ports(NatsServer, NatsServer.start, NatsServer.stop)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_on_free_ports(NatsServer, NatsServer.start, NatsServer.stop)
 
 
 @pytest.fixture
 def nats_cluster() -> Iterator[NatsCluster]:
     """A fresh 3-node JetStream cluster per test (``.urls .node(name) .nodes``)."""
-    cluster = start_on_free_ports(NatsCluster, NatsCluster.start, NatsCluster.stop)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running_on_free_ports(NatsCluster, NatsCluster.start, NatsCluster.stop)
 
 
 # -- reading back (asyncio, run in a worker thread by trio tests) ---------------------------

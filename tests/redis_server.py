@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from server_process import ServerProcess, free_port, server_binary, start_on_free_ports
+from server_process import ServerProcess, free_port, running_on_free_ports, server_binary
 from tls_certs import make_self_signed
 
 _START_TIMEOUT = 10.0
@@ -134,11 +134,7 @@ def _answers_ping(client: redis.Redis) -> bool:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session (``.host .port .url .client() .kill() .restart()``)."""
-    server = start_on_free_ports(RedisServer, RedisServer.start, RedisServer.stop)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_on_free_ports(RedisServer, RedisServer.start, RedisServer.stop)
 
 
 @pytest.fixture

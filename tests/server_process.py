@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -44,6 +44,17 @@ def start_on_free_ports(make: Callable[[], T], start: Callable[[T], Any],
             if "address already in use" not in str(exc).lower() or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def running_on_free_ports(make: Callable[[], T], start: Callable[[T], Any],
+                          stop: Callable[[T], Any]) -> Iterator[T]:
+    """The body of a server fixture: :func:`start_on_free_ports`, yield the server, stop it
+    (``yield from running_on_free_ports(...)``)."""
+    server = start_on_free_ports(make, start, stop)
+    try:
+        yield server
+    finally:
+        stop(server)
 
 
 def server_binary(name: str, env: str, *, suite: str, also: Sequence[str] = ()) -> str:

@@ -75,7 +75,8 @@ def test_demo_streams_trades_and_closed_klines_that_match_them_offline() -> None
             own = [t for t in trades[symbol] if k["timestamp"] <= t["T"] < k["timestamp"] + 1000]
             assert own, k  # 5 trades/s per symbol: no second without trades
             prices = [float(t["p"]) for t in own]
-            volume = float(sum(Decimal(t["v"]) for t in own))  # klines sum exact decimals
+            # the aggregator sums sizes exactly (decimal), then prints the sum as a float
+            volume = float(sum(Decimal(t["v"]) for t in own))
             assert (k["open"], k["high"], k["low"], k["close"], k["volume"],
                     k["trade_count"]) == (prices[0], max(prices), min(prices), prices[-1],
                                           volume, len(own)), (k, own)

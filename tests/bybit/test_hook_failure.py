@@ -11,28 +11,14 @@ from __future__ import annotations
 import logging
 
 import trio
-from faults.helpers import toml_list, trade_ids
+from faults.helpers import trade_ids
+from pipelines import bybit_into_collect
 
 from streamer import hookimpl
 from streamer._events import Trade
 from streamer.testing import running_pipeline
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades"]
-url = "{ws}"
-rest_url = "{rest}"
-
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
 
 
 class FailingHook:
@@ -59,8 +45,7 @@ async def test_a_failing_event_hook_loses_no_event(
     caplog.set_level(logging.ERROR, logger="streamer.runtime")
     hook = FailingHook()
     register_plugin(hook, "failing-hook")
-    toml = PIPELINE.format(symbols=toml_list(SYMBOLS), ws=fake_bybit.ws_url("linear"),
-                           rest=fake_bybit.rest_url)
+    toml = bybit_into_collect(fake_bybit, SYMBOLS)
     with trio.fail_after(600):  # virtual seconds
         async with running_pipeline(toml, plugin_manager) as pipeline:
             sink = pipeline.node("out")

@@ -12,28 +12,14 @@ from __future__ import annotations
 import logging
 
 import trio
-from faults.helpers import toml_list, trade_ids
+from faults.helpers import trade_ids
+from pipelines import bybit_into_collect
 
 from streamer._events import Price
 from streamer.testing import running_pipeline
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 DEPTH = 50_000  # msgspec raises RecursionError long before this depth
-
-PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = {streams}
-url = "{ws}"
-rest_url = "{rest}"
-
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
 
 #: A publicTrade push whose ``data`` nests DEPTH lists deep (what the fast path rejects,
 #: the general path's envelope decode then raises RecursionError on).
@@ -59,8 +45,7 @@ def bad_price(first: str) -> str:
 
 
 def toml(fake, streams: list[str]) -> str:
-    return PIPELINE.format(symbols=toml_list(SYMBOLS), streams=toml_list(streams),
-                           ws=fake.ws_url("linear"), rest=fake.rest_url)
+    return bybit_into_collect(fake, SYMBOLS, streams=streams)
 
 
 def history_ids(fake, symbol: str) -> list[str]:

@@ -15,12 +15,16 @@ PUBLIC_SUBMODULES = {"streamer.wire", "streamer.intervals", "streamer.clock", "s
                      "streamer.pretty"}
 
 
+def _sources(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py")
+                  if ".egg-info" not in p.parts and "build" not in p.parts)
+
+
 def _plugin_sources() -> list[Path]:
-    files = sorted(
-        p for p in (ROOT / "plugins").rglob("*.py")
-        if ".egg-info" not in p.parts and "build" not in p.parts
-    )
+    """The bundled plugins (the template too) and the test suite's plugin distributions."""
+    files = _sources(ROOT / "plugins") + _sources(ROOT / "tests" / "plugin_dists")
     assert len(files) > 20  # the walk found the plugins
+    assert any("plugin_dists" in p.parts for p in files)
     return files
 
 
@@ -48,12 +52,80 @@ def test_bundled_plugins_import_only_public_names() -> None:
     assert wrong == []
 
 
+def _is_module(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module of the tree (``from streamer import _hookspecs``
+    imports a private module of the package itself, not a private name of another)."""
+    for base in (ROOT / "core" / "src", *(p / "src" for p in (ROOT / "plugins").iterdir())):
+        where = base.joinpath(*package.split("."), name)
+        if where.with_suffix(".py").is_file() or (where / "__init__.py").is_file():
+            return True
+    return False
+
+
+def private_names_crossing_modules(path: Path) -> list[str]:
+    """``from m import _x`` and ``m._x`` for a module ``m`` of ours (``streamer*``), where
+    ``_x`` is not a module: a private name used outside the module that defines it. (The
+    standard library's ``os._exit`` and the like are its public API.)"""
+    tree = ast.parse(path.read_text(), str(path))
+    modules: set[str] = set()
+    wrong = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:  # relative: resolved against the file's package below src/
+                parts = path.parent.parts
+                base = parts[parts.index("src") + 1:len(parts) - node.level + 1]
+                source = ".".join([*base, *([source] if source else [])])
+            if not source.startswith("streamer"):
+                continue
+            for alias in node.names:
+                name = alias.name
+                if _is_module(source, name):
+                    modules.add(alias.asname or name)
+                elif name.startswith("_") and not name.startswith("__"):
+                    wrong.append(f"{node.lineno}: from {source} import {name}")
+        elif isinstance(node, ast.Import):
+            modules.update((a.asname or a.name).split(".")[0] for a in node.names
+                           if a.name.startswith("streamer"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not _is_module(node.value.id, node.attr)):
+            wrong.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return wrong
+
+
+def test_no_private_name_is_used_outside_its_module() -> None:
+    """A ``_name`` is private to the module that defines it: one that another module needs is
+    public there (or the two are one module). The core, the plugins, the test plugins."""
+    files = _sources(ROOT / "core" / "src") + _plugin_sources()
+    wrong = [f"{path.relative_to(ROOT)}:{line}" for path in files
+             for line in private_names_crossing_modules(path)]
+    assert wrong == []
+
+
+def test_a_private_name_from_another_module_is_found(tmp_path: Path) -> None:
+    bad = tmp_path / "src" / "streamer_x" / "user.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("from streamer_x.maker import _helper\n"
+                   "from .maker import _other\n"
+                   "import os\n"
+                   "from streamer import _hookspecs\n"
+                   "os._exit(0)\n"
+                   "_hookspecs._private\n")
+    assert private_names_crossing_modules(bad) == [
+        "1: from streamer_x.maker import _helper",
+        "2: from streamer_x.maker import _other",
+        "6: _hookspecs._private",
+    ]
+
+
 def test_no_plugin_imports_another_plugin() -> None:
     wrong = []
     for path in _plugin_sources():
-        own = path.relative_to(ROOT / "plugins").parts[0]
-        own_packages = {p.name for p in (ROOT / "plugins" / own / "src").iterdir()
-                        if p.is_dir()} if (ROOT / "plugins" / own / "src").is_dir() else set()
+        src = Path(*path.parts[:path.parts.index("src") + 1]) if "src" in path.parts else None
+        own_packages = {p.name for p in src.iterdir() if p.is_dir()} if src else set()
         for line, module, _ in _imports(path):
             top = module.split(".")[0]
             if top.startswith("streamer_") and top not in own_packages:

@@ -8,53 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 import trio
+from pipelines import KLINES_1M_WAITER, bybit_source, collect_sink
 
 from streamer._events import Event, Kline, Trade
 from streamer._runtime import Pipeline
 
 MINUTE_MS = 60_000
 
-#: bybit.linear -> klines.from_trades (waiter mode, 1m) -> "klines"; bybit -> "trades".
-BYBIT_KLINES_PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades"]
-url = "{ws}"
-rest_url = "{rest}"
-{source_extra}
-
-[[transforms]]
-name = "agg"
-type = "klines.from_trades"
-inputs = ["bybit"]
-intervals = ["1m"]
-waiter = true
-first_candle = "partial"
-fill_gaps = false
-
-[[sinks]]
-name = "klines"
-type = "testing.collect"
-inputs = ["agg"]
-
-[[sinks]]
-name = "trades"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
-
-
-def toml_list(items: Iterable[str]) -> str:
-    return "[" + ", ".join(f'"{s}"' for s in items) + "]"
-
-
 def bybit_klines_toml(fake: Any, symbols: Iterable[str], source_extra: str = "") -> str:
-    return BYBIT_KLINES_PIPELINE.format(
-        symbols=toml_list(symbols), ws=fake.ws_url("linear"), rest=fake.rest_url,
-        source_extra=source_extra,
-    )
+    """bybit.linear -> klines.from_trades (waiter mode, 1m) -> "klines"; bybit -> "trades"."""
+    return (bybit_source(fake, symbols, extra=source_extra) + KLINES_1M_WAITER
+            + collect_sink("klines", ["agg"]) + collect_sink("trades", ["bybit"]))
 
 
 def expected_klines(history: Iterable[Mapping[str, Any]], interval_ms: int = MINUTE_MS

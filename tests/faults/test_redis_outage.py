@@ -21,13 +21,13 @@ import pytest
 import trio
 import trio.testing
 import trio.to_thread
+from pipelines import KLINES_1M_WAITER, bybit_source, collect_sink
 
 from faults.helpers import (
     MINUTE_MS,
     closed_klines,
     expected_klines,
     kline_tuple,
-    toml_list,
     trade_ids,
     wait_metric,
 )
@@ -38,15 +38,8 @@ from streamer.testing import running_pipeline
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 STREAM_KEY = "bybit-streamer:stream:linear:trades"
 
-PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades", "tickers"]
-url = "{ws}"
-rest_url = "{rest}"
-
+#: After the bybit source (trades and tickers).
+SINKS = """
 [[sinks]]
 name = "pub"
 type = "redis"
@@ -66,10 +59,6 @@ flush_interval = 0.05
 reconnect_initial = 0.05
 reconnect_max = 0.3
 
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
 """
 
 
@@ -90,8 +79,8 @@ async def test_redis_killed_and_restarted_buffered_writes_arrive(
     fake_bybit, plugin_manager, redis_server, redis_client
 ):
     fake = fake_bybit
-    toml = PIPELINE.format(symbols=toml_list(SYMBOLS), ws=fake.ws_url("linear"),
-                           rest=fake.rest_url, port=redis_server.port)
+    toml = (bybit_source(fake, SYMBOLS, streams=["trades", "tickers"])
+            + SINKS.format(port=redis_server.port) + collect_sink())
 
     def all_trades_in(events) -> bool:
         return all(trade_ids(events, s) == [t["i"] for t in fake.history("linear", s)]
@@ -159,24 +148,8 @@ MAX_BUFFER = 40
 # time)
 TICKERS_STREAM_KEY = "bybit-streamer:stream:linear:ticker"
 
-BOUNDARY_PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades", "tickers"]
-url = "{ws}"
-rest_url = "{rest}"
-
-[[transforms]]
-name = "agg"
-type = "klines.from_trades"
-inputs = ["bybit"]
-intervals = ["1m"]
-waiter = true
-first_candle = "partial"
-fill_gaps = false
-
+#: After the bybit source (trades and tickers) and KLINES_1M_WAITER.
+BOUNDARY_SINKS = """
 [[sinks]]
 name = "pub"
 type = "redis"
@@ -247,9 +220,8 @@ async def test_outage_longer_than_the_buffer_across_a_boundary_keeps_the_newest_
     fake_bybit, plugin_manager, redis_server, redis_client, mock_clock
 ):
     fake = fake_bybit
-    toml = BOUNDARY_PIPELINE.format(symbols=toml_list(SYMBOLS), ws=fake.ws_url("linear"),
-                                    rest=fake.rest_url, port=redis_server.port,
-                                    max_buffer=MAX_BUFFER)
+    toml = (bybit_source(fake, SYMBOLS, streams=["trades", "tickers"]) + KLINES_1M_WAITER
+            + BOUNDARY_SINKS.format(port=redis_server.port, max_buffer=MAX_BUFFER))
     topics = [f"{kind}.{s}" for kind in ("publicTrade", "tickers") for s in SYMBOLS]
 
     def price(phase: int, round_: int, n: int) -> str:

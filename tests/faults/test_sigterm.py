@@ -22,9 +22,9 @@ from pathlib import Path
 
 import msgspec
 import trio
+from pipelines import bybit_source
 from runtime_log import counters_in
 
-from faults.helpers import toml_list
 from streamer import clock
 from streamer_bybit.simulator import FakeBybit
 from streamer_bybit.simulator.__main__ import symbols as fake_symbols
@@ -37,18 +37,8 @@ LOAD_SECONDS = 4.0
 WINDOW = (0.5, LOAD_SECONDS - 1.5)
 HISTORY = 50
 
+#: After the bybit source (trades and tickers).
 CONFIG = """
-[streamer]
-log_level = "INFO"
-
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades", "tickers"]
-url = "{ws}"
-rest_url = "{rest}"
-
 [[transforms]]
 name = "klines"
 type = "klines.from_trades"
@@ -107,9 +97,10 @@ async def test_sigterm_under_load_every_sink_holds_what_the_fake_sent_up_to_the_
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             await nursery.start(fake.serve)
-            config.write_text(CONFIG.format(
-                symbols=toml_list(symbols), ws=fake.ws_url("linear"), rest=fake.rest_url,
-                port=redis_server.port, history=HISTORY))
+            config.write_text(
+                '[streamer]\nlog_level = "INFO"\n\n'
+                + bybit_source(fake, symbols, streams=["trades", "tickers"])
+                + CONFIG.format(port=redis_server.port, history=HISTORY))
             with open(log_path, "wb") as err, open(console_path, "wb") as out:
                 proc = await trio.lowlevel.open_process(
                     [sys.executable, "-m", "streamer", "run", "-c", str(config)],

@@ -13,31 +13,15 @@ import random
 
 import pytest
 import trio
+from pipelines import bybit_into_collect
 
-from faults.helpers import toml_list, trade_ids, wait_metric
+from faults.helpers import trade_ids, wait_metric
 from streamer import Backoff
 from streamer.testing import running_pipeline
 
-PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades"]
-url = "{ws}"
-rest_url = "{rest}"
-{extra}
-
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
-
 
 def toml(fake, symbols=("BTCUSDT",), extra: str = "") -> str:
-    return PIPELINE.format(symbols=toml_list(symbols), ws=fake.ws_url("linear"),
-                           rest=fake.rest_url, extra=extra)
+    return bybit_into_collect(fake, symbols, extra=extra)
 
 
 def history_ids(fake, symbol: str = "BTCUSDT") -> list[str]:

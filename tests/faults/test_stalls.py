@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from pipelines import toml_list
 
-from faults.helpers import toml_list
 from faults.procs import fake_bybit_process, start_streamer, wait_for_log
 from streamer_bybit.simulator.__main__ import symbols as fake_symbols
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import msgspec
 import trio
+from pipelines import bybit_source
 from trio_websocket import WebSocketConnection, open_websocket_url
 from websocket.helpers import stalled_client
 
-from faults.helpers import toml_list
 from streamer.testing import running_pipeline
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
@@ -23,15 +23,8 @@ RATE = 1_000  # publicTrade messages/s
 TRADES_PER_MESSAGE = 10
 DURATION = 4.0  # seconds of market
 
-PIPELINE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = {symbols}
-streams = ["trades"]
-url = "{ws}"
-rest_url = "{rest}"
-
+#: After the bybit source.
+SINK = """
 [[sinks]]
 name = "ws"
 type = "websocket"
@@ -56,8 +49,7 @@ async def read_trades(ws: WebSocketConnection, ids: list[str]) -> None:
 
 async def test_stalled_client_dropped_twenty_others_get_everything(fake_bybit, plugin_manager):
     fake = fake_bybit
-    toml = PIPELINE.format(symbols=toml_list(SYMBOLS), ws=fake.ws_url("linear"),
-                           rest=fake.rest_url)
+    toml = bybit_source(fake, SYMBOLS) + SINK
     expected = int(RATE * DURATION) * TRADES_PER_MESSAGE
     with trio.fail_after(120):
         async with running_pipeline(toml, plugin_manager) as pipeline:

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 import trio
-from faults.helpers import toml_list
 from faults.procs import start_streamer
 from nats_server import read_stream, stream_info
+from pipelines import toml_list
 from runtime_log import counters_in
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]

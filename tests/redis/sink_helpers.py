@@ -36,6 +36,13 @@ async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
         await trio.sleep(step)
 
 
+def buffered(sink: Any) -> int:
+    """The sink's ``buffered_events`` gauge: the events its writer holds now."""
+    values = [s.value for s in sink.context.metrics.samples() if s.name == "buffered_events"]
+    assert len(values) == 1, values
+    return int(values[0])
+
+
 T0 = 1_700_000_040_000  # a minute boundary, epoch ms
 
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 import trio
 from redis_server import RedisServer
-from sink_helpers import make_context, running, trade, wait_until
+from sink_helpers import buffered, make_context, running, trade, wait_until
 
 from streamer import FatalError
 from streamer.testing import config_errors
@@ -199,12 +199,12 @@ async def test_redis_killed_mid_stream_buffers_drops_oldest_and_catches_up(
             for start in range(0, 500, 10):
                 await inbox.put([trade(i, f"B{i}") for i in range(start, start + 10)])
             await wait_until(lambda: metrics["write_failures"] >= 2)
-            await wait_until(lambda: len(sink.writer) == 250)
+            await wait_until(lambda: buffered(sink) == 250)
             assert metrics["buffer_dropped_events"] == 250
 
             redis_server.restart()  # empty: no persistence
             await wait_until(lambda: metrics["written_events"] == 350)
-            assert len(sink.writer) == 0
+            assert buffered(sink) == 0
     client = redis_server.client()
     # The restarted server got exactly the newest 250 events, in order.
     ids = [msgspec.json.decode(e[1][b"data"])["data"][0]["i"] for e in client.xrange(key)]

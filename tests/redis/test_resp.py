@@ -6,7 +6,7 @@ import pytest
 import redis
 import trio
 from redis_server import RedisServer
-from sink_helpers import make_context, running, trade
+from sink_helpers import buffered, make_context, running, trade
 
 from streamer import Inbox
 from streamer_redis.resp import (
@@ -150,5 +150,5 @@ async def test_a_sink_whose_server_answers_garbage_retries_and_keeps_its_events(
         with trio.fail_after(30):
             while sink.context.metrics.snapshot().get("write_failures", 0) < 3:
                 await trio.sleep(0.05)
-        assert len(sink.writer._buffer) == 2 and sink.writer.written_events == 0
+        assert buffered(sink) == 2 and sink.writer.written_events == 0
         nursery.cancel_scope.cancel()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 from redis_server import RedisServer
-from sink_helpers import make_context, ticker, wait_until
+from sink_helpers import buffered, make_context, ticker, wait_until
 
 from streamer import Inbox
 from streamer_redis.sink import RedisSink, RedisSinkConfig
@@ -69,7 +69,7 @@ async def test_a_hung_server_costs_shutdown_timeout_and_the_buffer_is_counted(
     assert ended_at - closed_at == SHUTDOWN_TIMEOUT
     assert metrics["written_events"] == WRITTEN
     assert metrics["lost_at_shutdown"] == BUFFERED
-    assert len(sink.writer) == 0
+    assert buffered(sink) == 0
     assert any(f"{BUFFERED} buffered events lost" in r.getMessage() for r in caplog.records)
 
 

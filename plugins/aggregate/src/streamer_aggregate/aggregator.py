@@ -37,17 +37,17 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
-from streamer import Kline, Metrics, RateLimitedLog, Trade
+from streamer import Kline, Metrics, Trade
 from streamer_aggregate.amounts import Amounts
 from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
 from streamer_aggregate.candles import Bucket, IntervalState, SymbolCandles
+from streamer_aggregate.dropped_trades import DroppedTrades
 from streamer_aggregate.first_candles import WaitingFirstCandles
 from streamer_aggregate.gap_holds import GapHolds
 
 Updates = Literal["closed", "every_trade", "throttled"]
 FirstCandle = Literal["backfill", "partial", "skip"]
 
-_LATE_LOG_EVERY_S = 10.0
 _INF = float("inf")
 
 
@@ -91,7 +91,7 @@ class KlineAggregator:
         self.amounts = Amounts(self._open_buckets, turnover)
         self._dirty: list[Bucket] = []
         self._pending = WaitingFirstCandles(backfill_deadline_ms)
-        self._late_log = RateLimitedLog(self.log, _LATE_LOG_EVERY_S)
+        self._dropped = DroppedTrades(self.metrics, self.log)
         #: Stream gaps being recovered (the transform holds and releases them; call
         #: :meth:`close_due` after a release).
         self.holds = GapHolds(self._by_channel, self.metrics, self.log)
@@ -134,7 +134,7 @@ class KlineAggregator:
                         raise ValueError(f"price {t.price!r:.40} is not a positive number")
                     tv = 0
             except (ValueError, TypeError) as exc:
-                self._malformed(t, exc)
+                self._dropped.malformed(t, exc)
                 continue
             symbols = by_channel.get(t.channel)
             if symbols is None:
@@ -199,7 +199,7 @@ class KlineAggregator:
     ) -> None:
         """A trade outside the newest open candle: older candle, new candle, or late."""
         if st.cursor is not None and ts < st.cursor:
-            self._late(st, ts)
+            self._dropped.late(st, ts)
             return
         start = st.start_of(ts)
         for b in st.buckets:
@@ -266,18 +266,6 @@ class KlineAggregator:
         st.cur = last if last is not None and last.pending is None else None
         assert st.group is not None
         st.group.refresh()
-
-    def _malformed(self, t: Trade, exc: Exception) -> None:
-        self.metrics.inc("malformed_trades")
-        self._late_log.warning("malformed", "trade dropped: %s %s %r: %s (counted in "
-                               "malformed_trades)", t.channel, t.symbol, t.trade_id, exc)
-
-    def _late(self, st: IntervalState, ts: int) -> None:
-        self.metrics.inc("late_trades")
-        self._late_log.debug(
-            "late", "late trade dropped: %s %s at %d for a closed %d ms kline (closed up to %s)",
-            st.channel, st.symbol, ts, st.ms, st.cursor,
-        )
 
     # -- closing ------------------------------------------------------------------------
 
@@ -427,7 +415,7 @@ class KlineAggregator:
                     v = amounts.size_units(t.size)
                     p, price_units = amounts.price_units(t.price)
                 except (ValueError, TypeError) as exc:
-                    self._malformed(t, exc)
+                    self._dropped.malformed(t, exc)
                     continue
                 self._fold(bucket, t.ts, p, v, price_units * v if self.turnover else 0)
         if complete:

@@ -9,13 +9,14 @@ and two more wake-ups per flush (docs/background.md, "Redis from trio": 3.8k eve
 hop per event, 62k with batches of 100). The connection check at start and the storage
 sink's setup always use redis-py in a thread (once).
 
-The sink's task only appends to the buffer (:meth:`BufferedWriter.add`, never awaits); the
-writer runs as its own task. While Redis is down the writer backs off and retries, the sink
-keeps draining its inbox into the bounded buffer, and beyond ``max_buffer`` events the oldest
-are dropped and counted, so a Redis outage never stalls the source or the other sinks. When
-Redis is back the buffer is written in order.
+Its one entry point is :meth:`BufferedWriter.serve`, the body of a sink's ``run``; what it
+holds is the ``buffered_events`` gauge. The sink's task only appends to the buffer (never
+awaits); the writer runs as its own task. While Redis is down the writer backs off and
+retries, the sink keeps draining its inbox into the bounded buffer, and beyond
+``max_buffer`` events the oldest are dropped and counted, so a Redis outage never stalls
+the source or the other sinks. When Redis is back the buffer is written in order.
 
-Shutdown (:meth:`BufferedWriter.close`) gives the writer ``shutdown_timeout``: the write in
+Shutdown (``inbox.get()`` returned ``[]``) gives the writer ``shutdown_timeout``: the write in
 flight, every retry and backoff end by then, shielded or not (a hung server, e.g. a
 SIGSTOPped redis-server, answers nothing), and what is left is counted in
 ``lost_at_shutdown``; so is what the writer holds when the pipeline cuts it off.
@@ -38,7 +39,7 @@ import redis.client
 import trio
 import trio.lowlevel
 
-from streamer import Backoff, Context, Event, FatalError, Inbox
+from streamer import Backoff, Context, Event, FatalError, Inbox, Sample
 from streamer_redis.connection import RedisConnectionConfig, make_client
 from streamer_redis.failures import (
     TRANSIENT_ERRORS,
@@ -91,16 +92,16 @@ class BufferedWriter:
         #: what it wrote.
         self._head = 0
         self._pending_since = 0.0
-        #: trio time of the latest :meth:`add` (the gap between batches predicts the next).
+        #: trio time of the latest :meth:`_add` (the gap between batches predicts the next).
         self._last_add = 0.0
-        #: Write without waiting for the window's end (see :meth:`add`).
+        #: Write without waiting for the window's end (see :meth:`_add`).
         self._flush_now = False
         self._closed = False
         #: trio time by which a closed writer has written its buffer or counted it lost
-        #: (``shutdown_timeout`` after :meth:`close`); no scope of the writer, shielded or
+        #: (``shutdown_timeout`` after :meth:`_close`); no scope of the writer, shielded or
         #: not, outlives it.
         self._shutdown_deadline = math.inf
-        #: The writer's loop, and the shield of the write in flight: :meth:`close` moves
+        #: The writer's loop, and the shield of the write in flight: :meth:`_close` moves
         #: their deadlines to the shutdown deadline.
         self._run_scope: trio.CancelScope | None = None
         self._write_scope: trio.CancelScope | None = None
@@ -118,6 +119,7 @@ class BufferedWriter:
         self._progress = trio.lowlevel.ParkingLot()
         #: Last readiness reported to ``context.health`` (None: not yet).
         self._reported_ready: bool | None = None
+        context.metrics.add_probe(self._samples)
 
     def _report_health(self, ready: bool, reason: str = "") -> None:
         """Tell /readyz whether Redis is reachable: every failure (with its cause), but a
@@ -134,10 +136,11 @@ class BufferedWriter:
             self._client = make_client(self.config)
         return self._client
 
-    def __len__(self) -> int:
-        return len(self._buffer)
+    def _samples(self) -> list[Sample]:
+        return [Sample("buffered_events", float(len(self._buffer)),
+                       help="events waiting in the Redis writer's buffer")]
 
-    def add(self, events: list[Event]) -> None:
+    def _add(self, events: list[Event]) -> None:
         """Buffer ``events``; beyond ``max_buffer`` drop the oldest. Never waits."""
         if not events:
             return
@@ -171,18 +174,14 @@ class BufferedWriter:
         if was_empty or self._flush_now or size - len(events) < self.flush_size <= size:
             self._changed.set()
 
-    @property
-    def closed_and_empty(self) -> bool:
-        return self._closed and not self._buffer
-
-    def reopen(self) -> None:
+    def _reopen(self) -> None:
         """Accept events again (the sink's ``run`` was restarted)."""
         self._closed = False
         self._shutdown_deadline = math.inf
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """No more events: write what is buffered within ``shutdown_timeout`` from now (the
-        write in flight included), then :meth:`run` counts what is left as lost and
+        write in flight included), then :meth:`_write_until_closed` counts what is left as lost and
         returns, whatever the server does meanwhile."""
         self._closed = True
         self._shutdown_deadline = trio.current_time() + self.config.shutdown_timeout
@@ -207,7 +206,7 @@ class BufferedWriter:
 
     # -- connecting ------------------------------------------------------------------------
 
-    async def try_connect(self) -> bool:
+    async def _try_connect(self) -> bool:
         """PING (and run the setup) once; False if Redis is unreachable.
 
         Raises :class:`FatalError` for rejected credentials: retrying cannot fix them.
@@ -250,31 +249,31 @@ class BufferedWriter:
     async def serve(
         self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """The body of a sink's ``run``: connect once (not fatal if Redis is down), then move
-        the inbox into the buffer while the writer task flushes it; at shutdown
-        (``inbox.get()`` returned ``[]``) let the writer write what it holds and return."""
-        self.reopen()
+        """The writer's one entry point, the body of a sink's ``run``: connect once (not
+        fatal if Redis is down), then move the inbox into the buffer while the writer task
+        flushes it; at shutdown (``inbox.get()`` returned ``[]``) let the writer write what it
+        holds and return. A restarted ``run`` calls it again."""
+        self._reopen()
         if not self._probed:
             self._probed = True
-            if await self.try_connect():
+            if await self._try_connect():
                 self.context.logger.info("connected to Redis at %s", self.config.describe())
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.run)
+                nursery.start_soon(self._write_until_closed)
                 task_status.started()
                 while events := await inbox.get():
-                    self.add(events)
-                self.close()
+                    self._add(events)
+                self._close()
         finally:
-            if self.closed_and_empty:
-                self.close_client()
+            if self._closed and not self._buffer:
+                self._close_client()
 
     # -- the writer task -------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _write_until_closed(self) -> None:
         """Write the buffer whenever a flush is due; return once closed and written, or at
         the shutdown deadline with what is left counted in ``lost_at_shutdown``."""
-        task_status.started()
         try:
             with trio.CancelScope(deadline=self._shutdown_deadline) as self._run_scope:
                 # The time test too: a write cut off by the deadline returns inside its
@@ -338,7 +337,7 @@ class BufferedWriter:
         try:
             replies = await self._send(pipe)
             if replies is None:
-                return  # the shutdown deadline cut the write off; run counts what is left
+                return  # the shutdown deadline cut the write off; the loop counts what is left
             # A batch that came during the write predicted against the old window; what is
             # left waits for its own.
             self._flush_now = False
@@ -375,7 +374,7 @@ class BufferedWriter:
         self._progress.unpark_all()
 
     async def wait_written(self, count: int) -> None:
-        """Until :attr:`written_events` reaches ``count`` (benchmarks, tests)."""
+        """Until :attr:`written_events` reaches ``count`` (bench/bench_redis.py)."""
         while self.written_events < count:
             await self._progress.park()
 
@@ -438,7 +437,7 @@ class BufferedWriter:
                 self._direct = TrioConnection(self.client)
         return self._direct
 
-    def close_client(self) -> None:
+    def _close_client(self) -> None:
         if self._direct is not None:
             self._direct.close()
             self._direct = None

@@ -4,11 +4,13 @@
     fake = FakeBybit(linear_symbols=[...], spot_symbols=[...], seed=1)
     port = await nursery.start(fake.serve)
 
-See ``streamer_bybit.simulator.server`` for the behaviour and the choices the fake makes.
+See ``streamer_bybit.simulator.server`` for the behaviour, the choices the fake makes and
+the modules it is made of.
 """
 
+from .connection import Connection, ws_frame
 from .market import INTERVALS, period_end, period_start
-from .server import Connection, FakeBybit, ws_frame
+from .server import FakeBybit
 from .tls import make_self_signed, make_ssl_contexts
 
 __all__ = [

@@ -18,7 +18,8 @@ import sys
 
 import trio
 
-from .server import PACINGS, FakeBybit
+from .server import FakeBybit
+from .state import PACINGS
 from .tls import make_ssl_contexts
 
 _BASES = ["BTC", "ETH", "SOL", "XRP", "1000PEPE", "DOGE", "BNB", "ADA"]

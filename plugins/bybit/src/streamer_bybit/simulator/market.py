@@ -354,3 +354,19 @@ class Instrument:
             "priceFilter": {"tickSize": tick},
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},
         }
+
+
+def trade_dict(t) -> dict:
+    """History entries are dicts (``trade()``) or tuples (``run_market``'s fast path)."""
+    if isinstance(t, dict):
+        return t
+    ts, sym, side, qs, ps, tick, tid, seq = t
+    d = {"T": ts, "s": sym, "S": side, "v": qs, "p": ps}
+    if tick is not None:
+        d["L"] = tick
+    d["i"] = tid
+    if seq is not None:
+        d["BT"] = False
+        d["RPI"] = False
+        d["seq"] = seq
+    return d
