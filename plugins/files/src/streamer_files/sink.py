@@ -9,10 +9,12 @@ a whole file or none.
 
 Writing happens in a worker thread, one flush at a time; the sink takes no new batch from its
 inbox while a flush runs, so memory is bounded by ``max_buffered_events`` plus the core's
-inbox (``queue_size`` / ``overflow``). The thread is never abandoned, so a disk that hangs
-(a stuck network mount) holds the sink until the core's hard stop; the sink tells the core
-what it holds (``held_events``: the rows of the blocked flush not yet written, and the
-buffered ones), which the run counts as lost. The thread counts each file as it is done.
+inbox (``queue_size`` / ``overflow``). A disk that hangs (a stuck network mount) cannot hold
+the run: the pipeline's shutdown deadline abandons the thread (it goes on alone: a file it
+finishes is renamed whole, one it fails is removed, the process may exit first and leave the
+hidden temporary file), and the sink tells the core what it holds (``held_events``: the rows
+of the blocked flush not yet written, and the buffered ones), which the run counts as lost.
+The thread counts each file as it is done.
 
 Formats: ``"jsonl"``: zstd-compressed JSON lines, each the wire envelope of one event
 (``{"channel", "data_type", "data": [one item]}``), so a file's bytes depend only on the
@@ -210,9 +212,12 @@ class FilesSink:
     async def _flush(self, chunks: list[tuple[Partition, list[dict[str, Any]]]]) -> None:
         if not chunks:
             return
-        self._writing += sum(len(rows) for _, rows in chunks)
-        # Not abandoned on cancel: a file is either finished and renamed or removed.
-        written, failed = await trio.to_thread.run_sync(self._write_chunks, chunks)
+        with self._progress:
+            self._writing += sum(len(rows) for _, rows in chunks)
+        # Abandoned on cancel (the shutdown deadline): a hung disk must not hold the run past
+        # it; what the thread has not written by then is counted through held_events.
+        written, failed = await trio.to_thread.run_sync(
+            self._write_chunks, chunks, abandon_on_cancel=True)
         self.files_written.extend(path for path, _ in written)
         for (channel, data_type, day), rows, exc in failed:
             self.context.logger.error(
@@ -256,5 +261,10 @@ class FilesSink:
                     await self._flush(self.take_all())
                     next_flush = now() + interval
         finally:
-            with trio.CancelScope(shield=True):
+            # Not shielded: the pipeline's deadline bounds the shutdown flush (what is left is
+            # counted as lost). A write abandoned on a hung disk still runs: no second flush
+            # beside it (it would hang too), the buffer is counted instead.
+            with self._progress:
+                abandoned = self._writing > 0
+            if not abandoned:
                 await self._flush(self.take_all())
