@@ -7,6 +7,7 @@ import os
 
 from hypothesis import settings
 from nats_server import nats_cluster, nats_server  # noqa: F401
+from postgres_server import postgres_schema, postgres_server  # noqa: F401
 from redis_server import redis_client, redis_server  # noqa: F401
 
 from fakebybit.fixtures import fake_bybit  # noqa: F401

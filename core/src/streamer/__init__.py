@@ -2,9 +2,9 @@
 
 The public API is what this module exports (``__all__``) and the submodules
 ``streamer.wire``, ``streamer.intervals``, ``streamer.clock``, ``streamer.history``,
-``streamer.validators``, ``streamer.http`` and ``streamer.testing``. Everything in a module
-whose name starts with ``_`` is the implementation and may change without notice; plugins do
-not import it (docs/writing_plugins.md, "What a plugin may import").
+``streamer.validators``, ``streamer.http``, ``streamer.config`` and ``streamer.testing``.
+Everything in a module whose name starts with ``_`` is the implementation and may change
+without notice; plugins do not import it (docs/writing_plugins.md, "What a plugin may import").
 """
 
 from __future__ import annotations
