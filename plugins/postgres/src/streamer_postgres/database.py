@@ -55,8 +55,12 @@ def _insert_sql(schema: str, table: str) -> str:
     if table == "klines":
         return (f"INSERT INTO {schema}.klines AS k (exchange, channel, symbol, interval_ms, "
                 "open_time, open, high, low, close, volume, turnover, trade_count, partial) "
-                f"SELECT %s, channel, symbol, interval_ms, {_MS.format('open_ms')}, open, high,"
-                f" low, close, volume, turnover, trade_count, partial FROM {staging} "
+                # One row per key (DO UPDATE refuses to touch a row twice): a full candle
+                # before a partial one, then the first to arrive (ctid: insertion order).
+                f"SELECT DISTINCT ON (channel, symbol, interval_ms, open_ms) %s, channel, "
+                f"symbol, interval_ms, {_MS.format('open_ms')}, open, high, low, close, "
+                f"volume, turnover, trade_count, partial FROM {staging} "
+                "ORDER BY channel, symbol, interval_ms, open_ms, partial, ctid "
                 "ON CONFLICT (exchange, channel, symbol, interval_ms, open_time) DO UPDATE SET "
                 "open = excluded.open, high = excluded.high, low = excluded.low, "
                 "close = excluded.close, volume = excluded.volume, "

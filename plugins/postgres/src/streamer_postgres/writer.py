@@ -103,15 +103,16 @@ class PostgresWriter:
                     "rows", self.config.max_buffer, len(rows))
             else:
                 self._pending.extend(rows)
-                if len(self._pending) >= self.spool_batch:
-                    self._spill()
+                while len(self._pending) >= self.spool_batch:
+                    self._spill(self.spool_batch)
         if was_empty or len(buffer) >= self.config.flush_size or self._pending or self.spool:
             self._changed.set()
 
-    def _spill(self) -> None:
-        """Write ``pending`` as the newest spool file (or count it lost: spool full)."""
+    def _spill(self, n: int) -> None:
+        """Write the first ``n`` rows of ``pending`` as the newest spool file (or count them
+        lost: spool full)."""
         assert self.spool is not None
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending[:n], self._pending[n:]
         if self.spool.append(rows_of(pending)):
             self.context.metrics.inc("spooled_rows", len(pending))
         else:
@@ -326,8 +327,9 @@ class PostgresWriter:
             self.context.metrics.lost("lost_on_fatal", lost)
         if not hint and isinstance(exc, psycopg.errors.UndefinedTable):
             hint = "run `streamer db migrate` or set migrate = true"
+        first_line = (str(exc).splitlines() or [""])[0]
         return FatalError(f"PostgreSQL at {self.config.describe()}: {type(exc).__name__}: "
-                          f"{exc}".rstrip() + (f"; {hint}" if hint else ""))
+                          f"{first_line}" + (f"; {hint}" if hint else ""))
 
     async def _failed(self, exc: BaseException) -> None:
         attempt = self._backoff.attempts + 1
