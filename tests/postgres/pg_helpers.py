@@ -64,4 +64,5 @@ def kline(symbol: str, start: int, close: float = 1.5, *, closed: bool = True,
 
 def trade_ids(server: PostgresServer, schema: str, order: str = "trade_id") -> list[str]:
     with server.connect() as conn:
-        return [r[0] for r in conn.execute(f"SELECT trade_id FROM {schema}.trades ORDER BY {order}")]
+        query = f"SELECT trade_id FROM {schema}.trades ORDER BY {order}"
+        return [r[0] for r in conn.execute(query)]

@@ -94,7 +94,8 @@ async def test_a_retried_batch_stores_nothing_twice_and_a_full_candle_replaces_a
 async def test_wrong_password_is_fatal(postgres_server, postgres_schema, monkeypatch):
     monkeypatch.setenv("STREAMER_TEST_PG_PASSWORD", "not-the-password")
     sink = make_sink(postgres_server, postgres_schema)
-    with trio.fail_after(30), _fatal(r"password authentication failed.*\$STREAMER_TEST_PG_PASSWORD"):
+    refused = r"password authentication failed.*\$STREAMER_TEST_PG_PASSWORD"
+    with trio.fail_after(30), _fatal(refused):
         async with running(sink):
             pass
 
