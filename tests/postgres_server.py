@@ -7,8 +7,9 @@ runs as ``nobody`` (``$STREAMER_TEST_POSTGRES_USER`` to change it): the temporar
 chowned to that user, and the processes are started with ``Popen(user=...)``, so the child
 IS the postmaster (no ``runuser`` in between that a SIGKILL would hit instead).
 
-The postmaster runs in a session of its own: :meth:`PostgresServer.kill` SIGKILLs the whole
-group, postmaster and backends, as a machine crash would. ``fsync = off`` keeps the tests
+:meth:`PostgresServer.kill` SIGKILLs the postmaster and all its children (backends,
+checkpointer, ...) at once, as a machine crash would; :meth:`PostgresServer.pause` SIGSTOPs
+them all (a hung server). ``fsync = off`` keeps the tests
 fast; it loses nothing a process kill could (a commit's WAL is written to the kernel before
 the client hears of it).
 
@@ -134,11 +135,43 @@ class PostgresServer(ServerProcess):
                         waiting_for="did not accept connections")
         return self
 
+    def _signal_all(self, sig: signal.Signals) -> None:
+        """``sig`` to the postmaster and each of its children (backends, checkpointer, ...).
+        Each child is a process group of its own (postgres calls setsid()), so a signal to
+        the postmaster's group would miss them."""
+        assert self.process is not None
+        pids = [self.process.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                pids.append(int(entry))
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def kill(self) -> None:
-        """SIGKILL to the postmaster and every backend at once: a crash."""
+        """SIGKILL to the postmaster and every child at once: a crash."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self._signal_all(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP to the postmaster and every child: a hung server (the kernel still
+        accepts connections and takes what is sent; nothing answers)."""
+        assert self.process is not None and self.process.poll() is None
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self._signal_all(signal.SIGCONT)
 
     def restart(self) -> None:
         """Kill (if running) and start again on the same port and data: crash recovery."""

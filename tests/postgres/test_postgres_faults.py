@@ -157,3 +157,37 @@ async def test_shutdown_with_the_database_down_keeps_the_rows_in_the_spool_for_t
             await wait_until(lambda: second.writer.written_rows == 251)
     assert trade_ids(own_server, SCHEMA, order="ctid") == [f"t{i}" for i in range(252)]
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_hung_server_costs_write_timeout_then_everything_is_stored_once(own_server):
+    sink = make_sink(own_server, SCHEMA, write_timeout=1.0, connect_timeout=1.0)
+    with trio.fail_after(60):
+        async with running(sink) as inbox:
+            await inbox.put([trade(i) for i in range(100)])
+            await wait_until(lambda: sink.writer.written_rows == 100)
+            own_server.pause()
+            await inbox.put([trade(i) for i in range(100, 300)])
+            await wait_until(lambda: sink.context.metrics["write_failures"] >= 1)
+            assert not _ready(sink)
+            own_server.resume()
+            await wait_until(lambda: sink.writer.held_rows == 0)
+    assert sorted(trade_ids(own_server, SCHEMA)) == sorted(f"t{i}" for i in range(300))
+    assert _losses(sink) == {}
+
+
+async def test_shutdown_while_the_server_hangs_is_bounded_by_shutdown_timeout(own_server):
+    sink = make_sink(own_server, SCHEMA, shutdown_timeout=1.0)  # write_timeout 30 s
+    try:
+        with trio.fail_after(30):
+            async with running(sink) as inbox:
+                await inbox.put([trade(0)])
+                await wait_until(lambda: sink.writer.written_rows == 1)
+                own_server.pause()
+                await inbox.put([trade(i) for i in range(1, 51)])
+                await wait_until(lambda: sink.writer._write_scope is not None)
+                closed_at = trio.current_time()
+        # The sink's own bound (+1 s of slack for a loaded machine), not the 30 s write_timeout.
+        assert trio.current_time() - closed_at < 2.0
+    finally:
+        own_server.resume()
+    assert _losses(sink) == {"lost_at_shutdown": 50}
