@@ -11,7 +11,8 @@ import streamer
 ROOT = Path(__file__).resolve().parents[2]
 #: The public submodules, as docs/writing_plugins.md lists them.
 PUBLIC_SUBMODULES = {"streamer.wire", "streamer.intervals", "streamer.clock", "streamer.history",
-                     "streamer.validators", "streamer.http", "streamer.testing"}
+                     "streamer.validators", "streamer.http", "streamer.config",
+                     "streamer.testing"}
 
 
 def _plugin_sources() -> list[Path]:
