@@ -191,3 +191,26 @@ async def test_shutdown_while_the_server_hangs_is_bounded_by_shutdown_timeout(ow
     finally:
         own_server.resume()
     assert _losses(sink) == {"lost_at_shutdown": 50}
+
+
+async def test_a_damaged_spool_file_is_counted_and_the_rest_written_in_order(own_server,
+                                                                           tmp_path):
+    from streamer_postgres.rows import rows_of
+    from streamer_postgres.spool import Spool
+
+    spool = Spool(str(tmp_path), 1 << 20)
+    assert spool.append(rows_of([trade(i) for i in range(0, 10)]))
+    assert spool.append(rows_of([trade(i) for i in range(10, 25)]))
+    assert spool.append(rows_of([trade(i) for i in range(25, 30)]))
+    damaged = spool._files[1].path
+    with open(damaged, "r+b") as f:
+        f.truncate(7)
+    (tmp_path / "00000000000000000001.3.rows.tmp").write_bytes(b"cut short by a crash")
+    sink = make_sink(own_server, SCHEMA, spool_dir=str(tmp_path))
+    with trio.fail_after(30):
+        async with running(sink):
+            await wait_until(lambda: sink.writer.held_rows == 0)
+    assert trade_ids(own_server, SCHEMA, order="ctid") == [f"t{i}" for i in range(10)] + [
+        f"t{i}" for i in range(25, 30)]
+    assert _losses(sink) == {"unwritable_rows": 15}
+    assert list(tmp_path.iterdir()) == []
