@@ -8,6 +8,7 @@ import os
 from bybit_simulator import fake_bybit  # noqa: F401
 from hypothesis import settings
 from nats_server import nats_cluster, nats_server  # noqa: F401
+from postgres_server import postgres_schema, postgres_server  # noqa: F401
 from redis_server import redis_client, redis_server  # noqa: F401
 
 # Property tests: under CI (CI set, as .ci/run does) every run tries the same examples, drawn

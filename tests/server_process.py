@@ -88,8 +88,13 @@ class ServerProcess:
     def launch(self) -> None:
         """Start the process (appending to its log); :meth:`wait_until` waits for it."""
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT,
+                                        **self._popen_options())
         log.close()
+
+    def _popen_options(self) -> dict[str, Any]:
+        """More ``subprocess.Popen`` arguments (a user to run as, a session of its own)."""
+        return {}
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, *, interval: float,
                    waiting_for: str) -> None:

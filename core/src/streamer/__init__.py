@@ -2,9 +2,10 @@
 
 The public API is what this module exports (``__all__``) and the submodules
 ``streamer.wire``, ``streamer.intervals``, ``streamer.clock``, ``streamer.history``,
-``streamer.validators``, ``streamer.net`` and ``streamer.testing``. Everything in a module
-whose name starts with ``_`` is the implementation and may change without notice; plugins do
-not import it (docs/writing_plugins.md, "What a plugin may import").
+``streamer.validators``, ``streamer.net``, ``streamer.pretty``, ``streamer.config`` and
+``streamer.testing``. Everything in a module whose name starts with ``_`` is the
+implementation and may change without notice; plugins do not import it
+(docs/writing_plugins.md, "What a plugin may import").
 """
 
 from __future__ import annotations

@@ -23,15 +23,16 @@ KNOWN_FILES: dict[str, tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    # Vendored as published on npm (lightweight-charts 4.2.3), with its license.
     "/lightweight-charts.standalone.production.js": (
-        "lightweight-charts.standalone.production.js", "text/javascript; charset=utf-8"),
-    "/LICENSE-lightweight-charts.txt": ("LICENSE-lightweight-charts.txt",
+        "vendor/lightweight-charts.standalone.production.js", "text/javascript; charset=utf-8"),
+    "/LICENSE-lightweight-charts.txt": ("vendor/LICENSE-lightweight-charts.txt",
                                         "text/plain; charset=utf-8"),
 }
 
 
 def static_file(name: str) -> bytes:
-    return files("streamer_websocket.web").joinpath("static").joinpath(name).read_bytes()
+    return files("streamer_websocket.web").joinpath("static", *name.split("/")).read_bytes()
 
 
 class Pages:

@@ -1,0 +1,184 @@
+"""The ``postgres`` sink: trade rows/s into PostgreSQL, the streamer's CPU for them, and the
+trade -> committed row latency at 2,000 trades/s.
+
+Starts its own PostgreSQL (tests/postgres_server.py: initdb in a temporary directory, a free
+loopback port; as ``nobody`` when run as root), never the machine's own server.
+
+- ``throughput``: the sink alone, flat out: N trades pushed into its inbox in batches of 100
+  (one socket read's worth), timed until every row is committed. CPU is this process
+  (trio thread + the writer's worker thread, ``time.process_time``); the server's own CPU is
+  not counted (another process). Target: >= 50,000 rows/s with <= 1 core.
+- ``latency``: 2,000 trades/s in batches of 20 every 10 ms; latency = the moment the write
+  holding a batch returned (committed) - the moment the batch was put in the inbox.
+
+Writes its results to bench/results/<UTC date>-<time>-postgres.md (commit, machine, settings).
+
+    .venv/bin/python bench/bench_postgres.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import trio
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from postgres_server import PASSWORD, PASSWORD_ENV, PostgresServer
+
+from streamer import Context, Inbox, Trade
+from streamer._metrics import Metrics
+from streamer_postgres.config import PostgresSinkConfig
+from streamer_postgres.sink import PostgresSink
+
+BATCH = 100
+
+
+def _sink(server: PostgresServer, schema: str, **options: Any) -> PostgresSink:
+    config = PostgresSinkConfig(dsn=server.dsn, password_env=PASSWORD_ENV, schema=schema,
+                                **options)
+    context = Context(name="pg", type="postgres", logger=logging.getLogger("bench.pg"),
+                      metrics=Metrics())
+    return PostgresSink(config, context)
+
+
+def _trades(start: int, n: int, ts: int) -> list[Trade]:
+    return [Trade(channel="linear", symbol="BTCUSDT", ts=ts, side="Buy", price="65000.10",
+                  size="0.001", trade_id=f"{i:012d}") for i in range(start, start + n)]
+
+
+async def bench_throughput(server: PostgresServer, n: int) -> dict[str, Any]:
+    sink = _sink(server, "bench_throughput", flush_size=10_000, max_buffer=n)
+    batches = [_trades(i, BATCH, 1_700_000_000_000 + i) for i in range(0, n, BATCH)]
+    inbox = Inbox("bench", len(batches) + 1, "block")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run, inbox)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for batch in batches:
+            await inbox.put(batch)
+        await sink.writer.wait_written(n)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        inbox.close()
+    return {"rows": n, "rows_per_s": round(n / wall), "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2), "cores": round(cpu / wall, 2),
+            "cpu_per_100k_rows_s": round(cpu * 100_000 / n, 2),
+            "flushes": sink.context.metrics["flushes"]}
+
+
+async def bench_latency(server: PostgresServer, rate: int, seconds: float) -> dict[str, Any]:
+    sink = _sink(server, "bench_latency")
+    per_tick, tick = rate // 100, 0.01
+    inbox = Inbox("bench", 10_000, "block")
+    latencies: list[float] = []
+    sent: list[tuple[int, float]] = []  # (rows written once this batch is, put time)
+    arrived = trio.Event()
+
+    async def watch() -> None:
+        done = 0
+        while True:
+            while done >= len(sent):
+                await arrived.wait()
+            target, put_at = sent[done]
+            await sink.writer.wait_written(target)
+            latencies.append((trio.current_time() - put_at) * 1000)
+            done += 1
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run, inbox)
+        nursery.start_soon(watch)
+        cpu0, t0 = time.process_time(), trio.current_time()
+        start = t0
+        count = 0
+        while trio.current_time() - t0 < seconds:
+            await inbox.put(_trades(count, per_tick, int(time.time() * 1000)))
+            count += per_tick
+            sent.append((count, trio.current_time()))
+            arrived.set()
+            start += tick
+            await trio.sleep_until(start)
+        await sink.writer.wait_written(count)
+        cpu = time.process_time() - cpu0
+        while len(latencies) < len(sent):
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    q = statistics.quantiles(latencies, n=1000)
+    return {"rows": count, "rate_per_s": round(count / seconds), "p50_ms": round(q[499], 1),
+            "p99_ms": round(q[989], 1), "max_ms": round(max(latencies), 1),
+            "cores": round(cpu / seconds, 3)}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5, cwd=os.path.dirname(__file__)
+                              ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 100_000 if args.quick else 500_000
+    seconds = 5.0 if args.quick else 20.0
+    os.environ[PASSWORD_ENV] = PASSWORD
+    results: dict[str, Any] = {"loadavg_start": os.getloadavg()}
+    server = PostgresServer().start()
+    try:
+        results["throughput"] = trio.run(bench_throughput, server, n)
+        print("throughput", results["throughput"], flush=True)
+        results["latency_2000"] = trio.run(bench_latency, server, 2_000, seconds)
+        print("latency @2000/s", results["latency_2000"], flush=True)
+    finally:
+        server.stop()
+    results["loadavg_end"] = os.getloadavg()
+    now = datetime.now(timezone.utc)
+    machine = {"nproc": os.cpu_count(), "cpu_model": _cpu_model(),
+               "python": platform.python_version(), "postgres_bin": server.bin}
+    settings = {"quick": args.quick, "throughput_rows": n, "latency_seconds": seconds,
+                "batch": BATCH, "server": "fsync=off, synchronous_commit=on (tests' server)"}
+    out = os.path.join(os.path.dirname(__file__), "results",
+                       f"{now:%Y-%m-%d-%H%M}-postgres.md")
+    t, lat = results["throughput"], results["latency_2000"]
+    with open(out, "w") as f:
+        f.write(f"# bench_postgres.py ({now:%Y-%m-%d %H:%M} UTC, commit {_commit()})\n\n")
+        f.write(f"`.venv/bin/python bench/bench_postgres.py{' --quick' if args.quick else ''}`"
+                f"; load average {results['loadavg_start'][0]:.2f} at the start, "
+                f"{results['loadavg_end'][0]:.2f} at the end.\n\n")
+        f.write("| what | figure | target |\n|---|---|---|\n")
+        f.write(f"| trade rows/s, flat out | {t['rows_per_s']:,} | >= 50,000 |\n")
+        f.write(f"| streamer CPU while doing it | {t['cores']} cores "
+                f"({t['cpu_per_100k_rows_s']} s per 100k rows) | <= 1 core |\n")
+        f.write(f"| trade -> committed row at {lat['rate_per_s']:,}/s, p50 / p99 / max | "
+                f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms | |\n")
+        f.write(f"| streamer CPU at 2,000/s | {lat['cores']} cores | |\n\n")
+        f.write("```json\n" + json.dumps({"results": results, "machine": machine,
+                                          "settings": settings}, indent=1) + "\n```\n")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
