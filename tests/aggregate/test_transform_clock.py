@@ -209,6 +209,28 @@ async def test_stream_gap_not_recovered_in_time_closes_partial(autojump_clock):
             nursery.cancel_scope.cancel()
 
 
+async def test_a_gap_of_liquidations_holds_no_candle(autojump_clock):
+    """Candles come from trades: a source's gap in another data type does not hold them."""
+    from streamer._api import StreamGap
+
+    tr = make(waiter_latency_ms=100)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M) + M
+            await sleep_to(b - M - 2_000)
+            tr.process([trade(b - M - 2_000, 9)])
+            await sleep_to(b - 2_000)
+            tr.process([trade(b - 2_000, 10)])
+            gap = StreamGap("linear", ("BTCUSDT",), b - 2_000, data_type="liquidations")
+            assert tr.on_gap(gap) == []
+            await sleep_to(b + 5_000)
+            # closed at the boundary (+ the waiter), not held
+            assert [k.timestamp for _, k in rec.klines()] == [b - 2 * M, b - M]
+            nursery.cancel_scope.cancel()
+
+
 async def test_the_waiter_works_the_same_for_sub_second_candles(autojump_clock):
     tr = make(intervals=["500ms"], fill_gaps=False)
     rec = Recorder()

@@ -97,3 +97,13 @@ def test_url_one_or_a_list() -> None:
     assert NatsSinkConfig(url="nats://h:1").servers == ["nats://h:1"]
     assert NatsSinkConfig(url=["nats://a:1", "nats://b:2"]).servers == ["nats://a:1",
                                                                          "nats://b:2"]
+
+
+def test_liquidation_subject_id_and_round_trip() -> None:
+    from streamer import Liquidation
+
+    liq = Liquidation("inverse", "BTCUSD", 1_700_000_000_000, "Sell", "0.003", "94000")
+    assert subject_of("bybit", liq) == "bybit.inverse.liquidations.BTCUSD"
+    assert msg_id_of(liq) == "l:inverse:BTCUSD:1700000000000:Sell:0.003:94000"
+    assert msgspec.json.decode(payload_of(liq)) == render([liq])[0]
+    assert decode_payload(payload_of(liq)) == [liq]

@@ -29,7 +29,16 @@ from streamer._api import (
     Validates,
 )
 from streamer._backoff import Backoff
-from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
+from streamer._events import (
+    Channel,
+    DataType,
+    Event,
+    Kline,
+    Liquidation,
+    Price,
+    Ticker,
+    Trade,
+)
 from streamer._health import Health, PartState
 from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, hookimpl
 from streamer._inbox import Inbox
@@ -62,6 +71,7 @@ __all__ = [
     "HoldsEvents",
     "Inbox",
     "Kline",
+    "Liquidation",
     "Metrics",
     "NodeStatus",
     "PartState",

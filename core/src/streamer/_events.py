@@ -26,7 +26,7 @@ import msgspec
 
 #: A channel name, chosen by the source (see the module doc).
 Channel = str
-DataType = Literal["trades", "klines", "ticker", "price"]
+DataType = Literal["trades", "klines", "ticker", "price", "liquidations"]
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
@@ -154,4 +154,27 @@ class Price(msgspec.Struct, frozen=True, gc=False):
         return {"symbol": self.symbol, "price": self.price, "timestamp": self.ts}
 
 
-Event = Trade | Kline | Ticker | Price
+class Liquidation(msgspec.Struct, frozen=True, gc=False):
+    """One liquidation of a position, as the exchange publishes it (public, anonymous).
+
+    The wire keys are Bybit's ``allLiquidation`` keys: ``T`` (epoch ms), ``s``, ``S`` (the
+    side of the position liquidated: ``"Buy"`` a long, ``"Sell"`` a short), ``v`` (size) and
+    ``p`` (bankruptcy price); size and price stay the exchange's strings, as a trade's do.
+    There is no id: (T, s, S, v, p) is what tells two apart.
+    """
+
+    channel: str
+    symbol: str  # s
+    ts: int  # T
+    side: str  # S
+    size: str  # v
+    price: str  # p
+
+    data_type = "liquidations"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"T": self.ts, "s": self.symbol, "S": self.side, "v": self.size,
+                "p": self.price}
+
+
+Event = Trade | Kline | Ticker | Price | Liquidation

@@ -57,7 +57,7 @@ def item_line(data_type: Any, item: Any) -> str:
     try:
         if data_type == "klines":
             return _kline(item)
-        if data_type == "trades":
+        if data_type in ("trades", "liquidations"):
             return f"{item['s']:<14} {utc_time(item['T'])} {item['S']:<4} {item['v']} @ {item['p']}"
         if data_type == "price":
             return f"{item['symbol']:<14} {utc_time(item['timestamp'])} {number(item['price'])}"

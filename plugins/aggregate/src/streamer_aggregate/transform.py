@@ -168,6 +168,8 @@ class KlineTransform:
         """A source lost (``closed=False``) or recovered its stream: hold, or release and
         close what is now due."""
         agg = self.aggregator
+        if gap.data_type != "trades":  # candles come from trades: other gaps do not matter
+            return []
         if not gap.closed:
             if self.config.gap_hold_s > 0:
                 deadline = clock.now_ms() + int(self.config.gap_hold_s * 1000)

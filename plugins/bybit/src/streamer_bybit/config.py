@@ -18,7 +18,7 @@ import attrs
 from streamer.validators import Validator, at_least, between, greater_than, unwritable_dir
 from streamer_bybit.shard import parse_shard, shard_symbols
 
-StreamName = Literal["trades", "klines", "tickers", "price"]
+StreamName = Literal["trades", "klines", "tickers", "price", "liquidations"]
 KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
@@ -80,7 +80,8 @@ def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
 
 def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
-        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
+        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price", '
+                         '"liquidations"')
 
 
 def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -128,7 +129,8 @@ class _BybitConfigBase(CaptureOptions):
     load_all_symbols: bool = attrs.field(default=False, validator=_one_symbol_source)
     #: With load_all_symbols: keep only the first N instruments.
     symbols_limit: int | None = attrs.field(default=None, validator=at_least(1))
-    #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price".
+    #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price",
+    #: "liquidations" (linear and inverse: allLiquidation).
     streams: list[StreamName] = attrs.field(factory=lambda: ["trades"], validator=_streams)
     #: Intervals of the "klines" stream.
     kline_intervals: list[KlineInterval] = attrs.field(
@@ -193,13 +195,74 @@ class BybitLinearConfig(_BybitConfigBase):
     )
 
 
+def _no_liquidations(instance: Any, _: attrs.Attribute[Any], __: Any) -> None:
+    if "liquidations" in instance.streams:
+        raise ValueError('streams: "liquidations" (allLiquidation) is a linear and inverse '
+                         "topic only")
+
+
 @attrs.define
 class BybitSpotConfig(_BybitConfigBase):
     #: Ticker field behind the "price" stream.
-    price_field: Literal["lastPrice", "usdIndexPrice"] = "lastPrice"
+    price_field: Literal["lastPrice", "usdIndexPrice"] = attrs.field(
+        default="lastPrice", validator=_no_liquidations)
 
 
-BybitConfig = BybitLinearConfig | BybitSpotConfig
+@attrs.define
+class BybitInverseConfig(_BybitConfigBase):
+    """``bybit.inverse``: the inverse contracts (BTCUSD, ETHUSDZ25, ...), streamed as linear."""
+
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["markPrice", "lastPrice", "indexPrice", "bid1Price", "ask1Price"] = (
+        "markPrice"
+    )
+
+
+#: Bybit's option base coins when ``base_coins`` is not given (each is a separate instrument
+#: list: /v5/market/instruments-info answers BTC's alone without ``baseCoin``).
+OPTION_BASE_COINS: Final = ("BTC", "ETH", "SOL")
+
+
+def _base_coins(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(c.strip().upper() for c in value if c.strip()))
+
+
+def _option_streams(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if "klines" in instance.streams:
+        raise ValueError('streams: "klines" is not a Bybit option topic (the aggregator '
+                         'makes candles from the option trades)')
+    if value is not None and not value:
+        raise ValueError("base_coins is empty: leave it out for all of "
+                         f"{', '.join(OPTION_BASE_COINS)}, or name some")
+
+
+def _no_shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        raise ValueError("shard: option trades come per base coin (publicTrade.BTC), "
+                         "not per symbol; split by base_coins instead")
+
+
+@attrs.define
+class BybitOptionConfig(_BybitConfigBase):
+    """``bybit.option``: Bybit's options. Trades come per base coin (``publicTrade.BTC``:
+    every trade of every BTC option); tickers (with the greeks) per option symbol."""
+
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["markPrice", "lastPrice", "indexPrice", "underlyingPrice",
+                         "bid1Price", "ask1Price"] = attrs.field(
+        default="markPrice", validator=_no_liquidations)
+    #: Base coins whose options are streamed (default: OPTION_BASE_COINS).
+    base_coins: list[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_base_coins), validator=_option_streams
+    )
+    #: Not for options (see _no_shard).
+    shard: str | None = attrs.field(default=None, validator=_no_shard)
+
+    def coins(self) -> list[str]:
+        return list(self.base_coins) if self.base_coins is not None else list(OPTION_BASE_COINS)
+
+
+BybitConfig = BybitLinearConfig | BybitSpotConfig | BybitInverseConfig | BybitOptionConfig
 
 
 #: The fastest finite ``speed``: past it, ``"max"`` is what is meant.

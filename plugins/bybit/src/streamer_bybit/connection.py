@@ -41,6 +41,7 @@ from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.hold_book import HoldBook
+from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.outlet import Outlet
 from streamer_bybit.pacer import ConnectPacer
 from streamer_bybit.recovery import (
@@ -134,6 +135,7 @@ class BybitConnection:
         emit: Emit,
         shared: ConnectionShared,
         capture: CaptureTap | None = None,
+        trade_symbols: Iterable[str] | None = None,
     ) -> None:
         logger, metrics, rest, prices = shared.logger, shared.metrics, shared.rest, shared.prices
         self.index = index
@@ -154,10 +156,16 @@ class BybitConnection:
             settings.channel, prices, emit_tickers=settings.emit_tickers,
             price_field=settings.ticker_price_field,
         )
-        #: Symbols whose trades this connection carries (what a stream gap concerns).
-        self.trade_symbols = tuple(
+        #: Symbols whose trades this connection carries (what a stream gap concerns); given
+        #: when a trade topic is not one symbol's (options: ``publicTrade.<COIN>``).
+        self.trade_symbols = tuple(trade_symbols) if trade_symbols is not None else tuple(
             t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
         )
+        liquidation_symbols = tuple(
+            t.partition(".")[2] for t in self.topics if t.startswith("allLiquidation.")
+        )
+        self.liquidations = (LiquidationFeed(settings.channel, liquidation_symbols, metrics)
+                             if liquidation_symbols else None)
         # The flow of one read: the reader -> the decoder -> the outlet (through the hold
         # book when gaps are recovered) -> emit. Recovery feeds the same outlet.
         self.decoder = MessageDecoder(
@@ -167,6 +175,7 @@ class BybitConnection:
             self.book,
             prices,
             price_from_trades=settings.price_from_trades,
+            liquidations=self.liquidations,
         )
         hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
                      else None)
@@ -242,6 +251,7 @@ class BybitConnection:
             self.logger.warning("%s: resuming after the source restarted", self.name)
             if self.recovery is not None:
                 await self.recovery.open_gap()
+            await self._liquidation_gap(opened=True)
         while True:
             await self.pacer.wait()
             try:
@@ -280,6 +290,7 @@ class BybitConnection:
             if self.sessions > 0:
                 if self.recovery is not None:
                     await self.recovery.open_gap()
+                await self._liquidation_gap(opened=True)
             cause = self._cause
             self._cause = None
             # A session that lived long was healthy: start the backoff over. A server that
@@ -370,7 +381,7 @@ class BybitConnection:
                 waited = False
 
     def _on_reply(self, reply: Message) -> None:
-        if reply.op == "ping" or reply.ret_msg == "pong":
+        if reply.op in ("ping", "pong") or reply.ret_msg == "pong":  # option: op "pong"
             return  # a pong: its arrival already counted as activity
         if self.subscription.on_reply(reply):
             return
@@ -385,6 +396,17 @@ class BybitConnection:
             reply.success,
             reply.ret_msg,
         )
+
+    async def _liquidation_gap(self, *, opened: bool) -> None:
+        """Report the liquidations' stream gap opening (connection lost) or closing."""
+        feed = self.liquidations
+        if feed is None:
+            return
+        gap = feed.open_gap() if opened else feed.close_gap()
+        if gap is not None:
+            if opened:
+                self.metrics.inc("liquidation_gaps")
+            await self.outlet.gap(gap)
 
     async def _heartbeat(self, ws: WebSocket) -> None:
         interval = self.settings.ping_interval
@@ -427,6 +449,7 @@ class BybitConnection:
         task_status.started()  # TASK_STATUS_IGNORED after the first session of a run
         if not first:
             self.logger.info("%s: resubscribed %d topics", self.name, len(self.active_topics))
+            await self._liquidation_gap(opened=False)
         if self.recovery is not None:
             await self.recovery.run()
 

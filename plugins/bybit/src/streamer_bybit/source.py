@@ -20,7 +20,20 @@ import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
 from streamer_bybit.capture import CaptureTap, run_capture
-from streamer_bybit.config import BybitConfig, BybitLinearConfig, BybitSpotConfig
+from streamer_bybit.categories import (
+    SUBSCRIBE_CHUNK,
+    option_coin,
+    option_instruments,
+    option_topics,
+    option_trade_symbols,
+    recovers_from_rest,
+)
+from streamer_bybit.config import (
+    BybitConfig,
+    BybitLinearConfig,
+    BybitOptionConfig,
+    BybitSpotConfig,
+)
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -41,12 +54,11 @@ TESTNET_WS: Final = "wss://stream-testnet.bybit.com/v5/public/{category}"
 MAINNET_REST: Final = "https://api.bybit.com"
 TESTNET_REST: Final = "https://api-testnet.bybit.com"
 
-SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size >10" beyond 10
 SYMBOL_CHECK_TIMEOUT: Final = 10.0
 
 
 class BybitSource:
-    """A ``bybit.linear`` or ``bybit.spot`` source."""
+    """A ``bybit.linear``, ``bybit.inverse``, ``bybit.spot`` or ``bybit.option`` source."""
 
     def __init__(self, config: BybitConfig, context: Context, category: str) -> None:
         self.config = config
@@ -69,6 +81,8 @@ class BybitSource:
         self.history = BybitHistory(self.rest, category)
         self.symbols: list[str] = []
         self.unknown_symbols: list[str] = []
+        #: Options: symbol -> base coin (the trade topic that carries its trades).
+        self.option_coins: dict[str, str] = {}
         self.connections: list[BybitConnection] = []
         #: Paces the retries of the start-up instruments load; an attribute (like a
         #: connection's ``backoff``) so that a test can seed its jitter.
@@ -122,7 +136,24 @@ class BybitSource:
 
     # ----------------------------------------------------------------- symbols
     async def _instruments(self) -> list[dict[str, Any]]:
+        if isinstance(self.config, BybitOptionConfig):
+            instruments = await option_instruments(self.rest, self.config.coins())
+            self.option_coins = {i["symbol"]: option_coin(i) for i in instruments}
+            return instruments
         return await self.rest.instruments(self.category)
+
+    def _topics(self) -> list[str]:
+        if self.category == "option":
+            return option_topics(self.config.streams, self.symbols, self.option_coins)
+        return build_topics(self.config, self.symbols)
+
+    def _trade_symbols(self, topics: list[str]) -> tuple[str, ...] | None:
+        """Options: the symbols a connection's ``publicTrade.<COIN>`` topics carry."""
+        if self.category != "option":
+            return None
+        # Every option of the coin: publicTrade.<COIN> carries them all, listed or not.
+        known = list(self.option_coins) or self.symbols
+        return option_trade_symbols(topics, known, self.option_coins)
 
     async def resolve_symbols(self) -> list[str]:
         """The symbols to stream; logs and retries while REST is needed but unreachable."""
@@ -213,7 +244,7 @@ class BybitSource:
             self.logger.info("%s: shard %s: %d of %d symbols: %s", self.context.name,
                              config.shard, len(self.symbols), len(universe),
                              ", ".join(self.symbols))
-        topics = build_topics(config, self.symbols)
+        topics = self._topics()
         pools = pool_topics(topics, config.topics_per_connection)
         streams = set(config.streams)
         ticker_price = "price" in streams and ("tickers" in streams or "trades" not in streams)
@@ -225,7 +256,9 @@ class BybitSource:
             ack_timeout=config.ack_timeout,
             reconnect_max_delay=config.reconnect_max_delay,
             subscribe_chunk=SUBSCRIBE_CHUNK.get(self.category, 10),
-            recover_gaps=config.recover_gaps and "trades" in streams,
+            # Options: no per-symbol REST recovery, but the gaps are still reported.
+            recover_gaps=(config.recover_gaps or not recovers_from_rest(self.category))
+            and "trades" in streams,
             coalesce=config.coalesce_ms / 1000.0,
             ssl_context=self.ssl_context,
             recovery=RecoverySettings(
@@ -240,14 +273,16 @@ class BybitSource:
         )
         shared = ConnectionShared(
             name=self.context.name, logger=self.logger, metrics=self.metrics,
-            pacer=ConnectPacer(config.connect_rate), rest=self.rest,
+            pacer=ConnectPacer(config.connect_rate),
+            rest=self.rest if recovers_from_rest(self.category) else None,
             prices=PriceTracker(self.category),
         )
         capture = bool(config.capture_dir)
         self.connections = [
             BybitConnection(
                 index, pool, settings, emit, shared,
-                capture=CaptureTap(connection_name(shared.name, index)) if capture else None)
+                capture=CaptureTap(connection_name(shared.name, index)) if capture else None,
+                trade_symbols=self._trade_symbols(pool))
             for index, pool in enumerate(pools)
         ]
         await self._run_connections(task_status)

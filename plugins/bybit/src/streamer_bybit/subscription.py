@@ -75,8 +75,15 @@ class Subscription:
         self._acks.clear()
 
     def on_reply(self, reply: Message) -> bool:
-        """``reply`` answers a pending request: hand it over (True)."""
-        pending = self._acks.pop(reply.req_id, None) if reply.req_id else None
+        """``reply`` answers a pending request: hand it over (True). A reply without a
+        ``req_id`` answers the one request pending, if only one is (requests go one at a
+        time: each waits for its ack)."""
+        if reply.req_id:
+            pending = self._acks.pop(reply.req_id, None)
+        elif reply.type == "COMMAND_RESP" and len(self._acks) == 1:
+            pending = self._acks.pop(next(iter(self._acks)))
+        else:
+            pending = None
         if pending is None:
             return False
         pending[1] = reply
@@ -116,7 +123,14 @@ class Subscription:
         if not args:
             return
         reply = await self._request(ws, args)
-        if reply.success:
+        if reply.type == "COMMAND_RESP":  # option: subscribes the rest, names the refused
+            failed = _fail_topics(reply)
+            for topic in failed:
+                if topic in args:
+                    self._refuse(topic, "in failTopics")
+            if reply.success or failed:
+                return
+        elif reply.success:
             return
         msg = reply.ret_msg
         named = named_topic(msg)
@@ -142,6 +156,19 @@ class Subscription:
             topic,
             ret_msg,
         )
+
+
+_ack_data_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _fail_topics(reply: Message) -> list[str]:
+    """An option ack's ``data.failTopics`` (none when the data is not that shape)."""
+    try:
+        data = _ack_data_decoder.decode(reply.data) if reply.data else {}
+    except msgspec.DecodeError:
+        return []
+    failed = data.get("failTopics")
+    return [t for t in failed if isinstance(t, str)] if isinstance(failed, list) else []
 
 
 __all__ = ["AckTimeout", "Subscription", "TextSender", "named_topic"]

@@ -69,6 +69,8 @@ from websockets.server import ServerProtocol
 
 from streamer.clock import now_ms
 
+from . import categories as cats
+from . import liquidations as liqs
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .pacing import EvenTicker
 from .tls import TLSServerStream
@@ -76,7 +78,8 @@ from .tls import TLSServerStream
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
+WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot",
+            "/v5/public/inverse": "inverse", "/v5/public/option": "option"}
 MAX_ARGS_CHARS = 21_000
 SPOT_MAX_ARGS = 10
 TRADES_PER_MESSAGE_MAX = 1024
@@ -314,7 +317,8 @@ class FakeBybit:
         self.history_limit = history_limit
         self.stamp = stamp
         self.rest_rate_limit = rest_rate_limit  # e.g. (600, 5.0): HTTP 403 + retCode 10006
-        self.markets: dict[str, dict[str, Instrument]] = {"linear": {}, "spot": {}}
+        self.markets: dict[str, dict[str, Instrument]] = {
+            "linear": {}, "spot": {}, "inverse": {}, "option": {}}
         for cat, syms in (("linear", linear_symbols), ("spot", spot_symbols)):
             for s in syms:
                 self.add_symbol(cat, s)
@@ -346,6 +350,7 @@ class FakeBybit:
     # ------------------------------------------------------------------ setup / urls
     def add_symbol(self, category: str, symbol: str, status: str = "Trading") -> Instrument:
         inst = Instrument(category, symbol, self._rng, status)
+        cats.setup_instrument(inst)
         if self.history_limit is not None:
             inst.history = collections.deque(maxlen=self.history_limit)
         if getattr(self, "_track_pushes", False):
@@ -595,7 +600,7 @@ class FakeBybit:
 
     # ------------------------------------------------------------------ client messages
     def _ack(self, conn: Connection, op: str, success: bool, ret_msg: str, req_id) -> bytes:
-        if conn.category == "linear":
+        if conn.category in cats.LINEAR_LIKE:
             msg = {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id,
                    "req_id": "" if req_id is None else req_id, "op": op}
         else:
@@ -618,7 +623,8 @@ class FakeBybit:
         if op == "ping":
             conn.pings_received += 1
             if not self.ignore_pings:
-                conn._enqueue(self._ack(conn, "ping", True, "pong", req_id))
+                conn._enqueue(ws_frame(_dumps(cats.option_pong())) if conn.category == "option"
+                              else self._ack(conn, "ping", True, "pong", req_id))
             return
         if op in ("subscribe", "unsubscribe"):
             args = msg.get("args")
@@ -636,6 +642,9 @@ class FakeBybit:
     def _topic_ok(self, category: str, topic: str) -> bool:
         if topic in self.refused_topics:
             return False
+        verdict = cats.topic_ok(self.markets, category, topic)
+        if verdict is not None:
+            return verdict
         parts = topic.split(".")
         market = self.markets[category]
         if len(parts) == 2 and parts[0] in ("publicTrade", "tickers"):
@@ -649,13 +658,18 @@ class FakeBybit:
 
     def _subscribe(self, conn: Connection, args: list[str], req_id) -> None:
         cat = conn.category
-        ok_msg = "" if cat == "linear" else "subscribe"
+        ok_msg = "" if cat in cats.LINEAR_LIKE else "subscribe"
+        if cat == "option":  # refuses the bad topics alone, in a COMMAND_RESP
+            failed = [t for t in args if not self._topic_ok(cat, t) or t in conn.topics]
+            conn._enqueue(ws_frame(_dumps(cats.option_ack(
+                conn.conn_id, req_id, "subscribe", not failed, args, failed))))
+            args = [t for t in args if t not in failed]
         if cat == "spot" and len(args) > SPOT_MAX_ARGS:
             conn._enqueue(self._ack(conn, "subscribe", False, "args size >10", req_id))
             return
         for t in args:
             if not self._topic_ok(cat, t):
-                err = (f"error:handler not found,topic:{t}" if cat == "linear"
+                err = (f"error:handler not found,topic:{t}" if cat in cats.LINEAR_LIKE
                        else f"Invalid symbol :[{t}]")
                 conn._enqueue(self._ack(conn, "subscribe", False, err, req_id))
                 return
@@ -672,7 +686,8 @@ class FakeBybit:
         for t in new:
             conn.topics.add(t)
             self._subs[(cat, t)].append(conn)
-        conn._enqueue(self._ack(conn, "subscribe", True, ok_msg, req_id))
+        if cat != "option":  # acked above
+            conn._enqueue(self._ack(conn, "subscribe", True, ok_msg, req_id))
         for t in new:
             kind, _, rest = t.partition(".")
             if kind == "tickers":
@@ -682,6 +697,8 @@ class FakeBybit:
                 interval, _, sym = rest.partition(".")
                 self.markets[cat][sym].track(interval)
                 self._kline_subs[(cat, sym)] += 1
+            elif kind == "allLiquidation":
+                liqs.on_subscribe(self, conn, t)
         self._sub_changed.unpark_all()
 
     def _unsubscribe(self, conn: Connection, args: list[str], req_id) -> None:
@@ -690,8 +707,11 @@ class FakeBybit:
             if t in conn.topics:
                 conn.topics.discard(t)
                 self._drop_sub(conn, t)
-        conn._enqueue(self._ack(conn, "unsubscribe", True,
-                                "" if cat == "linear" else "unsubscribe", req_id))
+        conn._enqueue(ws_frame(_dumps(cats.option_ack(conn.conn_id, req_id, "unsubscribe", True,
+                                                       args, [])))
+                      if cat == "option" else
+                      self._ack(conn, "unsubscribe", True,
+                                "" if cat in cats.LINEAR_LIKE else "unsubscribe", req_id))
         self._sub_changed.unpark_all()
 
     async def wait_subscribed(self, category: str, topics: Iterable[str]) -> Connection:
@@ -732,7 +752,7 @@ class FakeBybit:
         if ts is None:
             ts = now_ms()
         rng = self._rng
-        linear = category == "linear"
+        linear = category != "spot"  # UUID ids and tick directions (linear, inverse, option)
         pd, qd = inst.pd, inst.qd
         fixed_price = None if price is None else to_int(price, pd)
         fixed_size = None if size is None else to_int(size, qd)
@@ -763,6 +783,8 @@ class FakeBybit:
                 t["BT"] = False
                 t["RPI"] = False
                 t["seq"] = seq
+            if category == "option":
+                cats.option_trade_extras(inst, t)
             if p != inst.price:
                 inst.prev_price = inst.price
             inst.price = p
@@ -776,9 +798,9 @@ class FakeBybit:
                     c.add(p, q, ts)
         self._note_push(inst, count)
         msg_ts = self._msg_ts()
-        self._publish(category, "publicTrade." + symbol,
-                      {"topic": "publicTrade." + symbol, "type": "snapshot", "ts": msg_ts,
-                       "data": trades})
+        topic = cats.trade_topic(inst)
+        self._publish(category, topic,
+                      {"topic": topic, "type": "snapshot", "ts": msg_ts, "data": trades})
         self._publish_klines(inst, ts, msg_ts)
         return trades
 
@@ -900,7 +922,7 @@ class FakeBybit:
         subs = self._subs.get((category, topic))
         if not subs or (category, topic) in self._paused:
             return
-        if category == "linear":
+        if category in cats.LINEAR_LIKE:
             if not changed:
                 return
             frame = self._ticker_frame(inst, snapshot=False, fields=changed)
@@ -1034,7 +1056,7 @@ class FakeBybit:
 
     def _rest_instruments(self, q) -> dict:
         cat = self._category(q)
-        items = list(self.markets[cat].values())
+        items = cats.instruments_of(cat, list(self.markets[cat].values()), q)
         if q.get("symbol"):
             items = [i for i in items if i.symbol == q["symbol"]]
         if q.get("status"):
@@ -1055,7 +1077,8 @@ class FakeBybit:
         nxt = ""
         if offset + limit < len(items):
             nxt = base64.urlsafe_b64encode(f"offset={offset + limit}".encode()).decode()
-        return {"category": cat, "list": [i.info() for i in page], "nextPageCursor": nxt}
+        info = [i.info() if cat == "linear" else cats.instrument_info(i, i.info()) for i in page]
+        return {"category": cat, "list": info, "nextPageCursor": nxt}
 
     def _rest_kline(self, q) -> dict:
         cat = self._category(q)
