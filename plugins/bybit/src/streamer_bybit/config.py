@@ -9,6 +9,7 @@ pipeline builds one (plugin.py's factories), so loading the plugin stays cheap.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -62,7 +63,23 @@ class CaptureOptions:
         return [f"capture_dir: {problem}"] if problem else []
 
 
-def _normalise_symbols(symbols: list[str]) -> list[str]:
+_PATTERN = re.compile(r"[A-Z0-9*?\-_.]+")
+
+
+def _normalise_symbols(symbols: Any) -> list[str] | str:
+    """A list of symbols (upper case, blanks left out), or one string: ``"all"`` (``"*"``)
+    or a pattern of symbols (``fnmatch``: ``"*USDT"``), both re-read while running."""
+    if isinstance(symbols, str):
+        pattern = symbols.strip().upper()
+        if pattern == "ALL":
+            return "*"
+        if not _PATTERN.fullmatch(pattern):
+            raise ValueError(f'symbols: expected a list, "all" or a pattern such as "*USDT", '
+                             f"got {symbols!r}")
+        return pattern
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise ValueError(f"symbols: expected a list of strings, \"all\" or a pattern, "
+                         f"got {symbols!r}")
     return [s.strip().upper() for s in symbols if s.strip()]
 
 
@@ -71,6 +88,12 @@ def _one_symbol_source(instance: Any, _: attrs.Attribute[bool], load_all: bool) 
         raise ValueError("set either symbols or load_all_symbols = true, not both")
     if not load_all and not instance.symbols:
         raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
+
+
+def _refresh_seconds(_: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if value != 0 and not 10 <= value <= 86_400:
+        raise ValueError(f"{attribute.name}: expected 0 (off) or 10 to 86400 seconds, "
+                         f"got {value!r}")
 
 
 def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
@@ -123,8 +146,9 @@ class _BybitConfigBase(CaptureOptions):
     """Each option is checked by its field validator (cross-field checks included), so the
     config loader reports every bad option at once, each with its path."""
 
-    #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
-    symbols: list[str] = attrs.field(factory=list, converter=_normalise_symbols)
+    #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"]; or "all", or a pattern such as
+    #: "*USDT": the trading instruments that match, re-read every refresh_symbols_s.
+    symbols: Any = attrs.field(factory=list, converter=_normalise_symbols)
     #: Stream every instrument with status Trading (from /v5/market/instruments-info).
     load_all_symbols: bool = attrs.field(default=False, validator=_one_symbol_source)
     #: With load_all_symbols: keep only the first N instruments.
@@ -171,15 +195,29 @@ class _BybitConfigBase(CaptureOptions):
     #: one, so that at light load one wake-up carries several messages (0: read at once).
     #: Adds up to this much latency; skipped after a large read. 0 to 100.
     coalesce_ms: float = attrs.field(default=5.0, validator=between(0, COALESCE_MS_MAX))
+    #: With symbols = "all" / a pattern (or load_all_symbols): seconds between re-reads of
+    #: the instrument list; new symbols are subscribed, delisted ones unsubscribed. 0: off;
+    #: else 10 to 86400.
+    refresh_symbols_s: float = attrs.field(default=300.0, validator=_refresh_seconds)
+
+    def symbol_pattern(self) -> str | None:
+        """The pattern of the symbols streamed (``"*"``: all), or None for a fixed list."""
+        if self.load_all_symbols:
+            return "*"
+        return self.symbols if isinstance(self.symbols, str) else None
+
+    def listed_symbols(self) -> list[str]:
+        """The symbols configured as a list (empty with a pattern)."""
+        return [] if isinstance(self.symbols, str) else list(dict.fromkeys(self.symbols))
 
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
         if self.shard is None:
             return []
-        if self.load_all_symbols:
-            return [f"shard {self.shard}: load_all_symbols is resolved at run (instruments-"
+        if self.symbol_pattern() is not None:
+            return [f"shard {self.shard}: the symbols are resolved at run (instruments-"
                     "info), then split by the same stable hash"]
-        wanted = list(dict.fromkeys(self.symbols))
+        wanted = self.listed_symbols()
         if self.symbols_limit is not None:
             wanted = wanted[: self.symbols_limit]
         mine = shard_symbols(wanted, self.shard)

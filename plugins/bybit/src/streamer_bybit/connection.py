@@ -42,6 +42,7 @@ from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.hold_book import HoldBook
 from streamer_bybit.liquidations import LiquidationFeed
+from streamer_bybit.live_topics import LiveTopics
 from streamer_bybit.outlet import Outlet
 from streamer_bybit.pacer import ConnectPacer
 from streamer_bybit.recovery import (
@@ -121,7 +122,7 @@ def connection_name(source: str, index: int) -> str:
     return f"{source}#{index}"
 
 
-class BybitConnection:
+class BybitConnection(LiveTopics):
     """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled.
 
     ``capture`` (``capture_dir``): sees every socket read and what gap recovery does.
@@ -396,17 +397,6 @@ class BybitConnection:
             reply.success,
             reply.ret_msg,
         )
-
-    async def _liquidation_gap(self, *, opened: bool) -> None:
-        """Report the liquidations' stream gap opening (connection lost) or closing."""
-        feed = self.liquidations
-        if feed is None:
-            return
-        gap = feed.open_gap() if opened else feed.close_gap()
-        if gap is not None:
-            if opened:
-                self.metrics.inc("liquidation_gaps")
-            await self.outlet.gap(gap)
 
     async def _heartbeat(self, ws: WebSocket) -> None:
         interval = self.settings.ping_interval

@@ -11,6 +11,7 @@ Network trouble surfaces as ``OSError`` / ``trio.TooSlowError`` and HTTP errors 
 
 from __future__ import annotations
 
+import fnmatch
 import ssl
 from typing import Any, Final
 
@@ -150,6 +151,15 @@ def trading_symbols(instruments: list[dict[str, Any]]) -> list[str]:
     """The names of the instruments listed as trading (no status: trading), in order."""
     return [i["symbol"] for i in instruments
             if i.get("status", "Trading") == "Trading" and i["symbol"]]
+
+
+def matching_symbols(instruments: list[dict[str, Any]], pattern: str,
+                     limit: int | None = None) -> list[str]:
+    """The trading symbols that match ``pattern`` (``fnmatch``, ``"*"``: all), the first
+    ``limit`` of them."""
+    symbols = [s for s in trading_symbols(instruments)
+               if pattern == "*" or fnmatch.fnmatchcase(s, pattern)]
+    return symbols[:limit] if limit is not None else symbols
 
 
 def _kind(value: Any) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
+from streamer import Backoff, Context, Emit, FatalError, PartState, Sample, StreamGap
 from streamer_bybit.capture import CaptureTap, run_capture
 from streamer_bybit.categories import (
     SUBSCRIBE_CHUNK,
@@ -44,7 +44,7 @@ from streamer_bybit.connection import (
 )
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.recovery import RecoverySettings, describe
-from streamer_bybit.rest import BybitRest, trading_symbols
+from streamer_bybit.rest import BybitRest, matching_symbols, trading_symbols
 from streamer_bybit.shard import shard_symbols
 from streamer_bybit.tickers import PriceTracker
 from streamer_bybit.topics import build_topics, pool_topics
@@ -84,6 +84,11 @@ class BybitSource:
         #: Options: symbol -> base coin (the trade topic that carries its trades).
         self.option_coins: dict[str, str] = {}
         self.connections: list[BybitConnection] = []
+        # What a connection opened while running needs (set by run).
+        self._settings: ConnectionSettings | None = None
+        self._shared: ConnectionShared | None = None
+        self._emit: Emit | None = None
+        self._nursery: trio.Nursery | None = None
         #: Paces the retries of the start-up instruments load; an attribute (like a
         #: connection's ``backoff``) so that a test can seed its jitter.
         self.symbols_backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
@@ -147,6 +152,31 @@ class BybitSource:
             return option_topics(self.config.streams, self.symbols, self.option_coins)
         return build_topics(self.config, self.symbols)
 
+    def topics_of(self, symbols: list[str]) -> list[str]:
+        """The topics of ``symbols`` (live discovery: :mod:`streamer_bybit.listing`)."""
+        if self.category == "option":
+            return option_topics(self.config.streams, symbols, self.option_coins)
+        return build_topics(self.config, symbols)
+
+    def trade_symbols_of(self, topics: list[str]) -> tuple[str, ...] | None:
+        return self._trade_symbols(topics)
+
+    async def emit_gap(self, gap: StreamGap) -> None:
+        if self._emit is not None:
+            await self._emit.gap(gap)
+
+    def open_connection(self, topics: list[str]) -> BybitConnection:
+        """A new connection for ``topics`` (live discovery), started in the running pool.
+        Not captured: the capture's taps are fixed when it starts."""
+        assert self._settings is not None and self._shared is not None
+        assert self._emit is not None and self._nursery is not None
+        connection = BybitConnection(len(self.connections), topics, self._settings,
+                                     self._emit, self._shared,
+                                     trade_symbols=self._trade_symbols(topics))
+        self.connections.append(connection)
+        self._nursery.start_soon(connection.run)
+        return connection
+
     def _trade_symbols(self, topics: list[str]) -> tuple[str, ...] | None:
         """Options: the symbols a connection's ``publicTrade.<COIN>`` topics carry."""
         if self.category != "option":
@@ -159,7 +189,8 @@ class BybitSource:
         """The symbols to stream; logs and retries while REST is needed but unreachable."""
         config = self.config
         host = urlsplit(self.rest_url).netloc
-        if config.load_all_symbols:
+        pattern = config.symbol_pattern()
+        if pattern is not None:
             backoff = self.symbols_backoff
             backoff.reset()
             while True:
@@ -178,19 +209,19 @@ class BybitSource:
                         delay,
                     )
                     await trio.sleep(delay)
-            symbols = trading_symbols(instruments)
-            if config.symbols_limit is not None:
-                symbols = symbols[: config.symbols_limit]
+            symbols = matching_symbols(instruments, pattern, config.symbols_limit)
             if not symbols:
-                raise FatalError(f"{host} lists no trading {self.category} instruments")
+                raise FatalError(f"{host} lists no trading {self.category} instruments"
+                                 + (f" matching {pattern!r}" if pattern != "*" else ""))
             self.logger.info(
-                "%s: streaming all %d trading %s instruments",
+                "%s: streaming all %d trading %s instruments%s",
                 self.context.name,
                 len(symbols),
                 self.category,
+                f" matching {pattern!r}" if pattern != "*" else "",
             )
             return symbols
-        wanted = list(dict.fromkeys(config.symbols))
+        wanted = config.listed_symbols()
         try:
             instruments = await self._instruments()
         except REST_ERRORS as exc:
@@ -278,6 +309,7 @@ class BybitSource:
             prices=PriceTracker(self.category),
         )
         capture = bool(config.capture_dir)
+        self._settings, self._shared, self._emit = settings, shared, emit
         self.connections = [
             BybitConnection(
                 index, pool, settings, emit, shared,
@@ -291,6 +323,7 @@ class BybitSource:
         """Run the connections (and the capture); ``started()`` once each is subscribed."""
         config = self.config
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             remaining = len(self.connections)
             all_subscribed = trio.Event()
 
@@ -318,6 +351,10 @@ class BybitSource:
                 len(self.connections),
             )
             task_status.started()
+            if config.symbol_pattern() is not None and config.refresh_symbols_s > 0:
+                from streamer_bybit.listing import SymbolListing
+
+                nursery.start_soon(SymbolListing(self).run)
 
 
 __all__ = [
