@@ -93,5 +93,5 @@ def test_dedupe_memory_is_bounded():
 
 def test_liquidations_only_on_linear_and_inverse():
     for config_class in (BybitSpotConfig, BybitOptionConfig):
-        with pytest.raises(ValueError, match="linear and inverse topic only"):
+        with pytest.raises(ValueError, match="for linear and inverse only"):
             config_class(load_all_symbols=True, streams=["liquidations"])

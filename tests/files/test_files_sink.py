@@ -12,7 +12,7 @@ import pytest
 import trio
 import zstandard
 
-from streamer._events import Kline, Liquidation, Price, Ticker, Trade
+from streamer._events import Derivatives, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.testing import running_pipeline
 
 DAY = 86_400_000
@@ -36,6 +36,9 @@ def events(n: int = 40, liquidations: bool = False) -> list:
                                                     "fundingRate": "" if i == 3 else 0.0001}))
         if liquidations:
             out.append(Liquidation("inverse", "BTCUSD", ts + 2, "Buy", f"{i + 1}", "94000.5"))
+            out.append(Derivatives("inverse", "BTCUSD", ts + 3, 0.0001 * i, ts + 8 * 3_600_000,
+                                   None if i == 2 else 10.0 + i, 5.5, 94000.5, 94001.0))
+            out.append(Funding("inverse", "BTCUSD", ts, -0.0001 * i))
     return out
 
 
@@ -137,6 +140,15 @@ async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, t
             for r in liquidations.to_pylist()] == [
         (e.ts, e.symbol, e.side, float(e.size), float(e.price))
         for e in evs if isinstance(e, Liquidation)]
+    derivatives = pq.read_table(tmp_path / "inverse" / "derivatives").sort_by("ts")
+    assert derivatives.schema.field("nextFundingTime").type == pa.timestamp("ms", tz="UTC")
+    assert [(int(r["ts"].timestamp() * 1000), r["fundingRate"], r["openInterest"])
+            for r in derivatives.to_pylist()] == [
+        (e.ts, e.funding_rate, e.open_interest) for e in evs if isinstance(e, Derivatives)]
+    funding = pq.read_table(tmp_path / "inverse" / "funding").sort_by("fundingTime")
+    assert [(int(r["fundingTime"].timestamp() * 1000), r["fundingRate"])
+            for r in funding.to_pylist()] == [
+        (e.funding_time, e.funding_rate) for e in evs if isinstance(e, Funding)]
 
 
 async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path):

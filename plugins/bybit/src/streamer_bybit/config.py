@@ -19,7 +19,7 @@ import attrs
 from streamer.validators import Validator, at_least, between, greater_than, unwritable_dir
 from streamer_bybit.shard import parse_shard, shard_symbols
 
-StreamName = Literal["trades", "klines", "tickers", "price", "liquidations"]
+StreamName = Literal["trades", "klines", "tickers", "price", "liquidations", "derivatives"]
 KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
@@ -104,7 +104,7 @@ def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
 def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
         raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price", '
-                         '"liquidations"')
+                         '"liquidations", "derivatives"')
 
 
 def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -154,7 +154,8 @@ class _BybitConfigBase(CaptureOptions):
     #: With load_all_symbols: keep only the first N instruments.
     symbols_limit: int | None = attrs.field(default=None, validator=at_least(1))
     #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price",
-    #: "liquidations" (linear and inverse: allLiquidation).
+    #: "liquidations" (linear and inverse: allLiquidation), "derivatives" (linear and
+    #: inverse: funding, open interest, mark and index price from the tickers).
     streams: list[StreamName] = attrs.field(factory=lambda: ["trades"], validator=_streams)
     #: Intervals of the "klines" stream.
     kline_intervals: list[KlineInterval] = attrs.field(
@@ -234,9 +235,9 @@ class BybitLinearConfig(_BybitConfigBase):
 
 
 def _no_liquidations(instance: Any, _: attrs.Attribute[Any], __: Any) -> None:
-    if "liquidations" in instance.streams:
-        raise ValueError('streams: "liquidations" (allLiquidation) is a linear and inverse '
-                         "topic only")
+    for stream in ("liquidations", "derivatives"):
+        if stream in instance.streams:
+            raise ValueError(f'streams: "{stream}" is for linear and inverse only')
 
 
 @attrs.define

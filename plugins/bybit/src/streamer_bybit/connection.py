@@ -40,6 +40,7 @@ from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
+from streamer_bybit.derivatives import DerivativesTracker
 from streamer_bybit.hold_book import HoldBook
 from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.live_topics import LiveTopics
@@ -102,6 +103,8 @@ class ConnectionSettings:
     ticker_price_field: str | None = None
     #: The "price" stream follows the last trade price.
     price_from_trades: bool = False
+    #: The "derivatives" stream (from the merged tickers).
+    derivatives: bool = False
 
 
 @attrs.frozen
@@ -156,6 +159,7 @@ class BybitConnection(LiveTopics):
         self.book = TickerBook(
             settings.channel, prices, emit_tickers=settings.emit_tickers,
             price_field=settings.ticker_price_field,
+            derivatives=DerivativesTracker(settings.channel) if settings.derivatives else None,
         )
         #: Symbols whose trades this connection carries (what a stream gap concerns); given
         #: when a trade topic is not one symbol's (options: ``publicTrade.<COIN>``).

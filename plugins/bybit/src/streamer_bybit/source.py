@@ -301,6 +301,7 @@ class BybitSource:
             emit_tickers="tickers" in streams,
             ticker_price_field=config.price_field if ticker_price else None,
             price_from_trades="price" in streams and not ticker_price,
+            derivatives="derivatives" in streams,
         )
         shared = ConnectionShared(
             name=self.context.name, logger=self.logger, metrics=self.metrics,

@@ -33,6 +33,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("T", TS), ("s", pa.string()), ("S", pa.string()), ("v", pa.float64()),
         ("p", pa.float64()),
     ]),
+    "derivatives": pa.schema([
+        ("symbol", pa.string()), ("ts", TS), ("fundingRate", pa.float64()),
+        ("nextFundingTime", TS), ("openInterest", pa.float64()),
+        ("openInterestValue", pa.float64()), ("markPrice", pa.float64()),
+        ("indexPrice", pa.float64()),
+    ]),
+    "funding": pa.schema([
+        ("symbol", pa.string()), ("fundingTime", TS), ("fundingRate", pa.float64()),
+    ]),
 }
 
 #: Wire fields that are decimal strings but stored as float64.

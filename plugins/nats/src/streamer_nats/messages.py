@@ -11,6 +11,8 @@ Subjects (``<p>`` = ``subject_prefix``, ``<ch>`` = the source's channel, e.g. ``
     <p>.<ch>.ticker.<SYMBOL>
     <p>.<ch>.price.<SYMBOL>
     <p>.<ch>.liquidations.<SYMBOL>
+    <p>.<ch>.derivatives.<SYMBOL>
+    <p>.<ch>.funding.<SYMBOL>
 
 Message ids, derived from the event only (so every replica computes the same one):
 
@@ -26,6 +28,8 @@ kline update        ``ku:<ch>:<SYMBOL>:<interval ms>:<start ms>:<state>`` where
 ticker              ``tk:<ch>:<SYMBOL>:<exchange ts>``
 price               ``p:<ch>:<SYMBOL>:<exchange ts>``
 liquidation         ``l:<ch>:<SYMBOL>:<T>:<S>:<v>:<p>`` (the fields that tell two apart)
+derivatives         ``d:<ch>:<SYMBOL>:<exchange ts>``
+funding             ``f:<ch>:<SYMBOL>:<funding time>``
 ==================  ===============================================================
 """
 
@@ -37,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from streamer import Event, Kline, Liquidation, Price, Ticker, Trade
+from streamer import Derivatives, Event, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.intervals import interval_label
 from streamer.validators import channel_problem
 
@@ -77,6 +81,8 @@ def subject_of(prefix: str, event: Event) -> str:
         return f"{prefix}.{ch}.ticker.{token(event.symbol)}"
     if isinstance(event, Liquidation):
         return f"{prefix}.{ch}.liquidations.{token(event.symbol)}"
+    if isinstance(event, (Derivatives, Funding)):
+        return f"{prefix}.{ch}.{event.data_type}.{token(event.symbol)}"
     return f"{prefix}.{ch}.price.{token(event.symbol)}"
 
 
@@ -96,6 +102,10 @@ def msg_id_of(event: Event) -> str:
     if isinstance(event, Liquidation):
         return (f"l:{event.channel}:{event.symbol}:{event.ts}:{event.side}:{event.size}:"
                 f"{event.price}")
+    if isinstance(event, Derivatives):
+        return f"d:{event.channel}:{event.symbol}:{event.ts}"
+    if isinstance(event, Funding):
+        return f"f:{event.channel}:{event.symbol}:{event.funding_time}"
     return f"p:{event.channel}:{event.symbol}:{event.ts}"
 
 
@@ -132,13 +142,23 @@ def _liquidation(channel: str, d: dict[str, Any]) -> Liquidation:
     return Liquidation(channel, d["s"], int(d["T"]), d["S"], str(d["v"]), str(d["p"]))
 
 
+def _derivatives(channel: str, d: dict[str, Any]) -> Derivatives:
+    return Derivatives(channel, d["symbol"], int(d["ts"]), d.get("fundingRate"),
+                       d.get("nextFundingTime"), d.get("openInterest"),
+                       d.get("openInterestValue"), d.get("markPrice"), d.get("indexPrice"))
+
+
+def _funding(channel: str, d: dict[str, Any]) -> Funding:
+    return Funding(channel, d["symbol"], int(d["fundingTime"]), float(d["fundingRate"]))
+
+
 def _price(channel: str, d: dict[str, Any]) -> Price:
     return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
 
 
 _DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
     "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
-    "liquidations": _liquidation,
+    "liquidations": _liquidation, "derivatives": _derivatives, "funding": _funding,
 }
 
 
