@@ -136,7 +136,10 @@ async def test_option_trades_per_coin_1024_per_message_and_gaps(fake_bybit,
     assert not [p for p, _ in fake_bybit.rest_requests if p == "/v5/market/recent-trade"]
 
 
-async def test_option_tickers_with_greeks_and_refused_topic(fake_bybit, collector: Collector):
+@pytest.mark.parametrize("with_req_id", [True, False])
+async def test_option_tickers_with_greeks_and_refused_topic(fake_bybit, collector: Collector,
+                                                            with_req_id):
+    fake_bybit.option_acks_without_req_id = not with_req_id
     btc = add_options(fake_bybit, "BTC", 3)
     fake_bybit.refused_topics.add(f"tickers.{btc[1]}")
     source = make_source(fake_bybit, "option", symbols=btc, streams=["tickers", "price"],

@@ -336,6 +336,8 @@ class FakeBybit:
         #: REST paths whose next requests are answered, one each, with these raw bodies.
         self.rest_bodies: dict[str, list[bytes]] = {}
         self.refused_topics: set[str] = set()
+        #: Option acks without the request's req_id (Bybit's docs show them both ways).
+        self.option_acks_without_req_id = False
         self.ignore_pings = False
         self.reachable = True
         self._idle_timeout: float | None = 600.0
@@ -662,7 +664,8 @@ class FakeBybit:
         if cat == "option":  # refuses the bad topics alone, in a COMMAND_RESP
             failed = [t for t in args if not self._topic_ok(cat, t) or t in conn.topics]
             conn._enqueue(ws_frame(_dumps(cats.option_ack(
-                conn.conn_id, req_id, "subscribe", not failed, args, failed))))
+                conn.conn_id, None if self.option_acks_without_req_id else req_id,
+                "subscribe", not failed, args, failed))))
             args = [t for t in args if t not in failed]
         if cat == "spot" and len(args) > SPOT_MAX_ARGS:
             conn._enqueue(self._ack(conn, "subscribe", False, "args size >10", req_id))
