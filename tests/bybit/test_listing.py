@@ -130,3 +130,29 @@ def test_symbols_all_or_a_pattern_from_toml_and_bad_values():
     with pytest.raises(ConfigError, match="set either symbols or load_all_symbols"):
         structure_options(BybitLinearConfig, {"symbols": "all", "load_all_symbols": True})
     assert StreamGap("linear", ("X",), 0).ended is False
+
+
+async def test_a_new_option_gets_its_ticker_and_its_trades(fake_bybit, collector: Collector,
+                                                           autojump_clock):
+    old = "BTC-26DEC26-100000-C"
+    new = "BTC-27MAR27-120000-P"
+    fake_bybit.add_symbol("option", old)
+    source = make_source(fake_bybit, "option", symbols="all", base_coins=["BTC"],
+                         refresh_symbols_s=REFRESH, streams=["trades", "tickers"])
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            list_symbol(fake_bybit, "option", new)
+            await fake_bybit.wait_subscribed("option", [f"tickers.{new}"])
+            fake_bybit.trade("option", new, count=5)
+            fake_bybit.trade("option", old, count=1)
+            await collector.wait_for(lambda ev: len(collector.of(Trade)) == 6)
+            delist_symbol(fake_bybit, "option", old)
+            while fake_bybit.subscribers("option", f"tickers.{old}"):
+                await fake_bybit._sub_changed.park()
+            nursery.cancel_scope.cancel()
+    assert source.connections[0].topics == ["publicTrade.BTC", f"tickers.{new}"]
+    assert source.connections[0].trade_symbols == (new,)
+    assert [t.trade_id for t in collector.of(Trade) if t.symbol == new] == [
+        t["i"] for t in fake_bybit.history("option", new)]
+    assert source.metrics["symbols_listed"] == 1 and source.metrics["symbols_delisted"] == 1

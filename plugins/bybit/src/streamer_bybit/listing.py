@@ -80,6 +80,10 @@ class SymbolListing:
             await self.delist(gone)
         if new:
             await self.add(new)
+        if (gone or new) and source.category == "option":
+            # publicTrade.<COIN> carries the coin's new options too: what a gap concerns.
+            for connection in source.connections:
+                connection.topics_changed(source.trade_symbols_of(connection.topics))
 
     async def delist(self, symbols: list[str]) -> None:
         source = self.source

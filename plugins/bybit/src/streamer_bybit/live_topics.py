@@ -50,7 +50,7 @@ class LiveTopics:
         """Stream ``topics`` too: subscribed on the open socket now (the others stay as they
         are), else by the next session. ``trade_symbols``: as in the constructor."""
         self.topics.extend(t for t in dict.fromkeys(topics) if t not in self.topics)
-        self._topics_changed(trade_symbols)
+        self.topics_changed(trade_symbols)
         ws = self._ws
         if ws is not None and self.subscribed.is_set():
             try:
@@ -65,7 +65,7 @@ class LiveTopics:
         gone = set(topics)
         self.topics[:] = [t for t in self.topics if t not in gone]  # the subscription's list
         before = set(self.trade_symbols)
-        self._topics_changed(trade_symbols)
+        self.topics_changed(trade_symbols)
         if self.recovery is not None:
             self.recovery.forget(before - set(self.trade_symbols))
         ws = self._ws
@@ -75,7 +75,9 @@ class LiveTopics:
             except (WebSocketClosed, AckTimeout) as exc:
                 self._fail(exc)
 
-    def _topics_changed(self, trade_symbols: Iterable[str] | None) -> None:
+    def topics_changed(self, trade_symbols: Iterable[str] | None) -> None:
+        """The topics changed: what the trade topics carry (``trade_symbols`` when a trade
+        topic is not one symbol's), and the liquidation topics."""
         self.trade_symbols = tuple(trade_symbols) if trade_symbols is not None else tuple(
             t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
         )
