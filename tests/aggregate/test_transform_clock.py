@@ -209,6 +209,55 @@ async def test_stream_gap_not_recovered_in_time_closes_partial(autojump_clock):
             nursery.cancel_scope.cancel()
 
 
+async def test_a_gap_of_liquidations_holds_no_candle(autojump_clock):
+    """Candles come from trades: a source's gap in another data type does not hold them."""
+    from streamer._api import StreamGap
+
+    tr = make(waiter_latency_ms=100)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M) + M
+            await sleep_to(b - M - 2_000)
+            tr.process([trade(b - M - 2_000, 9)])
+            await sleep_to(b - 2_000)
+            tr.process([trade(b - 2_000, 10)])
+            gap = StreamGap("linear", ("BTCUSDT",), b - 2_000, data_type="liquidations")
+            assert tr.on_gap(gap) == []
+            await sleep_to(b + 5_000)
+            # closed at the boundary (+ the waiter), not held
+            assert [k.timestamp for _, k in rec.klines()] == [b - 2 * M, b - M]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_delisted_symbol_is_closed_now_and_forgotten(autojump_clock):
+    """A source says a symbol's stream ended (delisted): its open candle closes at once, as
+    it stands; no flat candle of it follows; the other symbols go on as before."""
+    from streamer._api import StreamGap
+
+    tr = make(waiter_latency_ms=100, fill_gaps=True)
+    rec = Recorder()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tr.run, rec)
+            b = next_boundary(clock.now_ms(), M) + M
+            await sleep_to(b + 1_000)
+            tr.process([trade(b + 1_000, 10), trade(b + 1_000, 20, symbol="ETHUSDT")])
+            await sleep_to(b + 2_000)
+            tr.process([trade(b + 2_000, 11), trade(b + 2_000, 25, "2", symbol="ETHUSDT")])
+            out = tr.on_gap(StreamGap("linear", ("ETHUSDT", "GONEUSDT"), clock.now_ms(),
+                                      closed=True, ended=True))
+            assert [(k.symbol, k.timestamp, k.open, k.close, k.volume, k.trade_count,
+                     k.closed) for k in out] == [("ETHUSDT", b, 20.0, 25.0, 3.0, 2, True)]
+            await sleep_to(b + 3 * M + 1_000)
+            nursery.cancel_scope.cancel()
+    later = [(k.symbol, k.timestamp) for _, k in rec.klines()]
+    # BTC closes each minute (then flat ones); ETH never again
+    assert later == [("BTCUSDT", b), ("BTCUSDT", b + M), ("BTCUSDT", b + 2 * M)]
+    assert tr.context.metrics["symbols_ended"] == 1
+
+
 async def test_the_waiter_works_the_same_for_sub_second_candles(autojump_clock):
     tr = make(intervals=["500ms"], fill_gaps=False)
     rec = Recorder()

@@ -11,7 +11,11 @@ import trio
 from streamer._api import Context, StreamGap
 from streamer._events import Event
 from streamer._metrics import Metrics
+from streamer_bybit.config import BybitInverseConfig, BybitOptionConfig
 from streamer_bybit.source import BybitLinearConfig, BybitSource, BybitSpotConfig
+
+CONFIG_CLASSES: dict[str, Any] = {"linear": BybitLinearConfig, "spot": BybitSpotConfig,
+                                  "inverse": BybitInverseConfig, "option": BybitOptionConfig}
 
 
 class Collector:
@@ -50,7 +54,7 @@ class Collector:
 def make_source(
     fake: Any, category: str = "linear", name: str = "bybit", **options: Any
 ) -> BybitSource:
-    config_class = BybitLinearConfig if category == "linear" else BybitSpotConfig
+    config_class = CONFIG_CLASSES[category]
     options.setdefault("url", fake.ws_url(category))
     options.setdefault("rest_url", fake.rest_url)
     config = config_class(**options)

@@ -555,7 +555,7 @@ async def test_unreachable(fake):
 async def test_ws_unknown_path_404(fake):
     with trio.fail_after(5):
         with pytest.raises(ConnectionError, match="404"):
-            await WS.connect(f"ws://127.0.0.1:{fake.port}/v5/public/inverse")
+            await WS.connect(f"ws://127.0.0.1:{fake.port}/v5/public/futures")
 
 
 # ----------------------------------------------------------------------------- faults

@@ -12,14 +12,14 @@ import pytest
 import trio
 import zstandard
 
-from streamer._events import Kline, Price, Ticker, Trade
+from streamer._events import Derivatives, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.testing import running_pipeline
 
 DAY = 86_400_000
 T0 = 1_764_115_200_000  # 2025-11-26 00:00 UTC
 
 
-def events(n: int = 40) -> list:
+def events(n: int = 40, liquidations: bool = False) -> list:
     out: list = []
     for i in range(n):
         ts = T0 + i * 3_600_000  # hourly: the second day starts at i = 24
@@ -34,6 +34,11 @@ def events(n: int = 40) -> list:
         out.append(Ticker("linear", "BTCUSDT", ts, {"symbol": "BTCUSDT", "lastPrice": 65000.0 + i,
                                                     "tickDirection": "PlusTick",
                                                     "fundingRate": "" if i == 3 else 0.0001}))
+        if liquidations:
+            out.append(Liquidation("inverse", "BTCUSD", ts + 2, "Buy", f"{i + 1}", "94000.5"))
+            out.append(Derivatives("inverse", "BTCUSD", ts + 3, 0.0001 * i, ts + 8 * 3_600_000,
+                                   None if i == 2 else 10.0 + i, 5.5, 94000.5, 94001.0))
+            out.append(Funding("inverse", "BTCUSD", ts, -0.0001 * i))
     return out
 
 
@@ -83,7 +88,7 @@ def read_jsonl(root: Path) -> dict[tuple[str, str], list]:
 
 
 async def test_jsonl_round_trips_partitioned_by_channel_type_and_date(plugin_manager, tmp_path):
-    evs = events()
+    evs = events(liquidations=True)
     await run_sink(plugin_manager, tmp_path, "jsonl", [evs[:100], evs[100:]])
     got = read_jsonl(tmp_path)
     for (channel, data_type), items in got.items():
@@ -107,7 +112,7 @@ def _check_trades(table: pa.Table, want: list[Trade]) -> None:
 
 
 async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, tmp_path):
-    evs = events()
+    evs = events(liquidations=True)
     await run_sink(plugin_manager, tmp_path, "parquet", [evs[i:i + 7]
                                                          for i in range(0, len(evs), 7)])
     trades = pq.read_table(tmp_path / "linear" / "trades").sort_by("T")
@@ -129,6 +134,21 @@ async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, t
     assert funding[3]["fundingRate"] is None and funding[4]["fundingRate"] == 0.0001
     price = pq.read_table(tmp_path / "linear" / "price")
     assert price.num_rows == 40 and price.schema.field("price").type == pa.float64()
+    liquidations = pq.read_table(tmp_path / "inverse" / "liquidations").sort_by("T")
+    assert liquidations.schema.field("T").type == pa.timestamp("ms", tz="UTC")
+    assert [(int(r["T"].timestamp() * 1000), r["s"], r["S"], r["v"], r["p"])
+            for r in liquidations.to_pylist()] == [
+        (e.ts, e.symbol, e.side, float(e.size), float(e.price))
+        for e in evs if isinstance(e, Liquidation)]
+    derivatives = pq.read_table(tmp_path / "inverse" / "derivatives").sort_by("ts")
+    assert derivatives.schema.field("nextFundingTime").type == pa.timestamp("ms", tz="UTC")
+    assert [(int(r["ts"].timestamp() * 1000), r["fundingRate"], r["openInterest"])
+            for r in derivatives.to_pylist()] == [
+        (e.ts, e.funding_rate, e.open_interest) for e in evs if isinstance(e, Derivatives)]
+    funding = pq.read_table(tmp_path / "inverse" / "funding").sort_by("fundingTime")
+    assert [(int(r["fundingTime"].timestamp() * 1000), r["fundingRate"])
+            for r in funding.to_pylist()] == [
+        (e.funding_time, e.funding_rate) for e in evs if isinstance(e, Funding)]
 
 
 async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path):

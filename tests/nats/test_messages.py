@@ -97,3 +97,27 @@ def test_url_one_or_a_list() -> None:
     assert NatsSinkConfig(url="nats://h:1").servers == ["nats://h:1"]
     assert NatsSinkConfig(url=["nats://a:1", "nats://b:2"]).servers == ["nats://a:1",
                                                                          "nats://b:2"]
+
+
+def test_liquidation_subject_id_and_round_trip() -> None:
+    from streamer import Liquidation
+
+    liq = Liquidation("inverse", "BTCUSD", 1_700_000_000_000, "Sell", "0.003", "94000")
+    assert subject_of("bybit", liq) == "bybit.inverse.liquidations.BTCUSD"
+    assert msg_id_of(liq) == "l:inverse:BTCUSD:1700000000000:Sell:0.003:94000"
+    assert msgspec.json.decode(payload_of(liq)) == render([liq])[0]
+    assert decode_payload(payload_of(liq)) == [liq]
+
+
+def test_derivatives_and_funding_subjects_ids_and_round_trip() -> None:
+    from streamer import Derivatives, Funding
+
+    d = Derivatives("linear", "BTCUSDT", 5, 0.0001, 1_700_000_000_000, 12.5, 1e6, 94000.5,
+                    94001.0)
+    f = Funding("linear", "BTCUSDT", 1_700_000_000_000, -0.0002)
+    assert subject_of("bybit", d) == "bybit.linear.derivatives.BTCUSDT"
+    assert subject_of("bybit", f) == "bybit.linear.funding.BTCUSDT"
+    assert (msg_id_of(d), msg_id_of(f)) == ("d:linear:BTCUSDT:5",
+                                            "f:linear:BTCUSDT:1700000000000")
+    assert decode_payload(payload_of(d)) == [d]
+    assert decode_payload(payload_of(f)) == [f]

@@ -387,9 +387,11 @@ async def test_any_channel_name_with_its_own_price_field(redis_server, redis_cli
     assert [k["close"] for k in decode(
         redis_client.get("bybit-streamer:last-closed:futures:1m"))] == [7.5]
     assert StorageConfig(linear_price_field="lastPrice").price_field_of() == {
-        "linear": "lastPrice", "spot": "lastPrice"}
+        "linear": "lastPrice", "spot": "lastPrice", "inverse": "markPrice", "option": "markPrice"}
     assert StorageConfig(price_fields={"spot": "markPrice"}).price_field_of() == {
-        "linear": "markPrice", "spot": "markPrice"}
+        "linear": "markPrice", "spot": "markPrice", "inverse": "markPrice", "option": "markPrice"}
+    # bybit.inverse and bybit.option channels store without price_fields
+    assert StorageConfig(channels=["inverse", "option"]).channels == ["inverse", "option"]
 
 
 @pytest.mark.parametrize(("options", "error"), [

@@ -30,7 +30,18 @@ from streamer._api import (
     Validates,
 )
 from streamer._backoff import Backoff
-from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
+from streamer._events import (
+    Channel,
+    DataType,
+    Derivatives,
+    Event,
+    Funding,
+    Kline,
+    Liquidation,
+    Price,
+    Ticker,
+    Trade,
+)
 from streamer._health import Health, PartState
 from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, hookimpl
 from streamer._inbox import Inbox
@@ -50,10 +61,12 @@ __all__ = [
     "Channel",
     "Context",
     "DataType",
+    "Derivatives",
     "DrivesClock",
     "Emit",
     "Event",
     "FatalError",
+    "Funding",
     "HandlesGaps",
     "HasCheckLines",
     "HasDefaultOverflow",
@@ -63,6 +76,7 @@ __all__ = [
     "HoldsEvents",
     "Inbox",
     "Kline",
+    "Liquidation",
     "Metrics",
     "NodeStatus",
     "PartState",

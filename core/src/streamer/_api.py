@@ -40,6 +40,13 @@ class StreamGap:
     since_ms: int
     closed: bool = False
     complete: bool = True
+    #: The data type whose events may be missing: ``"trades"`` (what candles are built
+    #: from), or another, e.g. ``"liquidations"``, which a transform of trades ignores.
+    data_type: str = "trades"
+    #: The symbols' stream ended for good (delisted, no longer trading: sent once, with
+    #: ``closed=True``): nothing more of them follows, so a transform closes what it holds
+    #: of them and forgets them.
+    ended: bool = False
 
 
 class Emit(Protocol):
@@ -189,7 +196,17 @@ class HandlesGaps(Protocol):
     """A **transform** that hears of stream gaps (:class:`StreamGap`) of its input sources.
 
     Called inline, on the task of the source that reported the gap, like ``process``: it must
-    not block. The events it returns are emitted downstream at once."""
+    not block. The events it returns are emitted downstream at once.
+
+    ``gap.data_type`` says which events may be missing: ``"trades"`` (the default) or another
+    data type, e.g. ``"liquidations"`` (the Bybit source's ``allLiquidation`` connections). A
+    transform acts on the gaps of what it reads and ignores the others: ``klines.from_trades``
+    holds candles for ``"trades"`` gaps only.
+
+    ``gap.ended`` (with ``closed=True``): the symbols' stream ended for good (delisted, no
+    longer trading; a source that follows its market's listings sends it once). Nothing of
+    them follows: close what is held of them now and forget them (``klines.from_trades``
+    emits their open candles closed and keeps no state of them)."""
 
     def on_gap(self, gap: StreamGap) -> list[Event]: ...
 

@@ -26,7 +26,8 @@ import msgspec
 
 #: A channel name, chosen by the source (see the module doc).
 Channel = str
-DataType = Literal["trades", "klines", "ticker", "price"]
+DataType = Literal["trades", "klines", "ticker", "price", "liquidations", "derivatives",
+                   "funding"]
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
@@ -154,4 +155,72 @@ class Price(msgspec.Struct, frozen=True, gc=False):
         return {"symbol": self.symbol, "price": self.price, "timestamp": self.ts}
 
 
-Event = Trade | Kline | Ticker | Price
+class Liquidation(msgspec.Struct, frozen=True, gc=False):
+    """One liquidation of a position, as the exchange publishes it (public, anonymous).
+
+    The wire keys are Bybit's ``allLiquidation`` keys: ``T`` (epoch ms), ``s``, ``S`` (the
+    side of the position liquidated: ``"Buy"`` a long, ``"Sell"`` a short), ``v`` (size) and
+    ``p`` (bankruptcy price); size and price stay the exchange's strings, as a trade's do.
+    There is no id: (T, s, S, v, p) is what tells two apart.
+    """
+
+    channel: str
+    symbol: str  # s
+    ts: int  # T
+    side: str  # S
+    size: str  # v
+    price: str  # p
+
+    data_type = "liquidations"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"T": self.ts, "s": self.symbol, "S": self.side, "v": self.size,
+                "p": self.price}
+
+
+class Derivatives(msgspec.Struct, frozen=True, gc=False):
+    """The derivatives state of a contract, emitted when any of it changes: funding rate,
+    next funding time, open interest (and its value), mark and index price.
+
+    Wire keys are Bybit's ticker names (``fundingRate``, ``nextFundingTime``,
+    ``openInterest``, ``openInterestValue``, ``markPrice``, ``indexPrice``), numbers as
+    numbers; a value the exchange has not sent is null. ``ts`` is the exchange's time of
+    the change (epoch ms).
+    """
+
+    channel: str
+    symbol: str
+    ts: int
+    funding_rate: float | None
+    next_funding_time: int | None
+    open_interest: float | None
+    open_interest_value: float | None
+    mark_price: float | None
+    index_price: float | None
+
+    data_type = "derivatives"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "ts": self.ts, "fundingRate": self.funding_rate,
+                "nextFundingTime": self.next_funding_time, "openInterest": self.open_interest,
+                "openInterestValue": self.open_interest_value, "markPrice": self.mark_price,
+                "indexPrice": self.index_price}
+
+
+class Funding(msgspec.Struct, frozen=True, gc=False):
+    """A funding settlement: at ``funding_time`` (epoch ms) the rate ``funding_rate``
+    applied to ``symbol``. Wire: ``symbol``, ``fundingTime``, ``fundingRate``."""
+
+    channel: str
+    symbol: str
+    funding_time: int
+    funding_rate: float
+
+    data_type = "funding"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "fundingTime": self.funding_time,
+                "fundingRate": self.funding_rate}
+
+
+Event = Trade | Kline | Ticker | Price | Liquidation | Derivatives | Funding

@@ -34,7 +34,16 @@ import attrs
 import trio
 
 from streamer import clock
-from streamer._events import Event, Kline, Price, Ticker, Trade
+from streamer._events import (
+    Derivatives,
+    Event,
+    Funding,
+    Kline,
+    Liquidation,
+    Price,
+    Ticker,
+    Trade,
+)
 from streamer._logs import NOT_RATE_LIMITED
 
 if TYPE_CHECKING:
@@ -49,8 +58,10 @@ def event_time_ms(event: object) -> int | None:
     what is not one of the core's events (a plugin's own, such as a kline check)."""
     if isinstance(event, Kline):
         return event.timestamp + event.interval
-    if isinstance(event, (Trade, Ticker, Price)):
+    if isinstance(event, (Trade, Ticker, Price, Liquidation, Derivatives)):
         return event.ts
+    if isinstance(event, Funding):
+        return event.funding_time
     return None
 
 

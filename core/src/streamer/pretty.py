@@ -57,8 +57,15 @@ def item_line(data_type: Any, item: Any) -> str:
     try:
         if data_type == "klines":
             return _kline(item)
-        if data_type == "trades":
+        if data_type in ("trades", "liquidations"):
             return f"{item['s']:<14} {utc_time(item['T'])} {item['S']:<4} {item['v']} @ {item['p']}"
+        if data_type == "funding":
+            return (f"{item['symbol']:<14} {utc_time(item['fundingTime'])} rate "
+                    f"{number(item['fundingRate'])}")
+        if data_type == "derivatives":
+            return (f"{item['symbol']:<14} {utc_time(item['ts'])} funding "
+                    f"{number(item['fundingRate'])} OI {number(item['openInterest'])} mark "
+                    f"{number(item['markPrice'])} index {number(item['indexPrice'])}")
         if data_type == "price":
             return f"{item['symbol']:<14} {utc_time(item['timestamp'])} {number(item['price'])}"
         body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')}"

@@ -35,6 +35,7 @@ from streamer_aggregate.backfill import (
     plan,
     trades_in,
 )
+from streamer_aggregate.delisting import end_symbols
 
 #: Symbols queued for backfill between ``process`` and the backfill worker; beyond this their
 #: first candles are marked partial at once instead of blocking the source.
@@ -168,6 +169,10 @@ class KlineTransform:
         """A source lost (``closed=False``) or recovered its stream: hold, or release and
         close what is now due."""
         agg = self.aggregator
+        if gap.ended:  # delisted: close its candles now, forget it
+            return list(end_symbols(agg, gap.channel, gap.symbols))
+        if gap.data_type != "trades":  # candles come from trades: other gaps do not matter
+            return []
         if not gap.closed:
             if self.config.gap_hold_s > 0:
                 deadline = clock.now_ms() + int(self.config.gap_hold_s * 1000)

@@ -223,11 +223,12 @@ def read_header(path: Path) -> tuple[int, dict[str, Any]]:
 
 
 
-class _GapBody(msgspec.Struct):
+class _GapBody(msgspec.Struct, omit_defaults=True):
     symbols: list[str]
     since_ms: int
     closed: bool
     complete: bool
+    data_type: str = "trades"  # left out for trades: older captures read the same
 
 
 class RecoveredBody(msgspec.Struct):
@@ -250,7 +251,7 @@ class HoldingBody(msgspec.Struct):
 
 def gap_body(gap: StreamGap) -> bytes:
     return msgspec.json.encode(_GapBody(list(gap.symbols), gap.since_ms, gap.closed,
-                                        gap.complete))
+                                        gap.complete, gap.data_type))
 
 
 def read_gap(channel: str, body: bytes) -> StreamGap:
@@ -258,7 +259,7 @@ def read_gap(channel: str, body: bytes) -> StreamGap:
         g = msgspec.json.decode(body, type=_GapBody)
     except msgspec.MsgspecError as exc:
         raise CaptureFormatError(f"damaged gap record ({exc})") from None
-    return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete)
+    return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete, g.data_type)
 
 
 def recovered_bodies(symbol: str, trades: Sequence[Trade], *, quiet: bool,

@@ -9,6 +9,7 @@ pipeline builds one (plugin.py's factories), so loading the plugin stays cheap.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ import attrs
 from streamer.validators import Validator, at_least, between, greater_than, unwritable_dir
 from streamer_bybit.shard import parse_shard, shard_symbols
 
-StreamName = Literal["trades", "klines", "tickers", "price"]
+StreamName = Literal["trades", "klines", "tickers", "price", "liquidations", "derivatives"]
 KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
@@ -62,7 +63,23 @@ class CaptureOptions:
         return [f"capture_dir: {problem}"] if problem else []
 
 
-def _normalise_symbols(symbols: list[str]) -> list[str]:
+_PATTERN = re.compile(r"[A-Z0-9*?\-_.]+")
+
+
+def _normalise_symbols(symbols: Any) -> list[str] | str:
+    """A list of symbols (upper case, blanks left out), or one string: ``"all"`` (``"*"``)
+    or a pattern of symbols (``fnmatch``: ``"*USDT"``), both re-read while running."""
+    if isinstance(symbols, str):
+        pattern = symbols.strip().upper()
+        if pattern == "ALL":
+            return "*"
+        if not _PATTERN.fullmatch(pattern):
+            raise ValueError(f'symbols: expected a list, "all" or a pattern such as "*USDT", '
+                             f"got {symbols!r}")
+        return pattern
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise ValueError(f"symbols: expected a list of strings, \"all\" or a pattern, "
+                         f"got {symbols!r}")
     return [s.strip().upper() for s in symbols if s.strip()]
 
 
@@ -73,6 +90,12 @@ def _one_symbol_source(instance: Any, _: attrs.Attribute[bool], load_all: bool) 
         raise ValueError("no symbols: set symbols = [...] or load_all_symbols = true")
 
 
+def _refresh_seconds(_: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if value != 0 and not 10 <= value <= 86_400:
+        raise ValueError(f"{attribute.name}: expected 0 (off) or 10 to 86400 seconds, "
+                         f"got {value!r}")
+
+
 def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None:
         parse_shard(value)
@@ -80,7 +103,8 @@ def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
 
 def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
-        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
+        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price", '
+                         '"liquidations", "derivatives"')
 
 
 def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -122,13 +146,16 @@ class _BybitConfigBase(CaptureOptions):
     """Each option is checked by its field validator (cross-field checks included), so the
     config loader reports every bad option at once, each with its path."""
 
-    #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"] (or use load_all_symbols).
-    symbols: list[str] = attrs.field(factory=list, converter=_normalise_symbols)
+    #: Symbols to stream, e.g. ["BTCUSDT", "ETHUSDT"]; or "all", or a pattern such as
+    #: "*USDT": the trading instruments that match, re-read every refresh_symbols_s.
+    symbols: Any = attrs.field(factory=list, converter=_normalise_symbols)
     #: Stream every instrument with status Trading (from /v5/market/instruments-info).
     load_all_symbols: bool = attrs.field(default=False, validator=_one_symbol_source)
     #: With load_all_symbols: keep only the first N instruments.
     symbols_limit: int | None = attrs.field(default=None, validator=at_least(1))
-    #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price".
+    #: What to stream: "trades", "klines" (Bybit's candles), "tickers", "price",
+    #: "liquidations" (linear and inverse: allLiquidation), "derivatives" (linear and
+    #: inverse: funding, open interest, mark and index price from the tickers).
     streams: list[StreamName] = attrs.field(factory=lambda: ["trades"], validator=_streams)
     #: Intervals of the "klines" stream.
     kline_intervals: list[KlineInterval] = attrs.field(
@@ -169,15 +196,29 @@ class _BybitConfigBase(CaptureOptions):
     #: one, so that at light load one wake-up carries several messages (0: read at once).
     #: Adds up to this much latency; skipped after a large read. 0 to 100.
     coalesce_ms: float = attrs.field(default=5.0, validator=between(0, COALESCE_MS_MAX))
+    #: With symbols = "all" / a pattern (or load_all_symbols): seconds between re-reads of
+    #: the instrument list; new symbols are subscribed, delisted ones unsubscribed. 0: off;
+    #: else 10 to 86400.
+    refresh_symbols_s: float = attrs.field(default=300.0, validator=_refresh_seconds)
+
+    def symbol_pattern(self) -> str | None:
+        """The pattern of the symbols streamed (``"*"``: all), or None for a fixed list."""
+        if self.load_all_symbols:
+            return "*"
+        return self.symbols if isinstance(self.symbols, str) else None
+
+    def listed_symbols(self) -> list[str]:
+        """The symbols configured as a list (empty with a pattern)."""
+        return [] if isinstance(self.symbols, str) else list(dict.fromkeys(self.symbols))
 
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
         if self.shard is None:
             return []
-        if self.load_all_symbols:
-            return [f"shard {self.shard}: load_all_symbols is resolved at run (instruments-"
+        if self.symbol_pattern() is not None:
+            return [f"shard {self.shard}: the symbols are resolved at run (instruments-"
                     "info), then split by the same stable hash"]
-        wanted = list(dict.fromkeys(self.symbols))
+        wanted = self.listed_symbols()
         if self.symbols_limit is not None:
             wanted = wanted[: self.symbols_limit]
         mine = shard_symbols(wanted, self.shard)
@@ -193,13 +234,74 @@ class BybitLinearConfig(_BybitConfigBase):
     )
 
 
+def _no_liquidations(instance: Any, _: attrs.Attribute[Any], __: Any) -> None:
+    for stream in ("liquidations", "derivatives"):
+        if stream in instance.streams:
+            raise ValueError(f'streams: "{stream}" is for linear and inverse only')
+
+
 @attrs.define
 class BybitSpotConfig(_BybitConfigBase):
     #: Ticker field behind the "price" stream.
-    price_field: Literal["lastPrice", "usdIndexPrice"] = "lastPrice"
+    price_field: Literal["lastPrice", "usdIndexPrice"] = attrs.field(
+        default="lastPrice", validator=_no_liquidations)
 
 
-BybitConfig = BybitLinearConfig | BybitSpotConfig
+@attrs.define
+class BybitInverseConfig(_BybitConfigBase):
+    """``bybit.inverse``: the inverse contracts (BTCUSD, ETHUSDZ25, ...), streamed as linear."""
+
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["markPrice", "lastPrice", "indexPrice", "bid1Price", "ask1Price"] = (
+        "markPrice"
+    )
+
+
+#: Bybit's option base coins when ``base_coins`` is not given (each is a separate instrument
+#: list: /v5/market/instruments-info answers BTC's alone without ``baseCoin``).
+OPTION_BASE_COINS: Final = ("BTC", "ETH", "SOL")
+
+
+def _base_coins(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(c.strip().upper() for c in value if c.strip()))
+
+
+def _option_streams(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
+    if "klines" in instance.streams:
+        raise ValueError('streams: "klines" is not a Bybit option topic (the aggregator '
+                         'makes candles from the option trades)')
+    if value is not None and not value:
+        raise ValueError("base_coins is empty: leave it out for all of "
+                         f"{', '.join(OPTION_BASE_COINS)}, or name some")
+
+
+def _no_shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        raise ValueError("shard: option trades come per base coin (publicTrade.BTC), "
+                         "not per symbol; split by base_coins instead")
+
+
+@attrs.define
+class BybitOptionConfig(_BybitConfigBase):
+    """``bybit.option``: Bybit's options. Trades come per base coin (``publicTrade.BTC``:
+    every trade of every BTC option); tickers (with the greeks) per option symbol."""
+
+    #: Ticker field behind the "price" stream.
+    price_field: Literal["markPrice", "lastPrice", "indexPrice", "underlyingPrice",
+                         "bid1Price", "ask1Price"] = attrs.field(
+        default="markPrice", validator=_no_liquidations)
+    #: Base coins whose options are streamed (default: OPTION_BASE_COINS).
+    base_coins: list[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_base_coins), validator=_option_streams
+    )
+    #: Not for options (see _no_shard).
+    shard: str | None = attrs.field(default=None, validator=_no_shard)
+
+    def coins(self) -> list[str]:
+        return list(self.base_coins) if self.base_coins is not None else list(OPTION_BASE_COINS)
+
+
+BybitConfig = BybitLinearConfig | BybitSpotConfig | BybitInverseConfig | BybitOptionConfig
 
 
 #: The fastest finite ``speed``: past it, ``"max"`` is what is meant.

@@ -40,7 +40,10 @@ from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
+from streamer_bybit.derivatives import DerivativesTracker
 from streamer_bybit.hold_book import HoldBook
+from streamer_bybit.liquidations import LiquidationFeed
+from streamer_bybit.live_topics import LiveTopics
 from streamer_bybit.outlet import Outlet
 from streamer_bybit.pacer import ConnectPacer
 from streamer_bybit.recovery import (
@@ -100,6 +103,8 @@ class ConnectionSettings:
     ticker_price_field: str | None = None
     #: The "price" stream follows the last trade price.
     price_from_trades: bool = False
+    #: The "derivatives" stream (from the merged tickers).
+    derivatives: bool = False
 
 
 @attrs.frozen
@@ -120,7 +125,7 @@ def connection_name(source: str, index: int) -> str:
     return f"{source}#{index}"
 
 
-class BybitConnection:
+class BybitConnection(LiveTopics):
     """Streams ``topics`` over one WebSocket, reconnecting forever until cancelled.
 
     ``capture`` (``capture_dir``): sees every socket read and what gap recovery does.
@@ -134,6 +139,7 @@ class BybitConnection:
         emit: Emit,
         shared: ConnectionShared,
         capture: CaptureTap | None = None,
+        trade_symbols: Iterable[str] | None = None,
     ) -> None:
         logger, metrics, rest, prices = shared.logger, shared.metrics, shared.rest, shared.prices
         self.index = index
@@ -153,11 +159,18 @@ class BybitConnection:
         self.book = TickerBook(
             settings.channel, prices, emit_tickers=settings.emit_tickers,
             price_field=settings.ticker_price_field,
+            derivatives=DerivativesTracker(settings.channel) if settings.derivatives else None,
         )
-        #: Symbols whose trades this connection carries (what a stream gap concerns).
-        self.trade_symbols = tuple(
+        #: Symbols whose trades this connection carries (what a stream gap concerns); given
+        #: when a trade topic is not one symbol's (options: ``publicTrade.<COIN>``).
+        self.trade_symbols = tuple(trade_symbols) if trade_symbols is not None else tuple(
             t.partition(".")[2] for t in self.topics if t.startswith("publicTrade.")
         )
+        liquidation_symbols = tuple(
+            t.partition(".")[2] for t in self.topics if t.startswith("allLiquidation.")
+        )
+        self.liquidations = (LiquidationFeed(settings.channel, liquidation_symbols, metrics)
+                             if liquidation_symbols else None)
         # The flow of one read: the reader -> the decoder -> the outlet (through the hold
         # book when gaps are recovered) -> emit. Recovery feeds the same outlet.
         self.decoder = MessageDecoder(
@@ -167,6 +180,7 @@ class BybitConnection:
             self.book,
             prices,
             price_from_trades=settings.price_from_trades,
+            liquidations=self.liquidations,
         )
         hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
                      else None)
@@ -242,6 +256,7 @@ class BybitConnection:
             self.logger.warning("%s: resuming after the source restarted", self.name)
             if self.recovery is not None:
                 await self.recovery.open_gap()
+            await self._liquidation_gap(opened=True)
         while True:
             await self.pacer.wait()
             try:
@@ -280,6 +295,7 @@ class BybitConnection:
             if self.sessions > 0:
                 if self.recovery is not None:
                     await self.recovery.open_gap()
+                await self._liquidation_gap(opened=True)
             cause = self._cause
             self._cause = None
             # A session that lived long was healthy: start the backoff over. A server that
@@ -370,7 +386,7 @@ class BybitConnection:
                 waited = False
 
     def _on_reply(self, reply: Message) -> None:
-        if reply.op == "ping" or reply.ret_msg == "pong":
+        if reply.op in ("ping", "pong") or reply.ret_msg == "pong":  # option: op "pong"
             return  # a pong: its arrival already counted as activity
         if self.subscription.on_reply(reply):
             return
@@ -427,6 +443,7 @@ class BybitConnection:
         task_status.started()  # TASK_STATUS_IGNORED after the first session of a run
         if not first:
             self.logger.info("%s: resubscribed %d topics", self.name, len(self.active_topics))
+            await self._liquidation_gap(opened=False)
         if self.recovery is not None:
             await self.recovery.run()
 

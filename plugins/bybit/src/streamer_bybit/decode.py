@@ -19,6 +19,7 @@ import msgspec
 
 from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
 from streamer_bybit.intervals import MS_BY_CODE
+from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
 #: Bybit's kline interval codes and their length in ms (the core's table; "M" is a nominal
@@ -129,6 +130,7 @@ class MessageDecoder:
         prices: PriceTracker,
         *,
         price_from_trades: bool = False,
+        liquidations: LiquidationFeed | None = None,
     ) -> None:
         self.channel = channel
         self.metrics = metrics
@@ -136,6 +138,8 @@ class MessageDecoder:
         self.book = book
         self.prices = prices
         self.price_from_trades = price_from_trades
+        #: The connection's allLiquidation topics (None: it has none).
+        self.liquidations = liquidations
         #: Trades decoded so far (one add per message, read by the metrics).
         self.trades = 0
 
@@ -191,7 +195,7 @@ class MessageDecoder:
             return None
         topic = msg.topic
         if topic is None:
-            if msg.op is None:
+            if msg.op is None and msg.type != "COMMAND_RESP":  # option acks have no op
                 self._bad("unexpected", payload, "neither topic nor op")
                 return None
             return msg
@@ -204,6 +208,8 @@ class MessageDecoder:
                 self._klines(rest, msg, out)
             elif kind == "tickers":
                 self._ticker(rest, msg, out)
+            elif kind == "allLiquidation" and self.liquidations is not None:
+                self.liquidations.add(msg.data, out)
             else:
                 self._bad("unknown_topic", payload, f"topic {topic!r}")
         except Exception as exc:  # any (see the module doc)

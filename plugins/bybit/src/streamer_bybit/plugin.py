@@ -1,4 +1,5 @@
-"""Registers the ``bybit.linear``, ``bybit.spot`` and ``bybit.replay`` sources, the
+"""Registers the ``bybit.linear``, ``bybit.inverse``, ``bybit.spot``, ``bybit.option`` and
+``bybit.replay`` sources, the
 ``streamer migrate-env`` command (the older Bybit streamer's ``.env`` to a streamer.toml), and
 warns at ``streamer run`` about that ``.env``'s variables when they are set but not read; and
 ``streamer demo`` (the simulated market through the example pipeline).
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from streamer import Context, RegisterCommand, RegisterSource, hookimpl
 from streamer_bybit import demo
-from streamer_bybit.config import BybitLinearConfig, BybitSpotConfig, ReplayConfig
+from streamer_bybit.config import (
+    BybitInverseConfig,
+    BybitLinearConfig,
+    BybitOptionConfig,
+    BybitSpotConfig,
+    ReplayConfig,
+)
 
 if TYPE_CHECKING:
     from streamer_bybit.replay import ReplaySource
@@ -35,6 +42,18 @@ def make_spot(config: BybitSpotConfig, context: Context) -> BybitSource:
     return BybitSource(config, context, "spot")
 
 
+def make_inverse(config: BybitInverseConfig, context: Context) -> BybitSource:
+    from streamer_bybit.source import BybitSource
+
+    return BybitSource(config, context, "inverse")
+
+
+def make_option(config: BybitOptionConfig, context: Context) -> BybitSource:
+    from streamer_bybit.source import BybitSource
+
+    return BybitSource(config, context, "option")
+
+
 def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
     from streamer_bybit.replay import make_replay
 
@@ -45,6 +64,8 @@ def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:
 def streamer_register_sources(register: RegisterSource) -> None:
     register("bybit.linear", BybitLinearConfig, make_linear)
     register("bybit.spot", BybitSpotConfig, make_spot)
+    register("bybit.inverse", BybitInverseConfig, make_inverse)
+    register("bybit.option", BybitOptionConfig, make_option)
     # A capture file has no deadline: a replay waits for slow sinks rather than drop.
     register("bybit.replay", ReplayConfig, make_replay, live=False)
 

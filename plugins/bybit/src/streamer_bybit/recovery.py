@@ -145,6 +145,12 @@ class GapRecovery:
                     new.append(symbol)
         self.outlet.hold(new)
 
+    def forget(self, symbols: Iterable[str]) -> None:
+        """``symbols`` are no longer streamed (delisted): nothing of them to recover."""
+        for symbol in symbols:
+            self.book.delivered.pop(symbol, None)
+            self._marks.pop(symbol, None)
+
     # ----------------------------------------------------------------- stream gaps
     async def open_gap(self) -> None:
         """Tell downstream transforms that trades after the last one delivered may be

@@ -11,14 +11,16 @@ Network trouble surfaces as ``OSError`` / ``trio.TooSlowError`` and HTTP errors 
 
 from __future__ import annotations
 
+import fnmatch
 import ssl
 from typing import Any, Final
 
 from streamer.net import get_json
 
 #: Largest ``limit`` Bybit accepts for /v5/market/recent-trade, per category.
-RECENT_TRADES_MAX: Final = {"linear": 1000, "spot": 60}
-INSTRUMENTS_PAGE: Final = 1000  # linear page size (spot is not paginated)
+RECENT_TRADES_MAX: Final = {"linear": 1000, "inverse": 1000, "option": 1000, "spot": 60}
+#: Page size of linear and inverse (spot is not paginated; option pages hold 500 at most).
+INSTRUMENTS_PAGE: Final = {"linear": 1000, "inverse": 1000, "option": 500}
 MAX_PAGES: Final = 1000  # a bound on cursor loops, against a server that never stops
 
 
@@ -77,12 +79,15 @@ class BybitRest:
         return rows
 
     async def instruments(
-        self, category: str, *, status: str | None = "Trading"
+        self, category: str, *, status: str | None = "Trading", base_coin: str | None = None
     ) -> list[dict[str, Any]]:
-        """Every instrument of ``category`` (all linear pages, following ``nextPageCursor``)."""
+        """Every instrument of ``category`` (all pages, following ``nextPageCursor``);
+        ``base_coin``: only that coin's (an option list is per base coin, BTC's without)."""
         params: dict[str, Any] = {"category": category, "status": status}
+        if base_coin is not None:
+            params["baseCoin"] = base_coin
         if category != "spot":
-            params["limit"] = INSTRUMENTS_PAGE
+            params["limit"] = INSTRUMENTS_PAGE.get(category, 500)
         out: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
             path = "/v5/market/instruments-info"
@@ -146,6 +151,15 @@ def trading_symbols(instruments: list[dict[str, Any]]) -> list[str]:
     """The names of the instruments listed as trading (no status: trading), in order."""
     return [i["symbol"] for i in instruments
             if i.get("status", "Trading") == "Trading" and i["symbol"]]
+
+
+def matching_symbols(instruments: list[dict[str, Any]], pattern: str,
+                     limit: int | None = None) -> list[str]:
+    """The trading symbols that match ``pattern`` (``fnmatch``, ``"*"``: all), the first
+    ``limit`` of them."""
+    symbols = [s for s in trading_symbols(instruments)
+               if pattern == "*" or fnmatch.fnmatchcase(s, pattern)]
+    return symbols[:limit] if limit is not None else symbols
 
 
 def _kind(value: Any) -> str:

@@ -18,9 +18,22 @@ from urllib.parse import urlsplit
 
 import trio
 
-from streamer import Backoff, Context, Emit, FatalError, PartState, Sample
+from streamer import Backoff, Context, Emit, FatalError, PartState, Sample, StreamGap
 from streamer_bybit.capture import CaptureTap, run_capture
-from streamer_bybit.config import BybitConfig, BybitLinearConfig, BybitSpotConfig
+from streamer_bybit.categories import (
+    SUBSCRIBE_CHUNK,
+    option_coin,
+    option_instruments,
+    option_topics,
+    option_trade_symbols,
+    recovers_from_rest,
+)
+from streamer_bybit.config import (
+    BybitConfig,
+    BybitLinearConfig,
+    BybitOptionConfig,
+    BybitSpotConfig,
+)
 from streamer_bybit.connection import (
     REST_ERRORS,
     BybitConnection,
@@ -31,7 +44,7 @@ from streamer_bybit.connection import (
 )
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.recovery import RecoverySettings, describe
-from streamer_bybit.rest import BybitRest, trading_symbols
+from streamer_bybit.rest import BybitRest, matching_symbols, trading_symbols
 from streamer_bybit.shard import shard_symbols
 from streamer_bybit.tickers import PriceTracker
 from streamer_bybit.topics import build_topics, pool_topics
@@ -41,12 +54,11 @@ TESTNET_WS: Final = "wss://stream-testnet.bybit.com/v5/public/{category}"
 MAINNET_REST: Final = "https://api.bybit.com"
 TESTNET_REST: Final = "https://api-testnet.bybit.com"
 
-SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100}  # spot answers "args size >10" beyond 10
 SYMBOL_CHECK_TIMEOUT: Final = 10.0
 
 
 class BybitSource:
-    """A ``bybit.linear`` or ``bybit.spot`` source."""
+    """A ``bybit.linear``, ``bybit.inverse``, ``bybit.spot`` or ``bybit.option`` source."""
 
     def __init__(self, config: BybitConfig, context: Context, category: str) -> None:
         self.config = config
@@ -69,7 +81,14 @@ class BybitSource:
         self.history = BybitHistory(self.rest, category)
         self.symbols: list[str] = []
         self.unknown_symbols: list[str] = []
+        #: Options: symbol -> base coin (the trade topic that carries its trades).
+        self.option_coins: dict[str, str] = {}
         self.connections: list[BybitConnection] = []
+        # What a connection opened while running needs (set by run).
+        self._settings: ConnectionSettings | None = None
+        self._shared: ConnectionShared | None = None
+        self._emit: Emit | None = None
+        self._nursery: trio.Nursery | None = None
         #: Paces the retries of the start-up instruments load; an attribute (like a
         #: connection's ``backoff``) so that a test can seed its jitter.
         self.symbols_backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
@@ -122,13 +141,56 @@ class BybitSource:
 
     # ----------------------------------------------------------------- symbols
     async def _instruments(self) -> list[dict[str, Any]]:
+        if isinstance(self.config, BybitOptionConfig):
+            instruments = await option_instruments(self.rest, self.config.coins())
+            self.option_coins = {i["symbol"]: option_coin(i) for i in instruments}
+            return instruments
         return await self.rest.instruments(self.category)
+
+    def _topics(self) -> list[str]:
+        if self.category == "option":
+            return option_topics(self.config.streams, self.symbols, self.option_coins)
+        return build_topics(self.config, self.symbols)
+
+    def topics_of(self, symbols: list[str]) -> list[str]:
+        """The topics of ``symbols`` (live discovery: :mod:`streamer_bybit.listing`)."""
+        if self.category == "option":
+            return option_topics(self.config.streams, symbols, self.option_coins)
+        return build_topics(self.config, symbols)
+
+    def trade_symbols_of(self, topics: list[str]) -> tuple[str, ...] | None:
+        return self._trade_symbols(topics)
+
+    async def emit_gap(self, gap: StreamGap) -> None:
+        if self._emit is not None:
+            await self._emit.gap(gap)
+
+    def open_connection(self, topics: list[str]) -> BybitConnection:
+        """A new connection for ``topics`` (live discovery), started in the running pool.
+        Not captured: the capture's taps are fixed when it starts."""
+        assert self._settings is not None and self._shared is not None
+        assert self._emit is not None and self._nursery is not None
+        connection = BybitConnection(len(self.connections), topics, self._settings,
+                                     self._emit, self._shared,
+                                     trade_symbols=self._trade_symbols(topics))
+        self.connections.append(connection)
+        self._nursery.start_soon(connection.run)
+        return connection
+
+    def _trade_symbols(self, topics: list[str]) -> tuple[str, ...] | None:
+        """Options: the symbols a connection's ``publicTrade.<COIN>`` topics carry."""
+        if self.category != "option":
+            return None
+        # Every option of the coin: publicTrade.<COIN> carries them all, listed or not.
+        known = list(self.option_coins) or self.symbols
+        return option_trade_symbols(topics, known, self.option_coins)
 
     async def resolve_symbols(self) -> list[str]:
         """The symbols to stream; logs and retries while REST is needed but unreachable."""
         config = self.config
         host = urlsplit(self.rest_url).netloc
-        if config.load_all_symbols:
+        pattern = config.symbol_pattern()
+        if pattern is not None:
             backoff = self.symbols_backoff
             backoff.reset()
             while True:
@@ -147,19 +209,19 @@ class BybitSource:
                         delay,
                     )
                     await trio.sleep(delay)
-            symbols = trading_symbols(instruments)
-            if config.symbols_limit is not None:
-                symbols = symbols[: config.symbols_limit]
+            symbols = matching_symbols(instruments, pattern, config.symbols_limit)
             if not symbols:
-                raise FatalError(f"{host} lists no trading {self.category} instruments")
+                raise FatalError(f"{host} lists no trading {self.category} instruments"
+                                 + (f" matching {pattern!r}" if pattern != "*" else ""))
             self.logger.info(
-                "%s: streaming all %d trading %s instruments",
+                "%s: streaming all %d trading %s instruments%s",
                 self.context.name,
                 len(symbols),
                 self.category,
+                f" matching {pattern!r}" if pattern != "*" else "",
             )
             return symbols
-        wanted = list(dict.fromkeys(config.symbols))
+        wanted = config.listed_symbols()
         try:
             instruments = await self._instruments()
         except REST_ERRORS as exc:
@@ -213,7 +275,7 @@ class BybitSource:
             self.logger.info("%s: shard %s: %d of %d symbols: %s", self.context.name,
                              config.shard, len(self.symbols), len(universe),
                              ", ".join(self.symbols))
-        topics = build_topics(config, self.symbols)
+        topics = self._topics()
         pools = pool_topics(topics, config.topics_per_connection)
         streams = set(config.streams)
         ticker_price = "price" in streams and ("tickers" in streams or "trades" not in streams)
@@ -225,7 +287,9 @@ class BybitSource:
             ack_timeout=config.ack_timeout,
             reconnect_max_delay=config.reconnect_max_delay,
             subscribe_chunk=SUBSCRIBE_CHUNK.get(self.category, 10),
-            recover_gaps=config.recover_gaps and "trades" in streams,
+            # Options: no per-symbol REST recovery, but the gaps are still reported.
+            recover_gaps=(config.recover_gaps or not recovers_from_rest(self.category))
+            and "trades" in streams,
             coalesce=config.coalesce_ms / 1000.0,
             ssl_context=self.ssl_context,
             recovery=RecoverySettings(
@@ -237,17 +301,21 @@ class BybitSource:
             emit_tickers="tickers" in streams,
             ticker_price_field=config.price_field if ticker_price else None,
             price_from_trades="price" in streams and not ticker_price,
+            derivatives="derivatives" in streams,
         )
         shared = ConnectionShared(
             name=self.context.name, logger=self.logger, metrics=self.metrics,
-            pacer=ConnectPacer(config.connect_rate), rest=self.rest,
+            pacer=ConnectPacer(config.connect_rate),
+            rest=self.rest if recovers_from_rest(self.category) else None,
             prices=PriceTracker(self.category),
         )
         capture = bool(config.capture_dir)
+        self._settings, self._shared, self._emit = settings, shared, emit
         self.connections = [
             BybitConnection(
                 index, pool, settings, emit, shared,
-                capture=CaptureTap(connection_name(shared.name, index)) if capture else None)
+                capture=CaptureTap(connection_name(shared.name, index)) if capture else None,
+                trade_symbols=self._trade_symbols(pool))
             for index, pool in enumerate(pools)
         ]
         await self._run_connections(task_status)
@@ -256,6 +324,7 @@ class BybitSource:
         """Run the connections (and the capture); ``started()`` once each is subscribed."""
         config = self.config
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             remaining = len(self.connections)
             all_subscribed = trio.Event()
 
@@ -283,6 +352,10 @@ class BybitSource:
                 len(self.connections),
             )
             task_status.started()
+            if config.symbol_pattern() is not None and config.refresh_symbols_s > 0:
+                from streamer_bybit.listing import SymbolListing
+
+                nursery.start_soon(SymbolListing(self).run)
 
 
 __all__ = [

@@ -65,6 +65,10 @@ class Subscription:
         #: Subscribe requests sent so far (their req_ids are ``index.n``).
         self.requests = 0
         self._acks: dict[str, list[Any]] = {}
+        #: Topics subscribed on the current socket (what an unsubscribe may name).
+        self.on_socket: set[str] = set()
+        #: One request at a time: the start-up subscribe and live (un)subscribes take turns.
+        self._turn = trio.Lock()
 
     @property
     def active_topics(self) -> list[str]:
@@ -73,10 +77,18 @@ class Subscription:
     def new_session(self) -> None:
         """A new socket: no request of the last one will be answered."""
         self._acks.clear()
+        self.on_socket.clear()
 
     def on_reply(self, reply: Message) -> bool:
-        """``reply`` answers a pending request: hand it over (True)."""
-        pending = self._acks.pop(reply.req_id, None) if reply.req_id else None
+        """``reply`` answers a pending request: hand it over (True). A reply without a
+        ``req_id`` answers the one request pending, if only one is (requests go one at a
+        time: each waits for its ack)."""
+        if reply.req_id:
+            pending = self._acks.pop(reply.req_id, None)
+        elif reply.type == "COMMAND_RESP" and len(self._acks) == 1:
+            pending = self._acks.pop(next(iter(self._acks)))
+        else:
+            pending = None
         if pending is None:
             return False
         pending[1] = reply
@@ -84,24 +96,44 @@ class Subscription:
         return True
 
     async def subscribe_all(self, ws: TextSender) -> None:
-        """Subscribe every active topic, ``chunk`` per request; raises AckTimeout (or the
-        socket's error) when that fails."""
-        topics = self.active_topics
-        for i in range(0, len(topics), self.chunk):
-            await self.subscribe(ws, topics[i : i + self.chunk])
+        """Subscribe every active topic not subscribed on this socket yet, ``chunk`` per
+        request (topics added meanwhile too); raises AckTimeout (or the socket's error) when
+        that fails."""
+        async with self._turn:
+            while True:
+                pending = [t for t in self.active_topics if t not in self.on_socket]
+                if not pending:
+                    return
+                chunk = pending[: self.chunk]
+                await self.subscribe(ws, chunk)
+                self.on_socket.update(chunk)
 
-    async def _request(self, ws: TextSender, args: list[str]) -> Message:
+    async def unsubscribe(self, ws: TextSender, topics: list[str]) -> None:
+        """Unsubscribe ``topics`` (already left out of ``topics``) from this socket."""
+        async with self._turn:
+            gone = [t for t in topics if t in self.on_socket]
+            for i in range(0, len(gone), self.chunk):
+                args = gone[i : i + self.chunk]
+                reply = await self._request(ws, args, op="unsubscribe")
+                self.on_socket.difference_update(args)
+                if not reply.success:  # the topics stop anyway once the socket is gone
+                    self.logger.warning("%s: Bybit refused to unsubscribe %s (%s)", self.name,
+                                        ", ".join(args), reply.ret_msg)
+
+    async def _request(self, ws: TextSender, args: list[str], op: str = "subscribe"
+                       ) -> Message:
         self.requests += 1
         req_id = f"{self.index}.{self.requests}"
         pending: list[Any] = [trio.Event(), None]
         self._acks[req_id] = pending
-        await ws.send_text(_encode({"op": "subscribe", "args": args, "req_id": req_id}).decode())
+        await ws.send_text(_encode({"op": op, "args": args, "req_id": req_id}).decode())
         with trio.move_on_after(self.ack_timeout):
             await pending[0].wait()
         self._acks.pop(req_id, None)
         if pending[1] is None:
             raise AckTimeout(
-                f"no answer to a subscribe of {len(args)} topics in {self.ack_timeout:g} s"
+                f"no answer to a{'n' if op[0] == 'u' else ''} {op} of {len(args)} topics in "
+                f"{self.ack_timeout:g} s"
             )
         reply: Message = pending[1]
         return reply
@@ -116,7 +148,14 @@ class Subscription:
         if not args:
             return
         reply = await self._request(ws, args)
-        if reply.success:
+        if reply.type == "COMMAND_RESP":  # option: subscribes the rest, names the refused
+            failed = _fail_topics(reply)
+            for topic in failed:
+                if topic in args:
+                    self._refuse(topic, "in failTopics")
+            if reply.success or failed:
+                return
+        elif reply.success:
             return
         msg = reply.ret_msg
         named = named_topic(msg)
@@ -142,6 +181,19 @@ class Subscription:
             topic,
             ret_msg,
         )
+
+
+_ack_data_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _fail_topics(reply: Message) -> list[str]:
+    """An option ack's ``data.failTopics`` (none when the data is not that shape)."""
+    try:
+        data = _ack_data_decoder.decode(reply.data) if reply.data else {}
+    except msgspec.DecodeError:
+        return []
+    failed = data.get("failTopics")
+    return [t for t in failed if isinstance(t, str)] if isinstance(failed, list) else []
 
 
 __all__ = ["AckTimeout", "Subscription", "TextSender", "named_topic"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamer import Event, Price, Ticker
+from streamer_bybit.derivatives import DerivativesTracker
 
 
 def to_number(value: Any) -> Any:
@@ -56,11 +57,14 @@ class TickerBook:
         *,
         emit_tickers: bool,
         price_field: str | None,
+        derivatives: DerivativesTracker | None = None,
     ) -> None:
         self.channel = channel
         self.prices = prices
         self.emit_tickers = emit_tickers
         self.price_field = price_field
+        #: The "derivatives" stream's state (kept across reconnects), or None.
+        self.derivatives = derivatives
         self.state: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
@@ -84,4 +88,6 @@ class TickerBook:
             out.append(Ticker(self.channel, symbol, ts, dict(fields)))
         if self.price_field is not None:
             self.prices.update(symbol, fields.get(self.price_field), ts, out)
+        if self.derivatives is not None:
+            self.derivatives.update(symbol, fields, ts, out)
         return True

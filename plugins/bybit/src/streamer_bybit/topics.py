@@ -14,7 +14,8 @@ MAX_ARGS_CHARS: Final = 21_000  # Bybit's limit on the args of one connection
 def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
     """Bybit topics for ``symbols``, grouped per symbol."""
     streams = set(config.streams)
-    tickers = "tickers" in streams or ("price" in streams and "trades" not in streams)
+    tickers = ("tickers" in streams or "derivatives" in streams
+               or ("price" in streams and "trades" not in streams))
     codes = [CODES[i] for i in dict.fromkeys(config.kline_intervals)]
     topics: list[str] = []
     for symbol in symbols:
@@ -24,6 +25,8 @@ def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
             topics.extend(f"kline.{code}.{symbol}" for code in codes)
         if tickers:
             topics.append(f"tickers.{symbol}")
+        if "liquidations" in streams:
+            topics.append(f"allLiquidation.{symbol}")
     return topics
 
 

@@ -29,10 +29,23 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("closed", pa.bool_()), ("turnover", pa.float64()), ("partial", pa.bool_()),
     ]),
     "price": pa.schema([("symbol", pa.string()), ("price", pa.float64()), ("timestamp", TS)]),
+    "liquidations": pa.schema([
+        ("T", TS), ("s", pa.string()), ("S", pa.string()), ("v", pa.float64()),
+        ("p", pa.float64()),
+    ]),
+    "derivatives": pa.schema([
+        ("symbol", pa.string()), ("ts", TS), ("fundingRate", pa.float64()),
+        ("nextFundingTime", TS), ("openInterest", pa.float64()),
+        ("openInterestValue", pa.float64()), ("markPrice", pa.float64()),
+        ("indexPrice", pa.float64()),
+    ]),
+    "funding": pa.schema([
+        ("symbol", pa.string()), ("fundingTime", TS), ("fundingRate", pa.float64()),
+    ]),
 }
 
 #: Wire fields that are decimal strings but stored as float64.
-_AS_FLOAT = {"trades": ("v", "p")}
+_AS_FLOAT = {"trades": ("v", "p"), "liquidations": ("v", "p")}
 
 
 def _float_or_none(v: Any) -> float | None:

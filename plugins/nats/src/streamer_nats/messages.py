@@ -10,6 +10,9 @@ Subjects (``<p>`` = ``subject_prefix``, ``<ch>`` = the source's channel, e.g. ``
     <p>.<ch>.klines.<interval label>.<SYMBOL>      e.g. bybit.linear.klines.1m.BTCUSDT
     <p>.<ch>.ticker.<SYMBOL>
     <p>.<ch>.price.<SYMBOL>
+    <p>.<ch>.liquidations.<SYMBOL>
+    <p>.<ch>.derivatives.<SYMBOL>
+    <p>.<ch>.funding.<SYMBOL>
 
 Message ids, derived from the event only (so every replica computes the same one):
 
@@ -24,6 +27,9 @@ kline update        ``ku:<ch>:<SYMBOL>:<interval ms>:<start ms>:<state>`` where
                     stored once, each new state once
 ticker              ``tk:<ch>:<SYMBOL>:<exchange ts>``
 price               ``p:<ch>:<SYMBOL>:<exchange ts>``
+liquidation         ``l:<ch>:<SYMBOL>:<T>:<S>:<v>:<p>`` (the fields that tell two apart)
+derivatives         ``d:<ch>:<SYMBOL>:<exchange ts>``
+funding             ``f:<ch>:<SYMBOL>:<funding time>``
 ==================  ===============================================================
 """
 
@@ -35,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from streamer import Event, Kline, Price, Ticker, Trade
+from streamer import Derivatives, Event, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.intervals import interval_label
 from streamer.validators import channel_problem
 
@@ -73,6 +79,10 @@ def subject_of(prefix: str, event: Event) -> str:
         return f"{prefix}.{ch}.klines.{_label(event.interval)}.{token(event.symbol)}"
     if isinstance(event, Ticker):
         return f"{prefix}.{ch}.ticker.{token(event.symbol)}"
+    if isinstance(event, Liquidation):
+        return f"{prefix}.{ch}.liquidations.{token(event.symbol)}"
+    if isinstance(event, (Derivatives, Funding)):
+        return f"{prefix}.{ch}.{event.data_type}.{token(event.symbol)}"
     return f"{prefix}.{ch}.price.{token(event.symbol)}"
 
 
@@ -89,6 +99,13 @@ def msg_id_of(event: Event) -> str:
         return f"ku:{base}:v{event.volume!r}c{event.close!r}"
     if isinstance(event, Ticker):
         return f"tk:{event.channel}:{event.symbol}:{event.ts}"
+    if isinstance(event, Liquidation):
+        return (f"l:{event.channel}:{event.symbol}:{event.ts}:{event.side}:{event.size}:"
+                f"{event.price}")
+    if isinstance(event, Derivatives):
+        return f"d:{event.channel}:{event.symbol}:{event.ts}"
+    if isinstance(event, Funding):
+        return f"f:{event.channel}:{event.symbol}:{event.funding_time}"
     return f"p:{event.channel}:{event.symbol}:{event.ts}"
 
 
@@ -121,12 +138,27 @@ def _ticker(channel: str, d: dict[str, Any]) -> Ticker:
     return Ticker(channel, str(fields.get("symbol", "")), ts, fields)
 
 
+def _liquidation(channel: str, d: dict[str, Any]) -> Liquidation:
+    return Liquidation(channel, d["s"], int(d["T"]), d["S"], str(d["v"]), str(d["p"]))
+
+
+def _derivatives(channel: str, d: dict[str, Any]) -> Derivatives:
+    return Derivatives(channel, d["symbol"], int(d["ts"]), d.get("fundingRate"),
+                       d.get("nextFundingTime"), d.get("openInterest"),
+                       d.get("openInterestValue"), d.get("markPrice"), d.get("indexPrice"))
+
+
+def _funding(channel: str, d: dict[str, Any]) -> Funding:
+    return Funding(channel, d["symbol"], int(d["fundingTime"]), float(d["fundingRate"]))
+
+
 def _price(channel: str, d: dict[str, Any]) -> Price:
     return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
 
 
 _DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
     "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
+    "liquidations": _liquidation, "derivatives": _derivatives, "funding": _funding,
 }
 
 

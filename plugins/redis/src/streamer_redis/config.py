@@ -76,7 +76,8 @@ class RedisSinkConfig(RedisConnectionConfig):
 
 #: Ticker field used as the price of a channel that ``price_fields`` does not name: the
 #: Bybit source's channels, as the older streamer stored them.
-DEFAULT_PRICE_FIELDS = {"linear": "markPrice", "spot": "lastPrice"}
+DEFAULT_PRICE_FIELDS = {"linear": "markPrice", "spot": "lastPrice", "inverse": "markPrice",
+                        "option": "markPrice"}
 
 
 def _channels(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:

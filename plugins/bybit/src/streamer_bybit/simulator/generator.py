@@ -16,6 +16,7 @@ import trio
 
 from streamer.clock import now_ms
 
+from . import categories as cats
 from .connection import ws_frame
 from .market import (
     INTERVALS,
@@ -45,7 +46,7 @@ class MarketGenerator(FakeState):
         if ts is None:
             ts = now_ms()
         rng = self._rng
-        linear = category == "linear"
+        linear = category != "spot"  # UUID ids and tick directions (linear, inverse, option)
         pd, qd = inst.pd, inst.qd
         fixed_price = None if price is None else to_int(price, pd)
         fixed_size = None if size is None else to_int(size, qd)
@@ -76,6 +77,8 @@ class MarketGenerator(FakeState):
                 t["BT"] = False
                 t["RPI"] = False
                 t["seq"] = seq
+            if category == "option":
+                cats.option_trade_extras(inst, t)
             if p != inst.price:
                 inst.prev_price = inst.price
             inst.price = p
@@ -89,9 +92,9 @@ class MarketGenerator(FakeState):
                     c.add(p, q, ts)
         self._note_push(inst, count)
         msg_ts = self._msg_ts()
-        self._publish(category, "publicTrade." + symbol,
-                      {"topic": "publicTrade." + symbol, "type": "snapshot", "ts": msg_ts,
-                       "data": trades})
+        topic = cats.trade_topic(inst)
+        self._publish(category, topic,
+                      {"topic": topic, "type": "snapshot", "ts": msg_ts, "data": trades})
         self._publish_klines(inst, ts, msg_ts)
         return trades
 
@@ -206,7 +209,7 @@ class MarketGenerator(FakeState):
         subs = self._subs.get((category, topic))
         if not subs or (category, topic) in self._paused:
             return
-        if category == "linear":
+        if category in cats.LINEAR_LIKE:
             if not changed:
                 return
             frame = self._ticker_frame(inst, snapshot=False, fields=changed)

@@ -221,7 +221,7 @@ class Instrument:
             "turnover24h": fmt_trim(vol * p, self.qd + pd),
             "price24hPcnt": str(pct),
         }
-        if self.category == "linear":
+        if self.category in ("linear", "inverse"):
             t.update(
                 {
                     "tickDirection": "PlusTick",
@@ -303,7 +303,7 @@ class Instrument:
     def info(self) -> dict:
         tick = fmt(1, self.pd)
         step = fmt_trim(1, self.qd) if self.qd else "1"
-        if self.category == "linear":
+        if self.category in ("linear", "inverse"):
             return {
                 "symbol": self.symbol,
                 "contractType": "LinearPerpetual",

@@ -15,6 +15,7 @@ import trio
 
 from streamer.clock import now_ms
 
+from . import categories as cats
 from .market import INTERVALS, Instrument, trade_dict
 from .state import FakeState
 
@@ -95,7 +96,7 @@ class RestApi(FakeState):
 
     def _rest_instruments(self, q) -> dict:
         cat = self._category(q)
-        items = list(self.markets[cat].values())
+        items = cats.instruments_of(cat, list(self.markets[cat].values()), q)
         if q.get("symbol"):
             items = [i for i in items if i.symbol == q["symbol"]]
         if q.get("status"):
@@ -116,7 +117,8 @@ class RestApi(FakeState):
         nxt = ""
         if offset + limit < len(items):
             nxt = base64.urlsafe_b64encode(f"offset={offset + limit}".encode()).decode()
-        return {"category": cat, "list": [i.info() for i in page], "nextPageCursor": nxt}
+        info = [i.info() if cat == "linear" else cats.instrument_info(i, i.info()) for i in page]
+        return {"category": cat, "list": info, "nextPageCursor": nxt}
 
     def _rest_kline(self, q) -> dict:
         cat = self._category(q)

@@ -16,11 +16,14 @@ import msgspec
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from . import categories as cats
+from . import liquidations as liqs
 from .connection import Connection, ws_frame
 from .market import INTERVALS
 from .state import FakeState
 
-WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
+WS_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot",
+            "/v5/public/inverse": "inverse", "/v5/public/option": "option"}
 MAX_ARGS_CHARS = 21_000
 SPOT_MAX_ARGS = 10
 _dumps = msgspec.json.encode
@@ -81,7 +84,7 @@ class WebSocketSessions(FakeState):
 
     # ------------------------------------------------------------------ client messages
     def _ack(self, conn: Connection, op: str, success: bool, ret_msg: str, req_id) -> bytes:
-        if conn.category == "linear":
+        if conn.category in cats.LINEAR_LIKE:
             msg = {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id,
                    "req_id": "" if req_id is None else req_id, "op": op}
         else:
@@ -105,7 +108,8 @@ class WebSocketSessions(FakeState):
         if op == "ping":
             conn.pings_received += 1
             if not self.ignore_pings:
-                conn.enqueue(self._ack(conn, "ping", True, "pong", req_id))
+                conn.enqueue(ws_frame(_dumps(cats.option_pong())) if conn.category == "option"
+                             else self._ack(conn, "ping", True, "pong", req_id))
             return
         if op in ("subscribe", "unsubscribe"):
             args = msg.get("args")
@@ -123,6 +127,9 @@ class WebSocketSessions(FakeState):
     def _topic_ok(self, category: str, topic: str) -> bool:
         if topic in self.refused_topics:
             return False
+        verdict = cats.topic_ok(self.markets, category, topic)
+        if verdict is not None:
+            return verdict
         parts = topic.split(".")
         market = self.markets[category]
         if len(parts) == 2 and parts[0] in ("publicTrade", "tickers"):
@@ -136,13 +143,19 @@ class WebSocketSessions(FakeState):
 
     def _subscribe(self, conn: Connection, args: list[str], req_id) -> None:
         cat = conn.category
-        ok_msg = "" if cat == "linear" else "subscribe"
+        ok_msg = "" if cat in cats.LINEAR_LIKE else "subscribe"
+        if cat == "option":  # refuses the bad topics alone, in a COMMAND_RESP
+            failed = [t for t in args if not self._topic_ok(cat, t) or t in conn.topics]
+            conn.enqueue(ws_frame(_dumps(cats.option_ack(
+                conn.conn_id, None if self.option_acks_without_req_id else req_id,
+                "subscribe", not failed, args, failed))))
+            args = [t for t in args if t not in failed]
         if cat == "spot" and len(args) > SPOT_MAX_ARGS:
             conn.enqueue(self._ack(conn, "subscribe", False, "args size >10", req_id))
             return
         for t in args:
             if not self._topic_ok(cat, t):
-                err = (f"error:handler not found,topic:{t}" if cat == "linear"
+                err = (f"error:handler not found,topic:{t}" if cat in cats.LINEAR_LIKE
                        else f"Invalid symbol :[{t}]")
                 conn.enqueue(self._ack(conn, "subscribe", False, err, req_id))
                 return
@@ -159,7 +172,8 @@ class WebSocketSessions(FakeState):
         for t in new:
             conn.topics.add(t)
             self._subs[(cat, t)].append(conn)
-        conn.enqueue(self._ack(conn, "subscribe", True, ok_msg, req_id))
+        if cat != "option":  # acked above
+            conn.enqueue(self._ack(conn, "subscribe", True, ok_msg, req_id))
         for t in new:
             kind, _, rest = t.partition(".")
             if kind == "tickers":
@@ -169,6 +183,8 @@ class WebSocketSessions(FakeState):
                 interval, _, sym = rest.partition(".")
                 self.markets[cat][sym].track(interval)
                 self._kline_subs[(cat, sym)] += 1
+            elif kind == "allLiquidation":
+                liqs.on_subscribe(self, conn, t)
         self._sub_changed.unpark_all()
 
     def _unsubscribe(self, conn: Connection, args: list[str], req_id) -> None:
@@ -177,8 +193,11 @@ class WebSocketSessions(FakeState):
             if t in conn.topics:
                 conn.topics.discard(t)
                 self._drop_sub(conn, t)
-        conn.enqueue(self._ack(conn, "unsubscribe", True,
-                                "" if cat == "linear" else "unsubscribe", req_id))
+        conn.enqueue(ws_frame(_dumps(cats.option_ack(conn.conn_id, req_id, "unsubscribe", True,
+                                                      args, [])))
+                     if cat == "option" else
+                     self._ack(conn, "unsubscribe", True,
+                               "" if cat in cats.LINEAR_LIKE else "unsubscribe", req_id))
         self._sub_changed.unpark_all()
 
     async def wait_subscribed(self, category: str, topics: Iterable[str]) -> Connection:

@@ -12,13 +12,14 @@ import math
 import random
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 
 from streamer.clock import now_ms
 
+from . import categories as cats
 from .connection import ws_frame
 from .market import Instrument
 
@@ -71,7 +72,8 @@ class FakeState:
         self.history_limit = history_limit
         self.stamp = stamp
         self.rest_rate_limit = rest_rate_limit  # e.g. (600, 5.0): HTTP 403 + retCode 10006
-        self.markets: dict[str, dict[str, Instrument]] = {"linear": {}, "spot": {}}
+        self.markets: dict[str, dict[str, Instrument]] = {
+            "linear": {}, "spot": {}, "inverse": {}, "option": {}}
         for cat, syms in (("linear", linear_symbols), ("spot", spot_symbols)):
             for s in syms:
                 self.add_symbol(cat, s)
@@ -89,6 +91,10 @@ class FakeState:
         #: REST paths whose next requests are answered, one each, with these raw bodies.
         self.rest_bodies: dict[str, list[bytes]] = {}
         self.refused_topics: set[str] = set()
+        #: Every liquidation made so far (``liquidations.liquidate``), with its category.
+        self.liquidations: list[tuple[str, dict[str, Any]]] = []
+        #: Option acks without the request's req_id (Bybit's docs show them both ways).
+        self.option_acks_without_req_id = False
         self.ignore_pings = False
         self.reachable = True
         self._idle_timeout: float | None = 600.0
@@ -103,6 +109,7 @@ class FakeState:
     # ------------------------------------------------------------------ setup / urls
     def add_symbol(self, category: str, symbol: str, status: str = "Trading") -> Instrument:
         inst = Instrument(category, symbol, self._rng, status)
+        cats.setup_instrument(inst)
         if self.history_limit is not None:
             inst.history = collections.deque(maxlen=self.history_limit)
         if getattr(self, "_track_pushes", False):
