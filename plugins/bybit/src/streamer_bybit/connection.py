@@ -27,18 +27,17 @@ from REST) go through the hold book, which releases its held live trades after t
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import Iterable
 from typing import Final
 
-import attrs
 import msgspec
 import trio
 
-from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
+from streamer import Backoff, Emit, Event, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
 from streamer_bybit.capture import CaptureTap
+from streamer_bybit.connection_settings import ConnectionSettings, ConnectionShared, connection_name
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.derivatives import DerivativesTracker
 from streamer_bybit.hold_book import HoldBook
@@ -49,13 +48,11 @@ from streamer_bybit.pacer import ConnectPacer
 from streamer_bybit.recovery import (
     REST_ERRORS,
     GapRecovery,
-    RecoverySettings,
     TradeWindow,
     describe,
 )
-from streamer_bybit.rest import BybitRest
 from streamer_bybit.subscription import AckTimeout, Subscription, named_topic
-from streamer_bybit.tickers import PriceTracker, TickerBook
+from streamer_bybit.tickers import TickerBook
 
 #: Errors that mean "the network or the server is not there right now": log and retry.
 NETWORK_ERRORS = (
@@ -78,51 +75,6 @@ _encode = msgspec.json.Encoder().encode
 
 class StaleConnection(Exception):
     """Nothing arrived (no data, no pong) for ``stale_timeout`` seconds."""
-
-
-@attrs.define(frozen=True)
-class ConnectionSettings:
-    url: str
-    channel: str  # "linear" | "spot", also the REST category
-    ping_interval: float = 20.0
-    stale_timeout: float = 30.0
-    ack_timeout: float = 10.0
-    connect_timeout: float = 10.0
-    reconnect_max_delay: float = 30.0
-    subscribe_chunk: int = 10
-    recover_gaps: bool = True
-    #: Seconds the reader waits after handling a read before it reads again (0: off), so
-    #: that at light load one wake-up carries several messages. See :data:`COALESCE_SKIP`.
-    coalesce: float = 0.0
-    ssl_context: ssl.SSLContext | None = None
-    recovery: RecoverySettings = attrs.Factory(RecoverySettings)
-    #: Emit the ticker events (the "tickers" stream).
-    emit_tickers: bool = False
-    #: The ticker field behind the "price" stream, or None when price comes from trades or
-    #: is not streamed.
-    ticker_price_field: str | None = None
-    #: The "price" stream follows the last trade price.
-    price_from_trades: bool = False
-    #: The "derivatives" stream (from the merged tickers).
-    derivatives: bool = False
-
-
-@attrs.frozen
-class ConnectionShared:
-    """What every connection of one source shares: its name (log lines), logger, metrics,
-    connect pacer, REST client (gap recovery; None without) and price tracker."""
-
-    name: str
-    logger: logging.Logger
-    metrics: Metrics
-    pacer: ConnectPacer
-    rest: BybitRest | None
-    prices: PriceTracker
-
-
-def connection_name(source: str, index: int) -> str:
-    """How the log lines, metrics and capture name connection ``index`` of ``source``."""
-    return f"{source}#{index}"
 
 
 class BybitConnection(LiveTopics):

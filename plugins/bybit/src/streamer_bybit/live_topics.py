@@ -21,7 +21,7 @@ from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.subscription import AckTimeout, Subscription
 
 if TYPE_CHECKING:
-    from streamer_bybit.connection import ConnectionSettings
+    from streamer_bybit.connection_settings import ConnectionSettings
     from streamer_bybit.decode import MessageDecoder
     from streamer_bybit.outlet import Outlet
     from streamer_bybit.recovery import GapRecovery

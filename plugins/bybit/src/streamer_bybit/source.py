@@ -34,14 +34,8 @@ from streamer_bybit.config import (
     BybitOptionConfig,
     BybitSpotConfig,
 )
-from streamer_bybit.connection import (
-    REST_ERRORS,
-    BybitConnection,
-    ConnectionSettings,
-    ConnectionShared,
-    ConnectPacer,
-    connection_name,
-)
+from streamer_bybit.connection import REST_ERRORS, BybitConnection, ConnectPacer
+from streamer_bybit.connection_settings import ConnectionSettings, ConnectionShared, connection_name
 from streamer_bybit.history import BybitHistory
 from streamer_bybit.recovery import RecoverySettings, describe
 from streamer_bybit.rest import BybitRest, matching_symbols, trading_symbols
