@@ -29,7 +29,7 @@ from streamer._api import (
     Validates,
 )
 from streamer._backoff import Backoff
-from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
+from streamer._events import Book, Channel, DataType, Event, Kline, Price, Ticker, Trade
 from streamer._health import Health, PartState
 from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, hookimpl
 from streamer._inbox import Inbox
@@ -46,6 +46,7 @@ __all__ = [
     "DROP",
     "Backoff",
     "BaseTransform",
+    "Book",
     "Channel",
     "Context",
     "DataType",

@@ -1,7 +1,7 @@
 """The output wire format, shared by every sink.
 
 Each envelope is ``{"channel": <the source's channel name>, "data_type": "klines"|"trades"|
-"ticker"|"price", "data": [...]}`` (the Bybit source's channels are ``"linear"`` and
+"ticker"|"price"|"book", "data": [...]}`` (the Bybit source's channels are ``"linear"`` and
 ``"spot"``); this is the format consumers of the older streamer read, so no name changes.
 A batch is grouped into as few envelopes as possible (one per channel and data type, in
 order of first appearance) and encoded once, so every sink and client can share the bytes.

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
 
 from streamer.validators import Validator, at_least, between, greater_than, unwritable_dir
+from streamer_bybit.book_depths import depth_problem
 from streamer_bybit.shard import parse_shard, shard_symbols
 
-StreamName = Literal["trades", "klines", "tickers", "price"]
+StreamName = Literal["trades", "klines", "tickers", "price", "orderbook"]
 KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
@@ -80,7 +81,19 @@ def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
 
 def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
-        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price"')
+        raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price", '
+                         '"orderbook"')
+
+
+def _book_depth(instance: Any, _: attrs.Attribute[int], value: int) -> None:
+    problem = depth_problem(instance.book_category, value)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _book_stale_s(_: Any, __: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not 0 < value < float("inf"):
+        raise ValueError(f"book_stale_s: must be a positive number of seconds, got {value!r}")
 
 
 def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -169,6 +182,15 @@ class _BybitConfigBase(CaptureOptions):
     #: one, so that at light load one wake-up carries several messages (0: read at once).
     #: Adds up to this much latency; skipped after a large read. 0 to 100.
     coalesce_ms: float = attrs.field(default=5.0, validator=between(0, COALESCE_MS_MAX))
+    #: The "orderbook" stream's depth (levels a side): linear, inverse and spot 1, 50, 200,
+    #: 1000; option 25, 100 (see docs/plugins/bybit.md, "Order books").
+    book_depth: int = attrs.field(default=50, validator=_book_depth)
+    #: Seconds without a message after which a book is stale and resubscribed (default: 3
+    #: push intervals of its depth; depth 1: 3 s more).
+    book_stale_s: float | None = attrs.field(default=None, validator=_book_stale_s)
+
+    #: The category whose depths ``book_depth`` is checked against.
+    book_category: ClassVar[str] = "linear"
 
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
@@ -195,6 +217,8 @@ class BybitLinearConfig(_BybitConfigBase):
 
 @attrs.define
 class BybitSpotConfig(_BybitConfigBase):
+    book_category: ClassVar[str] = "spot"
+
     #: Ticker field behind the "price" stream.
     price_field: Literal["lastPrice", "usdIndexPrice"] = "lastPrice"
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
+from streamer_bybit.book_keeper import BookKeeper
 from streamer_bybit.intervals import MS_BY_CODE
 from streamer_bybit.tickers import PriceTracker, TickerBook
 
@@ -77,6 +78,7 @@ class Message(msgspec.Struct, gc=False):
     type: str = ""
     ts: int = 0
     data: msgspec.Raw = msgspec.Raw()
+    cts: int | None = None  # orderbook: the matching engine's time
     op: str | None = None
     success: bool | None = None
     ret_msg: str = ""
@@ -138,6 +140,8 @@ class MessageDecoder:
         self.price_from_trades = price_from_trades
         #: Trades decoded so far (one add per message, read by the metrics).
         self.trades = 0
+        #: The connection's order books ("orderbook" stream; None without).
+        self.books: BookKeeper | None = None
 
     def decode(self, payload: bytes, out: list[Event]) -> Message | None:
         """Append the events of one message to ``out``; return it if it is an op reply."""
@@ -204,6 +208,8 @@ class MessageDecoder:
                 self._klines(rest, msg, out)
             elif kind == "tickers":
                 self._ticker(rest, msg, out)
+            elif kind == "orderbook" and self.books is not None:
+                self.books.decode(rest, msg.type, msg.data, msg.ts, msg.cts, out)
             else:
                 self._bad("unknown_topic", payload, f"topic {topic!r}")
         except Exception as exc:  # any (see the module doc)

@@ -90,18 +90,19 @@ class Subscription:
         for i in range(0, len(topics), self.chunk):
             await self.subscribe(ws, topics[i : i + self.chunk])
 
-    async def _request(self, ws: TextSender, args: list[str]) -> Message:
+    async def _request(self, ws: TextSender, args: list[str], op: str = "subscribe") -> Message:
         self.requests += 1
         req_id = f"{self.index}.{self.requests}"
         pending: list[Any] = [trio.Event(), None]
         self._acks[req_id] = pending
-        await ws.send_text(_encode({"op": "subscribe", "args": args, "req_id": req_id}).decode())
+        await ws.send_text(_encode({"op": op, "args": args, "req_id": req_id}).decode())
         with trio.move_on_after(self.ack_timeout):
             await pending[0].wait()
         self._acks.pop(req_id, None)
         if pending[1] is None:
             raise AckTimeout(
-                f"no answer to a subscribe of {len(args)} topics in {self.ack_timeout:g} s"
+                f"no answer to a{'n' if op[0] == 'u' else ''} {op} of {len(args)} topics in "
+                f"{self.ack_timeout:g} s"
             )
         reply: Message = pending[1]
         return reply
@@ -132,6 +133,13 @@ class Subscription:
         half = len(args) // 2
         await self.subscribe(ws, args[:half])
         await self.subscribe(ws, args[half:])
+
+    async def resubscribe(self, ws: TextSender, topic: str) -> None:
+        """Unsubscribe ``topic``, then subscribe it again (its stream starts over: an order
+        book's with a fresh snapshot). Both acks are awaited; a refused unsubscribe (the topic
+        was not subscribed) does not matter."""
+        await self._request(ws, [topic], "unsubscribe")
+        await self.subscribe(ws, [topic])
 
     def _refuse(self, topic: str, ret_msg: str) -> None:
         self.refused[topic] = ret_msg

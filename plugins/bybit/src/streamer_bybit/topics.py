@@ -24,6 +24,8 @@ def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
             topics.extend(f"kline.{code}.{symbol}" for code in codes)
         if tickers:
             topics.append(f"tickers.{symbol}")
+        if "orderbook" in streams:
+            topics.append(f"orderbook.{config.book_depth}.{symbol}")
     return topics
 
 
