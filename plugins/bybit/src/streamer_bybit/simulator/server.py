@@ -15,8 +15,8 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   ``Invalid symbol :[<T>]``.  Already-subscribed topics give
   ``error:already subscribed,topic:<T>`` on both categories.  Unsubscribing a topic that is
   not subscribed is acknowledged with success.
-* Only ``publicTrade``, ``tickers`` and ``kline`` topics exist; ``orderbook.*`` and any
-  other topic is refused as unknown.
+* Only ``publicTrade``, ``tickers``, ``kline`` and ``orderbook.{depth}`` topics exist (the
+  books and their faults: books.py); any other topic is refused as unknown.
 * A kline candle closes (``confirm: true`` is pushed) on the first trade of the symbol at
   or after the boundary, not by a timer; the confirm message for the old candle comes
   first, then the update of the new one, one candle per message.  Minutes without trades
@@ -69,6 +69,7 @@ from websockets.server import ServerProtocol
 
 from streamer.clock import now_ms
 
+from .books import BookFeed, book_depth_ok
 from .market import INTERVALS, Candle, Instrument, fmt, period_end, period_start, to_int
 from .pacing import EvenTicker
 from .tls import TLSServerStream
@@ -339,6 +340,8 @@ class FakeBybit:
         self._subs: dict[tuple[str, str], list[Connection]] = collections.defaultdict(list)
         self._sub_changed = trio.lowlevel.ParkingLot()
         self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: The order books (simulator/books.py): ``push_book`` sends their messages.
+        self.books = BookFeed(seed)
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
         self.rest_trade_lag = rest_trade_lag
@@ -640,6 +643,8 @@ class FakeBybit:
         market = self.markets[category]
         if len(parts) == 2 and parts[0] in ("publicTrade", "tickers"):
             sym = parts[1]
+        elif len(parts) == 3 and parts[0] == "orderbook" and book_depth_ok(category, parts[1]):
+            sym = parts[2]
         elif len(parts) == 3 and parts[0] == "kline" and parts[1] in INTERVALS:
             sym = parts[2]
         else:
@@ -678,6 +683,8 @@ class FakeBybit:
             if kind == "tickers":
                 conn._enqueue(self._ticker_frame(self.markets[cat][rest], snapshot=True,
                                                  fields=None))
+            elif kind == "orderbook":
+                conn._enqueue(ws_frame(_dumps(self.books.subscribed(cat, t, self._msg_ts()))))
             elif kind == "kline":
                 interval, _, sym = rest.partition(".")
                 self.markets[cat][sym].track(interval)
@@ -878,6 +885,12 @@ class FakeBybit:
             for c in subs:
                 c._enqueue(frame)
         self._publish_klines(inst, ts, msg_ts)
+
+    def push_book(self, category: str, topic: str) -> None:
+        """One push of ``topic``'s book to its subscribers (a fault injected with
+        ``books.inject`` is taken by it)."""
+        for payload in self.books.push(category, topic, self._msg_ts()):
+            self._publish(category, topic, payload)
 
     def _ticker_frame(self, inst: Instrument, snapshot: bool, fields: dict | None) -> bytes:
         inst.cs += 1
