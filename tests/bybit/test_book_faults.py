@@ -41,10 +41,9 @@ class Model:
         self.stale_after = stale_after_s("linear", depth)
         self.keeper = BookKeeper("linear", depth, ["BTCUSDT"], self.stale_after, self.metrics,
                                  log, "bybit#0")
-        self.decoder = MessageDecoder("linear", self.metrics, log,
-                                      TickerBook("linear", PriceTracker("linear"), emit_tickers=False,
-                                                 price_field=None),
-                                      PriceTracker("linear"))
+        prices = PriceTracker("linear")
+        tickers = TickerBook("linear", prices, emit_tickers=False, price_field=None)
+        self.decoder = MessageDecoder("linear", self.metrics, log, tickers, prices)
         self.decoder.books = self.keeper
         self.now = 0.0
         self.ts = 1_000

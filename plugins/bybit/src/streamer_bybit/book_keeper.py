@@ -203,14 +203,14 @@ class BookKeeper:
         return min(lasts) + self.stale_after if lasts else None
 
     def stale(self, now: float) -> list[str]:
-        """Drop every book silent for longer than ``stale_after`` (a book already waiting
+        """Drop every book silent for ``stale_after`` or longer (a book already waiting
         for its resubscribe's snapshot waits again from now); return their symbols."""
         if not self.armed:
             return []
         out = []
-        limit = now - self.stale_after
+        stale_after = self.stale_after
         for symbol, sb in self.books.items():
-            if sb.last < limit and not sb.pending:
+            if sb.last + stale_after <= now and not sb.pending:
                 self._break(symbol, sb, "stale", sb.last_ts, now)
                 out.append(symbol)
         return out

@@ -74,7 +74,11 @@ async def run_book_worker(conn: BybitConnection, ws: WebSocket, books: BookKeepe
         deadline = books.next_deadline()
         with trio.move_on_at(deadline if deadline is not None else math.inf):
             await changed.wait()
-        if not changed.is_set() and not conn._emitting:
+        if changed.is_set():
+            continue
+        if conn._emitting:  # held downstream: judged once the reader reads again
+            await trio.sleep(books.stale_after)
+        else:
             books.stale(trio.current_time())
 
 
