@@ -125,3 +125,16 @@ def test_keeper_staleness_is_judged_once_armed_and_not_while_resubscribing():
     k.on_message("B", "snapshot", [["1", "1"]], [["2", "1"]], 3, None, None, 6, 5.02, out)
     assert k.stale_seconds == pytest.approx(5.02 - 1.0)
     assert metrics["book_stale"] == 2
+
+
+def test_keeper_drops_a_book_with_more_levels_than_its_depth():
+    metrics = Metrics()
+    k = _keeper(metrics)
+    out: list = []
+    levels = [[str(100 - i), "1"] for i in range(50)]
+    k.on_message("BTCUSDT", "snapshot", levels, [["101", "1"]], 1, None, None, 1, 0.0, out)
+    assert len(out) == 1
+    k.on_message("BTCUSDT", "delta", [["10", "1"]], [], 2, None, None, 2, 0.0, out)
+    assert len(out) == 1 and metrics["book_overfull"] == 1
+    assert k.take_resync() == {"BTCUSDT": "overfull"}
+    assert k.books["BTCUSDT"].book.top() == ([], [])

@@ -11,6 +11,8 @@ events only when the book stays exact. The checks:
   a snapshot with ``u = 1`` after a live book means Bybit reset it (``book_resets``; its
   sides may be empty, a delisting);
 - **crossed**: best bid >= best ask after a message: ``book_crossed``;
+- **bounded**: more levels on a side than the depth (Bybit deletes what falls out of it):
+  ``book_overfull``;
 - **staleness**: no message for longer than :func:`~streamer_bybit.book_depths.stale_after_s`
   while the socket is alive (judged by :meth:`BookKeeper.stale`): ``book_stale``, and
   ``book_stale_seconds`` sums each stale book's silence, from its last message to its fresh
@@ -36,7 +38,8 @@ from streamer_bybit.book import OrderBook
 Status = Literal["waiting", "live", "broken"]
 
 #: Why a book was dropped, and the counter each reason bumps.
-FAULT_COUNTERS: Final = {"gap": "book_gaps", "crossed": "book_crossed", "stale": "book_stale"}
+FAULT_COUNTERS: Final = {"gap": "book_gaps", "crossed": "book_crossed", "stale": "book_stale",
+                         "overfull": "book_overfull"}
 
 
 class BookData(msgspec.Struct, gc=False):
@@ -185,6 +188,8 @@ class BookKeeper:
                 raise
         else:
             raise ValueError(f"book message of type {kind!r}")
+        if outcome == "ok" and (len(book.bids) > self.depth or len(book.asks) > self.depth):
+            outcome = "overfull"  # more levels than the depth: bounded, and not Bybit's book
         if outcome != "ok":
             self._break(symbol, sb, outcome, ts, now)
             return
