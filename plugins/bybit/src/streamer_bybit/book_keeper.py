@@ -188,10 +188,11 @@ class BookKeeper:
                 raise
         else:
             raise ValueError(f"book message of type {kind!r}")
+        reason: str = outcome
         if outcome == "ok" and (len(book.bids) > self.depth or len(book.asks) > self.depth):
-            outcome = "overfull"  # more levels than the depth: bounded, and not Bybit's book
-        if outcome != "ok":
-            self._break(symbol, sb, outcome, ts, now)
+            reason = "overfull"  # more levels than the depth: bounded, and not Bybit's book
+        if reason != "ok":
+            self._break(symbol, sb, reason, ts, now)
             return
         if sb.status != "live":
             sb.status = "live"
