@@ -12,14 +12,14 @@ import pytest
 import trio
 import zstandard
 
-from streamer._events import Kline, Price, Ticker, Trade
+from streamer._events import Book, Kline, Price, Ticker, Trade
 from streamer.testing import running_pipeline
 
 DAY = 86_400_000
 T0 = 1_764_115_200_000  # 2025-11-26 00:00 UTC
 
 
-def events(n: int = 40) -> list:
+def events(n: int = 40, *, books: bool = False) -> list:
     out: list = []
     for i in range(n):
         ts = T0 + i * 3_600_000  # hourly: the second day starts at i = 24
@@ -34,6 +34,11 @@ def events(n: int = 40) -> list:
         out.append(Ticker("linear", "BTCUSDT", ts, {"symbol": "BTCUSDT", "lastPrice": 65000.0 + i,
                                                     "tickDirection": "PlusTick",
                                                     "fundingRate": "" if i == 3 else 0.0001}))
+        if books:
+            out.append(Book("linear", "BTCUSDT", "snapshot" if i % 10 == 0 else "delta",
+                            [[f"{65000 + i}.5", "0.001"], ["65000.0", "0"]], [] if i == 7
+                            else [[f"{65001 + i}.50", "1.250"]], 100 + i, ts + 2,
+                            None if i == 5 else 9000 + i, None if i == 6 else ts))
     return out
 
 
@@ -83,7 +88,7 @@ def read_jsonl(root: Path) -> dict[tuple[str, str], list]:
 
 
 async def test_jsonl_round_trips_partitioned_by_channel_type_and_date(plugin_manager, tmp_path):
-    evs = events()
+    evs = events(books=True)
     await run_sink(plugin_manager, tmp_path, "jsonl", [evs[:100], evs[100:]])
     got = read_jsonl(tmp_path)
     for (channel, data_type), items in got.items():
@@ -107,7 +112,7 @@ def _check_trades(table: pa.Table, want: list[Trade]) -> None:
 
 
 async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, tmp_path):
-    evs = events()
+    evs = events(books=True)
     await run_sink(plugin_manager, tmp_path, "parquet", [evs[i:i + 7]
                                                          for i in range(0, len(evs), 7)])
     trades = pq.read_table(tmp_path / "linear" / "trades").sort_by("T")
@@ -129,6 +134,18 @@ async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, t
     assert funding[3]["fundingRate"] is None and funding[4]["fundingRate"] == 0.0001
     price = pq.read_table(tmp_path / "linear" / "price")
     assert price.num_rows == 40 and price.schema.field("price").type == pa.float64()
+    books = pq.read_table(tmp_path / "linear" / "book").drop_columns(["date"])
+    assert books.schema.field("bids").type == pa.list_(pa.list_(pa.string()))
+    assert books.schema.field("engine_ts").type == pa.timestamp("ms", tz="UTC")
+
+    def _ms(v):
+        return None if v is None else int(v.timestamp() * 1000)
+
+    got_books = sorted((r["symbol"], r["kind"], r["bids"], r["asks"], r["update_id"],
+                        _ms(r["ts"]), r["seq"], _ms(r["engine_ts"]))
+                       for r in books.to_pylist())
+    assert got_books == sorted((b.symbol, b.kind, b.bids, b.asks, b.update_id, b.ts, b.seq,
+                                b.engine_ts) for b in evs if isinstance(b, Book))
 
 
 async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path):

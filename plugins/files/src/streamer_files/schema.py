@@ -29,6 +29,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("closed", pa.bool_()), ("turnover", pa.float64()), ("partial", pa.bool_()),
     ]),
     "price": pa.schema([("symbol", pa.string()), ("price", pa.float64()), ("timestamp", TS)]),
+    # Levels keep the exchange's decimal strings: a book is exact, never rounded to floats.
+    "book": pa.schema([
+        ("symbol", pa.string()), ("kind", pa.string()),
+        ("bids", pa.list_(pa.list_(pa.string()))), ("asks", pa.list_(pa.list_(pa.string()))),
+        ("update_id", pa.int64()), ("ts", TS), ("seq", pa.int64()), ("engine_ts", TS),
+    ]),
 }
 
 #: Wire fields that are decimal strings but stored as float64.

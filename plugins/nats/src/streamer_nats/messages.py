@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from streamer import Event, Kline, Price, Ticker, Trade
+from streamer import Book, Event, Kline, Price, Ticker, Trade
 from streamer.intervals import interval_label
 from streamer.validators import channel_problem
 
@@ -73,6 +73,8 @@ def subject_of(prefix: str, event: Event) -> str:
         return f"{prefix}.{ch}.klines.{_label(event.interval)}.{token(event.symbol)}"
     if isinstance(event, Ticker):
         return f"{prefix}.{ch}.ticker.{token(event.symbol)}"
+    if isinstance(event, Book):
+        return f"{prefix}.{ch}.book.{token(event.symbol)}"
     return f"{prefix}.{ch}.price.{token(event.symbol)}"
 
 
@@ -89,6 +91,8 @@ def msg_id_of(event: Event) -> str:
         return f"ku:{base}:v{event.volume!r}c{event.close!r}"
     if isinstance(event, Ticker):
         return f"tk:{event.channel}:{event.symbol}:{event.ts}"
+    if isinstance(event, Book):  # u restarts after a reset: the push time tells those apart
+        return f"b:{event.channel}:{event.symbol}:{event.kind[0]}{event.update_id}:{event.ts}"
     return f"p:{event.channel}:{event.symbol}:{event.ts}"
 
 
@@ -121,12 +125,28 @@ def _ticker(channel: str, d: dict[str, Any]) -> Ticker:
     return Ticker(channel, str(fields.get("symbol", "")), ts, fields)
 
 
+def _book(channel: str, d: dict[str, Any]) -> Book:
+    kind = d["kind"]
+    if kind not in ("snapshot", "delta"):
+        raise ValueError(f"book kind {kind!r}")
+    return Book(channel, d["symbol"], kind, _levels(d["bids"]), _levels(d["asks"]),
+                int(d["update_id"]), int(d["ts"]), d.get("seq"), d.get("engine_ts"))
+
+
+def _levels(levels: Any) -> list[list[str]]:
+    if not isinstance(levels, list) or not all(
+            isinstance(lv, list) and len(lv) == 2 and all(isinstance(x, str) for x in lv)
+            for lv in levels):
+        raise ValueError("book levels must be [price, size] strings")
+    return levels
+
+
 def _price(channel: str, d: dict[str, Any]) -> Price:
     return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
 
 
 _DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
-    "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
+    "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price, "book": _book,
 }
 
 
