@@ -1,4 +1,4 @@
-"""streamer_bybit.book.OrderBook and streamer_bybit.book_keeper.BookKeeper, pure: exact
+"""streamer.book.OrderBook and streamer_bybit.book_keeper.BookKeeper, pure: exact
 outcomes of each message (continuity, resets, crossed, staleness)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from streamer import Book, Metrics, RateLimitedLog, StreamGap
-from streamer_bybit.book import OrderBook
+from streamer.book import OrderBook
 from streamer_bybit.book_keeper import BookKeeper
 
 

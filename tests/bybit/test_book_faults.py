@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer import Book, Metrics, RateLimitedLog
-from streamer_bybit.book import OrderBook
+from streamer.book import OrderBook
 from streamer_bybit.book_depths import stale_after_s
 from streamer_bybit.book_keeper import BookKeeper
 from streamer_bybit.decode import MessageDecoder

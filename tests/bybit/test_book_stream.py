@@ -8,7 +8,7 @@ import trio
 from bybit.harness import Collector, make_source, run_source
 
 from streamer import Book
-from streamer_bybit.book import OrderBook
+from streamer.book import OrderBook
 
 TOPIC = "orderbook.50.BTCUSDT"
 

@@ -2,7 +2,7 @@
 
 Pure and synchronous (the caller passes the time): the connection's reader hands each decoded
 book message to :meth:`BookKeeper.on_message`, which applies it to the symbol's
-:class:`~streamer_bybit.book.OrderBook` and appends a :class:`streamer.Book` event to the read's
+:class:`~streamer.book.OrderBook` and appends a :class:`streamer.Book` event to the read's
 events only when the book stays exact. The checks:
 
 - **continuity**: a delta's ``u`` must be the last ``u`` + 1 (a missed, doubled or reordered
@@ -33,7 +33,7 @@ from typing import Final, Literal
 import msgspec
 
 from streamer import Book, Event, Metrics, RateLimitedLog, StreamGap
-from streamer_bybit.book import OrderBook
+from streamer.book import OrderBook
 
 Status = Literal["waiting", "live", "broken"]
 

@@ -1,7 +1,9 @@
-"""One order book (bids and asks, price-ordered) and how a Bybit ``orderbook`` message changes it.
+"""One order book (bids and asks, price-ordered) and how a snapshot or a delta changes it.
 
-Pure and synchronous: no I/O, no clock. :class:`~streamer_bybit.book_keeper.BookKeeper`
-decides from what :meth:`OrderBook.apply` says whether a message may go downstream.
+Pure and synchronous: no I/O, no clock, no exchange. A source checks its exchange's book
+messages with it (what :meth:`OrderBook.snapshot` and :meth:`OrderBook.delta` return says
+whether a message may go downstream); a transform or a consumer rebuilds a book from
+:class:`streamer.Book` events with it.
 
 Levels are keyed by the price's number (``float``), not its text, so ``"100"`` and ``"100.0"``
 are one level; each level keeps the price and size strings exactly as Bybit sent them. The
