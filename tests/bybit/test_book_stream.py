@@ -117,3 +117,59 @@ async def test_a_refused_book_topic_is_not_resubscribed(fake_bybit, collector, a
         assert source.context.metrics["book_stale"] == 1
         assert source.connections[0].books.books.keys() == {"BTCUSDT"}
         nursery.cancel_scope.cancel()
+
+
+async def test_depth_1_snapshots_repeat_the_same_u_and_staleness_waits_3_s_more(
+    fake_bybit, collector, autojump_clock
+):
+    """Depth 1 is snapshots only, repeated with the same ``u`` every 3 s when nothing
+    changed: none of that is a fault; a silence past 3 s + 3 x 10 ms (+ coalesce_ms) is."""
+    topic = "orderbook.1.BTCUSDT"
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], streams=["orderbook"],
+                         book_depth=1, coalesce_ms=0)
+    metrics = source.context.metrics
+    async with trio.open_nursery() as nursery:
+        await run_source(nursery, source, collector)
+        start = trio.current_time()
+        for _ in range(3):
+            fake_bybit.push_book("linear", topic)
+            await trio.sleep(0.01)
+        for _ in range(3):
+            await trio.sleep(2.9)
+            fake_bybit.push_book("linear", topic, unchanged=True)
+        await trio.sleep(0.01)
+        books = collector.of(Book)
+        assert [b.kind for b in books] == ["snapshot"] * 7
+        assert [b.update_id for b in books[-4:]] == [books[-4].update_id] * 4
+        assert metrics["book_gaps"] == metrics["book_stale"] == metrics["book_resyncs"] == 0
+        true = fake_bybit.books.book("linear", topic).levels()
+        assert source.connections[0].books.books["BTCUSDT"].book.top() == true
+        assert len(true[0]) == len(true[1]) == 1
+        # Silent: stale 3.03 s after the last snapshot, resubscribed, fresh snapshot.
+        last = trio.current_time() - 0.01
+        with trio.fail_after(10):
+            while metrics["book_resyncs"] == 0:
+                await trio.sleep(0.0001)
+        assert metrics["book_stale"] == 1
+        assert round(trio.current_time() - last, 3) == 3.03
+        assert trio.current_time() - start > 3 * 2.9
+        nursery.cancel_scope.cancel()
+
+
+async def test_spot_depth_200_is_subscribed_and_checked(fake_bybit, collector, autojump_clock):
+    topic = "orderbook.200.BTCUSDT"
+    source = make_source(fake_bybit, "spot", symbols=["BTCUSDT"], streams=["orderbook"],
+                         book_depth=200, coalesce_ms=0)
+    async with trio.open_nursery() as nursery:
+        await run_source(nursery, source, collector)
+        assert source.connections[0].books.stale_after == 0.6  # 3 x 200 ms (spot)
+        for _ in range(5):
+            fake_bybit.push_book("spot", topic)
+        fake_bybit.books.inject("spot", topic, "swap")
+        fake_bybit.push_book("spot", topic)
+        with trio.fail_after(10):
+            while not [g for g in collector.gaps if g.closed]:
+                await trio.sleep(0.01)
+        assert source.context.metrics["book_gaps"] == 1
+        assert _consumer(collector).top() == fake_bybit.books.book("spot", topic).levels()
+        nursery.cancel_scope.cancel()

@@ -168,10 +168,17 @@ class BookFeed:
         self.silent.discard((category, topic))
         return _message(topic, "snapshot", ts, self.book(category, topic).snapshot_data())
 
-    def push(self, category: str, topic: str, ts: int) -> list[dict[str, Any]]:
-        """The book changes once (twice for "swap"); the messages its subscribers get."""
+    def push(self, category: str, topic: str, ts: int, *, unchanged: bool = False
+             ) -> list[dict[str, Any]]:
+        """The book changes once (twice for "swap"); the messages its subscribers get.
+        ``unchanged``: nothing changed (depth 1 repeats its snapshot, same ``u``, every 3 s;
+        deeper books send nothing)."""
         key = (category, topic)
         book = self.book(category, topic)
+        if unchanged:
+            if key in self.silent or book.depth != 1:
+                return []
+            return [_message(topic, "snapshot", ts, book.snapshot_data())]
         queue = self.faults.get(key)
         fault = queue.popleft() if queue else None
         kind = "snapshot" if book.depth == 1 else "delta"

@@ -886,10 +886,10 @@ class FakeBybit:
                 c._enqueue(frame)
         self._publish_klines(inst, ts, msg_ts)
 
-    def push_book(self, category: str, topic: str) -> None:
+    def push_book(self, category: str, topic: str, *, unchanged: bool = False) -> None:
         """One push of ``topic``'s book to its subscribers (a fault injected with
-        ``books.inject`` is taken by it)."""
-        for payload in self.books.push(category, topic, self._msg_ts()):
+        ``books.inject`` is taken by it; ``unchanged``: see ``BookFeed.push``)."""
+        for payload in self.books.push(category, topic, self._msg_ts(), unchanged=unchanged):
             self._publish(category, topic, payload)
 
     def _ticker_frame(self, inst: Instrument, snapshot: bool, fields: dict | None) -> bytes:
