@@ -173,3 +173,31 @@ async def test_spot_depth_200_is_subscribed_and_checked(fake_bybit, collector, a
         assert source.context.metrics["book_gaps"] == 1
         assert _consumer(collector).top() == fake_bybit.books.book("spot", topic).levels()
         nursery.cancel_scope.cancel()
+
+
+async def test_the_simulator_pushes_each_depth_at_its_interval(fake_bybit, collector,
+                                                               autojump_clock):
+    from streamer_bybit.simulator.books import run_books
+
+    source = make_source(fake_bybit, symbols=["BTCUSDT", "ETHUSDT"], streams=["orderbook"],
+                         book_depth=200, coalesce_ms=0)
+    spot = make_source(fake_bybit, "spot", name="spot", symbols=["BTCUSDT"],
+                       streams=["orderbook"], book_depth=200, coalesce_ms=0)
+    async with trio.open_nursery() as nursery:
+        await run_source(nursery, source, collector)
+        await run_source(nursery, spot, collector)
+        start = trio.current_time()
+        await nursery.start(run_books, fake_bybit)
+        await trio.sleep_until(start + 1.005)
+        pushes = fake_bybit.books.pushes
+        # Linear depth 200 every 100 ms, spot depth 200 every 200 ms.
+        assert pushes[("linear", "orderbook.200.BTCUSDT")] == 10
+        assert pushes[("linear", "orderbook.200.ETHUSDT")] == 10
+        assert pushes[("spot", "orderbook.200.BTCUSDT")] == 5
+        await trio.sleep(0.05)
+        books = collector.of(Book)
+        assert len(books) == 3 + 25  # the snapshots, then every delta
+        assert source.context.metrics["book_stale"] == spot.context.metrics["book_stale"] == 0
+        assert _consumer(collector, "ETHUSDT").top() == fake_bybit.books.book(
+            "linear", "orderbook.200.ETHUSDT").levels()
+        nursery.cancel_scope.cancel()

@@ -25,7 +25,13 @@ import random
 from collections import deque
 from typing import Any, Final
 
-from streamer_bybit.book_depths import DEPTHS
+import trio
+
+from streamer_bybit.book_depths import DEPTHS, push_interval_ms
+
+#: The pusher's step: the shortest push interval (depth 1), every other one a multiple of it.
+TICK_MS: Final = 10
+TICK_S: Final = TICK_MS / 1000
 
 FAULTS: Final = ("drop", "duplicate", "swap", "reset", "delist", "silent", "crossed")
 
@@ -206,8 +212,27 @@ class BookFeed:
         return out
 
 
+async def run_books(fake: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Push every subscribed ``orderbook`` topic of ``fake`` (a FakeBybit) at its depth's push
+    interval (:func:`~streamer_bybit.book_depths.push_interval_ms`), from now on, until
+    cancelled: Bybit's rhythm, one change per push."""
+    start = trio.current_time()
+    task_status.started()
+    tick = 0
+    while True:
+        tick += 1
+        await trio.sleep_until(start + tick * TICK_S)
+        elapsed_ms = tick * TICK_MS
+        for (category, topic), subs in list(fake._subs.items()):
+            if not subs or not topic.startswith("orderbook."):
+                continue
+            depth = int(topic.split(".")[1])
+            if elapsed_ms % push_interval_ms(category, depth) == 0:
+                fake.push_book(category, topic)
+
+
 def _message(topic: str, kind: str, ts: int, data: dict[str, Any]) -> dict[str, Any]:
     return {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": ts - 2}
 
 
-__all__ = ["FAULTS", "BookFeed", "SimBook", "book_depth_ok"]
+__all__ = ["FAULTS", "BookFeed", "SimBook", "book_depth_ok", "run_books"]
