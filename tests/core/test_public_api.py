@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The public submodules, as docs/writing_plugins.md lists them.
 PUBLIC_SUBMODULES = {"streamer.wire", "streamer.intervals", "streamer.clock", "streamer.history",
                      "streamer.validators", "streamer.net", "streamer.testing",
-                     "streamer.pretty"}
+                     "streamer.pretty", "streamer.book"}
 
 
 def _plugin_sources() -> list[Path]:
