@@ -112,6 +112,9 @@ def _run(depth: int, seed: int, schedule: list[str]) -> None:
             # copy), then the fresh snapshot first of all after it.
             snapshots = [i for i, e in enumerate(after) if e.kind == "snapshot"]
             assert snapshots, fault
+            # Between the fault and the fresh snapshot nothing, but the duplicate's first
+            # copy (a good delta, before the copy that broke the book).
+            assert len(after[:snapshots[0]]) == (1 if fault == "duplicate" else 0), fault
         for _ in range(2):
             m.push()
         assert m.keeper.books["BTCUSDT"].book.top() == m.true_top(), (fault, schedule)
