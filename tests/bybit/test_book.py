@@ -83,7 +83,7 @@ def test_keeper_emits_exact_books_and_drops_the_broken_one_until_a_snapshot():
     k.on_message("BTCUSDT", "delta", [["99", "1"]], [], 10, 57, 1002, 1002, 0.0, out)  # 9 lost
     assert len(out) == 2
     assert metrics["book_gaps"] == 1
-    assert k.take_resync() == {"BTCUSDT": "gap"} and metrics["book_resyncs"] == 1
+    assert k.take_resync(100.0) == {"BTCUSDT": "gap"} and metrics["book_resyncs"] == 1
     assert k.take_gaps() == [StreamGap("linear", ("BTCUSDT",), 1001, data_type="book")]
     k.on_message("BTCUSDT", "delta", [["99", "1"]], [], 11, 58, 1003, 1003, 0.0, out)
     assert len(out) == 2 and metrics["book_dropped_deltas"] == 2
@@ -120,7 +120,7 @@ def test_keeper_staleness_is_judged_once_armed_and_not_while_resubscribing():
     assert k.stale(1.07) == ["B"]
     assert metrics["book_stale"] == 1
     assert k.stale(5.0) == ["A"]  # B waits for its resubscribe: not judged
-    k.take_resync()
+    k.take_resync(100.0)
     k.resubscribed("B", 5.0)
     k.on_message("B", "snapshot", [["1", "1"]], [["2", "1"]], 3, None, None, 6, 5.02, out)
     assert k.stale_seconds == pytest.approx(5.02 - 1.0)
@@ -136,5 +136,24 @@ def test_keeper_drops_a_book_with_more_levels_than_its_depth():
     assert len(out) == 1
     k.on_message("BTCUSDT", "delta", [["10", "1"]], [], 2, None, None, 2, 0.0, out)
     assert len(out) == 1 and metrics["book_overfull"] == 1
-    assert k.take_resync() == {"BTCUSDT": "overfull"}
+    assert k.take_resync(100.0) == {"BTCUSDT": "overfull"}
     assert k.books["BTCUSDT"].book.top() == ([], [])
+
+
+def test_a_symbol_is_resubscribed_at_most_once_per_spacing():
+    metrics = Metrics()
+    k = _keeper(metrics, ("A", "B"))
+    out: list = []
+    crossed = ([["2", "1"]], [["1", "1"]])
+    k.on_message("A", "snapshot", *crossed, 1, None, None, 1, 10.0, out)
+    assert k.take_resync(10.0) == {"A": "crossed"}
+    k.resubscribed("A", 10.01)
+    k.on_message("A", "snapshot", *crossed, 1, None, None, 2, 10.02, out)  # crossed again
+    k.on_message("B", "snapshot", *crossed, 1, None, None, 2, 10.02, out)
+    assert k.take_resync(10.5) == {"B": "crossed"}  # A waits: resubscribed 0.5 s ago
+    assert k.next_resync() == 11.0
+    assert k.take_resync(10.99) == {}
+    assert k.take_resync(11.0) == {"A": "crossed"}
+    assert k.next_resync() is None
+    assert metrics["book_resyncs"] == 3 and metrics["book_crossed"] == 3
+    assert out == []

@@ -39,8 +39,9 @@ class Model:
         self.metrics = Metrics()
         log = RateLimitedLog(logging.getLogger("test.book_faults"))
         self.stale_after = stale_after_s("linear", depth)
+        # Resubscribes not spaced: each fault is followed by its resubscribe at once.
         self.keeper = BookKeeper("linear", depth, ["BTCUSDT"], self.stale_after, self.metrics,
-                                 log, "bybit#0")
+                                 log, "bybit#0", resync_spacing=0.0)
         prices = PriceTracker("linear")
         tickers = TickerBook("linear", prices, emit_tickers=False, price_field=None)
         self.decoder = MessageDecoder("linear", self.metrics, log, tickers, prices)
@@ -68,7 +69,7 @@ class Model:
         if sb.status == "live":
             assert self.consumer.top() == sb.book.top()
         while self.keeper.resync:
-            self.keeper.take_resync()
+            assert self.keeper.take_resync(self.now)
             # Bybit's answer to unsubscribe + subscribe: the subscribe's snapshot.
             self.keeper.resubscribed("BTCUSDT", self.now)
             self._deliver([self.feed.subscribed("linear", self.topic, self.ts)])

@@ -35,7 +35,7 @@ async def _live(capture) -> Collector:
             for _ in range(4):
                 fake.push_book("linear", "orderbook.50.BTCUSDT")
                 fake.push_book("linear", "orderbook.50.ETHUSDT")
-                await trio.sleep(0.05)
+                await trio.sleep(0.3)  # 1.2 s per fault: past the resubscribe spacing
         await trio.sleep(0.5)
         assert source.context.metrics["book_resyncs"] == 3
         fake.stop()

@@ -27,6 +27,7 @@ opens a book gap (:attr:`BookKeeper.gaps`, a :class:`streamer.StreamGap` with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final, Literal
 
@@ -38,6 +39,10 @@ from streamer.book import OrderBook
 Status = Literal["waiting", "live", "broken"]
 
 #: Why a book was dropped, and the counter each reason bumps.
+#: A symbol's topic is resubscribed at most once per this many seconds: a book that breaks
+#: again at once (an exchange sending crossed books) must not turn into a resubscribe storm.
+RESYNC_SPACING: Final = 1.0
+
 FAULT_COUNTERS: Final = {"gap": "book_gaps", "crossed": "book_crossed", "stale": "book_stale",
                          "overfull": "book_overfull"}
 
@@ -58,7 +63,8 @@ _book_data_decoder: Final = msgspec.json.Decoder(BookData)
 class SymbolBook:
     """One symbol's book and where it stands."""
 
-    __slots__ = ("book", "gap_since", "last", "last_ts", "pending", "stale_since", "status")
+    __slots__ = ("book", "gap_since", "last", "last_ts", "pending", "resubscribed_at",
+                 "stale_since", "status")
 
     def __init__(self, now: float) -> None:
         self.book = OrderBook()
@@ -75,14 +81,18 @@ class SymbolBook:
         self.stale_since: float | None = None
         #: Its resubscribe is asked for or in flight: silence is not judged meanwhile.
         self.pending = False
+        #: trio time its topic was last handed out for a resubscribe.
+        self.resubscribed_at = -math.inf
 
 
 class BookKeeper:
     """The books of one connection's ``orderbook`` topics; see the module doc."""
 
     def __init__(self, channel: str, depth: int, symbols: Sequence[str], stale_after: float,
-                 metrics: Metrics, log: RateLimitedLog, name: str) -> None:
+                 metrics: Metrics, log: RateLimitedLog, name: str, *,
+                 resync_spacing: float = RESYNC_SPACING) -> None:
         self.channel = channel
+        self.resync_spacing = resync_spacing
         self.depth = depth
         self.stale_after = stale_after
         self.metrics = metrics
@@ -252,12 +262,30 @@ class BookKeeper:
                                        data_type="book"))
             sb.gap_since = None
 
-    def take_resync(self) -> dict[str, str]:
-        """The symbols to resubscribe now (and forget them here); each counts one resync."""
-        out, self.resync = self.resync, {}
+    def take_resync(self, now: float) -> dict[str, str]:
+        """The symbols to resubscribe now (forgotten here; each counts one resync): those not
+        resubscribed within ``resync_spacing``; the others stay for :meth:`next_resync`."""
+        out: dict[str, str] = {}
+        spacing = self.resync_spacing
+        for symbol, reason in list(self.resync.items()):
+            sb = self.books.get(symbol)
+            if sb is None:
+                del self.resync[symbol]
+            elif sb.resubscribed_at + spacing <= now:
+                sb.resubscribed_at = now
+                out[symbol] = reason
+                del self.resync[symbol]
         if out:
             self.metrics.inc("book_resyncs", len(out))
         return out
+
+    def next_resync(self) -> float | None:
+        """trio time at which the next waiting resubscribe is due (None: none waits)."""
+        if not self.resync:
+            return None
+        spacing = self.resync_spacing
+        return min(self.books[s].resubscribed_at + spacing for s in self.resync
+                   if s in self.books)
 
     def take_gaps(self) -> list[StreamGap]:
         out, self.gaps = self.gaps, []

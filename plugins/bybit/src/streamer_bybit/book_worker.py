@@ -57,7 +57,7 @@ async def run_book_worker(conn: BybitConnection, ws: WebSocket, books: BookKeepe
     books.arm(trio.current_time())
     while True:
         await _report_gaps(emit, books)
-        for symbol in books.take_resync():
+        for symbol in books.take_resync(trio.current_time()):
             try:
                 await conn.subscription.resubscribe(ws, books.topic(symbol))
             except (WebSocketClosed, AckTimeout) as exc:
@@ -68,11 +68,13 @@ async def run_book_worker(conn: BybitConnection, ws: WebSocket, books: BookKeepe
             else:
                 books.resubscribed(symbol, trio.current_time())
         await _report_gaps(emit, books)
-        if books.resync or books.gaps:  # came in meanwhile (no checkpoint from here on)
-            continue
+        now = trio.current_time()
+        resync = books.next_resync()
+        if books.gaps or (resync is not None and resync <= now):
+            continue  # came in meanwhile (no checkpoint from here on)
         conn.books_changed = changed = trio.Event()
-        deadline = books.next_deadline()
-        with trio.move_on_at(deadline if deadline is not None else math.inf):
+        deadlines = [d for d in (books.next_deadline(), resync) if d is not None]
+        with trio.move_on_at(min(deadlines, default=math.inf)):
             await changed.wait()
         if changed.is_set():
             continue

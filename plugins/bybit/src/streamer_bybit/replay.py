@@ -259,7 +259,8 @@ class ReplaySource:
                             decoder = self._decoder(capture, conn, header)
                             decoder.decode_read(body, events)
                             if decoder.books is not None:
-                                decoder.books.take_resync()  # the capture holds what followed
+                                # The capture holds the resubscribe that followed.
+                                decoder.books.take_resync(math.inf)
                                 for gap in decoder.books.take_gaps():
                                     await emit.gap(gap)
                             self.frames += len(body)
