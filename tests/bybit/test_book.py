@@ -157,3 +157,16 @@ def test_a_symbol_is_resubscribed_at_most_once_per_spacing():
     assert k.next_resync() is None
     assert metrics["book_resyncs"] == 3 and metrics["book_crossed"] == 3
     assert out == []
+
+
+def test_time_held_downstream_is_not_the_books_silence():
+    metrics = Metrics()
+    k = _keeper(metrics)  # stale after 0.06 s
+    out: list = []
+    k.arm(0.0)
+    k.on_message("BTCUSDT", "snapshot", [["1", "1"]], [["2", "1"]], 3, None, None, 5, 0.0, out)
+    k.emitted(0.0, 0.01)  # a short emit (under a quarter of the limit): nothing excused
+    assert k.next_deadline() == 0.06
+    k.emitted(0.0, 1.0)  # the reader was held a second by a sink
+    assert k.stale(1.05) == [] and k.next_deadline() == 1.06
+    assert k.stale(1.06) == ["BTCUSDT"]

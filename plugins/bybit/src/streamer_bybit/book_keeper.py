@@ -1,7 +1,8 @@
 """The order books of one connection: every ``orderbook`` message checked before it goes on.
 
-Pure and synchronous (the caller passes the time): the connection's reader hands each decoded
-book message to :meth:`BookKeeper.on_message`, which applies it to the symbol's
+Synchronous, no I/O (the caller passes the time; :attr:`BookKeeper.changed` is the one trio
+object, set for the worker): the connection's reader hands each decoded book message to
+:meth:`BookKeeper.on_message`, which applies it to the symbol's
 :class:`~streamer.book.OrderBook` and appends a :class:`streamer.Book` event to the read's
 events only when the book stays exact. The checks:
 
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
+import trio
 
 from streamer import Book, Event, Metrics, RateLimitedLog, StreamGap
 from streamer.book import OrderBook
@@ -109,6 +111,9 @@ class BookKeeper:
         self.stale_seconds = 0.0
         #: trio time of the read being decoded (set by the reader before each read).
         self.now = 0.0
+        #: Set when a resync is asked for or a gap is to be reported (the worker waits on
+        #: it, and puts a fresh one in its place before it waits again).
+        self.changed = trio.Event()
 
     def topic(self, symbol: str) -> str:
         return f"orderbook.{self.depth}.{symbol}"
@@ -147,12 +152,13 @@ class BookKeeper:
         self.books.pop(symbol, None)
         self.resync.pop(symbol, None)
 
-    def excuse(self, now: float) -> None:
-        """The reader was held downstream until ``now``: the silence meanwhile was ours,
-        not Bybit's."""
-        for sb in self.books.values():
-            if sb.last < now:
-                sb.last = now
+    def emitted(self, read_at: float, now: float) -> None:
+        """The reader handed the read of ``read_at`` downstream until ``now``: a silence
+        that long (a quarter of the limit or more) was ours, not Bybit's."""
+        if now - read_at > self.stale_after / 4:
+            for sb in self.books.values():
+                if sb.last < now:
+                    sb.last = now
 
     # ------------------------------------------------------------------ messages
     def decode(self, rest: str, kind: str, data: msgspec.Raw, ts: int, engine_ts: int | None,
@@ -244,6 +250,7 @@ class BookKeeper:
         sb.pending = True
         if symbol not in self.resync:
             self.resync[symbol] = reason
+        self.changed.set()
         self.log.warning(f"book_{reason}", "%s: %s book dropped (%s at push time %d); "
                          "resubscribing %s for a fresh snapshot", self.name, symbol, reason,
                          ts, self.topic(symbol))
@@ -252,6 +259,7 @@ class BookKeeper:
         if sb.gap_since is None:
             sb.gap_since = sb.last_ts
             self.gaps.append(StreamGap(self.channel, (symbol,), sb.last_ts, data_type="book"))
+            self.changed.set()
 
     def _close_gap(self, symbol: str, sb: SymbolBook, now: float) -> None:
         if sb.stale_since is not None:
@@ -260,6 +268,7 @@ class BookKeeper:
         if sb.gap_since is not None:
             self.gaps.append(StreamGap(self.channel, (symbol,), sb.gap_since, closed=True,
                                        data_type="book"))
+            self.changed.set()
             sb.gap_since = None
 
     def take_resync(self, now: float) -> dict[str, str]:

@@ -1,11 +1,11 @@
 """The task that acts for a connection's :class:`~streamer_bybit.book_keeper.BookKeeper`:
 reports its book gaps, resubscribes its broken books and judges their silence.
 
-One per session, next to the reader, the heartbeat and the subscriber. The reader wakes it
-(``connection.books_changed``) when a read broke a book or closed a gap; otherwise it sleeps
-until the next book could turn stale. A resubscribe that gets no ack in time (or a closed
-socket) ends the session like any failed subscribe: the connection reconnects, and every book
-starts over from the new session's snapshots.
+One per session, next to the reader, the heartbeat and the subscriber. The keeper wakes it
+(``books.changed``) when a read broke a book or closed a gap; otherwise it sleeps until the
+next book could turn stale or a spaced resubscribe is due. A resubscribe that gets no ack
+in time (or a closed socket) ends the session like any failed subscribe: the connection
+reconnects, and every book starts over from the new session's snapshots.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from streamer import Emit, Sample
+from streamer import Emit, Metrics, RateLimitedLog, Sample
 from streamer.net import WebSocket, WebSocketClosed
 from streamer_bybit.book_depths import stale_after_s
 from streamer_bybit.book_keeper import BookKeeper
@@ -24,7 +24,20 @@ from streamer_bybit.subscription import AckTimeout
 
 if TYPE_CHECKING:
     from streamer_bybit.config import BybitConfig
-    from streamer_bybit.connection import BybitConnection
+    from streamer_bybit.connection import BybitConnection, ConnectionSettings
+
+
+def book_keeper_for(settings: ConnectionSettings, topics: Sequence[str], metrics: Metrics,
+                    log: RateLimitedLog, name: str) -> BookKeeper | None:
+    """The keeper of a connection's ``orderbook`` topics (None: it carries none)."""
+    if settings.book_depth is None:
+        return None
+    prefix = f"orderbook.{settings.book_depth}."
+    symbols = [t[len(prefix):] for t in topics if t.startswith(prefix)]
+    if not symbols:
+        return None
+    return BookKeeper(settings.channel, settings.book_depth, symbols,
+                      settings.book_stale_after, metrics, log, name)
 
 
 def book_stale_after(config: BybitConfig, category: str) -> float:
@@ -72,7 +85,7 @@ async def run_book_worker(conn: BybitConnection, ws: WebSocket, books: BookKeepe
         resync = books.next_resync()
         if books.gaps or (resync is not None and resync <= now):
             continue  # came in meanwhile (no checkpoint from here on)
-        conn.books_changed = changed = trio.Event()
+        books.changed = changed = trio.Event()
         deadlines = [d for d in (books.next_deadline(), resync) if d is not None]
         with trio.move_on_at(min(deadlines, default=math.inf)):
             await changed.wait()

@@ -38,8 +38,7 @@ import trio
 
 from streamer import Backoff, Emit, Event, Metrics, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
-from streamer_bybit.book_keeper import BookKeeper
-from streamer_bybit.book_worker import run_book_worker
+from streamer_bybit.book_worker import book_keeper_for, run_book_worker
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.decode import Message, MessageDecoder
 from streamer_bybit.hold_book import HoldBook
@@ -102,8 +101,7 @@ class ConnectionSettings:
     ticker_price_field: str | None = None
     #: The "price" stream follows the last trade price.
     price_from_trades: bool = False
-    #: The "orderbook" stream's depth (None: no books), and the silence after which a book
-    #: is stale, in seconds.
+    #: The "orderbook" stream's depth (None: no books); a book's silence limit, seconds.
     book_depth: int | None = None
     book_stale_after: float = 1.0
 
@@ -175,15 +173,8 @@ class BybitConnection:
             price_from_trades=settings.price_from_trades,
         )
         #: The order books of this connection's "orderbook" topics (None without).
-        self.books: BookKeeper | None = None
-        if settings.book_depth is not None:
-            prefix = f"orderbook.{settings.book_depth}."
-            book_symbols = [t[len(prefix):] for t in self.topics if t.startswith(prefix)]
-            if book_symbols:
-                self.books = BookKeeper(settings.channel, settings.book_depth, book_symbols,
-                                        settings.book_stale_after, metrics, self.log,
-                                        self.name)
-                self.decoder.books = self.books
+        self.books = self.decoder.books = book_keeper_for(settings, self.topics, metrics,
+                                                          self.log, self.name)
         hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
                      else None)
         self.outlet = Outlet(emit, hold_book, capture, logger=logger, name=self.name)
@@ -215,8 +206,6 @@ class BybitConnection:
         self._scope: trio.CancelScope | None = None
         self._binary_seen = 0
         self._ws: WebSocket | None = None  # the current session's socket
-        #: Set by the reader when the books have a resync or a gap to report (book_worker).
-        self.books_changed = trio.Event()
 
     # -------------------------------------------------------------------- bookkeeping
     @property
@@ -363,13 +352,10 @@ class BybitConnection:
                 self._binary_seen = ws.binary_frames
                 self.log.warning("unexpected_binary", "%s: binary frame dropped", self.name)
             events: list[Event] = []
-            books = self.books
-            if books is not None:
-                books.now = now
+            if self.books is not None:
+                self.books.now = now
             for reply in decode_read(payloads, events):
                 self._on_reply(reply)
-            if books is not None and (books.resync or books.gaps):
-                self.books_changed.set()
             if events:
                 self.last_data = now
                 self._emitting = True
@@ -377,9 +363,8 @@ class BybitConnection:
                     await send(events)
                 finally:
                     self._emitting = False
-                    # Held downstream long enough to matter: not the books' silence.
-                    if books is not None and trio.current_time() - now > books.stale_after / 4:
-                        books.excuse(trio.current_time())
+                    if self.books is not None:
+                        self.books.emitted(now, trio.current_time())
                 if self._cause is not None:  # failed meanwhile: end the session now
                     self._fail(self._cause)
                     return
