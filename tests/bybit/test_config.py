@@ -10,6 +10,7 @@ from streamer._config import ConfigError, load_config_text
 from streamer._events import Trade
 from streamer._plugins import load_plugin_manager
 from streamer.testing import TestingPlugin, config_errors, running_pipeline
+from streamer_bybit.book_depths import DEPTHS, depth_problem
 from streamer_bybit.source import (
     BybitLinearConfig,
     BybitSource,
@@ -238,3 +239,38 @@ type = "testing.collect"
     # A missing folder under a writable one is made when the capture starts, as before.
     assert config_errors(toml.format(where=tmp_path / "new" / "c"), plugin_manager) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "loop", "loop2"]
+
+
+@pytest.mark.parametrize("source, depth, message", [
+    ("bybit.linear", 25, "linear serves depths 1, 50, 200, 1000, got 25"),
+    ("bybit.linear", 500, "linear serves depths 1, 50, 200, 1000, got 500"),
+    ("bybit.spot", 100, "spot serves depths 1, 50, 200, 1000, got 100"),
+])
+def test_book_depth_is_checked_per_category_in_one_line(plugin_manager, source, depth,
+                                                        message):
+    toml = f"""
+[[sources]]
+type = "{source}"
+symbols = ["BTCUSDT"]
+streams = ["orderbook"]
+book_depth = {depth}
+book_stale_s = 0
+
+[[sinks]]
+type = "testing.collect"
+"""
+    assert config_errors(toml, plugin_manager) == [
+        f"s.toml: sources[0].book_depth: {message}",
+        "s.toml: sources[0].book_stale_s: must be a positive number of seconds, got 0.0",
+    ]
+
+
+def test_book_topics_go_with_the_symbol_through_the_same_pool():
+    config = BybitSpotConfig(symbols=["BTCUSDT", "ETHUSDT"], streams=["trades", "orderbook"],
+                             book_depth=200)
+    assert build_topics(config, config.symbols) == [
+        "publicTrade.BTCUSDT", "orderbook.200.BTCUSDT", "publicTrade.ETHUSDT",
+        "orderbook.200.ETHUSDT"]
+    assert DEPTHS["option"] == (25, 100) and depth_problem("option", 25) is None
+    assert depth_problem("inverse", 50) is None
+    assert depth_problem("option", 50) == "book_depth: option serves depths 25, 100, got 50"

@@ -228,7 +228,7 @@ async def test_linear_refuses_whole_batch_and_repeats(fake):
     with trio.fail_after(5):
         ws = await WS.connect(fake.ws_url("linear"))
         conn_id = None
-        for bad in ["publicTrade.NOPEUSDT", "kline.2.BTCUSDT", "orderbook.50.BTCUSDT",
+        for bad in ["publicTrade.NOPEUSDT", "kline.2.BTCUSDT", "orderbook.500.BTCUSDT",
                     "publicTrade.NEWCOINUSDT"]:
             await ws.send({"op": "subscribe", "args": ["publicTrade.BTCUSDT", bad],
                            "req_id": "b"})

@@ -6,7 +6,7 @@ import json
 
 import trio
 
-from streamer import Kline, Price, Ticker, Trade
+from streamer import Book, Kline, Price, Ticker, Trade
 from streamer.testing import running_pipeline
 
 EVENTS = [
@@ -17,6 +17,9 @@ EVENTS = [
     Price("linear", "BTCUSDT", 91234.5, 1_764_143_940_002),
     Ticker("linear", "BTCUSDT", 1_764_143_940_003, {"symbol": "BTCUSDT", "lastPrice": 91234.5,
                                                     "markPrice": 91230.0}),
+    Book("linear", "BTCUSDT", "delta", [["91234.50", "0.010"]], [], 42, 1_764_143_940_004, 9,
+         1_764_143_940_002),
+    Book("spot", "ETHUSDT", "snapshot", [], [], 1, 1_764_143_940_005),
 ]
 
 
@@ -34,7 +37,14 @@ async def test_json_lines_are_wire_envelopes(plugin_manager, capfd) -> None:
     out, _ = capfd.readouterr()
     envelopes = [json.loads(line) for line in out.splitlines()]
     assert [(e["channel"], e["data_type"]) for e in envelopes] == [
-        ("linear", "klines"), ("spot", "trades"), ("linear", "price"), ("linear", "ticker")]
+        ("linear", "klines"), ("spot", "trades"), ("linear", "price"), ("linear", "ticker"),
+        ("linear", "book"), ("spot", "book")]
+    assert envelopes[4]["data"] == [{"symbol": "BTCUSDT", "kind": "delta",
+                                     "bids": [["91234.50", "0.010"]], "asks": [],
+                                     "update_id": 42, "ts": 1_764_143_940_004, "seq": 9,
+                                     "engine_ts": 1_764_143_940_002}]
+    assert envelopes[5]["data"] == [{"symbol": "ETHUSDT", "kind": "snapshot", "bids": [],
+                                     "asks": [], "update_id": 1, "ts": 1_764_143_940_005}]
     assert envelopes[0]["data"][0]["trade_count"] == 3
     assert envelopes[0]["data"][1]["partial"] is True
 
@@ -50,6 +60,9 @@ async def test_pretty_table(plugin_manager, capfd) -> None:
         "spot   trades  ETHUSDT        2025-11-26T07:59:00.001Z Sell 0.5 @ 2000.10",
         "linear price   BTCUSDT        2025-11-26T07:59:00.002Z 91234.5",
         "linear ticker  BTCUSDT        last 91234.5 mark 91230.0",
+        "linear book    BTCUSDT        2025-11-26T07:59:00.004Z delta    u 42 "
+        "bid 0.010 @ 91234.50 ask - (1b/0a)",
+        "spot   book    ETHUSDT        2025-11-26T07:59:00.005Z snapshot u 1 bid - ask - (0b/0a)",
     ]
 
 

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The public submodules, as docs/writing_plugins.md lists them.
 PUBLIC_SUBMODULES = {"streamer.wire", "streamer.intervals", "streamer.clock", "streamer.history",
                      "streamer.validators", "streamer.net", "streamer.testing",
-                     "streamer.pretty", "streamer.config"}
+                     "streamer.pretty", "streamer.config",
+                     "streamer.book"}
 
 
 def _sources(root: Path) -> list[Path]:

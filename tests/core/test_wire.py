@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import trio
 
-from streamer import Inbox, Kline, Price, Ticker, Trade
+from streamer import Book, Inbox, Kline, Price, Ticker, Trade
 from streamer.wire import encode, render, render_bytes, render_encoded
 
 
@@ -59,7 +59,8 @@ def test_render_encoded_is_encode_of_render_byte_for_byte() -> None:
         Kline("spot", "X", 1_000, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1, turnover=12.5),
     ]
     others = [Price("spot", "X", 1.5, 7),
-              Ticker("linear", "BTCUSDT", 9, {"symbol": "BTCUSDT", "markPrice": 1.0})]
+              Ticker("linear", "BTCUSDT", 9, {"symbol": "BTCUSDT", "markPrice": 1.0}),
+              Book("linear", "BTCUSDT", "delta", [["1.5", "0"]], [], 3, 9, 4, 8)]
     batch = [klines[0], trades[0], *others, trades[1], klines[1], klines[2], trades[2],
              klines[3]]
     assert render_encoded(batch) == [
@@ -77,6 +78,23 @@ def test_ticker_and_price() -> None:
                      "data": [{"symbol": "BTCUSDT", "lastPrice": 1.5, "bid1Price": "", "ts": 5}]}
     assert env_p == {"channel": "spot", "data_type": "price",
                      "data": [{"symbol": "BTCUSDT", "price": 1.5, "timestamp": 6}]}
+
+
+def test_book_keeps_the_level_strings_and_leaves_unknown_ids_out() -> None:
+    full = Book("linear", "BTCUSDT", "snapshot", [["65000.10", "0.500"], ["64999.9", "1"]],
+                [["65000.2", "3.000"]], 18_521_288, 1_700_000_000_005, 7_961_638_724,
+                1_700_000_000_003)
+    bare = Book("futures", "ABC-PERP", "delta", [], [["10", "0"]], 2, 6)
+    assert render([full, bare]) == [
+        {"channel": "linear", "data_type": "book", "data": [
+            {"symbol": "BTCUSDT", "kind": "snapshot",
+             "bids": [["65000.10", "0.500"], ["64999.9", "1"]], "asks": [["65000.2", "3.000"]],
+             "update_id": 18_521_288, "ts": 1_700_000_000_005, "seq": 7_961_638_724,
+             "engine_ts": 1_700_000_000_003}]},
+        {"channel": "futures", "data_type": "book", "data": [
+            {"symbol": "ABC-PERP", "kind": "delta", "bids": [], "asks": [["10", "0"]],
+             "update_id": 2, "ts": 6}]},
+    ]
 
 
 def test_events_are_immutable() -> None:

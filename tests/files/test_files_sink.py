@@ -12,14 +12,23 @@ import pytest
 import trio
 import zstandard
 
-from streamer._events import Derivatives, Funding, Kline, Liquidation, Price, Ticker, Trade
+from streamer._events import (
+    Book,
+    Derivatives,
+    Funding,
+    Kline,
+    Liquidation,
+    Price,
+    Ticker,
+    Trade,
+)
 from streamer.testing import running_pipeline
 
 DAY = 86_400_000
 T0 = 1_764_115_200_000  # 2025-11-26 00:00 UTC
 
 
-def events(n: int = 40, liquidations: bool = False) -> list:
+def events(n: int = 40, liquidations: bool = False, *, books: bool = False) -> list:
     out: list = []
     for i in range(n):
         ts = T0 + i * 3_600_000  # hourly: the second day starts at i = 24
@@ -39,6 +48,11 @@ def events(n: int = 40, liquidations: bool = False) -> list:
             out.append(Derivatives("inverse", "BTCUSD", ts + 3, 0.0001 * i, ts + 8 * 3_600_000,
                                    None if i == 2 else 10.0 + i, 5.5, 94000.5, 94001.0))
             out.append(Funding("inverse", "BTCUSD", ts, -0.0001 * i))
+        if books:
+            out.append(Book("linear", "BTCUSDT", "snapshot" if i % 10 == 0 else "delta",
+                            [[f"{65000 + i}.5", "0.001"], ["65000.0", "0"]], [] if i == 7
+                            else [[f"{65001 + i}.50", "1.250"]], 100 + i, ts + 2,
+                            None if i == 5 else 9000 + i, None if i == 6 else ts))
     return out
 
 
@@ -88,7 +102,7 @@ def read_jsonl(root: Path) -> dict[tuple[str, str], list]:
 
 
 async def test_jsonl_round_trips_partitioned_by_channel_type_and_date(plugin_manager, tmp_path):
-    evs = events(liquidations=True)
+    evs = events(liquidations=True, books=True)
     await run_sink(plugin_manager, tmp_path, "jsonl", [evs[:100], evs[100:]])
     got = read_jsonl(tmp_path)
     for (channel, data_type), items in got.items():
@@ -112,7 +126,7 @@ def _check_trades(table: pa.Table, want: list[Trade]) -> None:
 
 
 async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, tmp_path):
-    evs = events(liquidations=True)
+    evs = events(liquidations=True, books=True)
     await run_sink(plugin_manager, tmp_path, "parquet", [evs[i:i + 7]
                                                          for i in range(0, len(evs), 7)])
     trades = pq.read_table(tmp_path / "linear" / "trades").sort_by("T")
@@ -149,6 +163,18 @@ async def test_parquet_reads_back_with_pyarrow_typed_and_equal(plugin_manager, t
     assert [(int(r["fundingTime"].timestamp() * 1000), r["fundingRate"])
             for r in funding.to_pylist()] == [
         (e.funding_time, e.funding_rate) for e in evs if isinstance(e, Funding)]
+    books = pq.read_table(tmp_path / "linear" / "book").drop_columns(["date"])
+    assert books.schema.field("bids").type == pa.list_(pa.list_(pa.string()))
+    assert books.schema.field("engine_ts").type == pa.timestamp("ms", tz="UTC")
+
+    def _ms(v):
+        return None if v is None else int(v.timestamp() * 1000)
+
+    got_books = sorted((r["symbol"], r["kind"], r["bids"], r["asks"], r["update_id"],
+                        _ms(r["ts"]), r["seq"], _ms(r["engine_ts"]))
+                       for r in books.to_pylist())
+    assert got_books == sorted((b.symbol, b.kind, b.bids, b.asks, b.update_id, b.ts, b.seq,
+                                b.engine_ts) for b in evs if isinstance(b, Book))
 
 
 async def test_max_rows_cuts_files_at_exactly_that_size(plugin_manager, tmp_path):

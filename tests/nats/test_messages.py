@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from streamer import Kline, Price, Ticker, Trade
+from streamer import Book, Kline, Price, Ticker, Trade
 from streamer.wire import render
 from streamer_nats.messages import (
     DecodeError,
@@ -16,6 +16,8 @@ from streamer_nats.messages import (
     token,
 )
 from streamer_nats.sink import NatsSinkConfig
+
+BOOK = Book("linear", "BTCUSDT", "delta", [["100.5", "0"]], [["101", "2.5"]], 42, 1_000, 7, 998)
 
 TRADE = Trade("linear", "BTCUSDT", 1, "Buy", "91234.5", "0.01", "abc-1", "PlusTick", False,
               False, 7)
@@ -33,6 +35,7 @@ def test_subjects() -> None:
     assert subject_of("bybit", _kline(interval=3_600_000)) == "bybit.linear.klines.1h.BTCUSDT"
     assert subject_of("x.y", Ticker("spot", "ETHUSDT", 5, {})) == "x.y.spot.ticker.ETHUSDT"
     assert subject_of("bybit", Price("spot", "ETHUSDT", 1.0, 5)) == "bybit.spot.price.ETHUSDT"
+    assert subject_of("bybit", BOOK) == "bybit.linear.book.BTCUSDT"
     assert token("A.B*C>D E") == "A_B_C_D_E"  # never a wildcard or an extra token
     # Channels are the source's own names; one that is not a safe name stays one token.
     assert subject_of("p", Price("futures", "ABC-PERP", 1.0, 5)) == "p.futures.price.ABC-PERP"
@@ -47,6 +50,10 @@ def test_ids_are_deterministic_and_per_event() -> None:
     assert msg_id_of(_kline(close=9.0, volume=9.0, trade_count=99)) == msg_id_of(_kline())
     assert msg_id_of(Ticker("linear", "BTCUSDT", 5, {"a": 1})) == "tk:linear:BTCUSDT:5"
     assert msg_id_of(Price("linear", "BTCUSDT", 1.0, 5)) == "p:linear:BTCUSDT:5"
+    assert msg_id_of(BOOK) == "b:linear:BTCUSDT:d42:1000"
+    # A reset starts u over: the snapshot u = 1 and the delta u = 1 of another time differ.
+    reset = Book("linear", "BTCUSDT", "snapshot", [], [], 1, 2_000)
+    assert msg_id_of(reset) == "b:linear:BTCUSDT:s1:2000"
 
 
 def test_a_partial_kline_never_takes_the_complete_ones_id() -> None:
@@ -66,7 +73,8 @@ def test_kline_updates_are_identified_by_their_state() -> None:
 def test_payload_is_the_wire_envelope_of_one_event_and_decodes_back() -> None:
     for event in (TRADE, _kline(turnover=2.0), _kline(partial=True),
                   Ticker("linear", "BTCUSDT", 5, {"symbol": "BTCUSDT", "lastPrice": 1.5}),
-                  Price("spot", "XRPUSDT", 2.5, 9)):
+                  Price("spot", "XRPUSDT", 2.5, 9), BOOK,
+                  Book("spot", "ETHUSDT", "snapshot", [], [], 1, 5)):
         assert msgspec.json.decode(payload_of(event)) == render([event])[0]
         assert decode_payload(payload_of(event)) == [event]
 
@@ -74,6 +82,12 @@ def test_payload_is_the_wire_envelope_of_one_event_and_decodes_back() -> None:
 @pytest.mark.parametrize("bad", [b"", b"{", b"[]", b'{"channel":"linear"}',
                                  b'{"channel":"linear","data_type":"nope","data":[]}',
                                  b'{"channel":"linear","data_type":"trades","data":[{}]}',
+                                 b'{"channel":"l","data_type":"book","data":[{"symbol":"X",'
+                                 b'"kind":"delta","bids":[[1,2]],"asks":[],"update_id":1,'
+                                 b'"ts":1}]}',
+                                 b'{"channel":"l","data_type":"book","data":[{"symbol":"X",'
+                                 b'"kind":"other","bids":[],"asks":[],"update_id":1,'
+                                 b'"ts":1}]}',
                                  # Channels end up in keys, subjects and folder names.
                                  b'{"channel":"../../etc","data_type":"price","data":[]}',
                                  b'{"channel":"a:b","data_type":"price","data":[]}',

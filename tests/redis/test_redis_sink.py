@@ -12,7 +12,7 @@ import trio
 from redis_server import RedisServer
 from sink_helpers import buffered, make_context, running, trade, wait_until
 
-from streamer import FatalError
+from streamer import Book, FatalError
 from streamer.testing import config_errors
 from streamer.wire import render
 from streamer_redis.connection import RedisConnectionConfig
@@ -83,6 +83,31 @@ async def test_channel_template_splits_by_channel_type_and_symbol(redis_server, 
                            "md:spot:trades:BTCUSDT"]
     assert [t["i"] for t in got["md:linear:trades:BTCUSDT"]["data"]] == ["0", "2"]
     assert got["md:spot:trades:BTCUSDT"] == render([batch[3]])[0]
+
+
+async def test_book_events_publish_per_symbol_in_the_wire_format(redis_server, redis_client):
+    pubsub = subscribe(redis_server, "md:*")
+    books = [Book("linear", "BTCUSDT", "snapshot", [["100.5", "1"]], [["101", "2"]], 7, 1_000,
+                  3, 999),
+             Book("linear", "ETHUSDT", "delta", [["50", "0"]], [], 9, 1_001),
+             Book("linear", "BTCUSDT", "delta", [], [["101", "0"]], 8, 1_002, 4, 1_001)]
+    sink = sink_for(redis_server, main_key="md",
+                    channel_template="{main_key}:{channel}:{data_type}:{symbol}")
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put(list(books))
+        messages = await trio.to_thread.run_sync(collect_messages, pubsub, 2)
+    got = {m["channel"].decode(): msgspec.json.decode(m["data"]) for m in messages}
+    assert got == {
+        "md:linear:book:BTCUSDT": {"channel": "linear", "data_type": "book", "data": [
+            {"symbol": "BTCUSDT", "kind": "snapshot", "bids": [["100.5", "1"]],
+             "asks": [["101", "2"]], "update_id": 7, "ts": 1_000, "seq": 3, "engine_ts": 999},
+            {"symbol": "BTCUSDT", "kind": "delta", "bids": [], "asks": [["101", "0"]],
+             "update_id": 8, "ts": 1_002, "seq": 4, "engine_ts": 1_001}]},
+        "md:linear:book:ETHUSDT": {"channel": "linear", "data_type": "book", "data": [
+            {"symbol": "ETHUSDT", "kind": "delta", "bids": [["50", "0"]], "asks": [],
+             "update_id": 9, "ts": 1_001}]},
+    }
 
 
 async def test_stream_entries_and_approximate_maxlen(redis_server, redis_client):

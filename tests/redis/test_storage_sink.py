@@ -11,6 +11,7 @@ import trio
 from redis_server import RedisServer
 from sink_helpers import T0, kline, make_context, price, running, ticker, trade, wait_until
 
+from streamer import Book
 from streamer.testing import config_errors
 from streamer_redis.storage import StorageConfig, StorageSink, format_price
 
@@ -134,6 +135,8 @@ OURS = {
     "bybit-streamer:tickers:spot": "hash",
     "bybit-streamer:price:linear": "hash",
     "bybit-streamer:price:spot": "hash",
+    "bybit-streamer:book:linear": "hash",
+    "bybit-streamer:book:spot": "hash",
     "bybit-streamer:last-closed:linear:1m": "string",
     "bybit-streamer:last-closed:spot:1h": "string",
     "bybit-streamer:history:linear:1m:BTCUSDT": "list",
@@ -410,3 +413,38 @@ def test_channel_and_price_field_errors(options, error):
 
 def test_a_channel_without_price_field_is_fine_when_prices_come_from_price_events():
     assert StorageConfig(channels=["futures"], price_from="price").channels == ["futures"]
+
+
+async def test_books_keep_their_top_levels_and_a_broken_one_is_deleted(redis_server,
+                                                                       redis_client):
+    sink = storage_for(redis_server, book_depth=2, flush_size=1000)
+    key = "bybit-streamer:book:linear"
+    first = [
+        Book("linear", "BTCUSDT", "snapshot", [["100", "1"], ["99", "2"], ["98", "3"]],
+             [["101", "1"], ["102", "2"], ["103", "3"]], 7, T0, 70, T0 - 1),
+        Book("linear", "BTCUSDT", "delta", [["100", "0"], ["99.5", "4"]], [], 8, T0 + 1, 71),
+        Book("linear", "ETHUSDT", "delta", [["1", "1"]], [], 3, T0),  # no snapshot: waits
+        Book("linear", "SOLUSDT", "snapshot", [], [], 1, T0),  # a delisting: empty sides
+    ]
+    with trio.fail_after(10):
+        async with running(sink) as inbox:
+            await inbox.put(first)
+            await wait_until(lambda: sink.context.metrics["written_events"] == 4)
+            assert {k: decode(v) for k, v in redis_client.hgetall(key).items()} == {
+                b"BTCUSDT": {"symbol": "BTCUSDT", "bids": [["99.5", "4"], ["99", "2"]],
+                             "asks": [["101", "1"], ["102", "2"]], "update_id": 8,
+                             "ts": T0 + 1, "seq": 71},
+                b"SOLUSDT": {"symbol": "SOLUSDT", "bids": [], "asks": [], "update_id": 1,
+                             "ts": T0},
+            }
+            # u 9 is missing: the stored BTCUSDT book would be wrong, so it goes.
+            await inbox.put([Book("linear", "BTCUSDT", "delta", [["97", "1"]], [], 10, T0 + 2)])
+            await wait_until(lambda: sink.context.metrics["written_events"] == 5)
+            assert set(redis_client.hgetall(key)) == {b"SOLUSDT"}
+            assert sink.context.metrics["book_gaps"] == 1
+            await inbox.put([Book("linear", "BTCUSDT", "delta", [["97", "1"]], [], 11, T0 + 3),
+                             Book("linear", "BTCUSDT", "snapshot", [["90", "1"]], [["91", "1"]],
+                                  20, T0 + 4)])
+    assert decode(redis_client.hget(key, "BTCUSDT")) == {
+        "symbol": "BTCUSDT", "bids": [["90", "1"]], "asks": [["91", "1"]], "update_id": 20,
+        "ts": T0 + 4}

@@ -9,6 +9,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from streamer import Book
 from streamer.wire import encode, render
 from streamer_websocket.client import coalesce
 from streamer_websocket.envelope import Envelope
@@ -291,3 +292,39 @@ def test_coalescing_splits_past_max_message_size() -> None:
     assert all(len(text) < limit + 100 for text in texts)
     ids = [t["i"] for text in texts for t in msgspec.json.decode(text)["data"]]
     assert ids == [f"t{i}" for i in range(100)]
+
+
+def _book(symbol: str, kind: str, u: int, bids, asks, channel: str = "linear") -> Book:
+    return Book(channel, symbol, kind, bids, asks, u, 1_700_000_000_000 + u, u * 10)
+
+
+async def test_a_new_client_gets_each_book_whole_then_its_deltas(start_sink: StartSink,
+                                                                 nursery) -> None:
+    with trio.fail_after(10):
+        sink, inbox = await start_sink()
+        await inbox.put([_book("BTCUSDT", "snapshot", 5, [["100", "1"], ["99", "2"]],
+                               [["101", "1"]]),
+                         _book("BTCUSDT", "delta", 6, [["100", "0"], ["98", "3"]], []),
+                         _book("ETHUSDT", "snapshot", 1, [["10", "1"]], [["11", "1"]]),
+                         _book("SOLUSDT", "delta", 4, [["1", "1"]], [])])  # no snapshot
+        await inbox.put([_book("ETHUSDT", "delta", 3, [["9", "1"]], [])])  # 2 missing
+        watcher = await connect(nursery, sink)
+        on_connect = await recv(watcher)  # every exact book: BTCUSDT only
+        await send(watcher, {"op": "subscribe", "args": [{"data_type": "book",
+                                                          "symbols": ["BTCUSDT"]}]})
+        assert (await recv(watcher))["success"] is True
+        env = await recv(watcher)
+        assert env == on_connect == {"channel": "linear", "data_type": "book", "data": [
+            {"symbol": "BTCUSDT", "kind": "snapshot", "bids": [["99", "2"], ["98", "3"]],
+             "asks": [["101", "1"]], "update_id": 6, "ts": 1_700_000_000_006, "seq": 60}]}
+        await inbox.put([_book("BTCUSDT", "delta", 7, [], [["101", "0"]]),
+                         _book("ETHUSDT", "snapshot", 9, [], [])])
+        env = await recv(watcher)  # only its symbol, the delta that follows the snapshot
+        assert env["data"] == [{"symbol": "BTCUSDT", "kind": "delta", "bids": [],
+                                "asks": [["101", "0"]], "update_id": 7,
+                                "ts": 1_700_000_000_007, "seq": 70}]
+        assert sink.metrics["book_gaps"] == 1  # ETHUSDT's 3 after 1: dropped, not served
+        ws = await connect(nursery, sink)  # everything: both books held now, one each
+        got = (await recv(ws))["data"]  # coalesced into one message (one channel and type)
+        assert [(b["symbol"], b["update_id"]) for b in got] == [("BTCUSDT", 7), ("ETHUSDT", 9)]
+        assert got[0]["asks"] == [] and got[1]["bids"] == []

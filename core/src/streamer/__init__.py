@@ -31,6 +31,7 @@ from streamer._api import (
 )
 from streamer._backoff import Backoff
 from streamer._events import (
+    Book,
     Channel,
     DataType,
     Derivatives,
@@ -58,6 +59,7 @@ __all__ = [
     "DROP",
     "Backoff",
     "BaseTransform",
+    "Book",
     "Channel",
     "Context",
     "DataType",

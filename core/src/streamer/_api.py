@@ -33,6 +33,12 @@ class StreamGap:
     has been recovered or given up (``closed=True``; ``complete`` tells which). Transforms that
     define ``on_gap`` receive it, so an aggregator can wait for recovered trades instead of
     closing candles without them. Sinks never see it: it is not part of the wire format.
+
+    ``data_type`` names the stream with the gap (a wire ``data_type``): ``"trades"`` for lost
+    trades; ``"book"`` for an order book that stopped being exact (``closed`` when a fresh
+    snapshot replaced it, ``complete`` then true: a book is whole again with its snapshot,
+    although the deltas missed meanwhile are never emitted). A transform that only cares for
+    one stream ignores the gaps of the others.
     """
 
     channel: str

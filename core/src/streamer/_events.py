@@ -27,7 +27,7 @@ import msgspec
 #: A channel name, chosen by the source (see the module doc).
 Channel = str
 DataType = Literal["trades", "klines", "ticker", "price", "liquidations", "derivatives",
-                   "funding"]
+                   "funding", "book"]
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
@@ -223,4 +223,48 @@ class Funding(msgspec.Struct, frozen=True, gc=False):
                 "fundingRate": self.funding_rate}
 
 
-Event = Trade | Kline | Ticker | Price | Liquidation | Derivatives | Funding
+class Book(msgspec.Struct, frozen=True, gc=False):
+    """One order-book message of one symbol: a whole book (``kind`` "snapshot") or the
+    levels that changed (``kind`` "delta").
+
+    ``bids`` and ``asks`` are ``[price, size]`` pairs of strings exactly as the exchange sent
+    them, in its order (bids best first, asks best first). In a delta, size ``"0"`` deletes
+    the level and any other size inserts or replaces it; a snapshot replaces the book whole
+    (an empty side is an empty book side). A source emits a delta only when it checked that
+    it follows the previous message of the same book without a gap, so a consumer that
+    applies every event of a symbol in order holds the source's book; after a gap the next
+    event of that symbol is a snapshot. ``update_id`` counts the book's updates (it restarts
+    after a snapshot that resets the book); ``seq`` is the exchange's cross sequence where it
+    sends one; ``engine_ts`` the matching engine's time (epoch ms, comparable with trades'
+    ``ts``) where known; ``ts`` the time the exchange pushed the message.
+    """
+
+    channel: str
+    symbol: str
+    kind: str  # "snapshot" | "delta"
+    bids: list[list[str]]
+    asks: list[list[str]]
+    update_id: int
+    ts: int
+    seq: int | None = None
+    engine_ts: int | None = None
+
+    data_type = "book"
+
+    def to_wire(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "symbol": self.symbol,
+            "kind": self.kind,
+            "bids": self.bids,
+            "asks": self.asks,
+            "update_id": self.update_id,
+            "ts": self.ts,
+        }
+        if self.seq is not None:
+            d["seq"] = self.seq
+        if self.engine_ts is not None:
+            d["engine_ts"] = self.engine_ts
+        return d
+
+
+Event = Trade | Kline | Ticker | Price | Liquidation | Derivatives | Funding | Book

@@ -52,6 +52,15 @@ def _kline(item: dict[str, Any]) -> str:
     return line + " partial" if item.get("partial") else line
 
 
+def _book(item: dict[str, Any]) -> str:
+    """A book message by its best levels and how many levels it carries."""
+    bids, asks = item["bids"], item["asks"]
+    bid = f"{bids[0][1]} @ {bids[0][0]}" if bids else "-"
+    ask = f"{asks[0][1]} @ {asks[0][0]}" if asks else "-"
+    return (f"{item['symbol']:<14} {utc_time(item['ts'])} {item['kind']:<8} "
+            f"u {item['update_id']} bid {bid} ask {ask} ({len(bids)}b/{len(asks)}a)")
+
+
 def item_line(data_type: Any, item: Any) -> str:
     """The line's body for one item of a ``data_type`` envelope."""
     try:
@@ -68,6 +77,8 @@ def item_line(data_type: Any, item: Any) -> str:
                     f"{number(item['markPrice'])} index {number(item['indexPrice'])}")
         if data_type == "price":
             return f"{item['symbol']:<14} {utc_time(item['timestamp'])} {number(item['price'])}"
+        if data_type == "book":
+            return _book(item)
         body = f"{item.get('symbol', ''):<14} last {item.get('lastPrice', '')}"
         return body + (f" mark {item['markPrice']}" if "markPrice" in item else "")
     except (KeyError, TypeError, AttributeError):

@@ -1,10 +1,10 @@
 """The output wire format, shared by every sink.
 
 Each envelope is ``{"channel": <the source's channel name>, "data_type": "klines"|"trades"|
-"ticker"|"price"|"liquidations"|"derivatives"|"funding", "data": [...]}`` (the Bybit
+"ticker"|"price"|"liquidations"|"derivatives"|"funding"|"book", "data": [...]}`` (the Bybit
 source's channels are ``"linear"``, ``"inverse"``, ``"spot"`` and ``"option"``); this is
 the format consumers of the older streamer read, so no name changes (``liquidations``, keys
-``T s S v p``, and ``derivatives`` / ``funding``, keys Bybit's ticker names, are new).
+``T s S v p``, ``derivatives`` / ``funding``, keys Bybit's ticker names, and ``book`` are new).
 A batch is grouped into as few envelopes as possible (one per channel and data type, in
 order of first appearance) and encoded once, so every sink and client can share the bytes.
 """

@@ -167,7 +167,9 @@ class KlineTransform:
 
     def on_gap(self, gap: StreamGap) -> list[Event]:
         """A source lost (``closed=False``) or recovered its stream: hold, or release and
-        close what is now due."""
+        close what is now due. Gaps of other streams (an order book's) are not its concern."""
+        if gap.data_type != "trades":
+            return []
         agg = self.aggregator
         if gap.ended:  # delisted: close its candles now, forget it
             return list(end_symbols(agg, gap.channel, gap.symbols))

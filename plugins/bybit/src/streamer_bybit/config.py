@@ -11,15 +11,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
 
 from streamer.validators import Validator, at_least, between, greater_than, unwritable_dir
+from streamer_bybit.book_depths import depth_problem
 from streamer_bybit.shard import parse_shard, shard_symbols
 
-StreamName = Literal["trades", "klines", "tickers", "price", "liquidations", "derivatives"]
+StreamName = Literal["trades", "klines", "tickers", "price", "liquidations", "derivatives",
+                     "orderbook"]
 KlineInterval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1D", "1W", "1M"
 ]
@@ -104,7 +106,18 @@ def _shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
 def _streams(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
     if not value:
         raise ValueError('streams is empty: pick from "trades", "klines", "tickers", "price", '
-                         '"liquidations", "derivatives"')
+                         '"liquidations", "derivatives", "orderbook"')
+
+
+def _book_depth(instance: Any, _: attrs.Attribute[int], value: int) -> None:
+    problem = depth_problem(instance.book_category, value)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _book_stale_s(_: Any, __: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not 0 < value < float("inf"):
+        raise ValueError(f"book_stale_s: must be a positive number of seconds, got {value!r}")
 
 
 def _kline_intervals(instance: Any, _: attrs.Attribute[list[str]], value: list[str]) -> None:
@@ -211,6 +224,16 @@ class _BybitConfigBase(CaptureOptions):
         """The symbols configured as a list (empty with a pattern)."""
         return [] if isinstance(self.symbols, str) else list(dict.fromkeys(self.symbols))
 
+    #: The "orderbook" stream's depth (levels a side): linear, inverse and spot 1, 50, 200,
+    #: 1000; option 25, 100 (see docs/plugins/bybit.md, "Order books").
+    book_depth: int = attrs.field(default=50, validator=_book_depth)
+    #: Seconds without a message after which a book is stale and resubscribed (default: 3
+    #: push intervals of its depth; depth 1: 3 s more).
+    book_stale_s: float | None = attrs.field(default=None, validator=_book_stale_s)
+
+    #: The category whose depths ``book_depth`` is checked against.
+    book_category: ClassVar[str] = "linear"
+
     def check_lines(self) -> list[str]:
         """What ``streamer check`` prints under this source (it does not connect)."""
         if self.shard is None:
@@ -242,6 +265,8 @@ def _no_liquidations(instance: Any, _: attrs.Attribute[Any], __: Any) -> None:
 
 @attrs.define
 class BybitSpotConfig(_BybitConfigBase):
+    book_category: ClassVar[str] = "spot"
+
     #: Ticker field behind the "price" stream.
     price_field: Literal["lastPrice", "usdIndexPrice"] = attrs.field(
         default="lastPrice", validator=_no_liquidations)
@@ -250,6 +275,8 @@ class BybitSpotConfig(_BybitConfigBase):
 @attrs.define
 class BybitInverseConfig(_BybitConfigBase):
     """``bybit.inverse``: the inverse contracts (BTCUSD, ETHUSDZ25, ...), streamed as linear."""
+
+    book_category: ClassVar[str] = "inverse"
 
     #: Ticker field behind the "price" stream.
     price_field: Literal["markPrice", "lastPrice", "indexPrice", "bid1Price", "ask1Price"] = (
@@ -296,6 +323,10 @@ class BybitOptionConfig(_BybitConfigBase):
     )
     #: Not for options (see _no_shard).
     shard: str | None = attrs.field(default=None, validator=_no_shard)
+    #: The "orderbook" stream's depth: options serve 25 and 100.
+    book_depth: int = attrs.field(default=25, validator=_book_depth)
+
+    book_category: ClassVar[str] = "option"
 
     def coins(self) -> list[str]:
         return list(self.base_coins) if self.base_coins is not None else list(OPTION_BASE_COINS)

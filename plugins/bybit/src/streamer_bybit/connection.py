@@ -36,6 +36,7 @@ import trio
 
 from streamer import Backoff, Emit, Event, RateLimitedLog
 from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
+from streamer_bybit.book_worker import book_keeper_for, run_book_worker
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.connection_settings import ConnectionSettings, ConnectionShared, connection_name
 from streamer_bybit.decode import Message, MessageDecoder
@@ -134,6 +135,9 @@ class BybitConnection(LiveTopics):
             price_from_trades=settings.price_from_trades,
             liquidations=self.liquidations,
         )
+        #: The order books of this connection's "orderbook" topics (None without).
+        self.books = self.decoder.books = book_keeper_for(settings, self.topics, metrics,
+                                                          self.log, self.name)
         hold_book = (HoldBook(metrics, settings.recovery.max_held) if settings.recover_gaps
                      else None)
         self.outlet = Outlet(emit, hold_book, capture, logger=logger, name=self.name)
@@ -276,6 +280,8 @@ class BybitConnection(LiveTopics):
         if self.capture is not None:
             self.capture.session(self.reconnects)
         self.book.reset()  # a fresh snapshot follows the subscribe
+        if self.books is not None:
+            self.books.new_session(trio.current_time())
         # After a reconnect, live trades of the symbols to recover wait for the missed ones.
         if self.sessions > 0 and self.recovery is not None:
             self.recovery.begin()
@@ -284,6 +290,8 @@ class BybitConnection(LiveTopics):
                 self._scope = nursery.cancel_scope
                 nursery.start_soon(self._heartbeat, ws)
                 nursery.start_soon(self._subscriber, ws, task_status)
+                if self.books is not None:
+                    nursery.start_soon(run_book_worker, self, ws, self.books)
                 await self._reader(ws)
         finally:  # cancelled too: a connection resumed later must not look connected meanwhile
             self._scope = None
@@ -309,6 +317,8 @@ class BybitConnection(LiveTopics):
                 self._binary_seen = ws.binary_frames
                 self.log.warning("unexpected_binary", "%s: binary frame dropped", self.name)
             events: list[Event] = []
+            if self.books is not None:
+                self.books.now = now
             for reply in decode_read(payloads, events):
                 self._on_reply(reply)
             if events:
@@ -318,6 +328,8 @@ class BybitConnection(LiveTopics):
                     await send(events)
                 finally:
                     self._emitting = False
+                    if self.books is not None:
+                        self.books.emitted(now, trio.current_time())
                 if self._cause is not None:  # failed meanwhile: end the session now
                     self._fail(self._cause)
                     return

@@ -41,6 +41,9 @@ class ConnectionSettings:
     price_from_trades: bool = False
     #: The "derivatives" stream (from the merged tickers).
     derivatives: bool = False
+    #: The "orderbook" stream's depth (None: no books); a book's silence limit, seconds.
+    book_depth: int | None = None
+    book_stale_after: float = 1.0
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
+from streamer_bybit.book_keeper import BookKeeper
 from streamer_bybit.intervals import MS_BY_CODE
 from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.tickers import PriceTracker, TickerBook
@@ -78,6 +79,7 @@ class Message(msgspec.Struct, gc=False):
     type: str = ""
     ts: int = 0
     data: msgspec.Raw = msgspec.Raw()
+    cts: int | None = None  # orderbook: the matching engine's time
     op: str | None = None
     success: bool | None = None
     ret_msg: str = ""
@@ -142,6 +144,8 @@ class MessageDecoder:
         self.liquidations = liquidations
         #: Trades decoded so far (one add per message, read by the metrics).
         self.trades = 0
+        #: The connection's order books ("orderbook" stream; None without).
+        self.books: BookKeeper | None = None
 
     def decode(self, payload: bytes, out: list[Event]) -> Message | None:
         """Append the events of one message to ``out``; return it if it is an op reply."""
@@ -210,6 +214,8 @@ class MessageDecoder:
                 self._ticker(rest, msg, out)
             elif kind == "allLiquidation" and self.liquidations is not None:
                 self.liquidations.add(msg.data, out)
+            elif kind == "orderbook" and self.books is not None:
+                self.books.decode(rest, msg.type, msg.data, msg.ts, msg.cts, out)
             else:
                 self._bad("unknown_topic", payload, f"topic {topic!r}")
         except Exception as exc:  # any (see the module doc)

@@ -22,6 +22,12 @@ recovered from REST, the stream gaps it reported), played at their recorded time
 source did (it runs the live source's :class:`~streamer_bybit.hold_book.HoldBook`), so the
 replay emits the same trades in the same order.
 
+Order books: each session's book messages are checked by a
+:class:`~streamer_bybit.book_keeper.BookKeeper` as live, so a replay emits the same ``book``
+events and reports the same book gaps; the resubscribe that followed a live fault is in the
+capture (its snapshot ends the gap). Staleness is not judged: a live stale book's gap is not
+reported again, its resubscribe's snapshot is replayed.
+
 Files are read (:func:`~streamer_bybit.capture_format.read_records`) on the trio thread in
 chunks of ``READ_CHUNK`` bytes: a worker thread would leave every task blocked while it
 reads, which with ``speed = "max"`` is when time jumps.
@@ -38,6 +44,7 @@ import trio
 import trio.testing
 
 from streamer import Context, Emit, Event, FatalError, Metrics, RateLimitedLog
+from streamer_bybit.book_keeper import BookKeeper
 from streamer_bybit.capture_format import (
     END,
     FRAMES,
@@ -196,6 +203,8 @@ class ReplaySource:
             decoder = self.decoders[key] = MessageDecoder(
                 self.category, self.metrics, self.log, book, self.prices,
                 price_from_trades=bool(header.get("price_from_trades", False)))
+            decoder.books = replay_books(self.category, header, self.metrics, self.log,
+                                         self.context.name)
         return decoder
 
     def _trio_time(self, time_us: int) -> float:
@@ -247,7 +256,13 @@ class ReplaySource:
                                 await self._advance(self._trio_time(time_us))
                             events: list[Event] = []
                             # op replies (acks, pongs): ignored
-                            self._decoder(capture, conn, header).decode_read(body, events)
+                            decoder = self._decoder(capture, conn, header)
+                            decoder.decode_read(body, events)
+                            if decoder.books is not None:
+                                # The capture holds the resubscribe that followed.
+                                decoder.books.take_resync(math.inf)
+                                for gap in decoder.books.take_gaps():
+                                    await emit.gap(gap)
                             self.frames += len(body)
                             self.reads += 1
                             if events and mirror.sessions:
@@ -288,6 +303,21 @@ class ReplaySource:
         elapsed = time.perf_counter() - started
         self.logger.info("%s: replayed %d frames (%d reads) from %d file(s) in %.2f s",
                          self.context.name, self.frames, self.reads, len(self.files), elapsed)
+
+
+def replay_books(category: str, header: dict[str, Any], metrics: Metrics, log: RateLimitedLog,
+                 name: str) -> BookKeeper | None:
+    """A book keeper for one recorded session whose topics include order books."""
+    symbols: dict[int, list[str]] = {}
+    for topic in header.get("topics", ()):
+        kind, _, rest = str(topic).partition(".")
+        depth, _, symbol = rest.partition(".")
+        if kind == "orderbook" and depth.isdigit() and symbol:
+            symbols.setdefault(int(depth), []).append(symbol)
+    if not symbols:
+        return None
+    book_depth, book_symbols = next(iter(symbols.items()))
+    return BookKeeper(category, book_depth, book_symbols, math.inf, metrics, log, name)
 
 
 def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:

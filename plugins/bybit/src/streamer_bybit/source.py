@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample, StreamGap
+from streamer_bybit.book_worker import book_samples, book_stale_after
 from streamer_bybit.capture import CaptureTap, run_capture
 from streamer_bybit.categories import (
     SUBSCRIBE_CHUNK,
@@ -87,6 +88,7 @@ class BybitSource:
         #: connection's ``backoff``) so that a test can seed its jitter.
         self.symbols_backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
         context.metrics.add_probe(self._samples)
+        context.metrics.add_probe(lambda: book_samples(self.connections))
         context.health.add_probe(self._health)
 
     # ----------------------------------------------------------------- metrics, health
@@ -296,6 +298,8 @@ class BybitSource:
             ticker_price_field=config.price_field if ticker_price else None,
             price_from_trades="price" in streams and not ticker_price,
             derivatives="derivatives" in streams,
+            book_depth=config.book_depth if "orderbook" in streams else None,
+            book_stale_after=book_stale_after(config, self.category),
         )
         shared = ConnectionShared(
             name=self.context.name, logger=self.logger, metrics=self.metrics,

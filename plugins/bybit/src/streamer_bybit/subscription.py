@@ -172,6 +172,14 @@ class Subscription:
         await self.subscribe(ws, args[:half])
         await self.subscribe(ws, args[half:])
 
+    async def resubscribe(self, ws: TextSender, topic: str) -> None:
+        """Unsubscribe ``topic``, then subscribe it again (its stream starts over: an order
+        book's with a fresh snapshot). Both acks are awaited; a refused unsubscribe (the topic
+        was not subscribed) does not matter. Takes its turn like every other request."""
+        async with self._turn:
+            await self._request(ws, [topic], "unsubscribe")
+            await self.subscribe(ws, [topic])
+
     def _refuse(self, topic: str, ret_msg: str) -> None:
         self.refused[topic] = ret_msg
         self.metrics.inc("refused_topics")

@@ -27,6 +27,8 @@ def build_topics(config: BybitConfig, symbols: list[str]) -> list[str]:
             topics.append(f"tickers.{symbol}")
         if "liquidations" in streams:
             topics.append(f"allLiquidation.{symbol}")
+        if "orderbook" in streams:
+            topics.append(f"orderbook.{config.book_depth}.{symbol}")
     return topics
 
 

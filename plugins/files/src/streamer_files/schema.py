@@ -42,6 +42,12 @@ SCHEMAS: dict[str, pa.Schema] = {
     "funding": pa.schema([
         ("symbol", pa.string()), ("fundingTime", TS), ("fundingRate", pa.float64()),
     ]),
+    # Levels keep the exchange's decimal strings: a book is exact, never rounded to floats.
+    "book": pa.schema([
+        ("symbol", pa.string()), ("kind", pa.string()),
+        ("bids", pa.list_(pa.list_(pa.string()))), ("asks", pa.list_(pa.list_(pa.string()))),
+        ("update_id", pa.int64()), ("ts", TS), ("seq", pa.int64()), ("engine_ts", TS),
+    ]),
 }
 
 #: Wire fields that are decimal strings but stored as float64.

@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from streamer import Derivatives, Event, Funding, Kline, Liquidation, Price, Ticker, Trade
+from streamer import Book, Derivatives, Event, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.intervals import interval_label
 from streamer.validators import channel_problem
 
@@ -83,6 +83,8 @@ def subject_of(prefix: str, event: Event) -> str:
         return f"{prefix}.{ch}.liquidations.{token(event.symbol)}"
     if isinstance(event, (Derivatives, Funding)):
         return f"{prefix}.{ch}.{event.data_type}.{token(event.symbol)}"
+    if isinstance(event, Book):
+        return f"{prefix}.{ch}.book.{token(event.symbol)}"
     return f"{prefix}.{ch}.price.{token(event.symbol)}"
 
 
@@ -106,6 +108,8 @@ def msg_id_of(event: Event) -> str:
         return f"d:{event.channel}:{event.symbol}:{event.ts}"
     if isinstance(event, Funding):
         return f"f:{event.channel}:{event.symbol}:{event.funding_time}"
+    if isinstance(event, Book):  # u restarts after a reset: the push time tells those apart
+        return f"b:{event.channel}:{event.symbol}:{event.kind[0]}{event.update_id}:{event.ts}"
     return f"p:{event.channel}:{event.symbol}:{event.ts}"
 
 
@@ -152,6 +156,22 @@ def _funding(channel: str, d: dict[str, Any]) -> Funding:
     return Funding(channel, d["symbol"], int(d["fundingTime"]), float(d["fundingRate"]))
 
 
+def _book(channel: str, d: dict[str, Any]) -> Book:
+    kind = d["kind"]
+    if kind not in ("snapshot", "delta"):
+        raise ValueError(f"book kind {kind!r}")
+    return Book(channel, d["symbol"], kind, _levels(d["bids"]), _levels(d["asks"]),
+                int(d["update_id"]), int(d["ts"]), d.get("seq"), d.get("engine_ts"))
+
+
+def _levels(levels: Any) -> list[list[str]]:
+    if not isinstance(levels, list) or not all(
+            isinstance(lv, list) and len(lv) == 2 and all(isinstance(x, str) for x in lv)
+            for lv in levels):
+        raise ValueError("book levels must be [price, size] strings")
+    return levels
+
+
 def _price(channel: str, d: dict[str, Any]) -> Price:
     return Price(channel, d["symbol"], float(d["price"]), int(d["timestamp"]))
 
@@ -159,6 +179,7 @@ def _price(channel: str, d: dict[str, Any]) -> Price:
 _DECODERS: dict[str, Callable[[str, dict[str, Any]], Event]] = {
     "trades": _trade, "klines": _kline, "ticker": _ticker, "price": _price,
     "liquidations": _liquidation, "derivatives": _derivatives, "funding": _funding,
+    "book": _book,
 }
 
 

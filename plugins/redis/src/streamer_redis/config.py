@@ -9,7 +9,7 @@ from typing import Any, Literal
 import attrs
 
 from streamer.intervals import INTERVALS, parse_interval
-from streamer.validators import Validator, at_least, channel_problem
+from streamer.validators import Validator, at_least, between, channel_problem
 from streamer_redis.connection import RedisConnectionConfig
 from streamer_redis.storage_keys import key_label
 
@@ -148,6 +148,8 @@ class StorageConfig(RedisConnectionConfig):
     #: Interval labels in the keys: "lower" (1m, 1h, 1d, 1w: the older streamer's keys) or
     #: "config" (as written in intervals: 1D, 1W).
     key_labels: Literal["lower", "config"] = "lower"
+    #: Levels a side kept of each order book (the "book" events) in {main_key}:book:{channel}.
+    book_depth: int = attrs.field(default=20, validator=between(1, 1000))
     #: Delete this sink's documented keys at start (never anything else).
     clean_on_start: bool = True
     flush_size: int = flush_size_option(100)

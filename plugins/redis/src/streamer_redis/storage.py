@@ -17,8 +17,9 @@ import redis
 import redis.client
 import trio
 
-from streamer import Context, Event, Inbox, Kline, Price, Ticker
+from streamer import Book, Context, Event, Inbox, Kline, Price, Ticker
 from streamer_redis.config import StorageConfig
+from streamer_redis.storage_books import StorageBooks
 from streamer_redis.storage_keys import StorageKeys, last_closed_ttl_ms
 from streamer_redis.writer import BufferedWriter
 
@@ -53,6 +54,8 @@ class StorageSink:
         #: (channel, interval ms) -> symbol -> its last closed kline: last-closed holds all.
         self._last_closed: dict[tuple[str, int], dict[str, Kline]] = {}
         self._warned_ignored: set[str] = set()
+        #: The order books (top ``book_depth`` per symbol in ``{main_key}:book:{channel}``).
+        self.books = StorageBooks(config.book_depth, context.metrics)
         #: Keys deleted by the startup clean (for the log and the tests).
         self.cleaned_keys = 0
         self.writer = BufferedWriter(
@@ -67,7 +70,8 @@ class StorageSink:
         """The exact keys cleaned at start, history keys aside (those are found by SCAN)."""
         keys = []
         for channel in self.config.channels:
-            keys += [self.keys.tickers(channel), self.keys.price(channel)]
+            keys += [self.keys.tickers(channel), self.keys.price(channel),
+                     self.keys.book(channel)]
             keys += [self.keys.last_closed(channel, label) for label in self._labels.values()]
         return keys
 
@@ -140,6 +144,8 @@ class StorageSink:
                 touched.add((channel, kline.interval))
                 if config.history:
                     history.setdefault(keys.history(channel, label, kline.symbol), []).append(kline)
+            elif kind is Book:
+                self.books.apply(event)  # type: ignore[arg-type]
 
         for channel, by_symbol in tickers.items():
             pipe.hset(keys.tickers(channel), mapping={
@@ -160,6 +166,7 @@ class StorageSink:
             payload = _encoder.encode([klines[s].to_wire() for s in sorted(klines)])
             pipe.set(keys.last_closed(channel, labels[interval]), payload,
                      px=last_closed_ttl_ms(interval))
+        self.books.write(pipe, keys.book)
         for key, klines_of_key in history.items():
             pipe.rpush(key, *[_encoder.encode(k.to_wire()) for k in klines_of_key])
             pipe.ltrim(key, -config.history, -1)

@@ -2,6 +2,7 @@
 
 - ``{main_key}:tickers:{channel}``: hash, symbol -> ticker snapshot JSON.
 - ``{main_key}:price:{channel}``: hash, symbol -> price as a string.
+- ``{main_key}:book:{channel}``: hash, symbol -> JSON of its order book's top levels.
 - ``{main_key}:last-closed:{channel}:{interval}``: string, JSON list of the last closed kline
   of every symbol, PX = :func:`last_closed_ttl_ms`.
 - ``{main_key}:history:{channel}:{interval}:{symbol}``: list of closed kline JSON, oldest
@@ -57,6 +58,9 @@ class StorageKeys:
 
     def price(self, channel: str) -> str:
         return f"{self.main_key}:price:{channel}"
+
+    def book(self, channel: str) -> str:
+        return f"{self.main_key}:book:{channel}"
 
     def last_closed(self, channel: str, interval: str) -> str:
         return f"{self.main_key}:last-closed:{channel}:{interval}"

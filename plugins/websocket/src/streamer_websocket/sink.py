@@ -46,6 +46,7 @@ class WebSocketSink:
         #: Authenticated clients receiving data.
         self.clients: set[Client] = set()
         self.snapshot = SnapshotStore()
+        self.snapshot.books.metrics = context.metrics
         self._log = RateLimitedLog(context.logger)
         self._gate = Gate(config, None, self.metrics, self._log, self._serve)
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate)

@@ -1,15 +1,17 @@
-"""The latest ticker, price and kline per symbol, so a new client is never blank."""
+"""The latest ticker, price and kline per symbol, and every order book, so a new client is
+never blank (a book is sent whole, then its live deltas follow: book_store.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from streamer_websocket.book_store import BookStore
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.subscription import Subscription
 
 # The order a snapshot is sent in: what a dashboard shows first.
-_SNAPSHOT_TYPES = ("ticker", "price", "klines")
+_SNAPSHOT_TYPES = ("ticker", "price", "klines", "book")
 #: Items per snapshot envelope: a client's queue holds envelopes, and a bounded envelope keeps
 #: what one queued snapshot envelope pins per client bounded too.
 SNAPSHOT_CHUNK = 500
@@ -25,12 +27,19 @@ class SnapshotStore:
         #: The channels seen, in name order: a snapshot lists them so.
         self._channels: list[str] = []
         self._size = 0
+        self.books = BookStore()
 
     def update(self, envelopes: list[Envelope]) -> None:
         latest = self._latest
         for env in envelopes:
             if env.data_type == "trades":
                 continue  # a trade is history, not state
+            if env.data_type == "book":
+                if env.channel not in self._channels:
+                    self._channels = sorted([*self._channels, env.channel])
+                for item in env.data:
+                    self.books.apply(env.channel, item)
+                continue
             by_symbol = latest.get(env.key)
             if by_symbol is None:
                 by_symbol = latest[env.key] = {}
@@ -59,6 +68,9 @@ class SnapshotStore:
         for data_type in _SNAPSHOT_TYPES:
             for channel in self._channels:
                 key = (channel, data_type)
+                if data_type == "book":
+                    out += self._book_envelopes(channel, sub)
+                    continue
                 by_symbol = self._latest.get(key)
                 if not by_symbol or (sub is not None and key not in sub):
                     continue
@@ -72,3 +84,14 @@ class SnapshotStore:
                 for start in range(0, len(items), SNAPSHOT_CHUNK):
                     out.append(Envelope(channel, data_type, items[start:start + SNAPSHOT_CHUNK]))
         return out
+
+    def _book_envelopes(self, channel: str, sub: Subscription | None) -> list[Envelope]:
+        key = (channel, "book")
+        if sub is not None and key not in sub:
+            return []
+        symbols = None if sub is None else sub.symbols(key)
+        names = self.books.symbols(channel) if symbols is None else sorted(symbols)
+        items = [i for i in (self.books.item(channel, s) for s in names) if i is not None]
+        # One book per envelope: a deep book is large; the client's coalescing joins them up
+        # to its message size limit.
+        return [Envelope(channel, "book", [item]) for item in items]

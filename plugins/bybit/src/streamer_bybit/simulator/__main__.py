@@ -7,6 +7,8 @@ every 1/rate s, each its own write (default ``batched``: every message due at a 
 wake-up, in shared writes).  ``--stamp``: the message-level
 ``ts`` of every message is the wall-clock time (ms, ``time.time_ns() // 10**6``) when the
 fake built it, just before writing it; benches use it to measure latency (no extra keys).
+Each subscribed ``orderbook.{depth}.{symbol}`` topic is pushed at its depth's interval
+(books.py: a snapshot on subscribe, then deltas).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 
 import trio
 
+from .books import run_books
 from .server import FakeBybit
 from .state import PACINGS
 from .tls import make_ssl_contexts
@@ -61,6 +64,8 @@ async def amain(args) -> None:
                     fake.run_market, cat, None, rate=args.rate,
                     trades_per_message=args.trades_per_message, tickers=not args.no_tickers,
                     wait_for_subscribers=True))
+            # Order books: each subscribed orderbook topic at its depth's push interval.
+            await nursery.start(run_books, fake)
 
 
 def main(argv=None) -> None:

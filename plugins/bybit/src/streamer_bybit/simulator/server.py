@@ -20,8 +20,9 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   ``Invalid symbol :[<T>]``.  Already-subscribed topics give
   ``error:already subscribed,topic:<T>`` on both categories.  Unsubscribing a topic that is
   not subscribed is acknowledged with success.
-* Only ``publicTrade``, ``tickers`` and ``kline`` topics exist; ``orderbook.*`` and any
-  other topic is refused as unknown.
+* Only ``publicTrade``, ``tickers``, ``kline``, ``orderbook.{depth}`` (the books and their
+  faults: books.py) and the categories' own topics (categories.py, liquidations.py) exist;
+  any other topic is refused as unknown.
 * A kline candle closes (``confirm: true`` is pushed) on the first trade of the symbol at
   or after the boundary, not by a timer; the confirm message for the old candle comes
   first, then the update of the new one, one candle per message.  Minutes without trades

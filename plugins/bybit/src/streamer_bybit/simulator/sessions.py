@@ -18,6 +18,7 @@ from websockets.server import ServerProtocol
 
 from . import categories as cats
 from . import liquidations as liqs
+from .books import book_depth_ok
 from .connection import Connection, ws_frame
 from .market import INTERVALS
 from .state import FakeState
@@ -134,6 +135,8 @@ class WebSocketSessions(FakeState):
         market = self.markets[category]
         if len(parts) == 2 and parts[0] in ("publicTrade", "tickers"):
             sym = parts[1]
+        elif len(parts) == 3 and parts[0] == "orderbook" and book_depth_ok(category, parts[1]):
+            sym = parts[2]
         elif len(parts) == 3 and parts[0] == "kline" and parts[1] in INTERVALS:
             sym = parts[2]
         else:
@@ -179,6 +182,8 @@ class WebSocketSessions(FakeState):
             if kind == "tickers":
                 conn.enqueue(self._ticker_frame(self.markets[cat][rest], snapshot=True,
                                                  fields=None))
+            elif kind == "orderbook":
+                conn.enqueue(ws_frame(_dumps(self.books.subscribed(cat, t, self._msg_ts()))))
             elif kind == "kline":
                 interval, _, sym = rest.partition(".")
                 self.markets[cat][sym].track(interval)

@@ -20,6 +20,7 @@ import trio
 from streamer.clock import now_ms
 
 from . import categories as cats
+from .books import BookFeed
 from .connection import ws_frame
 from .market import Instrument
 
@@ -102,6 +103,8 @@ class FakeState:
         self._subs: dict[tuple[str, str], list[Connection]] = collections.defaultdict(list)
         self._sub_changed = trio.lowlevel.ParkingLot()
         self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: The order books (simulator/books.py): ``push_book`` sends their messages.
+        self.books = BookFeed(seed)
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
         self.rest_trade_lag = rest_trade_lag
@@ -209,6 +212,12 @@ class FakeState:
         frame = ws_frame(_dumps(payload))
         for c in subs:
             c.enqueue(frame)
+
+    def push_book(self, category: str, topic: str, *, unchanged: bool = False) -> None:
+        """One push of ``topic``'s book to its subscribers (a fault injected with
+        ``books.inject`` is taken by it; ``unchanged``: see ``BookFeed.push``)."""
+        for payload in self.books.push(category, topic, self._msg_ts(), unchanged=unchanged):
+            self._publish(category, topic, payload)
 
     def _ticker_frame(self, inst: Instrument, snapshot: bool, fields: dict | None) -> bytes:
         inst.cs += 1

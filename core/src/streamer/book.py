@@ -1,0 +1,138 @@
+"""One order book (bids and asks, price-ordered) and how a snapshot or a delta changes it.
+
+Pure and synchronous: no I/O, no clock, no exchange. A source checks its exchange's book
+messages with it (what :meth:`OrderBook.snapshot` and :meth:`OrderBook.delta` return says
+whether a message may go downstream); a transform or a consumer rebuilds a book from
+:class:`streamer.Book` events with it.
+
+Levels are keyed by the price's number (``float``), not its text, so ``"100"`` and ``"100.0"``
+are one level; each level keeps the price and size strings exactly as Bybit sent them. The
+order is kept in a sorted list of keys (bids negated, so both sides list best first): a
+book holds at most 1,000 levels a side, and an insert or delete is one ``bisect`` plus a
+list move of at most that many pointers.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
+
+#: What applying a message did to the book.
+Outcome = Literal["ok", "gap", "crossed"]
+
+ZERO: Final = 0.0
+
+
+class BookSide:
+    """One side: price key -> ``[price, size]`` as sent, and the keys best first."""
+
+    __slots__ = ("_keys", "_levels", "_sign")
+
+    def __init__(self, *, bids: bool) -> None:
+        #: -1 for bids (best = highest price first), 1 for asks (lowest first).
+        self._sign = -1.0 if bids else 1.0
+        self._levels: dict[float, list[str]] = {}
+        self._keys: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def clear(self) -> None:
+        self._levels.clear()
+        self._keys.clear()
+
+    def set(self, price: str, size: str) -> None:
+        """Insert, replace (any size but zero) or delete (size zero) the level at ``price``.
+        ValueError when price or size is not a finite number, or negative."""
+        p = float(price)
+        s = float(size)
+        if not (0.0 < p < float("inf")) or not (0.0 <= s < float("inf")):
+            raise ValueError(f"level [{price!r}, {size!r}] is not a positive price and a "
+                             "size of 0 or more")
+        key = p * self._sign
+        levels = self._levels
+        if s == ZERO:
+            if levels.pop(key, None) is not None:
+                keys = self._keys
+                del keys[bisect_left(keys, key)]
+            return
+        if key not in levels:
+            insort(self._keys, key)
+        levels[key] = [price, size]
+
+    def best(self) -> float | None:
+        """The best price (highest bid, lowest ask), or None when the side is empty."""
+        return self._keys[0] * self._sign if self._keys else None
+
+    def levels(self, n: int | None = None) -> list[list[str]]:
+        """The ``n`` best levels (all with None), best first, as ``[price, size]`` strings."""
+        keys = self._keys if n is None else self._keys[:n]
+        levels = self._levels
+        return [list(levels[k]) for k in keys]
+
+
+class OrderBook:
+    """One symbol's book as the messages made it; ``update_id`` is the last ``u`` applied
+    (None: no snapshot yet, the book is not usable)."""
+
+    __slots__ = ("asks", "bids", "seq", "update_id")
+
+    def __init__(self) -> None:
+        self.bids = BookSide(bids=True)
+        self.asks = BookSide(bids=False)
+        self.update_id: int | None = None
+        self.seq: int | None = None
+
+    def reset(self) -> None:
+        """Forget every level: the book waits for a snapshot."""
+        self.bids.clear()
+        self.asks.clear()
+        self.update_id = None
+        self.seq = None
+
+    def snapshot(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]],
+                 update_id: int, seq: int | None = None) -> Outcome:
+        """Replace the book whole (never merged with what it held); "crossed" when the
+        result has best bid >= best ask. ValueError on a level that is no number (the book
+        is then empty and waits for a snapshot)."""
+        self.reset()
+        try:
+            for price, size in bids:
+                self.bids.set(price, size)
+            for price, size in asks:
+                self.asks.set(price, size)
+        except (ValueError, TypeError):
+            self.reset()
+            raise
+        self.update_id = update_id
+        self.seq = seq
+        return "crossed" if self.crossed() else "ok"
+
+    def delta(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]],
+              update_id: int, seq: int | None = None) -> Outcome:
+        """Apply a delta: "gap" (the book unchanged) when there is no book or ``update_id``
+        is not the last one + 1; "crossed" when the result has best bid >= best ask (the
+        book is then applied, and must be dropped by the caller). ValueError on a level
+        that is no number (the book may be half applied: the caller drops it)."""
+        if self.update_id is None or update_id != self.update_id + 1:
+            return "gap"
+        for price, size in bids:
+            self.bids.set(price, size)
+        for price, size in asks:
+            self.asks.set(price, size)
+        self.update_id = update_id
+        self.seq = seq
+        return "crossed" if self.crossed() else "ok"
+
+    def crossed(self) -> bool:
+        """Best bid at or above best ask (a locked or crossed book: impossible on Bybit)."""
+        bid, ask = self.bids.best(), self.asks.best()
+        return bid is not None and ask is not None and bid >= ask
+
+    def top(self, n: int | None = None) -> tuple[list[list[str]], list[list[str]]]:
+        """The ``n`` best bids and asks (all with None), best first."""
+        return self.bids.levels(n), self.asks.levels(n)
+
+
+__all__ = ["BookSide", "OrderBook", "Outcome"]
