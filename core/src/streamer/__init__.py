@@ -30,6 +30,7 @@ from streamer._api import (
     Validates,
 )
 from streamer._backoff import Backoff
+from streamer._buffer_room import BufferRoom
 from streamer._events import Channel, DataType, Event, Kline, Price, Ticker, Trade
 from streamer._health import Health, PartState
 from streamer._hookspecs import RegisterCommand, RegisterSource, RegisterType, hookimpl
@@ -47,6 +48,7 @@ __all__ = [
     "DROP",
     "Backoff",
     "BaseTransform",
+    "BufferRoom",
     "Channel",
     "Context",
     "DataType",
