@@ -8,6 +8,10 @@ the buffer is full rather than hold up the source. Behind sources that read stor
 the sink waits with :meth:`BufferRoom.wait` before it adds a batch: its inbox fills, blocks
 (see :mod:`streamer._liveness`), and the source waits.
 
+While the sink waits (:attr:`BufferRoom.waiting`) its writer must write what it holds at once,
+not at the end of a flush window: a source that drives trio's clock (``bybit.replay``) holds
+time still while it waits, so a window that ends later never ends.
+
 The wait ends when the inbox is closed (the pipeline shuts down): the sink then adds what it
 took past its bound, so that its shutdown deadline decides what is written and what is
 counted lost (``lost_at_shutdown``); a cancelled wait leaves the batch in the sink's hands,
@@ -32,6 +36,8 @@ class BufferRoom:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
+        #: The sink waits for room: its writer writes now, whatever its flush window.
+        self.waiting = False
         self._freed = trio.lowlevel.ParkingLot()
 
     def freed(self) -> None:
@@ -39,21 +45,29 @@ class BufferRoom:
         if self._freed:
             self._freed.unpark_all()
 
-    def _full(self, inbox: Inbox, held: Callable[[], int], incoming: int) -> bool:
-        now = held()
-        return now > 0 and now + incoming > self.capacity and not inbox.closed
+    def lacks_room(self, inbox: Inbox, held: int, incoming: int) -> bool:
+        """Whether :meth:`wait` would wait: ``incoming`` events do not fit beside ``held``
+        ones (an empty buffer takes any batch whole, so one take larger than ``capacity``
+        cannot wait forever) and ``inbox`` is open."""
+        return held > 0 and held + incoming > self.capacity and not inbox.closed
 
-    async def wait(self, inbox: Inbox, held: Callable[[], int], incoming: int) -> None:
-        """Until ``incoming`` more events fit beside the ``held()`` ones (an empty buffer
-        takes any batch whole, so one take larger than ``capacity`` cannot wait forever), or
-        ``inbox`` is closed. Returns at once when there is room (no checkpoint)."""
-        if not self._full(inbox, held, incoming):
+    async def wait(self, inbox: Inbox, held: Callable[[], int], incoming: int,
+                   wake_writer: Callable[[], None]) -> None:
+        """Until ``incoming`` more events fit beside the ``held()`` ones, or ``inbox`` is
+        closed; ``wake_writer()`` first, so that it sees :attr:`waiting`. Returns at once
+        when there is room (no checkpoint)."""
+        if not self.lacks_room(inbox, held(), incoming):
             return
-        async with trio.open_nursery() as race:
-            race.start_soon(_cancel_when_closed, inbox, race.cancel_scope)
-            while self._full(inbox, held, incoming):
-                await self._freed.park()
-            race.cancel_scope.cancel()
+        self.waiting = True
+        wake_writer()
+        try:
+            async with trio.open_nursery() as race:
+                race.start_soon(_cancel_when_closed, inbox, race.cancel_scope)
+                while self.lacks_room(inbox, held(), incoming):
+                    await self._freed.park()
+                race.cancel_scope.cancel()
+        finally:
+            self.waiting = False
 
 
 async def _cancel_when_closed(inbox: Inbox, scope: trio.CancelScope) -> None:

@@ -104,7 +104,8 @@ class NatsSink:
                 task_status.started()
                 while events := await inbox.get():
                     if self._waits_for_room:
-                        await self._room.wait(inbox, self._buffer.__len__, len(events))
+                        await self._room.wait(inbox, self._buffer.__len__, len(events),
+                                              lambda: self._changed.set())
                     self.add(events)
                 self._closed = True
                 self._shutdown_deadline = trio.current_time() + config.shutdown_timeout

@@ -263,7 +263,8 @@ class BufferedWriter:
                 task_status.started()
                 while events := await inbox.get():
                     if self._waits_for_room:
-                        await self._room.wait(inbox, self._buffer.__len__, len(events))
+                        await self._room.wait(inbox, self._buffer.__len__, len(events),
+                                              lambda: self._changed.set())
                     self._add(events)
                 self._close()
         finally:
@@ -305,14 +306,15 @@ class BufferedWriter:
 
     async def _wait_for_flush(self) -> None:
         """Until the buffer holds ``flush_size`` events, its oldest waited ``flush_interval``,
-        or the writer is closed."""
+        the sink waits for room (:class:`streamer.BufferRoom`), or the writer is closed."""
         while not self._buffer and not self._closed:
             await self._wait_changed()
         if self.flush_interval <= 0:
             return
+        room = self._room
         with trio.move_on_at(self._pending_since + self.flush_interval):
             while (len(self._buffer) < self.flush_size and not self._closed
-                   and not self._flush_now):
+                   and not self._flush_now and not room.waiting):
                 await self._wait_changed()
 
     async def _write_chunk(self) -> None:
