@@ -15,7 +15,7 @@ import attrs
 import pytest
 import trio
 
-from streamer import Trade, hookimpl
+from streamer import BaseTransform, Trade, hookimpl
 from streamer._config import load_config_text
 from streamer._plugins import PluginError
 from streamer._runtime import Pipeline
@@ -134,3 +134,61 @@ def test_streamer_plugins_lists_a_source_that_is_not_live(plugin_manager):
     assert "source:bybit.replay (not live: reads stored data)" in types
     assert "source:nats (not live: reads stored data)" in types
     assert "source:bybit.linear" in types
+
+
+class Passing(BaseTransform):
+    """Hands every batch on as it is."""
+
+    def __init__(self, config: object, context: object) -> None:
+        pass
+
+    def process(self, batch):  # type: ignore[no-untyped-def]
+        return list(batch)
+
+
+class PassingPlugin:
+    @staticmethod
+    @hookimpl
+    def streamer_register_transforms(register) -> None:  # type: ignore[no-untyped-def]
+        register("test.pass", DroppingByDefault, Passing)
+
+
+def test_context_live_input_says_whether_a_live_source_is_upstream(
+        plugin_manager, register_plugin):
+    """Through transforms, per node: what a sink with a buffer of its own reads to wait for
+    room instead of dropping (the redis, storage and nats sinks)."""
+    register_plugin(Plugin())
+    register_plugin(PassingPlugin())
+    toml = """
+[[sources]]
+name = "live"
+type = "testing.scripted"
+
+[[sources]]
+name = "stored"
+type = "testing.stored"
+
+[[transforms]]
+name = "pass"
+type = "test.pass"
+inputs = ["stored"]
+
+[[sinks]]
+name = "from_live"
+type = "test.slow"
+inputs = ["live"]
+
+[[sinks]]
+name = "from_stored"
+type = "test.slow"
+inputs = ["pass"]
+
+[[sinks]]
+name = "from_both"
+type = "test.slow"
+inputs = ["pass", "live"]
+"""
+    pipeline = Pipeline(load_config_text(toml, plugin_manager, environ={}), plugin_manager)
+    assert {name: node.context.live_input for name, node in pipeline.nodes.items()} == {
+        "live": True, "stored": False, "pass": False,
+        "from_live": True, "from_stored": False, "from_both": True}

@@ -88,7 +88,7 @@ async def test_the_sink_writes_through_it():
         with trio.fail_after(10):
             async with running(sink) as inbox:
                 await inbox.put([trade(1), trade(2)])
-                assert sink.writer._direct_connection() is not None
+                assert sink.writer.link.direct() is not None
         assert server.client().xlen("bybit-streamer:stream:linear:trades") == 1  # one envelope
 
 

@@ -30,6 +30,7 @@ from streamer._api import (
     Validates,
 )
 from streamer._backoff import Backoff
+from streamer._buffer_room import BufferRoom
 from streamer._events import (
     Book,
     Channel,
@@ -60,6 +61,7 @@ __all__ = [
     "Backoff",
     "BaseTransform",
     "Book",
+    "BufferRoom",
     "Channel",
     "Context",
     "DataType",

@@ -104,6 +104,13 @@ class Context:
     #: A read-only view of every node of the pipeline (status pages): see
     #: :mod:`streamer._pipeline_view`.
     pipeline: PipelineView = attrs.field(factory=PipelineView, eq=False)
+    #: Whether a live source (one that does not wait: an exchange's WebSocket) feeds this
+    #: node, directly or through transforms; for a source, whether it is live itself. False
+    #: when every source upstream reads stored data (``register(..., live=False)``: a
+    #: replay, a JetStream stream): nothing is gained by dropping then, so a sink that
+    #: buffers events of its own waits for room in its buffer instead of dropping the oldest
+    #: (and so holds up its inbox, which blocks the source). See :mod:`streamer._liveness`.
+    live_input: bool = True
 
 
 class Source(Protocol):

@@ -74,7 +74,9 @@ def streamer_register_sources(register: RegisterSource) -> None:
       own pace (a capture file, a JetStream stream it acknowledges): when no source of a
       pipeline is live, every sink whose table does not set ``overflow`` blocks when full
       instead of taking its type's default (the console's ``drop_oldest``), so a replay at
-      any speed into any sink loses nothing. ``streamer plugins`` shows it.
+      any speed into any sink loses nothing. ``streamer plugins`` shows it. Each node sees
+      whether a live source feeds it in :attr:`streamer.Context.live_input`: a sink with a
+      buffer of its own (redis, storage, nats) waits for room in it when none does.
 
     ``run`` calls ``task_status.started()`` once connected and then ``await emit(batch)`` for
     every batch (a non-empty ``list`` of events, one per socket read or exchange message).

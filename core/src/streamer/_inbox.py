@@ -48,6 +48,7 @@ class Inbox:
         self._not_empty = trio.lowlevel.ParkingLot()
         self._not_full = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._closed_lot = trio.lowlevel.ParkingLot()
         self._discarding = False
         #: Completed ``get`` calls that returned events; unchanged while the sink is stuck.
         self.takes = 0
@@ -168,6 +169,13 @@ class Inbox:
         self._not_empty.unpark_all()
         self._not_full.unpark_all()
         self._accepted_changed.unpark_all()
+        self._closed_lot.unpark_all()
+
+    async def wait_closed(self) -> None:
+        """Until :meth:`close`: for a sink waiting on something other than :meth:`get` (room
+        in a buffer of its own) that must stop waiting when the pipeline shuts down."""
+        while not self._closed:
+            await self._closed_lot.park()
 
     def take_left_over(self, in_hand: int | None = None) -> int:
         """Close and empty the inbox; return how many events it still held, for the caller

@@ -7,13 +7,18 @@ has no deadline; it declares so with ``register(..., live=False)``. When every s
 pipeline is such a source, dropping only loses data that waiting would have delivered, so a
 sink whose table does not choose ``overflow`` blocks instead of taking its type's default
 (the console's ``drop_oldest``). An ``overflow`` set in the table is always kept.
+
+A sink with a buffer of its own behind its inbox (Redis, NATS) reads
+:attr:`streamer.Context.live_input` (:func:`live_upstream`): when no source feeding it is
+live, it waits for room in that buffer instead of dropping its oldest events, so the wait
+reaches the blocking inbox and, through it, the source.
 """
 
 from __future__ import annotations
 
 import logging
 
-from streamer._settings import PipelineConfig
+from streamer._settings import NodeConfig, PipelineConfig
 
 log = logging.getLogger("streamer.runtime")
 
@@ -33,3 +38,25 @@ def block_when_offline(config: PipelineConfig) -> list[str]:
                  ", ".join(f"{node.name}: {node.type}" for node in config.sources),
                  ", ".join(node.name for node in changed))
     return [node.name for node in changed]
+
+
+def live_upstream(config: PipelineConfig, node: NodeConfig) -> bool:
+    """Whether a live source feeds ``node``, directly or through transforms (for a source:
+    whether it is live itself). A node no source reaches is not fed live data."""
+    if node.kind == "source":
+        return node.spec.live
+    by_name = {n.name: n for n in config.nodes()}
+    seen: set[str] = set()
+    pending = list(node.inputs)
+    while pending:
+        name = pending.pop()
+        upstream = by_name.get(name)
+        if upstream is None or name in seen:
+            continue
+        seen.add(name)
+        if upstream.kind == "source":
+            if upstream.spec.live:
+                return True
+        else:
+            pending.extend(upstream.inputs)
+    return False

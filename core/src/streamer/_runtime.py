@@ -36,7 +36,7 @@ from streamer._api import (
 )
 from streamer._backoff import Backoff
 from streamer._inbox import Inbox
-from streamer._liveness import block_when_offline
+from streamer._liveness import block_when_offline, live_upstream
 from streamer._logs import NOT_RATE_LIMITED
 from streamer._metrics import Metrics
 from streamer._node import Node
@@ -88,6 +88,7 @@ class Pipeline:
                 metrics=Metrics(),
                 inputs=nc.inputs,
                 pipeline=view,
+                live_input=live_upstream(config, nc),
             )
             obj = nc.spec.factory(nc.options, context)
             check_capabilities(obj, NODE_CAPABILITIES[nc.kind])

@@ -7,7 +7,9 @@ for the acks of the previous one) while at most ``max_in_flight`` events are una
 Events whose ack does not come (server restart, leader election, broken connection) go back
 to the head of the buffer and are published again with the same ids after a backoff, so
 JetStream stores each one once (within the stream's duplicate window). Beyond ``max_buffer``
-buffered events the oldest are dropped and counted as ``failed``.
+buffered events the oldest are dropped and counted as ``failed``; unless no source upstream is
+live (``context.live_input`` False: a replay, another stream): then the sink waits for room
+(:class:`streamer.BufferRoom`), its inbox fills and blocks, and the source waits for NATS.
 
 Metrics: ``published`` (stored), ``duplicates`` (acked as already stored: the other replica
 or an earlier attempt was first), ``retried``, ``failed``, ``lost_at_shutdown``.
@@ -19,7 +21,7 @@ from collections import deque
 
 import trio
 
-from streamer import Backoff, Context, Event, FatalError, Inbox
+from streamer import Backoff, BufferRoom, Context, Event, FatalError, Inbox
 from streamer_nats.bridge import AsyncioThread
 from streamer_nats.config import NatsSinkConfig
 from streamer_nats.publisher import Publisher, StreamMismatch
@@ -35,6 +37,9 @@ class NatsSink:
         self.metrics = context.metrics
         self.logger = context.logger
         self._buffer: deque[Event] = deque()
+        #: Behind stored data only, wait for room in the buffer instead of dropping.
+        self._waits_for_room = not context.live_input
+        self._room = BufferRoom(config.max_buffer)
         self._changed = trio.Event()
         self._closed = False
         self._drops_unreported = 0
@@ -57,7 +62,7 @@ class NatsSink:
         buffer = self._buffer
         buffer.extend(events)
         excess = len(buffer) - self.config.max_buffer
-        if excess > 0:
+        if excess > 0 and not self._waits_for_room:
             for _ in range(excess):
                 buffer.popleft()
             self.metrics.lost("failed", excess)
@@ -98,6 +103,9 @@ class NatsSink:
                 writer_nursery.start_soon(self._writer, thread, publisher)
                 task_status.started()
                 while events := await inbox.get():
+                    if self._waits_for_room:
+                        await self._room.wait(inbox, self._buffer.__len__, len(events),
+                                              lambda: self._changed.set())
                     self.add(events)
                 self._closed = True
                 self._shutdown_deadline = trio.current_time() + config.shutdown_timeout
@@ -152,6 +160,7 @@ class NatsSink:
                         continue
                     n = min(len(self._buffer), config.max_chunk, room)
                     chunk = [self._buffer.popleft() for _ in range(n)]
+                    self._room.freed()
                     self._in_flight += n
                     chunks.start_soon(self._publish_chunk, thread, publisher, chunk)
                     await trio.lowlevel.checkpoint()

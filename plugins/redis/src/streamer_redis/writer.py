@@ -1,11 +1,11 @@
 """The buffered Redis writer behind both sinks: one pipeline per flush, never per event.
 
 Every flush is one pipeline (``transaction=False``) of all the commands for up to
-``MAX_CHUNK`` events, built with redis-py's command methods. A plain TCP or unix-socket server
-is written on trio's own sockets (:mod:`streamer_redis.resp`): one send and one wake-up for
-the replies. redis-py's asyncio client does not run under trio, so anything else (TLS) goes
-through the sync client in a worker thread (:func:`run_in_worker_thread`), a hop of ~130 us
-and two more wake-ups per flush (docs/background.md, "Redis from trio": 3.8k events/s with a
+``MAX_CHUNK`` events, built with redis-py's command methods and sent by
+:class:`~streamer_redis.link.RedisLink`: on trio's own sockets for a plain TCP or unix-socket
+server, one send and one wake-up for the replies. redis-py's asyncio client does not run
+under trio, so anything else (TLS) goes through the sync client in a worker thread, a hop of
+~130 us and two more wake-ups per flush (docs/background.md, "Redis from trio": 3.8k events/s with a
 hop per event, 62k with batches of 100). The connection check at start and the storage
 sink's setup always use redis-py in a thread (once).
 
@@ -14,7 +14,10 @@ holds is the ``buffered_events`` gauge. The sink's task only appends to the buff
 awaits); the writer runs as its own task. While Redis is down the writer backs off and
 retries, the sink keeps draining its inbox into the bounded buffer, and beyond
 ``max_buffer`` events the oldest are dropped and counted, so a Redis outage never stalls
-the source or the other sinks. When Redis is back the buffer is written in order.
+a live source or the other sinks. When no source upstream is live (``context.live_input``
+False: a replay), the sink waits for room instead (:class:`streamer.BufferRoom`): the inbox
+fills, blocks, and the replay waits for Redis; nothing is dropped. When Redis is back the
+buffer is written in order.
 
 Shutdown (``inbox.get()`` returned ``[]``) gives the writer ``shutdown_timeout``: the write in
 flight, every retry and backoff end by then, shielded or not (a hung server, e.g. a
@@ -30,7 +33,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -39,16 +41,15 @@ import redis.client
 import trio
 import trio.lowlevel
 
-from streamer import Backoff, Context, Event, FatalError, Inbox, Sample
-from streamer_redis.connection import RedisConnectionConfig, make_client
+from streamer import Backoff, BufferRoom, Context, Event, FatalError, Inbox, Sample
+from streamer_redis.connection import RedisConnectionConfig
 from streamer_redis.failures import (
     TRANSIENT_ERRORS,
     TRANSIENT_REPLIES,
     Transient,
     is_auth_error,
 )
-from streamer_redis.resp import TrioConnection, commands_of, supports
-from streamer_redis.worker_thread import run_in_worker_thread
+from streamer_redis.link import RedisLink, Setup
 
 #: Events per pipeline at most: bounds the size of one pipeline (and one pub/sub message)
 #: when a long outage ends with a full buffer.
@@ -60,8 +61,6 @@ FAILURE_LOG_EVERY = 10
 
 #: Adds the commands for ``events`` to a pipeline. Runs on the trio thread (no I/O).
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
-#: Runs in the worker thread before the first write (e.g. the storage sink's startup clean).
-Setup = Callable[[redis.Redis], None]
 
 class BufferedWriter:
     """A bounded FIFO of events and the task that writes it to Redis."""
@@ -84,10 +83,11 @@ class BufferedWriter:
         self.flush_size = flush_size
         self.flush_interval = flush_interval
         self.max_chunk = max_chunk
-        self._client: redis.Redis | None = None
-        self._direct: TrioConnection | None = None
-        self._direct_ok: bool | None = None
+        self.link = RedisLink(config)
         self._buffer: deque[Event] = deque()
+        #: Behind stored data only, wait for room in the buffer instead of dropping.
+        self._waits_for_room = not context.live_input
+        self._room = BufferRoom(config.max_buffer)
         #: Absolute index of ``_buffer[0]``: lets a write that raced with drops remove exactly
         #: what it wrote.
         self._head = 0
@@ -132,16 +132,15 @@ class BufferedWriter:
 
     @property
     def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = make_client(self.config)
-        return self._client
+        return self.link.client
 
     def _samples(self) -> list[Sample]:
         return [Sample("buffered_events", float(len(self._buffer)),
                        help="events waiting in the Redis writer's buffer")]
 
     def _add(self, events: list[Event]) -> None:
-        """Buffer ``events``; beyond ``max_buffer`` drop the oldest. Never waits."""
+        """Buffer ``events``; beyond ``max_buffer`` drop the oldest, unless the sink waits
+        for room (then only a shutdown or a single take can exceed it). Never waits."""
         if not events:
             return
         buffer = self._buffer
@@ -158,7 +157,7 @@ class BufferedWriter:
             self._flush_now = True
         buffer.extend(events)
         excess = len(buffer) - self.config.max_buffer
-        if excess > 0:
+        if excess > 0 and not self._waits_for_room:
             for _ in range(excess):
                 buffer.popleft()
             self._head += excess
@@ -263,11 +262,14 @@ class BufferedWriter:
                 nursery.start_soon(self._write_until_closed)
                 task_status.started()
                 while events := await inbox.get():
+                    if self._waits_for_room:
+                        await self._room.wait(inbox, self._buffer.__len__, len(events),
+                                              lambda: self._changed.set())
                     self._add(events)
                 self._close()
         finally:
             if self._closed and not self._buffer:
-                self._close_client()
+                self.link.close()
 
     # -- the writer task -------------------------------------------------------------------
 
@@ -304,14 +306,15 @@ class BufferedWriter:
 
     async def _wait_for_flush(self) -> None:
         """Until the buffer holds ``flush_size`` events, its oldest waited ``flush_interval``,
-        or the writer is closed."""
+        the sink waits for room (:class:`streamer.BufferRoom`), or the writer is closed."""
         while not self._buffer and not self._closed:
             await self._wait_changed()
         if self.flush_interval <= 0:
             return
+        room = self._room
         with trio.move_on_at(self._pending_since + self.flush_interval):
             while (len(self._buffer) < self.flush_size and not self._closed
-                   and not self._flush_now):
+                   and not self._flush_now and not room.waiting):
                 await self._wait_changed()
 
     async def _write_chunk(self) -> None:
@@ -386,13 +389,8 @@ class BufferedWriter:
         with trio.CancelScope(shield=True, deadline=self._shutdown_deadline) as scope:
             self._write_scope = scope
             try:
-                direct = self._direct_connection()
-                if direct is None:
-                    replies = await run_in_worker_thread(partial(self._execute, pipe))
-                else:
-                    if not self.setup_done and self._setup is not None:
-                        await run_in_worker_thread(partial(self._setup, self.client))
-                    replies = await direct.execute(commands_of(pipe))
+                replies = await self.link.execute(
+                    pipe, None if self.setup_done else self._setup)
             finally:
                 self._write_scope = None
         return replies
@@ -408,12 +406,7 @@ class BufferedWriter:
             for _ in range(done):
                 buffer.popleft()
         self._head += done
-
-    def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
-        """Worker thread: the pending setup (once), then the whole pipeline."""
-        if not self.setup_done and self._setup is not None:
-            self._setup(self.client)
-        return pipe.execute(raise_on_error=False)
+        self._room.freed()
 
     async def _failed(self, exc: BaseException) -> None:
         attempt = self._backoff.attempts + 1
@@ -427,21 +420,3 @@ class BufferedWriter:
                 len(self._buffer), delay,
             )
         await trio.sleep(delay)
-
-    def _direct_connection(self) -> TrioConnection | None:
-        """The trio-native connection when the server is plain TCP or a unix socket (no
-        thread hop per flush), else None: TLS goes through redis-py in a worker thread."""
-        if self._direct is None and self._direct_ok is None:
-            self._direct_ok = supports(self.client)
-            if self._direct_ok:
-                self._direct = TrioConnection(self.client)
-        return self._direct
-
-    def _close_client(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
-            self._direct = None
-            self._direct_ok = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
