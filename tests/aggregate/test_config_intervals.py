@@ -7,19 +7,16 @@ import datetime as dt
 import pytest
 
 from streamer._config import ConfigError, structure_options
-from streamer.intervals import INTERVALS, WEEK_MS, candle_start, parse_interval
+from streamer.intervals import WEEK_MS, candle_start, parse_interval
 from streamer.testing import config_errors
 from streamer_aggregate.passthrough import PassthroughConfig
 from streamer_aggregate.transform import KlineConfig
-from streamer_bybit.intervals import bybit_code
 
 
 def test_the_aggregator_takes_the_core_labels():
     c = structure_options(KlineConfig, {"intervals": ["500ms", "10s", "1m", "50m", "2h", "1D",
                                                       "1W", "1M", "2M"]})
     assert c.interval_ms == [parse_interval(x) for x in c.intervals]
-    assert [bybit_code(parse_interval(i)) for i in INTERVALS] == [
-        "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M"]
 
 
 @pytest.mark.parametrize("bad", ["60m", "60", "1d", "", "1w", "h", "50ms", "30D"])

@@ -16,25 +16,19 @@ from streamer.intervals import (
     interval_of_ms,
     parse_interval,
 )
-from streamer_bybit.intervals import CODES, bybit_code, interval_of_code
 
 
 def utc(*args: int) -> int:
     return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-def test_bybit_labels_ms_and_codes_round_trip() -> None:
+def test_named_labels_and_ms_round_trip() -> None:
     assert parse_interval("1m") == 60_000
     assert parse_interval("4h") == 14_400_000
     assert parse_interval("1D") == 86_400_000
     assert parse_interval("1W") == 604_800_000
-    assert [bybit_code(parse_interval(label)) for label in INTERVALS] == [
-        "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M"]
-    assert list(CODES) == list(INTERVALS)
     for label, ms in INTERVALS.items():
-        code = CODES[label]
         assert interval_label(ms) == label
-        assert interval_of_code(code) == ms
 
 
 @pytest.mark.parametrize(("label", "ms"), [
@@ -64,10 +58,6 @@ def test_errors_of_lookups() -> None:
         parse_interval("1M", allow_month=False)
     with pytest.raises(ValueError, match="no kline interval is 50 ms long"):
         interval_label(50)
-    with pytest.raises(ValueError, match="no Bybit interval is 90000 ms long"):
-        bybit_code(90_000)
-    with pytest.raises(ValueError, match="unknown Bybit interval code 'X'"):
-        interval_of_code("X")
 
 
 def test_fixed_boundaries_are_epoch_aligned_weeks_on_monday() -> None:
