@@ -191,6 +191,10 @@ class Bench:
         self.rows: list[tuple[str, str, str, str]] = []  # section/metric, value, target, verdict
         self.redis: Any = None
         self.cryptofeed_python: str | None = None
+        #: The interpreter (and so the install) of the children that run product code: the
+        #: streamer and the floor (which uses the source's transport). The fake, redis and
+        #: the bare clients always run on this bench's own interpreter.
+        self.streamer_python: str = args.streamer_python or PYTHON
 
     # -- children ----------------------------------------------------------------------------
 
@@ -206,7 +210,7 @@ class Bench:
     def streamer(self, info: dict[str, Any], *extra: str, timeout: float = 300.0,
                  prefix: list[str] | None = None, intervals: str = INTERVALS
                  ) -> dict[str, Any]:
-        argv = [*(prefix or []), PYTHON, str(BENCH / "bench_e2e_streamer.py"),
+        argv = [*(prefix or []), self.streamer_python, str(BENCH / "bench_e2e_streamer.py"),
                 "--ws-linear", info["ws_linear"], "--rest", info["rest"],
                 "--intervals", intervals, "--timeout", str(timeout), *extra]
         if "cafile" in info:
@@ -223,7 +227,8 @@ class Bench:
 
     def trio_baseline(self, info: dict[str, Any], *extra: str,
                       timeout: float = 300.0) -> dict[str, Any]:
-        argv = [PYTHON, str(BENCH / "bench_e2e_trio_baseline.py"), "--url", info["ws_linear"],
+        argv = [self.streamer_python, str(BENCH / "bench_e2e_trio_baseline.py"), "--url",
+                info["ws_linear"],
                 "--timeout", str(timeout), *extra]
         return self._run(argv, "baseline-trio", timeout)
 
@@ -599,6 +604,7 @@ class Bench:
         if unknown:
             raise SystemExit(f"unknown section(s) {unknown}; pick from {', '.join(SECTIONS)}")
         self.results["machine"] = machine_info()
+        self.results["streamer_install"] = install_info(self.streamer_python)
         self.results["mode"] = "quick" if self.quick else "full"
         self.results["repeat"] = self.args.repeat
         self.results["sections"] = only
@@ -641,6 +647,17 @@ class Bench:
                 path.write_text(self.markdown())
                 print(f"wrote {path}")
 
+    def install_lines(self) -> list[str]:
+        """The streamer/floor children's install when it is another checkout's."""
+        inst = self.results["streamer_install"]
+        if inst["python"] == PYTHON:
+            return []
+        git = inst["git"]
+        return [f"Streamer and floor children on `{inst['python']}`: commit `{git['commit']}` "
+                f"({git['subject']})"
+                + (f", DIRTY: {', '.join(git['dirty_files'])}" if git["dirty"] else ", clean")
+                + f"; {', '.join(f'{k} {v}' for k, v in inst['versions'].items())}.  "]
+
     def settings_lines(self) -> list[str]:
         """Every setting of every row: the rates blocks, their clients, the other sections."""
         out = ["Settings:", ""]
@@ -675,6 +692,7 @@ class Bench:
             f"Commit: `{git['commit']}` ({git['subject']})"
             + (f", DIRTY: {', '.join(git['dirty_files'])}" if git["dirty"] else ", clean")
             + "  ",
+            *self.install_lines(),
             f"Mode {self.results['mode']}, {self.results['repeat']} rounds (order rotated each "
             f"round); {self.results['seconds']:.0f} s in all.  ",
             f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['platform']}, Python "
@@ -797,13 +815,14 @@ def _cprofile_top(prof: Path, limit: int = 25) -> dict[str, Any]:
     return {"profiler": "cProfile", "total_s": total, "self": top(2), "inclusive": top(3)}
 
 
-def git_state() -> dict[str, Any]:
-    """The commit the bench ran on and whether the tree had uncommitted changes (the
-    summary file this run writes is not one of them: it is written after this)."""
+def git_state(where: Path = ROOT) -> dict[str, Any]:
+    """The commit the bench ran on (or the checkout ``where``) and whether the tree had
+    uncommitted changes (the summary file this run writes is not one of them: it is written
+    after this)."""
     def git(*argv: str) -> str:
         try:
-            return subprocess.run(["git", *argv], capture_output=True, text=True, cwd=ROOT,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(["git", *argv], capture_output=True, text=True, cwd=where,
+                                  timeout=10).stdout.rstrip()
         except OSError:
             return ""
 
@@ -812,6 +831,24 @@ def git_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD") or "unknown",
             "subject": git("log", "-1", "--format=%s"), "dirty": bool(dirty),
             "dirty_files": [ln[3:] for ln in dirty][:20]}
+
+
+def install_info(python: str) -> dict[str, Any]:
+    """The checkout and commit of the install ``python`` runs (its ``streamer`` package,
+    installed editable by that checkout's ./scripts/setup) and its distributions' versions."""
+    probe = ("import json, streamer; from importlib import metadata\n"
+             "v = {}\n"
+             "for d in ('streamer-core', 'streamer-bybit', 'streamer-aggregate', 'trio', "
+             "'msgspec', 'orjson'):\n"
+             "    try: v[d] = metadata.version(d)\n"
+             "    except metadata.PackageNotFoundError: pass\n"
+             "print(json.dumps({'streamer': streamer.__file__, 'versions': v}))")
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    info: dict[str, Any] = json.loads(out)
+    info["python"] = python
+    info["git"] = git_state(Path(info["streamer"]).parent)
+    return info
 
 
 def machine_info() -> dict[str, Any]:
@@ -872,6 +909,11 @@ def main() -> None:
     p.add_argument("--profile-pipeline", choices=["light", "redis", "realistic"],
                    default="light", help="the pipeline the profile section runs")
     p.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
+    p.add_argument("--streamer-python", default=None,
+                   help="the python of the install the streamer and floor children run on "
+                        "(default this one): another checkout's .venv/bin/python measures "
+                        "that checkout's product with this bench, fake and baselines "
+                        "(bench_ab.py)")
     p.add_argument("--json", default="bench/results/pipeline.json",
                    help="write the results here ('' to skip)")
     args = p.parse_args()
