@@ -57,7 +57,7 @@ def open_page(url: str, errors: list[str]) -> Iterator[Any]:
             browser.close()
 
 
-def browse(url: str, fake, streamer: Streamer, shots: str | None = None) -> list[str]:
+def browse(url: str, fake, streamer: Streamer) -> list[str]:
     """The whole browser session; returns the console errors seen."""
     from playwright.sync_api import expect
 
@@ -93,8 +93,6 @@ def browse(url: str, fake, streamer: Streamer, shots: str | None = None) -> list
         assert float(page.text_content("#ask")) == float(ticker["ask1Price"])
         assert page.get_attribute("#chart", "data-symbol") == "linear BTCUSDT"
         assert page.locator("#trades tbody tr").count() == 4
-        if shots:
-            page.screenshot(path=os.path.join(shots, "webview-market.png"))
         # The streamer restarts: the page reconnects and keeps working.
         trio.from_thread.run(streamer.restart)
         page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
@@ -107,8 +105,6 @@ def browse(url: str, fake, streamer: Streamer, shots: str | None = None) -> list
         page.click("#tab-status")
         page.wait_for_selector('#sources tr[data-node="bybit"][data-state="connected"]',
                                timeout=WAIT_MS)
-        if shots:
-            page.screenshot(path=os.path.join(shots, "webview-status.png"))
     return errors
 
 
@@ -132,8 +128,7 @@ async def test_web_view_in_chromium(fake_bybit, plugin_manager, nursery, monkeyp
         await streamer.start(nursery)
         await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
         errors = await trio.to_thread.run_sync(
-            browse, f"http://127.0.0.1:{port}/", fake_bybit, streamer,
-            os.environ.get("STREAMER_WEB_SCREENSHOTS"))
+            browse, f"http://127.0.0.1:{port}/", fake_bybit, streamer)
         await streamer.stop()
     # A refused login logs its close as no error; anything else would be a page fault.
     assert errors == []
