@@ -52,13 +52,20 @@ def streamer_run(children: Children, info: dict[str, Any], args: argparse.Namesp
     finally:
         children.stop(child)
     result["us_per_msg"] = result["cpu_s"] / result["messages"] * 1e6
+    result["msg_per_s"] = result["messages"] / result["wall_s"]
+    result["cpu_percent"] = 100 * result["cpu_s"] / result["wall_s"]
     result["loadavg_end"] = os.getloadavg()
     return result
 
 
-def fmt_runs(runs: list[dict[str, Any]]) -> str:
-    values = [r["us_per_msg"] for r in runs]
-    return (f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})")
+def fmt_runs(runs: list[dict[str, Any]], key: str = "us_per_msg", spec: str = ".1f") -> str:
+    values = [r[key] for r in runs]
+    return (f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})")
+
+
+def row(viewers: int, runs: list[dict[str, Any]]) -> str:
+    return (f"| {viewers} | {fmt_runs(runs)} | {fmt_runs(runs, 'msg_per_s', ',.0f')} | "
+            f"{fmt_runs(runs, 'cpu_percent', '.0f')} | {len(runs)} |")
 
 
 def main() -> None:
@@ -103,6 +110,21 @@ def main() -> None:
     print(summary)
 
 
+def short_of_rate(args: argparse.Namespace, runs: dict[int, list[dict[str, Any]]]
+                  ) -> list[str]:
+    """A note when runs received under 95% of the rate: the simulator, the streamer and the
+    viewers (three processes) did not all get the CPU they needed."""
+    short = {v: [r for r in rs if r["msg_per_s"] < 0.95 * args.rate] for v, rs in runs.items()}
+    if not any(short.values()):
+        return []
+    counts = ", ".join(f"{len(rs)} of the {len(runs[v])} runs with {v} viewers"
+                       for v, rs in short.items() if rs)
+    return [f"Short of the rate: {counts} received under 95% of {args.rate:,} msg/s (the "
+            "simulator, the streamer and the viewers are three processes on this machine's "
+            "cores): fewer messages share the viewers' per-second cost, so those runs' CPU "
+            "per message is higher than at the full rate.", ""]
+
+
 def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: float,
                   runs: dict[int, list[dict[str, Any]]], ratios: list[float],
                   median_none: float, median_viewers: float, stall: dict[str, Any]) -> str:
@@ -131,13 +153,14 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
         "bench_web_viewer_clients.py, the page's subscriptions (every symbol's tickers, then "
         "one symbol's klines and trades, status once a second), each from its own loopback "
         "address, in their own process.", "",
-        "| viewers | CPU us per message, median (min-max) | runs |",
-        "|---|---|---|",
-        f"| 0 | {fmt_runs(runs[0])} | {len(runs[0])} |",
-        f"| {args.viewers} | {fmt_runs(runs[args.viewers])} | {len(runs[args.viewers])} |",
-        "",
+        "| viewers | CPU us per message | messages/s received | streamer CPU, % of a core "
+        "| runs |",
+        "|---|---|---|---|---|",
+        row(0, runs[0]), row(args.viewers, runs[args.viewers]), "",
+        "Median (min-max) of the runs.", "",
         f"Ratio of the medians: {median_viewers / median_none:.3f} (target <= 1.10); per "
         f"round: {', '.join(f'{r:.3f}' for r in ratios)}.", "",
+        *short_of_rate(args, runs),
         f"## One viewer stops reading ({args.stall_duration:g} s window)", "",
         f"{viewers['reading']} viewers read, {viewers['stalled']} stops reading once "
         "subscribed (and asks for every symbol's trades, so its socket fills within seconds).",
