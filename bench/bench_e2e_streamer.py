@@ -348,7 +348,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             if args.pipeline == "web":
                 result["viewers"] = web_viewers_report(clients, tap, int(t_wall0 * 1000),
                                                        int(time.time() * 1000))
-                result["ws_metrics"] = pipeline.node("ws").context.metrics.snapshot()
+                # the sink's own counters, its inbox's drops and losses
+                result["ws_metrics"] = pipeline.metrics()["ws"]
             if clients is not None:
                 result["ws_clients"] = len(pipeline.node("ws").clients)
                 clients.kill()

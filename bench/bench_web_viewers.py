@@ -170,6 +170,8 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
         f"{ws.get('slow_client_disconnects', 0)} of {viewers['stalled']} "
         f"(dropped_envelopes in all: {ws.get('dropped_envelopes', 0)}) |",
         f"| viewers connected at the end (sink) | {stall['ws_clients']} |",
+        f"| the sink's inbox: events dropped (all clients miss them) | "
+        f"{ws.get('inbox_dropped_events', 0)} |",
         f"| reading viewers disconnected | {viewers['reading_closed']} |",
         f"| reading viewers that received every trade of their symbol over "
         f"{viewers['seconds']} whole seconds | {viewers['reading_complete']} of "
