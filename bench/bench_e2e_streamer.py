@@ -19,10 +19,12 @@ window (``--warmup`` seconds after the first trade, then ``--count`` trades or
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import gc
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +48,9 @@ from streamer.intervals import parse_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import Window, cpu_seconds, emit_line, rss_kib, symbol_names
+
+WEB_USER = "viewer"
+WEB_KEY_ENV = "STREAMER_BENCH_WEB_KEY"
 
 
 @attrs.define
@@ -139,13 +144,18 @@ class TapTransform(BaseTransform):
         self.first_trade = trio.Event()
         self.target: int | None = None
         self.reached = trio.Event()
+        #: (symbol, T // 1000) -> trades, when the web bench compares what viewers received
+        self.per_second: collections.Counter[tuple[str, int]] | None = None
 
     def process(self, batch: Sequence[Event]) -> list[Event]:
         self.batches += 1
         n = 0
+        per_second = self.per_second
         for e in batch:
             if e.__class__ is Trade:
                 n += 1
+                if per_second is not None:
+                    per_second[(e.symbol, e.ts // 1000)] += 1  # type: ignore[attr-defined]
             elif e.__class__ is Ticker:
                 self.tickers += 1
         if n:
@@ -204,6 +214,12 @@ def build_toml(args: argparse.Namespace) -> str:
     if args.pipeline == "realistic":
         parts.append(f'[[sinks]]\nname = "ws"\ntype = "websocket"\ninputs = {inputs}\n'
                      f'port = 0\n')
+    if args.pipeline == "web":
+        # what `web = true` serves: the sources' trades and tickers and throttled klines,
+        # behind a login, to the page's viewers (their own process)
+        parts.append(f'[[sinks]]\nname = "ws"\ntype = "websocket"\n'
+                     f"inputs = {toml_list([*names, 'klines'])}\nport = 0\nweb = true\n"
+                     f'auth_user = "{WEB_USER}"\nauth_key_env = "{WEB_KEY_ENV}"\n')
     sink_inputs = [*names, "klines"] if args.latency else ["klines"]
     parts.append(f'[[sinks]]\nname = "count"\ntype = "bench.count"\n'
                  f"inputs = {toml_list(sink_inputs)}\nqueue_size = 100000\n"
@@ -229,7 +245,9 @@ def percentiles(values: list[float] | array[float], ps: tuple[float, ...]) -> di
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     pm = load_plugin_manager(environ={})
     pm.register(BenchPlugin(), "bench")
-    config = load_config_text(build_toml(args), pm, filename="bench.toml", environ={})
+    # only the web view's key (the sink checks it at load and reads it at start)
+    environ = {k: v for k, v in os.environ.items() if k == WEB_KEY_ENV}
+    config = load_config_text(build_toml(args), pm, filename="bench.toml", environ=environ)
     pipeline = Pipeline(config, pm)
     result: dict[str, Any] = {}
     with trio.fail_after(args.timeout):
@@ -258,6 +276,11 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             clients = None
             if args.pipeline == "realistic":
                 clients = await start_ws_clients(pipeline.node("ws"), args.ws_clients)
+            if args.pipeline == "web":
+                tap.per_second = collections.Counter()
+                if args.viewers:
+                    clients = await start_web_viewers(pipeline.node("ws"), args.viewers,
+                                                      args.stalled)
             emit_line({"event": "ready", "subscribe_s": subscribe_s, "connections": conns,
                        "rss_kib": rss_kib_self()})
             progress_scope = trio.CancelScope()
@@ -322,9 +345,15 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["scrape_bytes"] = scraper.last_size
             result["gc"] = gc_pauses.summary()
             result["metrics"] = pipeline.metrics()
+            if args.pipeline == "web":
+                result["viewers"] = web_viewers_report(clients, tap, int(t_wall0 * 1000),
+                                                       int(time.time() * 1000))
+                # the sink's own counters, its inbox's drops and losses
+                result["ws_metrics"] = pipeline.metrics()["ws"]
             if clients is not None:
                 result["ws_clients"] = len(pipeline.node("ws").clients)
                 clients.kill()
+                clients.wait()
             progress_scope.cancel()
             ops_scope.cancel()
             pipeline.shutdown()
@@ -365,6 +394,53 @@ async def start_ws_clients(sink: Any, n: int) -> subprocess.Popen[bytes]:
         raise RuntimeError(f"websocket clients did not start: {line!r}")
     await sink.wait_for_clients(n)
     return proc
+
+
+async def start_web_viewers(sink: Any, n: int, stalled: int) -> subprocess.Popen[bytes]:
+    """``n`` browser-like viewers (bench_web_viewer_clients.py, their own process), the
+    last ``stalled`` of them never reading once subscribed; returns once all are served."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "bench_web_viewer_clients.py"),
+         "--url", sink.url, "--user", WEB_USER, "--key", os.environ[WEB_KEY_ENV],
+         "--viewers", str(n), "--stalled", str(stalled)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await trio.to_thread.run_sync(proc.stdout.readline)
+    if b'"ready"' not in line or json.loads(line)["closed"]:
+        proc.kill()
+        raise RuntimeError(f"web viewers did not start: {line!r}")
+    with trio.fail_after(30):
+        await sink.wait_for_clients(n)
+    return proc
+
+
+def web_viewers_report(proc: subprocess.Popen[bytes] | None, tap: TapTransform,
+                       start_ms: int, end_ms: int) -> dict[str, Any]:
+    """What each viewer received over whole seconds of the window, against the trades the
+    source emitted for its symbol over the same seconds (the tap's count)."""
+    if proc is None:
+        return {}
+    assert proc.stdin is not None and proc.stdout is not None and tap.per_second is not None
+    # Whole seconds strictly inside the window, and 2 s of slack at its end for delivery.
+    first, last = start_ms // 1000 + 1, end_ms // 1000 - 2
+    proc.stdin.write(f"report {first * 1000} {last * 1000}\n".encode())
+    proc.stdin.flush()
+    viewers = json.loads(proc.stdout.readline())["viewers"]
+    sent: dict[str, int] = {}
+    for (symbol, second), count in tap.per_second.items():
+        if first <= second < last:
+            sent[symbol] = sent.get(symbol, 0) + count
+    reading = [v for v in viewers if not v["stalled"]]
+    stalled = [v for v in viewers if v["stalled"]]
+    complete = sum(1 for v in reading
+                   if not v["closed"] and v["trades"] == sent.get(v["symbol"], -1))
+    return {"seconds": last - first, "reading": len(reading), "stalled": len(stalled),
+            "reading_complete": complete,
+            "reading_closed": sum(1 for v in reading if v["closed"]),
+            "symbols": sorted({v["symbol"] for v in reading}),
+            "trades_per_reading_viewer": sorted({v["trades"] for v in reading}),
+            "trades_sent_per_symbol": {s: sent.get(s, 0)
+                                       for s in sorted({v["symbol"] for v in reading})}}
 
 
 class GcPauses:
@@ -452,23 +528,31 @@ def main() -> None:
                    help="serve /metrics and scrape it every N seconds (0: no metrics)")
     p.add_argument("--coalesce-ms", type=float, default=None,
                    help="the sources' coalesce_ms (default: the source's own default)")
-    p.add_argument("--pipeline", choices=["light", "redis", "realistic"], default="light",
+    p.add_argument("--pipeline", choices=["light", "redis", "realistic", "web"],
+                   default="light",
                    help="light: closed klines to a counting sink; redis: trades and "
                         "every-trade klines to redis; realistic: the same to redis and to "
-                        "the websocket sink")
+                        "the websocket sink; web: trades, tickers and throttled klines to "
+                        "the websocket sink serving the web view, read by --viewers")
     p.add_argument("--redis-port", type=int, default=0)
     p.add_argument("--server-pid", type=int, default=0,
                    help="also measure this server's CPU (redis-server) over the window")
     p.add_argument("--ws-clients", type=int, default=10)
+    p.add_argument("--viewers", type=int, default=0,
+                   help="web: browser-like viewers (bench_web_viewer_clients.py)")
+    p.add_argument("--stalled", type=int, default=0,
+                   help="web: of the viewers, this many stop reading once subscribed")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
-    if args.pipeline != "light":
+    if args.pipeline in ("redis", "realistic"):
         if not args.redis_port:
             p.error(f"--pipeline {args.pipeline} needs --redis-port")
         args.updates = "every_trade"
+    if args.pipeline == "web":
+        args.updates = "throttled"
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.cprofile:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,9 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+from websocket.web_helpers import http_request, split_response
 
 from streamer_bybit import demo
 
@@ -162,3 +166,57 @@ async def test_more_symbols_than_the_ceiling_are_refused_before_anything_starts(
     assert await demo.demo(args) == demo.EXIT_CONFIG
     assert f"at most {demo.MAX_SYMBOLS} symbols, got {demo.MAX_SYMBOLS + 1}" in (
         capsys.readouterr().err)
+
+
+def _web_line(stderr) -> tuple[int, str | None]:
+    """Read the demo's stderr up to its web view line: (port, the key it printed or None)."""
+    while line := stderr.readline():
+        found = re.search(r"web view at http://127\.0\.0\.1:(\d+)/ \(user demo, "
+                          r"(?:key (\S+)|the key in \$STREAMER_WSS_AUTH_KEY)\)", line)
+        if found:
+            return int(found.group(1)), found.group(2)
+    raise AssertionError("the demo ended without printing the web view's URL")
+
+
+@pytest.mark.parametrize("own_key", [None, "my-own-demo-key-31415"], ids=["generated", "env"])
+async def test_demo_web_serves_the_page_and_trades_to_the_printed_key(own_key) -> None:
+    """``--web``: the page answers at the printed URL, and a WebSocket client logging in
+    with the printed key (or the user's own, never printed) receives the simulator's
+    trades; a wrong key is refused."""
+    env = {k: v for k, v in os.environ.items() if k != "STREAMER_WSS_AUTH_KEY"}
+    if own_key:
+        env["STREAMER_WSS_AUTH_KEY"] = own_key
+    proc = subprocess.Popen(_demo_argv("--web", "--rate", "50", "--format", "json"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        with trio.fail_after(RUN_TIMEOUT):
+            port, printed = await trio.to_thread.run_sync(_web_line, proc.stderr,
+                                                          abandon_on_cancel=True)
+            key = own_key or printed
+            assert key is not None and (printed is None) == (own_key is not None)
+            status, headers, body = split_response(await http_request(
+                port, b"GET / HTTP/1.1\r\nHost: demo\r\n\r\n"))
+            assert status == 200 and headers["content-type"].startswith("text/html")
+            assert b"<title>streamer</title>" in body and b"app.js" in body
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send_message(json.dumps({"user": "demo", "key": key}))
+                assert json.loads(await ws.get_message()) == {"status": "authenticated"}
+                await ws.send_message(json.dumps(
+                    {"op": "subscribe", "args": [{"data_type": "trades"}]}))
+                while (message := json.loads(await ws.get_message())).get(
+                        "data_type") != "trades":
+                    pass
+            assert message["channel"] == "linear" and message["data"][0]["s"] in SYMBOLS
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send_message(json.dumps({"user": "demo", "key": key + "x"}))
+                with pytest.raises(ConnectionClosed) as refused:
+                    while True:
+                        await ws.get_message()
+            assert refused.value.reason.code == 4401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, rest
+    if printed:  # shown once, in that line only
+        assert key not in rest

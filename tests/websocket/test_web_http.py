@@ -15,12 +15,21 @@ from websocket.web_helpers import WEB_PIPE, Streamer, http_request, split_respon
 
 KEY = "s3cret-web-key-0123456789"
 REDIS_PASSWORD = "redis-pw-never-shown-42"
+NATS_USER = "nats-user-never-shown-17"
+NATS_PASSWORD = "nats-pw-never-shown-93"
+NATS_TOKEN = "nats-token-never-shown-58"
+#: Every secret the pipelines of these tests are configured with (all through the
+#: environment, the only place the plugins take them from).
+SECRETS = (KEY, REDIS_PASSWORD, NATS_USER, NATS_PASSWORD, NATS_TOKEN)
 
 
 @pytest.fixture
 def web_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMER_WSS_AUTH_KEY", KEY)
     monkeypatch.setenv("STREAMER_REDIS_PASSWORD", REDIS_PASSWORD)
+    monkeypatch.setenv("STREAMER_NATS_USER", NATS_USER)
+    monkeypatch.setenv("STREAMER_NATS_PASSWORD", NATS_PASSWORD)
+    monkeypatch.setenv("STREAMER_NATS_TOKEN_OTHER", NATS_TOKEN)
 
 
 async def start(fake_bybit, plugin_manager, nursery, extra: str = "") -> tuple[Streamer, int]:
@@ -92,28 +101,62 @@ async def test_page_requests_take_unauthenticated_places(fake_bybit, plugin_mana
         await streamer.stop()
 
 
-REDIS_SINK = """
+#: A Redis URL (the password from the environment) and two NATS sinks (user and password,
+#: a token), all pointed at ports where nothing listens: their readiness reasons (shown by
+#: the status) are connection errors about those URLs.
+DSN_SINKS = """
 [[sinks]]
 name = "redis"
 type = "redis"
 inputs = ["bybit"]
-url = "redis://127.0.0.1:{port}/0"
+url = "redis://127.0.0.1:{redis_port}/0"
+shutdown_timeout = 0.2
+
+[[sinks]]
+name = "nats"
+type = "nats"
+inputs = ["bybit"]
+url = "nats://127.0.0.1:{nats_port}"
+connect_timeout = 0.2
+shutdown_timeout = 0.2
+
+[[sinks]]
+name = "nats_token"
+type = "nats"
+inputs = ["bybit"]
+url = ["nats://localhost:{nats_port}", "tls://127.0.0.1:{nats_port}"]
+token_env = "STREAMER_NATS_TOKEN_OTHER"
+user_env = "STREAMER_NATS_NO_USER"
+password_env = "STREAMER_NATS_NO_PASSWORD"
+connect_timeout = 0.2
+shutdown_timeout = 0.2
 """
 
 
+def all_failed(status: dict) -> bool:
+    nodes = {n["name"]: n for n in status["nodes"]}
+    redis = nodes["redis"]["parts"]
+    return (bool(redis) and not redis[0]["ready"]
+            and all(nodes[n]["counters"].get("connect_failures", 0) >= 1
+                    for n in ("nats", "nats_token")))
+
+
 async def test_status_holds_no_secret(fake_bybit, plugin_manager, nursery, web_env) -> None:
-    """Every status payload, read while a Redis sink fails to reach its server, holds neither
-    the WebSocket key nor the Redis password."""
+    """Every status payload, read while a Redis sink and two NATS sinks fail to reach their
+    servers, holds none of the configured secrets: the WebSocket key, the Redis password,
+    the NATS user, password and token."""
     with trio.fail_after(30):
-        streamer, port = await start(fake_bybit, plugin_manager, nursery,
-                                     REDIS_SINK.format(port=free_port()))
+        redis_port = free_port()
+        streamer, port = await start(fake_bybit, plugin_manager, nursery, DSN_SINKS.format(
+            redis_port=redis_port, nats_port=free_port()))
         await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
         async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send_message(json.dumps({"user": "viewer", "key": KEY}))
             assert json.loads(await ws.get_message()) == {"status": "authenticated"}
             await ws.send_message('{"op": "subscribe", "args": [{"data_type": "ticker"}]}')
-            payloads = []
-            while len(payloads) < 3:
+            payloads: list[str] = []
+            # Until every sink has failed to connect at least once, and 3 payloads at least.
+            while len(payloads) < 3 or not all_failed(json.loads(payloads[-1])["data"]):
                 await ws.send_message('{"op": "status"}')
                 while not (message := await ws.get_message()).startswith('{"op":"status"'):
                     pass
@@ -121,10 +164,10 @@ async def test_status_holds_no_secret(fake_bybit, plugin_manager, nursery, web_e
                 await trio.sleep(0.5)
         await streamer.stop()
     for text in payloads:
-        assert KEY not in text and REDIS_PASSWORD not in text
+        assert [s for s in SECRETS if s in text] == []
     status = json.loads(payloads[-1])["data"]
     nodes = {n["name"]: n for n in status["nodes"]}
-    assert set(nodes) == {"bybit", "klines", "wss", "redis"}
-    assert nodes["redis"]["parts"] and not nodes["redis"]["parts"][0]["ready"]
+    assert set(nodes) == {"bybit", "klines", "wss", "redis", "nats", "nats_token"}
+    assert f"127.0.0.1:{redis_port}" in nodes["redis"]["parts"][0]["reason"]
     assert nodes["bybit"]["parts"][0]["ready"]
     assert status["process"]["rss_bytes"] > 0

@@ -6,6 +6,12 @@ transform, pointed at it (``url`` / ``rest_url``), with the console as the only 
 child process: the same command a real deployment runs. Nothing leaves the loopback
 interface, so it works without a network, a firewall hole or Redis.
 
+With ``--web`` the pipeline also gets a ``websocket`` sink with ``web = true`` on a free port of
+127.0.0.1: the page's URL and its login are printed once the pipeline streams (the key is
+``$STREAMER_WSS_AUTH_KEY`` if set, else generated here and printed once; it reaches the child
+through its environment, never the pipeline file). The demo only writes the sink's table; it
+imports nothing of the websocket plugin.
+
 The child runs in its own session so that Ctrl-C reaches it once, forwarded by the demo (a
 terminal's SIGINT would otherwise hit both, and a second signal means "stop now" to
 ``streamer run``); it is sent SIGTERM if the demo dies (Linux).
@@ -18,7 +24,9 @@ import ctypes
 import functools
 import os
 import re
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +55,10 @@ _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 _PR_SET_PDEATHSIG = 1
 #: The demo's status when the pipeline never subscribed (it is stopped).
 EXIT_NOT_STREAMING = 1
+#: ``--web``: the web view's user, and the variable its key is read from (the websocket
+#: sink's default ``auth_key_env``).
+WEB_USER = "demo"
+WEB_KEY_ENV = "STREAMER_WSS_AUTH_KEY"
 
 
 def _symbols(text: str) -> list[str]:
@@ -93,11 +105,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="the market's random seed")
     parser.add_argument("--format", choices=["pretty", "json"], default="pretty",
                         help="console format: aligned lines (default) or wire JSON lines")
+    parser.add_argument("--web", action="store_true",
+                        help="also serve the web view on a free port of 127.0.0.1 (user "
+                        f"{WEB_USER}; key ${WEB_KEY_ENV}, else a generated one, printed once)")
 
 
 def pipeline_toml(symbols: Sequence[str], intervals: Sequence[str], port: int,
-                  console_format: str) -> str:
-    """streamer.toml.example's source and transform against the simulator, console sink."""
+                  console_format: str, web_port: int | None = None) -> str:
+    """streamer.toml.example's source and transform against the simulator, console sink;
+    with ``web_port`` also the web view's websocket sink."""
     quoted = ", ".join(f'"{s}"' for s in symbols)
     labels = ", ".join(f'"{i}"' for i in intervals)
     return f"""\
@@ -125,7 +141,34 @@ waiter_latency_ms = 100
 type = "console"
 inputs = ["linear", "klines"]
 format = "{console_format}"
-"""
+""" + ("" if web_port is None else f"""
+# streamer demo --web: the web view, key from ${WEB_KEY_ENV}
+[[sinks]]
+name = "web"
+type = "websocket"
+inputs = ["linear", "klines"]
+host = "127.0.0.1"
+port = {web_port}
+web = true
+auth_user = "{WEB_USER}"
+""")
+
+
+def free_loopback_port() -> int:
+    """A TCP port of 127.0.0.1 free now (the sink binds it moments later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def web_login(environ: dict[str, str]) -> tuple[str, str]:
+    """The web view's key (from ``environ``, else generated) and how to tell the user of
+    it: a generated key is shown (once), a key of theirs is named, never shown."""
+    key = environ.get(WEB_KEY_ENV)
+    if key:
+        return key, f"the key in ${WEB_KEY_ENV}"
+    key = secrets.token_urlsafe(18)
+    return key, f"key {key}"
 
 
 def _die_with_parent() -> None:  # pragma: no cover  (runs in the child before exec)
@@ -143,6 +186,14 @@ async def demo(args: argparse.Namespace) -> int:
 
     fake = FakeBybit(linear_symbols=symbols, spot_symbols=(), seed=args.seed,
                      history_limit=HISTORY_LIMIT, non_trading_instruments=False)
+    environ = dict(os.environ)
+    web_port, announce = None, None
+    if args.web:
+        web_port = free_loopback_port()
+        key, told = web_login(environ)
+        environ[WEB_KEY_ENV] = key
+        announce = (f"streamer demo: web view at http://127.0.0.1:{web_port}/ "
+                    f"(user {WEB_USER}, {told})")
     async with trio.open_nursery() as nursery:
         port = await nursery.start(fake.serve)
         nursery.start_soon(functools.partial(
@@ -150,28 +201,33 @@ async def demo(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="streamer-demo-") as workdir:
             config = os.path.join(workdir, "demo.toml")
             with open(config, "w") as f:
-                f.write(pipeline_toml(symbols, args.intervals, port, args.format))
+                f.write(pipeline_toml(symbols, args.intervals, port, args.format, web_port))
             print(f"streamer demo: simulated Bybit on 127.0.0.1:{port} ({', '.join(symbols)}); "
                   f"running: streamer run -c {config}", file=sys.stderr, flush=True)
-            status = await _run_pipeline(config, fake, symbols, args.seconds)
+            status = await _run_pipeline(config, fake, symbols, args.seconds, environ,
+                                         announce)
         nursery.cancel_scope.cancel()
     if status == EXIT_CONFIG:
         print("streamer demo: the pipeline needs the bybit.linear source, the "
               "klines.from_trades transform (streamer-aggregate) and the console sink "
-              "(streamer-console)", file=sys.stderr)
+              "(streamer-console)" + (", and --web the websocket sink (streamer-websocket)"
+                                      if args.web else ""), file=sys.stderr)
     return status
 
 
 async def _run_pipeline(config: str, fake: FakeBybit, symbols: list[str],
-                        seconds: float | None) -> int:
-    """Run ``streamer run -c config`` until it exits; stop it on a signal or after
-    ``seconds`` of streaming; return its exit status."""
+                        seconds: float | None, environ: dict[str, str],
+                        announce: str | None) -> int:
+    """Run ``streamer run -c config`` (in ``environ``) until it exits; print ``announce``
+    once it streams; stop it on a signal or after ``seconds`` of streaming; return its exit
+    status."""
     never_subscribed = False
     # Started from this (the main) thread, not trio's open_process: that forks in a worker
     # thread, and the kernel's parent-death signal fires when the forking *thread* exits,
     # which trio's idle workers do after seconds. One fork, before any client is served.
     process = subprocess.Popen([sys.executable, "-m", "streamer", "run", "-c", config],
-                               start_new_session=True, preexec_fn=_die_with_parent)
+                               start_new_session=True, preexec_fn=_die_with_parent,
+                               env=environ)
     try:
         async with trio.open_nursery() as nursery:
 
@@ -189,10 +245,13 @@ async def _run_pipeline(config: str, fake: FakeBybit, symbols: list[str],
                     never_subscribed = True
                     print(f"streamer demo: the pipeline did not subscribe within "
                           f"{SUBSCRIBE_TIMEOUT:g}s; stopping it", file=sys.stderr)
-                elif seconds is None:
+                    process.send_signal(signal.SIGTERM)
                     return
-                else:
-                    await trio.sleep(seconds)
+                if announce is not None:  # the sinks start before the sources subscribe
+                    print(announce, file=sys.stderr, flush=True)
+                if seconds is None:
+                    return
+                await trio.sleep(seconds)
                 process.send_signal(signal.SIGTERM)
 
             nursery.start_soon(stop_on_signals)

@@ -18,6 +18,8 @@
   let live = false;
   let retries = 0;
   const dirty = { status: false, market: false, pickers: false };
+  // Redraws of each view so far, also shown as its data-redraws (tests read it).
+  const redraws = { market: 0, status: 0 };
 
   // -- market state --------------------------------------------------------------------
   const quotes = new Map();     // "channel symbol" -> {bid, ask, last}
@@ -335,10 +337,23 @@
     $("sinks").tBodies[0].replaceChildren(...sinks);
   }
 
+  function redrawn(view) {
+    redraws[view] += 1;
+    $(`${view}-view`).dataset.redraws = String(redraws[view]);
+  }
+
   function frame() {
     if (dirty.pickers) { dirty.pickers = false; drawPickers(); }
-    if (dirty.market && !$("market-view").hidden) { dirty.market = false; drawMarket(); }
-    if (dirty.status && status && !$("status-view").hidden) { dirty.status = false; drawStatus(); }
+    if (dirty.market && !$("market-view").hidden) {
+      dirty.market = false;
+      drawMarket();
+      redrawn("market");
+    }
+    if (dirty.status && status && !$("status-view").hidden) {
+      dirty.status = false;
+      drawStatus();
+      redrawn("status");
+    }
   }
 
   function show(view) {
