@@ -71,4 +71,5 @@ def test_check_shows_the_shard_symbols(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     mine = shard_symbols(UNIVERSE[:20], "2/3")
     assert f"shard 2/3: {len(mine)} of 20 symbols: {', '.join(mine)}" in out.stdout
-    assert "shard 1/3: load_all_symbols is resolved at run" in out.stdout
+    assert ("shard 1/3: the symbols are resolved at run (instruments-info), then split by the "
+            "same stable hash") in out.stdout
