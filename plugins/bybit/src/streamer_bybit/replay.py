@@ -15,6 +15,11 @@ everything runnable run"). So timers fire at their recorded moment relative to t
 and a timer due at exactly a frame's receive time fires first: replaying a capture twice
 gives the same events in the same order, and the same klines as the live run.
 
+Once the replay is over (played to its end, or stopped: a SIGTERM, a fatal error elsewhere)
+nothing drives time any more, so the clock runs in real time (1x) from where it stands
+(:meth:`ReplayClock.finish`): what follows the replay still has working timers (a sink's
+retry backoff, the sinks' shutdown deadline, ``streamer run``'s hard stop).
+
 Gap recovery: what a live source's gap recovery did besides the socket reads is in the
 capture as records of its own (the symbols it held after a reconnect, the trades it
 recovered from REST, the stream gaps it reported), played at their recorded time; with them
@@ -78,7 +83,7 @@ class ReplayClock(trio.abc.Clock):
     """Trio's clock during a replay: trio time 0 is ``start_epoch`` on the wall clock
     (``wall_offset``, read by :mod:`streamer.clock`); time never passes the point the replay
     has reached (:meth:`allow`), and up to there flows ``speed`` times real time (jumps at
-    ``speed = inf``)."""
+    ``speed = inf``). After :meth:`finish` it flows in real time with no ceiling."""
 
     def __init__(self, start_epoch: float, speed: float) -> None:
         self.wall_offset = start_epoch
@@ -115,6 +120,13 @@ class ReplayClock(trio.abc.Clock):
             self._base_virtual = self.current_time()
             self._base_real = time.perf_counter()
         self._ceiling = until
+
+    def finish(self) -> None:
+        """The replay is over: from where it stands, time flows at 1x and nothing holds it."""
+        self._base_virtual = self.current_time()
+        self._base_real = time.perf_counter()
+        self.speed = 1.0
+        self._ceiling = math.inf
 
 
 # -- gap recovery ------------------------------------------------------------------------
@@ -239,6 +251,14 @@ class ReplaySource:
                 f"{self.context.name}: bybit.replay drives time itself and needs trio to run "
                 "with its clock: start it with `streamer run`, or in code with "
                 "trio.run(..., clock=pipeline.trio_clock())")
+        try:
+            await self._play(emit, task_status)
+        finally:
+            # Cancelled too (e.g. a SIGTERM while a blocking sink holds the source in emit):
+            # the shutdown deadlines and the hard stop are in trio time.
+            self.trio_clock.finish()
+
+    async def _play(self, emit: Emit, task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         started = time.perf_counter()
         end_us = self.start_us
