@@ -8,7 +8,9 @@ The sink side drains everything queued in one :meth:`Inbox.get`.
 The inbox also keeps what the runtime needs to account for losses and stalls: how many times
 the sink took from it (:attr:`Inbox.takes`, a stalled sink stops taking), the events the sink
 took last and has not come back for (:attr:`Inbox.in_flight`), and the events discarded when
-a sink is disabled or cut off at shutdown (:meth:`Inbox.discard`, :attr:`Inbox.lost_events`).
+a sink is disabled or cut off at shutdown (:meth:`Inbox.discard`, :attr:`Inbox.lost_events`),
+and the events of puts cancelled while they waited for room (:attr:`Inbox.cancelled_events`:
+the producer, a source stopped at shutdown, had passed them on; the sink never got them).
 
 A trio memory channel cannot drop its oldest item, hence this small deque + ParkingLot.
 
@@ -57,6 +59,9 @@ class Inbox:
         self.in_flight = 0
         #: Events discarded by :meth:`discard` (and put after it), never given to the sink.
         self.lost_events = 0
+        #: Events of batches whose put was cancelled while it waited for room, or that a
+        #: cancelled producer could not queue without waiting (:meth:`offer`).
+        self.cancelled_events = 0
         #: Batches ever queued, and batches accepted (see the module doc).
         self._queued_total = 0
         self._accepted_total = 0
@@ -97,8 +102,14 @@ class Inbox:
         queue = self._queue
         if len(queue) >= self.maxsize:
             if self.overflow == "block":
-                while len(queue) >= self.maxsize and not self._closed:
-                    await self._not_full.park()
+                try:
+                    while len(queue) >= self.maxsize and not self._closed:
+                        await self._not_full.park()
+                except trio.Cancelled:
+                    # Only the cancelled wait pays for this: the producer counted the batch
+                    # as passed on, the sink will never see it.
+                    self.cancelled_events += len(batch)
+                    raise
                 if self._closed:
                     if self._discarding:
                         self.lost_events += len(batch)
@@ -131,6 +142,15 @@ class Inbox:
             self._accepted_changed.unpark_all()
         if self._not_empty:
             self._not_empty.unpark_all()
+
+    def offer(self, batch: list[Event]) -> None:
+        """:meth:`put` without waiting, for a producer already cancelled (it cannot wait):
+        queued if there is room (or the policy drops the oldest), else counted in
+        :attr:`cancelled_events`."""
+        if self.overflow == "block" and len(self._queue) >= self.maxsize and not self._closed:
+            self.cancelled_events += len(batch)
+            return
+        self.put_nowait(batch)
 
     async def get(self) -> list[Event]:
         """Wait for at least one batch, then return every queued event, oldest first.

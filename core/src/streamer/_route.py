@@ -5,6 +5,11 @@ each downstream sink's :class:`~streamer.Inbox`, on the emitting task, so a batc
 the socket read to every sink queue without a task switch. Sources' batches first go through
 the ``streamer_transform_event`` hooks (:func:`hook_applier`).
 
+A producer cancelled while a full ``overflow = "block"`` inbox holds it (a source stopped at
+shutdown) has counted the batch as passed on: that inbox counts it lost
+(``Inbox.cancelled_events``) and the rest of the route gets it without waiting
+(:meth:`Route.pass_on_now`). Only the cancelled path pays for this.
+
 Nothing a plugin's code raises here leaves the ``emit``: a source awaiting it has already
 noted the batch as delivered (Bybit's gap recovery marks the newest trade), so an exception
 thrown back into it would lose the batch unreported. A failing transform is counted in its
@@ -17,6 +22,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 import streamer
 from streamer._api import Emit, HandlesGaps, StreamGap
@@ -59,16 +66,57 @@ class Route:
         self.events += len(batch)
         self.newest = batch[-1]
         # Sinks first: a sink fed by both sees a trade before the kline it produced.
-        for inbox in self._inboxes:
-            await inbox.put(batch)
-        for tnode, temit in self._transforms:
+        inboxes = self._inboxes
+        try:
+            for inbox in inboxes:
+                await inbox.put(batch)
+        except trio.Cancelled:
+            # `inbox` counted the batch (cancelled_events); the rest still get it.
+            self._pass_on_now(batch, inboxes[inboxes.index(inbox) + 1:], self._transforms)
+            raise
+        transforms = self._transforms
+        for tnode, temit in transforms:
             try:
                 out = tnode.obj.process(batch)
             except Exception as exc:  # one bad transform must not stop a source
                 _transform_failed(tnode, "a batch", exc)
                 continue
             if out:
-                await temit(out)
+                try:
+                    await temit(out)
+                except trio.Cancelled:
+                    # `temit` passed `out` on itself; the transforms after it still run.
+                    rest = transforms[transforms.index((tnode, temit)) + 1:]
+                    self._pass_on_now(batch, [], rest)
+                    raise
+
+    def pass_on_now(self, batch: list[Event]) -> None:
+        """:meth:`__call__` without waiting, for a producer already cancelled: each inbox
+        queues the batch if it has room, else counts it (:meth:`Inbox.offer`), so a shutdown
+        that cancels a source waiting on one full sink loses nothing uncounted."""
+        self.batches += 1
+        if self._apply_hooks is not None:
+            batch = self._apply_hooks(batch)
+            if not batch:
+                return
+        self.events += len(batch)
+        self.newest = batch[-1]
+        self._pass_on_now(batch, self._inboxes, self._transforms)
+
+    @staticmethod
+    def _pass_on_now(batch: list[Event], inboxes: list[Inbox],
+                     transforms: list[tuple[Node, Emit]]) -> None:
+        for inbox in inboxes:
+            inbox.offer(batch)
+        for tnode, temit in transforms:
+            try:
+                out = tnode.obj.process(batch)
+            except Exception as exc:
+                _transform_failed(tnode, "a batch", exc)
+                continue
+            if out:
+                assert isinstance(temit, Route)
+                temit.pass_on_now(out)
 
     def _reachable_inboxes(self) -> list[Inbox]:
         inboxes = list(self._inboxes)

@@ -8,7 +8,8 @@ source is live, sinks that did not choose their ``overflow`` block (:mod:`stream
 The throughput log is :mod:`streamer._stats`.
 
 Every event the pipeline accepted and did not hand to a sink is counted per sink (see
-:meth:`Pipeline.losses`): dropped by a full ``drop_oldest`` inbox, held by a sink that failed
+:meth:`Pipeline.losses`): dropped by a full ``drop_oldest`` inbox, waiting for room in a full
+``block`` inbox when its producer was cancelled (the shutdown), held by a sink that failed
 and restarted, discarded after a sink stopped or was disabled, or left over when the shutdown
 deadline cut a sink off. A sink that stops taking from a non-empty inbox for its
 ``stall_timeout`` is reported as stalled.
@@ -58,7 +59,8 @@ DROP_REPORT_INTERVAL = 5.0
 #: off, so the sink can still log what it could not write.
 REPORT_GRACE = 1.0
 #: The per-sink loss counters, in the order they are reported.
-LOSS_KEYS = ("inbox_dropped_events", "lost_on_restart", "lost_after_stop", "lost_at_shutdown")
+LOSS_KEYS = ("inbox_dropped_events", "inbox_cancelled_events", "lost_on_restart",
+             "lost_after_stop", "lost_at_shutdown")
 
 
 def exception_leaves(exc: BaseException) -> list[BaseException]:
@@ -163,6 +165,7 @@ class Pipeline:
                 continue
             counts = {
                 "inbox_dropped_events": n.inbox.dropped_events,
+                "inbox_cancelled_events": n.inbox.cancelled_events,
                 "lost_on_restart": n.lost_on_restart,
                 "lost_after_stop": n.inbox.lost_events,
                 "lost_at_shutdown": n.lost_at_shutdown,
