@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 HELP = "PostgreSQL sink tables: `streamer db migrate -c streamer.toml`"
 
@@ -18,17 +19,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     migrate.add_argument("--sink", help="only the sink of this name")
 
 
-def main(args: argparse.Namespace) -> int:
+def postgres_sinks(config: str, name: str | None) -> list[Any] | None:
+    """The postgres sinks of the pipeline in ``config`` (only the one named ``name`` when
+    given), or None once the file's errors are printed (the file is refused as by check)."""
     from streamer.config import ConfigError, load_pipeline
 
     try:
-        pipeline = load_pipeline(args.config)
+        pipeline = load_pipeline(config)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        return None
+    return [n for n in pipeline.sinks if n.type == "postgres" and (name is None or n.name == name)]
+
+
+def main(args: argparse.Namespace) -> int:
+    sinks = postgres_sinks(args.config, args.sink)
+    if sinks is None:
         return 2
-    sinks = [n for n in pipeline.sinks if n.type == "postgres"
-             and (args.sink is None or n.name == args.sink)]
     if not sinks:
         which = f"named {args.sink!r} " if args.sink else ""
         print(f"{args.config}: no postgres sink {which}to migrate", file=sys.stderr)

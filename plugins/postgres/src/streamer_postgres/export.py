@@ -150,7 +150,7 @@ def _write_parquet(chunks: Iterator[list[tuple[Any, ...]]],
 
 
 def main(args: argparse.Namespace) -> int:
-    from streamer.config import ConfigError, load_pipeline
+    from streamer_postgres.command import postgres_sinks
 
     if args.format == "parquet":
         if args.output == "-":
@@ -168,14 +168,9 @@ def main(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         print("--to must come after --from", file=sys.stderr)
         return 2
-    try:
-        pipeline = load_pipeline(args.config)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+    sinks = postgres_sinks(args.config, args.sink)
+    if sinks is None:
         return 2
-    sinks = [n for n in pipeline.sinks if n.type == "postgres"
-             and (args.sink is None or n.name == args.sink)]
     if len(sinks) != 1:
         what = "no postgres sink" if not sinks else "several postgres sinks (name one: --sink)"
         print(f"{args.config}: {what}", file=sys.stderr)
