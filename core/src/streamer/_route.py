@@ -57,14 +57,21 @@ class Route:
         self.events = 0
         self.newest: Event | None = None
 
-    async def __call__(self, batch: list[Event]) -> None:
+    def _admit(self, batch: list[Event]) -> list[Event]:
+        """Count ``batch`` and run the event hooks over it: what goes on ([] for nothing)."""
         self.batches += 1
         if self._apply_hooks is not None:
             batch = self._apply_hooks(batch)
             if not batch:
-                return
+                return batch
         self.events += len(batch)
         self.newest = batch[-1]
+        return batch
+
+    async def __call__(self, batch: list[Event]) -> None:
+        batch = self._admit(batch)
+        if not batch:
+            return
         # Sinks first: a sink fed by both sees a trade before the kline it produced.
         inboxes = self._inboxes
         try:
@@ -94,13 +101,9 @@ class Route:
         """:meth:`__call__` without waiting, for a producer already cancelled: each inbox
         queues the batch if it has room, else counts it (:meth:`Inbox.offer`), so a shutdown
         that cancels a source waiting on one full sink loses nothing uncounted."""
-        self.batches += 1
-        if self._apply_hooks is not None:
-            batch = self._apply_hooks(batch)
-            if not batch:
-                return
-        self.events += len(batch)
-        self.newest = batch[-1]
+        batch = self._admit(batch)
+        if not batch:
+            return
         self._pass_on_now(batch, self._inboxes, self._transforms)
 
     @staticmethod
