@@ -13,7 +13,7 @@ import trio.testing
 
 from streamer import clock
 from streamer._config import load_config_text
-from streamer._events import Event
+from streamer._events import Event, Trade
 from streamer._plugins import load_plugin_manager
 from streamer._runtime import Pipeline
 from streamer.testing import TestingPlugin, running_pipeline
@@ -183,3 +183,29 @@ def replay_run(path: Path, pipeline_toml: str | None = None,
 def wire_lines(events: list[Event]) -> list[bytes]:
     """Each event as the wire bytes a sink writes for it alone."""
     return [line for e in events for line in render_bytes([e])]
+
+
+COLLECT = """
+[[sinks]]
+name = "out"
+type = "testing.collect"
+inputs = ["bybit"]
+"""
+
+
+def record_trades(capture: Path, messages: int,
+                  trades_in: Callable[[int], int] = lambda i: 1) -> list[Trade]:
+    """Record a capture of ``messages`` trade messages, 50 ms apart, the two symbols taking
+    turns, message ``i`` holding ``trades_in(i)`` trades; return the trades the live run got
+    (checked to be all of them)."""
+
+    async def market(fake: FakeBybit) -> None:
+        for i in range(messages):
+            fake.trade("linear", SYMBOLS[i % 2], count=trades_in(i))
+            await trio.sleep(0.05)
+        await trio.sleep(1)
+
+    events, _, _ = live_run(capture, COLLECT, streams=("trades",), market=market)
+    trades = [e for e in events if isinstance(e, Trade)]
+    assert len(trades) == sum(trades_in(i) for i in range(messages))
+    return trades

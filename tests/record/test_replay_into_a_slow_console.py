@@ -19,36 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
-import trio
 
-from streamer._events import Trade
-
-from .helpers import REPLAY, SYMBOLS, live_run
+from .helpers import REPLAY, record_trades
 
 MESSAGES = 400
-
-COLLECT = """
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
-
-
-async def _many_trades(fake) -> None:  # type: ignore[no-untyped-def]
-    for i in range(MESSAGES):
-        fake.trade("linear", SYMBOLS[i % 2], count=1 + i % 3)
-        await trio.sleep(0.05)
-    await trio.sleep(1)
-
 
 @pytest.fixture(scope="module")
 def large_capture(tmp_path_factory):  # type: ignore[no-untyped-def]
     capture = tmp_path_factory.mktemp("large_capture")
-    events, _, _ = live_run(capture, COLLECT, streams=("trades",), market=_many_trades)
-    trades = [e for e in events if isinstance(e, Trade)]
-    assert len(trades) == sum(1 + i % 3 for i in range(MESSAGES))
-    return capture, trades
+    return capture, record_trades(capture, MESSAGES, lambda i: 1 + i % 3)
 
 
 def read_slowly(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> bytes:

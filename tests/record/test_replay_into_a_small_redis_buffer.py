@@ -20,39 +20,18 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import trio
 
-from streamer._events import Trade
-
-from .helpers import REPLAY, SYMBOLS, live_run
+from .helpers import REPLAY, record_trades
 
 MESSAGES = 300
 STREAM_KEY = "bybit-streamer:stream:linear:trades"
 #: Longer than the process's start and the whole replay (well under a second) together.
 PAUSE_MS = 5000
 
-COLLECT = """
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
-
-
-async def _many_trades(fake) -> None:  # type: ignore[no-untyped-def]
-    for i in range(MESSAGES):
-        fake.trade("linear", SYMBOLS[i % 2], count=1 + i % 3)
-        await trio.sleep(0.05)
-    await trio.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("capture")
-    events, _, _ = live_run(path, COLLECT, streams=("trades",), market=_many_trades)
-    trades = [e for e in events if isinstance(e, Trade)]
-    assert len(trades) == sum(1 + i % 3 for i in range(MESSAGES))
-    return path, trades
+    return path, record_trades(path, MESSAGES, lambda i: 1 + i % 3)
 
 
 def stream_ids(client) -> list[str]:  # type: ignore[no-untyped-def]

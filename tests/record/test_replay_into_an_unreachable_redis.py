@@ -28,30 +28,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import trio
 from faults.procs import wait_for_log
 from faults.scripted_run import final_counts
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import free_port
 
 from streamer._cli import HARD_STOP_GRACE
-from streamer._events import Trade
 from streamer._runtime import REPORT_GRACE
 
-from .helpers import REPLAY, SYMBOLS, live_run
+from .helpers import REPLAY, record_trades
 
 MESSAGES = 200
 SHUTDOWN_TIMEOUT = 1.0
 #: ``streamer run`` exits at the latest at the hard stop: the pipeline's shutdown timeout
 #: (the sink's own + REPORT_GRACE, being longer) + HARD_STOP_GRACE; 1 s for the exit.
 EXIT_BOUND = SHUTDOWN_TIMEOUT + REPORT_GRACE + HARD_STOP_GRACE + 1.0
-
-COLLECT = """
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit"]
-"""
 
 SINK = """
 [streamer]
@@ -70,18 +61,10 @@ shutdown_timeout = {timeout}
 """
 
 
-async def _trades(fake) -> None:  # type: ignore[no-untyped-def]
-    for i in range(MESSAGES):
-        fake.trade("linear", SYMBOLS[i % 2])
-        await trio.sleep(0.05)
-    await trio.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("capture")
-    events, _, _ = live_run(path, COLLECT, streams=("trades",), market=_trades)
-    assert sum(isinstance(e, Trade) for e in events) == MESSAGES
+    record_trades(path, MESSAGES)
     return path
 
 
