@@ -29,7 +29,7 @@ def reference_klines(
     """Closed klines computed the plain way: group by (channel, symbol, interval, open time);
     open = earliest trade (first arrival on ties), close = latest (last arrival on ties);
     flat klines between a key's first candle and ``until_ms`` when ``fill_gaps``.
-    Returns comparable tuples (see :func:`kline_key`)."""
+    Returns comparable tuples (see :func:`kline_key`; the aggregator's turnover is on)."""
     groups: dict[tuple, list[Trade]] = defaultdict(list)
     for t in trades:
         for ms in intervals:
@@ -44,6 +44,7 @@ def reference_klines(
         out[(ch, sym, ms, start)] = (
             ch, sym, ms, start, prices[first], max(prices), min(prices), prices[last],
             float(sum(Decimal(t.size) for t in ts)), len(ts),
+            float(sum(Decimal(t.price) * Decimal(t.size) for t in ts)),
         )
     if fill_gaps:
         keys = defaultdict(list)
@@ -56,7 +57,7 @@ def reference_klines(
                 got = out.get((ch, sym, ms, s))
                 if got is None and prev_close is not None:
                     out[(ch, sym, ms, s)] = (ch, sym, ms, s, prev_close, prev_close, prev_close,
-                                             prev_close, 0.0, 0)
+                                             prev_close, 0.0, 0, 0.0)
                 elif got is not None:
                     prev_close = got[7]
                 s += ms
@@ -65,9 +66,9 @@ def reference_klines(
 
 def kline_key(k: Kline) -> tuple:
     return (k.channel, k.symbol, k.interval, k.timestamp, k.open, k.high, k.low, k.close,
-            k.volume, k.trade_count)
+            k.volume, k.trade_count, k.turnover)
 
 
 def assert_same(got: list[tuple], want: list[tuple]) -> None:
-    """Equal, volumes too: the float nearest the exact decimal sum."""
+    """Equal, volumes and turnovers too: the float nearest the exact decimal sum."""
     assert got == want

@@ -145,7 +145,12 @@ class KlineAggregator:
             ts: int = t.ts
             if group.lo <= ts < group.hi:
                 # In every interval's newest candle: _fold, inlined. This runs per trade and
-                # interval, and a method call here costs more than the work itself.
+                # interval, and a method call here costs more than the work itself. The sums
+                # are the same for every interval: kept once in the group (settle()).
+                group.volume += v
+                group.trades += 1
+                if with_turnover:
+                    group.turnover += tv
                 for b in group.curs:
                     if p > b.high:
                         b.high = p
@@ -157,10 +162,6 @@ class KlineAggregator:
                     elif ts < b.open_ts:
                         b.open = p
                         b.open_ts = ts
-                    b.volume += v
-                    b.trade_count += 1
-                    if with_turnover:
-                        b.turnover += tv
                     if track and not b.dirty:
                         b.dirty = True
                         dirty.append(b)
@@ -176,6 +177,9 @@ class KlineAggregator:
         return out
 
     def _open_buckets(self) -> Iterator[Bucket]:
+        for symbols in self._by_channel.values():
+            for group in symbols.values():
+                group.settle()
         return (b for st in self._all for b in st.buckets)
 
     def _new_channel(self, t: Trade) -> dict[str, SymbolCandles]:

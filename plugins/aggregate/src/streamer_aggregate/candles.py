@@ -60,6 +60,9 @@ class Bucket:
     def kline(self, closed: bool, amounts: Amounts) -> Kline:
         """The candle as it stands, as the one kind of event it becomes."""
         st = self.state
+        group = st.group
+        if group is not None and group.trades:
+            group.settle()
         return Kline(st.channel, st.symbol, st.ms, self.start, self.open, self.high, self.low,
                      self.close, self.volume / amounts.volume_scale, self.trade_count, closed,
                      self.turnover / amounts.turnover_scale if amounts.turnover else None,
@@ -86,6 +89,9 @@ class Bucket:
 
     def totals(self, amounts: Amounts) -> tuple[float, float]:
         """Volume and turnover as floats (for the backfill's marks)."""
+        group = self.state.group
+        if group is not None and group.trades:
+            group.settle()
         return self.volume / amounts.volume_scale, self.turnover / amounts.turnover_scale
 
 
@@ -135,21 +141,41 @@ class SymbolCandles:
     trade times that every interval's newest candle takes as is (``lo <= ts < hi``).
 
     Most trades fall in that span: the aggregator then folds them into ``curs`` without
-    looking at each candle's bounds. The span is empty while any interval has no such
-    candle. :meth:`refresh` must follow every change of an ``IntervalState.cur``.
+    looking at each candle's bounds. Their volume, turnover and count are the same for every
+    one of ``curs``, so they are summed once here (``volume``, ``turnover``, ``trades``) and
+    added to each of ``curs`` by :meth:`settle`, which must run before any of them is read or
+    ``curs`` changes (:meth:`refresh` and :meth:`Bucket.kline` settle; so does widening the
+    scale). Per trade that is three additions instead of three per interval.
+
+    The span is empty while any interval has no such candle. :meth:`refresh` must follow
+    every change of an ``IntervalState.cur``, before any of the old ``curs`` is read.
     """
 
-    __slots__ = ("curs", "hi", "lo", "states")
+    __slots__ = ("curs", "hi", "lo", "states", "trades", "turnover", "volume")
 
     def __init__(self, states: list[IntervalState]) -> None:
         self.states = states
         self.curs: list[Bucket] = []
         self.lo = 1
         self.hi = 0
+        #: Sums of the trades folded into every one of ``curs`` and not yet added to them.
+        self.volume = self.turnover = self.trades = 0
         for st in states:
             st.group = self
 
+    def settle(self) -> None:
+        """Add the sums kept here to every one of ``curs``."""
+        if self.trades:
+            volume, turnover, trades = self.volume, self.turnover, self.trades
+            for b in self.curs:
+                b.volume += volume
+                b.turnover += turnover
+                b.trade_count += trades
+            self.volume = self.turnover = self.trades = 0
+
     def refresh(self) -> None:
+        # The sums kept belong to the candles that were ``curs`` when they came.
+        self.settle()
         curs = [st.cur for st in self.states if st.cur is not None]
         if len(curs) < len(self.states):
             self.curs, self.lo, self.hi = [], 1, 0
