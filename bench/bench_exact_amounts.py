@@ -22,18 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench_trees import ROOT, commit_label, extract, machine_line, source_path
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+PARTS = ("core", "plugins/aggregate")
 DEFAULT_BASE = "ade5291^"
 INTERVALS_MS = [60_000, 300_000, 3_600_000, 14_400_000, 86_400_000]
 SYMBOLS = [f"SYM{i}USDT" for i in range(50)]
@@ -71,40 +71,13 @@ def one_run(shape: str, n_trades: int, turnover: bool) -> float:
     return (clock() - t0) * 1e6 / (len(batches) * batch)
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def extract(rev: str, into: Path) -> None:
-    archive = into / "tree.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev, "core",
-                    "plugins/aggregate"], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-
-
-def source_path(tree: Path) -> str:
-    return os.pathsep.join(str(tree / part / "src") for part in ("core", "plugins/aggregate"))
-
-
 def measure(tree: Path, shape: str, n_trades: int, turnover: bool) -> float:
-    env = dict(os.environ, PYTHONPATH=source_path(tree))
+    env = dict(os.environ, PYTHONPATH=source_path(tree, PARTS))
     out = subprocess.run(
         [sys.executable, __file__, "--one", shape, "--trades", str(n_trades)]
         + (["--turnover"] if turnover else []),
         check=True, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir()).stdout
     return float(json.loads(out.splitlines()[-1])["us_per_trade"])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -120,14 +93,12 @@ def main() -> None:
         print(json.dumps({"us_per_trade": one_run(args.one, args.trades, args.turnover)}))
         return
 
-    base = git("rev-parse", "--short", args.base)
-    head = git("rev-parse", "--short", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--", "core", "plugins/aggregate", "bench"))
-    head_label = f"{head}{' + uncommitted changes' if dirty else ''}"
+    base = commit_label(args.base)
+    head_label = commit_label("HEAD", (*PARTS, "bench"))
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-exact-") as tmp:
         base_tree = Path(tmp)
-        extract(args.base, base_tree)
+        extract(args.base, base_tree, PARTS)
         runs = [(tree_name, shape, turnover)
                 for tree_name in ("base", "head") for shape in SHAPES for turnover in (False, True)]
         got: dict[tuple[str, str, bool], list[float]] = {r: [] for r in runs}
@@ -159,9 +130,7 @@ def main() -> None:
         f"Commits: base {base} (`{args.base}`: float sums), head {head_label} (exact sums in "
         "integer units).",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
-        f"{platform.python_version()}. Load average (1, 5, 15 min) before "
-        f"{tuple(round(x, 2) for x in load0)}, after {tuple(round(x, 2) for x in load1)}.",
+        machine_line(load0, load1),
         "",
         f"Settings: {args.trades:,} trades per run, a fresh process per run, "
         "`KlineAggregator(1m 5m 1h 4h 1D, first_candle=partial)` `add_trades` + `close_due` at "

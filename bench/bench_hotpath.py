@@ -10,30 +10,45 @@ bytes over 50 symbols, ~64 KiB) goes through the three steps the reader runs per
   ``--turnover`` the klines' turnover too, as ``klines.from_trades`` by default).
 
 Each read has new trade times (7 ms apart), so candles open and close as in a live run.
-Prints microseconds per message for each step (median of ``--repeat`` passes of ``--reads``
-reads; the process's CPU only, so run it on an idle machine and compare commits in the same
-session). What the end-to-end bench adds on top: wake-ups, socket reads, routing, sinks.
+Microseconds of the process's CPU per message for each step. Each run is a fresh
+interpreter doing ``--passes`` passes of ``--reads`` reads (its figure: the median pass);
+``--rounds`` runs per tree. With ``--base REV`` the same steps run alternately on that commit
+(taken out of git: its core, Bybit and aggregate sources on ``PYTHONPATH``, the installed
+libraries the same) and on this checkout, the order swapped every round: an A/B of hot-path
+changes in the same session. Each figure is the median over the rounds. What the end-to-end
+bench adds on top: wake-ups, socket reads, routing, sinks. Writes
+``bench/results/<UTC time>-hotpath.md``.
 
-    .venv/bin/python bench/bench_hotpath.py [--reads 300] [--repeat 7] [--turnover]
+    .venv/bin/python bench/bench_hotpath.py [--base REV] [--rounds 5] [--reads 300]
+        [--passes 7] [--turnover]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from websockets.client import ClientProtocol
-from websockets.protocol import State
-from websockets.uri import parse_uri
+from bench_trees import ROOT, commit_label, extract, machine_line, source_path
 
-from streamer import Event, Metrics, RateLimitedLog
-from streamer.net._websocket import MessageReader
-from streamer_aggregate.aggregator import KlineAggregator
-from streamer_bybit.decode import MessageDecoder
-from streamer_bybit.tickers import PriceTracker, TickerBook
+if TYPE_CHECKING:
+    from streamer import Event, Metrics
+    from streamer_bybit.decode import MessageDecoder
+
+#: The sources a run imports: the tree under test's, through PYTHONPATH.
+PARTS = ("core", "plugins/bybit", "plugins/aggregate")
+STEPS = ("split (frame headers -> payloads)", "decode + trade window",
+         "aggregate (5 intervals)")
 
 SYMBOLS = [f"SYM{i}USDT" for i in range(50)]
 INTERVALS_MS = [60_000, 300_000, 3_600_000, 14_400_000, 86_400_000]
@@ -92,6 +107,19 @@ def _trade_window(
 
 
 def one_pass(reads: list[bytes], turnover: bool = False) -> tuple[float, float, float]:
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    from streamer import Metrics, RateLimitedLog
+    from streamer_aggregate.aggregator import KlineAggregator
+    from streamer_bybit.decode import MessageDecoder
+    from streamer_bybit.tickers import PriceTracker, TickerBook
+    try:
+        from streamer.net._websocket import MessageReader
+    except ImportError:  # a commit from before the WebSocket client moved into the core
+        from streamer_bybit.transport import MessageReader  # type: ignore[no-redef]
+
     protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"))
     protocol.state = State.OPEN
     reader = MessageReader(protocol)
@@ -131,21 +159,92 @@ def one_pass(reads: list[bytes], turnover: bool = False) -> tuple[float, float, 
     return split * per, decode * per, aggregate * per
 
 
+def one_run(args: argparse.Namespace) -> list[float]:
+    """The median pass of each step, in this interpreter (the tree on its path)."""
+    reads = make_reads(args.reads)
+    passes = [one_pass(reads, args.turnover) for _ in range(args.passes)]
+    return [statistics.median(x[i] for x in passes) for i in range(len(STEPS))]
+
+
+def measure(tree: Path, args: argparse.Namespace) -> list[float]:
+    env = dict(os.environ, PYTHONPATH=source_path(tree, PARTS))
+    command = [sys.executable, __file__, "--one", "--reads", str(args.reads), "--passes",
+               str(args.passes)] + (["--turnover"] if args.turnover else [])
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env,
+                         cwd=tempfile.gettempdir()).stdout
+    return [float(x) for x in json.loads(out.splitlines()[-1])]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", help="a git revision to compare this checkout with")
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reads", type=int, default=300)
-    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--passes", type=int, default=7)
     p.add_argument("--turnover", action="store_true", help="klines with turnover")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
-    reads = make_reads(args.reads)
-    passes = [one_pass(reads, args.turnover) for _ in range(args.repeat)]
-    for i, step in enumerate(("split", "decode + trade window", "aggregate (5 intervals)")):
-        values = [x[i] for x in passes]
-        print(f"{step:<26} {statistics.median(values):.3f} us/msg "
-              f"({min(values):.3f}-{max(values):.3f}, n={len(values)})")
-    totals = [sum(x) for x in passes]
-    print(f"{'total':<26} {statistics.median(totals):.3f} us/msg "
-          f"({min(totals):.3f}-{max(totals):.3f}, n={len(totals)})")
+    if args.one:
+        print(json.dumps(one_run(args)))
+        return
+    sides = ["base", "head"] if args.base else ["head"]
+    got: dict[str, list[list[float]]] = {side: [] for side in sides}
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
+        trees = {"head": ROOT, "base": Path(tmp)}
+        if args.base:
+            extract(args.base, trees["base"], PARTS)
+        for rnd in range(args.rounds):
+            for side in sides if rnd % 2 == 0 else sides[::-1]:
+                steps = measure(trees[side], args)
+                got[side].append(steps)
+                print(f"round {rnd + 1} {side}: " + ", ".join(f"{x:.3f}" for x in steps)
+                      + f" = {sum(steps):.3f} us/msg", flush=True)
+    load1 = os.getloadavg()
+
+    def cell(side: str, i: int | None) -> str:
+        values = [sum(r) if i is None else r[i] for r in got[side]]
+        return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    labels = {"head": f"head {commit_label('HEAD', (*PARTS, 'bench'))}"}
+    if args.base:
+        labels["base"] = f"base {commit_label(args.base)} (`{args.base}`)"
+    now = datetime.now(timezone.utc)
+    command = "python bench/bench_hotpath.py" + (f" --base {args.base}" if args.base else "") \
+        + f" --rounds {args.rounds} --reads {args.reads} --passes {args.passes}" \
+        + (" --turnover" if args.turnover else "")
+    lines = [
+        f"# bench_hotpath.py: the Bybit source's per-message steps in one process "
+        f"({now:%Y-%m-%d %H:%M} UTC)", "",
+        f"Command: `{command}`", "",
+        "Trees: " + ", ".join(labels[side] for side in sides) + ".", "",
+        machine_line(load0, load1), "",
+        f"Settings: {args.reads} reads of {MESSAGES_PER_READ} one-trade publicTrade messages "
+        f"(~64 KiB each) over {len(SYMBOLS)} symbols; klines 1m 5m 1h 4h 1D, first candles "
+        f"partial, turnover {'on' if args.turnover else 'off'}; a fresh interpreter per run, "
+        f"{args.passes} passes per run (its figure: the median pass), {args.rounds} rounds"
+        + (", base and head alternated, the order swapped every round" if args.base else "")
+        + "; the process's CPU (`process_time`). Median (min-max) over the rounds, "
+        "microseconds per message.", "",
+        "| step | " + " | ".join(labels[side] for side in sides)
+        + (" | head / base |" if args.base else " |"),
+        "|---|" + "---|" * (len(sides) + (1 if args.base else 0)),
+    ]
+    for i, step in enumerate((*STEPS, "total")):
+        index = None if step == "total" else i
+        row = f"| {step} | " + " | ".join(cell(side, index) for side in sides) + " |"
+        if args.base:
+            med = {side: statistics.median(sum(r) if index is None else r[index]
+                                           for r in got[side]) for side in sides}
+            row += f" {med['head'] / med['base']:.2f}x |"
+        lines.append(row)
+    lines.append("")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{now:%Y-%m-%d-%H%M}-hotpath.md"
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":
