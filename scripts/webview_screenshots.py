@@ -1,9 +1,10 @@
 """Take docs/images/webview-{status,market}.png from `streamer demo --web` (the Bybit
 simulator, offline) in Debian's chromium driven by Playwright (never `playwright install`).
 
-The demo streams three symbols with 1 s and 1 m klines; the status view is taken once the
-source shows as connected and a rate was computed (two status answers), the market view once
-the chosen symbol's 1 s chart holds at least ``MIN_CANDLES`` candles.
+The demo streams three symbols with 1 s and 1 m klines and their order books; the status view
+is taken once the source shows as connected and a rate was computed (two status answers), the
+market view once the chosen symbol's 1 s chart holds at least ``MIN_CANDLES`` candles and its
+book panel shows ten levels a side.
 
     .venv/bin/python scripts/webview_screenshots.py [OUT_DIR]      # default docs/images
 """
@@ -64,6 +65,9 @@ def shoot(port: int, key: str, out: Path) -> None:
                 "data-candles", re.compile(rf"^([1-9][0-9]{{2,}}|[{MIN_CANDLES // 10}-9][0-9])$"),
                 timeout=WAIT_MS)
             expect(page.locator("#trades tbody tr")).to_have_count(50, timeout=WAIT_MS)
+            expect(page.locator("#book")).to_have_attribute("data-state", "live",
+                                                            timeout=WAIT_MS)
+            expect(page.locator("#book-levels tbody tr")).to_have_count(10, timeout=WAIT_MS)
             page.screenshot(path=str(out / "webview-market.png"))
             # the status view as it is now, not as last drawn before the market view: wait
             # for a redraw after the switch

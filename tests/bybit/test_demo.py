@@ -181,7 +181,7 @@ def _web_line(stderr) -> tuple[int, str | None]:
 async def test_demo_web_serves_the_page_and_trades_to_the_printed_key(own_key) -> None:
     """``--web``: the page answers at the printed URL, and a WebSocket client logging in
     with the printed key (or the user's own, never printed) receives the simulator's
-    trades; a wrong key is refused."""
+    trades, and its books (each whole first); a wrong key is refused."""
     # Here, not at the top: this module also runs with the Bybit plugin alone (check-packaging
     # deselects this test there), where the websocket plugin's client is not installed.
     from trio_websocket import ConnectionClosed, open_websocket_url
@@ -210,7 +210,15 @@ async def test_demo_web_serves_the_page_and_trades_to_the_printed_key(own_key) -
                 while (message := json.loads(await ws.get_message())).get(
                         "data_type") != "trades":
                     pass
-            assert message["channel"] == "linear" and message["data"][0]["s"] in SYMBOLS
+                assert message["channel"] == "linear" and message["data"][0]["s"] in SYMBOLS
+                await ws.send_message(json.dumps(
+                    {"op": "subscribe", "args": [{"data_type": "book"}]}))
+                while (message := json.loads(await ws.get_message())).get(
+                        "data_type") != "book":
+                    pass
+            book = message["data"][0]
+            assert message["channel"] == "linear" and book["symbol"] in SYMBOLS
+            assert book["kind"] == "snapshot" and book["bids"] and book["asks"]
             async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
                 await ws.send_message(json.dumps({"user": "demo", "key": key + "x"}))
                 with pytest.raises(ConnectionClosed) as refused:

@@ -10,13 +10,14 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import trio
 from server_process import free_port
 
-from websocket.web_helpers import WEB_PIPE, Streamer
+from websocket.web_helpers import BOOK_PIPE, BOOKS_TOP, WEB_PIPE, Streamer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -93,6 +94,10 @@ def browse(url: str, fake, streamer: Streamer) -> list[str]:
         assert float(page.text_content("#ask")) == float(ticker["ask1Price"])
         assert page.get_attribute("#chart", "data-symbol") == "linear BTCUSDT"
         assert page.locator("#trades tbody tr").count() == 4
+        # This pipeline streams no book: the panel says so and shows no level.
+        expect(page.locator("#book")).to_have_attribute("data-state", "none")
+        assert page.text_content("#book-note") == "No book streamed for this symbol"
+        assert not page.is_visible("#book-levels") and not page.is_visible("#book-best")
         # The streamer restarts: the page reconnects and keeps working.
         trio.from_thread.run(streamer.restart)
         page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
@@ -134,58 +139,160 @@ async def test_web_view_in_chromium(fake_bybit, plugin_manager, nursery, monkeyp
     assert errors == []
 
 
-#: The page redraws a view at most this often (app.js FRAME_MS = 100).
-MAX_REDRAWS_PER_S = 10
-FEED_RATE = 200  # trades a second
-FEED_SECONDS = 3.0
+def book_topic(symbol: str) -> str:
+    return f"orderbook.50.{symbol}"
 
 
-def redraws_under_a_feed(url: str, fake) -> tuple[int, float, list[str]]:
-    """Log in, open the market view, then feed the chosen symbol FEED_RATE trades a second
-    for FEED_SECONDS: returns the market view's redraws meanwhile, the seconds between the
-    two readings of its counter, and the console errors."""
+def fake_book(fake, symbol: str) -> tuple[int, list[list[str]], list[list[str]]]:
+    """The fake's true book of ``symbol`` now: its ``u``, bids and asks, best first."""
+    book = fake.books.book("linear", book_topic(symbol))
+    bids, asks = book.levels()
+    return book.u, bids, asks
+
+
+def change_book(fake, symbol: str) -> tuple[int, list[list[str]], list[list[str]]]:
+    """30 pushes of the fake's book of ``symbol`` (the 6th a Bybit reset: a snapshot with
+    ``u = 1`` and fresh levels); the fake's book after them (it changes only when pushed)."""
+    for i in range(30):
+        if i == 5:
+            fake.books.inject("linear", book_topic(symbol), "reset")
+        fake.push_book("linear", book_topic(symbol))
+    return fake_book(fake, symbol)
+
+
+def show_symbol(page, key: str) -> None:
+    """Pick ``key`` ("channel symbol") and wait until its book is drawn whole."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f'#symbol option[value="{key}"]')).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#symbol", key)
+    expect(page.locator("#book")).to_have_attribute("data-symbol", key, timeout=WAIT_MS)
+    expect(page.locator("#book")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+
+
+def browse_books(url: str, fake) -> list[str]:
+    """For each symbol in turn: show it, change the fake's book, and once the page drew the
+    book of the fake's last update id, read the panel and compare it with the fake's book
+    (unchanged since: the fake pushes only when told). Returns the console errors."""
     from playwright.sync_api import expect
 
     errors: list[str] = []
     with open_page(url, errors) as page:
         log_in(page, KEY)
         page.click("#tab-market")
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            show_symbol(page, f"linear {symbol}")
+            u, bids, asks = trio.from_thread.run_sync(change_book, fake, symbol)
+            # 25: above every update id of the book before the reset (at most 6).
+            assert u == 25
+            expect(page.locator("#book")).to_have_attribute("data-update-id", str(u),
+                                                            timeout=WAIT_MS)
+            assert page.get_attribute("#book", "data-state") == "live"
+            assert page.text_content("#book-bid") == bids[0][0]
+            assert page.text_content("#book-ask") == asks[0][0]
+            assert page.text_content("#book-spread") == str(Decimal(asks[0][0])
+                                                             - Decimal(bids[0][0]))
+            cells = page.locator("#book-levels tbody td").all_text_contents()
+            shown = [cells[i:i + 4] for i in range(0, len(cells), 4)]
+            assert shown == [[b[1], b[0], a[0], a[1]] for b, a in zip(bids[:10], asks[:10],
+                                                                     strict=True)]
+    return errors
+
+
+@pytest.mark.parametrize("through_top", [False, True], ids=["deltas", "books.top"])
+async def test_book_view_shows_the_fakes_book(fake_bybit, plugin_manager, nursery,
+                                               monkeypatch, through_top) -> None:
+    """The market view's book panel equals the fake's true book (best bid, best ask, spread
+    and the top 10 levels a side, as strings) at the fake's update id, for each of two
+    symbols picked in turn, across a Bybit reset; fed the source's deltas as they come, or
+    ``books.top``'s snapshots of the top 10 (and then the symbols are known from books
+    alone: no ticker reaches the sink)."""
+    monkeypatch.setenv("STREAMER_WSS_AUTH_KEY", KEY)
+    port = free_port()
+    toml = BOOK_PIPE.format(ws=fake_bybit.ws_url("linear"), rest=fake_bybit.rest_url,
+                            port=port, top=BOOKS_TOP if through_top else "",
+                            book_input="top" if through_top else "bybit")
+    streamer = Streamer(toml, plugin_manager)
+    with trio.fail_after(100):
+        await streamer.start(nursery)
+        await fake_bybit.wait_subscribed("linear", [book_topic("BTCUSDT"),
+                                                    book_topic("ETHUSDT")])
+        errors = await trio.to_thread.run_sync(
+            browse_books, f"http://127.0.0.1:{port}/", fake_bybit)
+        await streamer.stop()
+    assert errors == []
+
+
+#: The page redraws a view at most this often (app.js FRAME_MS = 100).
+MAX_REDRAWS_PER_S = 10
+FEED_RATE = 200  # trades or book deltas a second
+FEED_SECONDS = 3.0
+
+
+def redraws_under_a_feed(url: str, fake, fed: str) -> tuple[int, float, list[str]]:
+    """Log in, open the market view of BTCUSDT, then feed it FEED_RATE trades or book deltas
+    (``fed``) a second for FEED_SECONDS: returns the market view's redraws meanwhile, the
+    seconds between the two readings of its counter, and the console errors."""
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    with open_page(url, errors) as page:
+        log_in(page, KEY)
+        page.click("#tab-market")
+        if fed == "book":
+            show_symbol(page, "linear BTCUSDT")
         expect(page.locator("#chart")).to_have_attribute("data-symbol", "linear BTCUSDT",
                                                          timeout=WAIT_MS)
         now = trio.from_thread.run_sync(fake_now)
-        trades = int(FEED_RATE * FEED_SECONDS)
+        count = int(FEED_RATE * FEED_SECONDS)
         before = int(page.get_attribute("#market-view", "data-redraws"))
         start = time.monotonic()
 
         async def feed() -> None:
             t0 = trio.current_time()
-            for i in range(trades):
+            for i in range(count):
                 await trio.sleep_until(t0 + i / FEED_RATE)  # pacing, not synchronisation
-                fake.trade("linear", "BTCUSDT", price=1000 + i, size=1, ts=now + i)
+                if fed == "book":
+                    fake.push_book("linear", book_topic("BTCUSDT"))
+                else:
+                    fake.trade("linear", "BTCUSDT", price=1000 + i, size=1, ts=now + i)
 
         trio.from_thread.run(feed)
         after = int(page.get_attribute("#market-view", "data-redraws"))
         seconds = time.monotonic() - start
-        # The last trade reached the page: it drew what it was fed.
-        page.wait_for_selector(
-            f"#trades tbody tr:first-child td.num:has-text('{1000 + trades - 1}.')",
-            timeout=WAIT_MS)
+        # The last trade or delta reached the page: it drew what it was fed.
+        if fed == "book":
+            u, _, _ = trio.from_thread.run_sync(fake_book, fake, "BTCUSDT")
+            expect(page.locator("#book")).to_have_attribute("data-update-id", str(u),
+                                                            timeout=WAIT_MS)
+        else:
+            page.wait_for_selector(
+                f"#trades tbody tr:first-child td.num:has-text('{1000 + count - 1}.')",
+                timeout=WAIT_MS)
     return after - before, seconds, errors
 
 
+@pytest.mark.parametrize("fed", ["trades", "book"])
 async def test_market_view_redraws_at_most_10_times_a_second(
-        fake_bybit, plugin_manager, nursery, monkeypatch) -> None:
-    """Under 200 trades a second of the shown symbol (each one makes the view dirty), the
-    market view is redrawn at most 10 times a second (a redraw per trade would be 600)."""
+        fake_bybit, plugin_manager, nursery, monkeypatch, fed) -> None:
+    """Under 200 trades or 200 book deltas a second of the shown symbol (each one makes the
+    view dirty), the market view is redrawn at most 10 times a second (a redraw per message
+    would be 600)."""
     monkeypatch.setenv("STREAMER_WSS_AUTH_KEY", KEY)
     port = free_port()
-    toml = WEB_PIPE.format(ws=fake_bybit.ws_url("linear"), rest=fake_bybit.rest_url, port=port)
+    ws, rest = fake_bybit.ws_url("linear"), fake_bybit.rest_url
+    if fed == "book":
+        toml = BOOK_PIPE.format(ws=ws, rest=rest, port=port, top="", book_input="bybit")
+        topics = [book_topic("BTCUSDT")]
+    else:
+        toml = WEB_PIPE.format(ws=ws, rest=rest, port=port)
+        topics = ["publicTrade.BTCUSDT"]
     streamer = Streamer(toml, plugin_manager)
     with trio.fail_after(100):
         await streamer.start(nursery)
-        await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+        await fake_bybit.wait_subscribed("linear", topics)
         redraws, seconds, errors = await trio.to_thread.run_sync(
-            redraws_under_a_feed, f"http://127.0.0.1:{port}/", fake_bybit)
+            redraws_under_a_feed, f"http://127.0.0.1:{port}/", fake_bybit, fed)
         await streamer.stop()
     assert errors == []
     # One more than the rate allows: the first frame may fall at the window's very start.

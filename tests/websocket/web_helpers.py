@@ -37,6 +37,41 @@ auth_user = "viewer"
 auth_failure_delay = 0.05
 """
 
+#: The web view over books: the Bybit source's order books of two symbols (depth 50) and
+#: their tickers, straight to the sink (``{top}``: or through ``books.top`` when set to
+#: BOOKS_TOP). The fixture's fake pushes a book only when a test says so, so the source is
+#: told a book may stay silent for an hour.
+BOOK_PIPE = """
+[[sources]]
+name = "bybit"
+type = "bybit.linear"
+symbols = ["BTCUSDT", "ETHUSDT"]
+streams = ["tickers", "orderbook"]
+book_depth = 50
+book_stale_s = 3600
+url = "{ws}"
+rest_url = "{rest}"
+{top}
+[[sinks]]
+name = "wss"
+type = "websocket"
+inputs = ["{book_input}"]
+port = {port}
+web = true
+auth_user = "viewer"
+auth_failure_delay = 0.05
+"""
+
+#: ``books.top`` between the source and the sink: the top 10 levels, at most every 100 ms.
+BOOKS_TOP = """
+[[transforms]]
+name = "top"
+type = "books.top"
+inputs = ["bybit"]
+depth = 10
+interval_ms = 100
+"""
+
 
 async def http_request(port: int, raw: bytes, limit: int = 1 << 20) -> bytes:
     """Send ``raw`` to 127.0.0.1:``port`` and read the answer until the server closes."""

@@ -7,7 +7,9 @@ child process: the same command a real deployment runs. Nothing leaves the loopb
 interface, so it works without a network, a firewall hole or Redis.
 
 With ``--web`` the pipeline also gets a ``websocket`` sink with ``web = true`` on a free port of
-127.0.0.1: the page's URL and its login are printed once the pipeline streams (the key is
+127.0.0.1, and a second source streaming the symbols' order books to it only (the simulator
+pushes them at Bybit's pace; the console never sees them): the page's URL and its login are
+printed once the pipeline streams (the key is
 ``$STREAMER_WSS_AUTH_KEY`` if set, else generated here and printed once; it reaches the child
 through its environment, never the pipeline file). The demo only writes the sink's table; it
 imports nothing of the websocket plugin.
@@ -59,6 +61,9 @@ EXIT_NOT_STREAMING = 1
 #: sink's default ``auth_key_env``).
 WEB_USER = "demo"
 WEB_KEY_ENV = "STREAMER_WSS_AUTH_KEY"
+#: ``--web``: the depth of the order books the web view shows (Bybit pushes depth 200 every
+#: 100 ms).
+WEB_BOOK_DEPTH = 200
 
 
 def _symbols(text: str) -> list[str]:
@@ -142,11 +147,21 @@ type = "console"
 inputs = ["linear", "klines"]
 format = "{console_format}"
 """ + ("" if web_port is None else f"""
+# streamer demo --web: the symbols' order books, for the web view only
+[[sources]]
+name = "books"
+type = "bybit.linear"
+symbols = [{quoted}]
+streams = ["orderbook"]
+book_depth = {WEB_BOOK_DEPTH}
+url = "ws://127.0.0.1:{port}/v5/public/linear"
+rest_url = "http://127.0.0.1:{port}"
+
 # streamer demo --web: the web view, key from ${WEB_KEY_ENV}
 [[sinks]]
 name = "web"
 type = "websocket"
-inputs = ["linear", "klines"]
+inputs = ["linear", "klines", "books"]
 host = "127.0.0.1"
 port = {web_port}
 web = true
@@ -182,7 +197,9 @@ async def demo(args: argparse.Namespace) -> int:
         print(f"streamer demo: at most {MAX_SYMBOLS} symbols, got {len(symbols)}",
               file=sys.stderr)
         return EXIT_CONFIG
-    from streamer_bybit.simulator import FakeBybit  # here: `streamer check` needs none of it
+    # here: `streamer check` needs none of it
+    from streamer_bybit.simulator import FakeBybit
+    from streamer_bybit.simulator.books import run_books
 
     fake = FakeBybit(linear_symbols=symbols, spot_symbols=(), seed=args.seed,
                      history_limit=HISTORY_LIMIT, non_trading_instruments=False)
@@ -198,6 +215,8 @@ async def demo(args: argparse.Namespace) -> int:
         port = await nursery.start(fake.serve)
         nursery.start_soon(functools.partial(
             fake.run_market, "linear", symbols, rate=args.rate, wait_for_subscribers=True))
+        if args.web:  # the books source's topics, at their depth's push interval
+            await nursery.start(run_books, fake)
         with tempfile.TemporaryDirectory(prefix="streamer-demo-") as workdir:
             config = os.path.join(workdir, "demo.toml")
             with open(config, "w") as f:

@@ -5,7 +5,9 @@ Semantics as Bybit's (docs/plugins/bybit.md, "Order books"): a subscribe is answ
 snapshot of the current book and its current ``u``; each push after it is a delta whose ``u``
 is the last + 1 (size ``"0"`` deletes a level); depth 1 sends snapshots only. A book stays
 within its depth: a level pushed out is deleted by the same delta. ``seq`` grows by a random
-step; ``cts`` is the push's engine time.
+step; ``cts`` is the push's engine time. A book of a symbol the fake trades sits at that
+symbol's price when the book is first asked for (its price decimals, a level every random-walk
+step); any other at 100,000 in steps of 0.5. It does not follow the trades after that.
 
 Faults (:meth:`BookFeed.inject`, taken one per push, in order):
 
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
 
 from streamer_bybit.book_depths import DEPTHS, push_interval_ms
+from streamer_bybit.simulator.market import fmt
 
 #: The pusher's step: the shortest push interval (depth 1), every other one a multiple of it.
 TICK_MS: Final = 10
@@ -35,10 +39,15 @@ TICK_S: Final = TICK_MS / 1000
 
 FAULTS: Final = ("drop", "duplicate", "swap", "reset", "delist", "silent", "crossed")
 
-#: The price step of every fake book, and the tick count of the middle (bids below it,
-#: asks above it, so that the true book is never crossed).
-TICK: Final = 0.5
+#: The grid of a book of no known symbol: the middle (bids below it, asks above it, so that
+#: the true book is never crossed) in ticks, a tick in units of the last price decimal, and
+#: the decimals: 100,000 in steps of 0.5.
 MID_TICKS: Final = 200_000
+TICK_UNITS: Final = 5
+DECIMALS: Final = 1
+
+#: Where a book sits: (middle in ticks, a tick in units of the last decimal, decimals).
+Grid = tuple[int, int, int]
 
 
 def book_depth_ok(category: str, depth: str) -> bool:
@@ -46,17 +55,15 @@ def book_depth_ok(category: str, depth: str) -> bool:
     return depth.isdigit() and int(depth) in DEPTHS.get(category, ())
 
 
-def _price(ticks: int) -> str:
-    return f"{ticks * TICK:.1f}"
-
-
 class SimBook:
     """One topic's true book: price ticks -> size string per side, and its ``u``."""
 
-    def __init__(self, symbol: str, depth: int, rng: random.Random) -> None:
+    def __init__(self, symbol: str, depth: int, rng: random.Random,
+                 grid: Grid = (MID_TICKS, TICK_UNITS, DECIMALS)) -> None:
         self.symbol = symbol
         self.depth = depth
         self.rng = rng
+        self.mid, self._tick_units, self._decimals = grid
         self.bids: dict[int, str] = {}
         self.asks: dict[int, str] = {}
         self.u = 0
@@ -66,16 +73,19 @@ class SimBook:
     def fill(self) -> None:
         """Fresh levels on both sides, ``depth`` each (fewer for a deep book: at most 60)."""
         n = min(self.depth, 60)
-        self.bids = {MID_TICKS - 1 - i: self._size() for i in range(n)}
-        self.asks = {MID_TICKS + 1 + i: self._size() for i in range(n)}
+        self.bids = {self.mid - 1 - i: self._size() for i in range(n)}
+        self.asks = {self.mid + 1 + i: self._size() for i in range(n)}
 
     def _size(self) -> str:
         return f"{self.rng.randrange(1, 5000) / 1000:.3f}"
 
+    def price(self, ticks: int) -> str:
+        return fmt(ticks * self._tick_units, self._decimals)
+
     def levels(self) -> tuple[list[list[str]], list[list[str]]]:
         """The book as Bybit lists it: bids best (highest) first, asks best (lowest) first."""
-        bids = [[_price(t), self.bids[t]] for t in sorted(self.bids, reverse=True)]
-        asks = [[_price(t), self.asks[t]] for t in sorted(self.asks)]
+        bids = [[self.price(t), self.bids[t]] for t in sorted(self.bids, reverse=True)]
+        asks = [[self.price(t), self.asks[t]] for t in sorted(self.asks)]
         return bids[: self.depth], asks[: self.depth]
 
     def _data(self, bids: list[list[str]], asks: list[list[str]]) -> dict[str, Any]:
@@ -99,8 +109,8 @@ class SimBook:
             side = self.rng.randrange(2)
             book = self.bids if side == 0 else self.asks
             changes[side].update(self._change(book, -1 if side == 0 else 1))
-        bids = [[_price(t), s] for t, s in sorted(changes[0].items(), reverse=True)]
-        asks = [[_price(t), s] for t, s in sorted(changes[1].items())]
+        bids = [[self.price(t), s] for t, s in sorted(changes[0].items(), reverse=True)]
+        asks = [[self.price(t), s] for t, s in sorted(changes[1].items())]
         return self._data(bids, asks)
 
     def _change(self, book: dict[int, str], sign: int) -> dict[int, str]:
@@ -118,7 +128,7 @@ class SimBook:
             del book[t]
             changed[t] = "0"
         else:
-            t = MID_TICKS + sign * rng.randrange(1, 2 * min(self.depth, 60) + 2)
+            t = self.mid + sign * rng.randrange(1, 2 * min(self.depth, 60) + 2)
             book[t] = changed[t] = self._size()
             if len(book) > self.depth:  # the worst level falls out of the depth
                 worst = max(book) if sign == 1 else min(book)
@@ -139,15 +149,17 @@ class SimBook:
     def crossed_data(self) -> dict[str, Any]:
         """A wrong delta (``u`` moves on): a bid at the best ask, or above the middle."""
         self.u += 1
-        at = _price(min(self.asks) if self.asks else MID_TICKS + 1)
+        at = self.price(min(self.asks) if self.asks else self.mid + 1)
         return self._data([[at, "1.000"]], [[at, "1.000"]])
 
 
 class BookFeed:
     """Every true book of the fake, and the faults waiting for their pushes."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, grid: Callable[[str, str], Grid | None] | None = None) -> None:
         self.rng = random.Random(seed * 31 + 7)
+        #: (category, symbol) -> where a new book of it sits (None: the default grid).
+        self._grid = grid
         self.books: dict[tuple[str, str], SimBook] = {}
         self.faults: dict[tuple[str, str], deque[str]] = {}
         #: Topics stopped by a "silent" fault, until subscribed again.
@@ -160,7 +172,9 @@ class BookFeed:
         b = self.books.get(key)
         if b is None:
             _, depth, symbol = topic.split(".")
-            b = self.books[key] = SimBook(symbol, int(depth), self.rng)
+            grid = self._grid(category, symbol) if self._grid is not None else None
+            b = self.books[key] = SimBook(symbol, int(depth), self.rng,
+                                          *(() if grid is None else (grid,)))
         return b
 
     def inject(self, category: str, topic: str, fault: str) -> None:

@@ -104,7 +104,7 @@ class FakeState:
         self._sub_changed = trio.lowlevel.ParkingLot()
         self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
         #: The order books (simulator/books.py): ``push_book`` sends their messages.
-        self.books = BookFeed(seed)
+        self.books = BookFeed(seed, self._book_grid)
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
         self.rest_trade_lag = rest_trade_lag
@@ -170,6 +170,15 @@ class FakeState:
                 break
             visible = count
         return visible
+
+    def _book_grid(self, category: str, symbol: str) -> tuple[int, int, int] | None:
+        """Where a new book of ``symbol`` sits: at its last price, a level every random-walk
+        step, in its price decimals (None: a symbol the fake does not trade)."""
+        inst = self.markets.get(category, {}).get(symbol)
+        if inst is None:
+            return None
+        step = inst.step()
+        return inst.price // step, step, inst.pd
 
     def _inst(self, category: str, symbol: str) -> Instrument:
         try:

@@ -22,6 +22,7 @@ from streamer_websocket.web.http import RequestHead, plain_response, response
 KNOWN_FILES: dict[str, tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/book.js": ("book.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     # Vendored as published on npm (lightweight-charts 4.2.3), with its license.
     "/lightweight-charts.standalone.production.js": (

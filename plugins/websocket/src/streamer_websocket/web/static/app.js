@@ -28,6 +28,7 @@
   let interval = null;          // ms, as a string
   let candles = new Map();      // interval -> Map(timestamp -> [t, o, h, l, c])
   let trades = [];
+  const book = new StreamerBook.Book();  // the chosen symbol's order book (book.js)
   let drawnInterval = null;
   let drawnCount = -1;
 
@@ -89,10 +90,14 @@
   function subscribeSelected() {
     if (!selected) return;
     const [channel, symbol] = selected.split(" ");
-    send({ op: "unsubscribe", args: [{ data_type: "klines" }, { data_type: "trades" }] });
+    send({ op: "unsubscribe", args: [
+      { data_type: "klines" }, { data_type: "trades" }, { data_type: "book" }] });
+    // The answer to the book's subscribe starts with its book whole (when the sink holds
+    // one), then its deltas follow.
     send({ op: "subscribe", args: [
       { channel, data_type: "klines", symbols: [symbol] },
       { channel, data_type: "trades", symbols: [symbol] },
+      { channel, data_type: "book", symbols: [symbol] },
     ] });
   }
 
@@ -100,6 +105,7 @@
     selected = key;
     candles = new Map();
     trades = [];
+    book.reset();
     interval = null;
     drawnInterval = null;
     $("symbol").value = key;
@@ -113,8 +119,11 @@
     setConn("live");
     $("login").hidden = true;
     $("views").hidden = false;
+    book.reset();  // a new connection: the book comes whole again before its deltas
+    dirty.market = true;
     // Tickers of every symbol (quotes, the picker); klines of every symbol until one is
-    // chosen (the picker), then only the chosen symbol's klines and trades.
+    // chosen (the picker), then only the chosen symbol's klines, trades and book. (The
+    // books of every symbol come once, unasked, in the snapshot sent on connect.)
     send({ op: "subscribe", args: [{ data_type: "ticker" }] });
     if (selected) subscribeSelected();
     else send({ op: "subscribe", args: [{ data_type: "klines" }] });
@@ -137,6 +146,7 @@
       if (msg.data_type === "ticker") onTicker(key, item);
       else if (msg.data_type === "klines") onKline(key, item);
       else if (msg.data_type === "trades" && key === selected) onTrade(item);
+      else if (msg.data_type === "book") onBook(key, item);
     }
   }
 
@@ -171,6 +181,11 @@
     table.set(item.timestamp, [item.timestamp / 1000, item.open, item.high, item.low, item.close]);
     if (table.size > MAX_CANDLES) table.delete(Math.min(...table.keys()));
     dirty.market = true;
+  }
+
+  function onBook(key, item) {
+    discover(key);
+    if (key === selected && book.apply(item)) dirty.market = true;
   }
 
   function onTrade(item) {
@@ -232,6 +247,7 @@
     box.dataset.candles = String(data.length);
     box.dataset.interval = interval === null ? "" : interval;
     box.dataset.symbol = selected || "";
+    book.draw(selected);
     const body = $("trades").tBodies[0];
     body.replaceChildren(...trades.map((t) => {
       const row = document.createElement("tr");
