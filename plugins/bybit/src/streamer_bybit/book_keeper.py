@@ -147,8 +147,15 @@ class BookKeeper:
             if sb.status != "live":
                 sb.last = now
 
+    def add(self, symbol: str, now: float) -> None:
+        """``symbol``'s topic was added while running (a listing): its book waits for the
+        snapshot that follows the subscribe."""
+        if symbol not in self.books:
+            self.books[symbol] = SymbolBook(now)
+            self.changed.set()  # the worker's next staleness deadline may be this one's
+
     def forget(self, symbol: str) -> None:
-        """``symbol``'s topic was refused: it has no book to keep."""
+        """``symbol``'s topic was refused or removed (delisted): it has no book to keep."""
         self.books.pop(symbol, None)
         self.resync.pop(symbol, None)
 
