@@ -200,3 +200,37 @@ async def test_a_symbol_delisted_while_it_is_being_recovered(fake_bybit, collect
     assert not recovery.book.held and "BTCUSDT" not in recovery.windows
     assert source.metrics["trade_gaps"] == 0 and source.metrics["recovered_trades"] == 0
     assert sum(c.reconnects for c in source.connections) == 1
+
+
+async def test_a_new_option_base_coin_is_followed_and_a_finished_one_let_go(
+        fake_bybit, collector: Collector, autojump_clock):
+    """Without base_coins the source reads every base coin Bybit lists at each refresh: a
+    coin listed while running gets its trades topic, a coin none of whose options trades
+    any more loses it; the other coins' topics stay subscribed."""
+    btc, eth = "BTC-26DEC26-100000-C", "ETH-26DEC26-4000-P"
+    fake_bybit.add_symbol("option", btc)
+    fake_bybit.add_symbol("option", eth)
+    source = make_source(fake_bybit, "option", symbols="all", refresh_symbols_s=REFRESH,
+                         streams=["trades"])
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            assert source.connections[0].topics == ["publicTrade.BTC", "publicTrade.ETH"]
+            start = trio.current_time()
+            xrp = list_symbol(fake_bybit, "option", "XRP-26DEC26-3-C").symbol
+            delist_symbol(fake_bybit, "option", eth)
+            await fake_bybit.wait_subscribed("option", ["publicTrade.XRP"])
+            assert REFRESH <= trio.current_time() - start <= REFRESH + 0.1
+            while fake_bybit.subscribers("option", "publicTrade.ETH"):
+                await fake_bybit._sub_changed.park()
+            fake_bybit.trade("option", xrp, count=2)
+            fake_bybit.trade("option", btc, count=1)
+            await collector.wait_for(lambda ev: len(ev) == 3)
+            nursery.cancel_scope.cancel()
+    assert source.symbols == [btc, xrp]
+    assert source.connections[0].topics == ["publicTrade.BTC", "publicTrade.XRP"]
+    assert source.connections[0].trade_symbols == (btc, xrp)
+    assert [t.trade_id for t in collector.of(Trade) if t.symbol == xrp] == [
+        t["i"] for t in fake_bybit.history("option", xrp)]
+    assert fake_bybit.total_connections_opened == 1
+    assert [(g.symbols, g.ended) for g in collector.gaps] == [((eth,), True)]

@@ -24,6 +24,7 @@ from streamer_bybit.capture import CaptureTap, run_capture
 from streamer_bybit.categories import (
     SUBSCRIBE_CHUNK,
     option_coin,
+    option_coins,
     option_instruments,
     option_topics,
     option_trade_symbols,
@@ -138,7 +139,11 @@ class BybitSource:
     # ----------------------------------------------------------------- symbols
     async def _instruments(self) -> list[dict[str, Any]]:
         if isinstance(self.config, BybitOptionConfig):
-            instruments = await option_instruments(self.rest, self.config.coins())
+            coins = self.config.base_coins
+            if coins is None:  # every one Bybit lists, read again at each refresh
+                coins = await option_coins(self.rest, self.metrics, self.logger,
+                                           self.context.name)
+            instruments = await option_instruments(self.rest, coins)
             self.option_coins = {i["symbol"]: option_coin(i) for i in instruments}
             return instruments
         return await self.rest.instruments(self.category)
