@@ -92,8 +92,11 @@ class BookKeeper:
 
     def __init__(self, channel: str, depth: int, symbols: Sequence[str], stale_after: float,
                  metrics: Metrics, log: RateLimitedLog, name: str, *,
-                 resync_spacing: float = RESYNC_SPACING) -> None:
+                 resync_spacing: float = RESYNC_SPACING, follow_new: bool = False) -> None:
         self.channel = channel
+        #: A message of a symbol not in ``books`` starts its book (a replay: the capture's
+        #: header names the topics at its start, not those a listing added later).
+        self.follow_new = follow_new
         self.resync_spacing = resync_spacing
         self.depth = depth
         self.stale_after = stale_after
@@ -186,7 +189,9 @@ class BookKeeper:
         delta, a level that is no number): the book is then dropped and resubscribed too."""
         sb = self.books.get(symbol)
         if sb is None:
-            raise ValueError(f"book message for {symbol!r}, not a subscribed symbol")
+            if not self.follow_new:
+                raise ValueError(f"book message for {symbol!r}, not a subscribed symbol")
+            sb = self.books[symbol] = SymbolBook(now)
         book = sb.book
         sb.last = now
         if kind == "snapshot":
