@@ -210,3 +210,35 @@ async def test_option_tickers_with_greeks_and_refused_topic(fake_bybit, collecto
     assert last["markPrice"] == 1234.5 and last["underlyingPrice"] == 94100.0
     assert (last["gamma"], last["vega"], last["markPriceIv"]) == (0.0001, 20.0, 0.51)
     assert last["symbol"] == btc[0]
+
+
+async def test_option_pongs_keep_the_connection_alive(fake_bybit, collector: Collector,
+                                                      autojump_clock):
+    """The option channel answers a ping with ``{"args": ["<ms>"], "op": "pong"}`` (Bybit's
+    docs; no ``success``, ``ret_msg`` or ``conn_id``): taken as a pong, so five quiet minutes
+    keep the connection; so is the form with ``req_id`` and ``conn_id`` Bybit documents for
+    private channels, and a late ``COMMAND_RESP`` (after its request gave up) is only
+    counted as an unexpected reply."""
+    btc = add_options(fake_bybit, "BTC", 1)
+    source = make_source(fake_bybit, "option", symbols=btc, streams=["trades"],
+                         base_coins=["BTC"], stale_timeout=30)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            conn = fake_bybit.connections[0]
+            await trio.sleep(301)
+            assert conn.pings_received == 15  # one every 20 s
+            fake_bybit.ignore_pings = True
+            for _ in range(3):  # pongs of the other documented form, every 20 s
+                await trio.sleep(20)
+                fake_bybit.send_raw("option", b'{"req_id":"test","op":"pong","args":'
+                                    b'["1675418560633"],"conn_id":"cfcb4ocsvfriu23r3er0-1b"}')
+            fake_bybit.send_raw("option", b'{"success":true,"conn_id":"x","data":{'
+                                b'"failTopics":[],"successTopics":["publicTrade.BTC"]},'
+                                b'"type":"COMMAND_RESP"}')
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert fake_bybit.total_connections_opened == 1
+    assert source.metrics["stale"] == 0 and source.metrics["reconnects"] == 0
+    assert source.metrics["unexpected_reply"] == 1
+    assert source.metrics["unexpected"] == 0 and source.metrics["malformed"] == 0
