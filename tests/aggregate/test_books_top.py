@@ -90,6 +90,24 @@ async def test_a_delta_that_does_not_follow_or_a_book_gap_stops_the_book(plugin_
         pipeline.shutdown()
 
 
+async def test_a_symbol_whose_stream_ended_gets_its_last_top_and_is_forgotten(
+        plugin_manager, autojump_clock):
+    async with running_pipeline(TOML, plugin_manager) as pipeline:
+        src, out, top = pipeline.node("src"), pipeline.node("out"), pipeline.node("top")
+        src.push([snap(5, [["100", "1"]], [["101", "1"]]),
+                  snap(9, [["10", "1"]], [["11", "1"]], symbol="ETHUSDT")])
+        await out.wait_for(2)
+        t0 = trio.current_time()
+        src.push([delta(6, [["100", "2"]], [])])  # its top waits for the interval
+        src.push_gap(StreamGap("linear", ("BTCUSDT",), 1, closed=True, ended=True))
+        await out.wait_for(3)
+        # Sent with the end, not 100 ms later; nothing of it is kept, ETHUSDT's book is.
+        assert trio.current_time() == t0
+        assert out.events[2] == snap(6, [["100", "2"]], [["101", "1"]])
+        assert list(top.books) == [("linear", "ETHUSDT")]
+        pipeline.shutdown()
+
+
 def test_bad_options_are_reported_with_their_paths(plugin_manager):
     toml = TOML.replace("depth = 2", "depth = 0").replace("interval_ms = 100",
                                                           "interval_ms = -1")

@@ -10,6 +10,7 @@ from bybit.harness import Collector, make_source, run_source
 
 from streamer._api import StreamGap
 from streamer._events import Ticker, Trade
+from streamer_bybit.categories import MAX_OPTION_COINS
 from streamer_bybit.config import BybitOptionConfig
 
 INVERSE = ["BTCUSD", "ETHUSD"]
@@ -82,9 +83,58 @@ async def test_option_instruments_paged_per_base_coin(fake_bybit):
     assert asked == [("BTC", False), ("BTC", True), ("ETH", False)]
 
 
+async def test_options_of_every_base_coin_bybit_lists_by_default(fake_bybit):
+    btc = add_options(fake_bybit, "BTC", 2)
+    xrp = add_options(fake_bybit, "XRP", 3)
+    add_options(fake_bybit, "DOGE", 2, status="Closed")  # listed coin, no option trading
+    eth = add_options(fake_bybit, "ETH", 1)
+    source = make_source(fake_bybit, "option", load_all_symbols=True, streams=["trades"])
+    with trio.fail_after(10):
+        symbols = await source.resolve_symbols()
+    assert symbols == btc + xrp + eth
+    asked = [(p, q.get("baseCoin")) for p, q in fake_bybit.rest_requests]
+    assert asked == [("/v5/market/option-base-coins", None),
+                     *[("/v5/market/instruments-info", c) for c in ("BTC", "XRP", "ETH")]]
+    assert source.option_coins == {s: s.partition("-")[0] for s in symbols}
+
+
+async def test_option_base_coins_fall_back_when_bybit_cannot_tell(fake_bybit, caplog):
+    add_options(fake_bybit, "BTC", 1)
+    add_options(fake_bybit, "XRP", 1)
+    fake_bybit.rest_failing.add("/v5/market/option-base-coins")  # HTTP 503
+    source = make_source(fake_bybit, "option", load_all_symbols=True, streams=["trades"])
+    with trio.fail_after(10):
+        symbols = await source.resolve_symbols()
+    assert symbols == ["BTC-26DEC26-1000-C"]  # read BTC, ETH, SOL: XRP unknown
+    assert [q.get("baseCoin") for p, q in fake_bybit.rest_requests
+            if p == "/v5/market/instruments-info"] == ["BTC", "ETH", "SOL"]
+    assert source.metrics["rest_failures"] == 1
+    assert "cannot list Bybit's option base coins" in caplog.text
+    # An answer naming no coin: the same list, logged.
+    fake_bybit.rest_failing.clear()
+    fake_bybit.rest_bodies["/v5/market/option-base-coins"] = [
+        b'{"retCode":0,"retMsg":"OK","result":{"list":[]},"time":1}']
+    with trio.fail_after(10):
+        assert await source.resolve_symbols() == ["BTC-26DEC26-1000-C"]
+    assert "Bybit lists no option base coin" in caplog.text
+
+
+async def test_option_base_coins_past_the_ceiling_are_left_out_and_counted(fake_bybit,
+                                                                          caplog):
+    coins = [f"C{n:03d}" for n in range(MAX_OPTION_COINS + 3)]
+    for coin in coins:
+        add_options(fake_bybit, coin, 1)
+    source = make_source(fake_bybit, "option", load_all_symbols=True, streams=["trades"])
+    with trio.fail_after(60):
+        symbols = await source.resolve_symbols()
+    assert [s.partition("-")[0] for s in symbols] == coins[:MAX_OPTION_COINS]
+    assert source.metrics["option_coins_left_out"] == 3
+    assert f"Bybit lists {MAX_OPTION_COINS + 3} option base coins" in caplog.text
+
+
 def test_option_config_defaults_and_refusals():
     config = BybitOptionConfig(symbols=["BTC-26DEC26-1000-C"])
-    assert config.coins() == ["BTC", "ETH", "SOL"]
+    assert config.base_coins is None  # every coin Bybit lists
     with pytest.raises(ValueError, match='"klines" is not a Bybit option topic'):
         BybitOptionConfig(load_all_symbols=True, streams=["klines"])
     with pytest.raises(ValueError, match="split by base_coins"):
@@ -160,3 +210,35 @@ async def test_option_tickers_with_greeks_and_refused_topic(fake_bybit, collecto
     assert last["markPrice"] == 1234.5 and last["underlyingPrice"] == 94100.0
     assert (last["gamma"], last["vega"], last["markPriceIv"]) == (0.0001, 20.0, 0.51)
     assert last["symbol"] == btc[0]
+
+
+async def test_option_pongs_keep_the_connection_alive(fake_bybit, collector: Collector,
+                                                      autojump_clock):
+    """The option channel answers a ping with ``{"args": ["<ms>"], "op": "pong"}`` (Bybit's
+    docs; no ``success``, ``ret_msg`` or ``conn_id``): taken as a pong, so five quiet minutes
+    keep the connection; so is the form with ``req_id`` and ``conn_id`` Bybit documents for
+    private channels, and a late ``COMMAND_RESP`` (after its request gave up) is only
+    counted as an unexpected reply."""
+    btc = add_options(fake_bybit, "BTC", 1)
+    source = make_source(fake_bybit, "option", symbols=btc, streams=["trades"],
+                         base_coins=["BTC"], stale_timeout=30)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            conn = fake_bybit.connections[0]
+            await trio.sleep(301)
+            assert conn.pings_received == 15  # one every 20 s
+            fake_bybit.ignore_pings = True
+            for _ in range(3):  # pongs of the other documented form, every 20 s
+                await trio.sleep(20)
+                fake_bybit.send_raw("option", b'{"req_id":"test","op":"pong","args":'
+                                    b'["1675418560633"],"conn_id":"cfcb4ocsvfriu23r3er0-1b"}')
+            fake_bybit.send_raw("option", b'{"success":true,"conn_id":"x","data":{'
+                                b'"failTopics":[],"successTopics":["publicTrade.BTC"]},'
+                                b'"type":"COMMAND_RESP"}')
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert fake_bybit.total_connections_opened == 1
+    assert source.metrics["stale"] == 0 and source.metrics["reconnects"] == 0
+    assert source.metrics["unexpected_reply"] == 1
+    assert source.metrics["unexpected"] == 0 and source.metrics["malformed"] == 0

@@ -156,3 +156,81 @@ async def test_a_new_option_gets_its_ticker_and_its_trades(fake_bybit, collector
     assert [t.trade_id for t in collector.of(Trade) if t.symbol == new] == [
         t["i"] for t in fake_bybit.history("option", new)]
     assert source.metrics["symbols_listed"] == 1 and source.metrics["symbols_delisted"] == 1
+
+
+async def test_a_symbol_delisted_while_it_is_being_recovered(fake_bybit, collector: Collector,
+                                                            autojump_clock):
+    """After a reconnect BTCUSDT's live trades are held until REST recovers the missed ones;
+    REST fails, and BTCUSDT is delisted meanwhile: its held trade goes downstream before its
+    stream ends, its recovery stops, nothing of it is kept, the stream gap closes."""
+    source = make_source(fake_bybit, symbols="all", refresh_symbols_s=REFRESH,
+                         recovery_deadline=5 * REFRESH)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT", count=3)
+            await collector.wait_for(lambda ev: len(ev) == 3)
+            fake_bybit.rest_failing.add("/v5/market/recent-trade")
+            fake_bybit.drop_connections()
+            await fake_bybit.wait_subscribed("linear", ["publicTrade.BTCUSDT"])
+            fake_bybit.trade("linear", "BTCUSDT")  # held: BTCUSDT is being recovered
+            fake_bybit.trade("linear", "ETHUSDT")  # nothing to recover: flows
+            await collector.wait_for(lambda ev: len(ev) == 4)
+            connection = source.connections[0]
+            assert connection.recovery is not None
+            assert list(connection.recovery.book.held) == ["BTCUSDT"]
+            delist_symbol(fake_bybit, "linear", "BTCUSDT")
+            await wait_topic(fake_bybit, "publicTrade.BTCUSDT", False)
+            await collector.wait_for(lambda ev: any(g.ended for g in collector.gaps))
+            ended_at = trio.current_time()
+            await collector.wait_for(lambda ev: collector.gaps[-1].closed
+                                     and not collector.gaps[-1].ended)
+            closed_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+    assert [t.trade_id for t in collector.of(Trade) if t.symbol == "BTCUSDT"] == [
+        t["i"] for t in fake_bybit.history("linear", "BTCUSDT")]
+    held_trade = fake_bybit.history("linear", "BTCUSDT")[-1]["i"]
+    ended = next(i for i, g in enumerate(collector.gaps) if g.ended)
+    position = next(i for i, e in enumerate(collector.events)
+                    if isinstance(e, Trade) and e.trade_id == held_trade)
+    assert position < collector.gap_positions[ended]  # the held trade, then the end
+    # The recovery gave BTCUSDT up at its next retry (every 4 s at most), not at its deadline.
+    assert closed_at - ended_at <= 4.0
+    recovery = connection.recovery
+    assert not recovery.book.held and "BTCUSDT" not in recovery.windows
+    assert source.metrics["trade_gaps"] == 0 and source.metrics["recovered_trades"] == 0
+    assert sum(c.reconnects for c in source.connections) == 1
+
+
+async def test_a_new_option_base_coin_is_followed_and_a_finished_one_let_go(
+        fake_bybit, collector: Collector, autojump_clock):
+    """Without base_coins the source reads every base coin Bybit lists at each refresh: a
+    coin listed while running gets its trades topic, a coin none of whose options trades
+    any more loses it; the other coins' topics stay subscribed."""
+    btc, eth = "BTC-26DEC26-100000-C", "ETH-26DEC26-4000-P"
+    fake_bybit.add_symbol("option", btc)
+    fake_bybit.add_symbol("option", eth)
+    source = make_source(fake_bybit, "option", symbols="all", refresh_symbols_s=REFRESH,
+                         streams=["trades"])
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            assert source.connections[0].topics == ["publicTrade.BTC", "publicTrade.ETH"]
+            start = trio.current_time()
+            xrp = list_symbol(fake_bybit, "option", "XRP-26DEC26-3-C").symbol
+            delist_symbol(fake_bybit, "option", eth)
+            await fake_bybit.wait_subscribed("option", ["publicTrade.XRP"])
+            assert REFRESH <= trio.current_time() - start <= REFRESH + 0.1
+            while fake_bybit.subscribers("option", "publicTrade.ETH"):
+                await fake_bybit._sub_changed.park()
+            fake_bybit.trade("option", xrp, count=2)
+            fake_bybit.trade("option", btc, count=1)
+            await collector.wait_for(lambda ev: len(ev) == 3)
+            nursery.cancel_scope.cancel()
+    assert source.symbols == [btc, xrp]
+    assert source.connections[0].topics == ["publicTrade.BTC", "publicTrade.XRP"]
+    assert source.connections[0].trade_symbols == (btc, xrp)
+    assert [t.trade_id for t in collector.of(Trade) if t.symbol == xrp] == [
+        t["i"] for t in fake_bybit.history("option", xrp)]
+    assert fake_bybit.total_connections_opened == 1
+    assert [(g.symbols, g.ended) for g in collector.gaps] == [((eth,), True)]

@@ -18,6 +18,7 @@ from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from streamer.clock import now_ms
 from streamer_bybit.simulator import FakeBybit, make_ssl_contexts, period_end, period_start
 
 LINEAR = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "1000PEPEUSDT"]
@@ -222,6 +223,41 @@ async def test_spot_ack_and_pong(fake):
         await ws.send({"op": "ping", "req_id": "p"})
         assert await ws.recv() == {"success": True, "ret_msg": "pong", "conn_id": conn.conn_id,
                                    "req_id": "p", "op": "ping"}
+
+
+async def test_option_ack_and_pong_as_bybit_documents_them(fake):
+    """Bybit's V5 docs (WebSocket connect: pong and subscription response of public option
+    channels): ``{"args": ["<ms>"], "op": "pong"}`` and ``{"success", "conn_id", "data":
+    {"failTopics", "successTopics"}, "type": "COMMAND_RESP"}``."""
+    fake.add_symbol("option", "BTC-26DEC26-100000-C")
+    with trio.fail_after(5):
+        ws = await WS.connect(fake.ws_url("option"))
+        await ws.send({"op": "subscribe", "args": ["publicTrade.BTC"]})
+        ack = await ws.recv()
+        conn = fake.connections[0]
+        assert ack == {"success": True, "conn_id": conn.conn_id,
+                       "data": {"failTopics": [], "successTopics": ["publicTrade.BTC"]},
+                       "type": "COMMAND_RESP"}
+        assert list(ack) == ["success", "conn_id", "data", "type"]
+        await ws.send({"op": "subscribe", "args": ["tickers.BTC-26DEC26-100000-C",
+                                                   "publicTrade.XRP"], "req_id": "r2"})
+        ack = await ws.recv()
+        assert ack == {"success": False, "conn_id": conn.conn_id, "req_id": "r2",
+                       "data": {"failTopics": ["publicTrade.XRP"],
+                                "successTopics": ["tickers.BTC-26DEC26-100000-C"]},
+                       "type": "COMMAND_RESP"}
+        await ws.recv_topic("tickers.")  # the snapshot
+        await ws.send({"op": "ping"})
+        pong = await ws.recv()
+        assert list(pong) == ["args", "op"] and pong["op"] == "pong"
+        (sent,) = pong["args"]  # the server's time in ms, as a string
+        assert isinstance(sent, str) and abs(int(sent) - now_ms()) < 5_000
+        await ws.send({"op": "unsubscribe", "args": ["publicTrade.BTC"], "req_id": "u"})
+        assert await ws.recv() == {"success": True, "conn_id": conn.conn_id, "req_id": "u",
+                                   "data": {"failTopics": [],
+                                            "successTopics": ["publicTrade.BTC"]},
+                                   "type": "COMMAND_RESP"}
+        assert conn.topics == {"tickers.BTC-26DEC26-100000-C"}
 
 
 async def test_linear_refuses_whole_batch_and_repeats(fake):

@@ -10,7 +10,8 @@ book's latest top within ``interval_ms``. Knows no exchange: only the events.
 
 A book stops being emitted the moment it cannot be exact: a delta that does not follow
 (``book_top_gaps``), or a book gap its source reports (a :class:`streamer.StreamGap` with
-``data_type = "book"``); it starts again with the next snapshot.
+``data_type = "book"``); it starts again with the next snapshot. A symbol whose stream ended
+(a gap with ``ended``: delisted) is forgotten.
 """
 
 from __future__ import annotations
@@ -101,7 +102,15 @@ class BooksTop:
         return out
 
     def on_gap(self, gap: StreamGap) -> list[Event]:
-        """A source's book gap: its books stop until their next snapshot."""
+        """A source's book gap: its books stop until their next snapshot. A stream that
+        ended (delisted): its top not emitted yet goes now, and its book is forgotten."""
+        if gap.ended:
+            out: list[Event] = []
+            for symbol in gap.symbols:
+                t = self.books.pop((gap.channel, symbol), None)
+                if t is not None and t.dirty:
+                    out.append(self._top(t))
+            return out
         if gap.data_type == "book" and not gap.closed:
             for symbol in gap.symbols:
                 t = self.books.get((gap.channel, symbol))

@@ -92,8 +92,11 @@ class BookKeeper:
 
     def __init__(self, channel: str, depth: int, symbols: Sequence[str], stale_after: float,
                  metrics: Metrics, log: RateLimitedLog, name: str, *,
-                 resync_spacing: float = RESYNC_SPACING) -> None:
+                 resync_spacing: float = RESYNC_SPACING, follow_new: bool = False) -> None:
         self.channel = channel
+        #: A message of a symbol not in ``books`` starts its book (a replay: the capture's
+        #: header names the topics at its start, not those a listing added later).
+        self.follow_new = follow_new
         self.resync_spacing = resync_spacing
         self.depth = depth
         self.stale_after = stale_after
@@ -147,8 +150,15 @@ class BookKeeper:
             if sb.status != "live":
                 sb.last = now
 
+    def add(self, symbol: str, now: float) -> None:
+        """``symbol``'s topic was added while running (a listing): its book waits for the
+        snapshot that follows the subscribe."""
+        if symbol not in self.books:
+            self.books[symbol] = SymbolBook(now)
+            self.changed.set()  # the worker's next staleness deadline may be this one's
+
     def forget(self, symbol: str) -> None:
-        """``symbol``'s topic was refused: it has no book to keep."""
+        """``symbol``'s topic was refused or removed (delisted): it has no book to keep."""
         self.books.pop(symbol, None)
         self.resync.pop(symbol, None)
 
@@ -179,7 +189,9 @@ class BookKeeper:
         delta, a level that is no number): the book is then dropped and resubscribed too."""
         sb = self.books.get(symbol)
         if sb is None:
-            raise ValueError(f"book message for {symbol!r}, not a subscribed symbol")
+            if not self.follow_new:
+                raise ValueError(f"book message for {symbol!r}, not a subscribed symbol")
+            sb = self.books[symbol] = SymbolBook(now)
         book = sb.book
         sb.last = now
         if kind == "snapshot":

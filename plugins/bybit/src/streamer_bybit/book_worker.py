@@ -29,13 +29,12 @@ if TYPE_CHECKING:
 
 def book_keeper_for(settings: ConnectionSettings, topics: Sequence[str], metrics: Metrics,
                     log: RateLimitedLog, name: str) -> BookKeeper | None:
-    """The keeper of a connection's ``orderbook`` topics (None: it carries none)."""
+    """The keeper of a connection's ``orderbook`` topics (None: the source streams no
+    books). A connection that carries none yet has one too: a listing may add some."""
     if settings.book_depth is None:
         return None
     prefix = f"orderbook.{settings.book_depth}."
     symbols = [t[len(prefix):] for t in topics if t.startswith(prefix)]
-    if not symbols:
-        return None
     return BookKeeper(settings.channel, settings.book_depth, symbols,
                       settings.book_stale_after, metrics, log, name)
 

@@ -120,6 +120,34 @@ class CaptureTap:
                 writer.record_event(RECOVERED, conn, body)
 
 
+class CaptureRun:
+    """One capture run, as the source sees it: the taps written into its writer (those of
+    connections opened while it runs, for listings, join with :meth:`add`), and the gaps of
+    the source's own (a delisting's end: :meth:`gap`)."""
+
+    def __init__(self, writer: CaptureWriter, taps: Iterable[CaptureTap]) -> None:
+        self.writer = writer
+        self.taps: list[CaptureTap] = []
+        self.running = True
+        for tap in taps:
+            self.add(tap)
+
+    def add(self, tap: CaptureTap) -> None:
+        if self.running:
+            tap.open(self.writer)
+            self.taps.append(tap)
+
+    def gap(self, gap: StreamGap) -> None:
+        """A gap the source reports itself (not one connection's: connection number 0)."""
+        if self.running:
+            self.writer.record_event(GAP, 0, gap_body(gap))
+
+    def close(self) -> None:
+        self.running = False
+        for tap in self.taps:
+            tap.close()
+
+
 def capture_header(source: str, connections: Sequence[Any]) -> dict[str, Any]:
     """What a replay needs to decode like the live source did."""
     first = connections[0]
@@ -143,11 +171,11 @@ async def run_capture(
     metrics: Metrics,
     logger: logging.Logger,
     *,
-    task_status: trio.TaskStatus[CaptureWriter] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[CaptureRun] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the capture writer into which the taps ``connections`` were made with
     (``capture``) write, until cancelled; then finish the current file (bounded by
-    ``CLOSE_TIMEOUT_S``)."""
+    ``CLOSE_TIMEOUT_S``). ``started()`` with the :class:`CaptureRun`."""
     assert options.capture_dir is not None
     connections = list(connections)
     writer = CaptureWriter(
@@ -159,18 +187,15 @@ async def run_capture(
         level=options.capture_level,
     )
     writer.start()
-    taps = [c.capture for c in connections if c.capture is not None]
-    for tap in taps:
-        tap.open(writer)
+    run = CaptureRun(writer, (c.capture for c in connections if c.capture is not None))
     logger.info("%s: capturing raw frames to %s", source, options.capture_dir)
     try:
-        task_status.started(writer)
+        task_status.started(run)
         while True:
             await trio.sleep(5.0)
             writer.report()
     finally:
-        for tap in taps:
-            tap.close()
+        run.close()
         writer.stop()
         # Bounded by the thread join's own real-time timeout rather than a trio deadline,
         # so a virtual clock (tests, replays) cannot cut the last file short.
@@ -184,6 +209,7 @@ async def run_capture(
 
 __all__ = [
     "CaptureOptions",
+    "CaptureRun",
     "CaptureTap",
     "CaptureWriter",
     "capture_header",

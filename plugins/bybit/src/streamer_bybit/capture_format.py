@@ -229,6 +229,7 @@ class _GapBody(msgspec.Struct, omit_defaults=True):
     closed: bool
     complete: bool
     data_type: str = "trades"  # left out for trades: older captures read the same
+    ended: bool = False  # a delisting's end (left out otherwise)
 
 
 class RecoveredBody(msgspec.Struct):
@@ -251,7 +252,7 @@ class HoldingBody(msgspec.Struct):
 
 def gap_body(gap: StreamGap) -> bytes:
     return msgspec.json.encode(_GapBody(list(gap.symbols), gap.since_ms, gap.closed,
-                                        gap.complete, gap.data_type))
+                                        gap.complete, gap.data_type, gap.ended))
 
 
 def read_gap(channel: str, body: bytes) -> StreamGap:
@@ -259,7 +260,8 @@ def read_gap(channel: str, body: bytes) -> StreamGap:
         g = msgspec.json.decode(body, type=_GapBody)
     except msgspec.MsgspecError as exc:
         raise CaptureFormatError(f"damaged gap record ({exc})") from None
-    return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete, g.data_type)
+    return StreamGap(channel, tuple(g.symbols), g.since_ms, g.closed, g.complete, g.data_type,
+                     g.ended)
 
 
 def recovered_bodies(symbol: str, trades: Sequence[Trade], *, quiet: bool,

@@ -5,7 +5,9 @@
   inverse and option take 100 per request here (their limit is the 21,000 characters of one
   connection's args, :data:`~streamer_bybit.topics.MAX_ARGS_CHARS`).
 * Options: the instrument list is per base coin (without ``baseCoin`` Bybit answers BTC's
-  alone), and trades come per base coin (``publicTrade.BTC`` carries every BTC option's
+  alone, so its ``baseCoin`` fields cannot name the others): the coins come from
+  ``/v5/market/option-base-coins`` (:func:`listed_option_coins`) unless ``base_coins`` names
+  them. Trades come per base coin (``publicTrade.BTC`` carries every BTC option's
   trades, up to 1024 in one message), tickers per option symbol (with the greeks, IVs and
   ``underlyingPrice``). There is no option kline topic. REST recent-trade for options is
   per base coin too, so the per-symbol gap recovery does not apply: a reconnect is
@@ -14,13 +16,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, Final
 
-from streamer_bybit.rest import BybitRest
+from streamer import Metrics
+from streamer.net import HttpError
+from streamer_bybit.config import OPTION_BASE_COINS
+from streamer_bybit.rest import BybitRest, BybitRestError
 
 #: Topics per subscribe request, per category.
 SUBSCRIBE_CHUNK: Final = {"spot": 10, "linear": 100, "inverse": 100, "option": 100}
+#: Option base coins followed at most (each is one instrument list to read per refresh and
+#: one trades topic): past it, the rest of Bybit's answer is left out, logged and counted.
+MAX_OPTION_COINS: Final = 100
 
 
 def recovers_from_rest(category: str) -> bool:
@@ -34,6 +43,43 @@ def option_coin(instrument: dict[str, Any]) -> str:
     if isinstance(coin, str) and coin:
         return coin
     return str(instrument["symbol"]).partition("-")[0]
+
+
+async def listed_option_coins(rest: BybitRest) -> tuple[list[str], int]:
+    """The option base coins Bybit lists with tradable options (``hasSymbol`` not 0), in its
+    order, at most :data:`MAX_OPTION_COINS`; and how many more were left out."""
+    coins: list[str] = []
+    for row in await rest.option_base_coins():
+        coin = row.get("baseCoin")
+        if isinstance(coin, str) and coin and row.get("hasSymbol", 1) != 0:
+            coins.append(coin.upper())
+    coins = list(dict.fromkeys(coins))
+    return coins[:MAX_OPTION_COINS], max(0, len(coins) - MAX_OPTION_COINS)
+
+
+async def option_coins(rest: BybitRest, metrics: Metrics, logger: logging.Logger,
+                       name: str) -> list[str]:
+    """The base coins whose options a ``bybit.option`` source without ``base_coins`` reads:
+    every one Bybit lists (:func:`listed_option_coins`). When Bybit cannot tell (the endpoint
+    answers an HTTP or Bybit error, or no coin), :data:`OPTION_BASE_COINS`, logged. A network
+    failure is raised: the caller retries as for the instrument lists."""
+    try:
+        coins, left_out = await listed_option_coins(rest)
+    except (HttpError, BybitRestError) as exc:
+        metrics.inc("rest_failures")
+        logger.warning("%s: cannot list Bybit's option base coins (%s); reading those of %s",
+                       name, exc, ", ".join(OPTION_BASE_COINS))
+        return list(OPTION_BASE_COINS)
+    if left_out:
+        metrics.inc("option_coins_left_out", left_out)
+        logger.warning("%s: Bybit lists %d option base coins; the first %d are read, %d left "
+                       "out (name them in base_coins)", name, MAX_OPTION_COINS + left_out,
+                       MAX_OPTION_COINS, left_out)
+    if not coins:
+        logger.warning("%s: Bybit lists no option base coin; reading those of %s", name,
+                       ", ".join(OPTION_BASE_COINS))
+        return list(OPTION_BASE_COINS)
+    return coins
 
 
 async def option_instruments(rest: BybitRest, coins: Iterable[str]) -> list[dict[str, Any]]:
@@ -68,8 +114,11 @@ def option_trade_symbols(topics: Iterable[str], symbols: list[str],
 
 
 __all__ = [
+    "MAX_OPTION_COINS",
     "SUBSCRIBE_CHUNK",
+    "listed_option_coins",
     "option_coin",
+    "option_coins",
     "option_instruments",
     "option_topics",
     "option_trade_symbols",

@@ -284,8 +284,9 @@ class BybitInverseConfig(_BybitConfigBase):
     )
 
 
-#: Bybit's option base coins when ``base_coins`` is not given (each is a separate instrument
-#: list: /v5/market/instruments-info answers BTC's alone without ``baseCoin``).
+#: The option base coins read when ``base_coins`` is not given and Bybit cannot tell which it
+#: lists (/v5/market/option-base-coins fails or names none). Each is a separate instrument
+#: list: /v5/market/instruments-info answers BTC's alone without ``baseCoin``.
 OPTION_BASE_COINS: Final = ("BTC", "ETH", "SOL")
 
 
@@ -298,8 +299,8 @@ def _option_streams(instance: Any, _: attrs.Attribute[list[str]], value: list[st
         raise ValueError('streams: "klines" is not a Bybit option topic (the aggregator '
                          'makes candles from the option trades)')
     if value is not None and not value:
-        raise ValueError("base_coins is empty: leave it out for all of "
-                         f"{', '.join(OPTION_BASE_COINS)}, or name some")
+        raise ValueError("base_coins is empty: leave it out for every option base coin "
+                         "Bybit lists, or name some")
 
 
 def _no_shard(_: Any, __: attrs.Attribute[str | None], value: str | None) -> None:
@@ -317,7 +318,8 @@ class BybitOptionConfig(_BybitConfigBase):
     price_field: Literal["markPrice", "lastPrice", "indexPrice", "underlyingPrice",
                          "bid1Price", "ask1Price"] = attrs.field(
         default="markPrice", validator=_no_liquidations)
-    #: Base coins whose options are streamed (default: OPTION_BASE_COINS).
+    #: Base coins whose options are streamed (default: every one Bybit lists, from
+    #: /v5/market/option-base-coins, read again at each refresh).
     base_coins: list[str] | None = attrs.field(
         default=None, converter=attrs.converters.optional(_base_coins), validator=_option_streams
     )
@@ -327,9 +329,6 @@ class BybitOptionConfig(_BybitConfigBase):
     book_depth: int = attrs.field(default=25, validator=_book_depth)
 
     book_category: ClassVar[str] = "option"
-
-    def coins(self) -> list[str]:
-        return list(self.base_coins) if self.base_coins is not None else list(OPTION_BASE_COINS)
 
 
 BybitConfig = BybitLinearConfig | BybitSpotConfig | BybitInverseConfig | BybitOptionConfig

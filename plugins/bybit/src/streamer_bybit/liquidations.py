@@ -72,6 +72,12 @@ class LiquidationFeed:
             del seen[next(iter(seen))]
         self.emitted += len(fresh)
 
+    def forget(self, symbols: set[str]) -> None:
+        """``symbols`` are no longer streamed (delisted): their repeat keys go too."""
+        seen = self._seen
+        for key in [k for k in seen if k[1] in symbols]:
+            del seen[key]
+
     def open_gap(self) -> StreamGap | None:
         """The connection was lost: the gap to report (None when one is open already)."""
         if self._gap_since is not None or not self.symbols:

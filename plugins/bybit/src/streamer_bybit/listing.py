@@ -77,7 +77,7 @@ class SymbolListing:
         if config.symbols_limit is not None:
             new = new[: max(0, config.symbols_limit - len(current) + len(gone))]
         if gone:
-            await self.delist(gone)
+            await self.delist(gone, streamed=[*(s for s in source.symbols if s in keep), *new])
         if new:
             await self.add(new)
         if (gone or new) and source.category == "option":
@@ -85,7 +85,8 @@ class SymbolListing:
             for connection in source.connections:
                 connection.topics_changed(source.trade_symbols_of(connection.topics))
 
-    async def delist(self, symbols: list[str]) -> None:
+    async def delist(self, symbols: list[str], streamed: list[str]) -> None:
+        """Unsubscribe ``symbols`` (``streamed``: every symbol streamed from now on)."""
         source = self.source
         gone = set(symbols)
         source.symbols = [s for s in source.symbols if s not in gone]
@@ -93,8 +94,14 @@ class SymbolListing:
         source.logger.info("%s: %d %s symbols delisted or no longer trading, unsubscribed: "
                            "%s", source.context.name, len(symbols), source.category,
                            ", ".join(symbols))
+        coin_topics: set[str] = set()  # options: the trades of a coin none of whose is left
+        if source.category == "option":
+            coins = {source.option_coins.get(s, s.partition("-")[0]) for s in streamed}
+            coin_topics = {t for c in source.connections for t in c.topics
+                           if t.startswith("publicTrade.") and topic_symbol(t) not in coins}
         for connection in source.connections:
-            topics = [t for t in connection.topics if topic_symbol(t) in gone]
+            topics = [t for t in connection.topics
+                      if topic_symbol(t) in gone or t in coin_topics]
             if topics:
                 rest = [t for t in connection.topics if t not in topics]
                 await connection.remove_topics(topics, source.trade_symbols_of(rest))

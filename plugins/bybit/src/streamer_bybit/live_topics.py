@@ -21,10 +21,12 @@ from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.subscription import AckTimeout, Subscription
 
 if TYPE_CHECKING:
+    from streamer_bybit.book_keeper import BookKeeper
     from streamer_bybit.connection_settings import ConnectionSettings
     from streamer_bybit.decode import MessageDecoder
     from streamer_bybit.outlet import Outlet
     from streamer_bybit.recovery import GapRecovery
+    from streamer_bybit.tickers import TickerBook
 
 
 class LiveTopics:
@@ -39,6 +41,8 @@ class LiveTopics:
     recovery: GapRecovery | None
     liquidations: LiquidationFeed | None
     decoder: MessageDecoder
+    book: TickerBook
+    books: BookKeeper | None
     outlet: Outlet
     _ws: WebSocket | None
 
@@ -49,8 +53,13 @@ class LiveTopics:
                          trade_symbols: Iterable[str] | None = None) -> None:
         """Stream ``topics`` too: subscribed on the open socket now (the others stay as they
         are), else by the next session. ``trade_symbols``: as in the constructor."""
-        self.topics.extend(t for t in dict.fromkeys(topics) if t not in self.topics)
+        new = [t for t in dict.fromkeys(topics) if t not in self.topics]
+        self.topics.extend(new)
         self.topics_changed(trade_symbols)
+        if self.books is not None:  # an order book waits for the subscribe's snapshot
+            for topic in new:
+                if topic.startswith("orderbook."):
+                    self.books.add(topic.rpartition(".")[2], trio.current_time())
         ws = self._ws
         if ws is not None and self.subscribed.is_set():
             try:
@@ -61,19 +70,36 @@ class LiveTopics:
     async def remove_topics(self, topics: list[str],
                             trade_symbols: Iterable[str] | None = None) -> None:
         """Stop streaming ``topics`` (a delisted symbol's): unsubscribed on the open socket,
-        left out of every later session; what recovery knew of their symbols is forgotten."""
+        left out of every later session; nothing of their symbols is kept (memory stays
+        flat however many symbols come and go)."""
         gone = set(topics)
         self.topics[:] = [t for t in self.topics if t not in gone]  # the subscription's list
         before = set(self.trade_symbols)
         self.topics_changed(trade_symbols)
-        if self.recovery is not None:
-            self.recovery.forget(before - set(self.trade_symbols))
         ws = self._ws
         if ws is not None and self.subscribed.is_set():
             try:
                 await self.subscription.unsubscribe(ws, list(gone))
             except (WebSocketClosed, AckTimeout) as exc:
                 self._fail(exc)
+        # Only now: their messages read before the unsubscribe's ack found their state.
+        await self._forget(gone, before - set(self.trade_symbols))
+
+    async def _forget(self, topics: set[str], trade_symbols: set[str]) -> None:
+        """Drop what was kept of the symbols of ``topics``, removed from this connection
+        (``trade_symbols``: those whose trades it no longer carries)."""
+        for topic in topics:
+            self.subscription.refused.pop(topic, None)
+        symbols = {t.rpartition(".")[2] for t in topics}
+        self.book.forget(symbols)
+        if self.books is not None:
+            for topic in topics:
+                if topic.startswith("orderbook."):
+                    self.books.forget(topic.rpartition(".")[2])
+        if self.liquidations is not None:
+            self.liquidations.forget(symbols)
+        if self.recovery is not None:
+            await self.recovery.forget(trade_symbols)
 
     def topics_changed(self, trade_symbols: Iterable[str] | None) -> None:
         """The topics changed: what the trade topics carry (``trade_symbols`` when a trade

@@ -145,11 +145,17 @@ class GapRecovery:
                     new.append(symbol)
         self.outlet.hold(new)
 
-    def forget(self, symbols: Iterable[str]) -> None:
-        """``symbols`` are no longer streamed (delisted): nothing of them to recover."""
+    async def forget(self, symbols: Iterable[str]) -> None:
+        """``symbols`` are no longer streamed (delisted): nothing of them to recover, nothing
+        kept. Live trades of theirs held by a recovery in progress go downstream now (they
+        were read before the unsubscribe), and that recovery leaves them be."""
+        book = self.book
         for symbol in symbols:
-            self.book.delivered.pop(symbol, None)
-            self._marks.pop(symbol, None)
+            mark = self._marks.pop(symbol, None)
+            if mark is not None and symbol in book.held:
+                await self.outlet.settle(symbol, [])
+            book.delivered.pop(symbol, None)
+            book.dedupe.pop(symbol, None)
 
     # ----------------------------------------------------------------- stream gaps
     async def open_gap(self) -> None:
@@ -235,11 +241,15 @@ class GapRecovery:
             self.metrics.inc("recovery_retries")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+            if symbol not in self._marks:
+                return  # delisted meanwhile (forget): nothing to recover any more
         await self._settle(symbol, mark, held, last, why)
 
     async def _settle(self, symbol: str, mark: RecoveryMark, held: HeldSymbol,
                       cov: Coverage | None, why: str) -> None:
         """Emit what was recovered of ``symbol`` and its held trades; report what was not."""
+        if symbol not in self._marks:
+            return  # delisted meanwhile (forget): its held trades went, nothing more follows
         last_ts = mark[0]
         first_live_ts = held.first_live.ts if held.first_live is not None else now_ms()
         new = cov.new if cov is not None else []
@@ -255,8 +265,9 @@ class GapRecovery:
                 self._gap(symbol, newest, first_live_ts, cov.rows, why)
         await self.outlet.settle(symbol, new)
         # Only once settled: cancelled before (waiting for the outlet), the symbol is still
-        # held and keeps its mark for the next session.
-        del self._marks[symbol]
+        # held and keeps its mark for the next session. (Gone already if it was delisted
+        # while the outlet was busy.)
+        self._marks.pop(symbol, None)
         self._recovered += len(new)
         self.metrics.inc("recovered_trades", len(new))
 
@@ -265,8 +276,11 @@ class GapRecovery:
         trades and report what could not be recovered. They are noted as delivered: if the
         source is restarted, its next session recovers from after them."""
         for symbol, held in self.book.held.items():
+            mark = self._marks.get(symbol)
+            if mark is None:
+                continue  # delisted, being let go by forget
             end = held.first_live.ts if held.first_live is not None else now_ms()
-            self._gap(symbol, self._marks[symbol][0], end, None, "stopped during recovery")
+            self._gap(symbol, mark[0], end, None, "stopped during recovery")
         self._marks.clear()
         await self.outlet.release_all()
 
@@ -277,9 +291,11 @@ class GapRecovery:
         history, so the next session recovers them with the rest. A symbol whose held trades
         were already emitted cannot be recovered exactly any more: its gap is reported."""
         for symbol, held in self.book.end_session().items():
+            mark = self._marks.pop(symbol, None)
+            if mark is None:
+                continue  # delisted meanwhile: no gap of it to report
             end = held.first_live.ts if held.first_live is not None else now_ms()
-            self._gap(symbol, self._marks.pop(symbol)[0], end, None,
-                      "connection lost during recovery")
+            self._gap(symbol, mark[0], end, None, "connection lost during recovery")
 
     def _gap(
         self, symbol: str, from_ts: int, to_ts: int, rows: list[Trade] | None, why: str

@@ -337,7 +337,8 @@ def replay_books(category: str, header: dict[str, Any], metrics: Metrics, log: R
     if not symbols:
         return None
     book_depth, book_symbols = next(iter(symbols.items()))
-    return BookKeeper(category, book_depth, book_symbols, math.inf, metrics, log, name)
+    return BookKeeper(category, book_depth, book_symbols, math.inf, metrics, log, name,
+                      follow_new=True)
 
 
 def make_replay(config: ReplayConfig, context: Context) -> ReplaySource:

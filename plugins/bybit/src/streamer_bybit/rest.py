@@ -105,6 +105,12 @@ class BybitRest:
             params["cursor"] = cursor
         raise BybitRestError("/v5/market/instruments-info", -1, "too many pages")
 
+    async def option_base_coins(self) -> list[dict[str, Any]]:
+        """Bybit's option base coins (``/v5/market/option-base-coins``: ``baseCoin``,
+        ``hasSymbol``, ``quoteCoin``, ...), one row each, as answered."""
+        path = "/v5/market/option-base-coins"
+        return list(self._objects(path, self._rows(path, await self._get(path, {}))))
+
     async def recent_trades(
         self, category: str, symbol: str, limit: int | None = None
     ) -> list[dict[str, Any]]:

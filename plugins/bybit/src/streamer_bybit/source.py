@@ -20,10 +20,11 @@ import trio
 
 from streamer import Backoff, Context, Emit, FatalError, PartState, Sample, StreamGap
 from streamer_bybit.book_worker import book_samples, book_stale_after
-from streamer_bybit.capture import CaptureTap, run_capture
+from streamer_bybit.capture import CaptureRun, CaptureTap, run_capture
 from streamer_bybit.categories import (
     SUBSCRIBE_CHUNK,
     option_coin,
+    option_coins,
     option_instruments,
     option_topics,
     option_trade_symbols,
@@ -84,6 +85,9 @@ class BybitSource:
         self._shared: ConnectionShared | None = None
         self._emit: Emit | None = None
         self._nursery: trio.Nursery | None = None
+        #: The capture's writer while it runs (``capture_dir``): taps of connections opened
+        #: later (listings) open on it too.
+        self.capture: CaptureRun | None = None
         #: Paces the retries of the start-up instruments load; an attribute (like a
         #: connection's ``backoff``) so that a test can seed its jitter.
         self.symbols_backoff = Backoff(initial=1.0, maximum=max(1.0, config.reconnect_max_delay))
@@ -138,7 +142,11 @@ class BybitSource:
     # ----------------------------------------------------------------- symbols
     async def _instruments(self) -> list[dict[str, Any]]:
         if isinstance(self.config, BybitOptionConfig):
-            instruments = await option_instruments(self.rest, self.config.coins())
+            coins = self.config.base_coins
+            if coins is None:  # every one Bybit lists, read again at each refresh
+                coins = await option_coins(self.rest, self.metrics, self.logger,
+                                           self.context.name)
+            instruments = await option_instruments(self.rest, coins)
             self.option_coins = {i["symbol"]: option_coin(i) for i in instruments}
             return instruments
         return await self.rest.instruments(self.category)
@@ -158,20 +166,35 @@ class BybitSource:
         return self._trade_symbols(topics)
 
     async def emit_gap(self, gap: StreamGap) -> None:
+        """A gap of the source's own (a delisting's end), captured for a replay too."""
+        if self.capture is not None:
+            self.capture.gap(gap)
         if self._emit is not None:
             await self._emit.gap(gap)
 
     def open_connection(self, topics: list[str]) -> BybitConnection:
-        """A new connection for ``topics`` (live discovery), started in the running pool.
-        Not captured: the capture's taps are fixed when it starts."""
+        """A new connection for ``topics`` (live discovery), started in the running pool;
+        captured like the others."""
         assert self._settings is not None and self._shared is not None
         assert self._emit is not None and self._nursery is not None
-        connection = BybitConnection(len(self.connections), topics, self._settings,
-                                     self._emit, self._shared,
+        index = len(self.connections)
+        connection = BybitConnection(index, topics, self._settings, self._emit, self._shared,
+                                     capture=self._capture_tap(index),
                                      trade_symbols=self._trade_symbols(topics))
         self.connections.append(connection)
         self._nursery.start_soon(connection.run)
         return connection
+
+    def _capture_tap(self, index: int) -> CaptureTap | None:
+        """Connection ``index``'s way into the capture (None without ``capture_dir``); on
+        the running capture at once when it runs already (a connection opened later)."""
+        if not self.config.capture_dir:
+            return None
+        assert self._shared is not None
+        tap = CaptureTap(connection_name(self._shared.name, index))
+        if self.capture is not None:
+            self.capture.add(tap)
+        return tap
 
     def _trade_symbols(self, topics: list[str]) -> tuple[str, ...] | None:
         """Options: the symbols a connection's ``publicTrade.<COIN>`` topics carry."""
@@ -307,13 +330,11 @@ class BybitSource:
             rest=self.rest if recovers_from_rest(self.category) else None,
             prices=PriceTracker(self.category),
         )
-        capture = bool(config.capture_dir)
         self._settings, self._shared, self._emit = settings, shared, emit
         self.connections = [
-            BybitConnection(
-                index, pool, settings, emit, shared,
-                capture=CaptureTap(connection_name(shared.name, index)) if capture else None,
-                trade_symbols=self._trade_symbols(pool))
+            BybitConnection(index, pool, settings, emit, shared,
+                            capture=self._capture_tap(index),
+                            trade_symbols=self._trade_symbols(pool))
             for index, pool in enumerate(pools)
         ]
         await self._run_connections(task_status)
@@ -334,7 +355,8 @@ class BybitSource:
                     all_subscribed.set()
 
             if config.capture_dir:
-                await nursery.start(run_capture, config, self.context.name, self.connections,
+                self.capture = await nursery.start(run_capture, config, self.context.name,
+                                                   self.connections,
                                     self.metrics, self.logger)
             for connection in self.connections:
                 nursery.start_soon(start, connection)

@@ -177,6 +177,8 @@ class Subscription:
         book's with a fresh snapshot). Both acks are awaited; a refused unsubscribe (the topic
         was not subscribed) does not matter. Takes its turn like every other request."""
         async with self._turn:
+            if topic not in self.topics:
+                return  # removed meanwhile (delisted): not to be subscribed again
             await self._request(ws, [topic], "unsubscribe")
             await self.subscribe(ws, [topic])
 

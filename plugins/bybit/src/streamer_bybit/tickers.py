@@ -71,6 +71,15 @@ class TickerBook:
         """Forget merged state: the next message for each symbol must be a snapshot."""
         self.state.clear()
 
+    def forget(self, symbols: set[str]) -> None:
+        """``symbols`` are no longer streamed (delisted): nothing of them is kept, their
+        derivatives and last price neither."""
+        for symbol in symbols:
+            self.state.pop(symbol, None)
+            self.prices.last.pop(symbol, None)
+            if self.derivatives is not None:
+                self.derivatives.last.pop(symbol, None)
+
     def apply(
         self, symbol: str, kind: str, data: dict[str, Any], ts: int, out: list[Event]
     ) -> bool:

@@ -6,7 +6,8 @@
   list is per base coin (without ``baseCoin``: BTC's alone, as Bybit answers); trades are
   pushed per base coin on ``publicTrade.<COIN>`` (up to 1024 in one message), each with
   Bybit's option extras (``iv``, ``mIv``, ``mP``, ``iP``); tickers are snapshots carrying
-  the greeks, IVs and ``underlyingPrice``; acks are Bybit's option ``COMMAND_RESP``
+  the greeks, IVs and ``underlyingPrice``; ``/v5/market/option-base-coins`` lists the base
+  coins (``hasSymbol`` 1 while one of its options trades); acks are Bybit's option ``COMMAND_RESP``
   (``data.successTopics`` / ``data.failTopics``), pongs ``{"op": "pong", "args": [ms]}``.
 """
 
@@ -71,6 +72,22 @@ def instruments_of(category: str, items: list[Instrument], query: dict[str, str]
     return items
 
 
+def option_base_coins(items: list[Instrument]) -> dict[str, Any]:
+    """/v5/market/option-base-coins: one row per base coin of the options, in listing
+    order; ``hasSymbol`` 1 while one of its options trades."""
+    rows: dict[str, dict[str, Any]] = {}
+    for inst in items:
+        row = rows.get(inst.base)
+        if row is None:
+            row = rows[inst.base] = {
+                "baseCoin": inst.base, "quoteCoin": inst.quote, "settleCoin": inst.quote,
+                "optionShowName": f"{inst.base}-Options", "optionOnlineTime": 1739952000000,
+                "hasSymbol": 0, "underlyingType": 0}
+        if inst.status == "Trading":
+            row["hasSymbol"] = 1
+    return {"list": list(rows.values())}
+
+
 def trade_topic(inst: Instrument) -> str:
     """The topic a trade of ``inst`` is pushed on (options: per base coin)."""
     return f"publicTrade.{inst.base if inst.category == 'option' else inst.symbol}"
@@ -114,6 +131,7 @@ __all__ = [
     "instrument_info",
     "instruments_of",
     "option_ack",
+    "option_base_coins",
     "option_pong",
     "option_trade_extras",
     "setup_instrument",

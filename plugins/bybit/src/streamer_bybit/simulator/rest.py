@@ -47,6 +47,7 @@ class RestApi(FakeState):
         handler = {
             "/v5/market/time": self._rest_time,
             "/v5/market/instruments-info": self._rest_instruments,
+            "/v5/market/option-base-coins": self._rest_option_coins,
             "/v5/market/kline": self._rest_kline,
             "/v5/market/recent-trade": self._rest_recent,
         }.get(path)
@@ -119,6 +120,9 @@ class RestApi(FakeState):
             nxt = base64.urlsafe_b64encode(f"offset={offset + limit}".encode()).decode()
         info = [i.info() if cat == "linear" else cats.instrument_info(i, i.info()) for i in page]
         return {"category": cat, "list": info, "nextPageCursor": nxt}
+
+    def _rest_option_coins(self, q) -> dict:
+        return cats.option_base_coins(list(self.markets["option"].values()))
 
     def _rest_kline(self, q) -> dict:
         cat = self._category(q)
