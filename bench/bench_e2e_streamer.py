@@ -36,7 +36,8 @@ from typing import Any
 import attrs
 import trio
 
-from streamer._api import BaseTransform, Context
+from streamer._api import Context
+from streamer._base_transform import BaseTransform
 from streamer._config import load_config_text
 from streamer._events import Event, Kline, Ticker, Trade
 from streamer._hookspecs import RegisterType, hookimpl

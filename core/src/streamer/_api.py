@@ -4,6 +4,11 @@ The core starts every object with ``nursery.start(obj.run, ...)``. ``run`` repor
 ("connected", "bound", "subscribed") with ``task_status.started()`` and then runs until it is
 cancelled. Plugins never receive a nursery: whatever they spawn lives in a nursery that their
 own ``run`` opens and owns.
+
+This module does not import trio at run time (the annotations name it; the protocols' ``run``
+shows its ``task_status`` default as ``...``, an implementation writes
+``trio.TASK_STATUS_IGNORED``): loading the plugins and ``streamer check`` need none of it.
+:class:`BaseTransform`, which does, is in :mod:`streamer._base_transform`.
 """
 
 from __future__ import annotations
@@ -11,17 +16,21 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, get_args, runtime_checkable
 
 import attrs
-import trio
 
-from streamer._events import Event
 from streamer._health import Health
-from streamer._inbox import Inbox, Overflow
 from streamer._metrics import Metrics
+from streamer._overflow import Overflow
 from streamer._pipeline_view import PipelineView
 from streamer.history import History, HistoryRouter
+
+if TYPE_CHECKING:
+    import trio
+
+    from streamer._events import Event
+    from streamer._inbox import Inbox
 
 
 @attrs.frozen
@@ -116,9 +125,7 @@ class Context:
 class Source(Protocol):
     """Produces batches of events (a Bybit WebSocket, a replay file, ...)."""
 
-    async def run(
-        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None] = ...) -> None:
         """Stream forever: call ``task_status.started()`` once connected, ``await emit(batch)``
         for each batch. Returning ends this source (the pipeline stops when all sources have).
         """
@@ -140,18 +147,14 @@ class Transform(Protocol):
     # Optional: ``on_gap`` (:class:`HandlesGaps`), called inline when an input source
     # reports a gap (see :class:`StreamGap`); returns events to emit now.
 
-    async def run(
-        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None] = ...) -> None:
         """Background work; call ``task_status.started()`` first. May simply sleep forever."""
 
 
 class Sink(Protocol):
     """Writes batches somewhere (Redis, clients of a WebSocket server, stdout, ...)."""
 
-    async def run(
-        self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, inbox: Inbox, *, task_status: trio.TaskStatus[None] = ...) -> None:
         """Call ``task_status.started()`` when ready (bound, connected), then loop on
         ``await inbox.get()`` and write what it returns. ``get`` returns an empty list once the
         pipeline is shutting down and the inbox is drained: flush and return then.
@@ -159,19 +162,6 @@ class Sink(Protocol):
         If ``run`` raises, the core logs it and calls ``run`` again with the same inbox after a
         backoff, so ``run`` must be safe to call again on the same object.
         """
-
-
-class BaseTransform:
-    """A convenient base: override ``process``; ``run`` only reports readiness."""
-
-    def process(self, batch: Sequence[Event]) -> list[Event]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    async def run(
-        self, emit: Emit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        task_status.started()
-        await trio.sleep_forever()
 
 
 #: ``factory(config, context)`` builds a source, transform or sink from its structured config.
@@ -305,10 +295,17 @@ CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
     "source": (Validates, HasCheckLines), "transform": (Validates, HasCheckLines),
     "sink": (Validates, HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)}
 
+
+def _is_trio_clock(value: object) -> bool:
+    import trio  # only a source that drives the clock gets here, when the pipeline is built
+
+    return isinstance(value, trio.abc.Clock)
+
+
 #: What the attributes of the capabilities must hold: (attribute, test, what it must be).
 _VALUES: dict[type, tuple[str, Callable[[Any], bool], str]] = {
     HasHistory: ("history", lambda v: v is not None, "a streamer.history.History"),
-    DrivesClock: ("trio_clock", lambda v: isinstance(v, trio.abc.Clock), "a trio.abc.Clock"),
+    DrivesClock: ("trio_clock", _is_trio_clock, "a trio.abc.Clock"),
     ReportsBusy: ("busy_with", lambda v: v is None or isinstance(v, str), "a str or None"),
     HasShutdownTimeout: ("shutdown_timeout",
                          lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),

@@ -9,16 +9,21 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 import streamer
 from streamer._api import FatalError, HasCheckLines
 from streamer._config import ConfigError, PipelineConfig, load_config_file
 from streamer._logs import setup_logging
 from streamer._plugins import CommandSpec, PluginManager, load_plugin_manager
-from streamer._runtime import Pipeline, exception_leaves
+
+if TYPE_CHECKING:
+    import trio
+
+    from streamer._runtime import Pipeline
+
+# ``run`` imports trio and the runtime when it is chosen: ``check``, ``plugins`` and the
+# plugins' commands need neither, and start faster without them.
 
 log = logging.getLogger("streamer.cli")
 DEFAULT_CONFIG = "streamer.toml"
@@ -79,12 +84,13 @@ def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 async def _hard_stop_after(
-    seconds: float, pipeline: Pipeline,
-    *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+    seconds: float, pipeline: Pipeline, *, task_status: trio.TaskStatus[trio.CancelScope],
 ) -> None:
     """Exit the process after ``seconds`` even if a task ignores cancellation, with the run's
     ``final`` and ``events lost`` lines first; shielded so the second signal's cancel does
     not stop it, and cancelled once the pipeline has returned."""
+    import trio
+
     with trio.CancelScope(shield=True) as scope:
         task_status.started(scope)
         await trio.sleep(seconds)
@@ -97,6 +103,8 @@ async def _hard_stop_after(
 
 
 async def _run_pipeline(pipeline: Pipeline) -> None:
+    import trio
+
     hard_stops: list[trio.CancelScope] = []
     async with trio.open_nursery() as nursery:
 
@@ -148,6 +156,10 @@ class _ReportStarted:
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
+    import trio
+
+    from streamer._runtime import Pipeline, exception_leaves
+
     config = _load(args, pm)
     if config is None:
         return 2
@@ -179,7 +191,12 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     return 0
 
 
-def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, CommandSpec]]:
+def build_parser(
+    pm: PluginManager, chosen: str | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, CommandSpec]]:
+    """The parser of every command. A plugin's command adds its arguments (``configure``,
+    which may import the command's module) only when it is ``chosen``, or when nothing is
+    (every one of them: tests, ``--help`` of the lot): ``streamer check`` loads none."""
     parser = argparse.ArgumentParser(
         prog="streamer", description="Real-time Bybit V5 market data, fanned out to sinks."
     )
@@ -197,14 +214,21 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, dict[str, 
         if name in {"run", "check", "plugins"}:
             continue
         p = sub.add_parser(name, help=f"{spec.help} [plugin {spec.plugin}]")
-        spec.configure(p)
+        if chosen is None or name == chosen:
+            spec.configure(p)
         extra[name] = spec
     return parser, extra
 
 
+def chosen_command(argv: Sequence[str]) -> str:
+    """The command ``argv`` names: its first word that is not an option (the top-level
+    options, ``--help`` and ``--version``, take no value); "" for none."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     pm = load_plugin_manager()
-    parser, extra = build_parser(pm)
+    parser, extra = build_parser(pm, chosen_command(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -25,8 +25,8 @@ from typing import Any
 from streamer._api import HasDefaultOverflow
 from streamer._config_values import cut_long_values, refuse_oversized
 from streamer._env_overrides import apply_overrides, blame_overrides
-from streamer._inbox import Overflow
 from streamer._logs import url_secret
+from streamer._overflow import Overflow
 from streamer._plugins import NodeKind, PluginManager
 from streamer._settings import (
     SINK_KEYS,

@@ -119,6 +119,9 @@ def streamer_register_commands(register: RegisterCommand) -> None:
 
     ``register(name, help, configure, main)``: ``configure(parser)`` adds arguments to the
     sub-command's ``argparse`` parser; ``main(args)`` runs it and returns the exit status.
+    ``help`` is shown by ``streamer --help``; ``configure`` is called only when the command
+    is the one chosen, so the command's module can be imported there and in ``main``, not
+    by the module that registers (``streamer check`` and ``run`` then never load it).
     """
 
 

@@ -23,14 +23,12 @@ input upstream (a JetStream consumer) wait for that; nothing else pays for it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
 
 import trio
 import trio.lowlevel
 
 from streamer._events import Event
-
-Overflow = Literal["block", "drop_oldest"]
+from streamer._overflow import Overflow
 
 
 class Inbox:

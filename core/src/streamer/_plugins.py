@@ -17,14 +17,16 @@ import functools
 import importlib.metadata
 import os
 from collections.abc import Callable, Mapping, Set
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import pluggy
 
 from streamer import _hookspecs as hookspecs
 from streamer._api import CONFIG_CAPABILITIES, Factory, check_capabilities
-from streamer._events import Event
+
+if TYPE_CHECKING:
+    from streamer._events import Event
 
 ENTRY_POINT_GROUP = "streamer.plugins"
 DISABLE_ENV = "STREAMER_DISABLE_PLUGINS"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import attrs
 
 from streamer._address import parse_address
-from streamer._inbox import Overflow
+from streamer._overflow import Overflow
 from streamer._plugins import NodeKind, TypeSpec
 from streamer.validators import at_least, at_least_field, greater_than, off_or_at_least
 

@@ -22,11 +22,12 @@ rate limits) raises :class:`HistoryError`. Callers bound the wait themselves (fo
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from streamer._events import Trade
+if TYPE_CHECKING:
+    from streamer._events import Trade
 
 
 class HistoryUnavailable(Exception):
