@@ -22,7 +22,8 @@ from streamer._api import Context
 from streamer._config import structure_options
 from streamer._events import Trade
 from streamer._metrics import Metrics
-from streamer_aggregate.transform import KlineConfig, KlineTransform
+from streamer_aggregate.config import KlineConfig
+from streamer_aggregate.transform import KlineTransform
 
 
 def make_batches(n_trades: int, n_symbols: int, batch: int, start_ms: int) -> list[list[Trade]]:

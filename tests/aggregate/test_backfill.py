@@ -17,7 +17,8 @@ from streamer._metrics import Metrics
 from streamer.history import HistoryUnavailable
 from streamer.intervals import candle_start, interval
 from streamer_aggregate.backfill import rows_needed
-from streamer_aggregate.transform import KlineConfig, KlineTransform
+from streamer_aggregate.config import KlineConfig
+from streamer_aggregate.transform import KlineTransform
 
 M = 60_000
 

@@ -13,7 +13,8 @@ from streamer._api import Context
 from streamer._config import structure_options
 from streamer._metrics import Metrics
 from streamer.intervals import candle_start
-from streamer_aggregate.transform import KlineConfig, KlineTransform
+from streamer_aggregate.config import KlineConfig
+from streamer_aggregate.transform import KlineTransform
 from streamer_bybit.source import BybitLinearConfig, BybitSource
 
 H = 3_600_000

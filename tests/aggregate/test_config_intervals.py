@@ -9,8 +9,7 @@ import pytest
 from streamer._config import ConfigError, structure_options
 from streamer.intervals import WEEK_MS, candle_start, parse_interval
 from streamer.testing import config_errors
-from streamer_aggregate.passthrough import PassthroughConfig
-from streamer_aggregate.transform import KlineConfig
+from streamer_aggregate.config import KlineConfig, PassthroughConfig
 
 
 def test_the_aggregator_takes_the_core_labels():

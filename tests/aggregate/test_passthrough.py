@@ -10,7 +10,8 @@ from streamer._api import Context
 from streamer._config import structure_options
 from streamer._events import Kline, Trade
 from streamer._metrics import Metrics
-from streamer_aggregate.passthrough import KlinePassthrough, PassthroughConfig
+from streamer_aggregate.config import PassthroughConfig
+from streamer_aggregate.passthrough import KlinePassthrough
 
 M = 60_000
 

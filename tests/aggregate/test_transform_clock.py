@@ -15,7 +15,8 @@ from streamer._config import structure_options
 from streamer._events import Kline
 from streamer._metrics import Metrics
 from streamer.intervals import next_boundary
-from streamer_aggregate.transform import KlineConfig, KlineTransform
+from streamer_aggregate.config import KlineConfig
+from streamer_aggregate.transform import KlineTransform
 
 M = 60_000
 

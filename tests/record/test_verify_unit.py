@@ -11,7 +11,8 @@ from streamer import clock
 from streamer._api import Context
 from streamer._events import Kline
 from streamer._metrics import Metrics
-from streamer_aggregate.verify import KlineCheck, KlineVerify, VerifyConfig
+from streamer_aggregate.config import VerifyConfig
+from streamer_aggregate.verify import KlineCheck, KlineVerify
 
 M = 60_000
 

@@ -19,20 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import attrs
 import trio
 
 from streamer import Book, Context, Emit, Event, StreamGap
 from streamer.book import OrderBook
-from streamer.validators import between
-
-
-@attrs.define
-class BooksTopConfig:
-    #: Levels a side in each top snapshot.
-    depth: int = attrs.field(default=10, validator=between(1, 1000))
-    #: Milliseconds between two top snapshots of one symbol at least (0: every change).
-    interval_ms: int = attrs.field(default=100, validator=between(0, 3_600_000))
+from streamer_aggregate.config import BooksTopConfig
 
 
 class _Tracked:
@@ -137,4 +128,4 @@ class BooksTop:
                 await emit(out)
 
 
-__all__ = ["BooksTop", "BooksTopConfig"]
+__all__ = ["BooksTop"]

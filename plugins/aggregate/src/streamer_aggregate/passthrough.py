@@ -9,27 +9,11 @@ Bybit may repeat a ``confirm: true`` message, and a consumer must see each close
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
-import attrs
 import trio
 
 from streamer import Context, Emit, Event, Kline
-from streamer.intervals import parse_interval
-
-
-@attrs.define
-class PassthroughConfig:
-    #: "closed": only closed candles (confirm=true), each exactly once; "all": every update,
-    #: with updates of an already closed candle dropped.
-    updates: Literal["closed", "all"] = "closed"
-    #: Forward only these intervals (e.g. ["1m", "5m"]); empty: every interval received.
-    intervals: list[str] = attrs.Factory(list)
-
-    interval_ms: frozenset[int] = attrs.field(init=False, factory=frozenset)
-
-    def __attrs_post_init__(self) -> None:
-        self.interval_ms = frozenset(parse_interval(i) for i in self.intervals)
+from streamer_aggregate.config import PassthroughConfig
 
 
 class KlinePassthrough:

@@ -18,15 +18,13 @@ hosts the two time-driven parts:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import trio
 
 from streamer import Context, Emit, Event, RateLimitedLog, StreamGap, clock
 from streamer.history import History, HistoryError, HistoryUnavailable
-from streamer.intervals import interval_of_ms, parse_interval
-from streamer.validators import RETIRED, between
+from streamer.intervals import interval_of_ms
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
 from streamer_aggregate.backfill import (
     BackfillRequest,
@@ -35,6 +33,7 @@ from streamer_aggregate.backfill import (
     plan,
     trades_in,
 )
+from streamer_aggregate.config import KlineConfig
 from streamer_aggregate.delisting import end_symbols
 
 #: Symbols queued for backfill between ``process`` and the backfill worker; beyond this their
@@ -43,73 +42,6 @@ BACKFILL_QUEUE = 10_000
 #: Symbols whose history is asked for at once.
 BACKFILL_CONCURRENCY = 8
 _FAILURE_LOG_EVERY_S = 30.0
-
-_MOVED = (
-    "{key} is no longer an option of klines.from_trades: first-candle history now comes "
-    "from the input source, with the source's own endpoints. Remove {key} here and set "
-    "rest_url / testnet (and ca_file) on the bybit.linear / bybit.spot source instead"
-)
-
-
-def _intervals(_: Any, __: attrs.Attribute[list[str]], value: list[str]) -> None:
-    if not value:
-        raise ValueError("intervals must list at least one interval, e.g. [\"1m\"]")
-    lengths = [parse_interval(i) for i in value]
-    if len(set(lengths)) != len(lengths):
-        raise ValueError(f"intervals lists an interval twice: {value}")
-
-
-def _backfill_timeout(_: Any, __: attrs.Attribute[float], value: float) -> None:
-    if not 0 < value <= 300:
-        raise ValueError(f"backfill_timeout_s: expected more than 0 and at most 300, "
-                         f"got {value!r}")
-
-
-@attrs.define
-class KlineConfig:
-    """Options are checked by field validators, so the config loader reports every bad one
-    at once, each with its path."""
-
-    #: Candle lengths: any <n><unit> from 100ms (ms, s, m, h, D, W, M), e.g. "500ms", "10s",
-    #: "1m", "50m", "4h", "1D", "1W", "2M"; see streamer.intervals.
-    intervals: list[str] = attrs.field(factory=lambda: ["1m"], validator=_intervals)
-    #: Close a candle ``waiter_latency_ms`` after its boundary (late trades still count);
-    #: false: close on the first trade of a later interval or at the boundary.
-    waiter: bool = True
-    waiter_latency_ms: int = attrs.field(default=100, validator=between(80, 150))
-    #: "closed": each kline once, when it closes; "every_trade": the open kline after each
-    #: batch, then the closed one; "throttled": open klines at most every update_interval_ms.
-    updates: Literal["closed", "every_trade", "throttled"] = "closed"
-    update_interval_ms: int = attrs.field(default=1000, validator=between(50, 3_600_000))
-    #: Emit flat klines (o=h=l=c=previous close, volume 0) for intervals without trades.
-    fill_gaps: bool = True
-    #: Add turnover (the exact sum of price*size, as Bybit's klines carry) to every kline.
-    turnover: bool = True
-    #: The first candle of a symbol opened before we were listening: complete it from the
-    #: input source's history ("backfill", falls back to "partial" if that fails or the
-    #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
-    first_candle: Literal["backfill", "partial", "skip"] = "backfill"
-    #: A first candle waits at most this long (s) for its history, then goes on partial.
-    backfill_timeout_s: float = attrs.field(default=10.0, validator=_backfill_timeout)
-    #: When a source reports a stream gap (a lost connection), the candles it overlaps wait
-    #: this long for the recovered trades before closing anyway, flagged partial.
-    gap_hold_s: float = attrs.field(default=60.0, validator=between(0, 3600))
-    #: Moved to the source: setting either is a configuration error that says so.
-    rest_url: Any = attrs.field(default=None, metadata=RETIRED)
-    testnet: Any = attrs.field(default=None, metadata=RETIRED)
-
-    #: Interval lengths in ms, parsed from ``intervals``.
-    interval_ms: list[int] = attrs.field(init=False, factory=list)
-
-    def __attrs_post_init__(self) -> None:
-        for key in ("rest_url", "testnet"):
-            if getattr(self, key) is not None:
-                raise ValueError(_MOVED.format(key=key))
-        try:
-            self.interval_ms = [parse_interval(i) for i in self.intervals]
-        except ValueError:
-            self.interval_ms = []  # the field validator of intervals reports it
-
 
 class KlineTransform:
     """Trades -> klines, per channel, symbol and configured interval."""

@@ -37,16 +37,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import trio
 
 from streamer import Context, Emit, Event, Kline, RateLimitedLog, clock
 from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_label, interval_of_ms
-from streamer.validators import at_least, between, greater_than
 from streamer_aggregate.backfill import BackfillRequest, CandleAsk, candle_from, plan
+from streamer_aggregate.config import VerifyConfig
 from streamer_aggregate.kline_check import FIELDS, KlineCheck, differs
 
 Series = tuple[str, str, int]  # channel, symbol, interval
@@ -60,29 +59,6 @@ HISTORY_QUEUE = 10_000
 #: Symbols whose history is asked for at once.
 HISTORY_CONCURRENCY = 8
 _FAILURE_LOG_EVERY_S = 30.0
-
-
-def _tolerance(_: Any, __: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"tolerance: expected at least 0 and less than 1, got {value!r}")
-
-
-@attrs.define
-class VerifyConfig:
-    #: Largest relative difference of prices still equal: |a - b| <= tolerance * max(|a|, |b|)
-    #: (volume and turnover are compared exactly).
-    tolerance: float = attrs.field(default=1e-9, validator=_tolerance)
-    #: Send kline_check events downstream: "none", only "mismatches", or "all" checks.
-    emit: Literal["none", "mismatches", "all"] = "none"
-    #: Candles waiting for their partner or a history answer, at most.
-    max_pending: int = attrs.field(default=100_000, validator=at_least(1))
-    #: How long (s) after a built candle's end its reference may take on the kline stream
-    #: before the source's history is asked instead.
-    reference_wait_s: float = attrs.field(default=10.0,
-                                          validator=[greater_than(0), between(0, 3600)])
-    #: The longest wait (s) for one history answer; then the candle counts history_timeout.
-    history_timeout_s: float = attrs.field(default=10.0,
-                                           validator=[greater_than(0), between(0, 300)])
 
 
 class KlineVerify:
@@ -374,4 +350,4 @@ class KlineVerify:
             self._compare(k, ref, out)
 
 
-__all__ = ["FIELDS", "HISTORY_CONCURRENCY", "KlineCheck", "KlineVerify", "VerifyConfig"]
+__all__ = ["FIELDS", "HISTORY_CONCURRENCY", "KlineCheck", "KlineVerify"]
