@@ -55,7 +55,8 @@ async def test_redis_sink_is_not_ready_while_redis_is_down() -> None:
 
 
 async def test_console_and_websocket_sinks_report_their_part() -> None:
-    from streamer_console.sink import ConsoleConfig, ConsoleSink
+    from streamer_console.config import ConsoleConfig
+    from streamer_console.sink import ConsoleSink
     from streamer_websocket.config import WebSocketConfig
     from streamer_websocket.sink import WebSocketSink
 

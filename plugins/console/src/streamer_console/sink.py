@@ -16,26 +16,13 @@ from __future__ import annotations
 
 import os
 import select
-from typing import ClassVar, Literal
 
-import attrs
 import trio
 
 from streamer import Context, Event, Inbox
 from streamer.pretty import envelope_lines
 from streamer.wire import encode, render
-
-
-@attrs.define
-class ConsoleConfig:
-    #: The inbox's overflow unless the table sets one: a terminal or pipe nobody reads must
-    #: not stop the other sinks. Set ``overflow = "block"`` to make the pipeline wait instead.
-    default_overflow: ClassVar[str] = "drop_oldest"
-
-    #: "json": one wire envelope per line; "pretty": a compact aligned line per event.
-    format: Literal["json", "pretty"] = "json"
-    #: "stdout" or "stderr".
-    stream: Literal["stdout", "stderr"] = "stdout"
+from streamer_console.config import ConsoleConfig
 
 
 def pretty_lines(events: list[Event]) -> list[str]:
