@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 
 import pluggy
 
 from streamer import _hookspecs as hookspecs
 from streamer.testing import config_errors
-from streamer_websocket import plugin, tail
+from streamer_websocket import plugin, tail_cli
 from streamer_websocket.config import WebSocketConfig
 
 
@@ -27,7 +28,13 @@ def test_hooks_register_sink_and_command() -> None:
     pm.hook.streamer_register_sinks(register=lambda *a: sinks.append(a))
     pm.hook.streamer_register_commands(register=lambda *a: commands.append(a))
     assert sinks == [("websocket", WebSocketConfig, plugin.make_websocket)]
-    assert commands == [("tail", tail.HELP, tail.configure, tail.main)]
+    [(name, help, configure, _main)] = commands
+    assert (name, help) == ("tail", "connect to a websocket sink and print what it sends")
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--json", "--count", "3", "--symbol", "BTCUSDT"])
+    assert (args.url, args.format, args.count, args.symbols) == (
+        tail_cli.DEFAULT_URL, "json", 3, ["BTCUSDT"])
 
 
 def test_every_bad_option_is_reported_with_its_path(plugin_manager):

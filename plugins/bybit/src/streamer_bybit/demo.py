@@ -42,7 +42,6 @@ from streamer.intervals import interval
 if TYPE_CHECKING:
     from streamer_bybit.simulator import FakeBybit
 
-HELP = "stream a simulated Bybit market through the example pipeline (offline, no Redis)"
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DEFAULT_INTERVALS = ("5s", "1m")
 MAX_SYMBOLS = 20

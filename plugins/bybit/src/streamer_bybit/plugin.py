@@ -6,7 +6,7 @@ warns at ``streamer run`` about that ``.env``'s variables when they are set but 
 
 Registering imports only the configuration (plugin loading and ``streamer check`` stay
 cheap); each factory imports its source, with websockets, zstandard, ..., when the pipeline
-builds one.
+builds one, and each command its module (the demo with the simulator) when it is chosen.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING
 
 from streamer import Context, RegisterCommand, RegisterSource, hookimpl
-from streamer_bybit import demo
 from streamer_bybit.config import (
     BybitInverseConfig,
     BybitLinearConfig,
@@ -82,11 +81,24 @@ def _migrate_env(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    from streamer_bybit.demo import configure
+
+    configure(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streamer_bybit.demo import main
+
+    return main(args)
+
+
 @hookimpl
 def streamer_register_commands(register: RegisterCommand) -> None:
     register("migrate-env", "print the streamer.toml equivalent to the older streamer's .env",
              _configure_migrate_env, _migrate_env)
-    register("demo", demo.HELP, demo.configure, demo.main)
+    register("demo", "stream a simulated Bybit market through the example pipeline (offline, "
+             "no Redis)", _configure_demo, _demo)
 
 
 @hookimpl

@@ -7,8 +7,6 @@ import argparse
 import sys
 from typing import Any
 
-HELP = "PostgreSQL sink tables: `streamer db migrate -c streamer.toml`"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -24,7 +24,6 @@ from streamer.intervals import parse_interval
 #: Rows per round trip of the server-side cursor (and per Parquet row group).
 FETCH_ROWS = 10_000
 
-HELP = "a time range of a postgres sink's table to CSV or Parquet"
 
 _MS = "(extract(epoch FROM {}) * 1000)::bigint"
 #: Per table: output columns (name, SQL expression, Parquet type name), time column.

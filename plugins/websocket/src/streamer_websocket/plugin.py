@@ -1,15 +1,15 @@
 """Registers the ``websocket`` sink and the ``streamer tail`` command.
 
-The sink and the tail client, with trio-websocket, are imported when the pipeline builds the
-sink or the command runs.
+The sink and the tail command (its arguments, and the client with trio-websocket) are imported
+when the pipeline builds the sink or the command is chosen.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 from streamer import Context, RegisterCommand, RegisterType, hookimpl
-from streamer_websocket import tail_cli
 from streamer_websocket.config import WebSocketConfig
 
 if TYPE_CHECKING:
@@ -27,6 +27,19 @@ def streamer_register_sinks(register: RegisterType) -> None:
     register("websocket", WebSocketConfig, make_websocket)
 
 
+def _configure_tail(parser: argparse.ArgumentParser) -> None:
+    from streamer_websocket.tail_cli import configure
+
+    configure(parser)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from streamer_websocket.tail_cli import main
+
+    return main(args)
+
+
 @hookimpl
 def streamer_register_commands(register: RegisterCommand) -> None:
-    register("tail", tail_cli.HELP, tail_cli.configure, tail_cli.main)
+    register("tail", "connect to a websocket sink and print what it sends", _configure_tail,
+             _tail)

@@ -26,8 +26,7 @@ from trio_websocket import (
 
 from streamer.pretty import envelope_lines
 from streamer_websocket.auth import is_loopback
-from streamer_websocket.tail_cli import HELP as HELP  # the command's face, re-exported
-from streamer_websocket.tail_cli import configure as configure
+from streamer_websocket.tail_cli import configure as configure  # the command, re-exported
 from streamer_websocket.tail_cli import main as main
 
 

@@ -1,6 +1,6 @@
-"""``streamer tail``'s face: its help line and arguments, and ``main``, which imports the
-client (:mod:`streamer_websocket.tail`, with trio-websocket) only when the command runs, so
-registering the command costs nothing."""
+"""``streamer tail``'s arguments and ``main``, which imports the client
+(:mod:`streamer_websocket.tail`, with trio-websocket) only when the command runs. The plugin
+imports this module only when ``tail`` is the chosen command."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from streamer_websocket.subscription import DATA_TYPES
 
 DEFAULT_URL = "ws://127.0.0.1:9500/"
 DEFAULT_KEY_ENV = "STREAMER_WSS_AUTH_KEY"
-HELP = "connect to a websocket sink and print what it sends"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
