@@ -7,13 +7,13 @@ import pytest
 
 from streamer import Book, Kline, Price, Ticker, Trade
 from streamer.wire import render
+from streamer_nats.connection import token
 from streamer_nats.messages import (
     DecodeError,
     decode_payload,
     msg_id_of,
     payload_of,
     subject_of,
-    token,
 )
 from streamer_nats.sink import NatsSinkConfig
 

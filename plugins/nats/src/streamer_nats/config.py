@@ -9,8 +9,7 @@ from typing import Any, Literal
 import attrs
 
 from streamer.validators import at_least, at_least_field, between, greater_than
-from streamer_nats.connection import NatsConnectionConfig, name_without_wildcards
-from streamer_nats.messages import token
+from streamer_nats.connection import NatsConnectionConfig, name_without_wildcards, token
 
 
 def _subject_prefix(_: Any, __: attrs.Attribute[str], value: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,19 @@ def _urls(_: Any, __: attrs.Attribute[Any], value: Any) -> None:
                 f"url {url!r} must not carry credentials (they would sit in streamer.toml); "
                 "use the STREAMER_NATS_* environment variables"
             )
+
+
+#: Characters a NATS subject token may not contain (plus anything outside printable ASCII).
+_BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def token(text: str) -> str:
+    """``text`` made safe as one subject token ('.', '*', '>', spaces become '_'). Here,
+    not with the messages (:mod:`streamer_nats.messages`, msgspec), since the sink's options
+    check their ``subject_prefix`` with it when the plugin registers."""
+    if text.isalnum() and text.isascii():
+        return text
+    return _BAD_TOKEN.sub("_", text) or "_"
 
 
 def name_without_wildcards(_: Any, attribute: attrs.Attribute[str], value: str) -> None:

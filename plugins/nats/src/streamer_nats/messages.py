@@ -35,7 +35,6 @@ funding             ``f:<ch>:<SYMBOL>:<funding time>``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,20 +43,12 @@ import msgspec
 from streamer import Book, Derivatives, Event, Funding, Kline, Liquidation, Price, Ticker, Trade
 from streamer.intervals import interval_label
 from streamer.validators import channel_problem
+from streamer_nats.connection import token
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-#: Characters a NATS subject token may not contain (plus anything outside printable ASCII).
-_BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
 
 _label_cache: dict[int, str] = {}
-
-
-def token(text: str) -> str:
-    """``text`` made safe as one subject token ('.', '*', '>', spaces become '_')."""
-    if text.isalnum() and text.isascii():
-        return text
-    return _BAD_TOKEN.sub("_", text) or "_"
 
 
 def _label(interval_ms: int) -> str:
