@@ -10,7 +10,6 @@ universe, so a listing that gains a symbol moves no other symbol.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 
@@ -34,6 +33,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def shard_of(symbol: str, n: int) -> int:
     """The shard (1..n) that ``symbol`` belongs to."""
+    import hashlib  # imported here: it loads OpenSSL, and only a sharded source hashes
+
     digest = hashlib.blake2b(symbol.upper().encode(), digest_size=8).digest()
     return 1 + int.from_bytes(digest, "big") % n
 
