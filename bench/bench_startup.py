@@ -16,6 +16,10 @@ interleaved so both see the same load. For each install and each of ``--runs`` r
   messages/s), ``--seconds`` after the pipeline said it was running, then SIGTERM; its peak
   RSS (``ru_maxrss`` from ``wait4``), exit code and console lines.
 
+The results file also says whether the installs start from cached bytecode (the
+``PYTHONDONTWRITEBYTECODE`` the children inherit, a ``__pycache__`` beside each ``streamer``
+package): without it every start compiles the project's sources, part of what is measured.
+
 Medians (and min-max) go to stdout and to ``bench/results/<UTC date>-startup.md`` with the
 commit of each install (``git rev-parse`` of the tree its ``streamer`` package is imported
 from, "+dirty" if it has uncommitted changes), the machine (CPU model, cores) and the load
@@ -59,7 +63,19 @@ def describe(python: str) -> dict[str, str]:
     tree = subprocess.run(["git", "-C", where, "rev-parse", "--show-toplevel"],
                           capture_output=True, text=True, check=True).stdout.strip()
     return {"commit": commit + ("+dirty" if dirty else ""), "subject": subject[:72],
-            "tree": tree, "python": python}
+            "tree": tree, "python": python,
+            "pycache": "yes" if Path(where, "__pycache__").is_dir() else "no"}
+
+
+def bytecode_note(installs: list[dict[str, str]]) -> str:
+    """Whether the installs' own modules start from cached bytecode: with
+    ``PYTHONDONTWRITEBYTECODE`` set and no ``__pycache__`` in a tree (an editable install
+    never run without it), every ``streamer`` start compiles the core's and the plugins'
+    sources again, a cost that grows with the source a command imports."""
+    env = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    trees = ", ".join(f"`{inst['tree']}` {inst['pycache']}" for inst in installs)
+    return (f"Bytecode: PYTHONDONTWRITEBYTECODE={env!r} (inherited by every child); "
+            f"`__pycache__` beside the `streamer` package: {trees}.")
 
 
 def streamer_bin(python: str) -> str:
@@ -208,6 +224,8 @@ def main() -> int:
         f"{machine['python']}, {machine['platform']}. Load average (1, 5, 15 min) before "
         f"{tuple(round(x, 2) for x in machine['loadavg_start'])}, after "
         f"{tuple(round(x, 2) for x in load_end)}.",
+        "",
+        bytecode_note(installs),
         "",
         f"Settings: {args.runs} rounds (installs interleaved, order alternating), one untimed "
         f"`check` per install first; `check` = `streamer check -c streamer.toml.example`, "
