@@ -8,11 +8,14 @@ hosts the two time-driven parts:
   :mod:`streamer.clock`, with ``updates = "throttled"`` flushes open klines every
   ``update_interval_ms``, and gives up on first candles whose history is overdue;
 - the first-candle backfill, fed by ``process`` through a small channel so that ``process``
-  never waits on the network. It asks the input source's history (:mod:`streamer.history`,
-  ``context.history``): one worker per symbol at a time, at most
-  :data:`BACKFILL_CONCURRENCY` symbols at once, with all of a symbol's requests planned into
-  as few calls as the source allows (:func:`streamer_aggregate.backfill.plan`). The source
-  paces and rate-limits its own requests. The transform knows no exchange.
+  never waits on the network: one worker per symbol at a time, at most
+  :data:`BACKFILL_CONCURRENCY` symbols at once. It asks first the stored history of the
+  sinks that store the input (``context.history.stored``: every trade from the candle's
+  open to our first one, answered only when the store holds them all; exact), for at most
+  half of ``backfill_timeout_s``; what they do not know it asks the input source's history
+  (:mod:`streamer.history`, ``context.history``), with all of a symbol's requests planned
+  into as few calls as the source allows (:func:`streamer_aggregate.backfill.plan`). The
+  source paces and rate-limits its own requests. The transform knows no exchange.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import attrs
 import trio
 
 from streamer import Context, Emit, Event, RateLimitedLog, StreamGap, clock
-from streamer.history import History, HistoryError, HistoryUnavailable
+from streamer.history import History, HistoryError, HistoryUnavailable, TradeSummary
 from streamer.intervals import interval_of_ms, parse_interval
 from streamer.validators import RETIRED, between
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
@@ -86,7 +89,8 @@ class KlineConfig:
     #: Add turnover (the exact sum of price*size, as Bybit's klines carry) to every kline.
     turnover: bool = True
     #: The first candle of a symbol opened before we were listening: complete it from the
-    #: input source's history ("backfill", falls back to "partial" if that fails or the
+    #: trades a sink stored ("backfill": when it holds every one since the candle opened),
+    #: else from the input source's history (falls back to "partial" if that fails or the
     #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
     first_candle: Literal["backfill", "partial", "skip"] = "backfill"
     #: A first candle waits at most this long (s) for its history, then goes on partial.
@@ -259,6 +263,8 @@ class KlineTransform:
         out: list[Event] = []
         # Candles that gave up while queued need nothing any more.
         requests = [r for r in requests if agg.waiting(r)]
+        if requests and self.context.history.stored:
+            requests = await self._backfill_stored(channel, symbol, requests, out)
         if not requests:
             return out
         history = self.context.history.for_channel(channel)
@@ -280,6 +286,40 @@ class KlineTransform:
                                        by_trades, out)
         # Whatever did not come in time: the aggregator's deadline marks it partial.
         return out
+
+    async def _backfill_stored(
+        self, channel: str, symbol: str, requests: list[BackfillRequest], out: list[Event]
+    ) -> list[BackfillRequest]:
+        """Complete what the sinks' stored histories know (exactly); the requests left."""
+        left: list[BackfillRequest] = []
+        asked = 0
+        with trio.move_on_after(self.config.backfill_timeout_s / 2):
+            for request in requests:
+                summary = None
+                if request.until is not None:
+                    for stored in self.context.history.stored:
+                        summary = await self._ask_stored(
+                            stored.trades_summary(channel, symbol, request.start,
+                                                  request.until), channel, symbol)
+                        if summary is not None:
+                            break
+                asked += 1
+                if summary is None:
+                    left.append(request)
+                else:
+                    out.extend(self.aggregator.apply_summary(request, summary))
+        return left + requests[asked:]
+
+    async def _ask_stored(self, answer: Any, channel: str, symbol: str) -> TradeSummary | None:
+        try:
+            summary: TradeSummary | None = await answer
+        except HistoryError as exc:
+            self.context.metrics.inc("stored_history_failed")
+            self._failure_log.warning(
+                "stored", "stored history of %s %s failed: %s; asking the source", channel,
+                symbol, exc)
+            return None
+        return summary
 
     async def _backfill_candles(
         self, history: History, channel: str, symbol: str, ask: CandleAsk, out: list[Event]
