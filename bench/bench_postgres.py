@@ -156,6 +156,12 @@ def _compare(old: str, rounds: int, rows: int) -> None:
     here = os.path.abspath(__file__)
     new = os.path.dirname(os.path.dirname(here))
     sides = {"old": os.path.abspath(old), "new": new}
+    # What is measured: the checkouts as they are now (not after a commit during the run).
+    commits = {side: subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+               for side, path in sides.items()}
+    dirty = subprocess.run(["git", "-C", new, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
     os.environ[PASSWORD_ENV] = PASSWORD
     server = PostgresServer().start()
     runs: list[dict[str, Any]] = []
@@ -182,11 +188,6 @@ def _compare(old: str, rounds: int, rows: int) -> None:
         server.stop()
     now = datetime.now(timezone.utc)
     out = os.path.join(os.path.dirname(here), "results", f"{now:%Y-%m-%d-%H%M}-postgres-ab.md")
-    commits = {side: subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
-                                    capture_output=True, text=True).stdout.strip()
-               for side, path in sides.items()}
-    dirty = subprocess.run(["git", "-C", new, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
     with open(out, "w") as f:
         f.write(f"# bench_postgres.py --compare ({now:%Y-%m-%d %H:%M} UTC)\n\n")
         f.write(f"`.venv/bin/python bench/bench_postgres.py --compare {old} --rounds {rounds} "
