@@ -5,6 +5,7 @@ not know (or cannot say in time, or fails on) is asked of the input source's his
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -29,16 +30,16 @@ class Store:
         self.answers = answers or {}
         self.fail = fail
         self.hang = hang
-        self.asks: list[tuple[str, str, int, int]] = []
+        self.asks: list[tuple[str, str, list[tuple[int, int]]]] = []
 
-    async def trades_summary(self, channel: str, symbol: str, start_ms: int,
-                             until_ms: int) -> TradeSummary | None:
-        self.asks.append((channel, symbol, start_ms, until_ms))
+    async def trades_summaries(self, channel: str, symbol: str,
+                               ranges: Sequence[tuple[int, int]]) -> list[TradeSummary | None]:
+        self.asks.append((channel, symbol, sorted(ranges)))
         if self.hang:
             await trio.sleep_forever()
         if self.fail:
             raise HistoryError("OperationalError: the database is away")
-        return self.answers.get((start_ms, until_ms))
+        return [self.answers.get(r) for r in ranges]
 
 
 class SourceCandles:
@@ -106,8 +107,8 @@ async def test_a_stored_summary_completes_every_first_candle_exactly() -> None:
     with trio.fail_after(10):
         tr.process([trade(first, "100", "1")])
         await drain(tr)
-    assert sorted(store.asks) == [("linear", "BTCUSDT", b, first),
-                                  ("linear", "BTCUSDT", b + M, first)]
+    # One question for both first candles of the symbol.
+    assert store.asks == [("linear", "BTCUSDT", [(b, first), (b + M, first)])]
     assert source.asks == []
     k = open_kline(tr)
     assert (k.timestamp, k.open, k.high, k.low, k.close) == (b + M, 99.5, 101.0, 98.25, 100.0)
@@ -134,7 +135,7 @@ async def test_what_the_store_does_not_know_is_asked_of_the_source() -> None:
     with trio.fail_after(10):
         tr.process([trade(b + 30_000, "100", "1")])
         await drain(tr)
-    assert store.asks == [("linear", "BTCUSDT", b, b + 30_000)]
+    assert store.asks == [("linear", "BTCUSDT", [(b, b + 30_000)])]
     assert source.asks == [("BTCUSDT", b)]
     k = open_kline(tr)
     assert (k.open, k.high, k.low, k.partial) == (90.0, 110.0, 80.0, False)

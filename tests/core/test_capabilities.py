@@ -61,9 +61,9 @@ class GapNoting:
 
 
 class Stored:
-    async def trades_summary(self, channel: str, symbol: str, start_ms: int,
-                             until_ms: int) -> None:
-        return None
+    async def trades_summaries(self, channel: str, symbol: str,
+                               ranges: Sequence[tuple[int, int]]) -> list[None]:
+        return [None for _ in ranges]
 
 
 class StoringSink:
@@ -170,8 +170,9 @@ class GapNoteWithoutPosition:
 
 
 class SyncStored:
-    def trades_summary(self, channel: str, symbol: str, start_ms: int, until_ms: int) -> None:
-        return None
+    def trades_summaries(self, channel: str, symbol: str,
+                         ranges: Sequence[tuple[int, int]]) -> list[None]:
+        return [None for _ in ranges]
 
 
 class StoredNotAsync:
@@ -199,7 +200,7 @@ STORED_NOT_ASYNC = StoredNotAsync()
                                "be called as NotesGaps calls it: def note_gap(gap: StreamGap, "
                                "position: int) -> None"),
     (STORED_NOT_ASYNC, "StoredNotAsync.stored_history must be a streamer.history.StoredHistory "
-                       "(an async trades_summary) (HasStoredHistory), got "
+                       "(an async trades_summaries) (HasStoredHistory), got "
                        f"{STORED_NOT_ASYNC.stored_history!r}"),
     (OverflowNotAPolicy, "OverflowNotAPolicy.default_overflow must be 'block' or 'drop_oldest' "
                          "(HasDefaultOverflow), got 'drop'"),

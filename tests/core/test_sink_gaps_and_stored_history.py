@@ -58,9 +58,9 @@ class Summaries:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    async def trades_summary(self, channel: str, symbol: str, start_ms: int,
-                             until_ms: int) -> None:
-        return None
+    async def trades_summaries(self, channel: str, symbol: str,
+                               ranges: Sequence[tuple[int, int]]) -> list[None]:
+        return [None for _ in ranges]
 
 
 class StoringSink(GapNotingSink):

@@ -45,14 +45,18 @@ def summary_of(first: int, last: int) -> tuple:
             str(prices[-1]), str(size * len(prices)), str(sum(p * size for p in prices)))
 
 
-async def ask(sink, start: int, until: int, symbol: str = "BTCUSDT"):
-    summary = await sink.stored_history.trades_summary("linear", symbol, T0 + start,
-                                                       T0 + until)
+def as_tuple(summary, start: int, until: int):
     if summary is None:
         return None
     assert (summary.start_ms, summary.until_ms) == (T0 + start, T0 + until)
     return (summary.count, summary.open, summary.high, summary.low, summary.close,
             summary.volume, summary.turnover)
+
+
+async def ask(sink, start: int, until: int, symbol: str = "BTCUSDT"):
+    (summary,) = await sink.stored_history.trades_summaries("linear", symbol,
+                                                            [(T0 + start, T0 + until)])
+    return as_tuple(summary, start, until)
 
 
 async def put(sink, inbox, events) -> None:
@@ -79,11 +83,17 @@ async def test_a_segment_covers_from_after_its_first_trade_to_before_its_newest(
             assert await ask(sink, 0, 19) is None
             assert await ask(sink, 1, 20) is None
             assert await ask(sink, 1, 5, symbol="SOLUSDT") is None
+            # Several ranges in one question: one answer each, in order.
+            ranges = [(1, 19), (0, 5), (3, 4)]
+            answers = await sink.stored_history.trades_summaries(
+                "linear", "BTCUSDT", [(T0 + a, T0 + b) for a, b in ranges])
+            assert [as_tuple(s, a, b) for s, (a, b) in zip(answers, ranges, strict=True)] == [
+                summary_of(1, 18), None, summary_of(3, 3)]
     # A clean stop closes the segments: nobody waits for them to grow.
     assert segments(postgres_server, postgres_schema) == [
         ("BTCUSDT", 1, 19, False), ("ETHUSDT", 6, 7, False)]
-    assert sink.context.metrics["history_answers"] == 3
-    assert sink.context.metrics["history_unknown"] == 3
+    assert sink.context.metrics["history_answers"] == 5
+    assert sink.context.metrics["history_unknown"] == 4
 
 
 async def test_a_gap_closed_incomplete_ends_the_segment_where_the_gap_began(

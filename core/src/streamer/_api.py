@@ -341,8 +341,9 @@ CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
 _VALUES: dict[type, tuple[str, Callable[[Any], bool], str]] = {
     HasHistory: ("history", lambda v: v is not None, "a streamer.history.History"),
     HasStoredHistory: ("stored_history",
-                       lambda v: inspect.iscoroutinefunction(getattr(v, "trades_summary", None)),
-                       "a streamer.history.StoredHistory (an async trades_summary)"),
+                       lambda v: inspect.iscoroutinefunction(getattr(v, "trades_summaries",
+                                                                     None)),
+                       "a streamer.history.StoredHistory (an async trades_summaries)"),
     DrivesClock: ("trio_clock", lambda v: isinstance(v, trio.abc.Clock), "a trio.abc.Clock"),
     ReportsBusy: ("busy_with", lambda v: v is None or isinstance(v, str), "a str or None"),
     HasShutdownTimeout: ("shutdown_timeout",

@@ -24,17 +24,18 @@ that reads a source the sink takes directly (:class:`HistoryRouter`). Its one qu
 narrower than a source's: the trades of one symbol stamped in ``[start_ms, until_ms)``,
 summed, answered only when the store holds *every* one of them (it knows which time ranges
 it wrote without a gap); otherwise it says it does not know (``None``) and the caller asks
-the source's history instead. So::
+the source's history instead. Several ranges of a symbol go in one question (one round trip
+for all the first candles of a symbol). So::
 
     for stored in self.context.history.stored:
-        summary = await stored.trades_summary(channel, symbol, start_ms, first_trade_ms)
-        if summary is not None:
+        answers = await stored.trades_summaries(channel, symbol, [(start_ms, first_ms)])
+        if answers[0] is not None:
             ...  # exact: every trade before our first one
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 import attrs
@@ -129,13 +130,13 @@ class TradeSummary:
 class StoredHistory(Protocol):
     """What a sink offers as its ``stored_history``: the past of what it stored."""
 
-    async def trades_summary(
-        self, channel: str, symbol: str, start_ms: int, until_ms: int
-    ) -> TradeSummary | None:
-        """The trades of ``symbol`` stamped in ``[start_ms, until_ms)`` summed, when the
-        store holds every one of them; ``None`` when it does not know that it does (it
-        missed part of that time, or never stored it). Raises :class:`HistoryError` when
-        the store cannot be read now."""
+    async def trades_summaries(
+        self, channel: str, symbol: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[TradeSummary | None]:
+        """For each ``(start_ms, until_ms)`` of ``ranges``, in order: the trades of
+        ``symbol`` stamped in it, summed, when the store holds every one of them; ``None``
+        when it does not know that it does (it missed part of that time, or never stored
+        it). Raises :class:`HistoryError` when the store cannot be read now."""
         ...
 
 

@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from streamer import Context, Emit, Event, RateLimitedLog, StreamGap, clock
-from streamer.history import History, HistoryError, HistoryUnavailable, TradeSummary
+from streamer.history import History, HistoryError, HistoryUnavailable
 from streamer.intervals import interval_of_ms, parse_interval
 from streamer.validators import RETIRED, between
 from streamer_aggregate.aggregator import FirstCandle, KlineAggregator, Updates
@@ -290,36 +290,32 @@ class KlineTransform:
     async def _backfill_stored(
         self, channel: str, symbol: str, requests: list[BackfillRequest], out: list[Event]
     ) -> list[BackfillRequest]:
-        """Complete what the sinks' stored histories know (exactly); the requests left."""
-        left: list[BackfillRequest] = []
-        asked = 0
+        """Complete what the sinks' stored histories know (exactly), all of a symbol's
+        requests in one question per store; the requests left for the source."""
+        left = [r for r in requests if r.until is not None]
         with trio.move_on_after(self.config.backfill_timeout_s / 2):
-            for request in requests:
-                summary = None
-                if request.until is not None:
-                    for stored in self.context.history.stored:
-                        summary = await self._ask_stored(
-                            stored.trades_summary(channel, symbol, request.start,
-                                                  request.until), channel, symbol)
-                        if summary is not None:
-                            break
-                asked += 1
-                if summary is None:
-                    left.append(request)
-                else:
-                    out.extend(self.aggregator.apply_summary(request, summary))
-        return left + requests[asked:]
-
-    async def _ask_stored(self, answer: Any, channel: str, symbol: str) -> TradeSummary | None:
-        try:
-            summary: TradeSummary | None = await answer
-        except HistoryError as exc:
-            self.context.metrics.inc("stored_history_failed")
-            self._failure_log.warning(
-                "stored", "stored history of %s %s failed: %s; asking the source", channel,
-                symbol, exc)
-            return None
-        return summary
+            for stored in self.context.history.stored:
+                if not left:
+                    break
+                ranges = [(r.start, r.until) for r in left if r.until is not None]
+                try:
+                    answers = await stored.trades_summaries(channel, symbol, ranges)
+                    if len(answers) != len(ranges):
+                        raise HistoryError(f"{len(answers)} answers to {len(ranges)} ranges")
+                except HistoryError as exc:
+                    self.context.metrics.inc("stored_history_failed")
+                    self._failure_log.warning(
+                        "stored", "stored history of %s %s failed: %s; asking the source",
+                        channel, symbol, exc)
+                    continue
+                unknown = []
+                for request, summary in zip(left, answers, strict=True):
+                    if summary is None:
+                        unknown.append(request)
+                    else:
+                        out.extend(self.aggregator.apply_summary(request, summary))
+                left = unknown
+        return left + [r for r in requests if r.until is None]
 
     async def _backfill_candles(
         self, history: History, channel: str, symbol: str, ask: CandleAsk, out: list[Event]

@@ -2,13 +2,14 @@
 range, summed by the database, answered only when ``trade_coverage`` says every one of them
 is stored (:mod:`streamer_postgres.coverage`).
 
-A question for ``[start, until)`` is answered when the segments of the symbol, joined, reach
-from ``start`` to ``until`` without a hole. When they reach ``start`` but stop short of
+A range ``[start, until)`` is answered when the segments of the symbol, joined, reach from
+``start`` to ``until`` without a hole. When they reach ``start`` but stop short of
 ``until`` in a segment that is still open and was extended within :data:`LIVE_WITHIN_S`
 (another writer, a replica, is storing the same stream right now and will reach ``until``
 with its next batch), the question waits for it, up to ``history_wait`` seconds, asking
 again every :data:`POLL_S`. Otherwise the answer is ``None`` at once: the caller asks the
-source's history instead.
+source's history instead. All the ranges of a question (a symbol's first candles) cost one
+query of the coverage (per poll) and one of the trades, summed per range by the database.
 
 One connection of its own (not the writer's), opened on first use, one question at a time,
 in a worker thread; a statement taking longer than :data:`STATEMENT_TIMEOUT_MS` is ended by
@@ -19,7 +20,7 @@ the server. Counters on the sink: ``history_answers``, ``history_unknown``,
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -91,37 +92,46 @@ class StoredTrades:
             f"open AND updated_at > now() - interval '{LIVE_WITHIN_S} seconds' "
             f"FROM {s}.trade_coverage WHERE {key} AND to_ts >= {_MS.format('%(start)s')} "
             f"AND from_ts <= {_MS.format('%(until)s')} ORDER BY from_ts")
-        where = (f"{key} AND ts >= {_MS.format('%(start)s')} "
-                 f"AND ts < {_MS.format('%(until)s')}")
+        # One row per range (r.a, r.b): its trades summed, and its first and last price.
+        where = f"{key} AND ts >= {_MS.format('r.a')} AND ts < {_MS.format('r.b')}"
         self._summary_sql = (
-            "SELECT count(*), min(price)::text, max(price)::text, "
-            "coalesce(sum(size), 0)::text, coalesce(sum(price * size), 0)::text, "
+            "SELECT r.a, r.b, t.* FROM unnest(%(starts)s::bigint[], %(untils)s::bigint[]) "
+            "AS r(a, b) CROSS JOIN LATERAL (SELECT count(*), min(price)::text, "
+            "max(price)::text, coalesce(sum(size), 0)::text, "
+            "coalesce(sum(price * size), 0)::text, "
             f"(SELECT price::text FROM {s}.trades WHERE {where} ORDER BY ts, ctid LIMIT 1), "
             f"(SELECT price::text FROM {s}.trades WHERE {where} "
             "ORDER BY ts DESC, ctid DESC LIMIT 1) "
-            f"FROM {s}.trades WHERE {where}")
+            f"FROM {s}.trades WHERE {where}) AS t")
 
-    async def trades_summary(
-        self, channel: str, symbol: str, start_ms: int, until_ms: int
-    ) -> TradeSummary | None:
-        params = {"exchange": self.config.exchange, "channel": channel, "symbol": symbol,
-                  "start": start_ms, "until": until_ms}
+    async def trades_summaries(
+        self, channel: str, symbol: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[TradeSummary | None]:
+        if not ranges:
+            return []
+        key = {"exchange": self.config.exchange, "channel": channel, "symbol": symbol}
+        window = {**key, "start": min(r[0] for r in ranges), "until": max(r[1] for r in ranges)}
         give_up = trio.current_time() + self.config.history_wait
         while True:
             rows = await self._call(lambda conn: conn.execute(self._coverage_sql,
-                                                              params).fetchall())
-            whole, live = covered(rows, start_ms, until_ms)
-            if whole:
+                                                              window).fetchall())
+            judged = [covered(rows, start, until) for start, until in ranges]
+            if all(whole or not live for whole, live in judged) \
+                    or trio.current_time() + POLL_S > give_up:
                 break
-            if not live or trio.current_time() + POLL_S > give_up:
-                self.metrics.inc("history_unknown")
-                return None
             self.metrics.inc("history_polls")
             await trio.sleep(POLL_S)
-        n, low, high, volume, turnover, first, last = await self._call(
-            lambda conn: conn.execute(self._summary_sql, params).fetchone())
-        self.metrics.inc("history_answers")
-        return TradeSummary(start_ms, until_ms, n, first, high, low, last, volume, turnover)
+        whole = [r for r, (is_whole, _) in zip(ranges, judged, strict=True) if is_whole]
+        sums: dict[tuple[int, int], TradeSummary] = {}
+        if whole:
+            params = {**key, "starts": [r[0] for r in whole], "untils": [r[1] for r in whole]}
+            for start, until, n, low, high, volume, turnover, first, last in await self._call(
+                    lambda conn: conn.execute(self._summary_sql, params).fetchall()):
+                sums[(start, until)] = TradeSummary(start, until, n, first, high, low, last,
+                                                    volume, turnover)
+        self.metrics.inc("history_answers", len(whole))
+        self.metrics.inc("history_unknown", len(ranges) - len(whole))
+        return [sums.get(r) for r in ranges]
 
     async def _call(self, fn: Callable[[Any], T]) -> T:
         """``fn(connection)`` in a worker thread, one at a time; database trouble becomes
