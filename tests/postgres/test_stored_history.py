@@ -4,9 +4,9 @@
 which the source reported a gap is not used.
 
 The sources are scripted (no history of their own: a first candle the database does not
-complete stays partial). The candles are 2 s long and the trades are stamped a few seconds
+complete stays partial). The candles are 2 s long and the trades are stamped 6-8 seconds
 ahead of the clock, so the first candle is still open when the second run starts and closes
-on the real clock about two seconds later."""
+on the real clock once its two seconds are over (the test takes about 10 s)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ async def test_a_second_run_completes_its_first_candle_from_the_stored_trades_wh
         plugin_manager, postgres_server, postgres_schema):
     store = STORE.format(dsn=postgres_server.dsn, password_env=PASSWORD_ENV,
                          schema=postgres_schema)
-    s = (clock.now_ms() // CANDLE + 3) * CANDLE  # the candle's open, 4-6 s ahead
+    # The candle opens 6-8 s ahead: the first run (about 1 s) is over long before it closes.
+    s = (clock.now_ms() // CANDLE + 4) * CANDLE
 
     def first_run(symbol: str) -> list[Trade]:
         return [deal(symbol, s + dt, price, size, 1) for dt, price, size in (
