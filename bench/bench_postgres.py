@@ -14,6 +14,12 @@ loopback port; as ``nobody`` when run as root), never the machine's own server.
 Writes its results to bench/results/<UTC date>-<time>-postgres.md (commit, machine, settings).
 
     .venv/bin/python bench/bench_postgres.py [--quick]
+
+``--compare OLD_CHECKOUT``: the throughput part only, old install against new in the same
+run, on one server: each run is a child process of this file on one checkout's
+``.venv/bin/python`` (its own ``streamer_postgres``; the bench code is this file for both),
+``--rounds`` rounds, the order of the two sides rotated every round, the load average
+before and after each run. Writes bench/results/<UTC date>-<time>-postgres-ab.md.
 """
 
 from __future__ import annotations
@@ -44,9 +50,8 @@ from streamer_postgres.sink import PostgresSink
 BATCH = 100
 
 
-def _sink(server: PostgresServer, schema: str, **options: Any) -> PostgresSink:
-    config = PostgresSinkConfig(dsn=server.dsn, password_env=PASSWORD_ENV, schema=schema,
-                                **options)
+def _sink(dsn: str, schema: str, **options: Any) -> PostgresSink:
+    config = PostgresSinkConfig(dsn=dsn, password_env=PASSWORD_ENV, schema=schema, **options)
     context = Context(name="pg", type="postgres", logger=logging.getLogger("bench.pg"),
                       metrics=Metrics())
     return PostgresSink(config, context)
@@ -57,8 +62,9 @@ def _trades(start: int, n: int, ts: int) -> list[Trade]:
                   size="0.001", trade_id=f"{i:012d}") for i in range(start, start + n)]
 
 
-async def bench_throughput(server: PostgresServer, n: int) -> dict[str, Any]:
-    sink = _sink(server, "bench_throughput", flush_size=10_000, max_buffer=n)
+async def bench_throughput(dsn: str, n: int, schema: str = "bench_throughput"
+                           ) -> dict[str, Any]:
+    sink = _sink(dsn, schema, flush_size=10_000, max_buffer=n)
     batches = [_trades(i, BATCH, 1_700_000_000_000 + i) for i in range(0, n, BATCH)]
     inbox = Inbox("bench", len(batches) + 1, "block")
     async with trio.open_nursery() as nursery:
@@ -71,12 +77,12 @@ async def bench_throughput(server: PostgresServer, n: int) -> dict[str, Any]:
         inbox.close()
     return {"rows": n, "rows_per_s": round(n / wall), "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "cores": round(cpu / wall, 2),
-            "cpu_per_100k_rows_s": round(cpu * 100_000 / n, 2),
+            "cpu_per_100k_rows_s": round(cpu * 100_000 / n, 3),
             "flushes": sink.context.metrics["flushes"]}
 
 
 async def bench_latency(server: PostgresServer, rate: int, seconds: float) -> dict[str, Any]:
-    sink = _sink(server, "bench_latency")
+    sink = _sink(server.dsn, "bench_latency")
     per_tick, tick = rate // 100, 0.01
     inbox = Inbox("bench", 10_000, "block")
     latencies: list[float] = []
@@ -137,18 +143,102 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def _child(dsn: str, rows: int, schema: str) -> None:
+    """One throughput run on this interpreter's install; one JSON line on stdout."""
+    import streamer_postgres
+
+    result = trio.run(bench_throughput, dsn, rows, schema)
+    result["install"] = os.path.dirname(streamer_postgres.__file__)
+    print(json.dumps(result), flush=True)
+
+
+def _compare(old: str, rounds: int, rows: int) -> None:
+    here = os.path.abspath(__file__)
+    new = os.path.dirname(os.path.dirname(here))
+    sides = {"old": os.path.abspath(old), "new": new}
+    # What is measured: the checkouts as they are now (not after a commit during the run).
+    commits = {side: subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+               for side, path in sides.items()}
+    dirty = subprocess.run(["git", "-C", new, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    os.environ[PASSWORD_ENV] = PASSWORD
+    server = PostgresServer().start()
+    runs: list[dict[str, Any]] = []
+    try:
+        for r in range(rounds):
+            for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
+                schema = f"ab_{r}_{side}"
+                load_before = os.getloadavg()[0]
+                done = subprocess.run(
+                    [os.path.join(sides[side], ".venv", "bin", "python"), here, "--child",
+                     server.dsn, "--rows", str(rows), "--schema", schema],
+                    capture_output=True, text=True, timeout=600, env=dict(os.environ))
+                if done.returncode != 0:
+                    raise SystemExit(f"{side} run failed:\n{done.stderr}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result.update(side=side, round=r, load_before=load_before,
+                              load_after=os.getloadavg()[0])
+                runs.append(result)
+                print(side, r, {k: result[k] for k in ("rows_per_s", "cpu_per_100k_rows_s")},
+                      flush=True)
+                with server.connect() as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        server.stop()
+    now = datetime.now(timezone.utc)
+    out = os.path.join(os.path.dirname(here), "results", f"{now:%Y-%m-%d-%H%M}-postgres-ab.md")
+    with open(out, "w") as f:
+        f.write(f"# bench_postgres.py --compare ({now:%Y-%m-%d %H:%M} UTC)\n\n")
+        f.write(f"`.venv/bin/python bench/bench_postgres.py --compare {old} --rounds {rounds} "
+                f"--rows {rows}`: the postgres sink flat out ({rows:,} trade rows in batches "
+                f"of {BATCH}, flush_size 10,000), old install {commits['old']} against new "
+                f"{commits['new']}{' (with uncommitted changes)' if dirty else ''}, one "
+                "server, order rotated every round. CPU is the streamer process's (trio "
+                "thread + writer thread), not the server's.\n\n")
+        f.write("| side | rows/s, median (range) | CPU s per 100k rows, median (range) |\n"
+                "|---|---|---|\n")
+        for side in ("old", "new"):
+            mine = [x for x in runs if x["side"] == side]
+            rate = [x["rows_per_s"] for x in mine]
+            cpu = [x["cpu_per_100k_rows_s"] for x in mine]
+            f.write(f"| {side} ({commits[side]}) | {statistics.median(rate):,.0f} "
+                    f"({min(rate):,}-{max(rate):,}) | {statistics.median(cpu):.3f} "
+                    f"({min(cpu)}-{max(cpu)}) |\n")
+        f.write("\n```json\n" + json.dumps({
+            "runs": runs, "machine": {"nproc": os.cpu_count(), "cpu_model": _cpu_model(),
+                                     "python": platform.python_version(),
+                                     "postgres_bin": server.bin},
+            "settings": {"rounds": rounds, "rows": rows, "batch": BATCH, "flush_size": 10_000,
+                         "max_buffer": rows, "old": sides["old"], "new": new,
+                         "server": "fsync=off, synchronous_commit=on (tests' server)"}},
+            indent=1) + "\n```\n")
+    print(f"results: {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--compare", metavar="OLD_CHECKOUT")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--child", metavar="DSN", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", default="bench_throughput", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.rows, args.schema)
+        return
+    if args.compare:
+        _compare(args.compare, args.rounds, args.rows)
+        return
     n = 100_000 if args.quick else 500_000
     seconds = 5.0 if args.quick else 20.0
     os.environ[PASSWORD_ENV] = PASSWORD
     results: dict[str, Any] = {"loadavg_start": os.getloadavg()}
     server = PostgresServer().start()
     try:
-        results["throughput"] = trio.run(bench_throughput, server, n)
+        results["throughput"] = trio.run(bench_throughput, server.dsn, n)
         print("throughput", results["throughput"], flush=True)
         results["latency_2000"] = trio.run(bench_latency, server, 2_000, seconds)
         print("latency @2000/s", results["latency_2000"], flush=True)

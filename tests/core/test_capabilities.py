@@ -55,6 +55,21 @@ class History:
     history = object()
 
 
+class GapNoting:
+    def note_gap(self, gap: StreamGap, position: int) -> None:
+        pass
+
+
+class Stored:
+    async def trades_summaries(self, channel: str, symbol: str,
+                               ranges: Sequence[tuple[int, int]]) -> list[None]:
+        return [None for _ in ranges]
+
+
+class StoringSink:
+    stored_history = Stored()
+
+
 class Busy:
     busy_with: str | None = None
 
@@ -79,7 +94,8 @@ class Dropping:
 #: One object per capability, holding it and no other.
 HOLDERS: dict[type, object] = {
     streamer.HasHistory: History(), streamer.DrivesClock: Clocked(),
-    streamer.HandlesGaps: Gaps(), streamer.ReportsBusy: Busy(),
+    streamer.HandlesGaps: Gaps(), streamer.NotesGaps: GapNoting(),
+    streamer.HasStoredHistory: StoringSink(), streamer.ReportsBusy: Busy(),
     streamer.HoldsEvents: Holding(), streamer.Validates: Validating(),
     streamer.HasCheckLines: Lines(),
     streamer.HasShutdownTimeout: Flushing(), streamer.HasDefaultOverflow: Dropping,
@@ -148,6 +164,24 @@ class OverflowNotAPolicy:
     default_overflow: ClassVar[str] = "drop"
 
 
+class GapNoteWithoutPosition:
+    def note_gap(self, gap: StreamGap) -> None:
+        pass
+
+
+class SyncStored:
+    def trades_summaries(self, channel: str, symbol: str,
+                         ranges: Sequence[tuple[int, int]]) -> list[None]:
+        return [None for _ in ranges]
+
+
+class StoredNotAsync:
+    stored_history = SyncStored()
+
+
+STORED_NOT_ASYNC = StoredNotAsync()
+
+
 @pytest.mark.parametrize(("obj", "message"), [
     (GapWithoutArgument(), "GapWithoutArgument.on_gap() -> list[Event] cannot be called "
                            "as HandlesGaps calls it: def on_gap(gap: StreamGap) -> list[Event]"),
@@ -162,6 +196,12 @@ class OverflowNotAPolicy:
     (ValidateOfAnotherShape, "ValidateOfAnotherShape.validate(environ: Mapping[str, str], "
                              "strict: bool) -> list[str] cannot be called as Validates calls it: "
                              "def validate(environ: Mapping[str, str]) -> list[str]"),
+    (GapNoteWithoutPosition(), "GapNoteWithoutPosition.note_gap(gap: StreamGap) -> None cannot "
+                               "be called as NotesGaps calls it: def note_gap(gap: StreamGap, "
+                               "position: int) -> None"),
+    (STORED_NOT_ASYNC, "StoredNotAsync.stored_history must be a streamer.history.StoredHistory "
+                       "(an async trades_summaries) (HasStoredHistory), got "
+                       f"{STORED_NOT_ASYNC.stored_history!r}"),
     (OverflowNotAPolicy, "OverflowNotAPolicy.default_overflow must be 'block' or 'drop_oldest' "
                          "(HasDefaultOverflow), got 'drop'"),
 ])

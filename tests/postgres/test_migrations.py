@@ -1,6 +1,7 @@
 """The sink's migrations: from an empty database, run again and again, and through
 `streamer db migrate -c streamer.toml`. TimescaleDB is not installed on the test machine:
-these test the plain tables, and that version 2 (hypertables) stays pending without it."""
+these test the plain tables, that version 2 (hypertables) stays pending without it, and that
+version 3 (trade_coverage) applies all the same."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from postgres_server import PASSWORD_ENV
 
 from streamer_postgres.config import PostgresSinkConfig
 from streamer_postgres.database import Database
-from streamer_postgres.migrations import applied_versions
+from streamer_postgres.migrations import MIGRATIONS, applied_versions
 
 
 def _database(server, schema) -> Database:
@@ -31,7 +32,7 @@ def test_migrations_from_empty_then_again_twice_change_nothing(postgres_server,
     database = _database(postgres_server, postgres_schema)
     try:
         first = database.migrate()
-        assert [m.version for m in first.applied] == [1]
+        assert [m.version for m in first.applied] == [1, 3]
         assert [m.version for m in first.skipped] == [2] and not first.timescale
         for _ in range(2):
             again = database.migrate()
@@ -39,7 +40,16 @@ def test_migrations_from_empty_then_again_twice_change_nothing(postgres_server,
     finally:
         database.close()
     with postgres_server.connect() as conn:
-        assert applied_versions(conn, postgres_schema) == [1]
+        assert applied_versions(conn, postgres_schema) == [1, 3]
+        assert _primary_key(conn, postgres_schema, "trade_coverage") == ["segment"]
+        coverage = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'trade_coverage'", (postgres_schema,)
+        ).fetchall())
+        assert coverage == {"segment": "text", "exchange": "text", "channel": "text",
+                            "symbol": "text", "from_ts": "timestamp with time zone",
+                            "to_ts": "timestamp with time zone", "open": "boolean",
+                            "updated_at": "timestamp with time zone"}
         assert _primary_key(conn, postgres_schema, "trades") == [
             "exchange", "channel", "symbol", "trade_id"]
         assert _primary_key(conn, postgres_schema, "klines") == [
@@ -53,6 +63,34 @@ def test_migrations_from_empty_then_again_twice_change_nothing(postgres_server,
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = "
             "'trades_symbol_ts'", (postgres_schema,))]
         assert indexes and indexes[0].endswith("(exchange, channel, symbol, ts)")
+
+
+def test_a_schema_made_before_coverage_gets_it_by_the_next_migrate(postgres_server,
+                                                                    postgres_schema):
+    # As the sink of an older release left it: version 1 and the migrations table.
+    with postgres_server.connect() as conn, conn.transaction():
+        for statement in MIGRATIONS[0].statements(postgres_schema):
+            conn.execute(statement)
+        conn.execute(f"CREATE TABLE {postgres_schema}.schema_migrations (version integer "
+                     "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+                     "DEFAULT now())")
+        conn.execute(f"INSERT INTO {postgres_schema}.schema_migrations (version, name) "
+                     "VALUES (1, 'tables trades, klines, tickers')")
+        conn.execute(f"INSERT INTO {postgres_schema}.trades (exchange, channel, symbol, "
+                     "trade_id, ts, side, price, size) VALUES ('bybit', 'linear', 'BTCUSDT', "
+                     "'t1', now(), 'Buy', 1, 1)")
+    database = _database(postgres_server, postgres_schema)
+    try:
+        assert [m.version for m in database.migrate().applied] == [3]
+        for _ in range(2):
+            assert database.migrate().applied == ()
+    finally:
+        database.close()
+    with postgres_server.connect() as conn:
+        assert applied_versions(conn, postgres_schema) == [1, 3]
+        assert conn.execute(f"SELECT count(*) FROM {postgres_schema}.trades").fetchone() == (1,)
+        assert conn.execute(f"SELECT count(*) FROM {postgres_schema}.trade_coverage"
+                            ).fetchone() == (0,)
 
 
 def test_streamer_db_migrate_applies_then_reports_nothing_to_do(postgres_server,
@@ -81,7 +119,7 @@ schema = "{postgres_schema}"
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].endswith(f"schema {postgres_schema}: applied 1 (tables trades, klines, "
-                             "tickers)")
+                             "tickers), 3 (table trade_coverage)")
     assert "pending 2" in lines[1] and "TimescaleDB extension is not installed" in lines[1]
     again = migrate()
     assert again.returncode == 0, again.stderr

@@ -64,6 +64,12 @@ def test_unknown_data_types_are_refused(plugin_manager):
                       "trades, klines, ticker"]
 
 
+@pytest.mark.parametrize("wait", ["-1", "60.5"])
+def test_history_wait_past_its_bounds_is_refused(plugin_manager, wait):
+    errors = _errors(plugin_manager, f"history_wait = {wait}")
+    assert len(errors) == 1 and errors[0].startswith("s.toml: sinks[0].history_wait:"), errors
+
+
 def test_a_spool_dir_that_cannot_take_files_is_refused(plugin_manager, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -24,7 +24,7 @@ from streamer._health import Health
 from streamer._metrics import Metrics
 from streamer._overflow import Overflow
 from streamer._pipeline_view import PipelineView
-from streamer.history import History, HistoryRouter
+from streamer.history import History, HistoryRouter, StoredHistory
 
 if TYPE_CHECKING:
     import trio
@@ -41,7 +41,9 @@ class StreamGap:
     (``closed=False``; every event up to ``since_ms`` was delivered), and when what was missed
     has been recovered or given up (``closed=True``; ``complete`` tells which). Transforms that
     define ``on_gap`` receive it, so an aggregator can wait for recovered trades instead of
-    closing candles without them. Sinks never see it: it is not part of the wire format.
+    closing candles without them. It is not part of the wire format: sinks do not receive it
+    with their events; a sink that must know (one that records which time ranges it stored
+    whole) takes it through :class:`NotesGaps`.
 
     ``data_type`` names the stream with the gap (a wire ``data_type``): ``"trades"`` for lost
     trades; ``"book"`` for an order book that stopped being exact (``closed`` when a fresh
@@ -105,8 +107,9 @@ class Context:
     metrics: Metrics
     #: Names of the nodes feeding this one (empty for sources).
     inputs: tuple[str, ...] = ()
-    #: For transforms: the history of the input sources (:mod:`streamer.history`), filled by
-    #: the core once every node is built; empty for sources and sinks.
+    #: For transforms: the history of the input sources and the stored history of the sinks
+    #: that store what those sources produce (:mod:`streamer.history`), filled by the core
+    #: once every node is built; empty for sources and sinks.
     history: HistoryRouter = attrs.field(factory=HistoryRouter, eq=False)
     #: Where the node reports its readiness (``/readyz``): see :mod:`streamer._health`.
     health: Health = attrs.field(factory=Health)
@@ -215,6 +218,35 @@ class HandlesGaps(Protocol):
 
 
 @runtime_checkable
+class NotesGaps(Protocol):
+    """A **sink** that hears of the stream gaps (:class:`StreamGap`) of the sources upstream
+    of it (directly or through transforms), in their place among its events: a sink that
+    records which time ranges it stored whole must not count a range a source lost.
+
+    Called inline, on the task of the source that reported the gap (it must not block),
+    once the events that source emitted before it are queued into the sink's inbox, maybe
+    not taken yet. ``position`` places the gap among them: it comes after the events before
+    :attr:`Inbox.position` ``position`` of the sink's inbox and before the rest (the events a
+    ``get`` returns start at :attr:`Inbox.taken_from`)."""
+
+    def note_gap(self, gap: StreamGap, position: int) -> None: ...
+
+
+@runtime_checkable
+class HasStoredHistory(Protocol):
+    """A **sink** that can answer for the past of what it stored
+    (:class:`streamer.history.StoredHistory`: the trades of a time range, summed, when it
+    holds every one of them).
+
+    Read once every node is built: the core adds it to ``context.history.stored`` of every
+    transform that reads (directly or through transforms) a source this sink takes directly
+    (not through a transform, which could drop some of the source's events), where
+    ``klines.from_trades`` asks it for its first candles before it asks the source."""
+
+    stored_history: StoredHistory
+
+
+@runtime_checkable
 class ReportsBusy(Protocol):
     """A **sink** that says what it is blocked in: ``busy_with`` is set while it is inside a
     call that may hang (a write to a pipe nobody reads), ``None`` otherwise.
@@ -282,14 +314,14 @@ class HasDefaultOverflow(Protocol):
 
 
 #: Every optional capability, in the order docs/plugin_hooks.md lists them.
-CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, ReportsBusy, HoldsEvents,
-                                  Validates, HasCheckLines, HasShutdownTimeout,
-                                  HasDefaultOverflow)
+CAPABILITIES: tuple[type, ...] = (HasHistory, DrivesClock, HandlesGaps, NotesGaps,
+                                  HasStoredHistory, ReportsBusy, HoldsEvents, Validates,
+                                  HasCheckLines, HasShutdownTimeout, HasDefaultOverflow)
 #: Which a node object of each kind may have: only those are looked for (and checked), so a
 #: sink's unrelated ``history`` attribute is none of the core's business.
 NODE_CAPABILITIES: dict[str, tuple[type, ...]] = {
     "source": (HasHistory, DrivesClock), "transform": (HandlesGaps,),
-    "sink": (ReportsBusy, HoldsEvents)}
+    "sink": (NotesGaps, HasStoredHistory, ReportsBusy, HoldsEvents)}
 #: Which a config class of each kind of node may have.
 CONFIG_CAPABILITIES: dict[str, tuple[type, ...]] = {
     "source": (Validates, HasCheckLines), "transform": (Validates, HasCheckLines),
@@ -305,6 +337,10 @@ def _is_trio_clock(value: object) -> bool:
 #: What the attributes of the capabilities must hold: (attribute, test, what it must be).
 _VALUES: dict[type, tuple[str, Callable[[Any], bool], str]] = {
     HasHistory: ("history", lambda v: v is not None, "a streamer.history.History"),
+    HasStoredHistory: ("stored_history",
+                       lambda v: inspect.iscoroutinefunction(getattr(v, "trades_summaries",
+                                                                     None)),
+                       "a streamer.history.StoredHistory (an async trades_summaries)"),
     DrivesClock: ("trio_clock", _is_trio_clock, "a trio.abc.Clock"),
     ReportsBusy: ("busy_with", lambda v: v is None or isinstance(v, str), "a str or None"),
     HasShutdownTimeout: ("shutdown_timeout",

@@ -14,6 +14,11 @@ the producer, a source stopped at shutdown, had passed them on; the sink never g
 
 A trio memory channel cannot drop its oldest item, hence this small deque + ParkingLot.
 
+Positions: every event queued gets the next *position* (:attr:`Inbox.position` is the one
+after the newest; dropped events had theirs), and :attr:`Inbox.taken_from` is the position
+of the first event the latest ``get`` returned: what a sink needs to place something it
+heard of inline among its events (a stream gap: :class:`streamer.NotesGaps`).
+
 Acceptance: a batch is *accepted* once the sink has come back to ``get`` after taking it
 (it finished handling it), or it was dropped by ``drop_oldest``, or the inbox is closed.
 :meth:`Inbox.mark` and :meth:`Inbox.wait_accepted` let a source that must acknowledge its
@@ -69,6 +74,11 @@ class Inbox:
         #: Events ever returned by ``get`` and the newest of them (the throughput log).
         self.taken_events = 0
         self.newest: Event | None = None
+        #: Events ever queued, dropped ones included: the position after the newest.
+        self.position = 0
+        #: Position of the first event the latest ``get`` returned (the events before it
+        #: were taken before, or dropped: ``drop_oldest`` drops the oldest queued).
+        self.taken_from = 0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -117,6 +127,7 @@ class Inbox:
                 return
         queue.append(batch)
         self._queued_total += 1
+        self.position += len(batch)
         if self._not_empty:
             self._not_empty.unpark_all()
 
@@ -136,6 +147,7 @@ class Inbox:
             dropped_any = True
         queue.append(batch)
         self._queued_total += 1
+        self.position += len(batch)
         if dropped_any and self._accepted_changed:
             self._accepted_changed.unpark_all()
         if self._not_empty:
@@ -175,6 +187,7 @@ class Inbox:
         self._taken = n_batches
         self.takes += 1
         self.in_flight = len(events)
+        self.taken_from = self.taken_events + self.dropped_events
         self.taken_events += len(events)
         self.newest = events[-1]
         if self._not_full:

@@ -10,6 +10,10 @@ shutdown) has counted the batch as passed on: that inbox counts it lost
 (``Inbox.cancelled_events``) and the rest of the route gets it without waiting
 (:meth:`Route.pass_on_now`). Only the cancelled path pays for this.
 
+A stream gap (``emit.gap``) goes to the downstream transforms that handle gaps and, first, to
+every sink reachable from the producer that notes them (:class:`~streamer.NotesGaps`), with
+the position it takes in that sink's inbox.
+
 Nothing a plugin's code raises here leaves the ``emit``: a source awaiting it has already
 noted the batch as delivered (Bybit's gap recovery marks the newest trade), so an exception
 thrown back into it would lose the batch unreported. A failing transform is counted in its
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import streamer
-from streamer._api import Emit, HandlesGaps, StreamGap
+from streamer._api import Emit, HandlesGaps, NotesGaps, StreamGap
 from streamer._events import Event
 from streamer._inbox import Inbox
 from streamer._logs import RateLimitedLog
@@ -41,17 +45,21 @@ log = logging.getLogger("streamer.runtime")
 class Route:
     """The ``emit`` of one producer: its downstream transforms (run inline) and sink inboxes."""
 
-    __slots__ = ("_apply_hooks", "_inboxes", "_transforms", "batches", "events", "newest")
+    __slots__ = ("_apply_hooks", "_gap_sinks", "_inboxes", "_transforms", "batches", "events",
+                 "newest")
 
     def __init__(
         self,
         transforms: list[tuple[Node, Emit]],
         inboxes: list[Inbox],
         apply_hooks: Callable[[list[Event]], list[Event]] | None,
+        gap_sinks: list[Node] | None = None,
     ) -> None:
         self._transforms = transforms
         self._inboxes = inboxes
         self._apply_hooks = apply_hooks
+        #: The sinks among ``inboxes``' that note gaps (NotesGaps).
+        self._gap_sinks = gap_sinks or []
         #: Batches emitted, events passed on and the newest of them (:mod:`streamer._stats`).
         self.batches = 0
         self.events = 0
@@ -134,7 +142,22 @@ class Route:
         for inbox in self._reachable_inboxes():
             await inbox.wait_accepted(inbox.mark())
 
+    def _reachable_gap_sinks(self) -> list[Node]:
+        sinks = list(self._gap_sinks)
+        for _, temit in self._transforms:
+            if isinstance(temit, Route):
+                sinks.extend(s for s in temit._reachable_gap_sinks() if s not in sinks)
+        return sinks
+
     async def gap(self, gap: StreamGap) -> None:
+        for snode in self._reachable_gap_sinks():
+            assert isinstance(snode.obj, NotesGaps) and snode.inbox is not None
+            try:
+                snode.obj.note_gap(gap, snode.inbox.position)
+            except Exception as exc:  # nor a bad gap handler of a sink
+                snode.context.metrics.inc("errors")
+                snode.context.logger.error("sink %r failed on a stream gap: %s: %s",
+                                           snode.name, type(exc).__name__, exc, exc_info=exc)
         for tnode, temit in self._transforms:
             on_gap = tnode.obj.on_gap if isinstance(tnode.obj, HandlesGaps) else None
             if on_gap is None:

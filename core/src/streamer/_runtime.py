@@ -32,7 +32,9 @@ from streamer._api import (
     FatalError,
     HasHistory,
     HasShutdownTimeout,
+    HasStoredHistory,
     HoldsEvents,
+    NotesGaps,
     check_capabilities,
 )
 from streamer._backoff import Backoff
@@ -247,24 +249,41 @@ class Pipeline:
             self._count_left_over(sinks)
             self._log_summary()
 
+    def _upstream_sources(self, node: Node) -> list[str]:
+        """The sources feeding ``node``, directly or through transforms, nearest first."""
+        found: list[str] = []
+        seen: set[str] = set()
+        pending = list(node.config.inputs)
+        while pending:
+            name = pending.pop(0)
+            upstream = self.nodes.get(name)
+            if upstream is None or name in seen:
+                continue
+            seen.add(name)
+            if upstream.config.kind == "transform":
+                pending.extend(upstream.config.inputs)
+            else:
+                found.append(name)
+        return found
+
     def _wire_history(self) -> None:
-        """Fill each transform's ``context.history`` from the sources upstream of it."""
+        """Fill each transform's ``context.history``: the history of the sources upstream
+        of it, and the stored history of the sinks that take one of those sources directly
+        (a transform between could drop some of its events)."""
+        stores = [(n, {i for i in n.config.inputs if self.nodes[i].config.kind == "source"})
+                  for n in self.nodes.values()
+                  if n.config.kind == "sink" and isinstance(n.obj, HasStoredHistory)]
         for node in self.nodes.values():
             if node.config.kind != "transform":
                 continue
-            seen: set[str] = set()
-            pending = list(node.config.inputs)
-            while pending:
-                name = pending.pop(0)
-                upstream = self.nodes.get(name)
-                if upstream is None or name in seen:
-                    continue
-                seen.add(name)
-                if upstream.config.kind == "transform":
-                    pending.extend(upstream.config.inputs)
-                    continue
+            sources = self._upstream_sources(node)
+            for name in sources:
+                upstream = self.nodes[name]
                 if isinstance(upstream.obj, HasHistory):
                     node.context.history.add(name, upstream.obj.history)
+            for sink, stored in stores:
+                if stored.intersection(sources):
+                    node.context.history.add_stored(sink.name, sink.obj.stored_history)
 
     # -- starting and supervising -----------------------------------------------------------
 
@@ -375,17 +394,20 @@ class Pipeline:
             return self._emits[producer]
         transforms: list[tuple[Node, Emit]] = []
         inboxes: list[Inbox] = []
+        gap_sinks: list[Node] = []
         for node in self.nodes.values():
             if producer in node.config.inputs:
                 if node.config.kind == "transform":
                     transforms.append((node, self._emit_for(node.name)))
                 elif node.inbox is not None:
                     inboxes.append(node.inbox)
+                    if isinstance(node.obj, NotesGaps):
+                        gap_sinks.append(node)
         is_source = self.nodes[producer].config.kind == "source"
         hooks = self._event_hooks if is_source else []
         metrics = self.nodes[producer].context.metrics
         apply_hooks = hook_applier(producer, hooks, metrics) if hooks else None
-        route = Route(transforms, inboxes, apply_hooks)
+        route = Route(transforms, inboxes, apply_hooks, gap_sinks)
         self._emits[producer] = route
         return route
 

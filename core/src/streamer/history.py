@@ -17,11 +17,25 @@ A source that cannot answer a particular question (no such interval, not that ch
 raises :class:`HistoryUnavailable` with the reason; transient trouble (network, HTTP errors,
 rate limits) raises :class:`HistoryError`. Callers bound the wait themselves (for example with
 ``trio.move_on_after``); a provider paces and limits its own requests.
+
+**Stored history.** A sink that stores trades (a database) may offer a :class:`StoredHistory`
+as its ``stored_history``: the core adds it to ``context.history.stored`` of every transform
+that reads a source the sink takes directly (:class:`HistoryRouter`). Its one question is
+narrower than a source's: the trades of one symbol stamped in ``[start_ms, until_ms)``,
+summed, answered only when the store holds *every* one of them (it knows which time ranges
+it wrote without a gap); otherwise it says it does not know (``None``) and the caller asks
+the source's history instead. Several ranges of a symbol go in one question (one round trip
+for all the first candles of a symbol). So::
+
+    for stored in self.context.history.stored:
+        answers = await stored.trades_summaries(channel, symbol, [(start_ms, first_ms)])
+        if answers[0] is not None:
+            ...  # exact: every trade before our first one
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -96,8 +110,40 @@ class History(Protocol):
         ...
 
 
+@attrs.frozen
+class TradeSummary:
+    """Every trade of one symbol stamped in ``[start_ms, until_ms)``, summed, as stored:
+    prices and amounts are decimal strings (exact). ``count == 0``: there was none (the
+    prices are ``None`` then, the amounts ``"0"``). ``open`` / ``close`` are the earliest
+    and latest by trade time (trades of one millisecond: in the order they were stored)."""
+
+    start_ms: int
+    until_ms: int
+    count: int
+    open: str | None
+    high: str | None
+    low: str | None
+    close: str | None
+    volume: str
+    turnover: str
+
+
+class StoredHistory(Protocol):
+    """What a sink offers as its ``stored_history``: the past of what it stored."""
+
+    async def trades_summaries(
+        self, channel: str, symbol: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[TradeSummary | None]:
+        """For each ``(start_ms, until_ms)`` of ``ranges``, in order: the trades of
+        ``symbol`` stamped in it, summed, when the store holds every one of them; ``None``
+        when it does not know that it does (it missed part of that time, or never stored
+        it). Raises :class:`HistoryError` when the store cannot be read now."""
+        ...
+
+
 class HistoryRouter:
-    """``context.history``: the history of a transform's input sources, by channel.
+    """``context.history``: the history of a transform's input sources, by channel, and
+    the stored history of the sinks that store what those sources produce.
 
     The core fills it after building the pipeline; a transform reads it once it runs.
     """
@@ -106,6 +152,15 @@ class HistoryRouter:
         self._by_channel: dict[str, History] = {}
         #: Names of the input sources that offer history, in the order added.
         self.sources: list[str] = []
+        #: Stored histories (:class:`StoredHistory`) of sinks fed by the same sources, in
+        #: pipeline order; ``store_names`` holds the sinks' names.
+        self.stored: list[StoredHistory] = []
+        self.store_names: list[str] = []
+
+    def add_stored(self, sink: str, stored: StoredHistory) -> None:
+        """Register ``sink``'s stored history."""
+        self.store_names.append(sink)
+        self.stored.append(stored)
 
     def add(self, source: str, history: History) -> None:
         """Register ``source``'s history; the first source of a channel answers for it."""

@@ -39,7 +39,8 @@ from typing import Literal
 
 from streamer import Kline, Metrics, Trade
 from streamer_aggregate.amounts import Amounts
-from streamer_aggregate.backfill import BackfillRequest, PendingBackfill, SourceCandle
+from streamer_aggregate.backfill import BackfillRequest, PendingBackfill
+from streamer_aggregate.backfill_merge import BackfillMerge
 from streamer_aggregate.candles import Bucket, IntervalState, SymbolCandles
 from streamer_aggregate.dropped_trades import DroppedTrades
 from streamer_aggregate.first_candles import WaitingFirstCandles
@@ -51,8 +52,9 @@ FirstCandle = Literal["backfill", "partial", "skip"]
 _INF = float("inf")
 
 
-class KlineAggregator:
-    """Builds klines for every (channel, symbol) it sees, for the given intervals."""
+class KlineAggregator(BackfillMerge):
+    """Builds klines for every (channel, symbol) it sees, for the given intervals; how a
+    first candle's history is merged in: :mod:`streamer_aggregate.backfill_merge`."""
 
     def __init__(
         self,
@@ -374,61 +376,6 @@ class KlineAggregator:
     def waiting(self, request: BackfillRequest) -> bool:
         """Whether the candle of ``request`` still waits for its history."""
         return self._pending.find(request) is not None
-
-    def _find_pending(self, request: BackfillRequest) -> Bucket | None:
-        bucket = self._pending.find(request)
-        if bucket is None:
-            self.metrics.inc("backfill_discarded")
-        return bucket
-
-    def apply_backfill(self, request: BackfillRequest, candle: SourceCandle | None) -> list[Kline]:
-        """Merge the source's candle into the first candle, or mark it partial (``None``);
-        what is exact and what is estimated: :mod:`streamer_aggregate.backfill`.
-
-        Returns open klines to emit now (``updates = "every_trade"``), else ``[]``.
-        """
-        bucket = self._find_pending(request)
-        if bucket is None:
-            return []
-        pending = bucket.pending
-        assert pending is not None
-        self._stop_pending(bucket)
-        if candle is None:
-            bucket.partial = True
-        else:
-            bucket.merge(candle, pending.before(candle.snapshot_ms), self.amounts)
-            bucket.backfilled = True
-            self.metrics.inc("backfilled_klines")
-        return self._mark_changed(bucket)
-
-    def apply_trades(
-        self, request: BackfillRequest, trades: Sequence[Trade], complete: bool
-    ) -> list[Kline]:
-        """Fold the source's trades of the first candle stamped before our first one in; if
-        not ``complete`` (the source keeps fewer), the candle stays flagged partial."""
-        bucket = self._find_pending(request)
-        if bucket is None:
-            return []
-        pending = bucket.pending
-        assert pending is not None
-        self._stop_pending(bucket)
-        amounts = self.amounts
-        for t in trades:
-            if t.ts < pending.first_ts:
-                try:
-                    v = amounts.size_units(t.size)
-                    p, price_units = amounts.price_units(t.price)
-                except (ValueError, TypeError) as exc:
-                    self._dropped.malformed(t, exc)
-                    continue
-                self._fold(bucket, t.ts, p, v, price_units * v if self.turnover else 0)
-        if complete:
-            bucket.backfilled = True
-            self.metrics.inc("backfilled_klines")
-        else:
-            bucket.partial = True
-            self.metrics.inc("backfill_incomplete")
-        return self._mark_changed(bucket)
 
     def _mark_changed(self, bucket: Bucket) -> list[Kline]:
         if self._track_updates and not bucket.closed:

@@ -117,16 +117,17 @@ class Amounts:
         prices[text] = entry
         return entry
 
-    def volume_units(self, value: float) -> int:
-        """Units of a volume that came as a float (a source's candle)."""
-        units, decimals = float_decimal(value)
+    def volume_units(self, value: float | str) -> int:
+        """Units of a volume that came as a float (a source's candle) or a decimal string
+        (a stored sum)."""
+        units, decimals = parse_decimal(value) if isinstance(value, str) else float_decimal(value)
         if decimals > self.size_decimals:
             self.widen(decimals, self.price_decimals)
         return units * 10 ** (self.size_decimals - decimals)
 
-    def turnover_units(self, value: float) -> int:
-        """Units of a turnover that came as a float (a source's candle)."""
-        units, decimals = float_decimal(value)
+    def turnover_units(self, value: float | str) -> int:
+        """Units of a turnover, as :meth:`volume_units`."""
+        units, decimals = parse_decimal(value) if isinstance(value, str) else float_decimal(value)
         extra = decimals - self.size_decimals - self.price_decimals
         if extra > 0:
             self.widen(self.size_decimals, self.price_decimals + extra)

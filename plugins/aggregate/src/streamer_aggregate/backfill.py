@@ -20,6 +20,10 @@ Merging the source's candle, which stood as it was at ``snapshot_ms``:
   at its snapshot is missed;
   trade_count counts only the trades we saw (a lower bound: candles carry no count).
 
+Merging a stored summary (a sink's stored history: every trade stamped from the candle's
+open to our first trade, summed): exact. Open, high and low as for a candle; volume,
+turnover and trade count are added (none of ours is stamped before our first trade).
+
 Merging recent trades (intervals the source has no candles for: sub-minute ones, 90s, ...):
 the source's trades stamped before our first trade of the candle are folded in; trades
 stamped in that same millisecond are taken as already seen. If the source keeps fewer
@@ -46,12 +50,15 @@ FIRST_RESOLUTION_MS = 50
 
 @attrs.frozen
 class BackfillRequest:
-    """Ask for the history of the candle of (channel, symbol, interval) opening at ``start``."""
+    """Ask for the history of the candle of (channel, symbol, interval) opening at ``start``;
+    ``until``: our first trade in it (what a stored history must hold is everything
+    stamped before it), ``None`` if not known."""
 
     channel: str
     symbol: str
     interval: int
     start: int
+    until: int | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -5,6 +5,7 @@ aggregator's hot path reads and writes their attributes directly."""
 from __future__ import annotations
 
 from streamer import Kline
+from streamer.history import TradeSummary
 from streamer.intervals import interval_of_ms
 from streamer_aggregate.amounts import Amounts
 from streamer_aggregate.backfill import PendingBackfill, SourceCandle
@@ -85,6 +86,22 @@ class Bucket:
         if amounts.turnover:
             added = amounts.turnover_units(candle.turnover) - amounts.turnover_units(
                 ours_before[1])
+            self.turnover += added
+
+    def add_summary(self, summary: TradeSummary, amounts: Amounts) -> None:
+        """Add a stored summary of every trade stamped before ours (none of ours is)."""
+        if summary.count:
+            assert summary.open and summary.high and summary.low
+            self.open = float(summary.open)
+            self.open_ts = self.start
+            self.high = max(self.high, float(summary.high))
+            self.low = min(self.low, float(summary.low))
+            self.trade_count += summary.count
+        # Units first: reading them may widen the scale (and this candle's sums with it).
+        added = amounts.volume_units(summary.volume)
+        self.volume += added
+        if amounts.turnover:
+            added = amounts.turnover_units(summary.turnover)
             self.turnover += added
 
     def totals(self, amounts: Amounts) -> tuple[float, float]:

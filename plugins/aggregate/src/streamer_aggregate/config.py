@@ -56,7 +56,8 @@ class KlineConfig:
     #: Add turnover (the exact sum of price*size, as Bybit's klines carry) to every kline.
     turnover: bool = True
     #: The first candle of a symbol opened before we were listening: complete it from the
-    #: input source's history ("backfill", falls back to "partial" if that fails or the
+    #: trades a sink stored ("backfill": when it holds every one since the candle opened),
+    #: else from the input source's history (falls back to "partial" if that fails or the
     #: source has none), emit it flagged ``partial`` ("partial") or drop it ("skip").
     first_candle: Literal["backfill", "partial", "skip"] = "backfill"
     #: A first candle waits at most this long (s) for its history, then goes on partial.

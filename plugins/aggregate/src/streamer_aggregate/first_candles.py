@@ -28,8 +28,10 @@ class WaitingFirstCandles:
     def add(self, b: Bucket) -> None:
         """``b`` waits (its ``pending`` set) and its history is to be asked for."""
         st = b.state
+        assert b.pending is not None
         self._buckets.append(b)
-        self._requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start))
+        self._requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start,
+                                              until=b.pending.first_ts))
 
     def take_requests(self, now_ms: int) -> list[BackfillRequest]:
         """The requests not handed out yet; their candles wait until ``now_ms`` plus

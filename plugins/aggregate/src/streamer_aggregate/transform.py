@@ -8,11 +8,14 @@ hosts the two time-driven parts:
   :mod:`streamer.clock`, with ``updates = "throttled"`` flushes open klines every
   ``update_interval_ms``, and gives up on first candles whose history is overdue;
 - the first-candle backfill, fed by ``process`` through a small channel so that ``process``
-  never waits on the network. It asks the input source's history (:mod:`streamer.history`,
-  ``context.history``): one worker per symbol at a time, at most
-  :data:`BACKFILL_CONCURRENCY` symbols at once, with all of a symbol's requests planned into
-  as few calls as the source allows (:func:`streamer_aggregate.backfill.plan`). The source
-  paces and rate-limits its own requests. The transform knows no exchange.
+  never waits on the network: one worker per symbol at a time, at most
+  :data:`BACKFILL_CONCURRENCY` symbols at once. It asks first the stored history of the
+  sinks that store the input (``context.history.stored``: every trade from the candle's
+  open to our first one, answered only when the store holds them all; exact), for at most
+  half of ``backfill_timeout_s``; what they do not know it asks the input source's history
+  (:mod:`streamer.history`, ``context.history``), with all of a symbol's requests planned
+  into as few calls as the source allows (:func:`streamer_aggregate.backfill.plan`). The
+  source paces and rate-limits its own requests. The transform knows no exchange.
 """
 
 from __future__ import annotations
@@ -191,6 +194,8 @@ class KlineTransform:
         out: list[Event] = []
         # Candles that gave up while queued need nothing any more.
         requests = [r for r in requests if agg.waiting(r)]
+        if requests and self.context.history.stored:
+            requests = await self._backfill_stored(channel, symbol, requests, out)
         if not requests:
             return out
         history = self.context.history.for_channel(channel)
@@ -212,6 +217,36 @@ class KlineTransform:
                                        by_trades, out)
         # Whatever did not come in time: the aggregator's deadline marks it partial.
         return out
+
+    async def _backfill_stored(
+        self, channel: str, symbol: str, requests: list[BackfillRequest], out: list[Event]
+    ) -> list[BackfillRequest]:
+        """Complete what the sinks' stored histories know (exactly), all of a symbol's
+        requests in one question per store; the requests left for the source."""
+        left = [r for r in requests if r.until is not None]
+        with trio.move_on_after(self.config.backfill_timeout_s / 2):
+            for stored in self.context.history.stored:
+                if not left:
+                    break
+                ranges = [(r.start, r.until) for r in left if r.until is not None]
+                try:
+                    answers = await stored.trades_summaries(channel, symbol, ranges)
+                    if len(answers) != len(ranges):
+                        raise HistoryError(f"{len(answers)} answers to {len(ranges)} ranges")
+                except HistoryError as exc:
+                    self.context.metrics.inc("stored_history_failed")
+                    self._failure_log.warning(
+                        "stored", "stored history of %s %s failed: %s; asking the source",
+                        channel, symbol, exc)
+                    continue
+                unknown = []
+                for request, summary in zip(left, answers, strict=True):
+                    if summary is None:
+                        unknown.append(request)
+                    else:
+                        out.extend(self.aggregator.apply_summary(request, summary))
+                left = unknown
+        return left + [r for r in requests if r.until is None]
 
     async def _backfill_candles(
         self, history: History, channel: str, symbol: str, ask: CandleAsk, out: list[Event]

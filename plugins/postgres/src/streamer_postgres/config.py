@@ -15,7 +15,13 @@ from typing import Any
 import attrs
 
 from streamer import redact_url, url_secret
-from streamer.validators import at_least, at_least_field, greater_than, unwritable_dir
+from streamer.validators import (
+    at_least,
+    at_least_field,
+    between,
+    greater_than,
+    unwritable_dir,
+)
 
 #: What the sink can keep, each in its own table.
 DATA_TYPES = ("trades", "klines", "ticker")
@@ -115,6 +121,9 @@ class PostgresSinkConfig:
     #: At shutdown, how long to keep trying to write what is buffered; what is left then
     #: goes to the spool, or is counted lost without one.
     shutdown_timeout: float = attrs.field(default=10.0, validator=greater_than(0))
+    #: How long a history question (a first candle's trades) waits for a segment another
+    #: writer is extending right now to reach the asked time (s); 0: never wait.
+    history_wait: float = attrs.field(default=2.0, validator=between(0, 60))
 
     def validate(self, environ: Mapping[str, str]) -> list[str]:
         if self.spool_dir is not None:

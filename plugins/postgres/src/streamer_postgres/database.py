@@ -5,7 +5,9 @@ A write is one transaction: each table's rows are COPYed into a temporary stagin
 CONFLICT DO NOTHING`` moves them into the real table. A batch retried after a connection died
 mid-commit, or the same trades written by two replicas, are stored once: the primary keys
 decide. A closed kline replaces a stored one only when that one was partial (a first candle
-built from part of its minute).
+built from part of its minute). Coverage steps (:mod:`streamer_postgres.coverage`) go in the
+same transaction: a segment's first step inserts its row, a later one extends the row only
+if it ends where the step begins.
 
 psycopg is imported here, and this module only when the sink is built.
 """
@@ -13,13 +15,14 @@ psycopg is imported here, and this module only when the sink is built.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from streamer_postgres.config import PostgresSinkConfig
 from streamer_postgres.migrations import MigrateResult, migrate
-from streamer_postgres.rows import STAGING_COLUMNS, Rows
+from streamer_postgres.rows import EVENT_TABLES, STAGING_COLUMNS, Rows
 
 _MS = "(timestamptz 'epoch' + {} * interval '1 millisecond')"
 
@@ -42,6 +45,22 @@ def is_auth_error(exc: BaseException) -> bool:
     text = str(exc)
     return any(mark in text for mark in _AUTH_MARKS) or (
         'role "' in text and "does not exist" in text)
+
+
+def _coverage_sql(schema: str) -> tuple[str, str]:
+    """The insert of the segments' first steps (with the exchange as its parameter) and the
+    update of their rows by the later ones."""
+    staging = "streamer_staging_coverage"
+    return (
+        f"INSERT INTO {schema}.trade_coverage (segment, exchange, channel, symbol, from_ts, "
+        f"to_ts, open) SELECT segment, %s, channel, symbol, {_MS.format('from_ms')}, "
+        f"{_MS.format('to_ms')}, NOT ends FROM {staging} WHERE first "
+        "ON CONFLICT (segment) DO NOTHING",
+        # A retried batch finds the row already past from_ts: nothing changes.
+        f"UPDATE {schema}.trade_coverage c SET to_ts = {_MS.format('s.to_ms')}, "
+        f"open = NOT s.ends, updated_at = now() FROM {staging} s WHERE NOT s.first "
+        f"AND c.segment = s.segment AND c.to_ts = {_MS.format('s.from_ms')}",
+    )
 
 
 def _insert_sql(schema: str, table: str) -> str:
@@ -77,7 +96,8 @@ class Database:
     def __init__(self, config: PostgresSinkConfig) -> None:
         self.config = config
         self._conn: Any = None
-        self._inserts = {table: _insert_sql(config.schema, table) for table in STAGING_COLUMNS}
+        self._inserts = {table: _insert_sql(config.schema, table) for table in EVENT_TABLES}
+        self._coverage = _coverage_sql(config.schema)
         self._copies = {
             table: f"COPY streamer_staging_{table} ({', '.join(c for c, _ in columns)}) "
                    "FROM STDIN"
@@ -112,19 +132,27 @@ class Database:
     def ping(self) -> None:
         self.connect().execute("SELECT 1")
 
-    def write(self, rows: Rows) -> int:
-        """Store ``rows`` in one transaction; how many were new (the rest were stored
-        before). On any failure the connection is closed (the next write opens one)."""
+    def write(self, rows: Rows, step_valid: Callable[[str], bool] = lambda _: True) -> int:
+        """Store ``rows`` in one transaction; how many event rows were new (the rest were
+        stored before). Coverage rows whose segment ``step_valid`` refuses are left out. On
+        any failure the connection is closed (the next write opens one)."""
         try:
             conn = self.connect()
             inserted = 0
             with conn.transaction(), conn.cursor() as cur:
                 for table, table_rows in rows.items():
+                    if table == "coverage":
+                        table_rows = [r for r in table_rows if step_valid(str(r[0]))]
                     if not table_rows:
                         continue
                     with cur.copy(self._copies[table]) as copy:
                         for row in table_rows:
                             copy.write_row(row)
+                    if table == "coverage":
+                        insert, update = self._coverage
+                        cur.execute(insert, (self.config.exchange,))
+                        cur.execute(update)
+                        continue
                     cur.execute(self._inserts[table], (self.config.exchange,))
                     inserted += max(cur.rowcount, 0)
             return inserted

@@ -65,6 +65,18 @@ def _v2_timescale(s: str) -> list[str]:
     ]
 
 
+def _v3_coverage(s: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {s}.trade_coverage (
+            segment text PRIMARY KEY, exchange text NOT NULL, channel text NOT NULL,
+            symbol text NOT NULL, from_ts timestamptz NOT NULL, to_ts timestamptz NOT NULL,
+            open boolean NOT NULL DEFAULT true,
+            updated_at timestamptz NOT NULL DEFAULT now())""",
+        f"CREATE INDEX trade_coverage_symbol ON {s}.trade_coverage "
+        "(exchange, channel, symbol, to_ts)",
+    ]
+
+
 @attrs.frozen
 class Migration:
     version: int
@@ -78,6 +90,7 @@ MIGRATIONS = (
     Migration(1, "tables trades, klines, tickers", _v1_tables),
     Migration(2, "timescaledb hypertables, continuous aggregate candles_1m", _v2_timescale,
               needs_timescale=True),
+    Migration(3, "table trade_coverage", _v3_coverage),
 )
 
 

@@ -7,6 +7,11 @@ orders them; what the writer still holds at shutdown goes in *before* the oldest
 (:meth:`Spool.prepend`), so the next run writes everything in the order it arrived.
 ``max_bytes`` bounds the folder: a batch that would pass it is refused (the caller counts
 it lost). Files left by a previous run are picked up at start.
+
+A run that ends without losing anything leaves :data:`~streamer_postgres.coverage.CLEAN_MARK`
+beside its files (:meth:`Spool.mark_clean`); the next run reads and removes it at start
+(:attr:`Spool.inherited_clean`): only then may the coverage steps in the files it inherited
+be written (:mod:`streamer_postgres.coverage`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections import deque
 
 import msgspec
 
+from streamer_postgres.coverage import CLEAN_MARK
 from streamer_postgres.rows import Rows, count
 
 _SUFFIX = ".rows"
@@ -40,6 +46,11 @@ class Spool:
         self.folder = folder
         self.max_bytes = max_bytes
         os.makedirs(folder, exist_ok=True)
+        mark = os.path.join(folder, CLEAN_MARK)
+        #: The run that left the files ended without a loss.
+        self.inherited_clean = os.path.exists(mark)
+        if self.inherited_clean:
+            os.unlink(mark)  # a crash of this run must not leave it
         found: list[SpoolFile] = []
         for name in os.listdir(folder):
             path = os.path.join(folder, name)
@@ -53,11 +64,21 @@ class Spool:
                                        os.path.getsize(path)))
         found.sort(key=lambda f: f.seq)
         self._files = deque(found)
+        self._inherited = {f.path for f in found}
         self.bytes = sum(f.size for f in found)
         self.rows = sum(f.rows for f in found)
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def holds_inherited(self) -> bool:
+        """Whether files of the previous run are still here."""
+        return any(f.path in self._inherited for f in self._files)
+
+    def mark_clean(self) -> None:
+        """This run ends without a loss: the next may write these files' coverage steps."""
+        with open(os.path.join(self.folder, CLEAN_MARK), "w"):
+            pass
 
     def oldest(self) -> SpoolFile | None:
         return self._files[0] if self._files else None

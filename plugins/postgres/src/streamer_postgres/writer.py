@@ -16,6 +16,10 @@ skips rows already there (:mod:`streamer_postgres.database`).
 Shutdown (:meth:`PostgresWriter.close`) gives the writer ``shutdown_timeout``; what it
 still holds then goes to the spool (written by the next run) or, without one, is counted
 in ``lost_at_shutdown``.
+
+The queue also carries the coverage steps of the trades (:mod:`streamer_postgres.coverage`),
+each behind the trades it speaks for; they are no rows in the counters. Stream gaps heard
+inline are put in their place among the events first (:mod:`streamer_postgres.gap_notes`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ import msgspec
 import psycopg
 import trio
 
-from streamer import Backoff, Context, Event, FatalError, Inbox
+from streamer import Backoff, Context, Event, FatalError, Inbox, StreamGap
 from streamer_postgres.config import PostgresSinkConfig
+from streamer_postgres.coverage import CoverageStep, CoverageTracker, count_events
 from streamer_postgres.database import TRANSIENT_ERRORS, Database, is_auth_error
-from streamer_postgres.rows import TABLE_OF, Rows, kept, rows_of
+from streamer_postgres.gap_notes import GapNotes
+from streamer_postgres.rows import TABLE_OF, Rows, count, kept, rows_of
 from streamer_postgres.spool import Spool, SpoolFile
 
 T = TypeVar("T")
@@ -57,10 +63,16 @@ class PostgresWriter:
         self.context = context
         self.data_types = frozenset(config.data_types)
         self.tables = frozenset(TABLE_OF[t] for t in config.data_types)
-        self._buffer: deque[Event] = deque()
-        self._pending: list[Event] = []
+        self._buffer: deque[Event | CoverageStep] = deque()
+        self._pending: list[Event | CoverageStep] = []
         self.spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir \
             else None
+        self.coverage = CoverageTracker()
+        self.coverage.foreign_ok = self.spool is not None and self.spool.inherited_clean
+        self._gaps = GapNotes()
+        self._inbox: Inbox | None = None
+        self._inbox_dropped = 0
+        self._served = False
         self._db: Database | None = None
         #: Rows per spool file: never more than the buffer takes back when pending moves in.
         self.spool_batch = min(SPOOL_BATCH, config.max_buffer)
@@ -82,10 +94,12 @@ class PostgresWriter:
     # -- the sink's side -------------------------------------------------------------------
 
     def add(self, events: list[Event]) -> None:
-        """Queue the events this sink keeps; never waits."""
+        """Queue the events this sink keeps, and the coverage steps behind them; never
+        waits."""
         rows = kept(events, self.data_types)
         if not rows:
             return
+        steps = self.coverage.trades(rows)
         buffer = self._buffer
         was_empty = not buffer
         if not self._pending and not self.spool:
@@ -95,34 +109,77 @@ class PostgresWriter:
                 rows = rows[room:]
             if was_empty and buffer:
                 self._pending_since = trio.current_time()
-        if rows:
-            if self.spool is None:
-                self.context.metrics.lost("buffer_dropped_rows", len(rows))
-                self.context.logger.warning(
-                    "PostgreSQL write buffer full (max_buffer=%d, no spool_dir): dropped %d "
-                    "rows", self.config.max_buffer, len(rows))
+        if rows and self.spool is None:
+            self.context.metrics.lost("buffer_dropped_rows", len(rows))
+            self.context.logger.warning(
+                "PostgreSQL write buffer full (max_buffer=%d, no spool_dir): dropped %d "
+                "rows", self.config.max_buffer, len(rows))
+            self.coverage.lost()
+            steps = []
+        elif rows:
+            self._pending.extend(rows)
+        self._queue(steps, wake=was_empty or len(buffer) >= self.config.flush_size)
+
+    def _queue(self, steps: list[CoverageStep], *, wake: bool = True) -> None:
+        """Queue ``steps`` behind everything queued, spill what pending holds past a file,
+        and wake the writer if ``wake`` or anything waits beyond the buffer."""
+        buffer = self._buffer
+        if steps:
+            if self._pending or self.spool:
+                self._pending.extend(steps)
             else:
-                self._pending.extend(rows)
-                while len(self._pending) >= self.spool_batch:
-                    self._spill(self.spool_batch)
-        if was_empty or len(buffer) >= self.config.flush_size or self._pending or self.spool:
+                if not buffer:
+                    self._pending_since = trio.current_time()
+                buffer.extend(steps)
+        while len(self._pending) >= self.spool_batch:
+            self._spill(self.spool_batch)
+        if wake or self._pending or self.spool:
             self._changed.set()
 
     def _spill(self, n: int) -> None:
-        """Write the first ``n`` rows of ``pending`` as the newest spool file (or count them
-        lost: spool full)."""
+        """Write the first ``n`` items of ``pending`` as the newest spool file (or count
+        their rows lost: spool full)."""
         assert self.spool is not None
         pending, self._pending = self._pending[:n], self._pending[n:]
-        if self.spool.append(rows_of(pending)):
-            self.context.metrics.inc("spooled_rows", len(pending))
+        rows = rows_of(pending)
+        if self.spool.append(rows):
+            self.context.metrics.inc("spooled_rows", count(rows))
         else:
-            self.context.metrics.lost("spool_full_rows", len(pending))
+            self.context.metrics.lost("spool_full_rows", count(rows))
+            self.coverage.lost()
             self.context.logger.error(
                 "PostgreSQL spool %s full (spool_max_bytes=%d): dropped %d rows",
-                self.config.spool_dir, self.config.spool_max_bytes, len(pending))
+                self.config.spool_dir, self.config.spool_max_bytes, count(rows))
+
+    def note_gap(self, gap: StreamGap, position: int) -> None:
+        """A source's stream gap (:class:`streamer.NotesGaps`): followed now if every event
+        before ``position`` is taken, else when the batch that reaches it is."""
+        if gap.data_type != "trades":
+            return
+        inbox = self._inbox
+        if inbox is None or position <= inbox.taken_events + inbox.dropped_events:
+            self._queue(self.coverage.gap(gap))
+        elif not self._gaps.add(gap, position):
+            self.coverage.lost()
+
+    def _take(self, events: list[Event], inbox: Inbox) -> None:
+        """A batch from the inbox, cut at the gaps it reaches."""
+        if inbox.dropped_events != self._inbox_dropped:  # the inbox lost some before these
+            self._inbox_dropped = inbox.dropped_events
+            self.coverage.lost()
+        if not self._gaps:
+            self.add(events)
+            return
+        for part in self._gaps.place(events, inbox.taken_from):
+            if isinstance(part, StreamGap):
+                self._queue(self.coverage.gap(part))
+            else:
+                self.add(part)
 
     def close(self) -> None:
-        """No more events: write what is held within ``shutdown_timeout`` from now."""
+        """No more events: write what is held within ``shutdown_timeout`` from now; every
+        coverage segment is closed behind the rest."""
+        self._queue(self.coverage.finish())
         self._closed = True
         self._shutdown_deadline = trio.current_time() + self.config.shutdown_timeout
         for scope in (self._run_scope, self._write_scope):
@@ -137,7 +194,12 @@ class PostgresWriter:
     @property
     def held_rows(self) -> int:
         """Rows not yet written: memory, pending and spool."""
-        return len(self._buffer) + len(self._pending) + (self.spool.rows if self.spool else 0)
+        return (count_events(self._buffer) + count_events(self._pending)
+                + (self.spool.rows if self.spool else 0))
+
+    def _has_work(self) -> bool:
+        """Anything queued, coverage steps included."""
+        return bool(self._buffer or self._pending or self.spool)
 
     async def wait_written(self, count: int) -> None:
         """Until :attr:`written_rows` reaches ``count`` (benchmarks, tests)."""
@@ -158,6 +220,11 @@ class PostgresWriter:
         """The sink's ``run``: check the database once (not fatal if it is down), then move
         the inbox into the queue while the writer task writes it."""
         self.reopen()
+        if self._served:  # restarted by the core: the batch it was handling may be lost
+            self.coverage.lost()
+        self._served = True
+        self._inbox = inbox
+        self._inbox_dropped = inbox.dropped_events
         if self._reported_ready is None:
             try:
                 await self._call(self._prepare)
@@ -177,7 +244,7 @@ class PostgresWriter:
             await nursery.start(self.run)
             task_status.started()
             while events := await inbox.get():
-                self.add(events)
+                self._take(events, inbox)
             self.close()
 
     def _database(self) -> Database:
@@ -203,7 +270,7 @@ class PostgresWriter:
         task_status.started()
         try:
             with trio.CancelScope(deadline=self._shutdown_deadline) as self._run_scope:
-                while (self.held_rows or not self._closed) \
+                while (self._has_work() or not self._closed) \
                         and trio.current_time() < self._shutdown_deadline:
                     await self._wait_for_flush()
                     await self._write_next()
@@ -213,7 +280,7 @@ class PostgresWriter:
                 self._keep_what_is_left()
 
     async def _wait_for_flush(self) -> None:
-        while not self.held_rows and not self._closed:
+        while not self._has_work() and not self._closed:
             await self._wait_changed()
         if not self._buffer or self.config.flush_interval <= 0:
             return
@@ -236,7 +303,7 @@ class PostgresWriter:
         if self._buffer:
             chunk = list(islice(self._buffer, MAX_CHUNK))
             rows = rows_of(chunk)
-            if await self._write(partial(self._write_rows, rows), len(chunk), "buffer"):
+            if await self._write(partial(self._write_rows, rows), count(rows), "buffer"):
                 for _ in range(len(chunk)):
                     self._buffer.popleft()
                 if self._buffer:
@@ -252,7 +319,7 @@ class PostgresWriter:
         """Worker thread: migrations first if still due, then the rows."""
         if not self._migrated:
             self._prepare()
-        return self._database().write(rows)
+        return self._database().write(rows, self.coverage.valid)
 
     def _write_spooled(self, spooled: SpoolFile) -> int:
         return self._write_rows(Spool.read(spooled))
@@ -268,6 +335,7 @@ class PostgresWriter:
             # A row the database refuses (a price that is no number) or a damaged spool
             # file: the queue must not stay stuck behind it.
             self.context.metrics.lost("unwritable_rows", n)
+            self.coverage.lost()
             self.context.logger.error("PostgreSQL refused a batch of %d rows from the %s "
                                       "(%s: %s); dropped it", n, where, type(exc).__name__, exc)
             return True
@@ -320,7 +388,8 @@ class PostgresWriter:
 
     def _fatal(self, exc: BaseException, hint: str = "") -> FatalError:
         """The sink ends: what it holds in memory is lost and counted (the spool stays)."""
-        lost = len(self._buffer) + len(self._pending)
+        lost = count_events(self._buffer) + count_events(self._pending)
+        self.coverage.lost()
         if lost:
             self._buffer.clear()
             self._pending = []
@@ -349,20 +418,30 @@ class PostgresWriter:
         buffer, pending = list(self._buffer), self._pending
         self._buffer.clear()
         self._pending = []
-        for rows, put in ((buffer, "prepend"), (pending, "append")):
-            if not rows:
+        for items, put in ((buffer, "prepend"), (pending, "append")):
+            if not items:
                 continue
-            if self.spool is not None and getattr(self.spool, put)(rows_of(rows)):
-                self.context.metrics.inc("spooled_rows", len(rows))
-                self.context.logger.warning(
-                    "PostgreSQL at %s did not take %d rows within shutdown_timeout (%.1fs): "
-                    "kept in the spool %s for the next run", self.config.describe(),
-                    len(rows), self.config.shutdown_timeout, self.config.spool_dir)
+            rows = rows_of(items)
+            n = count(rows)
+            if self.spool is not None and getattr(self.spool, put)(rows):
+                self.context.metrics.inc("spooled_rows", n)
+                if n:
+                    self.context.logger.warning(
+                        "PostgreSQL at %s did not take %d rows within shutdown_timeout "
+                        "(%.1fs): kept in the spool %s for the next run",
+                        self.config.describe(), n, self.config.shutdown_timeout,
+                        self.config.spool_dir)
                 continue
-            self.context.metrics.lost("lost_at_shutdown", len(rows))
+            self.coverage.lost()
+            if not n:
+                continue  # only coverage steps: no data lost
+            self.context.metrics.lost("lost_at_shutdown", n)
             self.context.logger.error(
                 "PostgreSQL at %s did not take %d rows within shutdown_timeout (%.1fs): lost",
-                self.config.describe(), len(rows), self.config.shutdown_timeout)
+                self.config.describe(), n, self.config.shutdown_timeout)
         if self.spool:
+            if self.coverage.clean and (self.coverage.foreign_ok
+                                        or not self.spool.holds_inherited()):
+                self.spool.mark_clean()
             self.context.logger.warning("PostgreSQL spool %s holds %d rows for the next run",
                                         self.config.spool_dir, self.spool.rows)
