@@ -113,3 +113,16 @@ async def test_a_second_run_completes_its_first_candle_from_the_stored_trades_wh
     assert klines_metrics["backfilled_from_store"] == 1
     assert sink_metrics["history_answers"] == 1
     assert sink_metrics["history_unknown"] == 1
+
+
+async def test_serve_history_false_offers_the_store_to_no_transform(
+        plugin_manager, postgres_server, postgres_schema):
+    store = STORE.format(dsn=postgres_server.dsn, password_env=PASSWORD_ENV,
+                         schema=postgres_schema)
+    with trio.fail_after(60):
+        async with running_pipeline(SOURCE + KLINES + store, plugin_manager) as pipeline:
+            assert pipeline.nodes["klines"].context.history.store_names == ["history"]
+        async with running_pipeline(SOURCE + KLINES + store + "serve_history = false\n",
+                                    plugin_manager) as pipeline:
+            assert pipeline.nodes["klines"].context.history.store_names == []
+            assert not hasattr(pipeline.node("history"), "stored_history")

@@ -121,6 +121,9 @@ class PostgresSinkConfig:
     #: At shutdown, how long to keep trying to write what is buffered; what is left then
     #: goes to the spool, or is counted lost without one.
     shutdown_timeout: float = attrs.field(default=10.0, validator=greater_than(0))
+    #: Offer the stored trades to ``klines.from_trades`` for first candles (asked before the
+    #: source's history); false: transforms ask only the source.
+    serve_history: bool = True
     #: How long a history question (a first candle's trades) waits for a segment another
     #: writer is extending right now to reach the asked time (s); 0: never wait.
     history_wait: float = attrs.field(default=2.0, validator=between(0, 60))

@@ -29,7 +29,7 @@ class PostgresSink:
         self.context = context
         self.writer = PostgresWriter(config, context)
         self._stored: StoredTrades | None = None
-        if "trades" in config.data_types:
+        if "trades" in config.data_types and config.serve_history:
             # Only then is it a streamer.HasStoredHistory: the attribute is the capability.
             self._stored = self.stored_history = StoredTrades(config, context.metrics)
 
