@@ -1,5 +1,6 @@
 """Bare baseline consumers for the end-to-end bench: the `websockets` asyncio client that
-subscribes to publicTrade topics and only decodes each message (orjson or json).
+subscribes to publicTrade topics (or, with ``--book-depth N``, ``orderbook.N`` topics) and
+only decodes each message (orjson or json).
 
 Prints one JSON line ``{"event":"result", "messages", "cpu_s", "wall_s", ...}`` for the
 measured window: ``--warmup`` seconds after the first trade, then ``--count`` messages or
@@ -38,7 +39,8 @@ async def warmed_up(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, i
         import ssl
 
         ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
-    topics = [f"publicTrade.{s}" for s in symbol_names(args.symbols)]
+    prefix = f"orderbook.{args.book_depth}." if args.book_depth else "publicTrade."
+    topics = [prefix + s for s in symbol_names(args.symbols)]
     async with connect(args.url, ssl=ssl_ctx, max_size=None, ping_interval=None,
                        compression=None) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": topics, "req_id": "b1"}))
@@ -93,6 +95,8 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
     p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--book-depth", type=int, default=0,
+                   help="subscribe the order books at this depth (0: the trades)")
     p.add_argument("--decoder", choices=["orjson", "json"], default="orjson")
     p.add_argument("--count", type=int, default=0, help="messages to measure")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to measure")

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +232,15 @@ def fake_env() -> dict[str, str]:
 
 def start_fake(children: Children, *, symbols: int, rate: float, tls: bool = False,
                stamp: bool = False, tickers: bool = False, duration: float = 900.0,
-               seed: int = 1, pacing: str = "batched") -> tuple[Child, dict[str, Any]]:
+               seed: int = 1, pacing: str = "batched", extra: Sequence[str] = ()
+               ) -> tuple[Child, dict[str, Any]]:
     """Start the fake Bybit in its own process; return it and its ``{"ws_linear", ...}``.
     ``pacing`` at a fixed rate: "batched" (every message due at a millisecond wake-up, in
-    shared writes) or "even" (one message every 1/rate s, each its own write)."""
+    shared writes) or "even" (one message every 1/rate s, each its own write). ``extra``:
+    more of the simulator's options (its books: ``--no-trades --book-rate N``...)."""
     argv = [PYTHON, "-m", "streamer_bybit.simulator", "--symbols", str(symbols),
             "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
-            "--idle-timeout", "0", "--pacing", pacing]
+            "--idle-timeout", "0", "--pacing", pacing, *extra]
     if tls:
         argv.append("--tls")
     if stamp:
