@@ -80,7 +80,9 @@ CLIENTS = {
     "streamer": "streamer, coalesce_ms default (5)",
     "streamer_c0": "streamer, coalesce_ms 0, latency timed",
     "json": "bare asyncio websockets + json",
+    "json_lat": "bare asyncio websockets + json, latency timed",
     "cryptofeed": "cryptofeed (Bybit feed, L2_BOOK)",
+    "trades_c0": "reference: streamer trades, coalesce_ms 0, latency timed",
 }
 CLIENT_SETTINGS = {
     "streamer": "bybit.linear (50 symbols, streams orderbook, book_depth of the row, default "
@@ -90,9 +92,17 @@ CLIENT_SETTINGS = {
                    "wall time - seq (the fake's build microsecond)",
     "json": "websockets asyncio client (compression off, no pings, max_size None), one "
             "subscribe of the 50 orderbook.<depth> topics, json.loads per message",
+    "json_lat": "as json, and each book's wall-clock arrival (once parsed) - its seq: the "
+                "latency of the same messages without the streamer (paced rows only)",
     "cryptofeed": f"{CRYPTOFEED} Bybit feed, L2_BOOK channel (its subscribe of "
                   "orderbook.200 rewritten to the row's depth), a counting callback, uvloop; "
                   "max_depth 0, cross_check off (its defaults)",
+    "trades_c0": "depth-50 row only, on a second fake (`--symbols 50 --rate 2500 --stamp "
+                 "--no-tickers`, batched pacing, idle while nobody subscribes): the trade "
+                 "bench's latency pipeline (bybit.linear trades -> klines.from_trades every "
+                 "trade -> bench.count, which also takes the trades), coalesce_ms 0, at the "
+                 "same message rate: the machine's latency tail without books, in the same "
+                 "rounds",
 }
 P99_TARGET_MS = 2.0
 RATIO_TARGET = 1.0
@@ -143,6 +153,8 @@ class BookBench(Bench):
     """bench_pipeline's children and rounds, with the book clients."""
 
     depth = 50
+    #: The trade fake of the depth-50 row (the latency reference), else None.
+    trade_info: dict[str, Any] | None = None
 
     def client(self, key: str, info: dict[str, Any], window: list[str],
                timeout: float = 300.0) -> dict[str, Any] | None:
@@ -158,8 +170,17 @@ class BookBench(Bench):
                                  timeout=timeout)
         if key == "json":
             return self.baseline(info, "json", *window, *depth, timeout=timeout)
+        if key == "json_lat":
+            if "--duration" not in window:
+                return None
+            return self.baseline(info, "json", *window, *depth, "--latency", timeout=timeout)
         if key == "cryptofeed":
             return self.cryptofeed(info, *window, *depth, timeout=timeout)
+        if key == "trades_c0":
+            if self.trade_info is None:
+                return None
+            return self.streamer(self.trade_info, *window, "--latency", "--updates",
+                                 "every_trade", "--coalesce-ms", "0", timeout=timeout)
         raise ValueError(key)
 
     # -- sections ----------------------------------------------------------------------------
@@ -180,9 +201,19 @@ class BookBench(Bench):
             extra = ["--no-trades", "--full-books", "--book-rate", f"{rate:g}"]
             fake, info = start_fake(self.children, symbols=SYMBOLS, rate=0, stamp=True,
                                     extra=extra)
-            summary, runs = self.block(fake, info, keys, window, offset=i)
-            summary["p99_ms"] = spread([r["latency_ms"]["p99"] for r in runs["streamer_c0"]
-                                        if r.get("latency_ms")])
+            trade_fake = None
+            if i == 0:
+                trade_fake, self.trade_info = start_fake(self.children, symbols=SYMBOLS,
+                                                         rate=rate, stamp=True)
+            try:
+                summary, runs = self.block(fake, info, keys, window, offset=i)
+            finally:
+                if trade_fake is not None:
+                    self.children.stop(trade_fake)
+                self.trade_info = None
+            for key in ("streamer_c0", "json_lat", "trades_c0"):
+                summary[f"p99_ms_{key}"] = spread([r["latency_ms"]["p99"] for r in runs[key]
+                                                   if r.get("latency_ms")])
             summary["settings"] = {"depth": depth, "book_rate": rate, "symbols": SYMBOLS,
                                    "fake": " ".join([*extra, "--stamp"]),
                                    "window": " ".join(window), "rounds": self.args.repeat,
@@ -207,7 +238,7 @@ class BookBench(Bench):
                      f"{s['msg_per_s']['median']:,.0f} msg/s")
         ratios = summary["ratio_vs_json"]
         for key in summary["clients"]:
-            if key == "json" or not ratios[key]["n"]:
+            if key in ("json", "json_lat", "trades_c0") or not ratios[key]["n"]:
                 continue
             target = verdict = ""
             if key == "streamer":
@@ -215,16 +246,22 @@ class BookBench(Bench):
                 verdict = "met" if ratios[key]["median"] <= RATIO_TARGET else "MISSED"
             self.row(f"{label}: {CLIENTS[key]} / json", fmt_spread(ratios[key], ".2f", "x"),
                      target, verdict)
-        p99 = summary["p99_ms"]
-        if p99["n"]:
-            lat = [r["latency_ms"] for r in runs["streamer_c0"] if r.get("latency_ms")]
-            self.row(f"{label}: frame -> sink p99, coalesce_ms 0", fmt_spread(p99, ".2f", " ms"),
-                     f"< {P99_TARGET_MS:g} ms",
-                     "met" if p99["median"] < P99_TARGET_MS else "MISSED")
-            self.row(f"{label}: frame -> sink p50 / p99.9 / max (median of rounds)",
+        for key, what in (("streamer_c0", "books"), ("json_lat", "books, bare json client"),
+                          ("trades_c0", "trades, streamer (reference)")):
+            p99 = summary[f"p99_ms_{key}"]
+            if not p99["n"]:
+                continue
+            lat = [r["latency_ms"] for r in runs[key] if r.get("latency_ms")]
+            target, verdict = "", ""
+            if key == "streamer_c0":
+                target = f"< {P99_TARGET_MS:g} ms"
+                verdict = "met" if p99["median"] < P99_TARGET_MS else "MISSED"
+            self.row(f"{label}: {what}: frame -> sink p99, coalesce_ms 0",
+                     fmt_spread(p99, ".2f", " ms"), target, verdict)
+            self.row(f"{label}: {what}: frame -> sink p50 / p99.9 / max (median of rounds)",
                      " / ".join(f"{spread([x[k] for x in lat])['median']:.2f}"
                                 for k in ("p50", "p99.9", "max")) + " ms",
-                     f"{sum(r['latency_samples'] for r in runs['streamer_c0'])} samples")
+                     f"{sum(r['latency_samples'] for r in runs[key])} samples")
         faults: collections.Counter[str] = collections.Counter()
         for r in runs["streamer"] + runs["streamer_c0"]:
             counters = r.get("metrics", {}).get("linear", {})

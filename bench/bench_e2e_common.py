@@ -106,6 +106,20 @@ class Window:
         return out
 
 
+def percentiles(values: Sequence[float], ps: tuple[float, ...]) -> dict[str, float]:
+    if not values:
+        return {}
+    data = sorted(values)
+    out = {}
+    for p in ps:
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
+        out[f"p{p:g}"] = data[k]
+    out["max"] = data[-1]
+    out["min"] = data[0]
+    out["mean"] = sum(data) / len(data)
+    return out
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

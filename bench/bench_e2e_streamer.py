@@ -51,7 +51,7 @@ from streamer._runtime import Pipeline
 from streamer.intervals import parse_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import Window, cpu_seconds, emit_line, rss_kib, symbol_names
+from bench_e2e_common import Window, cpu_seconds, emit_line, percentiles, rss_kib, symbol_names
 
 WEB_USER = "viewer"
 WEB_KEY_ENV = "STREAMER_BENCH_WEB_KEY"
@@ -129,7 +129,10 @@ class CountingSink:
                     self.books += 1
                     if timed and self.recording:
                         # the fake (--stamp) sends the microsecond it built the message in seq
-                        self.latency.append(now_ms - e.seq / 1000.0)  # type: ignore[union-attr,operator]
+                        lat = now_ms - e.seq / 1000.0  # type: ignore[union-attr,operator]
+                        self.latency.append(lat)
+                        if lat > 5.0 and len(self.outliers) < 10_000:
+                            self.outliers.append((now_ms, lat))
             if trades:
                 self.trades += trades
                 if timed and self.recording and not updates:
@@ -251,20 +254,6 @@ def build_toml(args: argparse.Namespace) -> str:
                  f"latency = {'true' if args.latency else 'false'}\n"
                  f"waiter_ms = {args.waiter_ms}\n")
     return "\n".join(parts)
-
-
-def percentiles(values: list[float] | array[float], ps: tuple[float, ...]) -> dict[str, float]:
-    if not values:
-        return {}
-    data = sorted(values)
-    out = {}
-    for p in ps:
-        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
-        out[f"p{p:g}"] = data[k]
-    out["max"] = data[-1]
-    out["min"] = data[0]
-    out["mean"] = sum(data) / len(data)
-    return out
 
 
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
