@@ -110,10 +110,11 @@ RATIO_TARGET = 1.0
 
 #: The cause of a py-spy sample: the first frame from the leaf (the running function) up
 #: whose file matches. Functions in C (msgspec, json, the socket) show as their caller.
-#: py-spy leaves out samples of a thread asleep, so those in trio's epoll_wait are CPU: the
-#: kernel's side of a wake-up.
+#: Samples in trio's epoll_wait are left out: ``py-spy --nonblocking`` cannot tell a thread
+#: asleep in it from one running in it (the kernel's side is the run's system CPU).
+EPOLL = "epoll_wait"
 CAUSES = (
-    ("_io_epoll.py", "epoll_wait: the kernel's side of each wake-up (trio's I/O wait)"),
+    ("_io_epoll.py", EPOLL),
     ("streamer/book.py", "book upkeep (streamer.book: float(), bisect, insort)"),
     ("book_keeper.py", "book checks, msgspec decode of data, Book event (BookKeeper)"),
     ("streamer_bybit/decode.py", "message envelope decode and dispatch (MessageDecoder)"),
@@ -310,7 +311,19 @@ class BookBench(Bench):
         conns = ready.get("connections", {})
         self.row("rss 600 x depth 1000: messages/s; CPU; connections; time to subscribed",
                  f"{r['messages'] / r['wall_s']:,.0f}; {r['cpu_s'] / r['wall_s'] * 100:.0f}% "
-                 f"of a core; {sum(conns.values())}; {ready.get('subscribe_s', 0):.1f} s")
+                 f"of a core; {sum(conns.values())}; {ready.get('subscribe_s', 0):.1f} s",
+                 "3,000 msg/s sent")
+        self.row("rss 600 x depth 1000: the collector's pauses (count, total, longest)",
+                 "; ".join(f"{gen} {g['count']}, {g['total_ms'] / 1000:.1f} s, "
+                           f"{g['max_ms']:.0f} ms" for gen, g in r["gc"].items()) or "none",
+                 f"over {r['wall_s']:.0f} s")
+        counters = r["metrics"].get("linear", {})
+        self.row("rss 600 x depth 1000: book faults, reconnects",
+                 ", ".join(f"{k} {counters[k]}" for k in
+                           ("book_stale", "book_resyncs", "book_dropped_deltas", "book_gaps",
+                            "reconnects") if k in counters) or "none counted",
+                 "all 0", "met" if not counters.get("book_stale") and not counters.get(
+                     "reconnects") else "MISSED")
 
     def profile(self) -> None:
         """Each cpu row's streamer (flat out too) under py-spy: the share of its samples by
@@ -320,7 +333,7 @@ class BookBench(Bench):
             self.row("profile: skipped", "py-spy not installed (pip install py-spy)")
             return
         out: dict[str, Any] = {}
-        seconds = 6 if self.quick else 20
+        seconds = 6 if self.quick else 40
         for label, depth, rate in ROWS[:1] + ROWS[2:]:
             fake, info = start_fake(self.children, symbols=SYMBOLS, rate=0,
                                     extra=["--no-trades", "--full-books", "--book-rate",
@@ -334,15 +347,24 @@ class BookBench(Bench):
                 self.children.stop(fake)
             r["causes"], r["top"] = profile_causes(raw)
             out[label] = r
-            us = r["cpu_s"] / r["messages"] * 1e6
+            n = r["messages"]
+            us, user, system = (r[k] / n * 1e6 for k in ("cpu_s", "user_s", "sys_s"))
+            epoll = r["causes"].pop(EPOLL, 0.0)
+            busy = 100.0 - epoll
             self.row(f"profile {label}: streamer under py-spy",
-                     f"{us:.2f} us CPU/msg, {r['messages'] / r['wall_s']:,.0f} msg/s",
-                     f"{r['top']['samples']} samples after start-up")
+                     f"{us:.2f} us CPU/msg = {user:.2f} user + {system:.2f} system, "
+                     f"{n / r['wall_s']:,.0f} msg/s, {n / r['reads']:.1f} msg/read",
+                     f"{r['top']['samples']} samples, {epoll:.0f}% of them in epoll_wait "
+                     "(left out)")
+            self.row(f"profile {label}: the kernel (system CPU: socket reads, epoll, "
+                     "wake-ups)", f"{system:.2f} us/msg")
             for cause, pct in r["causes"].items():
-                self.row(f"profile {label}: {cause}", f"{pct:.1f}% = {us * pct / 100:.2f} us/msg")
-            self.row(f"profile {label}: top functions (self, share of samples)",
-                     "; ".join(f"{e['name']} ({e['where']}) {e['pct']:.1f}%"
-                               for e in r["top"]["self"][:12]))
+                self.row(f"profile {label}: {cause}",
+                         f"{pct / busy * 100:.1f}% of user = {user * pct / busy:.2f} us/msg")
+            self.row(f"profile {label}: top functions (self, share of the samples left)",
+                     "; ".join([f"{e['name']} ({e['where']}) {e['pct'] / busy * 100:.1f}%"
+                                for e in r["top"]["self"]
+                                if not e["name"].endswith("get_events")][:12]))
         self.results["profile"] = out
 
     def profiled(self, py_spy: str, raw: Path, info: dict[str, Any], seconds: int,
@@ -433,13 +455,15 @@ class BookBench(Bench):
                          "(VmRSS) at subscribe and every 30 s; slope: least squares")
         if "profile" in self.results:
             lines.append("- profile: the fake as in the cpu row; the streamer client (default "
-                         "coalesce_ms) for 20 s after a 2 s warm-up, `py-spy record --pid -r "
-                         "250 --nonblocking -F` attached 3 s after it is subscribed for 17 s "
+                         "coalesce_ms) for 40 s after a 2 s warm-up, `py-spy record --pid -r "
+                         "250 --nonblocking -F` attached 3 s after it is subscribed for 37 s "
                          "(no start-up, no subscribe snapshots). Cause of a sample: the first "
                          "frame from the leaf up in a known file (C code: msgspec, float(), "
-                         "the socket, shows as its caller); py-spy leaves out the samples of "
-                         "a sleeping thread, so each share times the run's us CPU/msg is that "
-                         "cause's CPU per message")
+                         "the socket, shows as its caller). Samples in trio's epoll_wait are "
+                         "left out (py-spy --nonblocking cannot tell sleeping in it from "
+                         "running in it): the kernel's part is the run's system CPU "
+                         "(getrusage), and each cause's share of the other samples times the "
+                         "run's user CPU per message is that cause's user CPU per message")
         for note in self.results.get("notes", []):
             lines.append(f"- note: {note}")
         lines += ["", *self.table_lines()]
