@@ -1,5 +1,6 @@
 """Bare baseline consumers for the end-to-end bench: the `websockets` asyncio client that
-subscribes to publicTrade topics and only decodes each message (orjson or json).
+subscribes to publicTrade topics (or, with ``--book-depth N``, ``orderbook.N`` topics) and
+only decodes each message (orjson or json).
 
 Prints one JSON line ``{"event":"result", "messages", "cpu_s", "wall_s", ...}`` for the
 measured window: ``--warmup`` seconds after the first trade, then ``--count`` messages or
@@ -16,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from array import array
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +27,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import Window, emit_line, symbol_names
+from bench_e2e_common import Window, emit_line, percentiles, symbol_names
 
 
 @asynccontextmanager
@@ -38,7 +40,8 @@ async def warmed_up(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, i
         import ssl
 
         ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
-    topics = [f"publicTrade.{s}" for s in symbol_names(args.symbols)]
+    prefix = f"orderbook.{args.book_depth}." if args.book_depth else "publicTrade."
+    topics = [prefix + s for s in symbol_names(args.symbols)]
     async with connect(args.url, ssl=ssl_ctx, max_size=None, ping_interval=None,
                        compression=None) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": topics, "req_id": "b1"}))
@@ -72,8 +75,12 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def consume_for(args: argparse.Namespace) -> dict[str, object]:
-    """Fixed-duration window with one clock check per message (cheap next to a recv)."""
+    """Fixed-duration window with one clock check per message (cheap next to a recv).
+    ``--latency``: each book's wall-clock arrival, once parsed, - its ``seq`` (the fake's
+    ``--stamp``: the microsecond it built the message)."""
     async with warmed_up(args) as (ws, loads, count):
+        latency = array("d") if args.latency else None
+        wall = time.time
         window, n0 = Window(), count
         window.start()
         end = window.t0 + args.duration
@@ -82,10 +89,16 @@ async def consume_for(args: argparse.Namespace) -> dict[str, object]:
             msg = loads(raw)
             if "topic" in msg:
                 count += 1
+                if latency is not None:
+                    latency.append(wall() * 1000.0 - msg["data"]["seq"] / 1000.0)
             if clock() >= end:
                 break
         measured = window.stop()
-    return {"messages": count - n0, **measured}
+    out: dict[str, object] = {"messages": count - n0, **measured}
+    if latency is not None:
+        out["latency_ms"] = percentiles(latency, (50, 99, 99.9))
+        out["latency_samples"] = len(latency)
+    return out
 
 
 def main() -> None:
@@ -93,6 +106,11 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
     p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--book-depth", type=int, default=0,
+                   help="subscribe the order books at this depth (0: the trades)")
+    p.add_argument("--latency", action="store_true",
+                   help="with --book-depth and --duration: time each book against its seq "
+                        "(the fake's --stamp)")
     p.add_argument("--decoder", choices=["orjson", "json"], default="orjson")
     p.add_argument("--count", type=int, default=0, help="messages to measure")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to measure")
@@ -102,6 +120,8 @@ def main() -> None:
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
+    if args.latency and not (args.book_depth and args.duration):
+        p.error("--latency needs --book-depth and --duration")
 
     async def bounded() -> dict[str, object]:
         run = consume(args) if args.count else consume_for(args)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,20 @@ class Window:
         if self.server_pid:
             out["server_cpu_s"] = proc_cpu_seconds(self.server_pid) - self.s0
         return out
+
+
+def percentiles(values: Sequence[float], ps: tuple[float, ...]) -> dict[str, float]:
+    if not values:
+        return {}
+    data = sorted(values)
+    out = {}
+    for p in ps:
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
+        out[f"p{p:g}"] = data[k]
+    out["max"] = data[-1]
+    out["min"] = data[0]
+    out["mean"] = sum(data) / len(data)
+    return out
 
 
 def _die_with_parent() -> None:
@@ -231,13 +246,15 @@ def fake_env() -> dict[str, str]:
 
 def start_fake(children: Children, *, symbols: int, rate: float, tls: bool = False,
                stamp: bool = False, tickers: bool = False, duration: float = 900.0,
-               seed: int = 1, pacing: str = "batched") -> tuple[Child, dict[str, Any]]:
+               seed: int = 1, pacing: str = "batched", extra: Sequence[str] = ()
+               ) -> tuple[Child, dict[str, Any]]:
     """Start the fake Bybit in its own process; return it and its ``{"ws_linear", ...}``.
     ``pacing`` at a fixed rate: "batched" (every message due at a millisecond wake-up, in
-    shared writes) or "even" (one message every 1/rate s, each its own write)."""
+    shared writes) or "even" (one message every 1/rate s, each its own write). ``extra``:
+    more of the simulator's options (its books: ``--no-trades --book-rate N``...)."""
     argv = [PYTHON, "-m", "streamer_bybit.simulator", "--symbols", str(symbols),
             "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
-            "--idle-timeout", "0", "--pacing", pacing]
+            "--idle-timeout", "0", "--pacing", pacing, *extra]
     if tls:
         argv.append("--tls")
     if stamp:

@@ -1,12 +1,15 @@
-"""cryptofeed baseline for the end-to-end bench: its Bybit feed, trades only, a counting
-callback (uvloop if installed, cryptofeed's default).
+"""cryptofeed baseline for the end-to-end bench: its Bybit feed, trades (or, with
+``--book-depth N``, its L2 books) only, a counting callback (uvloop if installed,
+cryptofeed's default).
 
 Runs with the interpreter of the bench's own cryptofeed virtual environment
 (``bench_pipeline.py`` creates it; cryptofeed is never a dependency of the product). To reach
 the local fake, two attributes are patched at run time, before the feed starts, and no
 cryptofeed code is copied: the Bybit endpoints (WebSocket and instruments REST) point at the
 fake, and the ``wss://``-only check of cryptofeed's WebSocket connection is given a ``wss://``
-address to check while the ``ws://`` one is used.
+address to check while the ``ws://`` one is used. cryptofeed 2.4 subscribes every Bybit book
+as ``orderbook.200``; with another ``--book-depth`` its subscribe requests are rewritten to
+that depth on the way out (its book handling does not depend on the depth).
 
 Same measuring protocol and output as ``bench_e2e_baseline.py``: ``--warmup`` seconds after
 the first trade, then ``--count`` trades or ``--duration`` seconds; one JSON line.
@@ -65,7 +68,7 @@ def emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def patch_cryptofeed(ws_url: str, rest_url: str) -> None:
+def patch_cryptofeed(ws_url: str, rest_url: str, book_depth: int) -> None:
     from cryptofeed import connection
     from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
     from cryptofeed.defines import FUTURES, PERPETUAL
@@ -89,6 +92,13 @@ def patch_cryptofeed(ws_url: str, rest_url: str) -> None:
         self.address = address
 
     connection.WSAsyncConn.__init__ = init  # type: ignore[method-assign]
+    if book_depth and book_depth != 200:
+        write = connection.WSAsyncConn.write
+
+        async def write_depth(self: Any, data: str) -> None:
+            await write(self, data.replace('"orderbook.200.', f'"orderbook.{book_depth}.'))
+
+        connection.WSAsyncConn.write = write_depth  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -96,6 +106,8 @@ def main() -> None:
     p.add_argument("--ws", required=True)
     p.add_argument("--rest", required=True)
     p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--book-depth", type=int, default=0,
+                   help="its L2 books at this depth instead of the trades (0: trades)")
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--duration", type=float, default=0.0)
     p.add_argument("--warmup", type=float, default=1.0)
@@ -103,10 +115,10 @@ def main() -> None:
     args = p.parse_args()
     if bool(args.count) == bool(args.duration):
         p.error("give exactly one of --count and --duration")
-    patch_cryptofeed(args.ws, args.rest.rstrip("/"))
+    patch_cryptofeed(args.ws, args.rest.rstrip("/"), args.book_depth)
 
     from cryptofeed import FeedHandler
-    from cryptofeed.defines import TRADES
+    from cryptofeed.defines import L2_BOOK, TRADES
     from cryptofeed.exchanges import Bybit
 
     state: dict[str, Any] = {"n": 0, "warm_until": None, "c0": 0.0, "t0": 0.0, "n0": 0,
@@ -145,8 +157,9 @@ def main() -> None:
     import asyncio
 
     asyncio.set_event_loop(asyncio.new_event_loop())
-    handler.add_feed(Bybit(symbols=symbols, channels=[TRADES],
-                           callbacks={TRADES: on_trade}))
+    channel = L2_BOOK if args.book_depth else TRADES
+    handler.add_feed(Bybit(symbols=symbols, channels=[channel],
+                           callbacks={channel: on_trade}))
     import signal
 
     signal.signal(signal.SIGALRM, lambda *_: os._exit(3))

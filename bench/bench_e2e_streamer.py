@@ -1,6 +1,7 @@
 """The streamer side of the end-to-end bench: one process running a real pipeline.
 
     bybit.linear [+ bybit.spot] -> klines.from_trades -> bench.count
+    bybit.linear (streams = ["orderbook"], --book-depth N) -> bench.count   (books)
 
 ``bench.count`` (sink) and ``bench.tap`` (transform) are registered in-process with
 ``PluginManager.register``. The tap counts the sources' trades inline (one trade per message,
@@ -8,7 +9,10 @@ so trades = messages) and emits nothing; the sink takes the klines. With ``--lat
 sink also takes the sources' batches: routing is inline (core/runtime.py), so the kline
 updates of a socket read are queued before its trades, on the same task, and both reach the
 sink in the same delivery; latency = arrival - the microsecond the fake built the message
-(``--stamp`` appends it to every trade id).
+(``--stamp`` appends it to every trade id). With ``--book-depth`` the source takes the
+order books instead (its checks and book upkeep), the sink takes every ``Book`` event, the
+tap counts them as it counts trades, and a book's latency is taken from its ``seq`` (the
+fake's ``--stamp`` puts the build microsecond there).
 
 Prints JSON lines: ``{"event":"ready", ...}`` once subscribed, ``{"event":"progress", ...}``
 every ``--progress`` seconds if asked, and ``{"event":"result", ...}`` for the measured
@@ -39,7 +43,7 @@ import trio
 from streamer._api import Context
 from streamer._base_transform import BaseTransform
 from streamer._config import load_config_text
-from streamer._events import Event, Kline, Ticker, Trade
+from streamer._events import Book, Event, Kline, Ticker, Trade
 from streamer._hookspecs import RegisterType, hookimpl
 from streamer._inbox import Inbox
 from streamer._metrics_http import serve_ops
@@ -48,7 +52,7 @@ from streamer._runtime import Pipeline
 from streamer.intervals import parse_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e_common import Window, cpu_seconds, emit_line, rss_kib, symbol_names
+from bench_e2e_common import Window, cpu_seconds, emit_line, percentiles, rss_kib, symbol_names
 
 WEB_USER = "viewer"
 WEB_KEY_ENV = "STREAMER_BENCH_WEB_KEY"
@@ -81,6 +85,8 @@ class CountingSink:
         self.latency = array("d")
         #: (arrival wall ms, latency ms) of samples over 5 ms, to see when the tail happens
         self.outliers: list[tuple[float, float]] = []
+        #: Book events received
+        self.books = 0
         #: deliveries with trades but no kline update (should stay 0 with every_trade)
         self.trades_without_kline = 0
         #: (interval_ms, end_ms, ms after boundary + waiter) per closed kline
@@ -120,6 +126,14 @@ class CountingSink:
                         updates += 1
                 elif kind is Ticker:
                     self.tickers += 1
+                elif kind is Book:
+                    self.books += 1
+                    if timed and self.recording:
+                        # the fake (--stamp) sends the microsecond it built the message in seq
+                        lat = now_ms - e.seq / 1000.0  # type: ignore[union-attr,operator]
+                        self.latency.append(lat)
+                        if lat > 5.0 and len(self.outliers) < 10_000:
+                            self.outliers.append((now_ms, lat))
             if trades:
                 self.trades += trades
                 if timed and self.recording and not updates:
@@ -133,12 +147,15 @@ class TapConfig:
 
 
 class TapTransform(BaseTransform):
-    """Counts the trades and tickers of the sources' batches inline (no task, no wake-up)
-    and emits nothing: how messages are counted without the sink seeing every trade."""
+    """Counts the trades (or, with :attr:`kind` Book, the book events) and tickers of the
+    sources' batches inline (no task, no wake-up) and emits nothing: how messages are
+    counted without the sink seeing every trade."""
 
     def __init__(self, config: TapConfig, context: Context) -> None:
         self.trades = 0
         self.tickers = 0
+        #: The event class counted as ``trades`` (one per message).
+        self.kind: type[Event] = Trade
         #: Batches seen: the source emits one per socket read that held events, so at one
         #: trade per message this is the read cycles that carried trades.
         self.batches = 0
@@ -152,11 +169,12 @@ class TapTransform(BaseTransform):
         self.batches += 1
         n = 0
         per_second = self.per_second
+        kind = self.kind
         for e in batch:
-            if e.__class__ is Trade:
+            if e.__class__ is kind:
                 n += 1
                 if per_second is not None:
-                    per_second[(e.symbol, e.ts // 1000)] += 1  # type: ignore[attr-defined]
+                    per_second[(e.symbol, e.ts // 1000)] += 1  # type: ignore[union-attr]
             elif e.__class__ is Ticker:
                 self.tickers += 1
         if n:
@@ -186,7 +204,7 @@ def toml_list(items: list[str]) -> str:
 
 def build_toml(args: argparse.Namespace) -> str:
     symbols = symbol_names(args.symbols)
-    streams = args.streams.split(",")
+    streams = ["orderbook"] if args.book_depth else args.streams.split(",")
     intervals = args.intervals.split(",")
     sources: list[tuple[str, str, str]] = [("linear", "bybit.linear", args.ws_linear)]
     if args.ws_spot:
@@ -198,8 +216,18 @@ def build_toml(args: argparse.Namespace) -> str:
                      f'url = "{url}"\nrest_url = "{args.rest}"\n'
                      + (f"coalesce_ms = {args.coalesce_ms}\n"
                         if args.coalesce_ms is not None else "")
-                     + (f'ca_file = "{args.ca_file}"\n' if args.ca_file else ""))
+                     + (f'ca_file = "{args.ca_file}"\n' if args.ca_file else "")
+                     + (f"book_depth = {args.book_depth}\n" if args.book_depth else "")
+                     + (f"book_stale_s = {args.book_stale_s}\n" if args.book_stale_s else ""))
     names = [s[0] for s in sources]
+    if args.book_depth:
+        # the books to the sink, counted inline by the tap: no klines
+        parts.append(f'[[transforms]]\nname = "tap"\ntype = "bench.tap"\n'
+                     f"inputs = {toml_list(names)}\n")
+        parts.append(f'[[sinks]]\nname = "count"\ntype = "bench.count"\n'
+                     f"inputs = {toml_list(names)}\nqueue_size = 100000\n"
+                     f"latency = {'true' if args.latency else 'false'}\n")
+        return "\n".join(parts)
     parts.append(f'[[transforms]]\nname = "klines"\ntype = "klines.from_trades"\n'
                  f"inputs = {toml_list(names)}\nintervals = {toml_list(intervals)}\n"
                  f'updates = "{args.updates}"\nfirst_candle = "{args.first_candle}"\n'
@@ -227,20 +255,6 @@ def build_toml(args: argparse.Namespace) -> str:
                  f"latency = {'true' if args.latency else 'false'}\n"
                  f"waiter_ms = {args.waiter_ms}\n")
     return "\n".join(parts)
-
-
-def percentiles(values: list[float] | array[float], ps: tuple[float, ...]) -> dict[str, float]:
-    if not values:
-        return {}
-    data = sorted(values)
-    out = {}
-    for p in ps:
-        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
-        out[f"p{p:g}"] = data[k]
-    out["max"] = data[-1]
-    out["min"] = data[0]
-    out["mean"] = sum(data) / len(data)
-    return out
 
 
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -272,6 +286,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 await nursery.start(serve_and_scrape)
             sink: CountingSink = pipeline.node("count")
             tap: TapTransform = pipeline.node("tap")
+            if args.book_depth:
+                tap.kind = Book
             sources = [n for n in ("linear", "spot") if n in pipeline.nodes]
             conns = {n: len(pipeline.node(n).connections) for n in sources}
             clients = None
@@ -323,6 +339,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "connections": conns,
                 "rss_kib": rss_kib_self(),
             }
+            if args.book_depth:
+                result["books_at_sink"] = sink.books
             if args.latency:
                 result["latency_ms"] = percentiles(sink.latency, (50, 99, 99.9))
                 result["latency_samples"] = len(sink.latency)
@@ -513,6 +531,11 @@ def main() -> None:
     p.add_argument("--ca-file", default=None)
     p.add_argument("--symbols", type=int, default=50)
     p.add_argument("--streams", default="trades")
+    p.add_argument("--book-depth", type=int, default=0,
+                   help="the order books at this depth instead of --streams: source -> sink, "
+                        "no klines (0: trades)")
+    p.add_argument("--book-stale-s", type=float, default=0.0,
+                   help="the source's book_stale_s (0: its default, 3 push intervals)")
     p.add_argument("--intervals", default="1m,5m,1h,4h,1D")
     p.add_argument("--updates", default="closed", choices=["closed", "every_trade", "throttled"])
     p.add_argument("--first-candle", default="partial", choices=["backfill", "partial", "skip"])

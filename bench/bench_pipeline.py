@@ -59,6 +59,7 @@ from bench_e2e_common import (
     BENCH,
     PYTHON,
     ROOT,
+    Child,
     Children,
     start_fake,
 )
@@ -319,6 +320,21 @@ class Bench:
                     res["round"] = r
                     runs[key].append(res)
 
+    def block(self, fake: Child, info: dict[str, Any], keys: list[str], window: list[str],
+              offset: int) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        """:meth:`rounds` of ``keys`` on the fake ``fake`` (stopped after them): their
+        summary against the json client, with the load average before and after, and the
+        runs."""
+        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        load0 = os.getloadavg()
+        try:
+            self.rounds(info, keys, window, runs, offset=offset)
+        finally:
+            self.children.stop(fake)
+        summary = summarise(runs, "json")
+        summary["loadavg"] = [load0, os.getloadavg()]
+        return summary, runs
+
     # -- sections ------------------------------------------------------------------------------
 
     def rates(self) -> None:
@@ -339,14 +355,7 @@ class Bench:
             window = (["--count", count] if rate == 0 else ["--duration", duration]) + [
                 "--warmup", "1"]
             fake, info = start_fake(self.children, symbols=50, rate=rate, pacing=pacing)
-            runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-            load0 = os.getloadavg()
-            try:
-                self.rounds(info, keys, window, runs, offset=i)
-            finally:
-                self.children.stop(fake)
-            summary = summarise(runs, "json")
-            summary["loadavg"] = [load0, os.getloadavg()]
+            summary, runs = self.block(fake, info, keys, window, offset=i)
             summary["settings"] = {"rate": rate, "pacing": pacing, "symbols": 50,
                                    "trades_per_message": 1, "window": " ".join(window),
                                    "rounds": self.args.repeat, "clients": keys}
@@ -649,8 +658,8 @@ class Bench:
 
     def install_lines(self) -> list[str]:
         """The streamer/floor children's install when it is another checkout's."""
-        inst = self.results["streamer_install"]
-        if inst["python"] == PYTHON:
+        inst = self.results.get("streamer_install")
+        if inst is None or inst["python"] == PYTHON:
             return []
         git = inst["git"]
         return [f"Streamer and floor children on `{inst['python']}`: commit `{git['commit']}` "
@@ -679,22 +688,22 @@ class Bench:
             out.append(f"- note: {note}")
         return [*out, ""]
 
-    def markdown(self) -> str:
-        """The small committed summary of this run: command, machine, load, the table."""
+    def head_lines(self, script: str, run: str) -> list[str]:
+        """The head of a run's summary: title, command, commit, ``run`` (its rounds and
+        time), machine, the load at the start and end of the run and of each section."""
         m = self.results["machine"]
         load = self.results.get("section_loadavg", {})
         git = m["git"]
         load_run = (m["loadavg_start"], m["loadavg_end"])
-        lines = [
-            f"# bench_pipeline run {self.results['started_utc']} UTC",
+        return [
+            f"# {script.removesuffix('.py')} run {self.results['started_utc']} UTC",
             "",
-            f"Command: `.venv/bin/python bench/bench_pipeline.py {' '.join(sys.argv[1:])}`  ",
+            f"Command: `.venv/bin/python bench/{script} {' '.join(sys.argv[1:])}`  ",
             f"Commit: `{git['commit']}` ({git['subject']})"
             + (f", DIRTY: {', '.join(git['dirty_files'])}" if git["dirty"] else ", clean")
             + "  ",
             *self.install_lines(),
-            f"Mode {self.results['mode']}, {self.results['repeat']} rounds (order rotated each "
-            f"round); {self.results['seconds']:.0f} s in all.  ",
+            run,
             f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['platform']}, Python "
             f"{m['python']}, {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.  ",
             "Load average (1, 5, 15 min) at the start / end of the run: "
@@ -702,6 +711,24 @@ class Bench:
             f"{tuple(round(x, 2) for x in load_run[1])}; of each section: "
             + "; ".join(f"{sec} {tuple(round(x, 2) for x in la[0])} / "
                         f"{tuple(round(x, 2) for x in la[-1])}" for sec, la in load.items()),
+        ]
+
+    def table_lines(self) -> list[str]:
+        """The table of every row, and the failures."""
+        lines = ["| metric | value | target / note | verdict |", "|---|---|---|---|"]
+        for metric, value, target, verdict in self.rows:
+            lines.append(f"| {metric.strip()} | {value} | {target} | {verdict} |")
+        failures = self.results.get("failures")
+        if failures:
+            lines += ["", "Failures: " + json.dumps(failures)[:2000]]
+        return lines
+
+    def markdown(self) -> str:
+        """The small committed summary of this run: command, machine, load, the table."""
+        run = (f"Mode {self.results['mode']}, {self.results['repeat']} rounds (order rotated "
+               f"each round); {self.results['seconds']:.0f} s in all.  ")
+        lines = [
+            *self.head_lines("bench_pipeline.py", run),
             "",
             "CPU-s/100k: median (min-max, n rounds) of the client's own CPU seconds "
             "(getrusage, all threads) per 100k messages over its measured window; x json: "
@@ -712,15 +739,7 @@ class Bench:
             "",
         ]
         lines += self.settings_lines()
-        lines += [
-            "| metric | value | target / note | verdict |",
-            "|---|---|---|---|",
-        ]
-        for metric, value, target, verdict in self.rows:
-            lines.append(f"| {metric.strip()} | {value} | {target} | {verdict} |")
-        failures = self.results.get("failures")
-        if failures:
-            lines += ["", "Failures: " + json.dumps(failures)[:2000]]
+        lines += self.table_lines()
         return "\n".join(lines) + "\n"
 
 
@@ -927,7 +946,11 @@ def main() -> None:
         p.error(f"--clients: unknown {sorted(unknown)} or json missing")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
-    bench = Bench(args)
+    run_until_interrupted(Bench(args))
+
+
+def run_until_interrupted(bench: Bench) -> None:
+    """``bench.run()``; on Ctrl-C its children are stopped (by pid) and the exit is 130."""
     try:
         bench.run()
     except KeyboardInterrupt:

@@ -8,7 +8,11 @@ wake-up, in shared writes).  ``--stamp``: the message-level
 ``ts`` of every message is the wall-clock time (ms, ``time.time_ns() // 10**6``) when the
 fake built it, just before writing it; benches use it to measure latency (no extra keys).
 Each subscribed ``orderbook.{depth}.{symbol}`` topic is pushed at its depth's interval
-(books.py: a snapshot on subscribe, then deltas).
+(books.py: a snapshot on subscribe, then deltas); ``--book-rate N``: N pushes a second over
+all of them instead (0 = flat out); ``--no-trades``: no random market,
+the books only.  ``--full-books``: every book holds its whole depth (else
+at most 60 levels a side).  With ``--stamp`` a book message's ``seq`` is the wall-clock
+microsecond the fake built it at.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ async def amain(args) -> None:
     fake = FakeBybit(linear_symbols=syms, spot_symbols=syms, seed=args.seed, ssl_context=ctx,
                      host=args.host, port=args.port, history_limit=1000, stamp=args.stamp,
                      non_trading_instruments=False, rest_trade_lag=args.rest_trade_lag,
-                     pacing=args.pacing)
+                     pacing=args.pacing, full_books=args.full_books)
     fake.idle_timeout = None if args.idle_timeout <= 0 else args.idle_timeout
     if args.kline_fail:
         fake.rest_failing.add("/v5/market/kline")
@@ -59,13 +63,13 @@ async def amain(args) -> None:
             if cafile:
                 info["cafile"] = cafile
             print(json.dumps(info), flush=True)
-            for cat in ("linear", "spot"):
+            for cat in () if args.no_trades else ("linear", "spot"):
                 nursery.start_soon(functools.partial(
                     fake.run_market, cat, None, rate=args.rate,
                     trades_per_message=args.trades_per_message, tickers=not args.no_tickers,
                     wait_for_subscribers=True))
             # Order books: each subscribed orderbook topic at its depth's push interval.
-            await nursery.start(run_books, fake)
+            await nursery.start(functools.partial(run_books, fake, rate=args.book_rate))
 
 
 def main(argv=None) -> None:
@@ -85,10 +89,18 @@ def main(argv=None) -> None:
     p.add_argument("--stamp", action="store_true")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-tickers", action="store_true")
+    p.add_argument("--no-trades", action="store_true",
+                   help="no random market (trades, tickers): the order books only")
     p.add_argument("--kline-fail", action="store_true", help="answer GET /v5/market/kline 503")
     p.add_argument("--kline-delay", type=float, default=0.0,
                    help="answer GET /v5/market/kline after S seconds")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="<= 0 disables")
+    p.add_argument("--book-rate", type=float, default=None,
+                   help="order-book pushes/s over all subscribed book topics, round-robin; "
+                        "0 = flat out (default: each at its depth's interval, as Bybit)")
+    p.add_argument("--full-books", action="store_true",
+                   help="fill every book to its whole depth (default: at most 60 levels a "
+                        "side)")
     p.add_argument("--rest-trade-lag", type=float, default=0.0,
                    help="seconds REST recent-trade lags the WebSocket")
     args = p.parse_args(argv)

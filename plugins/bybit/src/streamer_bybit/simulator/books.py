@@ -7,7 +7,12 @@ is the last + 1 (size ``"0"`` deletes a level); depth 1 sends snapshots only. A 
 within its depth: a level pushed out is deleted by the same delta. ``seq`` grows by a random
 step; ``cts`` is the push's engine time. A book of a symbol the fake trades sits at that
 symbol's price when the book is first asked for (its price decimals, a level every random-walk
-step); any other at 100,000 in steps of 0.5. It does not follow the trades after that.
+step); any other at 100,000 in steps of 0.5. It does not follow the trades after that. A book
+starts with at most 60 levels a side (small messages for tests); ``BookFeed(full=True)`` fills
+each to its whole depth, as a busy market's book is (the benches).
+
+Pushes (:func:`run_books`): each subscribed topic at its depth's interval, Bybit's rhythm; or,
+for benches, a set number of pushes a second over all the subscribed topics, or flat out.
 
 Faults (:meth:`BookFeed.inject`, taken one per push, in order):
 
@@ -59,11 +64,14 @@ class SimBook:
     """One topic's true book: price ticks -> size string per side, and its ``u``."""
 
     def __init__(self, symbol: str, depth: int, rng: random.Random,
-                 grid: Grid = (MID_TICKS, TICK_UNITS, DECIMALS)) -> None:
+                 grid: Grid = (MID_TICKS, TICK_UNITS, DECIMALS), *, full: bool = False) -> None:
         self.symbol = symbol
         self.depth = depth
         self.rng = rng
         self.mid, self._tick_units, self._decimals = grid
+        self.full = full
+        #: Levels a side a fresh book gets: the whole depth when ``full``, else at most 60.
+        self.spread = depth if full else min(depth, 60)
         self.bids: dict[int, str] = {}
         self.asks: dict[int, str] = {}
         self.u = 0
@@ -71,8 +79,8 @@ class SimBook:
         self.fill()
 
     def fill(self) -> None:
-        """Fresh levels on both sides, ``depth`` each (fewer for a deep book: at most 60)."""
-        n = min(self.depth, 60)
+        """Fresh levels on both sides, :attr:`spread` each."""
+        n = self.spread
         self.bids = {self.mid - 1 - i: self._size() for i in range(n)}
         self.asks = {self.mid + 1 + i: self._size() for i in range(n)}
 
@@ -115,8 +123,10 @@ class SimBook:
 
     def _change(self, book: dict[int, str], sign: int) -> dict[int, str]:
         """One change to ``book`` (sign -1: bids, 1: asks): a size, a delete or an insert,
-        and the delete of the level an insert pushed out of the depth. What changed, by tick
-        (size "0": deleted)."""
+        and the delete of the level an insert pushed out of the depth. A full book stays full:
+        a delete brings the next level beyond its edge into view (as a depth-limited view of
+        a deeper book does), and inserts land within its depth. What changed, by tick (size
+        "0": deleted)."""
         rng = self.rng
         changed: dict[int, str] = {}
         what = rng.randrange(3)
@@ -127,8 +137,13 @@ class SimBook:
             t = rng.choice(list(book))
             del book[t]
             changed[t] = "0"
+            if self.full and len(book) < self.depth:
+                edge = max(book) if sign == 1 else min(book)
+                t = edge + sign * rng.randrange(1, 4)
+                book[t] = changed[t] = self._size()
         else:
-            t = self.mid + sign * rng.randrange(1, 2 * min(self.depth, 60) + 2)
+            reach = self.spread + 2 if self.full else 2 * self.spread + 2
+            t = self.mid + sign * rng.randrange(1, reach)
             book[t] = changed[t] = self._size()
             if len(book) > self.depth:  # the worst level falls out of the depth
                 worst = max(book) if sign == 1 else min(book)
@@ -156,10 +171,13 @@ class SimBook:
 class BookFeed:
     """Every true book of the fake, and the faults waiting for their pushes."""
 
-    def __init__(self, seed: int, grid: Callable[[str, str], Grid | None] | None = None) -> None:
+    def __init__(self, seed: int, grid: Callable[[str, str], Grid | None] | None = None, *,
+                 full: bool = False) -> None:
         self.rng = random.Random(seed * 31 + 7)
         #: (category, symbol) -> where a new book of it sits (None: the default grid).
         self._grid = grid
+        #: Books filled to their whole depth (see :class:`SimBook`).
+        self.full = full
         self.books: dict[tuple[str, str], SimBook] = {}
         self.faults: dict[tuple[str, str], deque[str]] = {}
         #: Topics stopped by a "silent" fault, until subscribed again.
@@ -174,7 +192,7 @@ class BookFeed:
             _, depth, symbol = topic.split(".")
             grid = self._grid(category, symbol) if self._grid is not None else None
             b = self.books[key] = SimBook(symbol, int(depth), self.rng,
-                                          *(() if grid is None else (grid,)))
+                                          *(() if grid is None else (grid,)), full=self.full)
         return b
 
     def inject(self, category: str, topic: str, fault: str) -> None:
@@ -226,10 +244,17 @@ class BookFeed:
         return out
 
 
-async def run_books(fake: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Push every subscribed ``orderbook`` topic of ``fake`` (a FakeBybit) at its depth's push
-    interval (:func:`~streamer_bybit.book_depths.push_interval_ms`), from now on, until
-    cancelled: Bybit's rhythm, one change per push."""
+async def run_books(fake: Any, *, rate: float | None = None,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Push the subscribed ``orderbook`` topics of ``fake`` (a FakeBybit), one change per
+    push, from now on, until cancelled. ``rate`` None: each topic at its depth's push interval
+    (:func:`~streamer_bybit.book_depths.push_interval_ms`), Bybit's rhythm. ``rate > 0``: that
+    many pushes a second in all, round-robin over the subscribed topics, every push then due
+    made at each (millisecond) wake-up, as ``run_market``'s batched pacing; ``rate = 0``: flat
+    out, as fast as the sockets take them."""
+    if rate is not None:
+        await _run_books_paced(fake, rate, task_status)
+        return
     start = trio.current_time()
     task_status.started()
     tick = 0
@@ -243,6 +268,34 @@ async def run_books(fake: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -
             depth = int(topic.split(".")[1])
             if elapsed_ms % push_interval_ms(category, depth) == 0:
                 fake.push_book(category, topic)
+
+
+async def _run_books_paced(fake: Any, rate: float, task_status: Any) -> None:
+    """:func:`run_books` at ``rate`` pushes a second in all (0: flat out). The count starts
+    again whenever no book topic is subscribed; a slow connection holds the pushes back."""
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0, got {rate!r}")
+    task_status.started()
+    start, paced, k = trio.current_time(), 0, 0
+    while True:
+        topics = [key for key, subs in fake._subs.items()
+                  if subs and key[1].startswith("orderbook.")]
+        if not topics:
+            await fake._sub_changed.park()
+            start, paced = trio.current_time(), 0
+            continue
+        due = fake._batched_due(rate, trio.current_time(), start, paced)
+        if not due:
+            await trio.sleep_until(start + paced / rate)
+            continue
+        for _ in range(due):
+            fake.push_book(*topics[k % len(topics)])
+            k += 1
+        paced += due
+        for c in fake.connections:
+            if c.backlogged:
+                await c.wait_space()
+        await trio.lowlevel.checkpoint()
 
 
 def _message(topic: str, kind: str, ts: int, data: dict[str, Any]) -> dict[str, Any]:

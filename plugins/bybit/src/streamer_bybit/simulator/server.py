@@ -32,7 +32,8 @@ Choices the fake makes where Bybit's behaviour is unknown or not worth imitating
   the send time).  Trade ``T`` is the ``ts`` passed to ``trade()`` (default now).  With
   ``stamp=True`` ``run_market``'s trade ids also end in ``@<wall-clock microseconds>`` of the
   moment the message was built, since ``T``'s whole milliseconds would overstate a latency
-  by 0-1 ms.
+  by 0-1 ms; an order-book message's ``seq`` is that microsecond instead of Bybit's cross
+  sequence.
 * Each ``trade()`` call has one ``seq`` shared by its trades (Bybit's seq may repeat).
 * Idle connections (no client frame for ``idle_timeout`` seconds of trio time, default 600)
   are dropped without a close frame.  Client JSON that is not an object or has an

@@ -52,6 +52,7 @@ class FakeState:
         rest_trade_lag: float | tuple[float, float] = 0.0,
         rest_delay: float = 0.0,
         pacing: str = "batched",
+        full_books: bool = False,
     ) -> None:
         if pacing not in PACINGS:
             raise ValueError(f"pacing must be one of {PACINGS}")
@@ -104,7 +105,7 @@ class FakeState:
         self._sub_changed = trio.lowlevel.ParkingLot()
         self._kline_subs: collections.Counter[tuple[str, str]] = collections.Counter()
         #: The order books (simulator/books.py): ``push_book`` sends their messages.
-        self.books = BookFeed(seed, self._book_grid)
+        self.books = BookFeed(seed, self._book_grid, full=full_books)
         self._serve_scope: trio.CancelScope | None = None
         self._rest_times: collections.deque[float] = collections.deque()
         self.rest_trade_lag = rest_trade_lag
@@ -224,8 +225,11 @@ class FakeState:
 
     def push_book(self, category: str, topic: str, *, unchanged: bool = False) -> None:
         """One push of ``topic``'s book to its subscribers (a fault injected with
-        ``books.inject`` is taken by it; ``unchanged``: see ``BookFeed.push``)."""
+        ``books.inject`` is taken by it; ``unchanged``: see ``BookFeed.push``). With
+        ``stamp`` each message's ``seq`` is the wall-clock microsecond it was built at."""
         for payload in self.books.push(category, topic, self._msg_ts(), unchanged=unchanged):
+            if self.stamp:
+                payload["data"]["seq"] = time.time_ns() // 1000
             self._publish(category, topic, payload)
 
     def _ticker_frame(self, inst: Instrument, snapshot: bool, fields: dict | None) -> bytes:
