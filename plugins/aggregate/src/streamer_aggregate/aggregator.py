@@ -117,6 +117,7 @@ class KlineAggregator(BackfillMerge):
         amounts = self.amounts
         sizes = amounts.sizes
         prices = amounts.prices
+        price_scale, price_scale_float = amounts.price_scale, amounts.price_scale_float
         dirty = self._dirty
         flush = self._flushes  # nothing in this loop flushes
         for t in trades:
@@ -130,11 +131,19 @@ class KlineAggregator(BackfillMerge):
                 if v is None:
                     v = amounts.size_units(t.size)
                 if with_turnover:
-                    price = prices.get(t.price)
-                    if price is None:
-                        price = amounts.price_units(t.price)
-                    p = price[0]
-                    tv = price[1] * v
+                    text = t.price
+                    p = float(text)
+                    # The units without a lookup when the float tells them exactly
+                    # (amounts.py's module doc); else the cache, or the parser.
+                    x = p * price_scale_float
+                    if not (0.5 < x < 1e15 and len(text) < 16
+                            and (units := int(x + 0.5)) / price_scale == p):
+                        units = prices.get(text)
+                        if units is None:
+                            units = amounts.price_units(text)  # may widen the scales
+                            price_scale = amounts.price_scale
+                            price_scale_float = amounts.price_scale_float
+                    tv = units * v
                 else:
                     p = float(t.price)
                     if not 0.0 < p < _INF:  # NaN fails it too
