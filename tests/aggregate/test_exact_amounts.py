@@ -136,11 +136,12 @@ def test_the_units_caches_stay_bounded_and_the_sums_exact():
     ["99999999999999.9", "0.0000001", "2.5"],
 ])
 def test_prices_read_from_their_float_or_parsed_sum_the_same_exact_turnover(prices):
-    sizes = ["1", "0.5", "3", "0.25", "7", "2"]
+    sizes = ["1", "0.5", "3", "0.25", "7", "2"][:len(prices)]
     trades = [trade(B + i, price, sizes[i]) for i, price in enumerate(prices)]
     k = closed_klines(trades)[0]
     assert k.trade_count == len(prices)
-    assert k.turnover == float(sum(Decimal(p) * Decimal(s) for p, s in zip(prices, sizes)))
+    turnover = sum(Decimal(p) * Decimal(s) for p, s in zip(prices, sizes, strict=True))
+    assert k.turnover == float(turnover)
     assert k.high == max(float(p) for p in prices) and k.close == float(prices[-1])
 
 
