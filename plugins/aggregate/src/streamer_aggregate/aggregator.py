@@ -138,8 +138,10 @@ class KlineAggregator(BackfillMerge):
                     x = p * price_scale_float
                     if not (0.5 < x < 1e15 and len(text) < 16
                             and (units := int(x + 0.5)) / price_scale == p):
-                        units = prices.get(text)
-                        if units is None:
+                        cached = prices.get(text)
+                        if cached is not None:
+                            units = cached
+                        else:
                             units = amounts.price_units(text)  # may widen the scales
                             price_scale = amounts.price_scale
                             price_scale_float = amounts.price_scale_float
