@@ -115,13 +115,41 @@ def test_the_units_caches_stay_bounded_and_the_sums_exact():
     from streamer_aggregate.amounts import CACHE_ENTRIES
 
     n = CACHE_ENTRIES + 5_000
-    trades = [trade(B + i % MINUTE_MS, f"{i}.5", f"0.{i:06d}") for i in range(1, n + 1)]
+    # 16 decimals: prices the float cannot tell exactly, so every one goes to the cache.
+    trades = [trade(B + i % MINUTE_MS, f"{i}.{i:016d}", f"0.{i:06d}") for i in range(1, n + 1)]
     agg = KlineAggregator([MINUTE_MS], waiter_ms=0, turnover=True, first_candle="partial")
     agg.add_trades(trades)
     assert len(agg.amounts.sizes) <= CACHE_ENTRIES and len(agg.amounts.prices) <= CACHE_ENTRIES
     [k] = agg.close_due(B + MINUTE_MS)
     assert k.volume == float(sum(Decimal(t.size) for t in trades))
     assert k.turnover == float(sum(Decimal(t.price) * Decimal(t.size) for t in trades))
+
+
+@pytest.mark.parametrize("prices", [
+    # coarser then finer: the float of 100.25 is not 100.2 or 100.3 at one decimal
+    ["100.5", "100.25", "100.125", "100.5"],
+    # the same values written otherwise; a price of 15 characters and 13 decimals
+    ["100.50", "100.5", "1E+2", "100", "0.1000000000001", "1234567890.12345"],
+    # 19 characters, 17 decimals: as 0.3 in a float, but not the same decimal
+    ["0.3", "0.30000000000000001", "0.3"],
+    # 16 characters, then what only the parser reads
+    ["99999999999999.9", "0.0000001", "2.5"],
+])
+def test_prices_read_from_their_float_or_parsed_sum_the_same_exact_turnover(prices):
+    sizes = ["1", "0.5", "3", "0.25", "7", "2"][:len(prices)]
+    trades = [trade(B + i, price, sizes[i]) for i, price in enumerate(prices)]
+    k = closed_klines(trades)[0]
+    assert k.trade_count == len(prices)
+    turnover = sum(Decimal(p) * Decimal(s) for p, s in zip(prices, sizes, strict=True))
+    assert k.turnover == float(turnover)
+    assert k.high == max(float(p) for p in prices) and k.close == float(prices[-1])
+
+
+def test_a_price_of_more_than_15_characters_is_parsed_not_read_from_its_float():
+    agg = KlineAggregator([MINUTE_MS], waiter_ms=0, turnover=True, first_candle="partial")
+    agg.add_trades([trade(B, "0.3", "1"), trade(B + 1, "0.30000000000000001", "1")])
+    # float("0.30000000000000001") == 3 / 10: only the parser sees its 17 decimals
+    assert (agg.amounts.price_decimals, agg.amounts.price_scale_float) == (17, 0.0)
 
 
 @pytest.mark.parametrize("turnover", [True, False])

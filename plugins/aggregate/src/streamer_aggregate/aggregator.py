@@ -27,8 +27,10 @@ Volume and turnover are exact decimal sums, counted in integer units
 The hot path (:meth:`KlineAggregator.add_trades`) looks the units of a trade's size (and
 price, with turnover) up in the symbol's cache once per trade, checks once whether the trade
 falls in every interval's newest candle (the symbol's
-:class:`~streamer_aggregate.candles.SymbolCandles` span) and then updates a few slots per
-interval: no dict, tuple or object is allocated per trade unless a candle opens or closes.
+:class:`~streamer_aggregate.candles.SymbolCandles` span) and then updates a few slots of that
+group, which settles them into each interval's candle before any is read: the work per trade
+does not grow with the intervals, and no dict, tuple or object is allocated per trade unless
+a candle opens or closes.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class KlineAggregator(BackfillMerge):
         self._all: list[IntervalState] = []
         self.amounts = Amounts(self._open_buckets, turnover)
         self._dirty: list[Bucket] = []
+        #: Flushes of open-kline updates so far (``SymbolCandles.marked``).
+        self._flushes = 0
         self._pending = WaitingFirstCandles(backfill_deadline_ms)
         self._dropped = DroppedTrades(self.metrics, self.log)
         #: Stream gaps being recovered (the transform holds and releases them; call
@@ -113,7 +117,9 @@ class KlineAggregator(BackfillMerge):
         amounts = self.amounts
         sizes = amounts.sizes
         prices = amounts.prices
+        price_scale, price_scale_float = amounts.price_scale, amounts.price_scale_float
         dirty = self._dirty
+        flush = self._flushes  # nothing in this loop flushes
         for t in trades:
             if t.__class__ is not Trade:
                 continue
@@ -125,11 +131,21 @@ class KlineAggregator(BackfillMerge):
                 if v is None:
                     v = amounts.size_units(t.size)
                 if with_turnover:
-                    price = prices.get(t.price)
-                    if price is None:
-                        price = amounts.price_units(t.price)
-                    p = price[0]
-                    tv = price[1] * v
+                    text = t.price
+                    p = float(text)
+                    # The units without a lookup when the float tells them exactly
+                    # (amounts.py's module doc); else the cache, or the parser.
+                    x = p * price_scale_float
+                    if not (0.5 < x < 1e15 and len(text) < 16
+                            and (units := int(x + 0.5)) / price_scale == p):
+                        cached = prices.get(text)
+                        if cached is not None:
+                            units = cached
+                        else:
+                            units = amounts.price_units(text)  # may widen the scales
+                            price_scale = amounts.price_scale
+                            price_scale_float = amounts.price_scale_float
+                    tv = units * v
                 else:
                     p = float(t.price)
                     if not 0.0 < p < _INF:  # NaN fails it too
@@ -146,28 +162,33 @@ class KlineAggregator(BackfillMerge):
                 group = self._new_symbol(t.channel, t.symbol)
             ts: int = t.ts
             if group.lo <= ts < group.hi:
-                # In every interval's newest candle: _fold, inlined. This runs per trade and
-                # interval, and a method call here costs more than the work itself. The sums
-                # are the same for every interval: kept once in the group (settle()).
+                # In every interval's newest candle: folded into the group, which settles
+                # it into each of them before any is read (SymbolCandles). This runs per
+                # trade: a method call here costs more than the work itself.
                 group.volume += v
                 group.trades += 1
                 if with_turnover:
                     group.turnover += tv
-                for b in group.curs:
-                    if p > b.high:
-                        b.high = p
-                    elif p < b.low:
-                        b.low = p
-                    if ts >= b.close_ts:
-                        b.close = p
-                        b.close_ts = ts
-                    elif ts < b.open_ts:
-                        b.open = p
-                        b.open_ts = ts
-                    if track and not b.dirty:
-                        b.dirty = True
-                        dirty.append(b)
+                if p > group.high:
+                    group.high = p
+                if p < group.low:
+                    group.low = p
+                if ts >= group.close_ts:
+                    group.close = p
+                    group.close_ts = ts
+                if ts < group.open_ts:
+                    group.open = p
+                    group.open_ts = ts
+                if track and group.marked != flush:
+                    group.marked = flush
+                    for b in group.curs:
+                        if not b.dirty:
+                            b.dirty = True
+                            dirty.append(b)
             else:
+                # A candle opens or closes, or the trade is older: folded directly, after
+                # what the group holds (the order decides a tie for open and close).
+                group.settle()
                 for st in group.states:
                     cur = st.cur
                     if cur is not None and cur.start <= ts < cur.end:
@@ -323,6 +344,9 @@ class KlineAggregator(BackfillMerge):
                 st.cursor = min(buckets[0].start, latest) if buckets else latest
 
     def _emit_closed(self, b: Bucket, out: list[Kline]) -> None:
+        group = b.state.group
+        if group is not None:
+            group.settle()  # the caller reads the close, kline or not
         b.closed = True
         if b.pending is not None:
             # The history did not come in time: what we have is all we know.
@@ -337,12 +361,23 @@ class KlineAggregator(BackfillMerge):
     def flush_updates(self) -> list[Kline]:
         """Open klines changed since the last flush (``closed=False``), oldest change first."""
         out: list[Kline] = []
+        self._flushes += 1
         amounts = self.amounts
+        volume_scale = amounts.volume_scale
+        turnover_scale = amounts.turnover_scale if amounts.turnover else 0
         for b in self._dirty:
             b.dirty = False
             if b.closed or b.skip or b.pending is not None:
                 continue
-            out.append(b.kline(False, amounts))
+            # Bucket.kline, inlined: one per changed candle, and most trades change five.
+            st = b.state
+            group = st.group
+            if group is not None and group.trades:
+                group.settle()
+            out.append(Kline(st.channel, st.symbol, st.ms, b.start, b.open, b.high, b.low,
+                             b.close, b.volume / volume_scale, b.trade_count, False,
+                             b.turnover / turnover_scale if turnover_scale else None,
+                             b.partial))
         self._dirty = []
         return out
 

@@ -13,6 +13,16 @@ significant digits, float's own limit.
 Parsing a decimal string costs more than ``float()``, a dict lookup less: :class:`Amounts`
 keeps the units of the strings seen last (at most :data:`CACHE_ENTRIES` each for sizes and
 prices, then that cache starts over), and most trades repeat a recent size and price.
+
+A price needs no lookup at all when its float tells its units exactly (the aggregator's hot
+path, with :attr:`Amounts.price_scale_float`): for ``s`` of at most 15 characters (so at most
+15 significant digits) and ``N = round(float(s) * 10 ** d)`` below ``10 ** 15``, if
+``N / 10 ** d == float(s)`` (int / int is correctly rounded) then ``s`` is exactly
+``N * 10 ** -d``: two decimals of at most 15 significant digits that read as the same double
+are the same decimal (DBL_DIG). Anything else (more decimals than ``d``, longer strings,
+NaN, signs) goes through the cache and the parser as before. A big price dict is a few
+cache misses per trade once the rest of a socket read has gone through the CPU caches; the
+float is already there.
 """
 
 from __future__ import annotations
@@ -78,19 +88,21 @@ class Amounts:
     """The scales of every volume and turnover of one aggregator, and the units of the
     size and price strings seen last. ``candles`` yields every open candle (to widen)."""
 
-    __slots__ = ("candles", "price_decimals", "prices", "size_decimals", "sizes", "turnover",
-                 "turnover_scale", "volume_scale")
+    __slots__ = ("candles", "price_decimals", "price_scale", "price_scale_float", "prices",
+                 "size_decimals", "sizes", "turnover", "turnover_scale", "volume_scale")
 
     def __init__(self, candles: Callable[[], Iterable[Sums]], turnover: bool) -> None:
         self.candles = candles
         #: Whether klines carry a turnover.
         self.turnover = turnover
         self.size_decimals = self.price_decimals = 0
-        self.volume_scale = self.turnover_scale = 1
+        self.volume_scale = self.turnover_scale = self.price_scale = 1
+        #: ``float(price_scale)``, or 0.0 past 15 decimals (no exact shortcut: module doc).
+        self.price_scale_float = 1.0
         #: size string -> its units at ``size_decimals``
         self.sizes: dict[str, int] = {}
-        #: price string -> (its float, its units at ``price_decimals``)
-        self.prices: dict[str, tuple[float, int]] = {}
+        #: price string -> its units at ``price_decimals``
+        self.prices: dict[str, int] = {}
 
     def size_units(self, text: str) -> int:
         """Units of the size ``text`` (widening the scale if it has more decimals); cached.
@@ -105,17 +117,18 @@ class Amounts:
         sizes[text] = units
         return units
 
-    def price_units(self, text: str) -> tuple[float, int]:
-        """The float and the units of the price ``text``, as :meth:`size_units`."""
+    def price_units(self, text: str) -> int:
+        """The units of the price ``text``, as :meth:`size_units` (its float is
+        ``float(text)``)."""
         units, decimals = _positive(text)
         if decimals > self.price_decimals:
             self.widen(self.size_decimals, decimals)
-        entry = float(text), units * 10 ** (self.price_decimals - decimals)
+        units *= self.price_scale // 10**decimals
         prices = self.prices
         if len(prices) >= CACHE_ENTRIES:
             prices.clear()
-        prices[text] = entry
-        return entry
+        prices[text] = units
+        return units
 
     def volume_units(self, value: float | str) -> int:
         """Units of a volume that came as a float (a source's candle) or a decimal string
@@ -143,6 +156,8 @@ class Amounts:
         self.size_decimals = size_decimals
         self.price_decimals = price_decimals
         self.volume_scale = 10**size_decimals
+        self.price_scale = 10**price_decimals
+        self.price_scale_float = float(self.price_scale) if price_decimals <= 15 else 0.0
         self.turnover_scale = 10 ** (size_decimals + price_decimals)
         # Cached units are at the old scale.
         if size_factor != 1:

@@ -67,7 +67,8 @@ class BackfillMerge:
             if t.ts < pending.first_ts:
                 try:
                     v = amounts.size_units(t.size)
-                    p, price_units = amounts.price_units(t.price)
+                    price_units = amounts.price_units(t.price)
+                    p = float(t.price)
                 except (ValueError, TypeError) as exc:
                     self._dropped.malformed(t, exc)
                     continue

@@ -10,6 +10,8 @@ from streamer.intervals import interval_of_ms
 from streamer_aggregate.amounts import Amounts
 from streamer_aggregate.backfill import PendingBackfill, SourceCandle
 
+_INF = float("inf")
+
 
 class Bucket:
     """One candle being built."""
@@ -153,46 +155,86 @@ class IntervalState:
         return self.interval.end(start) if self.months else start + self.ms
 
 
+#: Trade times outside any real one: what the pending open and close start from.
+_NO_TS_HIGH = 1 << 62
+_NO_TS_LOW = -_NO_TS_HIGH
+
+
 class SymbolCandles:
     """The :class:`IntervalState` of every interval of one (channel, symbol), and the span of
     trade times that every interval's newest candle takes as is (``lo <= ts < hi``).
 
-    Most trades fall in that span: the aggregator then folds them into ``curs`` without
-    looking at each candle's bounds. Their volume, turnover and count are the same for every
-    one of ``curs``, so they are summed once here (``volume``, ``turnover``, ``trades``) and
-    added to each of ``curs`` by :meth:`settle`, which must run before any of them is read or
-    ``curs`` changes (:meth:`refresh` and :meth:`Bucket.kline` settle; so does widening the
-    scale). Per trade that is three additions instead of three per interval.
+    Most trades fall in that span: the aggregator then folds them into the group, not into
+    each of ``curs``. What a trade does to a candle is the same for every one of ``curs``, so
+    it is kept once here, *pending*: the sums (``volume``, ``turnover``, ``trades``), the
+    extremes (``high``, ``low``), the earliest trade (``open`` at ``open_ts``, the first to
+    arrive of that time) and the latest (``close`` at ``close_ts``, the last to arrive of
+    that time). :meth:`settle` applies them to every one of ``curs`` with the rules a trade
+    folded directly follows, so the candles come out the same; it must run before any of
+    ``curs`` is read, folded into directly or ``curs`` changes (:meth:`refresh`,
+    :meth:`Bucket.kline`, :meth:`Bucket.totals`, the aggregator's slow path and closing
+    settle; so does widening the scale). Per trade that is a few slots of one object instead
+    of a few per interval.
+
+    ``marked``: the aggregator's flush generation in which every one of ``curs`` was marked
+    changed (open-kline updates), so that later trades of the same flush skip the marking;
+    :meth:`refresh` forgets it (new ``curs`` may not be marked).
 
     The span is empty while any interval has no such candle. :meth:`refresh` must follow
     every change of an ``IntervalState.cur``, before any of the old ``curs`` is read.
     """
 
-    __slots__ = ("curs", "hi", "lo", "states", "trades", "turnover", "volume")
+    __slots__ = ("close", "close_ts", "curs", "hi", "high", "lo", "low", "marked", "open",
+                 "open_ts", "states", "trades", "turnover", "volume")
 
     def __init__(self, states: list[IntervalState]) -> None:
         self.states = states
         self.curs: list[Bucket] = []
         self.lo = 1
         self.hi = 0
-        #: Sums of the trades folded into every one of ``curs`` and not yet added to them.
+        self.marked = -1
+        #: What the trades folded here and not yet into ``curs`` make (see the class doc).
         self.volume = self.turnover = self.trades = 0
+        self.high = -_INF
+        self.low = _INF
+        self.open = self.close = 0.0
+        self.open_ts = _NO_TS_HIGH
+        self.close_ts = _NO_TS_LOW
         for st in states:
             st.group = self
 
     def settle(self) -> None:
-        """Add the sums kept here to every one of ``curs``."""
+        """Apply what is pending here to every one of ``curs``."""
         if self.trades:
             volume, turnover, trades = self.volume, self.turnover, self.trades
+            high, low = self.high, self.low
+            open_ts, close_ts = self.open_ts, self.close_ts
             for b in self.curs:
                 b.volume += volume
                 b.turnover += turnover
                 b.trade_count += trades
+                if high > b.high:
+                    b.high = high
+                if low < b.low:
+                    b.low = low
+                # As a trade folded directly: at a tie the later arrival closes, the
+                # earlier one opens (the pending ones arrived after what the candle has).
+                if close_ts >= b.close_ts:
+                    b.close = self.close
+                    b.close_ts = close_ts
+                if open_ts < b.open_ts:
+                    b.open = self.open
+                    b.open_ts = open_ts
             self.volume = self.turnover = self.trades = 0
+            self.high = -_INF
+            self.low = _INF
+            self.open_ts = _NO_TS_HIGH
+            self.close_ts = _NO_TS_LOW
 
     def refresh(self) -> None:
-        # The sums kept belong to the candles that were ``curs`` when they came.
+        # What is pending belongs to the candles that were ``curs`` when it came.
         self.settle()
+        self.marked = -1
         curs = [st.cur for st in self.states if st.cur is not None]
         if len(curs) < len(self.states):
             self.curs, self.lo, self.hi = [], 1, 0
