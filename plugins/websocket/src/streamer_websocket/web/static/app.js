@@ -113,6 +113,9 @@
     setConn("live");
     $("login").hidden = true;
     $("views").hidden = false;
+    // Everything due in one message burst at most every batch_interval (0.1 s): the page
+    // redraws at most 10 times a second anyway, and the server writes to it that often.
+    send({ op: "batch" });
     // Tickers of every symbol (quotes, the picker); klines of every symbol until one is
     // chosen (the picker), then only the chosen symbol's klines and trades.
     send({ op: "subscribe", args: [{ data_type: "ticker" }] });
