@@ -319,6 +319,7 @@ class Client:
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         if not await self._bounded(send_frames(self.ws, data)):
             return False
+        self.metrics.inc("batched_writes")
         self.metrics.inc("sent_messages", messages)
         return True
 
