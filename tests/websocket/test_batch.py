@@ -82,7 +82,7 @@ def test_signature_is_equal_for_equal_subscriptions_only() -> None:
     assert at_cap.signature() is None  # selected for on its own
 
 
-def test_one_tick_builds_one_batch_per_subscription() -> None:
+async def test_one_tick_builds_one_batch_per_subscription() -> None:
     from streamer._metrics import Metrics
 
     def client(args: list[dict] | None) -> Client:
@@ -312,3 +312,22 @@ async def test_a_client_turning_batched_between_ticks_gets_nothing_twice(
         while len(firsts) < 20:
             firsts += [t["i"] for t in (await recv_until_data(first))["data"]]
         assert firsts == [f"t{n}" for n in range(20)]
+
+
+async def test_a_stuck_batched_write_is_cut_after_send_timeout(
+    start_sink: StartSink, nursery, autojump_clock
+) -> None:
+    with trio.fail_after(300):
+        sink, inbox = await start_sink(max_dropped=10**9, send_timeout=5, ping_interval=0)
+        stalled = await stalled_client(sink)
+        assert await send_all(stalled, client_frame('{"op": "batch"}'))
+        while not sink._ticker.clients:
+            await trio.sleep(0.01)
+        start = trio.current_time()
+        # One big write is enough to block on a 4 KiB receive buffer; the tick after
+        # send_timeout cuts it.
+        await inbox.put([trade("BTCUSDT", i) for i in range(50_000)])
+        await sink.wait_for_clients(0)
+        assert 5 <= trio.current_time() - start <= 5 + 2 * 0.1
+        assert sink.metrics["slow_client_disconnects"] == 1
+        stalled.close()

@@ -7,6 +7,9 @@ subscriptions share one :class:`TickBatch`: one selection, one coalescing, one J
 and one set of frame bytes) and wakes each client that has anything due. So the cost of a
 viewer is one wake-up and one write per tick, whatever the rate of the data, instead of one
 of each per inbox drain.
+
+The tick also bounds their writes: one that has lasted ``send_timeout`` is cut at the next
+tick (a cancel scope per write cost as much as the write itself).
 """
 
 from __future__ import annotations
@@ -50,11 +53,15 @@ _NOTHING = TickBatch([], 1)
 
 
 class Ticker:
-    def __init__(self, interval: float, max_message_chars: int) -> None:
+    def __init__(self, interval: float, max_message_chars: int,
+                 unbatched: set[Client] | None = None) -> None:
         self.interval = interval
         self.max_message_chars = max_message_chars
         #: The batched clients.
         self.clients: set[Client] = set()
+        #: The clients the fan-out offers to directly (the sink's): a client that asks for
+        #: batches leaves it.
+        self.unbatched: set[Client] = set() if unbatched is None else unbatched
         #: Envelopes of the fan-outs since the last tick, in order.
         self.pending: list[Envelope] = []
 
@@ -63,6 +70,7 @@ class Ticker:
         client.batched = True
         client.tick_start = len(self.pending)
         self.clients.add(client)
+        self.unbatched.discard(client)
 
     def discard(self, client: Client) -> None:
         self.clients.discard(client)
@@ -95,7 +103,13 @@ class Ticker:
         envelopes, self.pending = self.pending, []
         groups: dict[Hashable, TickBatch] = {}
         cache: FilterCache = {}
+        now = trio.current_time()
         for client in self.clients:
+            since = client.writing_since
+            if since is not None and now - since >= client.send_timeout:
+                client.kick(f"a send took longer than {client.send_timeout}s",
+                            "slow_client_disconnects")
+                continue
             start = client.tick_start
             if start:  # batched or settled since the last tick: a selection of its own
                 client.tick_start = 0

@@ -44,9 +44,15 @@ async def send_frames(ws: WebSocketConnection, data: bytes) -> None:
     reason = ws.closed
     if reason is not None:
         raise ConnectionClosed(reason)
-    async with ws._stream_lock:
-        try:
-            await ws._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await ws._abort_web_socket()
-            raise ConnectionClosed(ws.closed) from None
+    lock = ws._stream_lock
+    try:
+        lock.acquire_nowait()  # free nearly always: no scheduler pass to take it
+    except trio.WouldBlock:
+        await lock.acquire()
+    try:
+        await ws._stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        await ws._abort_web_socket()
+        raise ConnectionClosed(ws.closed) from None
+    finally:
+        lock.release()

@@ -50,7 +50,9 @@ class WebSocketSink:
         self.snapshot = SnapshotStore()
         self.snapshot.books.metrics = context.metrics
         self._log = RateLimitedLog(context.logger)
-        self._ticker = Ticker(config.batch_interval, config.max_message_size)
+        #: The clients served per inbox drain (not batched).
+        self._unbatched: set[Client] = set()
+        self._ticker = Ticker(config.batch_interval, config.max_message_size, self._unbatched)
         self._gate = Gate(config, None, self.metrics, self._log, self._serve)
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
                                 self._ticker)
@@ -91,8 +93,9 @@ class WebSocketSink:
         ssl_context = server_ssl_context(config, self.context.name)
         self._tls = ssl_context is not None
         self.clients = set()
+        self._unbatched = set()
         self._gate = Gate(config, credentials, self.metrics, self._log, self._serve)
-        self._ticker = Ticker(config.batch_interval, config.max_message_size)
+        self._ticker = Ticker(config.batch_interval, config.max_message_size, self._unbatched)
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
                                 self._ticker,
                                 None if self._status is None else self._status.status)
@@ -140,12 +143,11 @@ class WebSocketSink:
         while events := await inbox.get():
             envelopes = [Envelope.from_wire(env) for env in render(events)]
             self.snapshot.update(envelopes)
-            if self.clients:
+            if self._unbatched:
                 cache: FilterCache = {}
-                for client in self.clients:
-                    if not client.batched:
-                        client.offer(envelopes, cache)
-                self._ticker.collect(envelopes)
+                for client in self._unbatched:
+                    client.offer(envelopes, cache)
+            self._ticker.collect(envelopes)
 
     async def _close_clients(self) -> None:
         """Flush queues and close every client with 1001, within shutdown_timeout."""
@@ -185,6 +187,7 @@ class WebSocketSink:
             # Registering and queueing the snapshot happen with no checkpoint between, so
             # the client misses no batch and gets the snapshot before any live data.
             self.clients.add(client)
+            self._unbatched.add(client)
             self._clients_changed.unpark_all()
             self.metrics.inc("clients_connected")
             try:
@@ -201,6 +204,7 @@ class WebSocketSink:
                 nursery.cancel_scope.cancel()
             finally:
                 self.clients.discard(client)
+                self._unbatched.discard(client)
                 self._ticker.discard(client)
                 self._clients_changed.unpark_all()
                 self.metrics.inc("clients_disconnected")
