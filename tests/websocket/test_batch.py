@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 
 import pytest
 import trio
@@ -17,8 +18,10 @@ from streamer_websocket.batching import Ticker
 from streamer_websocket.client import Client, coalesce
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.frames import text_frame, text_frames
+from streamer_websocket.front import ReplayStream
 from streamer_websocket.subscription import MAX_SIGNATURE_ENTRIES, Subscription, parse_args
 from websocket.helpers import (
+    FrameReader,
     StartSink,
     client_frame,
     close_code,
@@ -82,11 +85,11 @@ def test_signature_is_equal_for_equal_subscriptions_only() -> None:
     assert at_cap.signature() is None  # selected for on its own
 
 
-async def test_one_tick_builds_one_batch_per_subscription() -> None:
+def test_one_tick_builds_one_batch_per_subscription() -> None:
     from streamer._metrics import Metrics
 
     def client(args: list[dict] | None) -> Client:
-        # No connection: the tick only hands out batches; nothing is sent here.
+        # No connection: the tick's shares are only computed here, nothing is written.
         c = Client(None, client_id=1, address="127.0.0.1", queue_size=100,  # type: ignore[arg-type]
                    max_dropped=10, send_timeout=1, max_message_chars=1 << 18,
                    metrics=Metrics(), cancel_scope=trio.CancelScope())
@@ -106,16 +109,16 @@ async def test_one_tick_builds_one_batch_per_subscription() -> None:
     )]
     tick.collect(envelopes[:2])
     tick.collect(envelopes[2:])
-    tick.tick()
-    assert a.batch is b.batch is not None
-    assert a.batch.frames() is b.batch.frames()  # built once, the same bytes
-    assert a.batch.frames() == text_frame(
+    assert tick.pending == envelopes
+    shares = dict(tick.share(tick.pending))
+    assert shares[a] is shares[b]
+    assert shares[a].frames() is shares[b].frames()  # built once, the same bytes
+    assert shares[a].frames() == text_frame(
         b'{"channel":"linear","data_type":"trades","data":[{"s":"BTCUSDT","i":"1"},'
         b'{"s":"BTCUSDT","i":"3"}]}')
-    assert c.batch is not None and c.batch.envelopes == [envelopes[1]]
-    assert everything.batch is not None and everything.batch.envelopes == envelopes
-    assert everything.batch.frames() == text_frames(coalesce(envelopes))
-    assert tick.pending == []
+    assert shares[c].envelopes == [envelopes[1]]
+    assert shares[everything].envelopes == envelopes
+    assert shares[everything].frames() == text_frames(coalesce(envelopes))
 
 
 async def test_fan_outs_between_ticks_go_out_in_one_message(
@@ -331,3 +334,86 @@ async def test_a_stuck_batched_write_is_cut_after_send_timeout(
         assert 5 <= trio.current_time() - start <= 5 + 2 * 0.1
         assert sink.metrics["slow_client_disconnects"] == 1
         stalled.close()
+
+
+def client_ping(payload: bytes) -> bytes:
+    """A masked ping frame, as a browser's or a library's keepalive sends it."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x89, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_a_backlog_goes_out_whole_before_any_other_frame(
+    start_sink: StartSink, nursery
+) -> None:
+    """A slow reader: the socket takes part of a tick's write, the client's task sends the
+    rest; the pongs trio-websocket sends meanwhile come between whole frames only."""
+    with trio.fail_after(60):
+        sink, inbox = await start_sink(client_queue_size=100_000, max_dropped=10**9,
+                                       send_timeout=60, ping_interval=0)
+        sock = await stalled_client(sink)  # a 4 KiB receive buffer
+        assert await send_all(sock, client_frame('{"op": "batch"}'))
+        while not sink._ticker.clients:
+            await trio.sleep(0.01)
+        total = 400 * 50
+        got: list[str] = []
+        pongs: list[bytes] = []
+        reader = FrameReader(sock)
+
+        async def read() -> None:
+            while len(got) < total or len(pongs) < 20:
+                frame = await reader.next()
+                assert frame is not None
+                opcode, payload = frame
+                if opcode == 0xA:
+                    pongs.append(payload)
+                    continue
+                assert opcode == 0x1
+                message = json.loads(payload)
+                if "data" in message:
+                    got.extend(t["i"] for t in message["data"])
+                await trio.sleep(0.0005)  # slower than the feed
+
+        async def ping() -> None:
+            for n in range(20):
+                assert await send_all(sock, client_ping(b"p%d" % n))
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as clients:
+            clients.start_soon(read)
+            clients.start_soon(ping)
+            for b in range(400):
+                await inbox.put([trade("BTCUSDT", 50 * b + j) for j in range(50)])
+                await trio.sleep(0.002)
+        assert got == [f"t{n}" for n in range(total)]
+        assert pongs == [b"p%d" % n for n in range(20)]
+        assert sink.metrics["batched_backlogs"] > 0
+        sock.close()
+
+
+async def test_the_backlog_goes_out_before_anything_else_sent() -> None:
+    """What the socket did not take of a write_nowait is written before any later send
+    (trio-websocket's pongs and close frames go through send_all too)."""
+    a, b = trio.socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stream = ReplayStream(trio.SocketStream(a), b"")
+    big = bytes(range(256)) * 4096  # 1 MiB: far more than the buffers take
+    assert stream.write_nowait(big) and stream.backlogged
+    assert not stream.write_nowait(b"x")  # behind a backlog: refused, sent in order later
+    received = bytearray()
+
+    async def read() -> None:
+        while len(received) < len(big) + 4:
+            received.extend(await b.recv(65536))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await stream.send_all(b"PONG")
+    assert bytes(received) == big + b"PONG"
+    assert not stream.backlogged
+    assert stream.write_nowait(b"!") and await b.recv(10) == b"!"
+    await stream.aclose()
+    assert not stream.write_nowait(b"?")  # closed: its descriptor is never written again
+    b.close()

@@ -4,9 +4,9 @@ A client that asks ``{"op": "batch"}`` (the web view does) takes no part in the 
 each inbox drain. The fan-out hands the envelopes to the :class:`Ticker` instead, and each
 tick selects from all of them once per distinct subscription (clients with equal
 subscriptions share one :class:`TickBatch`: one selection, one coalescing, one JSON text
-and one set of frame bytes) and wakes each client that has anything due. So the cost of a
-viewer is one wake-up and one write per tick, whatever the rate of the data, instead of one
-of each per inbox drain.
+and one set of frame bytes) and writes to each client that has anything due, at once when its
+socket takes it. So the cost of a viewer is one write per tick, whatever the rate of the
+data, instead of a task wake-up and a send per inbox drain.
 
 The tick also bounds their writes: one that has lasted ``send_timeout`` is cut at the next
 tick (a cancel scope per write cost as much as the write itself).
@@ -99,26 +99,35 @@ class Ticker:
             self.tick()
 
     def tick(self) -> None:
-        """Hand every batched client its share of what came since the last tick."""
+        """Hand every batched client its share of what came since the last tick (the
+        client writes it at once), and cut a client whose write lasted send_timeout."""
         envelopes, self.pending = self.pending, []
-        groups: dict[Hashable, TickBatch] = {}
-        cache: FilterCache = {}
         now = trio.current_time()
-        for client in self.clients:
+        for client, batch in self.share(envelopes):
             since = client.writing_since
             if since is not None and now - since >= client.send_timeout:
                 client.kick(f"a send took longer than {client.send_timeout}s",
                             "slow_client_disconnects")
                 continue
+            client.offer_batch(batch)
+
+    def share(self, envelopes: list[Envelope]) -> list[tuple[Client, TickBatch]]:
+        """Each batched client's share of ``envelopes``: one selection per distinct
+        subscription, one of its own for a client batched or settled since the last tick
+        (the envelopes offered to it already left out)."""
+        out: list[tuple[Client, TickBatch]] = []
+        groups: dict[Hashable, TickBatch] = {}
+        cache: FilterCache = {}
+        for client in self.clients:
             start = client.tick_start
-            if start:  # batched or settled since the last tick: a selection of its own
+            if start:
                 client.tick_start = 0
                 rest = envelopes[start:]
-                client.offer_batch(TickBatch(select(rest, client.subscription, cache),
-                                             self.max_message_chars) if rest else _NOTHING)
+                out.append((client, TickBatch(select(rest, client.subscription, cache),
+                                              self.max_message_chars) if rest else _NOTHING))
                 continue
             if not envelopes:
-                client.offer_batch(_NOTHING)  # replies and snapshots are due too
+                out.append((client, _NOTHING))  # replies and snapshots are due too
                 continue
             sub = client.subscription
             signature = _EVERYTHING if sub is None else sub.signature()
@@ -127,4 +136,5 @@ class Ticker:
                 batch = TickBatch(select(envelopes, sub, cache), self.max_message_chars)
                 if signature is not None:
                     groups[signature] = batch
-            client.offer_batch(batch)
+            out.append((client, batch))
+        return out

@@ -7,11 +7,13 @@ small whatever is queued), merges envelopes of one channel and data type into on
 and sends with a timeout. Control replies go first and have their own small bound: a client
 that lets them pile up is closed with 1008.
 
-A *batched* client (it asked with ``{"op": "batch"}``, as the web view does) is not woken by
+A *batched* client (it asked with ``{"op": "batch"}``, as the web view does) takes no part in
 the fan-out: the sink's tick (:mod:`streamer_websocket.batching`) hands it what it selected
-at most once per ``batch_interval``, and its sender writes everything due (replies first) in
-one write of ready-made frames, those of the tick shared with every client of the same
-subscription. The bounds are the same: the queue, the drops, the send timeout.
+at most once per ``batch_interval`` and writes everything due (replies first) in one write of
+ready-made frames, those of the tick shared with every client of the same subscription; at
+once when its socket takes it, so no task is woken. Only what the socket does not take (or a
+write behind another send, or over TLS) is left to the client's sender task. The bounds are
+the same: the queue, the drops, the send timeout.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from streamer import Metrics
 from streamer_websocket.envelope import Envelope, coalesced_text
-from streamer_websocket.frames import send_frames, text_frames
+from streamer_websocket.frames import backlogged, send_frames, text_frames, write_nowait
 from streamer_websocket.subscription import Subscription
 
 if TYPE_CHECKING:
@@ -169,6 +171,8 @@ class Client:
         self.batch: TickBatch | None = None
         #: When its write in progress started (batched clients; None: not writing).
         self.writing_since: float | None = None
+        #: A batched client's write the tick handed to its sender task (frames, messages).
+        self.outgoing: tuple[bytes, int] | None = None
         #: How many of the tick's pending envelopes were offered to it already (it became
         #: batched, or its subscription changed, since the last tick).
         self.tick_start = 0
@@ -201,8 +205,47 @@ class Client:
                 self.enqueue(batch.envelopes)
                 if self.kicked is not None:
                     return
-        if self.batch is not None or self.queue or self.control:
-            self._wakeup.unpark_all()
+        self._write_due()
+
+    def _take_due(self) -> tuple[bytes, int]:
+        """Everything due to a batched client, as frames (the replies first), and how many
+        messages they hold: the tick's shared frames, or a bounded take of its own queue."""
+        texts = list(self.control)
+        self.control.clear()
+        parts = [text_frames(texts)] if texts else []
+        messages = len(texts)
+        batch, self.batch = self.batch, None
+        if batch is not None:  # nothing else queued: offer_batch and enqueue see to it
+            parts.append(batch.frames())
+            messages += batch.messages
+        elif self.queue:
+            texts = take_coalesced(self.queue, self.max_message_chars,
+                                   DRAIN_MESSAGES * self.max_message_chars)
+            parts.append(text_frames(texts))
+            messages += len(texts)
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), messages
+
+    def _write_due(self) -> None:
+        """The tick's write to a batched client: at once if its socket takes it (no task
+        woken); else, or for what the socket did not take, its sender task writes it.
+        Behind a write still in progress, what is due waits for the next tick."""
+        if self.outgoing is not None or not self._due():
+            return
+        data, messages = self._take_due()
+        if write_nowait(self.ws, data):
+            self._written(messages)
+            if backlogged(self.ws):
+                self.metrics.inc("batched_backlogs")
+                self.writing_since = trio.current_time()
+                self._wakeup.unpark_all()
+            return
+        self.outgoing = (data, messages)
+        self._wakeup.unpark_all()
+
+    def _written(self, messages: int) -> None:
+        self.metrics.inc("batched_writes")
+        self.metrics.inc("sent_messages", messages)
+        self.dropped_since_send = 0
 
     def enqueue(self, envelopes: list[Envelope]) -> None:
         if self.kicked is not None:
@@ -257,6 +300,7 @@ class Client:
         self.queue.clear()
         self.control.clear()
         self.batch = None
+        self.outgoing = None
         if metric:
             self.metrics.inc(metric)
         self.cancel_scope.cancel()
@@ -271,23 +315,43 @@ class Client:
         return bool(self.queue or self.control) or self.batch is not None
 
     async def send_loop(self) -> None:
-        """Send until closing and drained; returns then. Kicks the client on a stuck send.
-
-        A batched client's sender sends once per wake-up of the tick (or of its close)."""
+        """Send until closing and drained; returns then. Kicks the client on a stuck send."""
         while True:
-            while not self._due():
+            while not self._due() and not self.batched:
                 if self.closing:
                     return
                 await self._wakeup.park()
             if self.batched:
-                sent = await self._write_batch()
-            else:
-                sent = await self._send_messages()
-            if not sent:
+                await self._batched_writes()
+                return
+            if not await self._send_messages():
                 return
             self.dropped_since_send = 0
-            if self.batched and not self.closing:
+
+    async def _batched_writes(self) -> None:
+        """A batched client's sender: writes what the tick could not write at once (a
+        backlog, a write behind another send) and, at its close, what is due. Bounded by
+        send_timeout through the tick's watch (Ticker.tick), not by a cancel scope per
+        write: that cost as much as the write itself on a loopback socket."""
+        while True:
+            while self.outgoing is None and not backlogged(self.ws):
+                if self.closing:
+                    if not self._due():
+                        return
+                    self.outgoing = self._take_due()
+                    break
                 await self._wakeup.park()
+            data, messages = self.outgoing or (b"", 0)
+            self.outgoing = None
+            self.writing_since = trio.current_time()
+            try:
+                await send_frames(self.ws, data)
+            except ConnectionClosed:
+                self.cancel_scope.cancel()
+                return
+            self.writing_since = None
+            if messages:
+                self._written(messages)
 
     async def _send_messages(self) -> bool:
         """Send the replies, then a bounded take of the queue, one message at a time."""
@@ -300,36 +364,6 @@ class Client:
             if not await self._bounded(self.ws.send_message(text)):
                 return False
         self.metrics.inc("sent_messages", len(texts))
-        return True
-
-    async def _write_batch(self) -> bool:
-        """Send everything due in one write: the replies' frames, then the tick's shared
-        frames (or a bounded take of the client's own queue)."""
-        texts = list(self.control)
-        self.control.clear()
-        parts = [text_frames(texts)] if texts else []
-        messages = len(texts)
-        batch, self.batch = self.batch, None
-        if batch is not None:  # nothing else queued: offer_batch and enqueue see to it
-            parts.append(batch.frames())
-            messages += batch.messages
-        elif self.queue:
-            texts = take_coalesced(self.queue, self.max_message_chars,
-                                   DRAIN_MESSAGES * self.max_message_chars)
-            parts.append(text_frames(texts))
-            messages += len(texts)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        # Bounded by send_timeout through the tick's watch (Ticker.tick), not by a cancel
-        # scope of its own: that cost as much as the write on a loopback socket.
-        self.writing_since = trio.current_time()
-        try:
-            await send_frames(self.ws, data)
-        except ConnectionClosed:
-            self.cancel_scope.cancel()
-            return False
-        self.writing_since = None
-        self.metrics.inc("batched_writes")
-        self.metrics.inc("sent_messages", messages)
         return True
 
     async def _bounded(self, sending: Awaitable[None]) -> bool:

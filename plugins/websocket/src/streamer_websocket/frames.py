@@ -9,7 +9,9 @@ several frames to one client go in one write (one system call instead of one per
 trio-websocket's ``send_message`` does after wsproto has framed the message: the same lock
 keeps the bytes apart from the pings, pongs and close frames trio-websocket sends itself.
 Those are trio-websocket internals (``_stream_lock``, ``_stream``, ``_abort_web_socket``),
-hence the upper bound on its version in the plugin's requirements;
+hence the upper bound on its version in the plugin's requirements. :func:`write_nowait`
+writes at once, from the tick, when nothing else is being sent (the lock is free, no
+backlog); :func:`send_frames` waits its turn;
 ``tests/websocket/test_batch.py`` reads the frames with two other clients' parsers.
 """
 
@@ -19,6 +21,8 @@ import struct
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from streamer_websocket.front import ReplayStream
 
 _FIN_TEXT = 0x81
 
@@ -39,8 +43,23 @@ def text_frames(texts: list[str]) -> bytes:
     return b"".join(text_frame(text.encode()) for text in texts)
 
 
+def write_nowait(ws: WebSocketConnection, data: bytes) -> bool:
+    """Write whole frames to ``ws`` at once if nothing else is being sent to it (plain TCP
+    only: :meth:`ReplayStream.write_nowait`); False: send them with :func:`send_frames`."""
+    stream = ws._stream
+    return (isinstance(stream, ReplayStream) and ws.closed is None
+            and not ws._stream_lock.locked() and stream.write_nowait(data))
+
+
+def backlogged(ws: WebSocketConnection) -> bool:
+    """Whether part of a :func:`write_nowait` is still to be sent (by :func:`send_frames`)."""
+    stream = ws._stream
+    return isinstance(stream, ReplayStream) and stream.backlogged
+
+
 async def send_frames(ws: WebSocketConnection, data: bytes) -> None:
-    """Write whole frames to ``ws``; raises ConnectionClosed as ``send_message`` does."""
+    """Write whole frames to ``ws`` (after its backlog); raises ConnectionClosed as
+    ``send_message`` does."""
     reason = ws.closed
     if reason is not None:
         raise ConnectionClosed(reason)
