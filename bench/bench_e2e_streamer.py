@@ -308,6 +308,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             window, n0, b0 = Window(args.server_pid), tap.trades, tap.batches
             window.start()
             k0, tk0, d0 = sink.kline_updates, tap.tickers, sink.deliveries
+            ws0 = pipeline.metrics().get("ws", {}) if args.pipeline == "web" else {}
             t_wall0 = time.time()
             sink.recording = True
             gc_pauses = GcPauses()
@@ -369,6 +370,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                                                        int(time.time() * 1000))
                 # the sink's own counters, its inbox's drops and losses
                 result["ws_metrics"] = pipeline.metrics()["ws"]
+                # what it sent over the window: messages, and writes to batched clients
+                result["ws_window"] = {k: result["ws_metrics"].get(k, 0) - ws0.get(k, 0)
+                                       for k in ("sent_messages", "batched_writes")}
             if clients is not None:
                 result["ws_clients"] = len(pipeline.node("ws").clients)
                 clients.kill()

@@ -1,8 +1,9 @@
 """Browser-like viewers of the web view's feed: ``--viewers`` WebSocket connections that
 speak to the websocket sink as the page's app.js does.
 
-Each one logs in with its first message, subscribes to every symbol's tickers and klines,
-asks for ``{"op": "status"}`` once a second, and on the first symbol it discovers (from a
+Each one logs in with its first message, asks for batches (``{"op": "batch"}``: everything
+due in one write at most every batch_interval), subscribes to every symbol's tickers and
+klines, asks for ``{"op": "status"}`` once a second, and on the first symbol it discovers (from a
 ticker or a kline, as the page does) unsubscribes from klines and trades and subscribes to
 that symbol's klines and trades. Unlike the page it decodes only what it needs (messages
 until it picked its symbol, then trades; msgspec): what the streamer spends does not depend
@@ -79,6 +80,7 @@ class Viewer:
                 if reply.get("status") != "authenticated":
                     raise RuntimeError(f"viewer {self.index}: login refused: {reply}")
                 authenticated = True
+                await ws.send(json.dumps({"op": "batch"}))
                 await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "ticker"}]}))
                 await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "klines"}]}))
                 await ws.send(json.dumps({"op": "status"}))

@@ -6,8 +6,8 @@ The streamer (``bench_e2e_streamer.py --pipeline web``, its own process) runs
 ``bybit.linear (trades, tickers) -> klines.from_trades (1m 5m 1h 4h 1D, throttled updates)
 -> websocket (web = true, login)`` and measures its own CPU over a window after a warm-up.
 The viewers (``bench_web_viewer_clients.py``, a third process, its CPU not counted) speak to
-the sink as the page does: login, every symbol's tickers and klines, then one symbol's
-klines and trades, a status request a second.
+the sink as the page does: login, batches (``{"op": "batch"}``), every symbol's tickers and
+klines, then one symbol's klines and trades, a status request a second.
 
 Rounds: the streamer without viewers and with ``--viewers``, the order rotated each round;
 the figure is the median CPU per message of each, and their ratio (target: <= 1.10).
@@ -54,6 +54,10 @@ def streamer_run(children: Children, info: dict[str, Any], args: argparse.Namesp
     result["us_per_msg"] = result["cpu_s"] / result["messages"] * 1e6
     result["msg_per_s"] = result["messages"] / result["wall_s"]
     result["cpu_percent"] = 100 * result["cpu_s"] / result["wall_s"]
+    sent = result.get("ws_window", {})
+    per_viewer_s = result["wall_s"] * max(viewers, 1)
+    result["writes_per_viewer_s"] = sent.get("batched_writes", 0) / per_viewer_s
+    result["messages_per_viewer_s"] = sent.get("sent_messages", 0) / per_viewer_s
     result["loadavg_end"] = os.getloadavg()
     return result
 
@@ -64,8 +68,10 @@ def fmt_runs(runs: list[dict[str, Any]], key: str = "us_per_msg", spec: str = ".
 
 
 def row(viewers: int, runs: list[dict[str, Any]]) -> str:
+    sends = (f"{fmt_runs(runs, 'writes_per_viewer_s')} | "
+             f"{fmt_runs(runs, 'messages_per_viewer_s')}") if viewers else "- | -"
     return (f"| {viewers} | {fmt_runs(runs)} | {fmt_runs(runs, 'msg_per_s', ',.0f')} | "
-            f"{fmt_runs(runs, 'cpu_percent', '.0f')} | {len(runs)} |")
+            f"{fmt_runs(runs, 'cpu_percent', '.0f')} | {sends} | {len(runs)} |")
 
 
 def main() -> None:
@@ -150,14 +156,18 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
         "(web = true, login); the streamer's CPU (user + system) over "
         f"{args.duration:g} s after a {args.warmup:g} s warm-up, per message; "
         f"{args.rounds} rounds, the order (none / viewers) rotated each round. Viewers: "
-        "bench_web_viewer_clients.py, the page's subscriptions (every symbol's tickers, then "
-        "one symbol's klines and trades, status once a second), each from its own loopback "
+        "bench_web_viewer_clients.py, the page's requests (batches, `{\"op\": \"batch\"}`, "
+        "at the sink's default batch_interval of 0.1 s; every symbol's tickers, then one "
+        "symbol's klines and trades; status once a second), each from its own loopback "
         "address, in their own process.", "",
         "| viewers | CPU us per message | messages/s received | streamer CPU, % of a core "
-        "| runs |",
-        "|---|---|---|---|---|",
+        "| writes per viewer per s | messages sent per viewer per s | runs |",
+        "|---|---|---|---|---|---|---|",
         row(0, runs[0]), row(args.viewers, runs[args.viewers]), "",
-        "Median (min-max) of the runs.", "",
+        "Median (min-max) of the runs. Writes: the sink's `batched_writes` (one per tick "
+        "that had anything for a viewer that asked `{\"op\": \"batch\"}`, as the page "
+        "does); messages: its `sent_messages` (one per channel and data type in a write, "
+        "and each reply), both over the window.", "",
         f"Ratio of the medians: {median_viewers / median_none:.3f} (target <= 1.10); per "
         f"round: {', '.join(f'{r:.3f}' for r in ratios)}.", "",
         *short_of_rate(args, runs),

@@ -14,7 +14,7 @@ from trio_websocket import ConnectionTimeout, HandshakeError, open_websocket_url
 from streamer import FatalError, Inbox
 from streamer_websocket import tail
 from streamer_websocket.config import WebSocketConfig
-from websocket.helpers import StartSink, kline, make_sink
+from websocket.helpers import StartSink, kline, make_sink, trade
 
 KEY_ENV = "STREAMER_TEST_WSS_KEY"
 
@@ -116,3 +116,26 @@ def test_tail_warns_before_sending_a_key_in_clear_text() -> None:
 async def test_ca_file_needs_wss() -> None:
     status, _, err = await run_tail(parse("--url", "ws://127.0.0.1:1/", "--ca-file", "x.pem"))
     assert status == 1 and "--ca-file needs a wss:// URL" in err
+
+
+async def test_a_batched_client_over_tls(start_sink: StartSink, cert: tuple[str, str]) -> None:
+    """Over TLS the tick cannot write to the socket itself: the client's task writes."""
+    import ssl
+
+    import msgspec
+
+    certfile, keyfile = cert
+    context = ssl.create_default_context(cafile=certfile)
+    with trio.fail_after(20):
+        sink, inbox = await start_sink(tls_certfile=certfile, tls_keyfile=keyfile)
+        async with open_websocket_url(sink.url, ssl_context=context) as ws:
+            await ws.send_message('{"op": "batch"}')
+            assert msgspec.json.decode(await ws.get_message())["op"] == "batch"
+            for b in range(20):
+                await inbox.put([trade("BTCUSDT", 10 * b + j) for j in range(10)])
+                await trio.sleep(0.01)
+            got: list[str] = []
+            while len(got) < 200:
+                got += [t["i"] for t in msgspec.json.decode(await ws.get_message())["data"]]
+            assert got == [f"t{n}" for n in range(200)]
+        assert sink.metrics["batched_writes"] >= 2

@@ -6,14 +6,22 @@ clients. The sender takes a bounded prefix of its queue at a time (so the text i
 small whatever is queued), merges envelopes of one channel and data type into one message,
 and sends with a timeout. Control replies go first and have their own small bound: a client
 that lets them pile up is closed with 1008.
+
+A *batched* client (it asked with ``{"op": "batch"}``, as the web view does) takes no part in
+the fan-out: the sink's tick (:mod:`streamer_websocket.batching`) hands it what it selected
+at most once per ``batch_interval`` and writes everything due (replies first) in one write of
+ready-made frames, those of the tick shared with every client of the same subscription; at
+once when its socket takes it, so no task is woken. Only what the socket does not take (or a
+write behind another send, or over TLS) is left to the client's sender task. The bounds are
+the same: the queue, the drops, the send timeout.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -22,7 +30,11 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from streamer import Metrics
 from streamer_websocket.envelope import Envelope, coalesced_text
+from streamer_websocket.frames import backlogged, send_frames, text_frames, write_nowait
 from streamer_websocket.subscription import Subscription
+
+if TYPE_CHECKING:
+    from streamer_websocket.batching import TickBatch
 
 _json = msgspec.json.Encoder()
 
@@ -46,6 +58,30 @@ def filter_envelope(env: Envelope, symbols: frozenset[str]) -> Envelope | None:
     if len(data) == len(env.data):
         return env
     return Envelope(env.channel, env.data_type, data)
+
+
+def select(envelopes: list[Envelope], sub: Subscription | None,
+           cache: FilterCache) -> list[Envelope]:
+    """What ``sub`` selects of ``envelopes``; filtered envelopes are shared through
+    ``cache`` by every client with the same symbols."""
+    if sub is None:
+        return envelopes
+    selected: list[Envelope] = []
+    for env in envelopes:
+        if env.key not in sub:
+            continue
+        symbols = sub.symbols(env.key)
+        if symbols is None:
+            selected.append(env)
+            continue
+        cache_key = (id(env), symbols)
+        if cache_key in cache:
+            filtered = cache[cache_key]
+        else:
+            filtered = cache[cache_key] = filter_envelope(env, symbols)
+        if filtered is not None:
+            selected.append(filtered)
+    return selected
 
 
 def coalesce(envelopes: Sequence[Envelope], max_chars: int = 256 * 1024) -> list[str]:
@@ -129,6 +165,17 @@ class Client:
         self.kick_code: int | None = None
         #: Set at shutdown: the sender sends what is queued, then returns.
         self.closing = False
+        #: Asked for batches ({"op": "batch"}): sent to only when the sink's tick wakes it.
+        self.batched = False
+        #: The tick's batch due to this client while nothing else is queued (shared).
+        self.batch: TickBatch | None = None
+        #: When its write in progress started (batched clients; None: not writing).
+        self.writing_since: float | None = None
+        #: A batched client's write the tick handed to its sender task (frames, messages).
+        self.outgoing: tuple[bytes, int] | None = None
+        #: How many of the tick's pending envelopes were offered to it already (it became
+        #: batched, or its subscription changed, since the last tick).
+        self.tick_start = 0
         self._wakeup = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
@@ -138,32 +185,75 @@ class Client:
 
     def offer(self, envelopes: list[Envelope], cache: FilterCache) -> None:
         """Queue what this client's subscription selects from one fan-out."""
-        sub = self.subscription
-        if sub is None:
-            self.enqueue(envelopes)
-            return
-        selected: list[Envelope] = []
-        for env in envelopes:
-            if env.key not in sub:
-                continue
-            symbols = sub.symbols(env.key)
-            if symbols is None:
-                selected.append(env)
-                continue
-            cache_key = (id(env), symbols)
-            if cache_key in cache:
-                filtered = cache[cache_key]
-            else:
-                filtered = cache[cache_key] = filter_envelope(env, symbols)
-            if filtered is not None:
-                selected.append(filtered)
+        selected = select(envelopes, self.subscription, cache)
         if selected:
             self.enqueue(selected)
+
+    def offer_batch(self, batch: TickBatch) -> None:
+        """A batched client's share of one tick; wakes its sender if anything is due.
+
+        The tick's batch is held as it is (its frames are shared with every client of the
+        same subscription) when nothing else is queued; behind other data (a snapshot, a
+        backlog) its envelopes join the client's own bounded queue.
+        """
+        if self.kicked is not None:
+            return
+        if batch.envelopes:
+            if self.batch is None and not self.queue:
+                self.batch = batch
+            else:
+                self.enqueue(batch.envelopes)
+                if self.kicked is not None:
+                    return
+        self._write_due()
+
+    def _take_due(self) -> tuple[bytes, int]:
+        """Everything due to a batched client, as frames (the replies first), and how many
+        messages they hold: the tick's shared frames, or a bounded take of its own queue."""
+        texts = list(self.control)
+        self.control.clear()
+        parts = [text_frames(texts)] if texts else []
+        messages = len(texts)
+        batch, self.batch = self.batch, None
+        if batch is not None:  # nothing else queued: offer_batch and enqueue see to it
+            parts.append(batch.frames())
+            messages += batch.messages
+        elif self.queue:
+            texts = take_coalesced(self.queue, self.max_message_chars,
+                                   DRAIN_MESSAGES * self.max_message_chars)
+            parts.append(text_frames(texts))
+            messages += len(texts)
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), messages
+
+    def _write_due(self) -> None:
+        """The tick's write to a batched client: at once if its socket takes it (no task
+        woken); else, or for what the socket did not take, its sender task writes it.
+        Behind a write still in progress, what is due waits for the next tick."""
+        if self.outgoing is not None or not self._due():
+            return
+        data, messages = self._take_due()
+        if write_nowait(self.ws, data):
+            self._written(messages)
+            if backlogged(self.ws):
+                self.metrics.inc("batched_backlogs")
+                self.writing_since = trio.current_time()
+                self._wakeup.unpark_all()
+            return
+        self.outgoing = (data, messages)
+        self._wakeup.unpark_all()
+
+    def _written(self, messages: int) -> None:
+        self.metrics.inc("batched_writes")
+        self.metrics.inc("sent_messages", messages)
+        self.dropped_since_send = 0
 
     def enqueue(self, envelopes: list[Envelope]) -> None:
         if self.kicked is not None:
             return  # being disconnected: its handler removes it at the next checkpoint
         queue = self.queue
+        if self.batch is not None:  # the tick's batch came first: keep the order
+            queue.extend(self.batch.envelopes)
+            self.batch = None
         queue.extend(envelopes)
         overflow = len(queue) - self.queue_size
         if overflow > 0:
@@ -176,7 +266,7 @@ class Client:
                 self.kick(f"too slow: dropped {self.dropped_since_send} envelopes",
                           "slow_client_disconnects")
                 return
-        if self._wakeup:
+        if self._wakeup and not self.batched:
             self._wakeup.unpark_all()
 
     def reply(self, message: dict[str, Any]) -> bool:
@@ -185,14 +275,18 @@ class Client:
         Past ``max_replies`` queued the client is not reading its answers: it is closed with
         1008 and False is returned, so the caller does no further work for it.
         """
+        return self.reply_text(_json.encode(message).decode())
+
+    def reply_text(self, text: str) -> bool:
+        """:meth:`reply` with the reply's JSON text (one text shared by many clients)."""
         if self.kicked is not None:
             return False
         if len(self.control) >= self.max_replies:
             self.kick(f"more than {self.max_replies} replies unread",
                       "reply_overflow_disconnects", code=CLOSE_POLICY_VIOLATION)
             return False
-        self.control.append(_json.encode(message).decode())
-        if self._wakeup:
+        self.control.append(text)
+        if self._wakeup and not self.batched:
             self._wakeup.unpark_all()
         return True
 
@@ -205,6 +299,8 @@ class Client:
         # Nothing queued is sent any more: free it now, not when the handler ends.
         self.queue.clear()
         self.control.clear()
+        self.batch = None
+        self.outgoing = None
         if metric:
             self.metrics.inc(metric)
         self.cancel_scope.cancel()
@@ -215,29 +311,71 @@ class Client:
 
     # -- the client's own sender task ----------------------------------------------------
 
+    def _due(self) -> bool:
+        return bool(self.queue or self.control) or self.batch is not None
+
     async def send_loop(self) -> None:
         """Send until closing and drained; returns then. Kicks the client on a stuck send."""
-        ws = self.ws
         while True:
-            while not self.queue and not self.control:
+            while not self._due() and not self.batched:
                 if self.closing:
                     return
                 await self._wakeup.park()
-            texts = list(self.control)
-            self.control.clear()
-            if self.queue:
-                texts.extend(take_coalesced(self.queue, self.max_message_chars,
-                                            DRAIN_MESSAGES * self.max_message_chars))
-            for text in texts:
-                with trio.move_on_after(self.send_timeout) as scope:
-                    try:
-                        await ws.send_message(text)
-                    except ConnectionClosed:
-                        self.cancel_scope.cancel()
-                        return
-                if scope.cancelled_caught:
-                    self.kick(f"a send took longer than {self.send_timeout}s",
-                              "slow_client_disconnects")
-                    return
-            self.metrics.inc("sent_messages", len(texts))
+            if self.batched:
+                await self._batched_writes()
+                return
+            if not await self._send_messages():
+                return
             self.dropped_since_send = 0
+
+    async def _batched_writes(self) -> None:
+        """A batched client's sender: writes what the tick could not write at once (a
+        backlog, a write behind another send) and, at its close, what is due. Bounded by
+        send_timeout through the tick's watch (Ticker.tick), not by a cancel scope per
+        write: that cost as much as the write itself on a loopback socket."""
+        while True:
+            while self.outgoing is None and not backlogged(self.ws):
+                if self.closing:
+                    if not self._due():
+                        return
+                    self.outgoing = self._take_due()
+                    break
+                await self._wakeup.park()
+            data, messages = self.outgoing or (b"", 0)
+            self.outgoing = None
+            self.writing_since = trio.current_time()
+            try:
+                await send_frames(self.ws, data)
+            except ConnectionClosed:
+                self.cancel_scope.cancel()
+                return
+            self.writing_since = None
+            if messages:
+                self._written(messages)
+
+    async def _send_messages(self) -> bool:
+        """Send the replies, then a bounded take of the queue, one message at a time."""
+        texts = list(self.control)
+        self.control.clear()
+        if self.queue:
+            texts.extend(take_coalesced(self.queue, self.max_message_chars,
+                                        DRAIN_MESSAGES * self.max_message_chars))
+        for text in texts:
+            if not await self._bounded(self.ws.send_message(text)):
+                return False
+        self.metrics.inc("sent_messages", len(texts))
+        return True
+
+    async def _bounded(self, sending: Awaitable[None]) -> bool:
+        """Await one send under send_timeout; False (the client cut) if it did not end."""
+        with trio.move_on_after(self.send_timeout) as scope:
+            try:
+                await sending
+            except ConnectionClosed:
+                self.cancel_scope.cancel()
+                return False
+        if scope.cancelled_caught:
+            self.kick(f"a send took longer than {self.send_timeout}s",
+                      "slow_client_disconnects")
+            return False
+        return True

@@ -123,6 +123,9 @@ class WebSocketConfig:
     #: Coalescing stops growing a message past this many bytes (a single batch larger than
     #: this is still sent whole); many clients refuse messages over 1 MiB.
     max_message_size: int = attrs.field(default=262_144, validator=at_least(1))
+    #: Seconds between the writes to a client that asked {"op": "batch"} (the web view):
+    #: everything due to it goes out in one write per interval, at most.
+    batch_interval: float = attrs.field(default=0.1, validator=between(0.01, 10.0))
     #: Largest message a client may send (bytes); larger ones close it with 1009.
     max_client_message: int = attrs.field(default=65536, validator=at_least(1))
 

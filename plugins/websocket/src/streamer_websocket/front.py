@@ -10,6 +10,7 @@ The head is read before trio-websocket sees the connection, so it is replayed to
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -31,11 +32,46 @@ PageHandler = Callable[[trio.abc.Stream, RequestHead, str], Awaitable[None]]
 
 
 class ReplayStream(trio.abc.Stream):
-    """``stream``, whose first reads return ``head`` (bytes already read from it)."""
+    """``stream``, whose first reads return ``head`` (bytes already read from it).
+
+    It can also write without waiting (:meth:`write_nowait`, plain TCP only): the sink's
+    tick writes to its batched clients so, with no task woken per client. What the socket
+    does not take at once is the backlog, which :meth:`send_all` writes before anything
+    else, so frames never interleave.
+    """
 
     def __init__(self, stream: trio.abc.Stream, head: bytes) -> None:
         self.stream = stream
         self._head = head
+        #: Bytes accepted by write_nowait that the socket has not taken yet.
+        self._backlog = b""
+        #: A send_all is in progress.
+        self._sending = False
+        # Its socket, for write_nowait; none over TLS.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+
+    @property
+    def backlogged(self) -> bool:
+        return bool(self._backlog)
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Write ``data`` at once: True if accepted (what the socket did not take is the
+        backlog), False if not (TLS, a send in progress, a backlog, or the socket failed:
+        send it with :meth:`send_all`, which also reports the failure)."""
+        if self._socket is None or self._sending or self._backlog:
+            return False
+        fd = self._socket.fileno()  # -1 once closed: the number is never reused under us
+        if fd < 0:
+            return False
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(data):
+            self._backlog = data[sent:]
+        return True
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._head:
@@ -45,7 +81,15 @@ class ReplayStream(trio.abc.Stream):
         return await self.stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+        self._sending = True
+        try:
+            if self._backlog:
+                backlog, self._backlog = self._backlog, b""
+                await self.stream.send_all(backlog)
+            if data:
+                await self.stream.send_all(data)
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()

@@ -1,4 +1,4 @@
-"""What a served client says and is asked: its reader (subscribe / unsubscribe, pings, late
+"""What a served client says and is asked: its reader (subscribe / unsubscribe, batch, pings, late
 credentials) and its pinger. Replies go through the client's own bounded reply queue, so a
 client that sends much and reads little only hurts itself."""
 
@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
 from streamer import Metrics, RateLimitedLog
+from streamer_websocket.batching import Ticker
 from streamer_websocket.client import Client
 from streamer_websocket.client_json import BadClientJSON, decode_client_json
 from streamer_websocket.config import WebSocketConfig
@@ -23,14 +25,22 @@ from streamer_websocket.subscription import (
     parse_args,
 )
 
+_json = msgspec.json.Encoder()
+
 
 class Session:
     def __init__(self, config: WebSocketConfig, metrics: Metrics, log: RateLimitedLog,
-                 snapshot: SnapshotStore, gate: Gate,
+                 snapshot: SnapshotStore, gate: Gate, ticker: Ticker,
                  status: Callable[[], dict[str, Any]] | None = None) -> None:
         self.config = config
         #: Answers ``{"op": "status"}`` (the web view's status); None: not offered.
         self._status = status
+        #: The last status answered and its reply's text: encoded once for every client
+        #: asking while the status board serves the same one.
+        self._status_data: dict[str, Any] | None = None
+        self._status_text = ""
+        #: Serves the clients that ask ``{"op": "batch"}``.
+        self._ticker = ticker
         self.metrics = metrics
         self.snapshot = snapshot
         self._log = log
@@ -89,7 +99,10 @@ class Session:
         elif op == "ping":
             client.reply({"op": "pong"})
         elif op == "status" and self._status is not None:
-            client.reply({"op": "status", "data": self._status()})
+            client.reply_text(self._status_reply(self._status()))
+        elif op == "batch":
+            self._ticker.add(client)
+            client.reply({"op": "batch", "success": True, "interval": self._ticker.interval})
         elif "user" in message or "key" in message:
             # Older clients may (re)send credentials once connected: answer, never close.
             creds = self._gate.credentials
@@ -104,13 +117,20 @@ class Session:
             self._bad_message(
                 client,
                 f"unknown request {str(message)[:80]}",
-                {"error": 'unknown request: expected "op" subscribe/unsubscribe/ping '
+                {"error": 'unknown request: expected "op" subscribe/unsubscribe/ping/batch '
                           'or "type": "ping"'},
             )
+
+    def _status_reply(self, data: dict[str, Any]) -> str:
+        if data is not self._status_data:
+            self._status_data = data
+            self._status_text = _json.encode({"op": "status", "data": data}).decode()
+        return self._status_text
 
     def _on_subscription(self, client: Client, op: str, raw_args: Any) -> None:
         # In place and in O(request): the held set is never copied.
         sub = client.subscription
+        self._ticker.settle(client)  # what came before the change, selected as before it
         try:
             args = parse_args(raw_args)
             if op == "subscribe":

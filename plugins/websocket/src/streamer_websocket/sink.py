@@ -1,7 +1,8 @@
 """The ``websocket`` sink: a trio-websocket server fanning batches out to clients.
 
 One task (``run``) drains the inbox, renders each batch into envelopes once, updates the
-snapshot and offers the envelopes to every client; it never awaits a client. Who gets a
+snapshot and offers the envelopes to every client, or to the tick of batched clients
+(:mod:`streamer_websocket.batching`); it never awaits a client. Who gets a
 connection is :mod:`streamer_websocket.gate`'s job; each admitted client is served by a task
 with three children: a reader and a pinger (:mod:`streamer_websocket.session`) and a sender
 (its own queue, :mod:`streamer_websocket.client`).
@@ -21,6 +22,7 @@ from trio_websocket import WebSocketConnection
 from streamer import Context, FatalError, Inbox, RateLimitedLog
 from streamer.wire import render
 from streamer_websocket.auth import resolve_credentials
+from streamer_websocket.batching import Ticker
 from streamer_websocket.client import Client, FilterCache
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.envelope import Envelope
@@ -48,8 +50,12 @@ class WebSocketSink:
         self.snapshot = SnapshotStore()
         self.snapshot.books.metrics = context.metrics
         self._log = RateLimitedLog(context.logger)
+        #: The clients served per inbox drain (not batched).
+        self._unbatched: set[Client] = set()
+        self._ticker = Ticker(config.batch_interval, config.max_message_size, self._unbatched)
         self._gate = Gate(config, None, self.metrics, self._log, self._serve)
-        self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate)
+        self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
+                                self._ticker)
         self._status: StatusBoard | None = None
         if config.web:
             from streamer_websocket.web.status import StatusBoard
@@ -87,8 +93,11 @@ class WebSocketSink:
         ssl_context = server_ssl_context(config, self.context.name)
         self._tls = ssl_context is not None
         self.clients = set()
+        self._unbatched = set()
         self._gate = Gate(config, credentials, self.metrics, self._log, self._serve)
+        self._ticker = Ticker(config.batch_interval, config.max_message_size, self._unbatched)
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
+                                self._ticker,
                                 None if self._status is None else self._status.status)
         pages = None
         if config.web:
@@ -120,12 +129,13 @@ class WebSocketSink:
                     "on" if credentials else "off",
                 )
                 self.context.health.set("listener", True)
+                listening.start_soon(self._ticker.run)
                 task_status.started()
                 try:
                     await self._fan_out(inbox)
                 finally:
                     self.context.health.set("listener", False, "not listening")
-                listening.cancel_scope.cancel()  # stop accepting; clients stay
+                listening.cancel_scope.cancel()  # stop accepting and ticking; clients stay
             await self._close_clients()
             handlers.cancel_scope.cancel()
 
@@ -133,14 +143,16 @@ class WebSocketSink:
         while events := await inbox.get():
             envelopes = [Envelope.from_wire(env) for env in render(events)]
             self.snapshot.update(envelopes)
-            if self.clients:
+            if self._unbatched:
                 cache: FilterCache = {}
-                for client in self.clients:
+                for client in self._unbatched:
                     client.offer(envelopes, cache)
+            self._ticker.collect(envelopes)
 
     async def _close_clients(self) -> None:
         """Flush queues and close every client with 1001, within shutdown_timeout."""
         self._gate.closing = True
+        self._ticker.tick()  # what came since the last tick goes out with the flush
         for client in self.clients:
             client.close_gracefully()
         with trio.move_on_after(self.config.shutdown_timeout):
@@ -175,6 +187,7 @@ class WebSocketSink:
             # Registering and queueing the snapshot happen with no checkpoint between, so
             # the client misses no batch and gets the snapshot before any live data.
             self.clients.add(client)
+            self._unbatched.add(client)
             self._clients_changed.unpark_all()
             self.metrics.inc("clients_connected")
             try:
@@ -191,6 +204,8 @@ class WebSocketSink:
                 nursery.cancel_scope.cancel()
             finally:
                 self.clients.discard(client)
+                self._unbatched.discard(client)
+                self._ticker.discard(client)
                 self._clients_changed.unpark_all()
                 self.metrics.inc("clients_disconnected")
         if client.kicked is not None:

@@ -14,6 +14,7 @@ would give.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from typing import Any, get_args
 
 from streamer import DataType
@@ -24,6 +25,12 @@ MAX_ARGS = 100
 MAX_SYMBOLS = 2000
 #: Channels one client may carve out of an all-channels subscription, per data type.
 MAX_CARVED = 100
+#: Entries (and carved channels) a subscription may hold and still have a
+#: :meth:`~Subscription.signature`: clients of equal small subscriptions (a web view's few
+#: keys) share what the batching tick selects for them; a larger one is selected for on its
+#: own, so a client changing a large subscription often never costs a rebuild of its
+#: signature per tick.
+MAX_SIGNATURE_ENTRIES = 64
 #: The channel part of a key that holds an arg without ``channel``: not a channel name
 #: (:data:`streamer.validators.CHANNEL_NAME`), so it never meets a real one.
 ANY_CHANNEL = "*"
@@ -32,6 +39,8 @@ ANY_CHANNEL = "*"
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 Key = tuple[str, str]
+#: A signature not built since the last change.
+_STALE: Hashable = object()
 
 
 class SubscriptionError(ValueError):
@@ -103,13 +112,14 @@ class Subscription:
     are rebuilt lazily, at most once per change and fan-out, never per request.
     """
 
-    __slots__ = ("_carved", "_frozen", "_symbols", "size")
+    __slots__ = ("_carved", "_frozen", "_signature", "_symbols", "size")
 
     def __init__(self) -> None:
         self._symbols: dict[Key, set[str] | None] = {}
         #: data_type -> channels taken out of its any-channel entry.
         self._carved: dict[str, set[str]] = {}
         self._frozen: dict[Key, frozenset[str] | None] = {}
+        self._signature: Hashable | None = _STALE
         self.size = 0
 
     @classmethod
@@ -146,6 +156,22 @@ class Subscription:
         self._frozen[key] = frozen
         return frozen
 
+    def signature(self) -> Hashable | None:
+        """A value equal for subscriptions that select the same (what they hold: the
+        entries and the carved channels), or None past :data:`MAX_SIGNATURE_ENTRIES`.
+        Built at most once per change."""
+        if self._signature is _STALE:
+            carved = sum(len(channels) for channels in self._carved.values())
+            if self.size + carved > MAX_SIGNATURE_ENTRIES:
+                self._signature = None
+            else:
+                self._signature = (
+                    frozenset((key, None if held is None else frozenset(held))
+                              for key, held in self._symbols.items()),
+                    frozenset((data_type, frozenset(channels))
+                              for data_type, channels in self._carved.items()))
+        return self._signature
+
     def matches(self, channel: str, data_type: str, symbol: str) -> bool:
         key = (channel, data_type)
         if key not in self:
@@ -177,6 +203,7 @@ class Subscription:
                     f"adds up to {growth}, at most {limit} per client"
                 )
         self._frozen.clear()
+        self._signature = _STALE
         for arg in args:
             symbols = arg.get("symbols")
             for key in _keys(arg):
@@ -253,6 +280,7 @@ class Subscription:
         """Remove what ``args`` name (all or nothing). Empty means: receive nothing."""
         self.check_unsubscribe(args)
         self._frozen.clear()
+        self._signature = _STALE
         table = self._symbols
         for arg in args:
             symbols = arg.get("symbols")

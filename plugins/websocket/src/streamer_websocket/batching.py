@@ -1,0 +1,140 @@
+"""The tick of batched clients: everything due to them, at most once per ``batch_interval``.
+
+A client that asks ``{"op": "batch"}`` (the web view does) takes no part in the fan-out of
+each inbox drain. The fan-out hands the envelopes to the :class:`Ticker` instead, and each
+tick selects from all of them once per distinct subscription (clients with equal
+subscriptions share one :class:`TickBatch`: one selection, one coalescing, one JSON text
+and one set of frame bytes) and writes to each client that has anything due, at once when its
+socket takes it. So the cost of a viewer is one write per tick, whatever the rate of the
+data, instead of a task wake-up and a send per inbox drain.
+
+The tick also bounds their writes: one that has lasted ``send_timeout`` is cut at the next
+tick (a cancel scope per write cost as much as the write itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import trio
+
+from streamer_websocket.client import Client, FilterCache, coalesce, select
+from streamer_websocket.envelope import Envelope
+from streamer_websocket.frames import text_frames
+
+#: The group of clients that never subscribed (they get everything).
+_EVERYTHING: Hashable = object()
+
+
+class TickBatch:
+    """One tick's selection for one subscription; its frames are built once, when the
+    first of its clients sends. Immutable once handed out."""
+
+    __slots__ = ("_frames", "envelopes", "max_chars", "messages")
+
+    def __init__(self, envelopes: list[Envelope], max_chars: int) -> None:
+        self.envelopes = envelopes
+        self.max_chars = max_chars
+        #: Messages in :meth:`frames` (known once they are built).
+        self.messages = 0
+        self._frames: bytes | None = None
+
+    def frames(self) -> bytes:
+        """The selection coalesced (one message per channel and data type, split past
+        ``max_message_size``), as ready-made text frames."""
+        if self._frames is None:
+            texts = coalesce(self.envelopes, self.max_chars)
+            self.messages = len(texts)
+            self._frames = text_frames(texts)
+        return self._frames
+
+
+_NOTHING = TickBatch([], 1)
+
+
+class Ticker:
+    def __init__(self, interval: float, max_message_chars: int,
+                 unbatched: set[Client] | None = None) -> None:
+        self.interval = interval
+        self.max_message_chars = max_message_chars
+        #: The batched clients.
+        self.clients: set[Client] = set()
+        #: The clients the fan-out offers to directly (the sink's): a client that asks for
+        #: batches leaves it.
+        self.unbatched: set[Client] = set() if unbatched is None else unbatched
+        #: Envelopes of the fan-outs since the last tick, in order.
+        self.pending: list[Envelope] = []
+
+    def add(self, client: Client) -> None:
+        """Batch ``client`` from now on; what is pending was offered to it already."""
+        client.batched = True
+        client.tick_start = len(self.pending)
+        self.clients.add(client)
+        self.unbatched.discard(client)
+
+    def discard(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def settle(self, client: Client) -> None:
+        """Queue for ``client`` what its subscription selects of the pending envelopes not
+        handed to it yet; called before the subscription changes, so the data from before
+        a change is selected as it was then (and the snapshot of a subscribe comes after
+        it), as for a client that is not batched."""
+        start = client.tick_start
+        if not client.batched or start >= len(self.pending):
+            return
+        client.tick_start = len(self.pending)
+        selected = select(self.pending[start:], client.subscription, {})
+        if selected:
+            client.enqueue(selected)
+
+    def collect(self, envelopes: list[Envelope]) -> None:
+        """One fan-out's envelopes (held until the next tick only if a client is batched)."""
+        if self.clients:
+            self.pending += envelopes
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(self.interval)
+            self.tick()
+
+    def tick(self) -> None:
+        """Hand every batched client its share of what came since the last tick (the
+        client writes it at once), and cut a client whose write lasted send_timeout."""
+        envelopes, self.pending = self.pending, []
+        now = trio.current_time()
+        for client, batch in self.share(envelopes):
+            since = client.writing_since
+            if since is not None and now - since >= client.send_timeout:
+                client.kick(f"a send took longer than {client.send_timeout}s",
+                            "slow_client_disconnects")
+                continue
+            client.offer_batch(batch)
+
+    def share(self, envelopes: list[Envelope]) -> list[tuple[Client, TickBatch]]:
+        """Each batched client's share of ``envelopes``: one selection per distinct
+        subscription, one of its own for a client batched or settled since the last tick
+        (the envelopes offered to it already left out)."""
+        out: list[tuple[Client, TickBatch]] = []
+        groups: dict[Hashable, TickBatch] = {}
+        cache: FilterCache = {}
+        for client in self.clients:
+            start = client.tick_start
+            if start:
+                client.tick_start = 0
+                rest = envelopes[start:]
+                out.append((client, TickBatch(select(rest, client.subscription, cache),
+                                              self.max_message_chars) if rest else _NOTHING))
+                continue
+            if not envelopes:
+                out.append((client, _NOTHING))  # replies and snapshots are due too
+                continue
+            sub = client.subscription
+            signature = _EVERYTHING if sub is None else sub.signature()
+            batch = None if signature is None else groups.get(signature)
+            if batch is None:
+                batch = TickBatch(select(envelopes, sub, cache), self.max_message_chars)
+                if signature is not None:
+                    groups[signature] = batch
+            out.append((client, batch))
+        return out
