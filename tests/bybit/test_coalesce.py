@@ -186,3 +186,28 @@ def test_coalesce_ms_outside_its_range_is_refused(value):
 @pytest.mark.parametrize("value", [0, 5, 100])
 def test_coalesce_ms_in_range_is_accepted(value):
     assert BybitLinearConfig(symbols=["BTCUSDT"], coalesce_ms=value).coalesce_ms == value
+
+
+async def test_in_real_time_the_wait_groups_reads_and_a_cancel_ends_it(fake_bybit):
+    """Under trio's system clock the wait is a timerfd (streamer.net.WakeTimer), not trio's
+    timer: the same grouping and the same bound on a message's wait, in real time (bounds
+    only: the machine is shared), and cancelling the session mid-wait still ends it."""
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=50)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            sent = await _trickle(fake_bybit, 20, 0.01)  # 200 ms: ~4-5 waits of 50 ms
+            await collector.wait_for(lambda ev: len(ev) == 20)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 21)
+            cancelled_at = trio.current_time()  # the reader is in its 50 ms wait
+            nursery.cancel_scope.cancel()
+    assert trio.current_time() - cancelled_at < 0.045  # before the wait would have ended
+    delays = _delays(collector, [*sent, cancelled_at])[:20]
+    assert len(collector.batches) <= 12  # not 20 reads
+    assert any(len(b) > 1 for b in collector.batches)
+    # a message waits the wait plus the handling of a read, on a loaded machine at most
+    # a few scheduler delays more; never the 20 x 10 ms of the trickle
+    assert max(delays) < 0.05 + 0.1
