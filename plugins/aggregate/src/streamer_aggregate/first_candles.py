@@ -16,7 +16,8 @@ class WaitingFirstCandles:
     def __init__(self, deadline_after_ms: int) -> None:
         #: How long (ms) a candle waits once its request is handed out.
         self.deadline_after_ms = deadline_after_ms
-        self._requests: list[BackfillRequest] = []
+        #: The requests not handed out yet (see :meth:`take_requests`).
+        self.requests: list[BackfillRequest] = []
         self._buckets: list[Bucket] = []
 
     def __len__(self) -> int:
@@ -29,14 +30,14 @@ class WaitingFirstCandles:
         """``b`` waits (its ``pending`` set) and its history is to be asked for."""
         st = b.state
         self._buckets.append(b)
-        self._requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start))
+        self.requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start))
 
     def take_requests(self, now_ms: int) -> list[BackfillRequest]:
         """The requests not handed out yet; their candles wait until ``now_ms`` plus
         ``deadline_after_ms``."""
-        requests = self._requests
+        requests = self.requests
         if requests:
-            self._requests = []
+            self.requests = []
             deadline = now_ms + self.deadline_after_ms
             for b in self._buckets:
                 if b.pending is not None and b.pending.deadline_ms is None:
