@@ -83,6 +83,9 @@ class WebSocket:
         #: Bytes the latest :meth:`receive` read from the stream (a read-coalescing caller
         #: reads again at once after a large read: more is likely waiting).
         self.last_read_size = 0
+        #: The latest ``receive(checkpointed=True)`` found the plain TCP socket empty and
+        #: waited for data (a read-coalescing caller's wait gathered nothing).
+        self.found_empty = False
 
     @property
     def binary_frames(self) -> int:
@@ -181,6 +184,7 @@ class WebSocket:
             raise self._closed
         try:
             data = self._read_now() if checkpointed else None
+            self.found_empty = data is None and checkpointed and self._socket is not None
             if data is None:
                 data = bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

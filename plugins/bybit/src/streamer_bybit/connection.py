@@ -27,6 +27,7 @@ from REST) go through the hold book, which releases its held live trades after t
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Iterable
 from typing import Final
@@ -312,6 +313,11 @@ class BybitConnection(LiveTopics):
         decode_read = self.decoder.decode_read
         send = self.outlet.send
         waited = False  # the coalescing wait just ended: it was the checkpoint of this read
+        # The latest wait gathered nothing (the next message came after it): the traffic is
+        # sparser than the wait, which would only add a wake-up per message. Until two reads
+        # come within ``coalesce`` of each other again, a read is not followed by the wait.
+        sparse = False
+        previous = -math.inf  # when the read before this one came
         while True:
             try:
                 payloads = await ws.receive(checkpointed=waited)
@@ -319,6 +325,11 @@ class BybitConnection(LiveTopics):
                 self._fail(exc)
                 return
             self._last_activity = now = trio.current_time()
+            if waited:
+                sparse = ws.found_empty
+            elif sparse and now - previous < coalesce:
+                sparse = False
+            previous = now
             self.messages += len(payloads)
             if self.capture is not None and payloads:
                 self.capture.record(payloads, now)
@@ -346,7 +357,7 @@ class BybitConnection(LiveTopics):
                 # Time spent waiting on a sink with overflow = "block" is not the server's
                 # silence.
                 self._last_activity = trio.current_time()
-            if timer is not None and ws.last_read_size < COALESCE_SKIP:
+            if timer is not None and not sparse and ws.last_read_size < COALESCE_SKIP:
                 # Let messages gather in the socket: the next read returns them together.
                 # Counted from the read, so a message waits at most ``coalesce`` plus the
                 # handling of one read. Staleness stays exact: the heartbeat judges from
