@@ -346,7 +346,7 @@ class KlineAggregator:
     def backfill_requested(self) -> bool:
         """Requests wait for :meth:`take_backfill_requests` (mostly not: a symbol's first
         candles ask once)."""
-        return bool(self._pending.requests)
+        return self._pending.has_requests
 
     def take_backfill_requests(self, now_ms: int) -> list[BackfillRequest]:
         """History the aggregator wants (first candles that opened before we listened); each

@@ -16,12 +16,16 @@ class WaitingFirstCandles:
     def __init__(self, deadline_after_ms: int) -> None:
         #: How long (ms) a candle waits once its request is handed out.
         self.deadline_after_ms = deadline_after_ms
-        #: The requests not handed out yet (see :meth:`take_requests`).
-        self.requests: list[BackfillRequest] = []
+        self._requests: list[BackfillRequest] = []
         self._buckets: list[Bucket] = []
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    @property
+    def has_requests(self) -> bool:
+        """Requests wait for :meth:`take_requests`."""
+        return bool(self._requests)
 
     def __iter__(self) -> Iterator[Bucket]:
         return iter(self._buckets)
@@ -30,14 +34,14 @@ class WaitingFirstCandles:
         """``b`` waits (its ``pending`` set) and its history is to be asked for."""
         st = b.state
         self._buckets.append(b)
-        self.requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start))
+        self._requests.append(BackfillRequest(st.channel, st.symbol, st.ms, start=b.start))
 
     def take_requests(self, now_ms: int) -> list[BackfillRequest]:
         """The requests not handed out yet; their candles wait until ``now_ms`` plus
         ``deadline_after_ms``."""
-        requests = self.requests
+        requests = self._requests
         if requests:
-            self.requests = []
+            self._requests = []
             deadline = now_ms + self.deadline_after_ms
             for b in self._buckets:
                 if b.pending is not None and b.pending.deadline_ms is None:
