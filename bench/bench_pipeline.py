@@ -112,7 +112,9 @@ CLIENT_SETTINGS = {
     "orjson": "as json, orjson.loads",
     "floor": "the source's trio WebSocket transport, orjson.loads per message, reads again "
              "at once after every read",
-    "floor_c5": "as floor, waits until 5 ms after a read under 32 KiB (the source's rule)",
+    "floor_c5": "as floor, waits on the source's timer (WakeTimer where the install has it) "
+                "until 5 ms after a read under 32 KiB (the source's rule; its skip of the wait "
+                "on sparse traffic does not apply at these rates)",
     "cryptofeed": f"{CRYPTOFEED} Bybit feed, TRADES channel, a counting callback, uvloop",
     "timer_c5": "bench_e2e_trio_baseline.py --timer-only --timer source: the wait the "
                 "source's reader makes (streamer.net.WakeTimer, a timerfd; trio.sleep on an "
