@@ -240,7 +240,9 @@ def build_toml(args: argparse.Namespace) -> str:
         inputs = toml_list([*names, "klines"])
         parts.append(f'[[sinks]]\nname = "redis"\ntype = "redis"\ninputs = {inputs}\n'
                      f'url = "redis://127.0.0.1:{args.redis_port}/0"\n')
-    if args.pipeline == "realistic":
+    if args.pipeline == "ws":
+        inputs = toml_list([*names, "klines"])
+    if args.pipeline in ("realistic", "ws"):
         parts.append(f'[[sinks]]\nname = "ws"\ntype = "websocket"\ninputs = {inputs}\n'
                      f'port = 0\n')
     if args.pipeline == "web":
@@ -291,7 +293,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             sources = [n for n in ("linear", "spot") if n in pipeline.nodes]
             conns = {n: len(pipeline.node(n).connections) for n in sources}
             clients = None
-            if args.pipeline == "realistic":
+            if args.pipeline in ("realistic", "ws"):
                 clients = await start_ws_clients(pipeline.node("ws"), args.ws_clients)
             if args.pipeline == "web":
                 tap.per_second = collections.Counter()
@@ -556,12 +558,13 @@ def main() -> None:
                    help="serve /metrics and scrape it every N seconds (0: no metrics)")
     p.add_argument("--coalesce-ms", type=float, default=None,
                    help="the sources' coalesce_ms (default: the source's own default)")
-    p.add_argument("--pipeline", choices=["light", "redis", "realistic", "web"],
+    p.add_argument("--pipeline", choices=["light", "redis", "realistic", "ws", "web"],
                    default="light",
                    help="light: closed klines to a counting sink; redis: trades and "
                         "every-trade klines to redis; realistic: the same to redis and to "
-                        "the websocket sink; web: trades, tickers and throttled klines to "
-                        "the websocket sink serving the web view, read by --viewers")
+                        "the websocket sink; ws: the same to the websocket sink only; web: "
+                        "trades, tickers and throttled klines to the websocket sink serving "
+                        "the web view, read by --viewers")
     p.add_argument("--redis-port", type=int, default=0)
     p.add_argument("--server-pid", type=int, default=0,
                    help="also measure this server's CPU (redis-server) over the window")
@@ -578,6 +581,8 @@ def main() -> None:
     if args.pipeline in ("redis", "realistic"):
         if not args.redis_port:
             p.error(f"--pipeline {args.pipeline} needs --redis-port")
+        args.updates = "every_trade"
+    if args.pipeline == "ws":
         args.updates = "every_trade"
     if args.pipeline == "web":
         args.updates = "throttled"

@@ -16,6 +16,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import trio
@@ -25,6 +26,28 @@ from streamer_bybit.connection import COALESCE_SKIP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e_common import Window, emit_line, symbol_names
+
+try:  # the source's coalescing timer (a timerfd); older installs (bench_ab.py) lack it
+    from streamer.net import WakeTimer
+except ImportError:
+    WakeTimer = None  # type: ignore[assignment,misc]
+
+
+class _TrioTimer:
+    """trio's own timer (a cancel-scope deadline), as the source waited before WakeTimer."""
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def close(self) -> None:
+        pass
+
+
+def make_timer(kind: str) -> Any:
+    """``source``: what the installed source's reader waits on; ``trio``: trio.sleep."""
+    if kind == "source" and WakeTimer is not None:
+        return WakeTimer()
+    return _TrioTimer()
 
 
 async def consume(args: argparse.Namespace) -> dict[str, object]:
@@ -37,6 +60,7 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
         await ws.send_text(json.dumps({"op": "subscribe", "args": topics, "req_id": "t1"}))
         count = reads = 0
         waited = False
+        timer = make_timer(args.timer)
 
         async def read_once() -> None:
             # As the source's reader does: after a read under COALESCE_SKIP, wait until
@@ -48,9 +72,12 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
             for raw in payloads:
                 if "topic" in loads(raw):
                     count += 1
-            waited = bool(coalesce) and ws.last_read_size < COALESCE_SKIP
-            if waited:
-                await trio.sleep_until(t_read + coalesce)
+            waited = False
+            if coalesce and ws.last_read_size < COALESCE_SKIP:
+                left = t_read + coalesce - trio.current_time()
+                waited = left > 0
+                if waited:
+                    await timer.sleep(left)
 
         warm_until = None
         while warm_until is None or time.perf_counter() < warm_until:
@@ -69,23 +96,27 @@ async def consume(args: argparse.Namespace) -> dict[str, object]:
                     await read_once()
         measured = window.stop()
         await ws.aclose()
+        timer.close()
     return {"messages": count - n0, "reads": reads - r0, **measured}
 
 
 async def timer_only(args: argparse.Namespace) -> dict[str, object]:
-    """No socket: the coalescing wait alone, ``sleep_until(read + coalesce)`` in a loop,
-    for ``--duration`` s after ``--warmup`` s. What one trio timer wake-up costs here."""
+    """No socket: the coalescing wait alone (``--timer``), ``coalesce`` in a loop, for
+    ``--duration`` s after ``--warmup`` s. What one wake-up of that timer costs here."""
     coalesce = args.coalesce_ms / 1000.0
+    timer = make_timer(args.timer)
     with trio.move_on_after(args.warmup):
         while True:
-            await trio.sleep_until(trio.current_time() + coalesce)
+            await timer.sleep(coalesce)
     window, cycles = Window(), 0
     window.start()
     with trio.move_on_after(args.duration):
         while True:
-            await trio.sleep_until(trio.current_time() + coalesce)
+            await timer.sleep(coalesce)
             cycles += 1
-    return {"messages": 0, "reads": cycles, **window.stop()}
+    measured = window.stop()
+    timer.close()
+    return {"messages": 0, "reads": cycles, **measured}
 
 
 def main() -> None:
@@ -101,6 +132,9 @@ def main() -> None:
     p.add_argument("--timer-only", action="store_true",
                    help="no connection: only the coalescing wait, in a loop (needs "
                         "--coalesce-ms and --duration)")
+    p.add_argument("--timer", choices=["source", "trio"], default="source",
+                   help="the coalescing wait: the installed source's (WakeTimer where it "
+                        "has one) or trio.sleep (a cancel-scope deadline)")
     p.add_argument("--ca-file", default=None)
     p.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args()

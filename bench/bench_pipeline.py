@@ -64,7 +64,7 @@ from bench_e2e_common import (
     start_fake,
 )
 
-SECTIONS = ("rates", "curve", "latency", "tls", "soak", "profile")
+SECTIONS = ("rates", "curve", "latency", "tls", "soak", "profile", "idle")
 DEFAULT_SECTIONS = ("rates", "curve", "latency", "tls")
 INTERVALS = "1m,5m,1h,4h,1D"
 LATENCY_INTERVALS = "1s,1m,5m,1h,4h,1D"
@@ -90,7 +90,8 @@ CLIENTS = {
     "floor": "floor: source's transport + orjson, no coalescing (a floor flat out only)",
     "floor_c5": "floor: source's transport + orjson, coalescing like the pipeline (5)",
     "cryptofeed": "cryptofeed (Bybit feed, trades)",
-    "timer_c5": "trio timer alone: the 5 ms wait in a loop, no socket",
+    "timer_c5": "the source's coalescing timer alone: the 5 ms wait in a loop, no socket",
+    "trio_timer_c5": "trio's own timer alone (trio.sleep): the 5 ms wait in a loop, no socket",
 }
 
 #: Every setting of each client of the rates section (written into the summary).
@@ -112,12 +113,27 @@ CLIENT_SETTINGS = {
     "orjson": "as json, orjson.loads",
     "floor": "the source's trio WebSocket transport, orjson.loads per message, reads again "
              "at once after every read",
-    "floor_c5": "as floor, waits until 5 ms after a read under 32 KiB (the source's rule)",
+    "floor_c5": "as floor, waits on the source's timer (WakeTimer where the install has it) "
+                "until 5 ms after a read under 32 KiB (the source's rule; its skip of the wait "
+                "on sparse traffic does not apply at these rates)",
     "cryptofeed": f"{CRYPTOFEED} Bybit feed, TRADES channel, a counting callback, uvloop",
-    "timer_c5": "bench_e2e_trio_baseline.py --timer-only: trio.sleep_until(now + 5 ms) in a "
-                "loop, no connection: the cost of the coalescing wait's wake-up alone "
-                "(per read: per wake-up; no messages, so no CPU per message nor ratio)",
+    "timer_c5": "bench_e2e_trio_baseline.py --timer-only --timer source: the wait the "
+                "source's reader makes (streamer.net.WakeTimer, a timerfd; trio.sleep on an "
+                "install without it) of 5 ms in a loop, no connection: the cost of the "
+                "coalescing wait's wake-up alone (per read: per wake-up; no messages, so no "
+                "CPU per message nor ratio)",
+    "trio_timer_c5": "as the source's timer alone, --timer trio: trio.sleep(5 ms) (a "
+                     "cancel-scope deadline, what the source waited on before WakeTimer)",
 }
+
+#: The idle section's clients: the fake at 1 msg/s, 50 symbols.
+IDLE_CLIENTS = {
+    "idle_ws": "streamer, websocket sink with 10 idle clients",
+    "idle_light": "streamer light",
+    "json": "bare asyncio websockets + json",
+}
+IDLE_RATE = 1.0
+IDLE_BOUND = 0.3  # % of a core, the idle_ws target
 
 #: The settings of the other sections' rows.
 SECTION_SETTINGS = {
@@ -134,6 +150,15 @@ SECTION_SETTINGS = {
             "default coalesce_ms (5); --soak-minutes",
     "profile": "fake flat out, 50 symbols; the profiled pipeline with the default "
                "coalesce_ms (5)",
+    "idle": "fake 1 msg/s batched (`--rate 1`), 50 symbols, 1 trade per message; per round "
+            "(order rotated): the streamer with bybit.linear (50 symbols, trades, the "
+            "source's default coalesce_ms 5) -> klines.from_trades (updates every_trade) -> "
+            "the websocket sink (trades + kline updates, port 0) read by 10 asyncio clients "
+            "in their own process (not counted; no subscription, so every event goes to "
+            "each; at 1 msg/s they are idle nearly all the time), plus bench.count and "
+            "bench.tap as in the light pipeline (`--pipeline ws`); the light pipeline alone; "
+            "the json client; window `--duration 20 --warmup 2` (10 quick); CPU = the "
+            "process's own getrusage over the window, as % of one core",
 }
 
 #: Clients that talk to a server the bench runs (its CPU is reported beside theirs).
@@ -259,11 +284,16 @@ class Bench:
         if key in ("floor", "floor_c5"):
             return self.trio_baseline(info, *window, "--coalesce-ms", coalesce,
                                       timeout=timeout)
-        if key == "timer_c5":
+        if key in ("timer_c5", "trio_timer_c5"):
             if "--duration" not in window:
                 return None  # flat out has no waits
             return self.trio_baseline(info, *window, "--coalesce-ms", coalesce,
-                                      "--timer-only", timeout=timeout)
+                                      "--timer-only", "--timer",
+                                      "source" if key == "timer_c5" else "trio",
+                                      timeout=timeout)
+        if key in ("idle_ws", "idle_light"):
+            extra = ["--pipeline", "ws"] if key == "idle_ws" else []
+            return self.streamer(info, *window, *extra, timeout=timeout)
         if key == "cryptofeed":
             return self.cryptofeed(info, *window, timeout=timeout)
         raise ValueError(key)
@@ -421,6 +451,40 @@ class Bench:
                 target = "<= 150 us per read cycle"
                 verdict = ("met" if s["cpu_per_read_us"]["median"] <= 150 else "MISSED")
             self.row(f"{label}: {CLIENTS[key]}: per read", "; ".join(parts), target, verdict)
+
+    def idle(self) -> None:
+        """The fake at 1 msg/s: what the pipeline costs when nearly nothing happens."""
+        duration = "10" if self.quick else "20"
+        window = ["--duration", duration, "--warmup", "2"]
+        fake, info = start_fake(self.children, symbols=50, rate=IDLE_RATE)
+        runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        load0 = os.getloadavg()
+        keys = list(IDLE_CLIENTS)
+        try:
+            self.rounds(info, keys, window, runs)
+        finally:
+            self.children.stop(fake)
+        load1 = os.getloadavg()
+        out: dict[str, Any] = {"loadavg": [load0, load1], "runs": runs, "clients": {}}
+        self.row("idle: load average before / after", f"{load0[0]:.2f} / {load1[0]:.2f} (1 min)")
+        for key in keys:
+            rs = [r for r in runs[key] if r.get("wall_s")]
+            core = spread([r["cpu_s"] / r["wall_s"] * 100 for r in rs])
+            wakeups = spread([r["ctx_voluntary"] / r["wall_s"] for r in rs
+                              if "ctx_voluntary" in r])
+            msgs = spread([r.get("messages", 0) / r["wall_s"] for r in rs])
+            out["clients"][key] = {"core_pct": core, "wakeups_per_s": wakeups,
+                                   "msg_per_s": msgs,
+                                   "ws_clients": [r.get("ws_clients") for r in rs]}
+            target = verdict = ""
+            if key == "idle_ws":
+                target = f"<= {IDLE_BOUND}% of a core"
+                verdict = "met" if core["median"] <= IDLE_BOUND else "MISSED"
+            self.row(f"idle, {IDLE_RATE:g} msg/s: {IDLE_CLIENTS[key]}: CPU, % of a core",
+                     fmt_spread(core, ".3f", "%"), target, verdict)
+            self.row(f"idle, {IDLE_RATE:g} msg/s: {IDLE_CLIENTS[key]}: wake-ups/s; msg/s",
+                     f"{fmt_spread(wakeups, '.1f')}; {msgs['median']:.2f}")
+        self.results["idle"] = out
 
     def curve(self) -> None:
         duration = "3" if self.quick else "5"

@@ -186,3 +186,62 @@ def test_coalesce_ms_outside_its_range_is_refused(value):
 @pytest.mark.parametrize("value", [0, 5, 100])
 def test_coalesce_ms_in_range_is_accepted(value):
     assert BybitLinearConfig(symbols=["BTCUSDT"], coalesce_ms=value).coalesce_ms == value
+
+
+async def test_in_real_time_the_wait_groups_reads_and_a_cancel_ends_it(fake_bybit):
+    """Under trio's system clock the wait is a timerfd (streamer.net.WakeTimer), not trio's
+    timer: the same grouping and the same bound on a message's wait, in real time (bounds
+    only: the machine is shared), and cancelling the session mid-wait still ends it."""
+    collector = TimedCollector()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=50)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            sent = await _trickle(fake_bybit, 20, 0.01)  # 200 ms: ~4-5 waits of 50 ms
+            await collector.wait_for(lambda ev: len(ev) == 20)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 21)
+            cancelled_at = trio.current_time()  # the reader is in its 50 ms wait
+            nursery.cancel_scope.cancel()
+    assert trio.current_time() - cancelled_at < 0.045  # before the wait would have ended
+    delays = _delays(collector, [*sent, cancelled_at])[:20]
+    assert len(collector.batches) <= 12  # not 20 reads
+    assert any(len(b) > 1 for b in collector.batches)
+    # a message waits the wait plus the handling of a read, on a loaded machine at most
+    # a few scheduler delays more; never the 20 x 10 ms of the trickle
+    assert max(delays) < 0.05 + 0.1
+
+
+async def test_sparse_traffic_skips_the_wait_until_reads_come_close_again(
+    fake_bybit, autojump_clock
+):
+    """Messages further apart than the wait: a wait would gather nothing and only add a
+    wake-up per message, so after one such wait the reader waits no more, one scheduler step
+    per message; once two reads come within the wait of each other it waits again."""
+    collector = TimedCollector()
+    counter = _StepCounter()
+    source = make_source(fake_bybit, symbols=["BTCUSDT"], recover_gaps=False,
+                         coalesce_ms=20)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await run_source(nursery, source, collector)
+            fake_bybit.trade("linear", "BTCUSDT")
+            await collector.wait_for(lambda ev: len(ev) == 1)
+            await trio.sleep(0.1)  # its wait gathered nothing
+            counter.task = collector.task
+            trio.lowlevel.add_instrument(counter)
+            sparse_sent = await _trickle(fake_bybit, 10, 0.05)  # 50 ms apart, wait 20 ms
+            await collector.wait_for(lambda ev: len(ev) == 11)
+            trio.lowlevel.remove_instrument(counter)
+            sparse_steps = counter.steps
+            batches_before = len(collector.batches)
+            await _trickle(fake_bybit, 40, 0.005)  # 5 ms apart: the wait groups them again
+            await collector.wait_for(lambda ev: len(ev) == 51)
+            nursery.cancel_scope.cancel()
+    # each sparse message: its socket wake-up only (was 2 steps: that, and the wait's end)
+    assert sparse_steps == 10
+    assert collector.times[1:11] == pytest.approx(sparse_sent, abs=1e-9)  # no delay added
+    dense = collector.batches[batches_before:]
+    assert len(dense) <= 14  # 40 messages over 200 ms: ~10 reads of ~4, not 40
+    assert max(len(b) for b in dense) >= 3

@@ -18,7 +18,7 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from streamer.net import MAX_MESSAGE, WebSocket, WebSocketClosed
-from streamer.net._websocket import MessageReader
+from streamer.net._frames import MessageReader
 
 URI = parse_uri("ws://127.0.0.1:1/x")
 

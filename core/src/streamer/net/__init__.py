@@ -15,12 +15,16 @@ imports ``streamer.net`` where its node is built or run, not where it registers.
 - :func:`get_json` / :class:`HttpError`: ``GET`` a JSON document over http:// or https://,
   bounded in bytes (:data:`MAX_BODY`) and time.
 - :func:`default_ssl_context`: the process-wide client context over the system trust store.
+- :class:`WakeTimer`: a reusable timer one task sleeps on (a read-coalescing wait), woken
+  through epoll by a Linux timerfd rather than by a cancel-scope deadline; ``trio.sleep``
+  under any clock but trio's own.
 """
 
 from __future__ import annotations
 
 from streamer.net._http import MAX_BODY, HttpError, default_ssl_context, get_json
 from streamer.net._tls import TLSStream, open_tls_over_tcp_stream
+from streamer.net._wake_timer import WakeTimer
 from streamer.net._websocket import (
     MAX_MESSAGE,
     READ_SIZE,
@@ -36,6 +40,7 @@ __all__ = [
     "HandshakeError",
     "HttpError",
     "TLSStream",
+    "WakeTimer",
     "WebSocket",
     "WebSocketClosed",
     "default_ssl_context",

@@ -383,6 +383,12 @@ class KlineAggregator(BackfillMerge):
 
     # -- backfill -----------------------------------------------------------------------------
 
+    @property
+    def backfill_requested(self) -> bool:
+        """Requests wait for :meth:`take_backfill_requests` (mostly not: a symbol's first
+        candles ask once)."""
+        return self._pending.has_requests
+
     def take_backfill_requests(self, now_ms: int) -> list[BackfillRequest]:
         """History the aggregator wants (first candles that opened before we listened); each
         of these candles waits at most ``backfill_deadline_ms`` from ``now_ms``."""

@@ -22,6 +22,11 @@ class WaitingFirstCandles:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    @property
+    def has_requests(self) -> bool:
+        """Requests wait for :meth:`take_requests`."""
+        return bool(self._requests)
+
     def __iter__(self) -> Iterator[Bucket]:
         return iter(self._buckets)
 

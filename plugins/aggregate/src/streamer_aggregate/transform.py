@@ -82,9 +82,10 @@ class KlineTransform:
     def process(self, batch: Sequence[Event]) -> list[Event]:
         agg = self.aggregator
         out: list[Event] = list(agg.add_trades(batch))
+        if not agg.backfill_requested:  # the usual batch: no clock read (a run-local lookup)
+            return out
         requests = agg.take_backfill_requests(clock.now_ms())
-        if requests:
-            self._deadline_changed.set()
+        self._deadline_changed.set()
         for request in requests:
             key = (request.channel, request.symbol)
             queued = self._wanted.get(key)

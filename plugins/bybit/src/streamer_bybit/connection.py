@@ -27,6 +27,7 @@ from REST) go through the hold book, which releases its held live trades after t
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Iterable
 from typing import Final
@@ -35,7 +36,7 @@ import msgspec
 import trio
 
 from streamer import Backoff, Emit, Event, RateLimitedLog
-from streamer.net import READ_SIZE, HandshakeError, WebSocket, WebSocketClosed
+from streamer.net import READ_SIZE, HandshakeError, WakeTimer, WebSocket, WebSocketClosed
 from streamer_bybit.book_worker import book_keeper_for, run_book_worker
 from streamer_bybit.capture import CaptureTap
 from streamer_bybit.connection_settings import ConnectionSettings, ConnectionShared, connection_name
@@ -298,10 +299,25 @@ class BybitConnection(LiveTopics):
             self._ws = None
 
     async def _reader(self, ws: WebSocket) -> None:
+        coalesce = self.settings.coalesce
+        # The coalescing wait sleeps on a timerfd: woken as a socket read is, where trio's
+        # own timer (a cancel-scope deadline) costs twice the CPU per wake-up.
+        timer = WakeTimer() if coalesce else None
+        try:
+            await self._read_loop(ws, coalesce, timer)
+        finally:
+            if timer is not None:
+                timer.close()
+
+    async def _read_loop(self, ws: WebSocket, coalesce: float, timer: WakeTimer | None) -> None:
         decode_read = self.decoder.decode_read
         send = self.outlet.send
-        coalesce = self.settings.coalesce
         waited = False  # the coalescing wait just ended: it was the checkpoint of this read
+        # The latest wait gathered nothing (the next message came after it): the traffic is
+        # sparser than the wait, which would only add a wake-up per message. Until two reads
+        # come within ``coalesce`` of each other again, a read is not followed by the wait.
+        sparse = False
+        previous = -math.inf  # when the read before this one came
         while True:
             try:
                 payloads = await ws.receive(checkpointed=waited)
@@ -309,6 +325,11 @@ class BybitConnection(LiveTopics):
                 self._fail(exc)
                 return
             self._last_activity = now = trio.current_time()
+            if waited:
+                sparse = ws.found_empty
+            elif sparse and now - previous < coalesce:
+                sparse = False
+            previous = now
             self.messages += len(payloads)
             if self.capture is not None and payloads:
                 self.capture.record(payloads, now)
@@ -336,16 +357,17 @@ class BybitConnection(LiveTopics):
                 # Time spent waiting on a sink with overflow = "block" is not the server's
                 # silence.
                 self._last_activity = trio.current_time()
-            if coalesce and ws.last_read_size < COALESCE_SKIP:
+            if timer is not None and not sparse and ws.last_read_size < COALESCE_SKIP:
                 # Let messages gather in the socket: the next read returns them together.
                 # Counted from the read, so a message waits at most ``coalesce`` plus the
                 # handling of one read. Staleness stays exact: the heartbeat judges from
                 # _last_activity, set just above, and coalesce < stale_timeout. A sleep is a
-                # checkpoint: cancelling the session ends it here at once.
-                deadline = now + coalesce
-                waited = deadline > trio.current_time()
+                # checkpoint: cancelling the session ends it here at once. After an emit,
+                # _last_activity is the time already.
+                left = now + coalesce - (self._last_activity if events else trio.current_time())
+                waited = left > 0
                 if waited:
-                    await trio.sleep_until(deadline)
+                    await timer.sleep(left)
             else:
                 waited = False
 
