@@ -41,7 +41,11 @@ import attrs
 import trio
 
 from streamer._api import Context
-from streamer._base_transform import BaseTransform
+
+try:
+    from streamer._base_transform import BaseTransform
+except ImportError:  # an install from before BaseTransform had its own module (bench_ab's old)
+    from streamer._api import BaseTransform  # type: ignore[attr-defined,no-redef]
 from streamer._config import load_config_text
 from streamer._events import Book, Event, Kline, Ticker, Trade
 from streamer._hookspecs import RegisterType, hookimpl
