@@ -46,8 +46,12 @@ try:
     from streamer._base_transform import BaseTransform
 except ImportError:  # an install from before BaseTransform had its own module (bench_ab's old)
     from streamer._api import BaseTransform  # type: ignore[attr-defined,no-redef]
+try:
+    from streamer._events import Book
+except ImportError:  # an install from before order books (trade rows only)
+    Book = None  # type: ignore[assignment,misc]
 from streamer._config import load_config_text
-from streamer._events import Book, Event, Kline, Ticker, Trade
+from streamer._events import Event, Kline, Ticker, Trade
 from streamer._hookspecs import RegisterType, hookimpl
 from streamer._inbox import Inbox
 from streamer._metrics_http import serve_ops
