@@ -48,3 +48,12 @@ waiter = true
 first_candle = "partial"
 fill_gaps = false
 """
+
+
+def klines_partial(name: str = "klines", *, intervals: Iterable[str] = ("1m",),
+                   inputs: Iterable[str] = ("bybit",)) -> str:
+    """``[[transforms]]`` ``klines.from_trades`` named ``name``: ``intervals`` from the trades
+    of ``inputs``, the first candle partial (no REST backfill)."""
+    return (f'\n[[transforms]]\nname = "{name}"\ntype = "klines.from_trades"\n'
+            f"inputs = {toml_list(inputs)}\nintervals = {toml_list(intervals)}\n"
+            'first_candle = "partial"\n')

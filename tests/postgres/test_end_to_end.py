@@ -4,6 +4,7 @@ sent is stored once (its ids compared with the fake's own log), and the closed k
 from __future__ import annotations
 
 import trio
+from pipelines import bybit_source, klines_partial
 from postgres_server import PASSWORD_ENV
 
 from streamer import clock
@@ -11,22 +12,7 @@ from streamer.testing import running_pipeline
 
 M = 60_000
 
-PIPE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = ["BTCUSDT", "ETHUSDT"]
-streams = ["trades"]
-url = "{ws}"
-rest_url = "{rest}"
-
-[[transforms]]
-name = "klines"
-type = "klines.from_trades"
-inputs = ["bybit"]
-intervals = ["1m"]
-first_candle = "partial"
-
+SINK = """
 [[sinks]]
 name = "history"
 type = "postgres"
@@ -36,12 +22,12 @@ password_env = "{password_env}"
 schema = "{schema}"
 """
 
-
 async def test_every_trade_of_the_fake_stored_once(fake_bybit, plugin_manager, postgres_server,
                                                    postgres_schema):
     fake = fake_bybit
-    toml = PIPE.format(ws=fake.ws_url("linear"), rest=fake.rest_url, dsn=postgres_server.dsn,
-                       password_env=PASSWORD_ENV, schema=postgres_schema)
+    toml = (bybit_source(fake, ["BTCUSDT", "ETHUSDT"]) + klines_partial()
+            + SINK.format(dsn=postgres_server.dsn, password_env=PASSWORD_ENV,
+                          schema=postgres_schema))
     m0 = clock.now_ms() // M * M - 10 * M  # minutes that are over: klines close at once
     symbols = ("BTCUSDT", "ETHUSDT")
 

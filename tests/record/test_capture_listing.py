@@ -8,6 +8,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 from bybit.harness import Collector, make_source, run_source
+from pipelines import collect_sink, klines_partial
 
 from streamer import Book, Kline, Ticker, Trade
 from streamer_bybit.simulator import FakeBybit
@@ -16,20 +17,7 @@ from streamer_bybit.simulator.listings import delist_symbol, list_symbol
 from .helpers import replay_run
 
 REFRESH = 10.0
-OUT = """
-[[transforms]]
-name = "klines"
-type = "klines.from_trades"
-inputs = ["bybit"]
-intervals = ["1h"]
-first_candle = "partial"
-
-[[sinks]]
-name = "out"
-type = "testing.collect"
-inputs = ["bybit", "klines"]
-"""
-
+OUT = klines_partial(intervals=["1h"]) + collect_sink(inputs=["bybit", "klines"])
 
 async def _live(capture) -> tuple[Collector, int]:
     collector = Collector()

@@ -6,28 +6,14 @@ from __future__ import annotations
 import msgspec
 import trio
 from bybit_simulator import fake_bybit  # noqa: F401  (fixture)
+from pipelines import bybit_source, klines_partial
 
 from streamer import clock
 from streamer.testing import running_pipeline
 
 M = 60_000
 
-PIPE = """
-[[sources]]
-name = "bybit"
-type = "bybit.linear"
-symbols = ["BTCUSDT", "ETHUSDT"]
-streams = ["trades", "tickers"]
-url = "{ws}"
-rest_url = "{rest}"
-
-[[transforms]]
-name = "klines"
-type = "klines.from_trades"
-inputs = ["bybit"]
-intervals = ["1m"]
-first_candle = "partial"
-
+SINKS = """
 [[sinks]]
 name = "pubsub"
 type = "redis"
@@ -53,7 +39,8 @@ async def test_bybit_to_redis_and_storage(fake_bybit, plugin_manager, redis_serv
     pubsub = redis_server.client().pubsub()
     pubsub.psubscribe("bybit-streamer:*")
     assert pubsub.get_message(timeout=5.0) is not None  # psubscribe confirmation
-    toml = PIPE.format(ws=fake.ws_url("linear"), rest=fake.rest_url, port=redis_server.port)
+    toml = (bybit_source(fake, ["BTCUSDT", "ETHUSDT"], streams=["trades", "tickers"])
+            + klines_partial() + SINKS.format(port=redis_server.port))
     m0 = clock.now_ms() // M * M - 10 * M  # minutes that are over: klines close at once
     with trio.fail_after(30):
         async with running_pipeline(toml, plugin_manager) as pipeline:
