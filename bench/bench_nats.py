@@ -16,6 +16,9 @@ JetStream server, and a 3-node cluster with an R3 stream.
   leader's storage timestamp (message metadata), which splits publish from delivery.
 
     .venv/bin/python bench/bench_nats.py [--quick] [--only hop,throughput,latency]
+
+Writes ``bench/results/<UTC date>-<HHMM>-nats.md`` (commit, machine, load before / after,
+every setting; ``--summary ''`` skips it) and prints the raw results as JSON.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ import trio
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from nats_server import NatsCluster, NatsServer, stream_info
+from nats_server import NatsCluster, NatsServer, nats_server_binary, stream_info
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_e2e_common import proc_cpu_seconds
+from bench_e2e_common import ROOT, proc_cpu_seconds
+from bench_pipeline import machine_info
 
 from streamer import Context, Inbox, Trade
 from streamer._metrics import Metrics
@@ -228,16 +232,93 @@ def bench_latency(urls: list[str], replicas: int, rate: int, seconds: float
             "stored_p50_ms": round(qs[499], 1), "stored_p99_ms": round(qs[989], 1)}
 
 
+def _cell(r: dict[str, Any] | None, *keys: str, unit: str = "") -> str:
+    if not r or any(k not in r for k in keys):
+        return "not run"
+    return " / ".join(f"{r[k]:,}" if isinstance(r[k], int) else f"{r[k]}" for k in keys) + unit
+
+
+def write_summary(args: argparse.Namespace, results: dict[str, Any], started: float,
+                  n: int, seconds: float) -> Path:
+    """The Markdown summary of this run, to commit: every figure the docs cite from it."""
+    machine = results["machine"]
+    git = machine["git"]
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime(started))
+    out = Path(args.summary) if args.summary else ROOT / "bench" / "results" / f"{stamp}-nats.md"
+    load0 = tuple(round(x, 2) for x in results["loadavg_start"])
+    load1 = tuple(round(x, 2) for x in results["loadavg_end"])
+    s, r3 = results.get("throughput_single"), results.get("throughput_r3")
+    ls, lr3 = results.get("latency_single"), results.get("latency_r3")
+    hop = results.get("hop") or {}
+    lines = [
+        f"# bench_nats.py ({time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC)", "",
+        "Written by `bench/bench_nats.py` (never edited by hand).", "",
+        f"Command: `python bench/bench_nats.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+        f"Commit: {git['commit'][:7]} ({git['subject']})"
+        f"{', dirty tree' if git['dirty'] else ''}.", "",
+        f"Machine: {machine['cpu_model']}, {machine['nproc']} cores, Python "
+        f"{machine['python']}, {machine['platform']}; {_nats_version()}. Load average "
+        f"(1, 5, 15 min) before {load0}, after {load1} (the machine is shared).", "",
+        f"Settings: throughput: {n:,} trades pushed into the sink's inbox in chunks of 100, "
+        "flat out, until JetStream acknowledged each; CPU of this process (the trio thread "
+        "and the sink's asyncio thread) and, beside it, the nats-server processes' CPU over "
+        "the same window. Latency: the simulator at 2,000 trades/s over 10 symbols -> "
+        f"`streamer run` (bybit.linear -> nats) -> a nats-py consumer, {seconds:g} s. Single: "
+        "one JetStream server; R3: a 3-node cluster (the same 2 cores) and a stream of 3 "
+        "replicas.", "",
+        "| what | single server | R3 cluster |", "|---|---|---|",
+        f"| events/s published, flat out | {_cell(s, 'events_per_s')} | "
+        f"{_cell(r3, 'events_per_s')} |",
+        f"| CPU-s per 100k events: the sink's process | {_cell(s, 'cpu_s_per_100k')} | "
+        f"{_cell(r3, 'cpu_s_per_100k')} |",
+        f"| CPU-s per 100k events: nats-server(s) | {_cell(s, 'server_cpu_s_per_100k')} | "
+        f"{_cell(r3, 'server_cpu_s_per_100k')} |",
+        f"| CPU-s per 100k events: both | {_cell(s, 'cpu_with_servers_s_per_100k')} | "
+        f"{_cell(r3, 'cpu_with_servers_s_per_100k')} |",
+        f"| trade -> consumer at 2,000/s, p50 / p99 / p99.9 / max, ms | "
+        f"{_cell(ls, 'p50_ms', 'p99_ms', 'p999_ms', 'max_ms')} | "
+        f"{_cell(lr3, 'p50_ms', 'p99_ms', 'p999_ms', 'max_ms')} |",
+        f"| trade -> stored by the leader, p50 / p99, ms | "
+        f"{_cell(ls, 'stored_p50_ms', 'stored_p99_ms')} | "
+        f"{_cell(lr3, 'stored_p50_ms', 'stored_p99_ms')} |",
+        f"| latency samples | {_cell(ls, 'samples')} | {_cell(lr3, 'samples')} |",
+        f"| retried / failed | {_cell(s, 'retried', 'failed')} | "
+        f"{_cell(r3, 'retried', 'failed')} |",
+        f"| stored bytes per message | {_cell(s, 'stored_bytes_per_message')} | "
+        f"{_cell(r3, 'stored_bytes_per_message')} |",
+        "",
+        f"One trio -> asyncio-thread call: {hop.get('asyncio_thread_call_us', 'not run')} us; "
+        f"`trio.to_thread.run_sync`: {hop.get('trio_to_thread_us', 'not run')} us (a no-op "
+        "each: why the sink hands over whole chunks).", "",
+        "Each figure is one run (the throughput is one timed pass; the latency is every "
+        "trade of the window).", "",
+    ]
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _nats_version() -> str:
+    try:
+        return subprocess.run([nats_server_binary(), "--version"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "nats-server (version unknown)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="hop,throughput,latency")
+    parser.add_argument("--summary", default=None,
+                        help="Markdown summary path (default bench/results/<date>-nats.md; "
+                        "'' to skip)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n = 50_000 if args.quick else 200_000
     seconds = 5.0 if args.quick else 15.0
-    results: dict[str, Any] = {"loadavg_start": os.getloadavg()}
+    started = time.time()
+    results: dict[str, Any] = {"loadavg_start": os.getloadavg(), "machine": machine_info()}
     if "hop" in only:
         results["hop"] = trio.run(bench_hop, 5_000)
         print("hop", results["hop"], flush=True)
@@ -260,6 +341,8 @@ def main() -> None:
         cluster.stop()
     results["loadavg_end"] = os.getloadavg()
     print(json.dumps(results, indent=1))
+    if args.summary != "":
+        print(f"summary: {write_summary(args, results, started, n, seconds)}")
 
 
 if __name__ == "__main__":
