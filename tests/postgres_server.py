@@ -135,10 +135,8 @@ class PostgresServer(ServerProcess):
                         waiting_for="did not accept connections")
         return self
 
-    def _signal_all(self, sig: signal.Signals) -> None:
-        """``sig`` to the postmaster and each of its children (backends, checkpointer, ...).
-        Each child is a process group of its own (postgres calls setsid()), so a signal to
-        the postmaster's group would miss them."""
+    def pids(self) -> list[int]:
+        """The postmaster and each of its children (backends, checkpointer, ...)."""
         assert self.process is not None
         pids = [self.process.pid]
         for entry in os.listdir("/proc"):
@@ -151,7 +149,13 @@ class PostgresServer(ServerProcess):
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
                 pids.append(int(entry))
-        for pid in pids:
+        return pids
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        """``sig`` to the postmaster and each of its children. Each child is a process group
+        of its own (postgres calls setsid()), so a signal to the postmaster's group would
+        miss them."""
+        for pid in self.pids():
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
