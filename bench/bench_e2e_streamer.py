@@ -258,7 +258,9 @@ def build_toml(args: argparse.Namespace) -> str:
         # behind a login, to the page's viewers (their own process)
         parts.append(f'[[sinks]]\nname = "ws"\ntype = "websocket"\n'
                      f"inputs = {toml_list([*names, 'klines'])}\nport = 0\nweb = true\n"
-                     f'auth_user = "{WEB_USER}"\nauth_key_env = "{WEB_KEY_ENV}"\n')
+                     f'auth_user = "{WEB_USER}"\nauth_key_env = "{WEB_KEY_ENV}"\n'
+                     + (f"batch_interval = {args.batch_interval}\n"
+                        if args.batch_interval is not None else ""))
     sink_inputs = [*names, "klines"] if args.latency else ["klines"]
     parts.append(f'[[sinks]]\nname = "count"\ntype = "bench.count"\n'
                  f"inputs = {toml_list(sink_inputs)}\nqueue_size = 100000\n"
@@ -579,6 +581,8 @@ def main() -> None:
     p.add_argument("--ws-clients", type=int, default=10)
     p.add_argument("--viewers", type=int, default=0,
                    help="web: browser-like viewers (bench_web_viewer_clients.py)")
+    p.add_argument("--batch-interval", type=float, default=None,
+                   help="web: the sink's batch_interval (default: the sink's default)")
     p.add_argument("--stalled", type=int, default=0,
                    help="web: of the viewers, this many stop reading once subscribed")
     p.add_argument("--cprofile", default=None, help="write a cProfile of the run here")

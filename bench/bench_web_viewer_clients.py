@@ -3,14 +3,14 @@ speak to the websocket sink as the page's app.js does.
 
 Each one logs in with its first message, asks for batches (``{"op": "batch"}``: everything
 due in one write at most every batch_interval), subscribes to every symbol's tickers and
-klines, asks for ``{"op": "status"}`` once a second, and on the first symbol it discovers (from a
-ticker or a kline, as the page does) unsubscribes from klines and trades and subscribes to
-that symbol's klines and trades. Unlike the page it decodes only what it needs (messages
-until it picked its symbol, then trades; msgspec): what the streamer spends does not depend
-on it, and the CPU it saves is left to the simulator and the streamer. Each viewer
-connects from its own loopback address (127.0.0.2 up), as browsers on different machines
-would, and connects again after a refusal with the page's back-off (past
-``max_unauthenticated`` the sink refuses with 1013).
+klines, asks for the status pushed once a second (``{"op": "status", "push": true}``),
+and on the first symbol it discovers (from a ticker or a kline, as the page does)
+unsubscribes from klines and trades and subscribes to that symbol's klines and trades.
+Unlike the page it decodes only what it needs (messages until it picked its symbol, then
+trades; msgspec): what the streamer spends does not depend on it, and the CPU it saves is
+left to the simulator and the streamer. Each viewer connects from its own loopback address
+(127.0.0.2 up), as browsers on different machines would, and connects again after a refusal
+with the page's back-off (past ``max_unauthenticated`` the sink refuses with 1013).
 
 With ``--stalled N`` the last N viewers stop reading once subscribed (a frozen tab): the
 sink must cut them without touching the others. They subscribe to every symbol's trades
@@ -37,7 +37,6 @@ import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-STATUS_EVERY_S = 1.0  # app.js STATUS_EVERY_MS
 RETRIES = 8
 decode = msgspec.json.Decoder().decode
 CATCH_UP_S = 30.0
@@ -83,20 +82,11 @@ class Viewer:
                 await ws.send(json.dumps({"op": "batch"}))
                 await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "ticker"}]}))
                 await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "klines"}]}))
-                await ws.send(json.dumps({"op": "status"}))
-                pinger = asyncio.create_task(self._status(ws))
-                try:
-                    await self._read(ws)
-                finally:
-                    pinger.cancel()
+                await ws.send(json.dumps({"op": "status", "push": True}))
+                await self._read(ws)
         except ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd else None
         return authenticated
-
-    async def _status(self, ws: Any) -> None:
-        while True:
-            await asyncio.sleep(STATUS_EVERY_S)
-            await ws.send(json.dumps({"op": "status"}))
 
     async def _read(self, ws: Any) -> None:
         async for raw in ws:

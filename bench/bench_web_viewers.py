@@ -7,7 +7,8 @@ The streamer (``bench_e2e_streamer.py --pipeline web``, its own process) runs
 -> websocket (web = true, login)`` and measures its own CPU over a window after a warm-up.
 The viewers (``bench_web_viewer_clients.py``, a third process, its CPU not counted) speak to
 the sink as the page does: login, batches (``{"op": "batch"}``), every symbol's tickers and
-klines, then one symbol's klines and trades, a status request a second.
+klines, then one symbol's klines and trades, the status pushed once a second
+(``{"op": "status", "push": true}``). ``--batch-interval`` sets the sink's batch_interval.
 
 Rounds: the streamer without viewers and with ``--viewers``, the order rotated each round;
 the figure is the median CPU per message of each, and their ratio (target: <= 1.10).
@@ -32,9 +33,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import attrs
 from bench_e2e_common import BENCH, PYTHON, ROOT, Children, start_fake
 from bench_e2e_streamer import WEB_KEY_ENV
 from bench_pipeline import machine_info
+
+from streamer_websocket.config import WebSocketConfig
+
+#: The sink's default batch_interval.
+DEFAULT_INTERVAL: float = attrs.fields(WebSocketConfig).batch_interval.default
 
 
 def streamer_run(children: Children, info: dict[str, Any], args: argparse.Namespace,
@@ -46,6 +53,8 @@ def streamer_run(children: Children, info: dict[str, Any], args: argparse.Namesp
             "--symbols", str(args.symbols), "--streams", "trades,tickers",
             "--duration", str(duration), "--warmup", str(args.warmup),
             "--viewers", str(viewers), "--stalled", str(stalled)]
+    if args.batch_interval is not None:
+        argv += ["--batch-interval", str(args.batch_interval)]
     child = children.start(argv, env, name=f"streamer ({viewers} viewers)")
     try:
         result = child.read_json(timeout=duration + 120, want="result")
@@ -83,6 +92,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--stall-duration", type=float, default=40.0)
+    p.add_argument("--batch-interval", type=float, default=None,
+                   help="the sink's batch_interval (default: the sink's default)")
     p.add_argument("--out", default=None, help="summary file (default bench/results/...)")
     args = p.parse_args()
     args.key = secrets.token_urlsafe(24)
@@ -157,8 +168,11 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
         f"{args.duration:g} s after a {args.warmup:g} s warm-up, per message; "
         f"{args.rounds} rounds, the order (none / viewers) rotated each round. Viewers: "
         "bench_web_viewer_clients.py, the page's requests (batches, `{\"op\": \"batch\"}`, "
-        "at the sink's default batch_interval of 0.1 s; every symbol's tickers, then one "
-        "symbol's klines and trades; status once a second), each from its own loopback "
+        + (f"at a batch_interval of {args.batch_interval:g} s" if args.batch_interval
+           is not None else f"at the sink's default batch_interval of {DEFAULT_INTERVAL:g} s")
+        + "; every symbol's tickers, then one "
+        "symbol's klines and trades; the status pushed once a second, asked with "
+        "`{\"op\": \"status\", \"push\": true}`), each from its own loopback "
         "address, in their own process.", "",
         "| viewers | CPU us per message | messages/s received | streamer CPU, % of a core "
         "| writes per viewer per s | messages sent per viewer per s | runs |",

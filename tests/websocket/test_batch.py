@@ -417,3 +417,56 @@ async def test_the_backlog_goes_out_before_anything_else_sent() -> None:
     await stream.aclose()
     assert not stream.write_nowait(b"?")  # closed: its descriptor is never written again
     b.close()
+
+
+async def test_status_pushed_once_a_second_to_who_asked(
+    start_sink: StartSink, nursery, autojump_clock
+) -> None:
+    """``{"op": "status", "push": true}``: the status now, then pushed by the tick once a
+    second (the same text to every such client, a batched one's in the tick's write), until
+    ``"push": false``; a client that did not ask gets none; a plain ``{"op": "status"}``
+    is still answered once."""
+    with trio.fail_after(60):
+        sink, inbox = await start_sink(ping_interval=0, web=True)
+        pushed = await batched(nursery, sink, [{"data_type": "trades"}])
+        plain = await connect(nursery, sink)  # not batched
+        quiet = await batched(nursery, sink, [{"data_type": "trades"}])
+        await sink.wait_for_clients(3)
+        await send(pushed, {"op": "status", "push": True})
+        await send(plain, {"op": "status", "push": True})
+        await send(quiet, {"op": "status"})
+        for ws in (pushed, plain, quiet):
+            assert (await recv(ws))["op"] == "status"
+        start = trio.current_time()
+        seen: dict[str, list[tuple[float, str]]] = {"pushed": [], "plain": [], "quiet": []}
+
+        async def read(name: str, ws) -> None:
+            while True:
+                message = await ws.get_message()
+                kind = "status" if message.startswith('{"op":"status"') else "data"
+                seen[name].append((trio.current_time() - start, kind))
+
+        async with trio.open_nursery() as readers:
+            for name, ws in (("pushed", pushed), ("plain", plain), ("quiet", quiet)):
+                readers.start_soon(read, name, ws)
+            for n in range(350):  # 3.5 s of trades
+                await inbox.put([trade("BTCUSDT", n)])
+                if n == 150:
+                    await send(pushed, {"op": "status", "push": False})
+                await trio.sleep(0.01)
+            await trio.sleep(0.45)
+            readers.cancel_scope.cancel()
+        statuses = {name: [t for t, kind in got if kind == "status"]
+                    for name, got in seen.items()}
+        assert statuses["quiet"] == []
+        # Pushed every second of the 3.95 s (from the first tick on), same for both.
+        assert len(statuses["plain"]) == 4
+        assert all(0.9 <= b - a <= 1.1 for a, b in itertools.pairwise(statuses["plain"]))
+        # Until "push": false at 1.5 s: 2 pushes, and the reply to that request.
+        assert len(statuses["pushed"]) == 3
+        assert statuses["pushed"][:2] == statuses["plain"][:2]
+        assert 1.5 <= statuses["pushed"][2] <= 1.6 + 1e-6  # the reply, with the next tick
+        # A batched client's push goes out in the same write as the tick's data.
+        data_at = {t for t, kind in seen["pushed"] if kind == "data"}
+        assert statuses["pushed"][1] in data_at
+        assert sink._ticker.status_clients == {c for c in sink.clients if not c.batched}

@@ -10,17 +10,25 @@ data, instead of a task wake-up and a send per inbox drain.
 
 The tick also bounds their writes: one that has lasted ``send_timeout`` is cut at the next
 tick (a cancel scope per write cost as much as the write itself).
+
+And it pushes the status to the clients that asked ``{"op": "status", "push": true}`` (the
+web view does), once per :data:`STATUS_PUSH_INTERVAL`: one JSON text for all of them, in the
+same write as the tick's data for a batched client, instead of a request read, decoded and
+answered per client and second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import trio
 
 from streamer_websocket.client import Client, FilterCache, coalesce, select
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.frames import text_frames
+
+#: Seconds between two status pushes (the page showed a status polled once a second).
+STATUS_PUSH_INTERVAL = 1.0
 
 #: The group of clients that never subscribed (they get everything).
 _EVERYTHING: Hashable = object()
@@ -64,6 +72,11 @@ class Ticker:
         self.unbatched: set[Client] = set() if unbatched is None else unbatched
         #: Envelopes of the fan-outs since the last tick, in order.
         self.pending: list[Envelope] = []
+        #: The clients the status is pushed to, and the status reply's text (None: the
+        #: sink offers no status).
+        self.status_clients: set[Client] = set()
+        self.status_text: Callable[[], str] | None = None
+        self._status_due = 0.0
 
     def add(self, client: Client) -> None:
         """Batch ``client`` from now on; what is pending was offered to it already."""
@@ -74,6 +87,14 @@ class Ticker:
 
     def discard(self, client: Client) -> None:
         self.clients.discard(client)
+        self.status_clients.discard(client)
+
+    def push_status(self, client: Client, on: bool) -> None:
+        """Push the status to ``client`` from the next push on (or stop)."""
+        if on and self.status_text is not None:
+            self.status_clients.add(client)
+        else:
+            self.status_clients.discard(client)
 
     def settle(self, client: Client) -> None:
         """Queue for ``client`` what its subscription selects of the pending envelopes not
@@ -103,6 +124,11 @@ class Ticker:
         client writes it at once), and cut a client whose write lasted send_timeout."""
         envelopes, self.pending = self.pending, []
         now = trio.current_time()
+        if self.status_clients and now >= self._status_due and self.status_text is not None:
+            self._status_due = now + STATUS_PUSH_INTERVAL - self.interval / 2
+            text = self.status_text()
+            for client in list(self.status_clients):
+                client.reply_text(text)  # queued: the write below takes it
         for client, batch in self.share(envelopes):
             since = client.writing_since
             if since is not None and now - since >= client.send_timeout:

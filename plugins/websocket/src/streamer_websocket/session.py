@@ -99,7 +99,10 @@ class Session:
         elif op == "ping":
             client.reply({"op": "pong"})
         elif op == "status" and self._status is not None:
-            client.reply_text(self._status_reply(self._status()))
+            push = message.get("push")
+            if push is not None:
+                self._ticker.push_status(client, push is True)
+            client.reply_text(self.status_text())
         elif op == "batch":
             self._ticker.add(client)
             client.reply({"op": "batch", "success": True, "interval": self._ticker.interval})
@@ -121,7 +124,11 @@ class Session:
                           'or "type": "ping"'},
             )
 
-    def _status_reply(self, data: dict[str, Any]) -> str:
+    def status_text(self) -> str:
+        """The status reply's JSON text (``{"op": "status", "data": ...}``); encoded once
+        per status built, for every client asking or pushed to."""
+        assert self._status is not None
+        data = self._status()
         if data is not self._status_data:
             self._status_data = data
             self._status_text = _json.encode({"op": "status", "data": data}).decode()

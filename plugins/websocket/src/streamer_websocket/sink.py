@@ -99,6 +99,8 @@ class WebSocketSink:
         self._session = Session(config, self.metrics, self._log, self.snapshot, self._gate,
                                 self._ticker,
                                 None if self._status is None else self._status.status)
+        if self._status is not None:
+            self._ticker.status_text = self._session.status_text
         pages = None
         if config.web:
             from streamer_websocket.web.pages import Pages

@@ -1,10 +1,10 @@
 // The web view: a client of the sink's own WebSocket protocol (first-message login, subscribe,
-// {"op": "status"}). Credentials live in this page's memory only: never in a URL or storage.
+// {"op": "status", "push": true}: the server pushes the status once a second). Credentials
+// live in this page's memory only: never in a URL or storage.
 // Views are redrawn at most 10 times a second, whatever the rate of the data.
 "use strict";
 (function () {
   const FRAME_MS = 100;
-  const STATUS_EVERY_MS = 1000;
   const MAX_CANDLES = 2000;
   const MAX_TRADES = 50;
   const RETRY_MAX_MS = 10000;
@@ -130,7 +130,8 @@
     send({ op: "subscribe", args: [{ data_type: "ticker" }] });
     if (selected) subscribeSelected();
     else send({ op: "subscribe", args: [{ data_type: "klines" }] });
-    send({ op: "status" });
+    // The status now, then pushed by the server once a second (no request per second).
+    send({ op: "status", push: true });
   }
 
   function onMessage(msg) {
@@ -395,7 +396,6 @@
     connect();
   });
   setInterval(frame, FRAME_MS);
-  setInterval(() => { if (live) send({ op: "status" }); }, STATUS_EVERY_MS);
   if (creds) connect();
   else showLogin("");
 })();
