@@ -7,6 +7,7 @@ import itertools
 import json
 import socket
 
+import attrs
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
@@ -16,6 +17,7 @@ from wsproto.frame_protocol import FrameProtocol
 from streamer import Inbox
 from streamer_websocket.batching import Ticker
 from streamer_websocket.client import Client, coalesce
+from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.frames import text_frame, text_frames
 from streamer_websocket.front import ReplayStream
@@ -36,7 +38,9 @@ from websocket.helpers import (
     trade,
 )
 
-BATCH_ACK = {"op": "batch", "success": True, "interval": 0.1}
+#: The sink's default batch_interval (the tests' sinks use it).
+INTERVAL: float = attrs.fields(WebSocketConfig).batch_interval.default
+BATCH_ACK = {"op": "batch", "success": True, "interval": INTERVAL}
 
 
 async def batched(nursery: trio.Nursery, sink, args: list | None = None):
@@ -136,7 +140,7 @@ async def test_fan_outs_between_ticks_go_out_in_one_message(
         message = await recv_until_data(ws)
         assert message["data_type"] == "trades"
         assert [t["i"] for t in message["data"]] == [f"t{n}" for n in range(100)]
-        assert trio.current_time() - start <= 0.1  # at the next tick
+        assert trio.current_time() - start <= INTERVAL  # at the next tick
         # A client that did not ask gets them as they came, in more messages.
         messages = 0
         got: list[str] = []
@@ -176,11 +180,11 @@ async def test_at_most_one_write_per_tick_replies_first(
                 await trio.sleep(0.005)
         assert got == [f"t{n}" for n in range(200)]
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        assert min(gaps) >= 0.1 - 1e-6
-        assert len(arrivals) <= (trio.current_time() - start) / 0.1 + 1
+        assert min(gaps) >= INTERVAL - 1e-6
+        assert len(arrivals) <= (trio.current_time() - start) / INTERVAL + 1
         # The pong waited for the next tick and went out with its data, ahead of it.
         assert len(pong_at) == 1 and pong_at[0] in arrivals
-        assert pong_at[0] - (start + 100 * 0.005) <= 0.1
+        assert pong_at[0] - (start + 100 * 0.005) <= INTERVAL
 
 
 async def test_websockets_client_reads_the_frames(start_sink: StartSink, nursery) -> None:
@@ -331,7 +335,7 @@ async def test_a_stuck_batched_write_is_cut_after_send_timeout(
         # send_timeout cuts it.
         await inbox.put([trade("BTCUSDT", i) for i in range(50_000)])
         await sink.wait_for_clients(0)
-        assert 5 <= trio.current_time() - start <= 5 + 2 * 0.1
+        assert 5 <= trio.current_time() - start <= 5 + 2 * INTERVAL
         assert sink.metrics["slow_client_disconnects"] == 1
         stalled.close()
 
@@ -461,11 +465,12 @@ async def test_status_pushed_once_a_second_to_who_asked(
         assert statuses["quiet"] == []
         # Pushed every second of the 3.95 s (from the first tick on), same for both.
         assert len(statuses["plain"]) == 4
-        assert all(0.9 <= b - a <= 1.1 for a, b in itertools.pairwise(statuses["plain"]))
+        assert all(1 - INTERVAL <= b - a <= 1 + INTERVAL
+                   for a, b in itertools.pairwise(statuses["plain"]))
         # Until "push": false at 1.5 s: 2 pushes, and the reply to that request.
         assert len(statuses["pushed"]) == 3
         assert statuses["pushed"][:2] == statuses["plain"][:2]
-        assert 1.5 <= statuses["pushed"][2] <= 1.6 + 1e-6  # the reply, with the next tick
+        assert 1.5 <= statuses["pushed"][2] <= 1.5 + INTERVAL + 1e-6  # with the next tick
         # A batched client's push goes out in the same write as the tick's data.
         data_at = {t for t, kind in seen["pushed"] if kind == "data"}
         assert statuses["pushed"][1] in data_at

@@ -125,7 +125,7 @@ class WebSocketConfig:
     max_message_size: int = attrs.field(default=262_144, validator=at_least(1))
     #: Seconds between the writes to a client that asked {"op": "batch"} (the web view):
     #: everything due to it goes out in one write per interval, at most.
-    batch_interval: float = attrs.field(default=0.1, validator=between(0.01, 10.0))
+    batch_interval: float = attrs.field(default=0.2, validator=between(0.01, 10.0))
     #: Largest message a client may send (bytes); larger ones close it with 1009.
     max_client_message: int = attrs.field(default=65536, validator=at_least(1))
 

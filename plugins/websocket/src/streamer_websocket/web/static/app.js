@@ -121,8 +121,8 @@
     $("views").hidden = false;
     book.reset();  // a new connection: the book comes whole again before its deltas
     dirty.market = true;
-    // Everything due in one message burst at most every batch_interval (0.1 s): the page
-    // redraws at most 10 times a second anyway, and the server writes to it that often.
+    // Everything due in one message burst at most every batch_interval (0.2 s by default:
+    // 5 updates a second; the page redraws at most 10 times a second).
     send({ op: "batch" });
     // Tickers of every symbol (quotes, the picker); klines of every symbol until one is
     // chosen (the picker), then only the chosen symbol's klines, trades and book. (The
