@@ -94,6 +94,8 @@ def main() -> None:
         child(args.books, args.seconds, args.child or None)
         return
     load0 = os.getloadavg()
+    commit = (git("rev-parse", "HEAD"), git("log", "-1", "--format=%s"))
+    dirty = git("status", "--porcelain", "--untracked-files=no")
     variants: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline:
@@ -107,12 +109,11 @@ def main() -> None:
                                   "--seconds", str(args.seconds), "--child", book_py],
                                  capture_output=True, text=True, check=True, cwd=ROOT)
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    dirty = git("status", "--porcelain", "--untracked-files=no")
     lines = [
         f"# bench_book_tables.py ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
         f"Command: `.venv/bin/python bench/bench_book_tables.py {' '.join(sys.argv[1:])}`  ",
-        f"Commit: `{git('rev-parse', 'HEAD')}` ({git('log', '-1', '--format=%s')}), "
+        f"Commit: `{commit[0]}` ({commit[1]}), "
         + ("DIRTY" if dirty else "clean") + "  ",
         f"{platform.python_implementation()} {platform.python_version()}; load average "
         f"(1, 5, 15 min) at the start / end: {tuple(round(x, 2) for x in load0)} / "
