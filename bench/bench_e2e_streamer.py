@@ -64,6 +64,11 @@ from bench_e2e_common import Window, cpu_seconds, emit_line, percentiles, rss_ki
 
 WEB_USER = "viewer"
 WEB_KEY_ENV = "STREAMER_BENCH_WEB_KEY"
+#: Opt-in memory diagnosis (off unless set): a file path; tracemalloc runs from the start
+#: (one frame a trace: slower, and each snapshot stalls the loop a moment), and every
+#: ``--progress`` tick appends RSS, the smaps_rollup totals, tracemalloc's current and peak
+#: and the lines whose traced memory changed most since the last tick.
+MEMDUMP_ENV = "STREAMER_BENCH_MEMDUMP"
 
 
 @attrs.define
@@ -526,12 +531,52 @@ def rss_kib_self() -> int:
     return rss_kib(os.getpid())
 
 
+class MemDump:
+    """The ``STREAMER_BENCH_MEMDUMP`` diagnosis (see :data:`MEMDUMP_ENV`)."""
+
+    def __init__(self, path: str) -> None:
+        import tracemalloc
+
+        self.path = Path(path)
+        self.tracemalloc = tracemalloc
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(1)
+        self.last: Any = None
+
+    def tick(self, t: float) -> None:
+        tm = self.tracemalloc
+        snap = tm.take_snapshot().filter_traces([tm.Filter(False, tm.__file__)])
+        current, peak = tm.get_traced_memory()
+        rollup = {}
+        try:
+            for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Anonymous", "Private_Dirty"):
+                    rollup[key] = value.strip()
+        except OSError:
+            pass
+        lines = [f"t {t:.0f} s: rss {rss_kib_self() / 1024:.1f} MB; smaps_rollup {rollup}; "
+                 f"tracemalloc current {current / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB; "
+                 f"gc counts {gc.get_count()}"]
+        if self.last is not None:
+            for stat in snap.compare_to(self.last, "lineno")[:8]:
+                lines.append(f"    {stat}")
+        self.last = snap
+        with self.path.open("a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 async def progress(sink: CountingSink, tap: TapTransform, every: float,
                    scope: trio.CancelScope) -> None:
     t0 = time.perf_counter()
+    memdump = MemDump(os.environ[MEMDUMP_ENV]) if os.environ.get(MEMDUMP_ENV) else None
+    if memdump is not None:
+        memdump.tick(0.0)
     with scope:
         while True:
             await trio.sleep(every)
+            if memdump is not None:
+                memdump.tick(time.perf_counter() - t0)
             emit_line({"event": "progress", "t": time.perf_counter() - t0,
                        "rss_kib": rss_kib_self(), "trades": tap.trades,
                        "tickers": tap.tickers, "kline_updates": sink.kline_updates,
@@ -600,6 +645,10 @@ def main() -> None:
         args.updates = "throttled"
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get(MEMDUMP_ENV):
+        import tracemalloc
+
+        tracemalloc.start(1)  # from the start, so the books' first snapshots are traced
     if args.cprofile:
         import cProfile
 

@@ -4,12 +4,15 @@ outcomes of each message (continuity, resets, crossed, staleness)."""
 from __future__ import annotations
 
 import logging
+import random
+import sys
 
 import pytest
 
 from streamer import Book, Metrics, RateLimitedLog, StreamGap
 from streamer.book import OrderBook
 from streamer_bybit.book_keeper import BookKeeper
+from streamer_bybit.simulator.books import SimBook
 
 
 def test_snapshot_replaces_the_book_whole_no_ghost_level():
@@ -31,6 +34,30 @@ def test_delta_deletes_inserts_and_replaces_by_price_number():
     assert book.delta([["1", "0"]], [], 3) == "ok"  # deleting a level that is not there
     assert book.top(1) == ([["99.5", "7"]], [])
 
+
+
+def test_a_side_whose_prices_come_and_go_keeps_the_table_of_a_fresh_dict():
+    """The fake's full depth-1000 book, 3,000 messages (10 minutes at depth 1000's pace; the
+    1,000th and 2,000th a snapshot, a resync; deltas between): each side's levels dict never
+    grows past the size a fresh dict of the same levels has (a churned dict is resized by
+    CPython to twice that), and the book stays the true book exactly."""
+    sim = SimBook("BTCUSDT", 1000, random.Random(7), full=True)
+    book = OrderBook()
+    data = sim.snapshot_data()
+    assert book.snapshot(data["b"], data["a"], data["u"]) == "ok"
+    for i in range(3000):
+        if i % 1000 == 999:
+            data = sim.snapshot_data()
+            assert book.snapshot(data["b"], data["a"], data["u"]) == "ok"
+        else:
+            data = sim.step()
+            assert book.delta(data["b"], data["a"], data["u"]) == "ok"
+        if i % 50 == 0 or i == 2999:
+            for side in (book.bids, book.asks):
+                levels = side._levels
+                assert sys.getsizeof(levels) == sys.getsizeof(dict(levels)), i
+                assert len(side) == len(levels) == 1000
+    assert book.top() == sim.levels()
 
 @pytest.mark.parametrize("u", [1, 2, 4, 10])
 def test_a_delta_out_of_sequence_is_a_gap_and_changes_nothing(u):
