@@ -9,7 +9,10 @@ Levels are keyed by the price's number (``float``), not its text, so ``"100"`` a
 are one level; each level keeps the price and size strings exactly as Bybit sent them. The
 order is kept in a sorted list of keys (bids negated, so both sides list best first): a
 book holds at most 1,000 levels a side, and an insert or delete is one ``bisect`` plus a
-list move of at most that many pointers.
+list move of at most that many pointers (a size change touches the map only). A message's
+side is applied in one loop (:meth:`BookSide.apply`), a snapshot's side is put in the map
+and its keys sorted once (:meth:`BookSide.replace`), and the crossed and depth checks read
+the two best keys and the two lengths: the book path of every message is this module.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Iterable, Sequence
 from typing import Final, Literal
 
 #: What applying a message did to the book.
-Outcome = Literal["ok", "gap", "crossed"]
+Outcome = Literal["ok", "gap", "crossed", "overfull"]
 
 ZERO: Final = 0.0
+INF: Final = float("inf")
 
 
 class BookSide:
@@ -62,25 +66,59 @@ class BookSide:
     def set(self, price: str, size: str) -> None:
         """Insert, replace (any size but zero) or delete (size zero) the level at ``price``.
         ValueError when price or size is not a finite number, or negative."""
-        p = float(price)
-        s = float(size)
-        if not (0.0 < p < float("inf")) or not (0.0 <= s < float("inf")):
-            raise ValueError(f"level [{price!r}, {size!r}] is not a positive price and a "
-                             "size of 0 or more")
-        key = p * self._sign
-        levels = self._levels
-        if s == ZERO:
-            if levels.pop(key, None) is not None:
-                keys = self._keys
-                del keys[bisect_left(keys, key)]
-                self._deleted += 1
-                if self._deleted > max(len(keys) >> 2, 128):  # compact: see the class doc
-                    self._deleted = 0
-                    self._levels = dict(levels)
-            return
-        if key not in levels:
-            insort(self._keys, key)
-        levels[key] = (price, size)
+        self.apply(((price, size),))
+
+    def apply(self, levels: Iterable[Sequence[str]]) -> None:
+        """:meth:`set` each ``[price, size]`` of ``levels`` in order (one call a message
+        side: the loop is the hot path of every book message). ValueError as :meth:`set`;
+        the levels before the bad one stay applied."""
+        sign = self._sign
+        book = self._levels
+        keys = self._keys
+        for price, size in levels:
+            p = float(price)
+            # "0" is how Bybit deletes; any other size is read as a number (and checked)
+            s = ZERO if size == "0" else float(size)
+            if not (ZERO < p < INF) or not (ZERO <= s < INF):
+                raise ValueError(f"level [{price!r}, {size!r}] is not a positive price and "
+                                 "a size of 0 or more")
+            key = p * sign
+            if s == ZERO:
+                if book.pop(key, None) is not None:
+                    del keys[bisect_left(keys, key)]
+                    self._deleted += 1
+                    if self._deleted > max(len(keys) >> 2, 128):  # compact: see the class doc
+                        self._deleted = 0
+                        book = self._levels = dict(book)
+            else:
+                if key not in book:
+                    insort(keys, key)
+                book[key] = (price, size)
+
+    def replace(self, levels: Iterable[Sequence[str]]) -> None:
+        """Replace the side whole with ``levels`` (a snapshot's side): the levels go into
+        the map as :meth:`apply` would set them one by one, and the keys are sorted once.
+        ValueError as :meth:`set` (the side is then empty)."""
+        sign = self._sign
+        book = self._levels
+        book.clear()  # frees the table: a fresh one, no deleted slots
+        self._deleted = 0
+        try:
+            for price, size in levels:
+                p = float(price)
+                s = ZERO if size == "0" else float(size)
+                if not (ZERO < p < INF) or not (ZERO <= s < INF):
+                    raise ValueError(f"level [{price!r}, {size!r}] is not a positive price "
+                                     "and a size of 0 or more")
+                if s == ZERO:
+                    book.pop(p * sign, None)
+                else:
+                    book[p * sign] = (price, size)
+        except BaseException:
+            book.clear()
+            self._keys = []
+            raise
+        self._keys = sorted(book)
 
     def best(self) -> float | None:
         """The best price (highest bid, lowest ask), or None when the side is empty."""
@@ -113,38 +151,47 @@ class OrderBook:
         self.seq = None
 
     def snapshot(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]],
-                 update_id: int, seq: int | None = None) -> Outcome:
+                 update_id: int, seq: int | None = None, depth: int | None = None) -> Outcome:
         """Replace the book whole (never merged with what it held); "crossed" when the
-        result has best bid >= best ask. ValueError on a level that is no number (the book
-        is then empty and waits for a snapshot)."""
-        self.reset()
+        result has best bid >= best ask, else "overfull" when ``depth`` is given and a side
+        holds more levels than it. ValueError on a level that is no number (the book is then
+        empty and waits for a snapshot)."""
         try:
-            for price, size in bids:
-                self.bids.set(price, size)
-            for price, size in asks:
-                self.asks.set(price, size)
+            self.bids.replace(bids)
+            self.asks.replace(asks)
         except (ValueError, TypeError):
             self.reset()
             raise
         self.update_id = update_id
         self.seq = seq
-        return "crossed" if self.crossed() else "ok"
+        return self._check(depth)
 
     def delta(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]],
-              update_id: int, seq: int | None = None) -> Outcome:
+              update_id: int, seq: int | None = None, depth: int | None = None) -> Outcome:
         """Apply a delta: "gap" (the book unchanged) when there is no book or ``update_id``
-        is not the last one + 1; "crossed" when the result has best bid >= best ask (the
-        book is then applied, and must be dropped by the caller). ValueError on a level
-        that is no number (the book may be half applied: the caller drops it)."""
-        if self.update_id is None or update_id != self.update_id + 1:
+        is not the last one + 1; "crossed" when the result has best bid >= best ask, else
+        "overfull" when ``depth`` is given and a side holds more levels than it (the book is
+        then applied, and must be dropped by the caller). ValueError on a level that is no
+        number (the book may be half applied: the caller drops it)."""
+        last = self.update_id
+        if last is None or update_id != last + 1:
             return "gap"
-        for price, size in bids:
-            self.bids.set(price, size)
-        for price, size in asks:
-            self.asks.set(price, size)
+        if bids:
+            self.bids.apply(bids)
+        if asks:
+            self.asks.apply(asks)
         self.update_id = update_id
         self.seq = seq
-        return "crossed" if self.crossed() else "ok"
+        return self._check(depth)
+
+    def _check(self, depth: int | None) -> Outcome:
+        bk = self.bids._keys
+        ak = self.asks._keys
+        if bk and ak and -bk[0] >= ak[0]:
+            return "crossed"
+        if depth is not None and (len(bk) > depth or len(ak) > depth):
+            return "overfull"
+        return "ok"
 
     def crossed(self) -> bool:
         """Best bid at or above best ask (a locked or crossed book: impossible on Bybit)."""

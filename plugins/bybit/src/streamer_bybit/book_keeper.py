@@ -62,6 +62,23 @@ class BookData(msgspec.Struct, gc=False):
 _book_data_decoder: Final = msgspec.json.Decoder(BookData)
 
 
+class BookMessage(msgspec.Struct, gc=False):
+    """A whole ``orderbook`` message, envelope and ``data`` in one decode (the reader's
+    fast path for payloads that start with :data:`BOOK_PREFIX`); the envelope's fields and
+    defaults are those of the general decoder's message."""
+
+    topic: str
+    data: BookData
+    type: str = ""
+    ts: int = 0
+    cts: int | None = None
+
+
+#: How Bybit starts every ``orderbook`` push (topic first, as it sends every push).
+BOOK_PREFIX: Final = b'{"topic":"orderbook.'
+book_message_decoder: Final = msgspec.json.Decoder(BookMessage)
+
+
 class SymbolBook:
     """One symbol's book and where it stands."""
 
@@ -99,6 +116,8 @@ class BookKeeper:
         self.follow_new = follow_new
         self.resync_spacing = resync_spacing
         self.depth = depth
+        self._depth_text = str(depth)
+        self._topic_prefix = f"orderbook.{depth}."
         self.stale_after = stale_after
         self.metrics = metrics
         self.log = log
@@ -171,13 +190,41 @@ class BookKeeper:
                     sb.last = now
 
     # ------------------------------------------------------------------ messages
+    def on_book(self, m: BookMessage, out: list[Event]) -> None:
+        """One whole ``orderbook`` message decoded by the reader's fast path: a delta of a
+        live book whose topic matches is checked and applied here, inline (the hot path);
+        anything else goes the way of :meth:`decode`. Raises as :meth:`decode`."""
+        d = m.data
+        symbol = d.s
+        sb = self.books.get(symbol)
+        if (sb is None or m.type != "delta" or sb.status != "live"
+                or m.topic != self._topic_prefix + symbol):
+            rest = m.topic[10:]  # after "orderbook."
+            depth, _, topic_symbol = rest.partition(".")
+            if depth != self._depth_text or symbol != topic_symbol:
+                raise ValueError(f"book message of orderbook.{rest} for {symbol!r}")
+            self.on_message(symbol, m.type, d.b, d.a, d.u, d.seq, m.cts, m.ts, self.now, out)
+            return
+        now = self.now
+        sb.last = now
+        try:
+            outcome = sb.book.delta(d.b, d.a, d.u, d.seq, self.depth)
+        except (ValueError, TypeError):
+            self._break(symbol, sb, "gap", m.ts, now)
+            raise
+        if outcome != "ok":
+            self._break(symbol, sb, outcome, m.ts, now)
+            return
+        sb.last_ts = m.ts
+        out.append(Book(self.channel, symbol, "delta", d.b, d.a, d.u, m.ts, d.seq, m.cts))
+
     def decode(self, rest: str, kind: str, data: msgspec.Raw, ts: int, engine_ts: int | None,
                out: list[Event]) -> None:
         """One ``orderbook.{depth}.{symbol}`` message (``rest`` is ``{depth}.{symbol}``);
         raises for one that is malformed (the decoder counts it)."""
         depth, _, symbol = rest.partition(".")
         d = _book_data_decoder.decode(data)
-        if depth != str(self.depth) or d.s != symbol:
+        if depth != self._depth_text or d.s != symbol:
             raise ValueError(f"book message of orderbook.{rest} for {d.s!r}")
         self.on_message(symbol, kind, d.b, d.a, d.u, d.seq, engine_ts, ts, self.now, out)
 
@@ -201,7 +248,7 @@ class BookKeeper:
                                  "%d asks): replaced whole", self.name, symbol, len(bids),
                                  len(asks))
             try:
-                outcome = book.snapshot(bids, asks, update_id, seq)
+                outcome = book.snapshot(bids, asks, update_id, seq, self.depth)
             except (ValueError, TypeError):
                 self._break(symbol, sb, "gap", ts, now)
                 raise
@@ -210,17 +257,15 @@ class BookKeeper:
                 self.metrics.inc("book_dropped_deltas")
                 return
             try:
-                outcome = book.delta(bids, asks, update_id, seq)
+                outcome = book.delta(bids, asks, update_id, seq, self.depth)
             except (ValueError, TypeError):
                 self._break(symbol, sb, "gap", ts, now)
                 raise
         else:
             raise ValueError(f"book message of type {kind!r}")
-        reason: str = outcome
-        if outcome == "ok" and (len(book.bids) > self.depth or len(book.asks) > self.depth):
-            reason = "overfull"  # more levels than the depth: bounded, and not Bybit's book
-        if reason != "ok":
-            self._break(symbol, sb, reason, ts, now)
+        # "overfull": more levels than the depth (bounded, and not Bybit's book)
+        if outcome != "ok":
+            self._break(symbol, sb, outcome, ts, now)
             return
         if sb.status != "live":
             sb.status = "live"
@@ -313,4 +358,5 @@ class BookKeeper:
         return out
 
 
-__all__ = ["FAULT_COUNTERS", "BookKeeper", "SymbolBook"]
+__all__ = ["BOOK_PREFIX", "FAULT_COUNTERS", "BookKeeper", "BookMessage", "SymbolBook",
+           "book_message_decoder"]

@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from streamer import Event, Kline, Metrics, RateLimitedLog, Trade
-from streamer_bybit.book_keeper import BookKeeper
+from streamer_bybit.book_keeper import BOOK_PREFIX, BookKeeper, book_message_decoder
 from streamer_bybit.intervals import MS_BY_CODE
 from streamer_bybit.liquidations import LiquidationFeed
 from streamer_bybit.tickers import PriceTracker, TickerBook
@@ -159,7 +159,22 @@ class MessageDecoder:
         channel = self.channel
         price_from_trades = self.price_from_trades
         one = 0  # one-trade messages, counted here rather than per message on self
+        books = self.books
         for payload in payloads:
+            if books is not None and payload.startswith(BOOK_PREFIX):
+                # A book message: envelope and data in one decode, checked by the keeper
+                try:
+                    book = book_message_decoder.decode(payload)
+                except Exception:  # the general path below classifies and counts it
+                    pass
+                else:
+                    mark = len(out)
+                    try:
+                        books.on_book(book, out)
+                    except Exception as exc:  # any (see the module doc)
+                        del out[mark:]
+                        self._bad("malformed", payload, exc)
+                    continue
             if payload.startswith(TRADE_PREFIX):
                 try:
                     items = _trade_message_decoder.decode(payload).data
