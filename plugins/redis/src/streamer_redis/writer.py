@@ -343,11 +343,12 @@ class BufferedWriter:
         closed."""
         room = self._room
         while not self._closed:
+            if room.waiting and self._buffer:
+                return  # (a replay holds trio's clock still meanwhile: no deadline ends)
             unsent = len(self._buffer) - self._in_flight
             due = math.inf
             if unsent > 0:
-                if (self.flush_interval <= 0 or unsent >= self.flush_size or self._flush_now
-                        or room.waiting):
+                if self.flush_interval <= 0 or unsent >= self.flush_size or self._flush_now:
                     return
                 due = self._pending_since + self.flush_interval
             if self._flight is not None:
