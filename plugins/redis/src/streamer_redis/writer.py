@@ -224,10 +224,6 @@ class BufferedWriter:
             self._drops_unreported = 0
             self._last_drop_log = trio.current_time()
 
-    async def _wait_changed(self) -> None:
-        self._changed = trio.Event()
-        await self._changed.wait()
-
     # -- connecting ------------------------------------------------------------------------
 
     async def _try_connect(self) -> bool:
