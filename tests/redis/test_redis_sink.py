@@ -295,3 +295,39 @@ flush_size = 0
         "placeholder(s) nope; allowed: {channel}, {data_type}, {main_key}, {symbol}",
         "s.toml: sinks[0].flush_size: expected at least 1, got 0",
     ]
+
+
+class _WriterSteps(trio.abc.Instrument):
+    """Counts the scheduler steps of the writer task (``BufferedWriter._write_until_closed``)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("._write_until_closed"):
+            self.steps += 1
+
+
+async def test_a_steady_flow_costs_the_writer_one_step_per_flush(redis_server, mock_clock):
+    """A batch every 6 ms with the 10 ms window (a coalescing source at ~1,000 msg/s): each
+    second batch finds the window would close before the next and writes at once. The
+    writer is not woken when a window opens (the sink's task only sets the deadline of its
+    wait), its send takes no scheduler pass of its own, and the replies of a pipeline are
+    read when the next one is sent, not by a wake-up of their own: one step per flush, and
+    one more for the last pipeline's replies, 40 ms (4 windows) after it."""
+    sink = sink_for(redis_server)
+    metrics = sink.context.metrics
+    steps = _WriterSteps()
+    with trio.fail_after(60):
+        async with running(sink) as inbox:
+            await inbox.put([trade(0)])
+            await wait_until(lambda: metrics["written_events"] == 1)  # connected
+            await trio.sleep(1)
+            trio.lowlevel.add_instrument(steps)
+            for i in range(20):
+                await inbox.put([trade(i)])
+                await trio.sleep(0.006)
+            await wait_until(lambda: metrics["written_events"] == 21)
+            trio.lowlevel.remove_instrument(steps)
+    assert metrics["flushes"] == 1 + 10
+    assert steps.steps == 10 + 1

@@ -1,7 +1,8 @@
 """How a flush of :class:`~streamer_redis.writer.BufferedWriter` reaches Redis.
 
 A plain TCP or unix-socket server is written on trio's own sockets
-(:class:`~streamer_redis.resp.TrioConnection`): one send and one wake-up for the replies.
+(:class:`~streamer_redis.resp.TrioConnection`): one send; the writer reads the replies with
+its next flush (:meth:`~streamer_redis.writer.BufferedWriter._collect`).
 Anything else (TLS) goes through redis-py's sync client in a worker thread
 (:func:`~streamer_redis.worker_thread.run_in_worker_thread`).
 """

@@ -18,8 +18,10 @@ username, password, timeouts) are the ones redis-py parsed from the sink's confi
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -185,35 +187,40 @@ class TrioConnection:
             await self._connect()
         return await self._round_trip(commands, payload)
 
+    async def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Send ``commands`` as one write without waiting for their replies: the caller
+        takes them later with :meth:`receive` (one pipeline in flight at a time). Connects
+        first if needed. The write itself is bounded by ``socket_timeout``; into an empty
+        socket buffer it is one ``send`` and no scheduler pass (the caller has just passed
+        a checkpoint)."""
+        payload = pack(commands)
+        if self._stream is None:
+            await self._connect()
+        with self._failures():
+            with trio.fail_after(self._timeout):
+                await self._send(payload)
+
+    async def receive(self, count: int, deadline: float) -> list[Any]:
+        """The replies of the ``count`` commands sent last, by trio time ``deadline`` (else
+        ``redis.TimeoutError``). Replies already in the socket are read without waiting."""
+        with self._failures():
+            with trio.fail_at(deadline):
+                return await self._receive(count)
+
     async def _round_trip(self, commands: Sequence[Sequence[Any]],
                           payload: bytes | None = None) -> list[Any]:
-        stream = self._stream
-        assert stream is not None
         if payload is None:
             payload = pack(commands)
-        buf = self._buffer
-        replies: list[Any] = []
-        pos = 0
-        try:
+        with self._failures():
             with trio.fail_after(self._timeout):
-                await stream.send_all(payload)
-                while len(replies) < len(commands):
-                    try:
-                        while len(replies) < len(commands):
-                            reply, pos = _parse(buf, pos)
-                            replies.append(reply)
-                        break
-                    except _Incomplete:
-                        pass
-                    if len(buf) - pos > MAX_REPLY_BYTES:
-                        raise redis.ConnectionError(
-                            f"{self._where()} answered with more than {MAX_REPLY_BYTES} bytes "
-                            f"for {len(commands)} commands; closed")
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        raise redis.ConnectionError(
-                            f"Connection closed by server ({self._where()})")
-                    buf += data
+                await self._send(payload)
+                return await self._receive(len(commands))
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Any failure closes the connection, as redis-py's errors."""
+        try:
+            yield
         except trio.TooSlowError:
             self.close()
             raise redis.TimeoutError("Timeout reading from socket") from None
@@ -223,6 +230,53 @@ class TrioConnection:
         except BaseException:
             self.close()
             raise
+
+    async def _send(self, payload: bytes) -> None:
+        stream = self._stream
+        if stream is None:
+            raise redis.ConnectionError(f"Connection to {self._where()} closed")
+        fd = _fd_of(stream)
+        sent = 0
+        if fd >= 0:
+            try:
+                sent = os.write(fd, payload)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(payload):
+                return
+        await stream.send_all(memoryview(payload)[sent:])
+
+    async def _receive(self, count: int) -> list[Any]:
+        stream = self._stream
+        if stream is None:
+            raise redis.ConnectionError(f"Connection to {self._where()} closed")
+        buf = self._buffer
+        replies: list[Any] = []
+        pos = 0
+        fd = _fd_of(stream)
+        while len(replies) < count:
+            try:
+                while len(replies) < count:
+                    reply, pos = _parse(buf, pos)
+                    replies.append(reply)
+                break
+            except _Incomplete:
+                pass
+            if len(buf) - pos > MAX_REPLY_BYTES:
+                raise redis.ConnectionError(
+                    f"{self._where()} answered with more than {MAX_REPLY_BYTES} bytes "
+                    f"for {count} commands; closed")
+            data: bytes | bytearray | None = None
+            if fd >= 0:  # replies that came while nobody waited: no wake-up to read them
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    fd = -1  # nothing yet: wait for them as usual from now on
+            if data is None:
+                data = await stream.receive_some(65536)
+            if not data:
+                raise redis.ConnectionError(f"Connection closed by server ({self._where()})")
+            buf += data
         del buf[:pos]
         return replies
 
@@ -234,6 +288,13 @@ class TrioConnection:
             trio_socket = getattr(stream, "socket", None)
             if trio_socket is not None:
                 trio_socket.close()
+
+
+def _fd_of(stream: trio.abc.Stream) -> int:
+    """The descriptor of a plain socket stream (TCP or unix), else -1."""
+    if isinstance(stream, trio.SocketStream):
+        return stream.socket.fileno()
+    return -1
 
 
 def commands_of(pipe: redis.client.Pipeline) -> list[Sequence[Any]]:

@@ -3,8 +3,10 @@
 Every flush is one pipeline (``transaction=False``) of all the commands for up to
 ``MAX_CHUNK`` events, built with redis-py's command methods and sent by
 :class:`~streamer_redis.link.RedisLink`: on trio's own sockets for a plain TCP or unix-socket
-server, one send and one wake-up for the replies. redis-py's asyncio client does not run
-under trio, so anything else (TLS) goes through the sync client in a worker thread, a hop of
+server, one non-blocking send, whose replies are read with the next flush (one pipeline in
+flight; :meth:`BufferedWriter._collect`), so a steady flow costs the writer one scheduler
+step per flush and no wake-up of its own. redis-py's asyncio client does not run under
+trio, so anything else (TLS) goes through the sync client in a worker thread, a hop of
 ~130 us and two more wake-ups per flush (docs/background.md, "Redis from trio": 3.8k events/s with a
 hop per event, 62k with batches of 100). The connection check at start and the storage
 sink's setup always use redis-py in a thread (once).
@@ -50,6 +52,7 @@ from streamer_redis.failures import (
     is_auth_error,
 )
 from streamer_redis.link import RedisLink, Setup
+from streamer_redis.resp import commands_of
 
 #: Events per pipeline at most: bounds the size of one pipeline (and one pub/sub message)
 #: when a long outage ends with a full buffer.
@@ -58,6 +61,12 @@ MAX_CHUNK = 10_000
 DROP_LOG_INTERVAL = 10.0
 #: While Redis stays down, a warning every this many failed attempts (the first always).
 FAILURE_LOG_EVERY = 10
+#: The replies of a pipeline are read with the next write, or this many flush windows after
+#: its send if none comes by then (``REPLY_WAIT_MAX`` seconds at most): at a steady rate the
+#: next write comes within two windows and reads them with its own wake-up; when writes are
+#: rarer (the storage sink's 1 s window) the replies cost a wake-up, as they always did.
+REPLY_WAIT = 4
+REPLY_WAIT_MAX = 0.05
 
 #: Adds the commands for ``events`` to a pipeline. Runs on the trio thread (no I/O).
 Builder = Callable[[redis.client.Pipeline, list[Event]], None]
@@ -106,6 +115,14 @@ class BufferedWriter:
         self._run_scope: trio.CancelScope | None = None
         self._write_scope: trio.CancelScope | None = None
         self._changed = trio.Event()
+        #: The writer's wait for a flush (None while it writes or backs off): the sink's
+        #: task moves its deadline to the window's end instead of waking it (see _add).
+        self._wait_scope: trio.CancelScope | None = None
+        #: The pipeline sent and not yet answered (direct connection only): its first
+        #: event's absolute index, its events, its commands, when it was sent; the events
+        #: of it still in the buffer (drops may take some from the front).
+        self._flight: tuple[int, int, int, float] | None = None
+        self._in_flight = 0
         self._drops_unreported = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
@@ -144,7 +161,7 @@ class BufferedWriter:
         if not events:
             return
         buffer = self._buffer
-        was_empty = not buffer
+        was_empty = len(buffer) == self._in_flight  # nothing waits to be sent
         now = trio.current_time()
         gap = now - self._last_add
         self._last_add = now
@@ -161,17 +178,25 @@ class BufferedWriter:
             for _ in range(excess):
                 buffer.popleft()
             self._head += excess
+            self._in_flight -= min(excess, self._in_flight)
             self.context.metrics.lost("buffer_dropped_events", excess)
             self._drops_unreported += excess
             now = trio.current_time()
             if now - self._last_drop_log >= DROP_LOG_INTERVAL:
                 self._report_drops()
-        # Wake the writer only when that changes what it waits for: a flush window to open
-        # (the buffer was empty) or the size threshold crossed. Waking it per add cost a task
-        # switch per batch while its window was open anyway.
-        size = len(buffer)
-        if was_empty or self._flush_now or size - len(events) < self.flush_size <= size:
+        # Wake the writer only when it must write now: the window ended already (no window),
+        # the next batch would come after it, or the size threshold crossed. A window that
+        # opens only sets the deadline of the writer's wait (no task switch: the writer
+        # wakes when it ends, or earlier for one of those).
+        size = len(buffer) - self._in_flight
+        if self._flush_now or size - len(events) < self.flush_size <= size:
             self._changed.set()
+        elif was_empty:
+            scope = self._wait_scope
+            if scope is None or self.flush_interval <= 0:
+                self._changed.set()
+            else:
+                scope.deadline = min(scope.deadline, self._pending_since + self.flush_interval)
 
     def _reopen(self) -> None:
         """Accept events again (the sink's ``run`` was restarted)."""
@@ -198,10 +223,6 @@ class BufferedWriter:
             )
             self._drops_unreported = 0
             self._last_drop_log = trio.current_time()
-
-    async def _wait_changed(self) -> None:
-        self._changed = trio.Event()
-        await self._changed.wait()
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -236,6 +257,7 @@ class BufferedWriter:
             # The sink ends here (the run stops, or this sink alone is disabled): what it
             # still holds will never be written.
             lost = len(self._buffer)
+            self._flight, self._in_flight = None, 0
             if lost:
                 self._head += lost
                 self._buffer.clear()
@@ -283,7 +305,11 @@ class BufferedWriter:
                 while ((self._buffer or not self._closed)
                        and trio.current_time() < self._shutdown_deadline):
                     await self._wait_for_flush()
-                    if self._buffer:
+                    if self._flight is not None:
+                        # The replies of the pipeline before, normally there already: read
+                        # without a wake-up of their own, before the next pipeline goes.
+                        await self._collect()
+                    elif len(self._buffer) > self._in_flight:
                         await self._write_chunk()
         finally:
             self._run_scope = None
@@ -293,6 +319,7 @@ class BufferedWriter:
 
     def _count_lost_at_shutdown(self) -> None:
         lost = len(self._buffer)
+        self._flight, self._in_flight = None, 0
         if lost:
             self._head += lost
             self._buffer.clear()
@@ -305,21 +332,41 @@ class BufferedWriter:
         self._report_drops()
 
     async def _wait_for_flush(self) -> None:
-        """Until the buffer holds ``flush_size`` events, its oldest waited ``flush_interval``,
-        the sink waits for room (:class:`streamer.BufferRoom`), or the writer is closed."""
-        while not self._buffer and not self._closed:
-            await self._wait_changed()
-        if self.flush_interval <= 0:
-            return
+        """Until a write is due (the unsent events number ``flush_size``, the oldest of them
+        waited ``flush_interval``, the next batch would come after that, the sink waits for
+        room: :class:`streamer.BufferRoom`), the replies in flight are to be read (a write
+        is due, or ``REPLY_WAIT`` flush windows passed since the send), or the writer is
+        closed."""
         room = self._room
-        with trio.move_on_at(self._pending_since + self.flush_interval):
-            while (len(self._buffer) < self.flush_size and not self._closed
-                   and not self._flush_now and not room.waiting):
-                await self._wait_changed()
+        while not self._closed:
+            if room.waiting and self._buffer:
+                return  # (a replay holds trio's clock still meanwhile: no deadline ends)
+            unsent = len(self._buffer) - self._in_flight
+            due = math.inf
+            if unsent > 0:
+                if self.flush_interval <= 0 or unsent >= self.flush_size or self._flush_now:
+                    return
+                due = self._pending_since + self.flush_interval
+            if self._flight is not None:
+                due = min(due, self._flight[3] + self._reply_wait)
+            if trio.current_time() >= due:
+                return
+            with trio.CancelScope(deadline=due) as self._wait_scope:
+                self._changed = trio.Event()
+                await self._changed.wait()
+            self._wait_scope = None
+
+    @property
+    def _reply_wait(self) -> float:
+        """Seconds after a send by which its replies are read even if no write comes: past
+        the next flush at a steady rate (which reads them anyway), soon enough for
+        ``written_events``, the health and a dead connection to be known."""
+        return min(REPLY_WAIT * self.flush_interval, REPLY_WAIT_MAX)
 
     async def _write_chunk(self) -> None:
         """Write the oldest ``max_chunk`` events; on a transient failure back off (the caller
-        loops, so the retry takes whatever the buffer holds then, in order)."""
+        loops, so the retry takes whatever the buffer holds then, in order). Over the direct
+        connection the pipeline is only sent: :meth:`_collect` reads its replies later."""
         chunk = list(islice(self._buffer, self.max_chunk))
         first = self._head
         started_at = trio.current_time()
@@ -337,6 +384,27 @@ class BufferedWriter:
                 len(chunk), type(exc).__name__, exc, exc_info=exc,
             )
             return
+        direct = self.link.direct() if self.setup_done else None
+        if direct is not None:
+            commands = commands_of(pipe)
+            try:
+                with trio.CancelScope(shield=True, deadline=self._shutdown_deadline) as scope:
+                    self._write_scope = scope
+                    try:
+                        await direct.send(commands)
+                    finally:
+                        self._write_scope = None
+            except TRANSIENT_ERRORS as exc:
+                self._raise_if_fatal(exc)
+                await self._failed(exc)
+                return
+            if scope.cancelled_caught:
+                return  # the shutdown deadline cut the write off; the loop counts what is left
+            # A batch that came during the write predicted against the old window.
+            self._flush_now = False
+            self._flight = (first, len(chunk), len(commands), started_at)
+            self._in_flight = len(chunk)
+            return
         try:
             replies = await self._send(pipe)
             if replies is None:
@@ -344,15 +412,50 @@ class BufferedWriter:
             # A batch that came during the write predicted against the old window; what is
             # left waits for its own.
             self._flush_now = False
-            errors = [r for r in replies if isinstance(r, Exception)]
-            for error in errors:
-                self._raise_if_fatal(error)
-                if str(error).startswith(TRANSIENT_REPLIES):
-                    raise Transient(str(error))
+            if self._written(first, len(chunk), replies) and len(chunk) < self.max_chunk:
+                # What is left arrived during the write; its flush window starts now.
+                self._pending_since = started_at
         except (*TRANSIENT_ERRORS, Transient) as exc:
             self._raise_if_fatal(exc)
             await self._failed(exc)
-            return
+
+    async def _collect(self) -> None:
+        """Read the replies of the pipeline in flight (by ``socket_timeout`` after its send,
+        shielded up to the shutdown deadline like a write) and account for its events; on a
+        transient failure back off (its events are still buffered: the retry sends them
+        again)."""
+        assert self._flight is not None
+        first, count, commands, sent_at = self._flight
+        direct = self.link.direct()
+        try:
+            if direct is None:
+                raise redis.ConnectionError("Redis connection closed")
+            with trio.CancelScope(shield=True, deadline=self._shutdown_deadline) as scope:
+                self._write_scope = scope
+                try:
+                    replies = await direct.receive(
+                        commands, sent_at + self.config.socket_timeout)
+                finally:
+                    self._write_scope = None
+            if scope.cancelled_caught:
+                return  # cut off by the shutdown deadline: its events are counted lost
+            self._flight = None
+            self._in_flight = 0
+            self._written(first, count, replies)
+        except (*TRANSIENT_ERRORS, Transient) as exc:
+            self._flight = None
+            self._in_flight = 0
+            self._raise_if_fatal(exc)
+            await self._failed(exc)
+
+    def _written(self, first: int, count: int, replies: list[Any]) -> bool:
+        """Account for a pipeline's ``replies``: raises :class:`Transient` for a reply that
+        means "retry"; else its events leave the buffer (True)."""
+        errors = [r for r in replies if isinstance(r, Exception)]
+        for error in errors:
+            self._raise_if_fatal(error)
+            if str(error).startswith(TRANSIENT_REPLIES):
+                raise Transient(str(error))
         if errors:
             self.context.metrics.inc("command_errors", len(errors))
             self.context.logger.error(
@@ -367,14 +470,12 @@ class BufferedWriter:
             self._report_drops()
         self.setup_done = True
         self._report_health(True)
-        self._consume(first, len(chunk))
-        if self._buffer and len(chunk) < self.max_chunk:
-            # What is left arrived during the write; its flush window starts now.
-            self._pending_since = started_at
-        self.written_events += len(chunk)
-        self.context.metrics.inc("written_events", len(chunk))
+        self._consume(first, count)
+        self.written_events += count
+        self.context.metrics.inc("written_events", count)
         self.context.metrics.inc("flushes")
         self._progress.unpark_all()
+        return True
 
     async def wait_written(self, count: int) -> None:
         """Until :attr:`written_events` reaches ``count`` (bench/bench_redis.py)."""
