@@ -40,7 +40,7 @@ from websocket.helpers import (
 
 #: The sink's default batch_interval (the tests' sinks use it).
 INTERVAL: float = attrs.fields(WebSocketConfig).batch_interval.default
-BATCH_ACK = {"op": "batch", "success": True, "interval": INTERVAL}
+BATCH_ACK = {"op": "batch", "success": True, "interval": INTERVAL, "latest": []}
 
 
 async def batched(nursery: trio.Nursery, sink, args: list | None = None):

@@ -224,6 +224,13 @@ async def test_snapshot_on_subscribe_is_filtered(start_sink: StartSink, nursery)
         ('{"op": "subscribe", "args": [{"symbols": "BTCUSDT"}]}', "symbols must be"),
         ('{"op": "subscribe", "args": [{"symbols": []}]}', "symbols must be"),
         ('{"op": "subscribe", "args": [{"topic": "x"}]}', "unknown arg keys: topic"),
+        ('{"op": "subscribe", "args": [{"fields": []}]}', "fields must be a non-empty list"),
+        ('{"op": "subscribe", "args": [{"fields": ["' + "x" * 65 + '"]}]}',
+         "each 1-64 characters"),
+        ('{"op": "subscribe", "args": [{"fields": ' + str([f"f{i}" for i in range(33)])
+         .replace("'", '"') + "}]}", "at most 32 names"),
+        ('{"op": "unsubscribe", "args": [{"fields": ["lastPrice"]}]}',
+         "fields are named by subscribe only"),
     ],
 )
 async def test_bad_client_messages_get_an_error_and_harm_nobody(

@@ -11,6 +11,11 @@ data, instead of a task wake-up and a send per inbox drain.
 The tick also bounds their writes: one that has lasted ``send_timeout`` is cut at the next
 tick (a cancel scope per write cost as much as the write itself).
 
+A batched client may ask for only the latest item per channel and symbol of data types whose
+items are whole states (``{"op": "batch", "latest": ["ticker"]}``; :data:`LATEST_TYPES`): a
+view shows the latest ticker, so the tick conflates the tickers of its selection (once per
+group, like the selection) and sends one per symbol instead of every one that came.
+
 And it pushes the status to the clients that asked ``{"op": "status", "push": true}`` (the
 web view does), once per :data:`STATUS_PUSH_INTERVAL`: one JSON text for all of them, in the
 same write as the tick's data for a batched client, instead of a request read, decoded and
@@ -20,6 +25,7 @@ answered per client and second.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import trio
 
@@ -32,6 +38,43 @@ STATUS_PUSH_INTERVAL = 1.0
 
 #: The group of clients that never subscribed (they get everything).
 _EVERYTHING: Hashable = object()
+
+#: Data types whose every item is the whole state of its symbol (a ticker is the source's
+#: merged snapshot; a price, a derivatives state), so the latest one of a tick says all the
+#: earlier ones did: the ones ``{"op": "batch", "latest": [...]}`` may name. Never trades,
+#: liquidations or funding (events: each one counts), klines (a tick may close one candle
+#: and open the next) or books (deltas).
+LATEST_TYPES = ("derivatives", "price", "ticker")
+
+
+def conflate(envelopes: list[Envelope], latest: frozenset[str]) -> list[Envelope]:
+    """``envelopes`` with the items of data types in ``latest`` cut to the last one per
+    channel and symbol: one envelope per (channel, data type), where its first one was,
+    the symbols in order of first appearance. Other envelopes are kept as they are."""
+    merged: dict[tuple[str, str], dict[Any, dict[str, Any]]] = {}
+    first: dict[tuple[str, str], int] = {}
+    several: set[tuple[str, str]] = set()
+    out: list[Envelope] = []
+    for env in envelopes:
+        if env.data_type not in latest:
+            out.append(env)
+            continue
+        by_symbol = merged.get(env.key)
+        if by_symbol is None:
+            by_symbol = merged[env.key] = {}
+            first[env.key] = len(out)
+            out.append(env)
+        else:
+            several.add(env.key)
+        for item in env.data:
+            by_symbol[item.get("symbol")] = item
+    if not merged:
+        return envelopes
+    for key, by_symbol in merged.items():
+        at = first[key]
+        if key in several or len(by_symbol) != len(out[at].data):
+            out[at] = Envelope(key[0], key[1], list(by_symbol.values()))
+    return out
 
 
 class TickBatch:
@@ -78,8 +121,13 @@ class Ticker:
         self.status_text: Callable[[], str] | None = None
         self._status_due = 0.0
 
-    def add(self, client: Client) -> None:
-        """Batch ``client`` from now on; what is pending was offered to it already."""
+    def add(self, client: Client, latest: frozenset[str] = frozenset()) -> None:
+        """Batch ``client`` from now on (what is pending was offered to it already), with
+        only the latest item per channel and symbol of the data types ``latest`` names,
+        from this tick on. Asking again changes ``latest`` only."""
+        client.latest = latest
+        if client.batched:
+            return
         client.batched = True
         client.tick_start = len(self.pending)
         self.clients.add(client)
@@ -105,7 +153,7 @@ class Ticker:
         if not client.batched or start >= len(self.pending):
             return
         client.tick_start = len(self.pending)
-        selected = select(self.pending[start:], client.subscription, {})
+        selected = self._select(self.pending[start:], client, {})
         if selected:
             client.enqueue(selected)
 
@@ -139,8 +187,8 @@ class Ticker:
 
     def share(self, envelopes: list[Envelope]) -> list[tuple[Client, TickBatch]]:
         """Each batched client's share of ``envelopes``: one selection per distinct
-        subscription, one of its own for a client batched or settled since the last tick
-        (the envelopes offered to it already left out)."""
+        subscription and ``latest``, one of its own for a client batched or settled since
+        the last tick (the envelopes offered to it already left out)."""
         out: list[tuple[Client, TickBatch]] = []
         groups: dict[Hashable, TickBatch] = {}
         cache: FilterCache = {}
@@ -149,7 +197,7 @@ class Ticker:
             if start:
                 client.tick_start = 0
                 rest = envelopes[start:]
-                out.append((client, TickBatch(select(rest, client.subscription, cache),
+                out.append((client, TickBatch(self._select(rest, client, cache),
                                               self.max_message_chars) if rest else _NOTHING))
                 continue
             if not envelopes:
@@ -157,10 +205,19 @@ class Ticker:
                 continue
             sub = client.subscription
             signature = _EVERYTHING if sub is None else sub.signature()
-            batch = None if signature is None else groups.get(signature)
+            group = None if signature is None else (signature, client.latest)
+            batch = None if group is None else groups.get(group)
             if batch is None:
-                batch = TickBatch(select(envelopes, sub, cache), self.max_message_chars)
-                if signature is not None:
-                    groups[signature] = batch
+                batch = TickBatch(self._select(envelopes, client, cache),
+                                  self.max_message_chars)
+                if group is not None:
+                    groups[group] = batch
             out.append((client, batch))
         return out
+
+    @staticmethod
+    def _select(envelopes: list[Envelope], client: Client,
+                cache: FilterCache) -> list[Envelope]:
+        """What ``client``'s subscription selects, conflated as it asked."""
+        selected = select(envelopes, client.subscription, cache)
+        return conflate(selected, client.latest) if client.latest else selected

@@ -46,39 +46,57 @@ CLOSE_POLICY_VIOLATION = 1008
 #: (with 4 it cost ~30% more), while the text in flight stays bounded.
 DRAIN_MESSAGES = 8
 
-#: Cache of per-symbol filtered envelopes for one fan-out, shared by clients with equal filters.
-FilterCache = dict[tuple[int, "frozenset[str]"], "Envelope | None"]
+#: Cache of filtered (per symbol) and projected (per field) envelopes for one fan-out or
+#: tick, shared by every client with equal symbols and fields: (id of the envelope, its
+#: symbols or None for all, its fields or None for all) -> what is left of it.
+FilterCache = dict[tuple[int, "frozenset[str] | None", "frozenset[str] | None"],
+                   "Envelope | None"]
 
 
-def filter_envelope(env: Envelope, symbols: frozenset[str]) -> Envelope | None:
-    field = "s" if env.data_type == "trades" else "symbol"
-    data = [item for item in env.data if item.get(field) in symbols]
-    if not data:
-        return None
-    if len(data) == len(env.data):
+def project(data: list[dict[str, Any]], fields: frozenset[str]) -> list[dict[str, Any]]:
+    """``data``'s items with only their keys in ``fields`` (in their own order)."""
+    return [{k: v for k, v in item.items() if k in fields} for item in data]
+
+
+def filter_envelope(env: Envelope, symbols: frozenset[str] | None,
+                    fields: frozenset[str] | None = None) -> Envelope | None:
+    """``env``'s items of ``symbols`` (None: all), each cut to ``fields`` (None: all); None
+    if no item is left, ``env`` itself if nothing was taken out."""
+    data = env.data
+    if symbols is not None:
+        field = "s" if env.data_type == "trades" else "symbol"
+        data = [item for item in data if item.get(field) in symbols]
+        if not data:
+            return None
+    if fields is not None:
+        data = project(data, fields)
+    elif len(data) == len(env.data):
         return env
     return Envelope(env.channel, env.data_type, data)
 
 
 def select(envelopes: list[Envelope], sub: Subscription | None,
            cache: FilterCache) -> list[Envelope]:
-    """What ``sub`` selects of ``envelopes``; filtered envelopes are shared through
-    ``cache`` by every client with the same symbols."""
+    """What ``sub`` selects of ``envelopes`` (its symbols, each item cut to its fields);
+    filtered envelopes are shared through ``cache`` by every client with the same symbols
+    and fields, so each is built once per fan-out or tick, never per client."""
     if sub is None:
         return envelopes
     selected: list[Envelope] = []
+    projections = sub.fields
     for env in envelopes:
         if env.key not in sub:
             continue
         symbols = sub.symbols(env.key)
-        if symbols is None:
+        fields = projections.get(env.data_type) if projections else None
+        if symbols is None and fields is None:
             selected.append(env)
             continue
-        cache_key = (id(env), symbols)
+        cache_key = (id(env), symbols, fields)
         if cache_key in cache:
             filtered = cache[cache_key]
         else:
-            filtered = cache[cache_key] = filter_envelope(env, symbols)
+            filtered = cache[cache_key] = filter_envelope(env, symbols, fields)
         if filtered is not None:
             selected.append(filtered)
     return selected
@@ -173,6 +191,9 @@ class Client:
         self.writing_since: float | None = None
         #: A batched client's write the tick handed to its sender task (frames, messages).
         self.outgoing: tuple[bytes, int] | None = None
+        #: Data types of which a batched client gets only the latest item per channel and
+        #: symbol of each tick (``{"op": "batch", "latest": [...]}``).
+        self.latest: frozenset[str] = frozenset()
         #: How many of the tick's pending envelopes were offered to it already (it became
         #: batched, or its subscription changed, since the last tick).
         self.tick_start = 0
@@ -233,7 +254,7 @@ class Client:
             return
         data, messages = self._take_due()
         if write_nowait(self.ws, data):
-            self._written(messages)
+            self._written(messages, len(data))
             if backlogged(self.ws):
                 self.metrics.inc("batched_backlogs")
                 self.writing_since = trio.current_time()
@@ -242,8 +263,9 @@ class Client:
         self.outgoing = (data, messages)
         self._wakeup.unpark_all()
 
-    def _written(self, messages: int) -> None:
+    def _written(self, messages: int, size: int) -> None:
         self.metrics.inc("batched_writes")
+        self.metrics.inc("batched_bytes", size)
         self.metrics.inc("sent_messages", messages)
         self.dropped_since_send = 0
 
@@ -351,7 +373,7 @@ class Client:
                 return
             self.writing_since = None
             if messages:
-                self._written(messages)
+                self._written(messages, len(data))
 
     async def _send_messages(self) -> bool:
         """Send the replies, then a bounded take of the queue, one message at a time."""

@@ -12,7 +12,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from streamer import Metrics, RateLimitedLog
-from streamer_websocket.batching import Ticker
+from streamer_websocket.batching import LATEST_TYPES, Ticker
 from streamer_websocket.client import Client
 from streamer_websocket.client_json import BadClientJSON, decode_client_json
 from streamer_websocket.config import WebSocketConfig
@@ -104,8 +104,16 @@ class Session:
                 self._ticker.push_status(client, push is True)
             client.reply_text(self.status_text())
         elif op == "batch":
-            self._ticker.add(client)
-            client.reply({"op": "batch", "success": True, "interval": self._ticker.interval})
+            latest = message.get("latest", [])
+            if not (isinstance(latest, list) and len(latest) <= len(LATEST_TYPES)
+                    and all(name in LATEST_TYPES for name in latest)):
+                error = f"latest must be a list of data types among {', '.join(LATEST_TYPES)}"
+                self._bad_message(client, f"bad batch: {error}",
+                                  {"op": "batch", "success": False, "error": error})
+                return
+            self._ticker.add(client, frozenset(latest))
+            client.reply({"op": "batch", "success": True, "interval": self._ticker.interval,
+                          "latest": sorted(client.latest)})
         elif "user" in message or "key" in message:
             # Older clients may (re)send credentials once connected: answer, never close.
             creds = self._gate.credentials
@@ -152,4 +160,4 @@ class Session:
             return
         client.subscription = sub
         if client.reply({"op": op, "success": True, "args": args}) and op == "subscribe":
-            client.enqueue(self.snapshot.envelopes(Subscription.of(args)))
+            client.enqueue(self.snapshot.envelopes(Subscription.of(args), sub.fields))

@@ -3,10 +3,11 @@ never blank (a book is sent whole, then its live deltas follow: book_store.py)."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streamer_websocket.book_store import BookStore
+from streamer_websocket.client import project
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.subscription import Subscription
 
@@ -58,18 +59,27 @@ class SnapshotStore:
     def __len__(self) -> int:
         return self._size
 
-    def envelopes(self, sub: Subscription | None) -> list[Envelope]:
-        """What a client with subscription ``sub`` should see first, grouped into envelopes.
+    def envelopes(self, sub: Subscription | None,
+                  fields: Mapping[str, frozenset[str]] | None = None) -> list[Envelope]:
+        """What a client with subscription ``sub`` should see first, grouped into envelopes,
+        each item cut to the ``fields`` of its data type (default: ``sub``'s; a client's
+        own, when ``sub`` is the subscription of one request of it).
 
         Costs time in proportion to what is selected (or to the symbols ``sub`` names), not
         to the whole store.
         """
+        if fields is None:
+            fields = {} if sub is None else sub.fields
         out: list[Envelope] = []
         for data_type in _SNAPSHOT_TYPES:
             for channel in self._channels:
                 key = (channel, data_type)
                 if data_type == "book":
-                    out += self._book_envelopes(channel, sub)
+                    books = self._book_envelopes(channel, sub)
+                    if "book" in fields:
+                        books = [Envelope(channel, "book", project(env.data, fields["book"]))
+                                 for env in books]
+                    out += books
                     continue
                 by_symbol = self._latest.get(key)
                 if not by_symbol or (sub is not None and key not in sub):
@@ -81,6 +91,8 @@ class SnapshotStore:
                 else:
                     selected = [by_symbol[s] for s in sorted(symbols) if s in by_symbol]
                 items = [item for per_interval in selected for item in per_interval.values()]
+                if data_type in fields:
+                    items = project(items, fields[data_type])
                 for start in range(0, len(items), SNAPSHOT_CHUNK):
                     out.append(Envelope(channel, data_type, items[start:start + SNAPSHOT_CHUNK]))
         return out

@@ -37,6 +37,13 @@ ANY_CHANNEL = "*"
 #: Exchange symbols are short ASCII names ("BTCUSDT", "BTC-26DEC25"); anything else is
 #: refused, which also keeps an acknowledgement no larger than its request.
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+#: Field names one subscribe arg may name (``"fields"``), and the characters of each.
+MAX_FIELDS = 32
+MAX_FIELD_CHARS = 64
+_FIELD = re.compile(rf"[A-Za-z0-9_]{{1,{MAX_FIELD_CHARS}}}")
+#: Keys every projected item keeps: which symbol (``symbol``, a trade's ``s``), which candle
+#: (``interval``, ``timestamp``) and when (``ts``, a trade's ``T``).
+IDENTITY_FIELDS = frozenset({"symbol", "s", "ts", "T", "interval", "timestamp"})
 
 Key = tuple[str, str]
 #: A signature not built since the last change.
@@ -58,7 +65,7 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
         if not isinstance(arg, dict):
             raise SubscriptionError("each arg must be an object like "
                                     '{"channel": "linear", "data_type": "klines"}')
-        unknown = set(arg) - {"channel", "data_type", "symbols"}
+        unknown = set(arg) - {"channel", "data_type", "symbols", "fields"}
         if unknown:
             raise SubscriptionError(f"unknown arg keys: {', '.join(sorted(map(str, unknown)))}")
         out: dict[str, Any] = {}
@@ -88,6 +95,18 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
                 raise SubscriptionError(
                     f"bad symbol {bad[:40]!r}: 1-40 characters of A-Z 0-9 . _ -")
             out["symbols"] = sorted({s.upper() for s in symbols})
+        fields = arg.get("fields")
+        if fields is not None:
+            if (
+                not isinstance(fields, list)
+                or not fields
+                or len(fields) > MAX_FIELDS
+                or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields)
+            ):
+                raise SubscriptionError(
+                    f"fields must be a non-empty list of at most {MAX_FIELDS} names, each "
+                    f"1-{MAX_FIELD_CHARS} characters of A-Z a-z 0-9 _")
+            out["fields"] = sorted(set(fields))
         normalised.append(out)
     return normalised
 
@@ -110,9 +129,16 @@ class Subscription:
     entries, an "all symbols" key counting one; :meth:`subscribe` refuses to grow it past
     ``limit``. The frozen sets the fan-out uses to share filtered envelopes between clients
     are rebuilt lazily, at most once per change and fan-out, never per request.
+
+    ``fields`` projects the items of a data type: data_type -> the keys its items keep (the
+    names subscribed with ``"fields"`` and :data:`IDENTITY_FIELDS`); a data type not in it
+    keeps every key. Fields belong to the data type (every channel and symbol of it the
+    client holds), and add up as symbols do: a subscribe that names other fields adds them,
+    one that names none gives every field; they are forgotten when the data type's last
+    entry is unsubscribed.
     """
 
-    __slots__ = ("_carved", "_frozen", "_signature", "_symbols", "size")
+    __slots__ = ("_carved", "_frozen", "_signature", "_symbols", "_types", "fields", "size")
 
     def __init__(self) -> None:
         self._symbols: dict[Key, set[str] | None] = {}
@@ -121,6 +147,9 @@ class Subscription:
         self._frozen: dict[Key, frozenset[str] | None] = {}
         self._signature: Hashable | None = _STALE
         self.size = 0
+        #: data_type -> keys held of it (its fields are dropped with its last key).
+        self._types: dict[str, int] = {}
+        self.fields: dict[str, frozenset[str]] = {}
 
     @classmethod
     def of(cls, args: list[dict[str, Any]]) -> Subscription:
@@ -169,7 +198,8 @@ class Subscription:
                     frozenset((key, None if held is None else frozenset(held))
                               for key, held in self._symbols.items()),
                     frozenset((data_type, frozenset(channels))
-                              for data_type, channels in self._carved.items()))
+                              for data_type, channels in self._carved.items()),
+                    frozenset(self.fields.items()))
         return self._signature
 
     def matches(self, channel: str, data_type: str, symbol: str) -> bool:
@@ -207,15 +237,31 @@ class Subscription:
         for arg in args:
             symbols = arg.get("symbols")
             for key in _keys(arg):
+                self._add_fields(key[1], arg.get("fields"))
                 self._add(key, symbols)
                 if key[0] == ANY_CHANNEL:
                     # A carved-out channel is every channel too: it gets the symbols itself.
                     for channel in self._carved.get(key[1], ()):
                         self._add((channel, key[1]), symbols)
 
+    def _add_fields(self, data_type: str, fields: list[str] | None) -> None:
+        """Fields a subscribe of ``data_type`` adds (before its keys are added)."""
+        if not self._types.get(data_type):
+            if fields is not None:  # the first entry of the data type sets them
+                self.fields[data_type] = IDENTITY_FIELDS.union(fields)
+            return
+        held = self.fields.get(data_type)
+        if held is None:
+            return  # every field already
+        if fields is None:
+            del self.fields[data_type]
+        else:
+            self.fields[data_type] = held.union(fields)
+
     def _add(self, key: Key, symbols: list[str] | None) -> None:
         table = self._symbols
         if key not in table:
+            self._types[key[1]] = self._types.get(key[1], 0) + 1
             table[key] = None if symbols is None else set(symbols)
             self.size += 1 if symbols is None else len(symbols)
             return
@@ -236,7 +282,7 @@ class Subscription:
             return
         held = table[key]
         if symbols is None:
-            del table[key]
+            self._forget(key)
             self.size -= 1 if held is None else len(held)
             return
         assert held is not None
@@ -244,11 +290,24 @@ class Subscription:
         held.difference_update(symbols)
         self.size -= before - len(held)
         if not held:
-            del table[key]
+            self._forget(key)
+
+    def _forget(self, key: Key) -> None:
+        del self._symbols[key]
+        left = self._types[key[1]] - 1
+        if left:
+            self._types[key[1]] = left
+        else:
+            del self._types[key[1]]
+            self.fields.pop(key[1], None)
 
     def check_unsubscribe(self, args: list[dict[str, Any]]) -> None:
         carving: dict[str, set[str]] = {}
         for arg in args:
+            if "fields" in arg:
+                raise SubscriptionError(
+                    "fields are named by subscribe only: unsubscribe the data type, then "
+                    "subscribe it with the fields wanted")
             for key in _keys(arg):
                 channel, data_type = key
                 if channel == ANY_CHANNEL:
