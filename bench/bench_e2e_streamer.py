@@ -389,7 +389,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["ws_metrics"] = pipeline.metrics()["ws"]
                 # what it sent over the window: messages, and writes to batched clients
                 result["ws_window"] = {k: result["ws_metrics"].get(k, 0) - ws0.get(k, 0)
-                                       for k in ("sent_messages", "batched_writes")}
+                                       for k in ("sent_messages", "batched_writes",
+                                                 "batched_bytes")}
             if clients is not None:
                 result["ws_clients"] = len(pipeline.node("ws").clients)
                 clients.kill()

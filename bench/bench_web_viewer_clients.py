@@ -1,11 +1,13 @@
 """Browser-like viewers of the web view's feed: ``--viewers`` WebSocket connections that
 speak to the websocket sink as the page's app.js does.
 
-Each one logs in with its first message, asks for batches (``{"op": "batch"}``: everything
-due in one write at most every batch_interval), subscribes to every symbol's tickers and
-klines, asks for the status pushed once a second (``{"op": "status", "push": true}``),
-and on the first symbol it discovers (from a ticker or a kline, as the page does)
-unsubscribes from klines and trades and subscribes to that symbol's klines and trades.
+Each one logs in with its first message, asks for batches (``{"op": "batch", "latest":
+["ticker"]}``: everything due in one write at most every batch_interval, only the latest
+ticker per symbol in it), subscribes to every symbol's tickers (only the three fields the
+page reads: ``"fields"``) and klines, asks for the status pushed once a second
+(``{"op": "status", "push": true}``), and on the first symbol it discovers (from a ticker or
+a kline, as the page does) unsubscribes from klines and trades and subscribes to that
+symbol's klines and trades.
 Unlike the page it decodes only what it needs (messages until it picked its symbol, then
 trades; msgspec): what the streamer spends does not depend on it, and the CPU it saves is
 left to the simulator and the streamer. Each viewer connects from its own loopback address
@@ -40,6 +42,8 @@ from websockets.exceptions import ConnectionClosed
 RETRIES = 8
 decode = msgspec.json.Decoder().decode
 CATCH_UP_S = 30.0
+#: The ticker fields the page reads (app.js TICKER_FIELDS).
+TICKER_FIELDS = ["bid1Price", "ask1Price", "lastPrice"]
 
 
 class Viewer:
@@ -79,8 +83,9 @@ class Viewer:
                 if reply.get("status") != "authenticated":
                     raise RuntimeError(f"viewer {self.index}: login refused: {reply}")
                 authenticated = True
-                await ws.send(json.dumps({"op": "batch"}))
-                await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "ticker"}]}))
+                await ws.send(json.dumps({"op": "batch", "latest": ["ticker"]}))
+                await ws.send(json.dumps({"op": "subscribe", "args": [
+                    {"data_type": "ticker", "fields": TICKER_FIELDS}]}))
                 await ws.send(json.dumps({"op": "subscribe", "args": [{"data_type": "klines"}]}))
                 await ws.send(json.dumps({"op": "status", "push": True}))
                 await self._read(ws)

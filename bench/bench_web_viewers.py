@@ -6,7 +6,8 @@ The streamer (``bench_e2e_streamer.py --pipeline web``, its own process) runs
 ``bybit.linear (trades, tickers) -> klines.from_trades (1m 5m 1h 4h 1D, throttled updates)
 -> websocket (web = true, login)`` and measures its own CPU over a window after a warm-up.
 The viewers (``bench_web_viewer_clients.py``, a third process, its CPU not counted) speak to
-the sink as the page does: login, batches (``{"op": "batch"}``), every symbol's tickers and
+the sink as the page does: login, batches with the latest ticker per symbol
+(``{"op": "batch", "latest": ["ticker"]}``), every symbol's tickers (three fields) and
 klines, then one symbol's klines and trades, the status pushed once a second
 (``{"op": "status", "push": true}``). ``--batch-interval`` sets the sink's batch_interval.
 
@@ -67,6 +68,7 @@ def streamer_run(children: Children, info: dict[str, Any], args: argparse.Namesp
     per_viewer_s = result["wall_s"] * max(viewers, 1)
     result["writes_per_viewer_s"] = sent.get("batched_writes", 0) / per_viewer_s
     result["messages_per_viewer_s"] = sent.get("sent_messages", 0) / per_viewer_s
+    result["kib_per_viewer_s"] = sent.get("batched_bytes", 0) / per_viewer_s / 1024
     result["loadavg_end"] = os.getloadavg()
     return result
 
@@ -78,7 +80,8 @@ def fmt_runs(runs: list[dict[str, Any]], key: str = "us_per_msg", spec: str = ".
 
 def row(viewers: int, runs: list[dict[str, Any]]) -> str:
     sends = (f"{fmt_runs(runs, 'writes_per_viewer_s')} | "
-             f"{fmt_runs(runs, 'messages_per_viewer_s')}") if viewers else "- | -"
+             f"{fmt_runs(runs, 'messages_per_viewer_s')} | "
+             f"{fmt_runs(runs, 'kib_per_viewer_s')}") if viewers else "- | - | -"
     return (f"| {viewers} | {fmt_runs(runs)} | {fmt_runs(runs, 'msg_per_s', ',.0f')} | "
             f"{fmt_runs(runs, 'cpu_percent', '.0f')} | {sends} | {len(runs)} |")
 
@@ -167,21 +170,25 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
         "(web = true, login); the streamer's CPU (user + system) over "
         f"{args.duration:g} s after a {args.warmup:g} s warm-up, per message; "
         f"{args.rounds} rounds, the order (none / viewers) rotated each round. Viewers: "
-        "bench_web_viewer_clients.py, the page's requests (batches, `{\"op\": \"batch\"}`, "
+        "bench_web_viewer_clients.py, the page's requests (batches with the latest ticker "
+        "per symbol, `{\"op\": \"batch\", \"latest\": [\"ticker\"]}`, "
         + (f"at a batch_interval of {args.batch_interval:g} s" if args.batch_interval
            is not None else f"at the sink's default batch_interval of {DEFAULT_INTERVAL:g} s")
-        + "; every symbol's tickers, then one "
+        + "; every symbol's tickers, three fields of each (`\"fields\": [\"bid1Price\", "
+        "\"ask1Price\", \"lastPrice\"]`), then one "
         "symbol's klines and trades; the status pushed once a second, asked with "
         "`{\"op\": \"status\", \"push\": true}`), each from its own loopback "
         "address, in their own process.", "",
         "| viewers | CPU us per message | messages/s received | streamer CPU, % of a core "
-        "| writes per viewer per s | messages sent per viewer per s | runs |",
-        "|---|---|---|---|---|---|---|",
+        "| writes per viewer per s | messages sent per viewer per s "
+        "| KiB written per viewer per s | runs |",
+        "|---|---|---|---|---|---|---|---|",
         row(0, runs[0]), row(args.viewers, runs[args.viewers]), "",
         "Median (min-max) of the runs. Writes: the sink's `batched_writes` (one per tick "
         "that had anything for a viewer that asked `{\"op\": \"batch\"}`, as the page "
         "does); messages: its `sent_messages` (one per channel and data type in a write, "
-        "and each reply), both over the window.", "",
+        "and each reply); KiB: its `batched_bytes` (the frames written to batched viewers), "
+        "all over the window.", "",
         f"Ratio of the medians: {median_viewers / median_none:.3f} (target <= 1.10); per "
         f"round: {', '.join(f'{r:.3f}' for r in ratios)}.", "",
         *short_of_rate(args, runs),

@@ -17,6 +17,7 @@ import pytest
 import trio
 from server_process import free_port
 
+from streamer_websocket.subscription import IDENTITY_FIELDS
 from websocket.web_helpers import BOOK_PIPE, BOOKS_TOP, WEB_PIPE, Streamer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -94,6 +95,12 @@ def browse(url: str, fake, streamer: Streamer) -> list[str]:
         assert float(page.text_content("#ask")) == float(ticker["ask1Price"])
         assert page.get_attribute("#chart", "data-symbol") == "linear BTCUSDT"
         assert page.locator("#trades tbody tr").count() == 4
+        # The page asked for the latest ticker per symbol of each tick, and three fields.
+        (client,) = trio.from_thread.run_sync(
+            lambda: list(streamer.pipeline.node("wss").clients))
+        assert client.batched and client.latest == {"ticker"}
+        assert client.subscription.fields == {
+            "ticker": IDENTITY_FIELDS | {"bid1Price", "ask1Price", "lastPrice"}}
         # This pipeline streams no book: the panel says so and shows no level.
         expect(page.locator("#book")).to_have_attribute("data-state", "none")
         assert page.text_content("#book-note") == "No book streamed for this symbol"

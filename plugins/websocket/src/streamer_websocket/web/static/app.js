@@ -8,6 +8,8 @@
   const MAX_CANDLES = 2000;
   const MAX_TRADES = 50;
   const RETRY_MAX_MS = 10000;
+  // The ticker fields onTicker reads: the sink sends only these (and the symbol, ts).
+  const TICKER_FIELDS = ["bid1Price", "ask1Price", "lastPrice"];
   const $ = (id) => document.getElementById(id);
   const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
   const wsPath = meta("streamer-ws-path");
@@ -122,12 +124,14 @@
     book.reset();  // a new connection: the book comes whole again before its deltas
     dirty.market = true;
     // Everything due in one message burst at most every batch_interval (0.2 s by default:
-    // 5 updates a second; the page redraws at most 10 times a second).
-    send({ op: "batch" });
-    // Tickers of every symbol (quotes, the picker); klines of every symbol until one is
-    // chosen (the picker), then only the chosen symbol's klines, trades and book. (The
-    // books of every symbol come once, unasked, in the snapshot sent on connect.)
-    send({ op: "subscribe", args: [{ data_type: "ticker" }] });
+    // 5 updates a second; the page redraws at most 10 times a second), with only the
+    // latest ticker of each symbol in it (the page shows the latest).
+    send({ op: "batch", latest: ["ticker"] });
+    // Tickers of every symbol (quotes, the picker), only the fields onTicker reads (and the
+    // symbol); klines of every symbol until one is chosen (the picker), then only the
+    // chosen symbol's klines, trades and book. (The books of every symbol come once,
+    // unasked, in the snapshot sent on connect.)
+    send({ op: "subscribe", args: [{ data_type: "ticker", fields: TICKER_FIELDS }] });
     if (selected) subscribeSelected();
     else send({ op: "subscribe", args: [{ data_type: "klines" }] });
     // The status now, then pushed by the server once a second (no request per second).
