@@ -335,3 +335,29 @@ async def test_a_new_client_gets_each_book_whole_then_its_deltas(start_sink: Sta
         got = (await recv(ws))["data"]  # coalesced into one message (one channel and type)
         assert [(b["symbol"], b["update_id"]) for b in got] == [("BTCUSDT", 7), ("ETHUSDT", 9)]
         assert got[0]["asks"] == [] and got[1]["bids"] == []
+
+
+async def test_liquidations_are_filtered_by_their_s_and_never_in_the_snapshot(
+    start_sink: StartSink, nursery
+) -> None:
+    """A liquidation names its symbol ``s`` as a trade does: a subscription to one symbol's
+    liquidations gets them, and the snapshot (state, not history) holds none."""
+    from streamer import Liquidation
+
+    def liquidation(symbol: str, ts: int) -> Liquidation:
+        return Liquidation(channel="linear", symbol=symbol, ts=ts, side="Buy", size="1",
+                           price="100")
+
+    with trio.fail_after(10):
+        sink, inbox = await start_sink()
+        ws = await subscribed(nursery, sink, [{"data_type": "liquidations",
+                                               "symbols": ["BTCUSDT"]}])
+        await sink.wait_for_clients(1)
+        await inbox.put([liquidation("ETHUSDT", 1), liquidation("BTCUSDT", 2)])
+        env = await recv_until_data(ws)
+        assert env == {"channel": "linear", "data_type": "liquidations",
+                       "data": [liquidation("BTCUSDT", 2).to_wire()]}
+        late = await connect(nursery, sink)
+        await send(late, {"type": "ping"})
+        assert await recv(late) == {"type": "pong"}  # no snapshot came before it
+        assert len(sink.snapshot) == 0

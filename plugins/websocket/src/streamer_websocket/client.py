@@ -53,6 +53,10 @@ FilterCache = dict[tuple[int, "frozenset[str] | None", "frozenset[str] | None"],
                    "Envelope | None"]
 
 
+#: Data types whose items name their symbol ``s`` (Bybit's short keys); others ``symbol``.
+SHORT_SYMBOL_KEY = frozenset({"trades", "liquidations"})
+
+
 def project(data: list[dict[str, Any]], fields: frozenset[str]) -> list[dict[str, Any]]:
     """``data``'s items with only their keys in ``fields`` (in their own order)."""
     return [{k: v for k, v in item.items() if k in fields} for item in data]
@@ -64,7 +68,7 @@ def filter_envelope(env: Envelope, symbols: frozenset[str] | None,
     if no item is left, ``env`` itself if nothing was taken out."""
     data = env.data
     if symbols is not None:
-        field = "s" if env.data_type == "trades" else "symbol"
+        field = "s" if env.data_type in SHORT_SYMBOL_KEY else "symbol"
         data = [item for item in data if item.get(field) in symbols]
         if not data:
             return None

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streamer_websocket.book_store import BookStore
-from streamer_websocket.client import project
+from streamer_websocket.client import SHORT_SYMBOL_KEY, project
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.subscription import Subscription
 
@@ -33,8 +33,8 @@ class SnapshotStore:
     def update(self, envelopes: list[Envelope]) -> None:
         latest = self._latest
         for env in envelopes:
-            if env.data_type == "trades":
-                continue  # a trade is history, not state
+            if env.data_type in SHORT_SYMBOL_KEY:
+                continue  # a trade or a liquidation is history, not state
             if env.data_type == "book":
                 if env.channel not in self._channels:
                     self._channels = sorted([*self._channels, env.channel])
