@@ -183,16 +183,23 @@ async def test_shutdown_cuts_a_backoff_short_with_nats_down(autojump_clock):
     server = NatsServer()  # never started: its port refuses connections
     context = Context(name="nats", type="nats", logger=logging.getLogger("streamer.sink.nats"),
                       metrics=Metrics())
-    sink = NatsSink(NatsSinkConfig(url=server.url, shutdown_timeout=1.0, retry_initial=20.0,
-                                   retry_max=30.0), context)
+    sink = NatsSink(NatsSinkConfig(url=server.url, shutdown_timeout=1.0, connect_timeout=0.1,
+                                   retry_initial=20.0, retry_max=30.0), context)
     sink._backoff = Backoff(20.0, 30.0, jitter=False)  # every sleep 20 s or more
     inbox = Inbox("nats", 100)
     given_up_at: list[float] = []
+    unreachable: list[float] = []
+    in_backoff = trio.Event()
 
     class WhenGivenUp(logging.Handler):
-        # The writer logs what it could not publish when it stops, on trio's thread: the
-        # time of that line is when the sink gave up (its asyncio thread is closed after).
+        # The sink logs on trio's thread both when a connect fails (the writer's backoff
+        # sleep starts right after, with no checkpoint between) and, when it stops, what it
+        # could not publish: the time of that line is when the sink gave up.
         def emit(self, record: logging.LogRecord) -> None:
+            if "unreachable" in record.getMessage():
+                unreachable.append(trio.current_time())
+                if len(unreachable) == 2:
+                    in_backoff.set()
             if "not acknowledged" in record.getMessage():
                 given_up_at.append(trio.current_time())
 
@@ -201,11 +208,14 @@ async def test_shutdown_cuts_a_backoff_short_with_nats_down(autojump_clock):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sink.run, inbox)
         await inbox.put([Trade("linear", "BTCUSDT", 1, "Buy", "1", "1", "1")])
-        # the start-up attempt and the writer's: the writer is now in its 20 s sleep
-        while context.metrics["connect_failures"] < 2:
-            await trio.sleep(0.01)
+        # The start-up attempt and the writer's: the writer is now in its 20 s sleep. Wait
+        # for the log line, not by polling: a polling sleep would make the autojump clock
+        # race through virtual time while the attempts take real time on the asyncio thread.
+        await in_backoff.wait()
         closed_at = trio.current_time()
         inbox.close()
     context.logger.removeHandler(handler)
+    assert unreachable[1] == closed_at  # no virtual time passed: the sleep had just begun
     assert given_up_at == [pytest.approx(closed_at + 1.0, abs=1e-6)]
+    assert context.metrics["connect_failures"] == 2
     assert context.metrics["lost_at_shutdown"] == 1

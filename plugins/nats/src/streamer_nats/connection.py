@@ -8,6 +8,7 @@ sink or source connects: a ``.creds`` file path (``STREAMER_NATS_CREDS``), a tok
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -63,6 +64,33 @@ def name_without_wildcards(_: Any, attribute: attrs.Attribute[str], value: str) 
     if not value or any(c in value for c in ".*> "):
         raise ValueError(f"{attribute.name}: expected a name without '.', '*', '>' or "
                          f"spaces, got {value!r}")
+
+
+#: Seconds between cancels of a connect attempt that outlived its timeout.
+_RECANCEL_S = 0.05
+
+
+async def connect_within(options: dict[str, Any], timeout: float) -> Any:
+    """``nats.connect(**options)`` within ``timeout`` seconds (on the asyncio loop).
+
+    Not ``asyncio.wait_for``: with endless reconnects nats-py retries a refused first
+    connection in a loop that catches ``Exception``, and on Python 3.11 a cancel that lands
+    as an attempt fails comes back as that attempt's ``OSError`` (the inner ``wait_for``'s
+    race), so the loop goes on and ``wait_for`` waits for it forever. This cancels the
+    attempt again until it has ended. A connection made just as time ran out is kept.
+    """
+    import nats  # not at module level: the config checks import this module at registration
+
+    attempt = asyncio.ensure_future(nats.connect(**options))
+    try:
+        await asyncio.wait({attempt}, timeout=timeout)
+    finally:
+        while not attempt.done():
+            attempt.cancel()
+            await asyncio.wait({attempt}, timeout=_RECANCEL_S)
+    if attempt.cancelled():
+        raise TimeoutError(f"no connection within {timeout:g}s")
+    return attempt.result()
 
 
 @attrs.define

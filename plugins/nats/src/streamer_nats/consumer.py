@@ -18,6 +18,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from streamer_nats.connection import connect_within
+
 _DELIVER = {
     "new": DeliverPolicy.NEW,
     "all": DeliverPolicy.ALL,
@@ -53,7 +55,7 @@ class Consumer:
 
     async def connect(self, timeout: float) -> None:
         self.closing = False
-        self.nc = await asyncio.wait_for(nats.connect(**self._options), timeout)
+        self.nc = await connect_within(self._options, timeout)
         js = self.nc.jetstream(timeout=self.api_timeout)
         self.subs = []
         for i, subject in enumerate(self.subjects):

@@ -23,6 +23,7 @@ import nats.js.errors
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from streamer import Event
+from streamer_nats.connection import connect_within
 from streamer_nats.messages import msg_id_of, payload_of, subject_of
 
 _PENDING, _STORED, _DUPLICATE, _ERROR = 0, 1, 2, 3
@@ -86,7 +87,7 @@ class Publisher:
         """Connect (within ``timeout``: with endless reconnects nats-py would keep trying
         the first connection forever) and create or check the stream."""
         if self.nc is None or self.nc.is_closed:
-            self.nc = await asyncio.wait_for(nats.connect(**self._options), timeout)
+            self.nc = await connect_within(self._options, timeout)
             self.js = self.nc.jetstream(timeout=self.api_timeout)
             await self._subscribe_acks()
         if not self.stream_ready:
