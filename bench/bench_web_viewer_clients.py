@@ -7,7 +7,7 @@ ticker per symbol in it), subscribes to every symbol's tickers (only the three f
 page reads: ``"fields"``) and klines, asks for the status pushed once a second
 (``{"op": "status", "push": true}``), and on the first symbol it discovers (from a ticker or
 a kline, as the page does) unsubscribes from klines and trades and subscribes to that
-symbol's klines and trades.
+symbol's klines and trades (the three trade fields the page shows).
 Unlike the page it decodes only what it needs (messages until it picked its symbol, then
 trades; msgspec): what the streamer spends does not depend on it, and the CPU it saves is
 left to the simulator and the streamer. Each viewer connects from its own loopback address
@@ -44,6 +44,8 @@ decode = msgspec.json.Decoder().decode
 CATCH_UP_S = 30.0
 #: The ticker fields the page reads (app.js TICKER_FIELDS).
 TICKER_FIELDS = ["bid1Price", "ask1Price", "lastPrice"]
+#: The trade fields the page shows (app.js TRADE_FIELDS; the sink adds "s" and "T").
+TRADE_FIELDS = ["S", "p", "v"]
 
 
 class Viewer:
@@ -124,7 +126,8 @@ class Viewer:
                                   "args": [{"data_type": "klines"}, {"data_type": "trades"}]}))
         await ws.send(json.dumps({"op": "subscribe", "args": [
             {"channel": channel, "data_type": "klines", "symbols": [symbol]},
-            {"channel": channel, "data_type": "trades", "symbols": [symbol]}]}))
+            {"channel": channel, "data_type": "trades", "symbols": [symbol],
+             "fields": TRADE_FIELDS}]}))
 
     def report(self, start_ms: int, end_ms: int) -> dict[str, Any]:
         first, last = start_ms // 1000, end_ms // 1000

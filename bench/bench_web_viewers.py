@@ -8,7 +8,8 @@ The streamer (``bench_e2e_streamer.py --pipeline web``, its own process) runs
 The viewers (``bench_web_viewer_clients.py``, a third process, its CPU not counted) speak to
 the sink as the page does: login, batches with the latest ticker per symbol
 (``{"op": "batch", "latest": ["ticker"]}``), every symbol's tickers (three fields) and
-klines, then one symbol's klines and trades, the status pushed once a second
+klines, then one symbol's klines and trades (three fields of each trade), the status
+pushed once a second
 (``{"op": "status", "push": true}``). ``--batch-interval`` sets the sink's batch_interval.
 
 Rounds: the streamer without viewers and with ``--viewers``, the order rotated each round;
@@ -176,7 +177,8 @@ def write_summary(args: argparse.Namespace, machine: dict[str, Any], started: fl
            is not None else f"at the sink's default batch_interval of {DEFAULT_INTERVAL:g} s")
         + "; every symbol's tickers, three fields of each (`\"fields\": [\"bid1Price\", "
         "\"ask1Price\", \"lastPrice\"]`), then one "
-        "symbol's klines and trades; the status pushed once a second, asked with "
+        "symbol's klines and trades (three fields of each trade, `\"fields\": [\"S\", "
+        "\"p\", \"v\"]`); the status pushed once a second, asked with "
         "`{\"op\": \"status\", \"push\": true}`), each from its own loopback "
         "address, in their own process.", "",
         "| viewers | CPU us per message | messages/s received | streamer CPU, % of a core "

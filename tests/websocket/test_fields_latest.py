@@ -18,6 +18,7 @@ from streamer_websocket.client import Client
 from streamer_websocket.config import WebSocketConfig
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.subscription import (
+    FIELDS_NEED_A_DATA_TYPE,
     IDENTITY_FIELDS,
     MAX_FIELD_CHARS,
     MAX_FIELDS,
@@ -63,7 +64,13 @@ def test_fields_are_normalised_and_bounded() -> None:
             parse_args([{"data_type": "ticker", "fields": bad}])
         assert str(info.value) == error
     at_ceiling = [f"f{i}" for i in range(MAX_FIELDS - 1)] + ["a" * MAX_FIELD_CHARS]
-    assert parse_args([{"fields": at_ceiling}]) == [{"fields": sorted(at_ceiling)}]
+    assert parse_args([{"data_type": "trades", "fields": at_ceiling}]) == [
+        {"data_type": "trades", "fields": sorted(at_ceiling)}]
+    for no_cut in ({}, {"channel": "linear"}, {"data_type": "book"},
+                   {"data_type": "book", "symbols": ["BTCUSDT"]}):
+        with pytest.raises(SubscriptionError) as info:
+            parse_args([{**no_cut, "fields": ["b"]}])
+        assert str(info.value) == FIELDS_NEED_A_DATA_TYPE
     with pytest.raises(SubscriptionError, match="fields are named by subscribe only"):
         sub({"data_type": "ticker"}).unsubscribe(
             parse_args([{"data_type": "ticker", "fields": ["lastPrice"]}]))

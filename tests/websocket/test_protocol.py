@@ -229,8 +229,12 @@ async def test_snapshot_on_subscribe_is_filtered(start_sink: StartSink, nursery)
          "each 1-64 characters"),
         ('{"op": "subscribe", "args": [{"fields": ' + str([f"f{i}" for i in range(33)])
          .replace("'", '"') + "}]}", "at most 32 names"),
-        ('{"op": "unsubscribe", "args": [{"fields": ["lastPrice"]}]}',
+        ('{"op": "unsubscribe", "args": [{"data_type": "ticker", "fields": ["lastPrice"]}]}',
          "fields are named by subscribe only"),
+        ('{"op": "subscribe", "args": [{"data_type": "book", "fields": ["b"]}]}',
+         "fields need a data_type other than book"),
+        ('{"op": "subscribe", "args": [{"fields": ["lastPrice"]}]}',
+         "fields need a data_type other than book"),
     ],
 )
 async def test_bad_client_messages_get_an_error_and_harm_nobody(

@@ -5,6 +5,7 @@ thread; it calls back into trio (fake trades, a restart) with ``trio.from_thread
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
 import tempfile
@@ -95,12 +96,22 @@ def browse(url: str, fake, streamer: Streamer) -> list[str]:
         assert float(page.text_content("#ask")) == float(ticker["ask1Price"])
         assert page.get_attribute("#chart", "data-symbol") == "linear BTCUSDT"
         assert page.locator("#trades tbody tr").count() == 4
+        # The trades asked with three fields (side, price, size) still show whole, newest first.
+        rows = [[cell.text_content() for cell in row.locator("td").all()]
+                for row in page.locator("#trades tbody tr").all()]
+        times = [datetime.datetime.fromtimestamp((now - 300_000 + i * 60_000) / 1000,
+                                                 datetime.timezone.utc)
+                 .strftime("%H:%M:%S.%f")[:-3] for i in (3, 2, 1, 0)]
+        assert [(time, float(price), float(size)) for time, _, price, size in rows] == [
+            (times[0], 103, 1), (times[1], 102, 1), (times[2], 101, 1), (times[3], 100, 1)]
+        assert all(side in ("Buy", "Sell") for _, side, _, _ in rows), rows
         # The page asked for the latest ticker per symbol of each tick, and three fields.
         (client,) = trio.from_thread.run_sync(
             lambda: list(streamer.pipeline.node("wss").clients))
         assert client.batched and client.latest == {"ticker"}
         assert client.subscription.fields == {
-            "ticker": IDENTITY_FIELDS | {"bid1Price", "ask1Price", "lastPrice"}}
+            "ticker": IDENTITY_FIELDS | {"bid1Price", "ask1Price", "lastPrice"},
+            "trades": IDENTITY_FIELDS | {"S", "p", "v"}}
         # This pipeline streams no book: the panel says so and shows no level.
         expect(page.locator("#book")).to_have_attribute("data-state", "none")
         assert page.text_content("#book-note") == "No book streamed for this symbol"

@@ -41,6 +41,8 @@ _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 MAX_FIELDS = 32
 MAX_FIELD_CHARS = 64
 _FIELD = re.compile(rf"[A-Za-z0-9_]{{1,{MAX_FIELD_CHARS}}}")
+FIELDS_NEED_A_DATA_TYPE = ("fields need a data_type other than book (a book's items "
+                           "must stay whole to keep the book)")
 #: Keys every projected item keeps: which symbol (``symbol``, a trade's ``s``), which candle
 #: (``interval``, ``timestamp``) and when (``ts``, a trade's ``T``).
 IDENTITY_FIELDS = frozenset({"symbol", "s", "ts", "T", "interval", "timestamp"})
@@ -106,6 +108,9 @@ def parse_args(args: Any) -> list[dict[str, Any]]:
                 raise SubscriptionError(
                     f"fields must be a non-empty list of at most {MAX_FIELDS} names, each "
                     f"1-{MAX_FIELD_CHARS} characters of A-Z a-z 0-9 _")
+            if out.get("data_type") in (None, "book"):
+                # A book cut to some keys can no longer be kept whole (its levels, u, seq).
+                raise SubscriptionError(FIELDS_NEED_A_DATA_TYPE)
             out["fields"] = sorted(set(fields))
         normalised.append(out)
     return normalised

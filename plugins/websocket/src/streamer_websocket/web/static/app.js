@@ -10,6 +10,8 @@
   const RETRY_MAX_MS = 10000;
   // The ticker fields onTicker reads: the sink sends only these (and the symbol, ts).
   const TICKER_FIELDS = ["bid1Price", "ask1Price", "lastPrice"];
+  // What drawMarket shows of a trade (the server adds its symbol "s" and time "T").
+  const TRADE_FIELDS = ["S", "p", "v"];
   const $ = (id) => document.getElementById(id);
   const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
   const wsPath = meta("streamer-ws-path");
@@ -98,7 +100,7 @@
     // one), then its deltas follow.
     send({ op: "subscribe", args: [
       { channel, data_type: "klines", symbols: [symbol] },
-      { channel, data_type: "trades", symbols: [symbol] },
+      { channel, data_type: "trades", symbols: [symbol], fields: TRADE_FIELDS },
       { channel, data_type: "book", symbols: [symbol] },
     ] });
   }
