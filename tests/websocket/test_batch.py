@@ -218,6 +218,48 @@ async def test_websockets_client_reads_the_frames(start_sink: StartSink, nursery
         assert extensions is None
 
 
+def test_the_tick_holds_only_what_a_batched_client_selects() -> None:
+    """Envelopes no batched client selects are let go at the fan-out, not held for the
+    tick; a subscription changed between ticks holds from the change on, and the data
+    before it stays selected as before."""
+    from streamer._metrics import Metrics
+
+    def env(data_type: str, *symbols: str) -> Envelope:
+        key = "s" if data_type == "trades" else "symbol"
+        return Envelope("linear", data_type, [{key: s} for s in symbols])
+
+    viewer = Client(None, client_id=1, address="127.0.0.1", queue_size=100,  # type: ignore[arg-type]
+                    max_dropped=10, send_timeout=1, max_message_chars=1 << 18,
+                    metrics=Metrics(), cancel_scope=trio.CancelScope())
+    viewer.subscription = Subscription.of(parse_args(
+        [{"data_type": "trades", "symbols": ["BTCUSDT"]}, {"data_type": "ticker"}]))
+    tick = Ticker(0.1, 1 << 18)
+    tick.collect([env("trades", "BTCUSDT")])
+    assert tick.pending == []  # no batched client: nothing held
+    tick.add(viewer)
+    btc, eth, mixed = env("trades", "BTCUSDT"), env("trades", "ETHUSDT"), env(
+        "trades", "ETHUSDT", "BTCUSDT")
+    quote, candle = env("ticker", "ETHUSDT"), env("klines", "BTCUSDT")
+    tick.collect([btc, eth, quote, candle, mixed])
+    assert tick.pending == [btc, quote, mixed]
+    # Subscribe ETHUSDT's trades too: held from the change on.
+    tick.settle(viewer)
+    viewer.subscription.subscribe(parse_args([{"data_type": "trades", "symbols": ["ETHUSDT"]}]),
+                                  limit=None)
+    eth2 = env("trades", "ETHUSDT")
+    tick.collect([eth2, candle])
+    assert tick.pending == [btc, quote, mixed, eth2]
+    # settled: selected as before the change (the mixed one cut to BTCUSDT's item)
+    assert [(e.data_type, e.data) for e in viewer.queue] == [
+        ("trades", [{"s": "BTCUSDT"}]), ("ticker", [{"symbol": "ETHUSDT"}]),
+        ("trades", [{"s": "BTCUSDT"}])]
+    # No batched client left: nothing held.
+    tick.discard(viewer)
+    tick.pending = []
+    tick.collect([btc, eth2])
+    assert tick.pending == []
+
+
 async def test_data_before_a_subscribe_is_selected_as_before_it(
     start_sink: StartSink, nursery, autojump_clock
 ) -> None:

@@ -1,8 +1,9 @@
 """The tick of batched clients: everything due to them, at most once per ``batch_interval``.
 
 A client that asks ``{"op": "batch"}`` (the web view does) takes no part in the fan-out of
-each inbox drain. The fan-out hands the envelopes to the :class:`Ticker` instead, and each
-tick selects from all of them once per distinct subscription (clients with equal
+each inbox drain. The fan-out hands the envelopes to the :class:`Ticker` instead, which holds
+those some batched client selects (the rest are let go at once), and each tick selects from
+them once per distinct subscription (clients with equal
 subscriptions share one :class:`TickBatch`: one selection, one coalescing, one JSON text
 and one set of frame bytes) and writes to each client that has anything due, at once when its
 socket takes it. So the cost of a viewer is one write per tick, whatever the rate of the
@@ -29,7 +30,7 @@ from typing import Any
 
 import trio
 
-from streamer_websocket.client import Client, FilterCache, coalesce, select
+from streamer_websocket.client import SHORT_SYMBOL_KEY, Client, FilterCache, coalesce, select
 from streamer_websocket.envelope import Envelope
 from streamer_websocket.frames import text_frames
 
@@ -38,6 +39,9 @@ STATUS_PUSH_INTERVAL = 1.0
 
 #: The group of clients that never subscribed (they get everything).
 _EVERYTHING: Hashable = object()
+#: A (channel, data_type) no batched client selects; one not worked out yet.
+_UNWANTED: Any = object()
+_UNKNOWN: Any = object()
 
 #: Data types whose every item is the whole state of its symbol (a ticker is the source's
 #: merged snapshot; a price, a derivatives state), so the latest one of a tick says all the
@@ -113,8 +117,13 @@ class Ticker:
         #: The clients the fan-out offers to directly (the sink's): a client that asks for
         #: batches leaves it.
         self.unbatched: set[Client] = set() if unbatched is None else unbatched
-        #: Envelopes of the fan-outs since the last tick, in order.
+        #: Envelopes of the fan-outs since the last tick that some batched client's
+        #: subscription selects, in order.
         self.pending: list[Envelope] = []
+        #: (channel, data_type) -> the symbols any batched client selects of it (None:
+        #: all; _UNWANTED: none), worked out when first seen since the batched clients or
+        #: a subscription of one last changed.
+        self._wanted: dict[tuple[str, str], Any] = {}
         #: The clients the status is pushed to, and the status reply's text (None: the
         #: sink offers no status).
         self.status_clients: set[Client] = set()
@@ -132,10 +141,12 @@ class Ticker:
         client.tick_start = len(self.pending)
         self.clients.add(client)
         self.unbatched.discard(client)
+        self._wanted.clear()
 
     def discard(self, client: Client) -> None:
         self.clients.discard(client)
         self.status_clients.discard(client)
+        self._wanted.clear()
 
     def push_status(self, client: Client, on: bool) -> None:
         """Push the status to ``client`` from the next push on (or stop)."""
@@ -149,6 +160,8 @@ class Ticker:
         handed to it yet; called before the subscription changes, so the data from before
         a change is selected as it was then (and the snapshot of a subscribe comes after
         it), as for a client that is not batched."""
+        if client.batched:
+            self._wanted.clear()  # the subscription changes next (no checkpoint between)
         start = client.tick_start
         if not client.batched or start >= len(self.pending):
             return
@@ -158,9 +171,41 @@ class Ticker:
             client.enqueue(selected)
 
     def collect(self, envelopes: list[Envelope]) -> None:
-        """One fan-out's envelopes (held until the next tick only if a client is batched)."""
-        if self.clients:
-            self.pending += envelopes
+        """One fan-out's envelopes: held until the next tick if some batched client's
+        subscription selects them, let go at once otherwise (a viewer of one symbol's trades
+        does not hold every symbol's for a tick, nor the tick's selection go through them)."""
+        if not self.clients:
+            return
+        wanted = self._wanted
+        pending = self.pending
+        for env in envelopes:
+            symbols = wanted.get(env.key, _UNKNOWN)
+            if symbols is _UNKNOWN:
+                symbols = wanted[env.key] = self._wanted_symbols(env.key)
+            if symbols is None:
+                pending.append(env)
+            elif symbols is not _UNWANTED:
+                field = "s" if env.data_type in SHORT_SYMBOL_KEY else "symbol"
+                for item in env.data:
+                    if item.get(field) in symbols:
+                        pending.append(env)
+                        break
+
+    def _wanted_symbols(self, key: tuple[str, str]) -> Any:
+        """The symbols of ``key`` some batched client selects (None: all; _UNWANTED)."""
+        union: set[str] = set()
+        wanted = False
+        for client in self.clients:
+            sub = client.subscription
+            if sub is None:
+                return None
+            if key in sub:
+                symbols = sub.symbols(key)
+                if symbols is None:
+                    return None
+                union |= symbols
+                wanted = True
+        return frozenset(union) if wanted else _UNWANTED
 
     async def run(self) -> None:
         while True:
