@@ -8,7 +8,6 @@ sink or source connects: a ``.creds`` file path (``STREAMER_NATS_CREDS``), a tok
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -79,7 +78,11 @@ async def connect_within(options: dict[str, Any], timeout: float) -> Any:
     race), so the loop goes on and ``wait_for`` waits for it forever. This cancels the
     attempt again until it has ended. A connection made just as time ran out is kept.
     """
-    import nats  # not at module level: the config checks import this module at registration
+    # Not at module level: the config checks import this module at registration, and
+    # `streamer check` must not load asyncio or nats-py (tests/core/test_lazy_imports.py).
+    import asyncio
+
+    import nats
 
     attempt = asyncio.ensure_future(nats.connect(**options))
     try:
